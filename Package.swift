@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+//
+// swift-shm — memory-mapped I/O and shared-memory IPC for Swift on Linux.
+// Layering (see DESIGN.md): CShm → ShmSystem → ShmPrimitives → Shm / ShmLog → ShmCLI.
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "swift-shm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Shm", targets: ["Shm"]),
+        .executable(name: "shm", targets: ["ShmCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // What Swift cannot call: variadic syscalls, cmsg macros, _GNU_SOURCE things.
+        .target(name: "CShm"),
+        // Typed, throwing wrappers over the OS: mappings, segments, futexes, processes.
+        .target(name: "ShmSystem", dependencies: ["CShm"], swiftSettings: strict),
+        // Public API; re-exports the layers below it.
+        .target(name: "Shm", dependencies: ["ShmSystem"], swiftSettings: strict),
+        // The `shm` command-line tool.
+        .executableTarget(
+            name: "ShmCLI",
+            dependencies: [
+                "Shm",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // "The other process" that multi-process tests spawn.
+        .executableTarget(name: "ShmPeer", dependencies: ["Shm"], swiftSettings: strict),
+        // Test-only helpers: fork-based checks done entirely in C (see the header).
+        .target(name: "CShmTestSupport", path: "Tests/CShmTestSupport"),
+        .target(
+            name: "ShmTestSupport",
+            dependencies: ["Shm", "CShmTestSupport"],
+            path: "Tests/ShmTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShmSystemTests",
+            dependencies: ["ShmSystem", "ShmTestSupport", "ShmPeer", "ShmCLI"],
+            swiftSettings: strict
+        ),
+    ]
+)

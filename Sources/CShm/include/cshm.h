@@ -1,0 +1,120 @@
+// CShm — the C that Swift cannot call directly: variadic syscalls
+// (futex, memfd_create, renameat2, pidfd_open), variadic fcntl/mremap forms,
+// the CMSG_* macros for SCM_RIGHTS, and CPU_SET.
+//
+// The functions live in shim.c, which is compiled with _GNU_SOURCE. This
+// header deliberately includes only plain C headers: defining _GNU_SOURCE in
+// a header that Swift imports as a module changes libc's struct definitions
+// (fd_set, …) and conflicts with the SwiftGlibc module.
+//
+// Functions return the raw result; on failure they return -1 (or
+// MAP_FAILED) with errno set, exactly like the libc call they wrap, so the
+// Swift layer handles one errno convention. Nothing here allocates or keeps
+// state. Every name is prefixed `cshm_`.
+#ifndef CSHM_H
+#define CSHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/// FUTEX_WAIT on a word that other processes also map (no FUTEX_PRIVATE_FLAG).
+/// `timeout` is relative (CLOCK_MONOTONIC) or NULL for no timeout.
+int cshm_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *timeout);
+
+/// FUTEX_WAKE: wakes up to `count` waiters; returns how many were woken.
+int cshm_futex_wake(uint32_t *word, int count);
+
+/// FUTEX_LOCK_PI with an absolute CLOCK_REALTIME timeout, or NULL.
+int cshm_futex_lock_pi(uint32_t *word, const struct timespec *abs_realtime);
+
+/// FUTEX_TRYLOCK_PI: the kernel-side try-lock (also resolves dead owners).
+int cshm_futex_trylock_pi(uint32_t *word);
+
+/// FUTEX_UNLOCK_PI: hands a contended PI futex to the top waiter.
+int cshm_futex_unlock_pi(uint32_t *word);
+
+uint32_t cshm_futex_waiters_bit(void);
+
+uint32_t cshm_futex_owner_died_bit(void);
+
+uint32_t cshm_futex_tid_mask(void);
+
+pid_t cshm_gettid(void);
+
+/// pidfd_open(2): a descriptor that becomes readable when `pid` exits.
+int cshm_pidfd_open(pid_t pid);
+
+/// Pins the calling thread to one CPU (CPU_SET is a macro).
+int cshm_pin_to_cpu(int cpu);
+
+/// Number of CPUs in the calling thread's affinity mask.
+int cshm_allowed_cpu_count(void);
+
+void *cshm_map_failed(void);
+
+/// mremap(2) with MREMAP_MAYMOVE (mremap is variadic in glibc).
+void *cshm_mremap_maymove(void *old_address, size_t old_size, size_t new_size);
+
+/// memfd_create(2).
+int cshm_memfd_create(const char *name, unsigned int flags);
+
+unsigned int cshm_mfd_cloexec(void);
+
+unsigned int cshm_mfd_allow_sealing(void);
+
+unsigned int cshm_mfd_hugetlb(void);
+
+/// fcntl(F_ADD_SEALS) (fcntl is variadic).
+int cshm_add_seals(int fd, int seals);
+
+/// fcntl(F_GET_SEALS).
+int cshm_get_seals(int fd);
+
+/// fcntl(F_GETFD) / fcntl(F_SETFD) for FD_CLOEXEC.
+int cshm_set_cloexec(int fd, int on);
+
+int cshm_get_cloexec(int fd);
+
+int cshm_seal_seal(void);
+
+int cshm_seal_shrink(void);
+
+int cshm_seal_grow(void);
+
+int cshm_seal_write(void);
+
+int cshm_seal_future_write(void);
+
+/// renameat2(RENAME_NOREPLACE): atomically moves `from` to `to`, failing
+/// with EEXIST if `to` exists.
+int cshm_rename_noreplace(const char *from, const char *to);
+
+/// Sends `fd` and `len` bytes of `data` (at least one byte) over a Unix socket.
+ssize_t cshm_send_fd(int sock, int fd, const void *data, size_t len);
+
+/// Receives up to `len` bytes and at most one descriptor (stored in `*fd_out`,
+/// -1 if none arrived). The received descriptor is close-on-exec. Extra
+/// descriptors a hostile peer packs into the message are closed, not leaked.
+ssize_t cshm_recv_fd(int sock, int *fd_out, void *data, size_t len);
+
+int cshm_ipc_private(void);
+
+/// shmctl(IPC_STAT) reduced to the fields we report.
+int cshm_sysv_stat(int shmid, size_t *size, uint32_t *uid, uint32_t *mode,
+                                 int32_t *creator_pid, uint64_t *attach_count);
+
+int cshm_sysv_remove(int shmid);
+
+int cshm_errno(void);
+
+void cshm_set_errno(int value);
+
+/// pipe2(O_CLOEXEC) (a GNU extension).
+int cshm_pipe_cloexec(int fds[2]);
+
+/// accept4(SOCK_CLOEXEC) (a GNU extension).
+int cshm_accept_cloexec(int listener);
+
+#endif

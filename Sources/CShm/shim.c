@@ -1,0 +1,198 @@
+// CShm implementation. Compiled with _GNU_SOURCE; see include/cshm.h for why
+// the header itself stays free of it.
+#define _GNU_SOURCE 1
+
+#include "cshm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <stdio.h>
+#include <sys/uio.h>
+#include <linux/fs.h>
+#include <unistd.h>
+
+// MARK: - Futex (futex(2) is only reachable through variadic syscall(2))
+
+int cshm_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *timeout) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout, NULL, 0);
+}
+
+int cshm_futex_wake(uint32_t *word, int count) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+int cshm_futex_lock_pi(uint32_t *word, const struct timespec *abs_realtime) {
+    return (int)syscall(SYS_futex, word, FUTEX_LOCK_PI, 0, abs_realtime, NULL, 0);
+}
+
+int cshm_futex_trylock_pi(uint32_t *word) {
+    return (int)syscall(SYS_futex, word, FUTEX_TRYLOCK_PI, 0, NULL, NULL, 0);
+}
+
+int cshm_futex_unlock_pi(uint32_t *word) {
+    return (int)syscall(SYS_futex, word, FUTEX_UNLOCK_PI, 0, NULL, NULL, 0);
+}
+
+uint32_t cshm_futex_waiters_bit(void) { return FUTEX_WAITERS; }
+uint32_t cshm_futex_owner_died_bit(void) { return FUTEX_OWNER_DIED; }
+uint32_t cshm_futex_tid_mask(void) { return FUTEX_TID_MASK; }
+
+// MARK: - Threads and processes
+
+pid_t cshm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+int cshm_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int cshm_pin_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
+int cshm_allowed_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}
+
+// MARK: - Memory
+
+void *cshm_map_failed(void) { return MAP_FAILED; }
+
+void *cshm_mremap_maymove(void *old_address, size_t old_size, size_t new_size) {
+    return mremap(old_address, old_size, new_size, MREMAP_MAYMOVE);
+}
+
+int cshm_memfd_create(const char *name, unsigned int flags) {
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+unsigned int cshm_mfd_cloexec(void) { return MFD_CLOEXEC; }
+unsigned int cshm_mfd_allow_sealing(void) { return MFD_ALLOW_SEALING; }
+unsigned int cshm_mfd_hugetlb(void) { return MFD_HUGETLB; }
+
+int cshm_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+int cshm_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+
+int cshm_set_cloexec(int fd, int on) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+    return fcntl(fd, F_SETFD, flags);
+}
+
+int cshm_get_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    return (flags & FD_CLOEXEC) ? 1 : 0;
+}
+
+int cshm_seal_seal(void) { return F_SEAL_SEAL; }
+int cshm_seal_shrink(void) { return F_SEAL_SHRINK; }
+int cshm_seal_grow(void) { return F_SEAL_GROW; }
+int cshm_seal_write(void) { return F_SEAL_WRITE; }
+int cshm_seal_future_write(void) {
+#ifdef F_SEAL_FUTURE_WRITE
+    return F_SEAL_FUTURE_WRITE;
+#else
+    return 0x0010;
+#endif
+}
+
+int cshm_rename_noreplace(const char *from, const char *to) {
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
+
+// MARK: - Descriptor passing (SCM_RIGHTS; the CMSG_* macros are not importable)
+
+ssize_t cshm_send_fd(int sock, int fd, const void *data, size_t len) {
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t cshm_recv_fd(int sock, int *fd_out, void *data, size_t len) {
+    struct iovec iov = { .iov_base = data, .iov_len = len };
+    union { char buf[CMSG_SPACE(sizeof(int) * 8)]; struct cmsghdr align; } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    *fd_out = -1;
+    ssize_t n;
+    do { n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int received;
+            memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            // Keep the first descriptor; close any extras a peer packed in.
+            if (*fd_out < 0) *fd_out = received; else close(received);
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        // The kernel dropped descriptors that did not fit: a protocol error.
+        if (*fd_out >= 0) { close(*fd_out); *fd_out = -1; }
+        errno = EPROTO;
+        return -1;
+    }
+    return n;
+}
+
+// MARK: - System V shared memory
+
+int cshm_ipc_private(void) { return IPC_PRIVATE; }
+
+int cshm_sysv_stat(int shmid, size_t *size, uint32_t *uid, uint32_t *mode,
+                   int32_t *creator_pid, uint64_t *attach_count) {
+    struct shmid_ds ds;
+    if (shmctl(shmid, IPC_STAT, &ds) != 0) return -1;
+    *size = ds.shm_segsz;
+    *uid = ds.shm_perm.uid;
+    *mode = ds.shm_perm.mode & 0777;
+    *creator_pid = ds.shm_cpid;
+    *attach_count = (uint64_t)ds.shm_nattch;
+    return 0;
+}
+
+int cshm_sysv_remove(int shmid) { return shmctl(shmid, IPC_RMID, NULL); }
+
+// MARK: - GNU extensions
+
+int cshm_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int cshm_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
+
+// MARK: - errno
+
+int cshm_errno(void) { return errno; }
+void cshm_set_errno(int value) { errno = value; }
