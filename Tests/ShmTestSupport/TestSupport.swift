@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Shm
+
+/// Helpers shared by the test targets: unique names, and the executables
+/// (`ShmPeer`, `shm`) that multi-process tests spawn.
+public enum TestSupport {
+    private static let counter = Atomic<Int>(0)
+
+    /// A segment name no other test (or concurrent test run) uses:
+    /// `t<pid>.<n>.<label>`.
+    public static func uniqueName(_ label: String = "seg") -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        return "t\(getpid()).\(n).\(label)"
+    }
+
+    /// A scratch path under /tmp unique to this test.
+    public static func temporaryPath(_ label: String) -> String {
+        "/tmp/swift-shm-test-\(uniqueName(label))"
+    }
+
+    /// Directory holding the built products (the test bundle's own directory).
+    public static let productsDirectory: String = {
+        var candidates: [String] = []
+        let argv0 = CommandLine.arguments.first ?? ""
+        if let slash = argv0.lastIndex(of: "/") { candidates.append(String(argv0[..<slash])) }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if n > 0 {
+            let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if let slash = exe.lastIndex(of: "/") { candidates.append(String(exe[..<slash])) }
+        }
+        // Inside an .xctest bundle directory the products are one level up.
+        candidates += candidates.map { $0 + "/.." }
+        for dir in candidates where access(dir + "/ShmPeer", X_OK) == 0 { return dir }
+        return candidates.first ?? "."
+    }()
+
+    /// Path of the peer executable the tests spawn as "the other process".
+    public static var peerPath: String { productsDirectory + "/ShmPeer" }
+    /// Path of the `shm` command-line tool.
+    public static var cliPath: String { productsDirectory + "/shm" }
+
+    /// Spawns the peer with `arguments`, capturing its output.
+    public static func spawnPeer(_ arguments: [String], inheriting: [Int32: Int32] = [:],
+                                 pipeStandardInput: Bool = false) throws -> ChildProcess {
+        try ChildProcess.spawn(peerPath, arguments: arguments, inheriting: inheriting,
+                               captureOutput: true, pipeStandardInput: pipeStandardInput)
+    }
+
+    /// Runs the peer to completion (bounded) and returns its exit status and stdout.
+    public static func runPeer(_ arguments: [String], inheriting: [Int32: Int32] = [:],
+                               timeout: Duration = .seconds(20)) throws -> (status: ExitStatus, output: String, error: String) {
+        let child = try spawnPeer(arguments, inheriting: inheriting)
+        let status = try child.wait(timeout: timeout)
+        return (status, child.outputText, child.errorText)
+    }
+
+    /// Runs `shm` with `arguments` to completion (bounded).
+    public static func runCLI(_ arguments: [String], stdin: String? = nil,
+                              timeout: Duration = .seconds(30)) throws -> (status: ExitStatus, output: String, error: String) {
+        let child = try ChildProcess.spawn(cliPath, arguments: arguments, captureOutput: true,
+                                           pipeStandardInput: stdin != nil)
+        if let stdin {
+            try child.writeToStandardInput(Array(stdin.utf8))
+            child.closeStandardInput()
+        }
+        let status = try child.wait(timeout: timeout)
+        return (status, child.outputText, child.errorText)
+    }
+}
