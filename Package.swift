@@ -49,7 +49,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmSystemTests",
-            dependencies: ["ShmSystem", "ShmTestSupport", "ShmPeer", "ShmCLI"],
+            dependencies: ["ShmSystem", "ShmTestSupport", "ShmPeer"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShmCLITests",
+            dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI"],
             swiftSettings: strict
         ),
     ]

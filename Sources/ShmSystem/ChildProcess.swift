@@ -172,6 +172,16 @@ public final class ChildProcess: @unchecked Sendable {
         return ChildProcess(pid: pid, pidfd: pidfd, stdoutFD: out, stderrFD: err, stdinFD: input)
     }
 
+    /// The path of the running executable (`readlink /proc/self/exe`), to
+    /// spawn another instance of this program.
+    public static var currentExecutablePath: String {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1) }
+        }
+        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : CommandLine.arguments[0]
+    }
+
     /// Sends `signal` to the child (`kill(2)`); a no-op after it was reaped.
     public func kill(_ signal: Int32 = SIGKILL) {
         guard status == nil else { return }

@@ -1,0 +1,18 @@
+import ArgumentParser
+import Shm
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure; every figure is printed beside baselines from the same run.",
+        discussion: "Run release builds: `swift run -c release shm bench …`.",
+        subcommands: [MmapBenchCommand.self]
+    )
+}
+
+/// Warns when the binary is a debug build, whose figures mean little.
+func warnIfDebugBuild() {
+    #if DEBUG
+    StandardStreams.printError("warning: this is a debug build; benchmark with `swift run -c release shm bench …`")
+    #endif
+}

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+import ShmTestSupport
+import Shm
+
+/// Parses `text` as JSON.
+func json(_ text: String) throws -> Any {
+    try JSONSerialization.jsonObject(with: Data(text.utf8))
+}
+
+@Suite("shm command-line tool")
+struct CLITests {
+    @Test func createListStatRemove() throws {
+        let name = TestSupport.uniqueName("cli")
+        let created = try TestSupport.runCLI(["create", name, "--size", "64KiB", "--mode", "0640", "--json"])
+        #expect(created.status == .exited(0), "\(created.error)")
+        let report = try #require(try json(created.output) as? [String: Any])
+        #expect(report["name"] as? String == name)
+        #expect(report["data_size"] as? Int == 65536)
+        #expect(report["mode"] as? String == "0640")
+
+        let listed = try TestSupport.runCLI(["ls", "--json"])
+        #expect(listed.status == .exited(0))
+        let rows = try #require(try json(listed.output) as? [[String: Any]])
+        let row = try #require(rows.first { $0["name"] as? String == name })
+        #expect(row["size"] as? Int == 65536 + 4096)
+        #expect(row["creator_alive"] as? Bool == false) // the `shm create` process has exited
+        #expect(row["created_at"] is String)
+
+        let table = try TestSupport.runCLI(["ls"])
+        #expect(table.output.contains("NAME") && table.output.contains(name))
+
+        let stat = try TestSupport.runCLI(["stat", name])
+        #expect(stat.status == .exited(0))
+        #expect(stat.output.contains("data size:   65536 bytes"))
+        #expect(stat.output.contains("state:       ready"))
+
+        let removed = try TestSupport.runCLI(["rm", name])
+        #expect(removed.status == .exited(0))
+        #expect(removed.output == "removed \(name)\n")
+        let again = try TestSupport.runCLI(["rm", name])
+        #expect(again.status == .exited(1))
+        #expect(again.error.contains("no segment named '\(name)'"))
+    }
+
+    @Test(arguments: [
+        (["create", "bad/name", "--size", "4096"], "contains '/'"),
+        (["create", "ok-name", "--size", "0"], "at least 1 byte"),
+        (["create", "ok-name", "--size", "12XB"], "unknown unit"),
+        (["create", "ok-name", "--size", "4096", "--mode", "999"], "invalid mode"),
+        (["create", "", "--size", "4096"], "empty"),
+        (["stat", "no-such-segment-anywhere"], "no segment named"),
+        (["rm", "no-such-segment-anywhere"], "no segment named"),
+    ])
+    func badInputFailsWithAClearMessage(arguments: [String], message: String) throws {
+        let result = try TestSupport.runCLI(arguments)
+        #expect(result.status != .exited(0))
+        #expect(result.error.contains(message), "stderr: \(result.error)")
+        #expect(result.output.isEmpty)
+    }
+
+    @Test func createTwiceFailsAndKeepsTheFirst() throws {
+        let name = TestSupport.uniqueName("cli")
+        defer { _ = try? TestSupport.runCLI(["rm", name]) }
+        #expect(try TestSupport.runCLI(["create", name, "--size", "4096"]).status == .exited(0))
+        let second = try TestSupport.runCLI(["create", name, "--size", "8192"])
+        #expect(second.status == .exited(1))
+        #expect(second.error.contains("already exists"))
+        let stat = try TestSupport.runCLI(["stat", name, "--json"])
+        #expect((try json(stat.output) as? [String: Any])?["data_size"] as? Int == 4096)
+    }
+
+    @Test func statOfAForeignObjectExplainsAndFails() throws {
+        let name = try SegmentName(TestSupport.uniqueName("cli"))
+        let fd = shm_open(name.posixName, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        try #require(fd >= 0)
+        _ = ftruncate(fd, 8192)
+        close(fd)
+        defer { _ = shm_unlink(name.posixName) }
+        let stat = try TestSupport.runCLI(["stat", name.name])
+        #expect(stat.status == .exited(2))
+        #expect(stat.output.contains("problem:") && stat.output.contains("not a swift-shm segment"))
+        let listed = try TestSupport.runCLI(["ls"])
+        #expect(listed.output.contains("unreadable"))
+    }
+
+    @Test func lsReportsTheSegmentOfAKilledProcessAsOwnedByADeadProcess() throws {
+        let name = TestSupport.uniqueName("cli")
+        defer { _ = try? TestSupport.runCLI(["rm", name]) }
+        let peer = try TestSupport.spawnPeer(["posix-hold", name, "4096"])
+        #expect(try peer.readLine(timeout: .seconds(20)) == "ready")
+        func row() throws -> [String: Any]? {
+            let listed = try TestSupport.runCLI(["ls", "--json"])
+            return (try json(listed.output) as? [[String: Any]])?.first { $0["name"] as? String == name }
+        }
+        #expect(try row()?["creator_alive"] as? Bool == true)
+        #expect(try row()?["creator_pid"] as? Int == Int(peer.pid))
+        peer.kill(SIGKILL)
+        _ = try peer.wait(timeout: .seconds(10))
+        #expect(try row()?["creator_alive"] as? Bool == false)
+        #expect(try TestSupport.runCLI(["ls"]).output.contains("no (dead)"))
+    }
+
+    @Test func demoMovesDataBetweenTwoProcesses() throws {
+        let result = try TestSupport.runCLI(["demo", "--messages", "2", "--round-trips", "1000"], timeout: .seconds(60))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let lines = result.output.split(separator: "\n")
+        let parents = Set(lines.filter { $0.hasPrefix("[parent") }.map { $0.split(separator: "]")[0] })
+        let children = Set(lines.filter { $0.hasPrefix("[child") }.map { $0.split(separator: "]")[0] })
+        #expect(parents.count == 1 && children.count == 1)
+        #expect(result.output.contains("read reply: \"pid"))
+        #expect(result.output.contains("1000 round trips"))
+    }
+
+    @Test func benchMmapRunsAndVerifies() throws {
+        let result = try TestSupport.runCLI(["bench", "mmap", "--ints", "1000", "--iterations", "20",
+                                             "--large-size", "1MiB", "--large-iterations", "2", "--json"],
+                                            timeout: .seconds(120))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+        #expect(rows.count == 4)
+        for row in rows {
+            #expect((row["ratio"] as? Double ?? 0) > 0)
+            #expect((row["read_write_ns"] as? [String: Any])?["p50"] is Int)
+        }
+    }
+}
