@@ -25,8 +25,10 @@ let package = Package(
         .target(name: "CShm"),
         // Typed, throwing wrappers over the OS: mappings, segments, futexes, processes.
         .target(name: "ShmSystem", dependencies: ["CShm"], swiftSettings: strict),
+        // Data structures laid out in raw shared memory: rings, queues, futex primitives.
+        .target(name: "ShmPrimitives", dependencies: ["ShmSystem"], swiftSettings: strict),
         // Public API; re-exports the layers below it.
-        .target(name: "Shm", dependencies: ["ShmSystem"], swiftSettings: strict),
+        .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
         // The `shm` command-line tool.
         .executableTarget(
             name: "ShmCLI",

@@ -27,6 +27,10 @@ int cshm_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *ti
     return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout, NULL, 0);
 }
 
+int cshm_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *abs_monotonic) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, abs_monotonic, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
 int cshm_futex_wake(uint32_t *word, int count) {
     return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }

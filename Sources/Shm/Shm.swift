@@ -2,3 +2,4 @@
 // programs against; the layers themselves stay separate targets so that
 // dependencies point one way (see DESIGN.md).
 @_exported import ShmSystem
+@_exported import ShmPrimitives

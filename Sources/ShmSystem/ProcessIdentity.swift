@@ -11,9 +11,13 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     /// Start time in clock ticks since boot (`starttime` in proc(5)); 0 when unknown.
     public let startTime: UInt64
 
+    /// True when `startTime` holds only the low 32 bits (see `packed`).
+    let startTimeIsTruncated: Bool
+
     public init(pid: Int32, startTime: UInt64) {
         self.pid = pid
         self.startTime = startTime
+        self.startTimeIsTruncated = false
     }
 
     /// The calling process (`getpid` + `/proc/self/stat`).
@@ -36,13 +40,31 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
         guard pid > 0 else { return .dead }
         if kill(pid, 0) != 0 && Errno.current == .noSuchProcess { return .dead }
         guard let now = ProcessIdentity.startTime(of: pid) else { return .dead }
-        if startTime != 0 && now != startTime { return .dead }
+        let observed = startTimeIsTruncated ? now & 0xffff_ffff : now
+        if startTime != 0 && observed != startTime { return .dead }
         // A zombie has exited; its resources are as good as released.
         if ProcessIdentity.isZombie(pid) { return .dead }
         return .alive
     }
 
     public var isAlive: Bool { liveness == .alive }
+
+    /// The identity in one 64-bit word, for lock-free slots in shared
+    /// memory: low 32 bits pid, high 32 bits the low 32 bits of the start
+    /// time (clock ticks; at 100 Hz that wraps after 497 days of uptime,
+    /// after which a recycled pid with a colliding start time is conceivable
+    /// but vanishingly rare). 0 means "nobody".
+    public var packed: UInt64 {
+        UInt64(UInt32(bitPattern: pid)) | (startTime & 0xffff_ffff) << 32
+    }
+
+    /// Unpacks `packed`; the start time is only its low 32 bits, which
+    /// `liveness` accounts for.
+    public init(packed: UInt64) {
+        self.pid = Int32(bitPattern: UInt32(truncatingIfNeeded: packed))
+        self.startTime = packed >> 32
+        self.startTimeIsTruncated = true
+    }
 
     public var description: String { "pid \(pid)" }
 

@@ -117,4 +117,19 @@ int cshm_pipe_cloexec(int fds[2]);
 /// accept4(SOCK_CLOEXEC) (a GNU extension).
 int cshm_accept_cloexec(int listener);
 
+/// A spin-wait hint for the CPU (x86 PAUSE, ARM YIELD): lets a spinning
+/// hyperthread give way and avoids a memory-order mis-speculation penalty on
+/// loop exit. Inline: it sits in every spin loop.
+static inline void cshm_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/// FUTEX_WAIT with an absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT_BITSET),
+/// so repeated waits after spurious wake-ups never extend the timeout.
+int cshm_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *abs_monotonic);
+
 #endif

@@ -1,0 +1,89 @@
+import ShmSystem
+
+/// The header every structure in this module writes at the start of its
+/// region: magic, version, its configuration as 64-bit fields, and a
+/// checksum over all of it. Written once before the structure is used;
+/// attaching validates every part before trusting any field.
+///
+/// ```text
+/// offset 0   magic     UInt32 (four ASCII characters)
+/// offset 4   version   UInt32
+/// offset 8   fields    UInt64 × n (structure-specific configuration)
+/// offset 8+8n checksum UInt64, FNV-1a of bytes 0..<8+8n
+/// ```
+package enum LayoutHeader {
+    package static func size(fields: Int) -> Int { 16 + 8 * fields }
+
+    package static func write(_ base: UnsafeMutableRawPointer, magic: SegmentKind, version: UInt32, fields: [UInt64]) {
+        base.storeBytes(of: magic.rawValue, toByteOffset: 0, as: UInt32.self)
+        base.storeBytes(of: version, toByteOffset: 4, as: UInt32.self)
+        for (i, field) in fields.enumerated() { base.storeBytes(of: field, toByteOffset: 8 + 8 * i, as: UInt64.self) }
+        base.storeBytes(of: checksum(base, bytes: 8 + 8 * fields.count), toByteOffset: 8 + 8 * fields.count, as: UInt64.self)
+    }
+
+    /// Reads `count` fields after checking magic, version and checksum.
+    package static func read(_ region: MappedBytes, magic: SegmentKind, version: UInt32, count: Int,
+                             what: String) throws(QueueError) -> [UInt64] {
+        guard region.count >= size(fields: count) else {
+            throw .regionTooSmall(needed: size(fields: count), available: region.count)
+        }
+        let base = region.unsafeBaseAddress
+        let foundMagic = base.load(fromByteOffset: 0, as: UInt32.self)
+        guard foundMagic == magic.rawValue else {
+            throw .invalidLayout("expected a \(what) (magic \(magic)), found magic \(SegmentKind(rawValue: foundMagic))")
+        }
+        let foundVersion = base.load(fromByteOffset: 4, as: UInt32.self)
+        guard foundVersion == version else {
+            throw .invalidLayout("\(what) layout version \(foundVersion); this build supports \(version)")
+        }
+        let stored = base.load(fromByteOffset: 8 + 8 * count, as: UInt64.self)
+        guard stored == checksum(base, bytes: 8 + 8 * count) else {
+            throw .invalidLayout("\(what) header checksum mismatch")
+        }
+        return (0..<count).map { base.load(fromByteOffset: 8 + 8 * $0, as: UInt64.self) }
+    }
+
+    static func checksum(_ base: UnsafeRawPointer, bytes: Int) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for i in 0..<bytes { hash = (hash ^ UInt64(base.load(fromByteOffset: i, as: UInt8.self))) &* 0x0000_0100_0000_01b3 }
+        return hash
+    }
+}
+
+/// A role slot: one 64-bit word holding the packed `ProcessIdentity` of the
+/// process that holds a role (0: nobody). Claimed with a CAS; a slot whose
+/// holder is dead is taken over.
+package struct RoleSlot: @unchecked Sendable {
+    let word: UnsafeMutablePointer<Atomic<UInt64>>
+
+    package init(_ address: UnsafeMutableRawPointer) { word = UnsafeMutablePointer(OpaquePointer(address)) }
+
+    /// Claims the slot for the calling process, taking it over from a dead holder.
+    package func claim(role: String) throws(QueueError) {
+        let me = ProcessIdentity.current.packed
+        var current = word.pointee.load(ordering: .acquiring)
+        for _ in 0..<64 {
+            if current != 0 && current != me {
+                let holder = ProcessIdentity(packed: current)
+                if holder.isAlive { throw .roleTaken(role: role, pid: holder.pid) }
+            }
+            let (done, original) = word.pointee.compareExchange(expected: current, desired: me, ordering: .acquiringAndReleasing)
+            if done { return }
+            current = original
+        }
+        throw .roleTaken(role: role, pid: ProcessIdentity(packed: current).pid)
+    }
+
+    /// Gives the slot up if this process still holds it.
+    package func release() {
+        _ = word.pointee.compareExchange(expected: ProcessIdentity.current.packed, desired: 0, ordering: .releasing)
+    }
+
+    /// Who holds the role now, if anyone.
+    package var holder: ProcessIdentity? {
+        let value = word.pointee.load(ordering: .acquiring)
+        return value == 0 ? nil : ProcessIdentity(packed: value)
+    }
+}
+
+import Synchronization

@@ -1,0 +1,138 @@
+import ShmSystem
+
+/// How a waiter waits for a condition that another process will make true.
+///
+/// | strategy | latency | CPU while waiting |
+/// | --- | --- | --- |
+/// | `.busySpin` | lowest (the other core sees a write in ~80 ns here) | one full core |
+/// | `.spinThenPark` (default) | spinning speed while messages keep coming; a wake-up (~33 µs on this VM) after a pause | spins for an adaptive budget, then none |
+/// | `.block` | a wake-up every time | none |
+///
+/// Whatever the strategy, a waker makes a `futex` syscall only when a waiter
+/// has announced that it sleeps, so a sender talking to a spinning receiver
+/// pays no syscall.
+public enum WaitStrategy: Sendable, Hashable {
+    /// Spin with the CPU's pause hint until the condition holds or the deadline passes.
+    case busySpin
+    /// Spin for an adaptive budget, then park on a futex.
+    case spinThenPark(SpinPolicy)
+    /// Park on a futex at once (after re-checking the condition).
+    case block
+
+    /// `.spinThenPark(.default)`.
+    public static let `default` = WaitStrategy.spinThenPark(.default)
+}
+
+/// Tuning knobs of `.spinThenPark`.
+///
+/// The waiter spins for a budget between `minimumSpin` and `maximumSpin`
+/// before parking. The budget adapts to what waiting has been like lately:
+/// a wait that ends while spinning after *t* raises the budget to at least
+/// 2*t* (so a continuously talking pair keeps spinning and never pays a
+/// wake-up); a wait that had to park halves it (so a receiver whose sender
+/// went quiet soon stops burning CPU and an idle pair costs nothing).
+///
+/// Defaults: `maximumSpin` 50 µs — longer than a futex wake-up costs on this
+/// machine (~33 µs, the vCPU halts when idle), which is the classic
+/// break-even for spinning before blocking; `minimumSpin` 2 µs.
+public struct SpinPolicy: Sendable, Hashable {
+    public var minimumSpin: Duration
+    public var maximumSpin: Duration
+
+    public init(minimumSpin: Duration = .microseconds(2), maximumSpin: Duration = .microseconds(50)) {
+        self.minimumSpin = minimumSpin
+        self.maximumSpin = max(minimumSpin, maximumSpin)
+    }
+
+    public static let `default` = SpinPolicy()
+}
+
+/// Process-local state of one waiter: its strategy and the adaptive spin
+/// budget. Not shared between processes; one per waiting handle.
+package struct Waiter {
+    package let strategy: WaitStrategy
+    private var budget: UInt64
+    private let minimum: UInt64
+    private let maximum: UInt64
+
+    package init(_ strategy: WaitStrategy) {
+        self.strategy = strategy
+        if case .spinThenPark(let policy) = strategy {
+            minimum = policy.minimumSpin.nanoseconds
+            maximum = policy.maximumSpin.nanoseconds
+        } else {
+            minimum = 0
+            maximum = 0
+        }
+        budget = maximum
+    }
+
+    /// Current spin budget in nanoseconds (for tests and `shm` diagnostics).
+    package var spinBudget: UInt64 { budget }
+
+    /// Waits until `ready()` holds or `deadline` (monotonic ns; nil: never)
+    /// passes. Returns whether the condition holds.
+    ///
+    /// - Parameters:
+    ///   - parker: where to sleep; `ready()` must read the condition with a
+    ///     sequentially consistent load (see `Parker`).
+    ///   - slice: while parked, wake at least this often to run `keepWaiting`
+    ///     (peer liveness and the like); returning false ends the wait.
+    @inline(__always)
+    package mutating func wait(
+        on parker: Parker, deadline: UInt64?, slice: UInt64 = 100_000_000,
+        ready: () -> Bool, keepWaiting: () -> Bool = { true }
+    ) -> Bool {
+        if ready() { return true }
+        switch strategy {
+        case .busySpin:
+            var spins: UInt32 = 0
+            while true {
+                CPU.relax()
+                if ready() { return true }
+                spins &+= 1
+                if spins & 0x3ff == 0 {
+                    if let deadline, monotonicNanoseconds() >= deadline { return false }
+                    if spins & 0xfffff == 0 && !keepWaiting() { return false }
+                }
+            }
+        case .spinThenPark:
+            let start = monotonicNanoseconds()
+            let spinUntil = start &+ budget
+            var spins: UInt32 = 0
+            while true {
+                CPU.relax()
+                if ready() {
+                    let took = monotonicNanoseconds() &- start
+                    budget = min(maximum, max(budget, took &* 2))
+                    return true
+                }
+                spins &+= 1
+                if spins & 0x3f == 0 {
+                    let now = monotonicNanoseconds()
+                    if let deadline, now >= deadline { return false }
+                    if now >= spinUntil { break }
+                }
+            }
+            budget = max(minimum, budget / 2)
+            return park(on: parker, deadline: deadline, slice: slice, ready: ready, keepWaiting: keepWaiting)
+        case .block:
+            return park(on: parker, deadline: deadline, slice: slice, ready: ready, keepWaiting: keepWaiting)
+        }
+    }
+
+    @inline(never)
+    private func park(
+        on parker: Parker, deadline: UInt64?, slice: UInt64,
+        ready: () -> Bool, keepWaiting: () -> Bool
+    ) -> Bool {
+        while true {
+            let now = monotonicNanoseconds()
+            if let deadline, now >= deadline { return ready() }
+            let wake = min(deadline ?? .max, now &+ slice)
+            if parker.sleep(until: wake, ready: ready) { return true }
+            if ready() { return true }
+            if !keepWaiting() { return false }
+        }
+    }
+}
