@@ -40,7 +40,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // "The other process" that multi-process tests spawn.
-        .executableTarget(name: "ShmPeer", dependencies: ["Shm"], swiftSettings: strict),
+        .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives"], swiftSettings: strict),
         // Test-only helpers: fork-based checks done entirely in C (see the header).
         .target(name: "CShmTestSupport", path: "Tests/CShmTestSupport"),
         .target(
@@ -52,6 +52,11 @@ let package = Package(
         .testTarget(
             name: "ShmSystemTests",
             dependencies: ["ShmSystem", "ShmTestSupport", "ShmPeer"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShmPrimitivesTests",
+            dependencies: ["Shm", "ShmPrimitives", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(

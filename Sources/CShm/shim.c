@@ -55,6 +55,12 @@ uint32_t cshm_futex_tid_mask(void) { return FUTEX_TID_MASK; }
 
 pid_t cshm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
+pid_t cshm_thread_id(void) {
+    static _Thread_local pid_t cached = 0;
+    if (cached == 0) cached = (pid_t)syscall(SYS_gettid);
+    return cached;
+}
+
 int cshm_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int cshm_pin_to_cpu(int cpu) {

@@ -39,6 +39,14 @@ func waitFor(_ expected: String, in bytes: MappedBytes, at offset: Int, timeout:
     }
 }
 
+func strategy(_ text: String) -> WaitStrategy {
+    switch text {
+    case "spin": .busySpin
+    case "block": .block
+    default: .default
+    }
+}
+
 let args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first else { fail("usage: ShmPeer COMMAND ARGS…") }
 
@@ -97,6 +105,47 @@ do {
     case ("file-read", 3):
         let file = try MappedFile(path: args[1])
         print(text(in: file.bytes, at: int(args[2])))
+
+    case ("scribble", 4):
+        // Overwrites 8 bytes at a data offset of a segment, as a buggy or hostile peer would.
+        let segment = try SharedMemorySegment.open(args[1])
+        guard let value = UInt64(args[3]) else { fail("bad value") }
+        segment.data.storeBytes(of: value, toByteOffset: int(args[2]), as: UInt64.self)
+        print("scribbled")
+
+    case ("ring-produce", 4):
+        try ringProduce(args[1], count: UInt64(int(args[2])), strategy: strategy(args[3]))
+
+    case ("ring-consume", 4):
+        try ringConsume(args[1], count: UInt64(int(args[2])), strategy: strategy(args[3]))
+
+    case ("ring-claim-hang", 2):
+        try ringClaimAndHang(args[1])
+
+    case ("ring-park-hang", 2):
+        try ringParkAndHang(args[1])
+
+    case ("queue-produce", 4):
+        try queueProduce(args[1], id: UInt32(int(args[2])), count: UInt64(int(args[3])))
+
+    case ("queue-consume", 6):
+        try queueConsume(args[1], results: args[2], consumer: int(args[3]), producers: int(args[4]),
+                         perProducer: UInt64(int(args[5])))
+
+    case ("queue-claim-hang", 2):
+        try queueClaimAndHang(args[1])
+
+    case ("mutex-lock-hang", 2):
+        try mutexLockAndHang(args[1])
+
+    case ("mutex-hammer", 3):
+        try mutexHammer(args[1], rounds: int(args[2]))
+
+    case ("semaphore-take", 3):
+        try semaphoreTake(args[1], count: int(args[2]))
+
+    case ("event-wait", 2):
+        try eventWait(args[1])
 
     default:
         fail("unknown command or wrong arguments: \(args.joined(separator: " "))")

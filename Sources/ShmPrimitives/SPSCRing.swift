@@ -49,6 +49,8 @@ public final class SPSCRing: @unchecked Sendable {
 
     /// The memory the ring lives in (keeps the mapping alive).
     public let region: MappedBytes
+    /// Whatever owns the memory (a segment), kept alive as long as this is.
+    package let anchor: AnyObject?
     /// Data bytes (a power of two).
     public let capacity: Int
     /// Largest payload accepted (at most `capacity / 2 - 8`, so any message
@@ -81,7 +83,7 @@ public final class SPSCRing: @unchecked Sendable {
     /// - Parameters:
     ///   - capacity: data bytes, a power of two from 64 to 2^40.
     ///   - maxMessageSize: defaults to (and may not exceed) `capacity/2 - 8`.
-    public static func initialize(_ region: MappedBytes, capacity: Int, maxMessageSize: Int? = nil) throws(QueueError) -> SPSCRing {
+    public static func initialize(_ region: MappedBytes, capacity: Int, maxMessageSize: Int? = nil, anchor: AnyObject? = nil) throws(QueueError) -> SPSCRing {
         guard capacity >= 64, capacity <= 1 << 40, capacity & (capacity - 1) == 0 else {
             throw .invalidConfiguration("capacity \(capacity) must be a power of two from 64 to 2^40")
         }
@@ -95,11 +97,11 @@ public final class SPSCRing: @unchecked Sendable {
         region.view(0..<dataOffset).fill(with: 0)
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
                            fields: [UInt64(capacity), UInt64(maximum), UInt64(needed)])
-        return try SPSCRing(attaching: region)
+        return try SPSCRing(attaching: region, anchor: anchor)
     }
 
     /// Attaches to a ring another process laid out, validating its header.
-    public init(attaching region: MappedBytes) throws(QueueError) {
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(QueueError) {
         let fields = try LayoutHeader.read(region, magic: SPSCRing.magic, version: SPSCRing.version,
                                            count: SPSCRing.headerFields, what: "SPSC ring")
         let capacity = fields[0], maximum = fields[1], size = fields[2]
@@ -111,6 +113,7 @@ public final class SPSCRing: @unchecked Sendable {
         guard Int(size) <= region.count else { throw .regionTooSmall(needed: Int(size), available: region.count) }
         precondition(Int(bitPattern: region.unsafeBaseAddress) % 128 == 0, "ring region must be 128-byte aligned")
         self.region = region
+        self.anchor = anchor
         self.capacity = Int(capacity)
         self.maxMessageSize = Int(maximum)
         self.mask = capacity - 1

@@ -68,6 +68,15 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "pid \(pid)" }
 
+    /// Whether some live (non-zombie) process has this pid, when only the pid
+    /// was recorded (`kill(pid, 0)`, then `/proc/PID/stat` for zombies).
+    /// Cheaper and weaker than `liveness`: a recycled pid looks alive.
+    public static func isRunning(pid: Int32) -> Bool {
+        guard pid > 0 else { return false }
+        if kill(pid, 0) != 0 && Errno.current == .noSuchProcess { return false }
+        return !isZombie(pid)
+    }
+
     /// Reads `starttime` from `/proc/PID/stat`, or nil if the process is gone.
     public static func startTime(of pid: Int32) -> UInt64? {
         guard let fields = statFields(of: pid), fields.count > 19 else { return nil }

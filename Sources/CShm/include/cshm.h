@@ -43,6 +43,10 @@ uint32_t cshm_futex_tid_mask(void);
 
 pid_t cshm_gettid(void);
 
+/// The calling thread's kernel TID, cached in thread-local storage (the
+/// futex lock word holds it, so it is read on every lock and unlock).
+pid_t cshm_thread_id(void);
+
 /// pidfd_open(2): a descriptor that becomes readable when `pid` exits.
 int cshm_pidfd_open(pid_t pid);
 

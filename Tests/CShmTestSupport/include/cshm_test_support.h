@@ -12,3 +12,14 @@
 int cshm_test_fork_fill(void *ptr, size_t len, unsigned char byte);
 
 #endif
+
+
+#ifndef CSHM_TEST_SUPPORT_MALLOC_H
+#define CSHM_TEST_SUPPORT_MALLOC_H
+/// Allocations (malloc, calloc, realloc, posix_memalign, aligned_alloc,
+/// memalign) made by the calling thread so far. The test binary interposes
+/// the allocator (see malloc_counter.c) so steady-state send/receive can be
+/// shown to allocate nothing.
+unsigned long cshm_test_thread_allocations(void);
+#endif
+

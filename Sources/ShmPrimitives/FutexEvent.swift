@@ -1,0 +1,78 @@
+import Synchronization
+import ShmSystem
+
+/// An event (notification word) in shared memory: waiters sleep until it is
+/// signalled; a signal wakes one or all of them.
+///
+/// ```text
+/// offset 0   header: magic "EVNT", version, checksum   (24 bytes)
+/// offset 64  sequence  UInt32  futex word, +1 per signal
+/// offset 68  sleepers  UInt32
+/// ```
+///
+/// A waiter takes a snapshot of `sequence`, checks whatever condition it
+/// cares about, and waits until the sequence moves on from the snapshot, so
+/// a signal between the check and the wait is never lost.
+public final class FutexEvent: @unchecked Sendable {
+    static let magic = SegmentKind("EVNT")
+    static let version: UInt32 = 1
+    static let parkerOffset = 64
+    /// Bytes an event occupies.
+    public static let size = 128
+
+    public let region: MappedBytes
+    /// Whatever owns the memory (a segment), kept alive as long as this is.
+    package let anchor: AnyObject?
+    let parker: Parker
+
+    /// Lays out a new event at the start of `region`.
+    public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) -> FutexEvent {
+        guard region.count >= size else { throw .regionTooSmall(needed: size, available: region.count) }
+        region.view(0..<size).fill(with: 0)
+        LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version, fields: [])
+        return try FutexEvent(attaching: region, anchor: anchor)
+    }
+
+    /// Attaches to an event laid out by another process.
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) {
+        do {
+            _ = try LayoutHeader.read(region, magic: FutexEvent.magic, version: FutexEvent.version, count: 0, what: "event")
+        } catch { throw error.asSyncError }
+        guard region.count >= FutexEvent.size else { throw .regionTooSmall(needed: FutexEvent.size, available: region.count) }
+        self.region = region
+        self.anchor = anchor
+        parker = Parker(region.unsafeBaseAddress + FutexEvent.parkerOffset)
+    }
+
+    /// The current sequence number: pass it to `wait(after:)`.
+    public var sequence: UInt32 {
+        // SYNC POINT: acquire pairs with the seq_cst increment in `signal`:
+        // whatever the signaller wrote before signalling is visible.
+        parker.seq.pointee.load(ordering: .acquiring)
+    }
+
+    /// Signals the event, waking one waiter (`all: false`) or every waiter.
+    /// Makes no syscall when nobody sleeps.
+    public func signal(all: Bool = true) {
+        // SYNC POINT: seq_cst increment pairs with the acquire load in
+        // `sequence` and, for the Dekker handshake, with `Parker.sleep`.
+        parker.seq.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        if parker.sleepers.pointee.load(ordering: .sequentiallyConsistent) != 0 {
+            Futex.wake(UnsafeMutableRawPointer(parker.seq), count: all ? .max : 1)
+        }
+    }
+
+    /// Waits until the sequence differs from `seen`, at most `timeout`.
+    /// - Returns: the new sequence, or nil if the timeout passed.
+    public func wait(after seen: UInt32, timeout: Duration? = nil, strategy: WaitStrategy = .default) -> UInt32? {
+        var waiter = Waiter(strategy)
+        let parker = self.parker
+        let changed = waiter.wait(on: parker, deadline: deadline(after: timeout)) {
+            parker.seq.pointee.load(ordering: .sequentiallyConsistent) != seen
+        }
+        return changed ? sequence : nil
+    }
+
+    /// Waiters currently asleep (diagnostics).
+    public var sleepingWaiters: UInt32 { parker.sleeperCount }
+}

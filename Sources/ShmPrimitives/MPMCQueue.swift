@@ -1,0 +1,435 @@
+import Synchronization
+import ShmSystem
+
+/// A bounded multi-producer multi-consumer queue of fixed-size slots in
+/// shared memory, for any number of processes on either side.
+///
+/// ```text
+/// offset  contents
+///    0    header: magic "MPMC", version, capacity, slotSize, slotStride, regionSize, checksum
+///  128    enqueuePos  UInt64  next position to fill (a hint any producer may advance)
+///  256    dequeuePos  UInt64  next position to drain (a hint any consumer may advance)
+///  384    not-empty parker (consumers sleep here)
+///  512    not-full parker (producers sleep here)
+///  640    lostToDeadProducers UInt64, lostToDeadConsumers UInt64, corruptSlots UInt64
+///  768    slot[0] … slot[capacity-1], each slotStride bytes (a multiple of 64):
+///           +0  state   UInt64  lap (40 bits) | state (2 bits) | pid (22 bits)
+///           +8  length  UInt32
+///           +16 payload[slotSize]
+/// ```
+///
+/// Position `p` uses slot `p % capacity` in lap `p / capacity`. A slot moves
+/// FREE(lap) → WRITING(lap, producer pid) → READY(lap) → READING(lap,
+/// consumer pid) → FREE(lap + 1), each step one compare-and-swap or store on
+/// its state word. Because the claimer's pid is part of the same word it
+/// claims with, a process killed mid-write or mid-read is identifiable:
+/// the blocking calls (and `recoverAbandonedSlots`) skip a slot whose
+/// writer died (its message is lost and counted) and free a slot whose
+/// reader died, so a SIGKILL never wedges the queue.
+///
+/// Every state word read from shared memory is decoded and checked against
+/// the lap the reader expects; a value that fits no legal transition is
+/// reported as `QueueError.corruptIndices`, never trusted.
+public final class MPMCQueue: @unchecked Sendable {
+    static let magic = SegmentKind("MPMC")
+    static let version: UInt32 = 1
+    static let headerFields = 4 // capacity, slotSize, slotStride, regionSize
+    static let enqueueOffset = 128, dequeueOffset = 256
+    static let notEmptyOffset = 384, notFullOffset = 512
+    static let lostProducersOffset = 640, lostConsumersOffset = 648, corruptOffset = 656
+    static let slotsOffset = 768
+    static let slotHeader = 16
+
+    static let free: UInt64 = 0, writing: UInt64 = 1, ready: UInt64 = 2, reading: UInt64 = 3
+    static let lapMask: UInt64 = (1 << 40) - 1
+    static let pidMask: UInt64 = (1 << 22) - 1
+
+    public let region: MappedBytes
+    /// Whatever owns the memory (a segment), kept alive as long as this is.
+    package let anchor: AnyObject?
+    /// Number of slots (a power of two).
+    public let capacity: Int
+    /// Payload bytes per slot.
+    public let slotSize: Int
+    let slotStride: Int
+    let mask: UInt64
+    let lapShift: UInt64
+    let slots: UnsafeMutableRawPointer
+    let enqueuePos: UnsafeMutablePointer<Atomic<UInt64>>
+    let dequeuePos: UnsafeMutablePointer<Atomic<UInt64>>
+    let lostProducers: UnsafeMutablePointer<Atomic<UInt64>>
+    let lostConsumers: UnsafeMutablePointer<Atomic<UInt64>>
+    let corruptSlots: UnsafeMutablePointer<Atomic<UInt64>>
+    let notEmpty: Parker
+    let notFull: Parker
+    let me: UInt64
+
+    /// Bytes of region a queue needs.
+    public static func requiredSize(capacity: Int, slotSize: Int) -> Int {
+        slotsOffset + capacity * stride(slotSize: slotSize)
+    }
+
+    static func stride(slotSize: Int) -> Int { (slotHeader + slotSize + 63) & ~63 }
+
+    /// Lays out an empty queue of `capacity` slots of `slotSize` bytes.
+    public static func initialize(_ region: MappedBytes, capacity: Int, slotSize: Int, anchor: AnyObject? = nil) throws(QueueError) -> MPMCQueue {
+        guard capacity >= 2, capacity <= 1 << 30, capacity & (capacity - 1) == 0 else {
+            throw .invalidConfiguration("capacity \(capacity) must be a power of two from 2 to 2^30")
+        }
+        guard slotSize >= 1, slotSize <= 1 << 30 else {
+            throw .invalidConfiguration("slotSize \(slotSize) must be 1…2^30 bytes")
+        }
+        let needed = requiredSize(capacity: capacity, slotSize: slotSize)
+        guard region.count >= needed else { throw .regionTooSmall(needed: needed, available: region.count) }
+        region.view(0..<slotsOffset).fill(with: 0)
+        let stride = stride(slotSize: slotSize)
+        for i in 0..<capacity {
+            // Lap 0, FREE, no pid: all zero.
+            region.storeBytes(of: UInt64(0), toByteOffset: slotsOffset + i * stride, as: UInt64.self)
+        }
+        LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
+                           fields: [UInt64(capacity), UInt64(slotSize), UInt64(stride), UInt64(needed)])
+        return try MPMCQueue(attaching: region, anchor: anchor)
+    }
+
+    /// Attaches to a queue laid out by another process.
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(QueueError) {
+        let f = try LayoutHeader.read(region, magic: MPMCQueue.magic, version: MPMCQueue.version,
+                                      count: MPMCQueue.headerFields, what: "MPMC queue")
+        let capacity = f[0], slotSize = f[1], stride = f[2], size = f[3]
+        guard capacity >= 2, capacity <= 1 << 30, capacity & (capacity - 1) == 0,
+              slotSize >= 1, slotSize <= 1 << 30, stride == UInt64(MPMCQueue.stride(slotSize: Int(slotSize))),
+              size == UInt64(MPMCQueue.requiredSize(capacity: Int(capacity), slotSize: Int(slotSize))) else {
+            throw .invalidLayout("inconsistent queue header: capacity \(capacity), slotSize \(slotSize), stride \(stride), size \(size)")
+        }
+        guard Int(size) <= region.count else { throw .regionTooSmall(needed: Int(size), available: region.count) }
+        precondition(Int(bitPattern: region.unsafeBaseAddress) % 128 == 0, "queue region must be 128-byte aligned")
+        self.region = region
+        self.anchor = anchor
+        self.capacity = Int(capacity)
+        self.slotSize = Int(slotSize)
+        self.slotStride = Int(stride)
+        self.mask = capacity - 1
+        self.lapShift = UInt64(capacity.trailingZeroBitCount)
+        let base = region.unsafeBaseAddress
+        slots = base + MPMCQueue.slotsOffset
+        enqueuePos = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.enqueueOffset))
+        dequeuePos = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.dequeueOffset))
+        lostProducers = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.lostProducersOffset))
+        lostConsumers = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.lostConsumersOffset))
+        corruptSlots = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.corruptOffset))
+        notEmpty = Parker(base + MPMCQueue.notEmptyOffset)
+        notFull = Parker(base + MPMCQueue.notFullOffset)
+        me = UInt64(UInt32(bitPattern: ProcessIdentity.current.pid)) & MPMCQueue.pidMask
+    }
+
+    // MARK: State words
+
+    @inline(__always) static func encode(lap: UInt64, state: UInt64, pid: UInt64) -> UInt64 {
+        ((lap & lapMask) << 24) | (state << 22) | (pid & pidMask)
+    }
+    @inline(__always) static func lap(_ word: UInt64) -> UInt64 { word >> 24 }
+    @inline(__always) static func state(_ word: UInt64) -> UInt64 { (word >> 22) & 3 }
+    @inline(__always) static func pid(_ word: UInt64) -> Int32 { Int32(word & pidMask) }
+
+    @inline(__always) func lap(ofPosition p: UInt64) -> UInt64 { (p >> lapShift) & MPMCQueue.lapMask }
+
+    @inline(__always) func slot(_ p: UInt64) -> UnsafeMutableRawPointer { slots + Int(p & mask) * slotStride }
+
+    @inline(__always) func stateWord(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(slot))
+    }
+
+    /// How far the word's lap is ahead of `lap` (0 same, 1 next, lapMask previous).
+    @inline(__always) static func lapDistance(_ word: UInt64, from lap: UInt64) -> UInt64 {
+        (MPMCQueue.lap(word) &- lap) & lapMask
+    }
+
+    // MARK: Enqueue
+
+    /// Copies `bytes` into a free slot if there is one; returns false if full.
+    @discardableResult
+    public func tryEnqueue(_ bytes: UnsafeRawBufferPointer) throws(QueueError) -> Bool {
+        guard bytes.count <= slotSize else { throw .messageTooLarge(size: bytes.count, maximum: slotSize) }
+        guard let (slot, lap) = try claimForWriting() else { return false }
+        slot.storeBytes(of: UInt32(bytes.count), toByteOffset: 8, as: UInt32.self)
+        if bytes.count > 0 { (slot + MPMCQueue.slotHeader).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        publish(slot, lap: lap)
+        return true
+    }
+
+    /// Copies `bytes` into the queue, waiting at most `timeout` for a free slot.
+    public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
+        if try tryEnqueue(bytes) { return }
+        let end = deadline(after: timeout)
+        var waiter = Waiter(strategy)
+        while true {
+            let ready = waiter.wait(on: notFull, deadline: end, slice: 20_000_000, ready: { self.looksNotFull() },
+                                    keepWaiting: { self.recoverAbandonedSlots(); return true })
+            if try tryEnqueue(bytes) { return }
+            if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(timeout) }
+        }
+    }
+
+    public func tryEnqueue(_ bytes: [UInt8]) throws(QueueError) -> Bool {
+        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try tryEnqueue(raw) } }.get()
+    }
+
+    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout, strategy: strategy) } }.get()
+    }
+
+    /// Enqueues a trivially copyable value, written in place.
+    public func enqueue<T: BitwiseCopyable>(value: T, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
+        var copy = value
+        try withUnsafeBytes(of: &copy) { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout, strategy: strategy) } }.get()
+    }
+
+    /// Claims the slot at the enqueue position: returns it and its lap, or
+    /// nil if the queue is full.
+    @inline(__always)
+    func claimForWriting() throws(QueueError) -> (UnsafeMutableRawPointer, UInt64)? {
+        var p = enqueuePos.pointee.load(ordering: .relaxed)
+        var stale = 0
+        while true {
+            let slot = slot(p), lap = lap(ofPosition: p)
+            let word = stateWord(slot)
+            // SYNC POINT: acquire pairs with the consumer's seq_cst store of
+            // FREE(lap) in `release(slot:)`: its reads of the old payload are
+            // done before we overwrite it.
+            let w = word.pointee.load(ordering: .acquiring)
+            let distance = MPMCQueue.lapDistance(w, from: lap)
+            let state = MPMCQueue.state(w)
+            if distance == 0 && state == MPMCQueue.free {
+                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.writing, pid: me),
+                                                ordering: .acquiring).exchanged {
+                    _ = enqueuePos.pointee.compareExchange(expected: p, desired: p &+ 1, ordering: .relaxed)
+                    return (slot, lap)
+                }
+                p = enqueuePos.pointee.load(ordering: .relaxed)
+            } else if distance == 0 || (distance == 1 && state == MPMCQueue.free) {
+                // Taken in this lap by another producer, or already consumed: help the position on.
+                _ = enqueuePos.pointee.compareExchange(expected: p, desired: p &+ 1, ordering: .relaxed)
+                p = enqueuePos.pointee.load(ordering: .relaxed)
+            } else if distance == MPMCQueue.lapMask {
+                return nil // the previous lap's message is still there: full
+            } else {
+                // Our position is stale (others moved on a lap or more), or the word is garbage.
+                let fresh = enqueuePos.pointee.load(ordering: .relaxed)
+                if fresh == p { stale += 1 } else { stale = 0 }
+                if stale > 2 {
+                    throw .corruptIndices("slot \(p & mask) holds lap \(MPMCQueue.lap(w)) state \(state) at enqueue position \(p) (lap \(lap))")
+                }
+                p = fresh
+            }
+        }
+    }
+
+    @inline(__always)
+    func publish(_ slot: UnsafeMutableRawPointer, lap: UInt64) {
+        // SYNC POINT: seq_cst store releases the payload and length to the
+        // consumer's acquire load in `claimForReading`, and orders the
+        // sleepers check after it (Dekker with `Parker.sleep`).
+        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap, state: MPMCQueue.ready, pid: me), ordering: .sequentiallyConsistent)
+        notEmpty.wakeIfSleeping()
+    }
+
+    // MARK: Dequeue
+
+    /// Copies the next message into `buffer`; returns its length, or nil if
+    /// the queue is empty (or its head slot is still being written).
+    public func tryDequeue(into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int? {
+        guard let (slot, lap, length) = try claimForReading(bufferSize: buffer.count) else { return nil }
+        if length > 0 { buffer.baseAddress!.copyMemory(from: slot + MPMCQueue.slotHeader, byteCount: length) }
+        release(slot, lap: lap)
+        return length
+    }
+
+    /// Copies the next message into `buffer`, waiting at most `timeout`.
+    public func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil,
+                        strategy: WaitStrategy = .default) throws(QueueError) -> Int {
+        if let n = try tryDequeue(into: buffer) { return n }
+        let end = deadline(after: timeout)
+        var waiter = Waiter(strategy)
+        while true {
+            let ready = waiter.wait(on: notEmpty, deadline: end, slice: 20_000_000, ready: { self.looksNotEmpty() },
+                                    keepWaiting: { self.recoverAbandonedSlots(); return true })
+            if let n = try tryDequeue(into: buffer) { return n }
+            if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(timeout) }
+            if ready { recoverAbandonedSlots() } // a READY-looking head we could not take: maybe a dead writer
+        }
+    }
+
+    /// The next message as a new array (allocates), waiting at most `timeout`.
+    public func dequeue(timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: slotSize)
+        let n = try buffer.withUnsafeMutableBytes { raw in
+            Result { () throws(QueueError) in try dequeue(into: raw, timeout: timeout, strategy: strategy) }
+        }.get()
+        buffer.removeLast(slotSize - n)
+        return buffer
+    }
+
+    /// A trivially copyable value; the message must be exactly its size.
+    public func dequeue<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) -> T {
+        precondition(MemoryLayout<T>.size <= slotSize, "\(T.self) is larger than a slot")
+        return try withUnsafeTemporaryAllocation(byteCount: slotSize, alignment: 16) { buffer in
+            Result { () throws(QueueError) -> T in
+                let n = try dequeue(into: buffer, timeout: timeout, strategy: strategy)
+                guard n == MemoryLayout<T>.size else { throw .sizeMismatch(expected: MemoryLayout<T>.size, actual: n) }
+                return buffer.load(as: T.self)
+            }
+        }.get()
+    }
+
+    /// Claims the slot at the dequeue position if it holds a message:
+    /// returns it, its lap and the validated length.
+    @inline(__always)
+    func claimForReading(bufferSize: Int) throws(QueueError) -> (UnsafeMutableRawPointer, UInt64, Int)? {
+        var d = dequeuePos.pointee.load(ordering: .relaxed)
+        var stale = 0
+        while true {
+            let slot = slot(d), lap = lap(ofPosition: d)
+            let word = stateWord(slot)
+            // SYNC POINT: acquire pairs with the producer's seq_cst store of
+            // READY in `publish`: the payload and length are visible.
+            let w = word.pointee.load(ordering: .acquiring)
+            let distance = MPMCQueue.lapDistance(w, from: lap)
+            let state = MPMCQueue.state(w)
+            if distance == 0 && state == MPMCQueue.ready {
+                let length = Int(slot.load(fromByteOffset: 8, as: UInt32.self))
+                guard length <= slotSize else {
+                    // A length no producer could write: drop the slot, keep the queue.
+                    if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, pid: 0),
+                                                    ordering: .acquiringAndReleasing).exchanged {
+                        corruptSlots.pointee.wrappingAdd(1, ordering: .relaxed)
+                        _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
+                        notFull.wakeIfSleeping()
+                        throw .corruptRecord(offset: Int(d & mask), reason: "slot length \(length) exceeds slot size \(slotSize)")
+                    }
+                    d = dequeuePos.pointee.load(ordering: .relaxed)
+                    continue
+                }
+                guard length <= bufferSize else { throw .bufferTooSmall(needed: length, available: bufferSize) }
+                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.reading, pid: me),
+                                                ordering: .acquiring).exchanged {
+                    _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
+                    return (slot, lap, length)
+                }
+                d = dequeuePos.pointee.load(ordering: .relaxed)
+            } else if distance == 0 && (state == MPMCQueue.free || state == MPMCQueue.writing) {
+                return nil // nothing written here yet, or still being written
+            } else if (distance == 0 && state == MPMCQueue.reading) || (distance == 1 && state == MPMCQueue.free) {
+                // Taken by another consumer, or already drained: help the position on.
+                _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
+                d = dequeuePos.pointee.load(ordering: .relaxed)
+            } else if distance == MPMCQueue.lapMask {
+                return nil // the previous lap's reader is still finishing here: empty for us
+            } else {
+                let fresh = dequeuePos.pointee.load(ordering: .relaxed)
+                if fresh == d { stale += 1 } else { stale = 0 }
+                if stale > 2 {
+                    throw .corruptIndices("slot \(d & mask) holds lap \(MPMCQueue.lap(w)) state \(state) at dequeue position \(d) (lap \(lap))")
+                }
+                d = fresh
+            }
+        }
+    }
+
+    @inline(__always)
+    func release(_ slot: UnsafeMutableRawPointer, lap: UInt64) {
+        // SYNC POINT: seq_cst store hands the slot back to producers (pairs
+        // with the acquire load in `claimForWriting`) and orders the sleepers
+        // check after it.
+        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, pid: 0), ordering: .sequentiallyConsistent)
+        notFull.wakeIfSleeping()
+    }
+
+    // MARK: Waiting conditions (seq_cst loads, see Parker)
+
+    func looksNotEmpty() -> Bool {
+        let d = dequeuePos.pointee.load(ordering: .sequentiallyConsistent)
+        let w = stateWord(slot(d)).pointee.load(ordering: .sequentiallyConsistent)
+        return MPMCQueue.lapDistance(w, from: lap(ofPosition: d)) == 0 && MPMCQueue.state(w) == MPMCQueue.ready
+    }
+
+    func looksNotFull() -> Bool {
+        let p = enqueuePos.pointee.load(ordering: .sequentiallyConsistent)
+        let w = stateWord(slot(p)).pointee.load(ordering: .sequentiallyConsistent)
+        return MPMCQueue.lapDistance(w, from: lap(ofPosition: p)) != MPMCQueue.lapMask
+    }
+
+    // MARK: Recovery
+
+    /// Frees what dead processes left half-done at the head and tail of the
+    /// queue: a slot whose writer died mid-write is skipped (its message is
+    /// lost), a slot whose reader died mid-read is freed. Returns how many
+    /// slots were recovered. Blocking calls run this while they wait; call
+    /// it yourself if you only use the `try` forms.
+    @discardableResult
+    public func recoverAbandonedSlots() -> Int {
+        var recovered = 0
+        // Consumer side: the slot at the dequeue position.
+        let d = dequeuePos.pointee.load(ordering: .acquiring)
+        let headSlot = stateWord(slot(d))
+        let hw = headSlot.pointee.load(ordering: .acquiring)
+        let headLap = lap(ofPosition: d)
+        // A reader or writer of the previous lap that died here leaves the
+        // slot unusable for this lap: give it to this lap's producers.
+        if MPMCQueue.lapDistance(hw, from: headLap) == MPMCQueue.lapMask,
+           MPMCQueue.state(hw) == MPMCQueue.writing || MPMCQueue.state(hw) == MPMCQueue.reading,
+           !ProcessIdentity.isRunning(pid: MPMCQueue.pid(hw)),
+           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap, state: MPMCQueue.free, pid: 0),
+                                            ordering: .acquiringAndReleasing).exchanged {
+            (MPMCQueue.state(hw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
+            recovered += 1
+            notFull.wake(count: .max)
+        }
+        if MPMCQueue.lapDistance(hw, from: headLap) == 0,
+           MPMCQueue.state(hw) == MPMCQueue.writing || MPMCQueue.state(hw) == MPMCQueue.reading,
+           !ProcessIdentity.isRunning(pid: MPMCQueue.pid(hw)),
+           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap &+ 1, state: MPMCQueue.free, pid: 0),
+                                            ordering: .acquiringAndReleasing).exchanged {
+            (MPMCQueue.state(hw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
+            _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
+            recovered += 1
+            notFull.wake(count: .max)
+        }
+        // Producer side: a slot of the previous lap held by a dead writer or reader.
+        let p = enqueuePos.pointee.load(ordering: .acquiring)
+        let tailSlot = stateWord(slot(p))
+        let tw = tailSlot.pointee.load(ordering: .acquiring)
+        let tailLap = lap(ofPosition: p)
+        if MPMCQueue.lapDistance(tw, from: tailLap) == MPMCQueue.lapMask,
+           MPMCQueue.state(tw) == MPMCQueue.writing || MPMCQueue.state(tw) == MPMCQueue.reading,
+           !ProcessIdentity.isRunning(pid: MPMCQueue.pid(tw)),
+           tailSlot.pointee.compareExchange(expected: tw, desired: MPMCQueue.encode(lap: tailLap, state: MPMCQueue.free, pid: 0),
+                                            ordering: .acquiringAndReleasing).exchanged {
+            (MPMCQueue.state(tw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
+            recovered += 1
+            notFull.wake(count: .max)
+        }
+        return recovered
+    }
+
+    // MARK: Diagnostics
+
+    /// Messages lost because their producer died mid-write.
+    public var lostToDeadProducers: UInt64 { lostProducers.pointee.load(ordering: .relaxed) }
+    /// Messages lost because their consumer died mid-read.
+    public var lostToDeadConsumers: UInt64 { lostConsumers.pointee.load(ordering: .relaxed) }
+    /// Slots dropped because their contents were invalid.
+    public var corruptSlotCount: UInt64 { corruptSlots.pointee.load(ordering: .relaxed) }
+
+    /// Approximate number of queued messages.
+    public var approximateCount: Int {
+        let p = enqueuePos.pointee.load(ordering: .relaxed), d = dequeuePos.pointee.load(ordering: .relaxed)
+        return p >= d ? min(Int(p - d), capacity) : 0
+    }
+
+    /// Test hook: claims a slot for writing and never publishes it, as a
+    /// producer killed mid-write would. Returns false if the queue is full.
+    package func claimAndAbandonForTesting() throws(QueueError) -> Bool {
+        try claimForWriting() != nil
+    }
+}

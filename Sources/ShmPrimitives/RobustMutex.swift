@@ -1,0 +1,225 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShm
+import Synchronization
+import ShmSystem
+
+/// A mutex in shared memory that survives the death of its holder.
+///
+/// ```text
+/// offset 0   header: magic "RMTX", version, checksum   (24 bytes)
+/// offset 64  word     UInt32  0 free, else owner TID | FUTEX_WAITERS
+/// offset 68  holder   UInt32  pid of the holding process, 0 between holders
+/// offset 72  holderID UInt64  packed ProcessIdentity of the holder (diagnostics)
+/// offset 80  deaths   UInt64  times a holder died holding it
+/// ```
+///
+/// The lock word follows the kernel's priority-inheritance futex protocol
+/// (`FUTEX_LOCK_PI` / `FUTEX_UNLOCK_PI`): uncontended lock and unlock are
+/// one compare-and-swap in user space; a contended locker sleeps in the
+/// kernel, which boosts the holder's priority and hands the lock over.
+///
+/// **Owner death.** The kernel resolves a dead holder: a waiter already
+/// asleep gets the lock when the holder exits, and a new locker finds the
+/// dead TID (`ESRCH`) and takes the word over. Either way the new owner
+/// finds `holder` still set — the dead process set it after locking and
+/// would have cleared it before unlocking — and `lock` returns
+/// `.ownerDied(pid:)`: you hold the lock, and the state it protects may be
+/// half-updated. A holder that dies in the instants between taking the word
+/// and setting `holder` (or between clearing it and releasing the word) had
+/// not touched the protected state, and the next lock is plain `.acquired`.
+///
+/// The owner is a *thread*: unlock from the thread that locked, and do not
+/// hold the mutex across an `await`. Pids must come from one pid namespace.
+public final class RobustMutex: @unchecked Sendable {
+    static let magic = SegmentKind("RMTX")
+    static let version: UInt32 = 1
+    static let wordOffset = 64, holderOffset = 68, holderIDOffset = 72, deathsOffset = 80
+    /// Bytes a mutex occupies.
+    public static let size = 128
+
+    public let region: MappedBytes
+    /// Whatever owns the memory (a segment), kept alive as long as this is.
+    package let anchor: AnyObject?
+    let word: UnsafeMutablePointer<Atomic<UInt32>>
+    let holder: UnsafeMutablePointer<Atomic<UInt32>>
+    let holderID: UnsafeMutablePointer<Atomic<UInt64>>
+    let deaths: UnsafeMutablePointer<Atomic<UInt64>>
+
+    /// How a lock was obtained.
+    public enum Acquisition: Equatable, Sendable {
+        /// The mutex was free or released normally.
+        case acquired
+        /// The previous holder (this pid) died holding it: you hold the lock
+        /// now, and the state it protects may be inconsistent.
+        case ownerDied(pid: Int32)
+    }
+
+    /// Lays out a new, unlocked mutex at the start of `region`.
+    public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) -> RobustMutex {
+        guard region.count >= size else { throw .regionTooSmall(needed: size, available: region.count) }
+        region.view(0..<size).fill(with: 0)
+        LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version, fields: [])
+        return try RobustMutex(attaching: region, anchor: anchor)
+    }
+
+    /// Attaches to a mutex laid out by another process.
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) {
+        do {
+            _ = try LayoutHeader.read(region, magic: RobustMutex.magic, version: RobustMutex.version, count: 0, what: "robust mutex")
+        } catch { throw error.asSyncError }
+        guard region.count >= RobustMutex.size else { throw .regionTooSmall(needed: RobustMutex.size, available: region.count) }
+        let base = region.unsafeBaseAddress
+        precondition(Int(bitPattern: base) % 8 == 0, "mutex must be 8-byte aligned")
+        self.region = region
+        self.anchor = anchor
+        word = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.wordOffset))
+        holder = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.holderOffset))
+        holderID = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.holderIDOffset))
+        deaths = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.deathsOffset))
+    }
+
+    static let tidMask = cshm_futex_tid_mask()
+    static let waitersBit = cshm_futex_waiters_bit()
+
+    /// Locks, waiting at most `timeout` (nil: for ever).
+    ///
+    /// - Returns: `.acquired`, or `.ownerDied(pid:)` if the previous holder
+    ///   died holding the lock (you hold it either way).
+    /// - Throws: `.timedOut`, `.wouldDeadlock` (this thread holds it already).
+    public func lock(timeout: Duration? = nil) throws(SyncError) -> Acquisition {
+        let me = UInt32(bitPattern: cshm_thread_id())
+        // Fast path, and a short spin for a holder that is about to unlock.
+        for _ in 0..<64 {
+            // SYNC POINT: acquire pairs with the release CAS in `unlock`
+            // (and with the kernel's hand-over in FUTEX_UNLOCK_PI).
+            if word.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
+                return takeOwnership()
+            }
+            let current = word.pointee.load(ordering: .relaxed)
+            if current & RobustMutex.tidMask == me { throw .wouldDeadlock }
+            CPU.relax()
+        }
+        let deadlineRealtime: UInt64? = timeout.map { wallClockNanoseconds() &+ $0.nanoseconds }
+        while true {
+            var ts = timespec()
+            let rc: Int32
+            if let deadlineRealtime {
+                ts = timespec(tv_sec: Int(deadlineRealtime / 1_000_000_000), tv_nsec: Int(deadlineRealtime % 1_000_000_000))
+                rc = cshm_futex_lock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), &ts)
+            } else {
+                rc = cshm_futex_lock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), nil)
+            }
+            if rc == 0 {
+                // The kernel wrote our TID into the word (possibly after the
+                // previous holder died while we slept).
+                // SYNC POINT: the kernel's hand-over orders the previous
+                // holder's writes before our return; this acquire fence
+                // makes that explicit for the holder fields.
+                atomicMemoryFence(ordering: .acquiring)
+                return takeOwnership()
+            }
+            switch cshm_errno() {
+            case EINTR, EAGAIN:
+                continue
+            case ETIMEDOUT:
+                throw .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
+            case EDEADLK:
+                throw .wouldDeadlock
+            case ESRCH:
+                // The TID in the word belongs to no living thread and the
+                // kernel had no waiter to hand the lock to: take it over.
+                let observed = word.pointee.load(ordering: .acquiring)
+                let owner = observed & RobustMutex.tidMask
+                if owner == 0 { continue }
+                if kill(pid_t(owner), 0) == 0 { continue } // the TID is alive again (reused): retry in the kernel
+                // SYNC POINT: acquire pairs with the dead holder's last
+                // release (if it got that far); its writes are what they are.
+                if word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
+                                                ordering: .acquiring).exchanged {
+                    return takeOwnership()
+                }
+            case let e:
+                throw .system(operation: "FUTEX_LOCK_PI", errno: e)
+            }
+        }
+    }
+
+    /// Locks if the mutex is free right now; nil if it is held.
+    public func tryLock() throws(SyncError) -> Acquisition? {
+        let me = UInt32(bitPattern: cshm_thread_id())
+        // SYNC POINT: acquire pairs with the release CAS in `unlock`.
+        if word.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
+            return takeOwnership()
+        }
+        if word.pointee.load(ordering: .relaxed) & RobustMutex.tidMask == me { throw .wouldDeadlock }
+        // FUTEX_TRYLOCK_PI resolves a dead owner in the kernel.
+        if cshm_futex_trylock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)) == 0 {
+            atomicMemoryFence(ordering: .acquiring)
+            return takeOwnership()
+        }
+        if cshm_errno() == ESRCH {
+            let observed = word.pointee.load(ordering: .acquiring)
+            let owner = observed & RobustMutex.tidMask
+            if owner != 0, kill(pid_t(owner), 0) != 0,
+               word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
+                                            ordering: .acquiring).exchanged {
+                return takeOwnership()
+            }
+        }
+        return nil
+    }
+
+    /// Called with the word held: records us as holder and reports whether
+    /// the previous holder died holding it.
+    private func takeOwnership() -> Acquisition {
+        let previous = holder.pointee.load(ordering: .relaxed)
+        holder.pointee.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+        holderID.pointee.store(ProcessIdentity.current.packed, ordering: .relaxed)
+        if previous != 0 {
+            deaths.pointee.wrappingAdd(1, ordering: .relaxed)
+            return .ownerDied(pid: Int32(bitPattern: previous))
+        }
+        return .acquired
+    }
+
+    /// Unlocks. Must be called by the thread that locked.
+    public func unlock() throws(SyncError) {
+        let me = UInt32(bitPattern: cshm_thread_id())
+        let current = word.pointee.load(ordering: .relaxed)
+        guard current & RobustMutex.tidMask == me else { throw .notOwner(holderTID: current & RobustMutex.tidMask) }
+        holder.pointee.store(0, ordering: .relaxed)
+        holderID.pointee.store(0, ordering: .relaxed)
+        // SYNC POINT: release pairs with the acquire CAS in `lock`/`tryLock`:
+        // everything written under the lock (and the cleared holder fields)
+        // is visible to the next owner.
+        if word.pointee.compareExchange(expected: me, desired: 0, ordering: .releasing).exchanged { return }
+        // Waiters are queued in the kernel: let it hand the lock over.
+        if cshm_futex_unlock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)) != 0 {
+            throw .system(operation: "FUTEX_UNLOCK_PI", errno: cshm_errno())
+        }
+    }
+
+    /// Runs `body` under the lock. `onOwnerDied` runs first (under the lock)
+    /// if the previous holder died holding it, to repair the protected state.
+    /// Throws the `SyncError` of taking the lock, or whatever `body` throws.
+    public func withLock<R>(
+        timeout: Duration? = nil, onOwnerDied: (Int32) throws -> Void = { _ in },
+        _ body: () throws -> R
+    ) throws -> R {
+        let acquisition = try lock(timeout: timeout)
+        defer { try? unlock() }
+        if case .ownerDied(let pid) = acquisition { try onOwnerDied(pid) }
+        return try body()
+    }
+
+    /// The process holding the mutex now, if any (diagnostics).
+    public var holderProcess: ProcessIdentity? {
+        let packed = holderID.pointee.load(ordering: .relaxed)
+        return packed == 0 ? nil : ProcessIdentity(packed: packed)
+    }
+
+    /// How many times a holder died holding this mutex.
+    public var ownerDeaths: UInt64 { deaths.pointee.load(ordering: .relaxed) }
+}

@@ -1,0 +1,39 @@
+/// Why an operation on a process-shared mutex, semaphore or event failed.
+public enum SyncError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The memory given is too small for the primitive.
+    case regionTooSmall(needed: Int, available: Int)
+    /// Attaching found no valid header (magic, version, checksum).
+    case invalidLayout(String)
+    /// Nothing happened within the timeout.
+    case timedOut(milliseconds: Int)
+    /// The calling thread already holds the mutex (`EDEADLK`).
+    case wouldDeadlock
+    /// Unlock by a thread that does not hold the mutex.
+    case notOwner(holderTID: UInt32)
+    /// The lock word holds a value no owner could have written.
+    case corrupt(String)
+    /// A futex call failed unexpectedly.
+    case system(operation: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .regionTooSmall(let needed, let available): "region of \(available) bytes is too small; needs \(needed)"
+        case .invalidLayout(let reason): "not a valid primitive: \(reason)"
+        case .timedOut(let ms): "timed out after \(ms) ms"
+        case .wouldDeadlock: "the calling thread already holds this mutex"
+        case .notOwner(let tid): "unlock by a thread that does not hold the mutex (held by thread \(tid))"
+        case .corrupt(let reason): "corrupt primitive: \(reason)"
+        case .system(let op, let e): "\(op) failed: errno \(e)"
+        }
+    }
+}
+
+extension QueueError {
+    /// A layout error from `LayoutHeader` in the synchronization domain.
+    var asSyncError: SyncError {
+        switch self {
+        case .regionTooSmall(let needed, let available): .regionTooSmall(needed: needed, available: available)
+        default: .invalidLayout(description)
+        }
+    }
+}
