@@ -14,7 +14,7 @@ struct ShmCommand: ParsableCommand {
             """,
         subcommands: [
             ListCommand.self, CreateCommand.self, StatCommand.self, RemoveCommand.self,
-            DemoCommand.self, BenchCommand.self, DemoPeerCommand.self,
+            DemoCommand.self, BenchCommand.self, DemoPeerCommand.self, BenchPeerCommand.self,
         ]
     )
 }

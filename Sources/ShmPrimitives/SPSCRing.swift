@@ -8,44 +8,69 @@ import ShmSystem
 /// offset  line  contents (written by)
 ///    0    0     header (creator, once): magic "SPSC", version,
 ///                 capacity, maxMessage, regionSize, checksum
-///  128    1     tail: UInt64, bytes ever written (producer)
-///  136          producer role slot: packed ProcessIdentity (producer)
+///  128    1     tail: UInt64, bytes ever published (producer; for restarts
+///                 and diagnostics, never read on the consumer's fast path)
+///  136          producer role slot: packed ProcessIdentity
 ///  256    2     head: UInt64, bytes ever consumed (consumer)
-///  264          consumer role slot (consumer)
+///  264          consumer role slot
 ///  272          lostRecords: UInt64, corrupt records skipped (consumer)
-///  384    3     data parker: seq, sleepers — the consumer sleeps here
-///  512    4     space parker: seq, sleepers — the producer sleeps here
-///  640          data[capacity]  (capacity a power of two)
+///  384    3     producerMayPark: UInt32, consumerMayPark: UInt32 (read-mostly)
+///  512    4     data parker: seq, sleepers — the consumer sleeps here
+///  640    5     space parker: seq, sleepers — the producer sleeps here
+///  768          data[capacity]  (capacity a power of two)
 ///
-/// record (8-byte aligned, never split across the end of data):
-///   +0 length  UInt32   payload bytes
-///   +4 type    UInt32   1 message, 2 padding to the end of data
-///   +8 payload[length], zero to 7 bytes of alignment
+/// record (16-byte aligned, never split across the end of data):
+///   +0  tag     UInt64   tag(position): published when it matches
+///   +8  meta    UInt64   length (low 32 bits) | type << 32
+///                        type 1 message, 2 padding to the end of data
+///   +16 payload[length], zero to 15 bytes of alignment
+///
+/// tag(p) = splitmix64(p ^ salt) | 1, with `salt` random per ring (in the
+/// header), p the record's position counted in bytes since creation.
 /// ```
 ///
-/// Producer-owned and consumer-owned words live on separate 128-byte lines,
-/// and each side keeps a private copy of the other's index, re-reading the
-/// shared one only when its copy says the ring is full (producer) or empty
-/// (consumer). A record becomes visible with one store of `tail`; it is
-/// freed with one store of `head`. A message that would not fit before the
-/// end of the data area is preceded by a padding record and written at
-/// offset 0, so every payload is contiguous and can be used in place.
+/// **Publication.** A record becomes visible with one release store of its
+/// tag, after its meta word and payload. The consumer polls the tag word at
+/// its own position and compares it with tag(position), so a small message
+/// costs it one cache-line transfer from the producer — the same as the raw
+/// cache-line ping-pong floor — and nothing ever needs zeroing: positions
+/// never repeat, so a tag left from an earlier lap never matches, and stale
+/// payload bytes match only with probability 2⁻⁶⁴. A message that would not
+/// fit before the end of the data area is written at offset 0 and published
+/// first; then a padding record at the old position sends the consumer there.
 ///
-/// Nothing read from shared memory is trusted: positions are checked
-/// against each other and the capacity, and every record's type and length
-/// against the bytes available. A bad record costs the consumer that record
-/// (`QueueError.corruptRecord`, after which it skips to the producer's
-/// position); bad positions are reported as `corruptIndices` on every call.
+/// **Freeing.** The consumer frees space with one store of `head`; the
+/// producer keeps a private copy of `head` and re-reads the shared one only
+/// when its copy says the ring is full.
+///
+/// **Sleeping.** A side whose wait strategy may park says so in its
+/// `…MayPark` flag; the other side then publishes with a sequentially
+/// consistent store and checks for sleepers (see `Parker`). Against a
+/// busy-spinning peer both sides use plain release stores and make no
+/// sleeper check at all.
+///
+/// **Distrust.** Nothing read from shared memory is trusted: every header's
+/// type and length is checked against the space before the end of the data
+/// area and the configured maximum, and positions read from the other side
+/// are checked against each other and the capacity. A bad record costs the
+/// consumer that record (`QueueError.corruptRecord`, after which it skips to
+/// the producer's published position); bad positions are reported as
+/// `corruptIndices` on every call.
 public final class SPSCRing: @unchecked Sendable {
     static let magic = SegmentKind("SPSC")
-    static let version: UInt32 = 1
-    static let headerFields = 3 // capacity, maxMessage, regionSize
+    static let version: UInt32 = 2
+    static let headerFields = 4 // capacity, maxMessage, regionSize, salt
     static let tailOffset = 128, producerSlotOffset = 136
     static let headOffset = 256, consumerSlotOffset = 264, lostOffset = 272
-    static let dataParkerOffset = 384, spaceParkerOffset = 512
-    static let dataOffset = 640
-    static let recordHeader = 8
-    static let typeMessage: UInt32 = 1, typePadding: UInt32 = 2
+    static let flagsOffset = 384
+    static let dataParkerOffset = 512, spaceParkerOffset = 640
+    static let dataOffset = 768
+    static let recordHeader = 16
+    static let typeMessage: UInt64 = 1, typePadding: UInt64 = 2
+
+    /// Everything the hot paths touch, as plain values and raw pointers, so
+    /// sending and receiving do no reference counting.
+    let view: RingView
 
     /// The memory the ring lives in (keeps the mapping alive).
     public let region: MappedBytes
@@ -53,11 +78,13 @@ public final class SPSCRing: @unchecked Sendable {
     package let anchor: AnyObject?
     /// Data bytes (a power of two).
     public let capacity: Int
-    /// Largest payload accepted (at most `capacity / 2 - 8`, so any message
+    /// Largest payload accepted (at most `capacity / 2 - 16`, so any message
     /// fits whatever the current position).
     public let maxMessageSize: Int
 
     let mask: UInt64
+    /// Mixed into every record tag (see the layout).
+    let salt: UInt64
     let base: UnsafeMutableRawPointer
     let data: UnsafeMutableRawPointer
     let tail: UnsafeMutablePointer<Atomic<UInt64>>
@@ -67,6 +94,11 @@ public final class SPSCRing: @unchecked Sendable {
     let consumerSlot: RoleSlot
     let dataParker: Parker
     let spaceParker: Parker
+    /// 1 when the producer may park waiting for space (the consumer must then
+    /// free space with a seq_cst store and check for sleepers).
+    let producerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
+    /// 1 when the consumer may park waiting for data.
+    let consumerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
 
     /// Bytes of region a ring of `capacity` data bytes needs.
     public static func requiredSize(capacity: Int) -> Int { dataOffset + capacity }
@@ -82,12 +114,12 @@ public final class SPSCRing: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - capacity: data bytes, a power of two from 64 to 2^40.
-    ///   - maxMessageSize: defaults to (and may not exceed) `capacity/2 - 8`.
+    ///   - maxMessageSize: defaults to (and may not exceed) `capacity/2 - 16`.
     public static func initialize(_ region: MappedBytes, capacity: Int, maxMessageSize: Int? = nil, anchor: AnyObject? = nil) throws(QueueError) -> SPSCRing {
         guard capacity >= 64, capacity <= 1 << 40, capacity & (capacity - 1) == 0 else {
             throw .invalidConfiguration("capacity \(capacity) must be a power of two from 64 to 2^40")
         }
-        let limit = capacity / 2 - recordHeader
+        let limit = maximumMessageSize(capacity: capacity)
         let maximum = maxMessageSize ?? limit
         guard maximum > 0, maximum <= limit else {
             throw .invalidConfiguration("maxMessageSize \(maximum) must be 1…\(limit) for a capacity of \(capacity)")
@@ -96,7 +128,10 @@ public final class SPSCRing: @unchecked Sendable {
         guard region.count >= needed else { throw .regionTooSmall(needed: needed, available: region.count) }
         region.view(0..<dataOffset).fill(with: 0)
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
-                           fields: [UInt64(capacity), UInt64(maximum), UInt64(needed)])
+                           fields: [UInt64(capacity), UInt64(maximum), UInt64(needed), UInt64.random(in: 1...UInt64.max)])
+        // Until a side attaches and says otherwise, assume it may park.
+        region.storeBytes(of: UInt32(1), toByteOffset: flagsOffset, as: UInt32.self)
+        region.storeBytes(of: UInt32(1), toByteOffset: flagsOffset + 4, as: UInt32.self)
         return try SPSCRing(attaching: region, anchor: anchor)
     }
 
@@ -105,9 +140,10 @@ public final class SPSCRing: @unchecked Sendable {
         let fields = try LayoutHeader.read(region, magic: SPSCRing.magic, version: SPSCRing.version,
                                            count: SPSCRing.headerFields, what: "SPSC ring")
         let capacity = fields[0], maximum = fields[1], size = fields[2]
+        self.salt = fields[3]
         guard capacity >= 64, capacity <= 1 << 40, capacity & (capacity - 1) == 0,
               size == UInt64(SPSCRing.requiredSize(capacity: Int(capacity))),
-              maximum > 0, maximum <= capacity / 2 - UInt64(SPSCRing.recordHeader) else {
+              maximum > 0, maximum <= UInt64(SPSCRing.maximumMessageSize(capacity: Int(capacity))) else {
             throw .invalidLayout("inconsistent ring header: capacity \(capacity), maxMessage \(maximum), size \(size)")
         }
         guard Int(size) <= region.count else { throw .regionTooSmall(needed: Int(size), available: region.count) }
@@ -126,7 +162,23 @@ public final class SPSCRing: @unchecked Sendable {
         consumerSlot = RoleSlot(base + SPSCRing.consumerSlotOffset)
         dataParker = Parker(base + SPSCRing.dataParkerOffset)
         spaceParker = Parker(base + SPSCRing.spaceParkerOffset)
+        producerMayPark = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.flagsOffset))
+        consumerMayPark = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.flagsOffset + 4))
+        view = RingView(data: data, mask: mask, capacity: Int(capacity), maxMessageSize: Int(maximum), salt: salt,
+                        tail: tail, head: head, lost: lost, producerMayPark: producerMayPark,
+                        consumerMayPark: consumerMayPark, dataParker: dataParker, spaceParker: spaceParker)
     }
+
+    /// The largest payload a ring of `capacity` accepts: a record of it plus
+    /// padding always fits in an empty ring.
+    public static func maximumMessageSize(capacity: Int) -> Int { capacity / 2 - recordHeader }
+
+    @inline(__always) func tagWord(at offset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { view.tagWord(at: offset) }
+    @inline(__always) func tag(_ position: UInt64) -> UInt64 { view.tag(position) }
+
+    /// Record size for a payload of `length` bytes.
+    @inline(__always)
+    static func recordSize(_ length: Int) -> Int { (recordHeader + length + 15) & ~15 }
 
     /// Becomes the ring's producer. Fails with `.roleTaken` while another
     /// live process is the producer; takes over from a dead one.
@@ -152,8 +204,43 @@ public final class SPSCRing: @unchecked Sendable {
     public var producerProcess: ProcessIdentity? { producerSlot.holder }
     public var consumerProcess: ProcessIdentity? { consumerSlot.holder }
 
+
     @inline(__always)
-    static func align8(_ value: Int) -> Int { (value + 7) & ~7 }
+    func positionsAreSane(head h: UInt64, tail t: UInt64) -> Bool { view.positionsAreSane(head: h, tail: t) }
+}
+
+/// The ring's layout resolved to raw pointers and constants: what the
+/// producer and consumer hot paths use, free of reference counting. Valid
+/// while the `SPSCRing` (and so its mapping) is alive, which every holder
+/// guarantees by also holding the ring.
+struct RingView {
+    let data: UnsafeMutableRawPointer
+    let mask: UInt64
+    let capacity: Int
+    let maxMessageSize: Int
+    let salt: UInt64
+    let tail: UnsafeMutablePointer<Atomic<UInt64>>
+    let head: UnsafeMutablePointer<Atomic<UInt64>>
+    let lost: UnsafeMutablePointer<Atomic<UInt64>>
+    let producerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
+    let consumerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
+    let dataParker: Parker
+    let spaceParker: Parker
+
+    /// The tag word of the record at data offset `offset`.
+    @inline(__always)
+    func tagWord(at offset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(data + offset))
+    }
+
+    /// The tag a record at `position` carries once published.
+    @inline(__always)
+    func tag(_ position: UInt64) -> UInt64 {
+        var z = position ^ salt
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return (z ^ (z >> 31)) | 1
+    }
 
     @inline(__always)
     func positionsAreSane(head h: UInt64, tail t: UInt64) -> Bool {

@@ -6,78 +6,107 @@ extension SPSCRing {
     /// use it from one thread at a time.
     public final class Consumer: @unchecked Sendable {
         public let ring: SPSCRing
+        let view: RingView
         /// Our authoritative copy of `head` (only we write the shared one).
         var head: UInt64
-        /// Last `tail` we read from shared memory.
-        var cachedTail: UInt64
         var waiter: Waiter
         var lentOut = false
 
         init(ring: SPSCRing, waitStrategy: WaitStrategy) throws(QueueError) {
             try ring.consumerSlot.claim(role: "consumer")
-            // SYNC POINT: acquire pairs with the seq_cst stores of head/tail.
-            let h = ring.head.pointee.load(ordering: .acquiring)
-            let t = ring.tail.pointee.load(ordering: .acquiring)
-            guard ring.positionsAreSane(head: h, tail: t), h & 7 == 0 else {
+            let view = ring.view
+            // SYNC POINT: acquire pairs with the stores of head/tail.
+            let h = view.head.pointee.load(ordering: .acquiring)
+            let t = view.tail.pointee.load(ordering: .acquiring)
+            guard view.positionsAreSane(head: h, tail: t), h & 15 == 0 else {
                 ring.consumerSlot.release()
-                throw .corruptIndices("head \(h), tail \(t), capacity \(ring.capacity)")
+                throw .corruptIndices("head \(h), tail \(t), capacity \(view.capacity)")
             }
             self.ring = ring
+            self.view = view
             self.head = h
-            self.cachedTail = h
             self.waiter = Waiter(waitStrategy)
-            ring.dataParker.resetSleepers() // a dead consumer may have left itself counted
+            view.dataParker.resetSleepers() // a dead consumer may have left itself counted
+            if case .busySpin = waitStrategy { view.consumerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
+            else { view.consumerMayPark.pointee.store(1, ordering: .sequentiallyConsistent) }
         }
 
-        deinit { ring.consumerSlot.release() }
+        deinit {
+            view.consumerMayPark.pointee.store(1, ordering: .sequentiallyConsistent)
+            ring.consumerSlot.release()
+        }
+
+        /// What a valid header word at `offset` describes.
+        enum Record {
+            case message(length: Int, size: Int)
+            case padding(size: Int)
+            case invalid(String)
+        }
+
+        @inline(__always)
+        func decode(_ word: UInt64, at offset: Int) -> Record {
+            let length = Int(word & 0xffff_ffff)
+            let room = view.capacity - offset
+            switch word >> 32 {
+            case SPSCRing.typeMessage:
+                let size = SPSCRing.recordSize(length)
+                guard length <= view.maxMessageSize, size <= room else {
+                    return .invalid("message length \(length) does not fit in the \(room) bytes to the end")
+                }
+                return .message(length: length, size: size)
+            case SPSCRing.typePadding:
+                guard offset > 0, length == room - SPSCRing.recordHeader else {
+                    return .invalid("padding of \(length) bytes at \(offset) does not reach the end")
+                }
+                return .padding(size: room)
+            default:
+                return .invalid("unknown record type \(word >> 32)")
+            }
+        }
+
+        /// The meta word of the record at `position` if it is published.
+        @inline(__always)
+        func published(at position: UInt64, offset: Int) -> UInt64? {
+            // SYNC POINT: acquire pairs with the producer's release (or
+            // seq_cst) store of this tag in `Producer.store`: the meta word
+            // and payload written before it are visible.
+            guard view.tagWord(at: offset).pointee.load(ordering: .acquiring) == view.tag(position) else { return nil }
+            return (view.data + offset).load(fromByteOffset: 8, as: UInt64.self)
+        }
 
         /// The next record's payload position, length and the head after it,
-        /// or nil if the ring is empty. Skips padding records.
+        /// or nil if nothing is published. Skips padding records.
         @inline(__always)
         func peek() throws(QueueError) -> (offset: Int, length: Int, next: UInt64)? {
             precondition(!lentOut, "the previous message has not been released")
             while true {
-                if head == cachedTail {
-                    // SYNC POINT: acquire pairs with the producer's seq_cst
-                    // store of tail in `Producer.publish`: the record's bytes
-                    // are visible once the new tail is.
-                    let t = ring.tail.pointee.load(ordering: .acquiring)
-                    guard ring.positionsAreSane(head: head, tail: t), t & 7 == 0 else {
-                        throw .corruptIndices("tail \(t) read from shared memory, our head \(head), capacity \(ring.capacity)")
-                    }
-                    cachedTail = t
-                    if head == t { return nil }
-                }
-                let offset = Int(head & ring.mask)
-                let at = ring.data + offset
-                let length = Int(at.load(as: UInt32.self))
-                let type = at.load(fromByteOffset: 4, as: UInt32.self)
-                let available = Int(cachedTail &- head)
-                let room = ring.capacity - offset
-                switch type {
-                case SPSCRing.typeMessage:
-                    let size = SPSCRing.align8(SPSCRing.recordHeader + length)
-                    guard length <= ring.maxMessageSize, size <= room, size <= available else {
-                        try skipCorrupt(at: offset, "message length \(length) does not fit (\(available) bytes written, \(room) to the end)")
-                    }
+                let offset = Int(head & view.mask)
+                guard let word = published(at: head, offset: offset) else { return nil }
+                switch decode(word, at: offset) {
+                case .message(let length, let size):
                     return (offset + SPSCRing.recordHeader, length, head &+ UInt64(size))
-                case SPSCRing.typePadding:
-                    guard length == room - SPSCRing.recordHeader, room <= available else {
-                        try skipCorrupt(at: offset, "padding of \(length) bytes at \(offset) does not reach the end")
-                    }
-                    head &+= UInt64(room)
+                case .padding(let size):
+                    head &+= UInt64(size)
                     publishHead()
-                default:
-                    try skipCorrupt(at: offset, "unknown record type \(type)")
+                case .invalid(let reason):
+                    try skipCorrupt(at: offset, reason)
                 }
             }
         }
 
-        /// Drops everything up to the producer's position after a corrupt record.
+        /// After a corrupt record: drop everything up to the producer's
+        /// published position.
         func skipCorrupt(at offset: Int, _ reason: String) throws(QueueError) -> Never {
-            ring.lost.pointee.wrappingAdd(1, ordering: .relaxed)
-            head = cachedTail
-            publishHead()
+            view.lost.pointee.wrappingAdd(1, ordering: .relaxed)
+            // SYNC POINT: acquire pairs with the producer's release store of tail.
+            let t = view.tail.pointee.load(ordering: .acquiring)
+            guard view.positionsAreSane(head: head, tail: t), t & 15 == 0 else {
+                throw .corruptIndices("tail \(t) read from shared memory, our head \(head), capacity \(view.capacity)")
+            }
+            if t != head {
+                head = t
+                publishHead()
+            }
             throw .corruptRecord(offset: offset, reason: reason + "; skipped to the write position")
         }
 
@@ -89,19 +118,25 @@ extension SPSCRing {
 
         @inline(__always)
         func publishHead() {
-            // SYNC POINT: this store releases the consumed bytes to the
-            // producer's acquire load of head in `Producer.reserve`; it is
-            // seq_cst for the Dekker handshake with `Parker.sleep`.
-            ring.head.pointee.store(head, ordering: .sequentiallyConsistent)
-            ring.spaceParker.wakeIfSleeping()
+            if view.producerMayPark.pointee.load(ordering: .relaxed) != 0 {
+                // SYNC POINT: release (seq_cst) pairs with the producer's
+                // acquire load of head in `Producer.reserve`; seq_cst for the
+                // Dekker handshake with `Parker.sleep`.
+                view.head.pointee.store(head, ordering: .sequentiallyConsistent)
+                view.spaceParker.wakeIfSleeping()
+            } else {
+                // SYNC POINT: release pairs with the producer's acquire load
+                // of head in `Producer.reserve` (it busy-spins, never sleeps).
+                view.head.pointee.store(head, ordering: .releasing)
+            }
         }
 
         /// Waits for a record; returns nil at the deadline.
         func peekWaiting(timeout: Duration?) throws(QueueError) -> (offset: Int, length: Int, next: UInt64)? {
             if let found = try peek() { return found }
-            let ring = self.ring, head = self.head
-            _ = waiter.wait(on: ring.dataParker, deadline: deadline(after: timeout)) {
-                ring.tail.pointee.load(ordering: .sequentiallyConsistent) != head
+            let view = self.view, offset = Int(head & view.mask), expected = view.tag(head)
+            _ = waiter.wait(on: view.dataParker, deadline: deadline(after: timeout)) {
+                view.tagWord(at: offset).pointee.load(ordering: .sequentiallyConsistent) == expected
             }
             return try peek()
         }
@@ -152,20 +187,20 @@ extension SPSCRing {
                 release(next: record.next)
                 throw .sizeMismatch(expected: MemoryLayout<T>.size, actual: record.length)
             }
-            let value = (ring.data + record.offset).loadUnaligned(as: T.self)
+            let value = (view.data + record.offset).loadUnaligned(as: T.self)
             release(next: record.next)
             return value
         }
 
         func copyOut(_ record: (offset: Int, length: Int, next: UInt64), into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int {
             guard record.length <= buffer.count else { throw .bufferTooSmall(needed: record.length, available: buffer.count) }
-            if record.length > 0 { buffer.baseAddress!.copyMemory(from: ring.data + record.offset, byteCount: record.length) }
+            if record.length > 0 { buffer.baseAddress!.copyMemory(from: view.data + record.offset, byteCount: record.length) }
             release(next: record.next)
             return record.length
         }
 
         func takeArray(_ record: (offset: Int, length: Int, next: UInt64)) -> [UInt8] {
-            let bytes = Array(UnsafeRawBufferPointer(start: ring.data + record.offset, count: record.length))
+            let bytes = Array(UnsafeRawBufferPointer(start: view.data + record.offset, count: record.length))
             release(next: record.next)
             return bytes
         }
@@ -178,7 +213,7 @@ extension SPSCRing {
             do { found = try peekWaiting(timeout: timeout) } catch { throw .queue(error) }
             guard let record = found else { throw .queue(.timedOut(timeout)) }
             defer { release(next: record.next) }
-            do { return try body(UnsafeRawBufferPointer(start: ring.data + record.offset, count: record.length)) }
+            do { return try body(UnsafeRawBufferPointer(start: view.data + record.offset, count: record.length)) }
             catch { throw .body(error) }
         }
 
@@ -188,7 +223,7 @@ extension SPSCRing {
             guard let record = try peek() else { return nil }
             lentOut = true
             return RingMessage(consumer: self, next: record.next,
-                               bytes: UnsafeRawBufferPointer(start: ring.data + record.offset, count: record.length))
+                               bytes: UnsafeRawBufferPointer(start: view.data + record.offset, count: record.length))
         }
 
         /// The next message in place, waiting at most `timeout`.
@@ -196,7 +231,7 @@ extension SPSCRing {
             guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
             lentOut = true
             return RingMessage(consumer: self, next: record.next,
-                               bytes: UnsafeRawBufferPointer(start: ring.data + record.offset, count: record.length))
+                               bytes: UnsafeRawBufferPointer(start: view.data + record.offset, count: record.length))
         }
 
         /// Hands up to `limit` waiting messages to `body` in place and frees
@@ -204,42 +239,25 @@ extension SPSCRing {
         /// busy ring). Returns how many were handled; does not wait.
         @discardableResult
         public func drain(limit: Int = .max, _ body: (UnsafeRawBufferPointer) -> Void) throws(QueueError) -> Int {
+            precondition(!lentOut, "the previous message has not been released")
             var handled = 0
             var next = head
             while handled < limit {
-                if next == cachedTail {
-                    // SYNC POINT: acquire pairs with the producer's seq_cst store of tail.
-                    let t = ring.tail.pointee.load(ordering: .acquiring)
-                    guard ring.positionsAreSane(head: head, tail: t), t & 7 == 0 else {
-                        if handled > 0 { release(next: next) }
-                        throw .corruptIndices("tail \(t) read from shared memory, our head \(head), capacity \(ring.capacity)")
-                    }
-                    cachedTail = t
-                    if next == t { break }
-                }
-                let offset = Int(next & ring.mask)
-                let at = ring.data + offset
-                let length = Int(at.load(as: UInt32.self))
-                let type = at.load(fromByteOffset: 4, as: UInt32.self)
-                let available = Int(cachedTail &- next)
-                let room = ring.capacity - offset
-                if type == SPSCRing.typeMessage {
-                    let size = SPSCRing.align8(SPSCRing.recordHeader + length)
-                    guard length <= ring.maxMessageSize, size <= room, size <= available else { break }
-                    body(UnsafeRawBufferPointer(start: at + SPSCRing.recordHeader, count: length))
+                let offset = Int(next & view.mask)
+                guard let word = published(at: next, offset: offset) else { break }
+                switch decode(word, at: offset) {
+                case .message(let length, let size):
+                    body(UnsafeRawBufferPointer(start: view.data + offset + SPSCRing.recordHeader, count: length))
                     next &+= UInt64(size)
                     handled += 1
-                } else if type == SPSCRing.typePadding, length == room - SPSCRing.recordHeader, room <= available {
-                    next &+= UInt64(room)
-                } else {
-                    break
+                case .padding(let size):
+                    next &+= UInt64(size)
+                case .invalid(let reason):
+                    if next != head { release(next: next) }
+                    try skipCorrupt(at: offset, reason)
                 }
             }
             if next != head { release(next: next) }
-            if handled < limit, next != cachedTail {
-                // Stopped at a record that failed validation: report it like peek does.
-                _ = try peek()
-            }
             return handled
         }
 

@@ -2,10 +2,18 @@ import Synchronization
 import ShmSystem
 
 extension SPSCRing {
+    /// Where a reserved record goes: its position and, when it wraps, the
+    /// position of the padding record that sends the consumer to offset 0.
+    struct Reservation {
+        let start: UInt64
+        let paddingAt: UInt64?
+    }
+
     /// The writing end of an `SPSCRing`. One per ring across all processes;
     /// use it from one thread at a time.
     public final class Producer: @unchecked Sendable {
         public let ring: SPSCRing
+        let view: RingView
         /// Our authoritative copy of `tail` (only we write the shared one).
         var tail: UInt64
         /// Last `head` we read from shared memory.
@@ -15,40 +23,70 @@ extension SPSCRing {
 
         init(ring: SPSCRing, waitStrategy: WaitStrategy) throws(QueueError) {
             try ring.producerSlot.claim(role: "producer")
-            // SYNC POINT: acquire pairs with the seq_cst stores of tail/head
-            // by a previous producer / the consumer.
-            let t = ring.tail.pointee.load(ordering: .acquiring)
-            let h = ring.head.pointee.load(ordering: .acquiring)
-            guard ring.positionsAreSane(head: h, tail: t), t & 7 == 0 else {
+            let view = ring.view
+            // SYNC POINT: acquire pairs with the stores of tail/head by a
+            // previous producer / the consumer.
+            var t = view.tail.pointee.load(ordering: .acquiring)
+            let h = view.head.pointee.load(ordering: .acquiring)
+            guard view.positionsAreSane(head: h, tail: t), t & 15 == 0 else {
                 ring.producerSlot.release()
-                throw .corruptIndices("head \(h), tail \(t), capacity \(ring.capacity)")
+                throw .corruptIndices("head \(h), tail \(t), capacity \(view.capacity)")
+            }
+            // A previous producer may have died between publishing a record
+            // and storing tail: step over whatever it published.
+            var steps = 0
+            while t &- h < UInt64(view.capacity), steps <= view.capacity / 8 {
+                let offset = Int(t & view.mask)
+                // SYNC POINT: acquire pairs with the release of that tag in `store`.
+                guard view.tagWord(at: offset).pointee.load(ordering: .acquiring) == view.tag(t) else { break }
+                let word = (view.data + offset).load(fromByteOffset: 8, as: UInt64.self)
+                let length = Int(word & 0xffff_ffff), type = word >> 32
+                if type == SPSCRing.typeMessage, length <= view.maxMessageSize,
+                   SPSCRing.recordSize(length) <= view.capacity - offset {
+                    t &+= UInt64(SPSCRing.recordSize(length))
+                } else if type == SPSCRing.typePadding, offset > 0, length == view.capacity - offset - SPSCRing.recordHeader {
+                    t &+= UInt64(view.capacity - offset)
+                } else {
+                    break
+                }
+                steps += 1
+            }
+            guard view.positionsAreSane(head: h, tail: t) else {
+                ring.producerSlot.release()
+                throw .corruptIndices("records past tail overrun head \(h)")
             }
             self.ring = ring
+            self.view = view
             self.tail = t
             self.cachedHead = h
             self.waiter = Waiter(waitStrategy)
-            ring.spaceParker.resetSleepers() // a dead producer may have left itself counted
+            view.spaceParker.resetSleepers() // a dead producer may have left itself counted
+            if case .busySpin = waitStrategy { view.producerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
+            else { view.producerMayPark.pointee.store(1, ordering: .sequentiallyConsistent) }
         }
 
-        deinit { ring.producerSlot.release() }
+        deinit {
+            view.producerMayPark.pointee.store(1, ordering: .sequentiallyConsistent)
+            ring.producerSlot.release()
+        }
 
         // MARK: Copying sends
 
         /// Sends `bytes` if there is room now; returns false if the ring is full.
         @discardableResult
         public func trySend(_ bytes: UnsafeRawBufferPointer) throws(QueueError) -> Bool {
-            guard let start = try reserve(bytes.count) else { return false }
-            if bytes.count > 0 { (ring.data + payloadOffset(start)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-            publish(start: start, length: bytes.count)
+            guard let reservation = try reserve(bytes.count) else { return false }
+            write(bytes, at: reservation)
+            publish(reservation, length: bytes.count)
             return true
         }
 
         /// Sends `bytes`, waiting for room with the wait strategy for at most
         /// `timeout` (nil: for ever).
         public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(QueueError) {
-            let start = try reserveWaiting(bytes.count, timeout: timeout)
-            if bytes.count > 0 { (ring.data + payloadOffset(start)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-            publish(start: start, length: bytes.count)
+            let reservation = try reserveWaiting(bytes.count, timeout: timeout)
+            write(bytes, at: reservation)
+            publish(reservation, length: bytes.count)
         }
 
         @discardableResult
@@ -62,18 +100,25 @@ extension SPSCRing {
 
         /// Sends a trivially copyable value, written in place.
         public func send<T: BitwiseCopyable>(value: T, timeout: Duration? = nil) throws(QueueError) {
-            let start = try reserveWaiting(MemoryLayout<T>.size, timeout: timeout)
-            (ring.data + payloadOffset(start)).storeBytes(of: value, as: T.self)
-            publish(start: start, length: MemoryLayout<T>.size)
+            let reservation = try reserveWaiting(MemoryLayout<T>.size, timeout: timeout)
+            (view.data + payloadOffset(reservation.start)).storeBytes(of: value, as: T.self)
+            publish(reservation, length: MemoryLayout<T>.size)
         }
 
         /// Sends a trivially copyable value if there is room now.
         @discardableResult
         public func trySend<T: BitwiseCopyable>(value: T) throws(QueueError) -> Bool {
-            guard let start = try reserve(MemoryLayout<T>.size) else { return false }
-            (ring.data + payloadOffset(start)).storeBytes(of: value, as: T.self)
-            publish(start: start, length: MemoryLayout<T>.size)
+            guard let reservation = try reserve(MemoryLayout<T>.size) else { return false }
+            (view.data + payloadOffset(reservation.start)).storeBytes(of: value, as: T.self)
+            publish(reservation, length: MemoryLayout<T>.size)
             return true
+        }
+
+        @inline(__always)
+        func write(_ bytes: UnsafeRawBufferPointer, at reservation: Reservation) {
+            if bytes.count > 0 {
+                (view.data + payloadOffset(reservation.start)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            }
         }
 
         // MARK: Zero-copy sends
@@ -85,13 +130,13 @@ extension SPSCRing {
             count: Int, timeout: Duration? = nil,
             _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Int
         ) throws(SendError<E>) {
-            let start: UInt64
-            do { start = try reserveWaiting(count, timeout: timeout) } catch { throw .queue(error) }
-            let buffer = UnsafeMutableRawBufferPointer(start: ring.data + payloadOffset(start), count: count)
+            let reservation: Reservation
+            do { reservation = try reserveWaiting(count, timeout: timeout) } catch { throw .queue(error) }
+            let buffer = UnsafeMutableRawBufferPointer(start: view.data + payloadOffset(reservation.start), count: count)
             let written: Int
             do { written = try fill(buffer) } catch { throw .fill(error) }
             precondition(written >= 0 && written <= count, "fill wrote \(written) of \(count) claimed bytes")
-            publish(start: start, length: written)
+            publish(reservation, length: written)
         }
 
         /// Claims room for a message of up to `count` bytes if there is room
@@ -99,89 +144,120 @@ extension SPSCRing {
         /// publishes nothing. One claim may be open at a time.
         public func tryClaim(count: Int) throws(QueueError) -> RingClaim? {
             precondition(!claimOpen, "a claim is already open on this producer")
-            guard let start = try reserve(count) else { return nil }
-            claimOpen = true
-            return RingClaim(producer: self, start: start,
-                             bytes: UnsafeMutableRawBufferPointer(start: ring.data + payloadOffset(start), count: count))
+            guard let reservation = try reserve(count) else { return nil }
+            return makeClaim(reservation, count: count)
         }
 
         /// Claims room, waiting for it with the wait strategy.
         public func claim(count: Int, timeout: Duration? = nil) throws(QueueError) -> RingClaim {
             precondition(!claimOpen, "a claim is already open on this producer")
-            let start = try reserveWaiting(count, timeout: timeout)
+            let reservation = try reserveWaiting(count, timeout: timeout)
+            return makeClaim(reservation, count: count)
+        }
+
+        @inline(__always)
+        func makeClaim(_ reservation: Reservation, count: Int) -> RingClaim {
             claimOpen = true
-            return RingClaim(producer: self, start: start,
-                             bytes: UnsafeMutableRawBufferPointer(start: ring.data + payloadOffset(start), count: count))
+            return RingClaim(producer: self, reservation: reservation,
+                             bytes: UnsafeMutableRawBufferPointer(start: view.data + payloadOffset(reservation.start), count: count))
+        }
+
+        /// Waits until a message of `count` bytes would fit (without claiming it).
+        public func waitForSpace(count: Int, timeout: Duration? = nil) throws(QueueError) -> Bool {
+            guard count <= view.maxMessageSize else { throw .messageTooLarge(size: count, maximum: view.maxMessageSize) }
+            let needed = footprint(count)
+            let view = self.view, tail = self.tail, capacity = UInt64(view.capacity)
+            return waiter.wait(on: view.spaceParker, deadline: deadline(after: timeout)) {
+                tail &- view.head.pointee.load(ordering: .sequentiallyConsistent) &+ needed <= capacity
+            }
         }
 
         // MARK: Internals
 
         @inline(__always)
-        func payloadOffset(_ start: UInt64) -> Int { Int(start & ring.mask) + SPSCRing.recordHeader }
+        func payloadOffset(_ start: UInt64) -> Int { Int(start & view.mask) + SPSCRing.recordHeader }
 
-        /// Bytes `length` needs, counting padding to the end if it must wrap.
+        /// Bytes a record of `length` payload bytes takes from `tail`,
+        /// counting the padding to the end if it must wrap.
         @inline(__always)
-        func footprint(_ length: Int) -> (record: Int, padding: Int) {
-            let record = SPSCRing.align8(SPSCRing.recordHeader + length)
-            let contiguous = ring.capacity - Int(tail & ring.mask)
-            return (record, record > contiguous ? contiguous : 0)
+        func footprint(_ length: Int) -> UInt64 {
+            let record = SPSCRing.recordSize(length)
+            let contiguous = view.capacity - Int(tail & view.mask)
+            return UInt64((record > contiguous ? contiguous : 0) + record)
         }
 
-        /// Finds room for a record of `length` payload bytes; writes the
-        /// padding record if it must wrap; returns the record's position, or
-        /// nil if the ring is full.
+        /// Finds room for a record of `length` payload bytes, or nil if the
+        /// ring is full. Writes nothing.
         @inline(__always)
-        func reserve(_ length: Int) throws(QueueError) -> UInt64? {
-            guard length >= 0, length <= ring.maxMessageSize else {
-                throw .messageTooLarge(size: length, maximum: ring.maxMessageSize)
+        func reserve(_ length: Int) throws(QueueError) -> Reservation? {
+            guard length >= 0, length <= view.maxMessageSize else {
+                throw .messageTooLarge(size: length, maximum: view.maxMessageSize)
             }
-            let (record, padding) = footprint(length)
-            let needed = UInt64(record + padding)
-            if tail &- cachedHead &+ needed > UInt64(ring.capacity) {
-                // SYNC POINT: acquire pairs with the consumer's seq_cst store
-                // of head in `Consumer.publishHead` (the bytes it freed may be
-                // overwritten only after it has finished reading them).
-                let h = ring.head.pointee.load(ordering: .acquiring)
-                guard ring.positionsAreSane(head: h, tail: tail) else {
-                    throw .corruptIndices("head \(h) read from shared memory, our tail \(tail), capacity \(ring.capacity)")
+            let needed = footprint(length)
+            if tail &- cachedHead &+ needed > UInt64(view.capacity) {
+                // SYNC POINT: acquire pairs with the consumer's store of head
+                // in `Consumer.publishHead`: the bytes it freed may be
+                // overwritten only after it has finished reading them.
+                let h = view.head.pointee.load(ordering: .acquiring)
+                guard view.positionsAreSane(head: h, tail: tail) else {
+                    throw .corruptIndices("head \(h) read from shared memory, our tail \(tail), capacity \(view.capacity)")
                 }
                 cachedHead = h
-                if tail &- h &+ needed > UInt64(ring.capacity) { return nil }
+                if tail &- h &+ needed > UInt64(view.capacity) { return nil }
             }
-            if padding > 0 {
-                let at = ring.data + Int(tail & ring.mask)
-                at.storeBytes(of: UInt32(padding - SPSCRing.recordHeader), as: UInt32.self)
-                at.storeBytes(of: SPSCRing.typePadding, toByteOffset: 4, as: UInt32.self)
-            }
-            return tail &+ UInt64(padding)
+            let record = SPSCRing.recordSize(length)
+            let contiguous = view.capacity - Int(tail & view.mask)
+            if record > contiguous { return Reservation(start: tail &+ UInt64(contiguous), paddingAt: tail) }
+            return Reservation(start: tail, paddingAt: nil)
         }
 
-        func reserveWaiting(_ length: Int, timeout: Duration?) throws(QueueError) -> UInt64 {
-            if let start = try reserve(length) { return start }
-            let (record, padding) = footprint(length)
-            let needed = UInt64(record + padding)
-            let capacity = UInt64(ring.capacity)
-            let ring = self.ring, tail = self.tail
-            let ready = waiter.wait(on: ring.spaceParker, deadline: deadline(after: timeout)) {
-                tail &- ring.head.pointee.load(ordering: .sequentiallyConsistent) &+ needed <= capacity
+        func reserveWaiting(_ length: Int, timeout: Duration?) throws(QueueError) -> Reservation {
+            if let reservation = try reserve(length) { return reservation }
+            let needed = footprint(length)
+            let capacity = UInt64(view.capacity)
+            let view = self.view, tail = self.tail
+            let ready = waiter.wait(on: view.spaceParker, deadline: deadline(after: timeout)) {
+                tail &- view.head.pointee.load(ordering: .sequentiallyConsistent) &+ needed <= capacity
             }
-            if ready, let start = try reserve(length) { return start }
+            if ready, let reservation = try reserve(length) { return reservation }
             throw .timedOut(timeout)
         }
 
-        /// Writes the record header and makes the record visible.
+        /// Makes the record visible: its meta word, then its tag; then (if it
+        /// wrapped) the padding record that leads the consumer to it.
         @inline(__always)
-        func publish(start: UInt64, length: Int) {
-            let at = ring.data + Int(start & ring.mask)
-            at.storeBytes(of: UInt32(length), as: UInt32.self)
-            at.storeBytes(of: SPSCRing.typeMessage, toByteOffset: 4, as: UInt32.self)
-            tail = start &+ UInt64(SPSCRing.align8(SPSCRing.recordHeader + length))
-            // SYNC POINT: this store releases the record (header and payload)
-            // to the consumer's acquire load of tail in `Consumer.peek`; it is
-            // seq_cst so that the load of `sleepers` in `wakeIfSleeping` cannot
-            // pass it (Dekker with `Parker.sleep`).
-            ring.tail.pointee.store(tail, ordering: .sequentiallyConsistent)
-            ring.dataParker.wakeIfSleeping()
+        func publish(_ reservation: Reservation, length: Int) {
+            let next = reservation.start &+ UInt64(SPSCRing.recordSize(length))
+            let consumerMayPark = view.consumerMayPark.pointee.load(ordering: .relaxed) != 0
+            let offset = Int(reservation.start & view.mask)
+            (view.data + offset).storeBytes(of: UInt64(length) | SPSCRing.typeMessage << 32, toByteOffset: 8, as: UInt64.self)
+            store(view.tag(reservation.start), at: offset, sequentiallyConsistent: consumerMayPark)
+            if let padding = reservation.paddingAt {
+                let at = Int(padding & view.mask)
+                (view.data + at).storeBytes(of: UInt64(view.capacity - at - SPSCRing.recordHeader) | SPSCRing.typePadding << 32,
+                                            toByteOffset: 8, as: UInt64.self)
+                store(view.tag(padding), at: at, sequentiallyConsistent: consumerMayPark)
+            }
+            tail = next
+            view.tail.pointee.store(next, ordering: .releasing)
+            if consumerMayPark { view.dataParker.wakeIfSleeping() }
+        }
+
+        @inline(__always)
+        func store(_ tag: UInt64, at offset: Int, sequentiallyConsistent: Bool) {
+            if sequentiallyConsistent {
+                // SYNC POINT: release (seq_cst) pairs with the consumer's
+                // acquire load of this tag in `Consumer.peek`/`drain`: the meta
+                // word and payload written before it are visible. seq_cst so
+                // the load of `sleepers` in `wakeIfSleeping` cannot pass it
+                // (Dekker with `Parker.sleep`).
+                view.tagWord(at: offset).pointee.store(tag, ordering: .sequentiallyConsistent)
+            } else {
+                // SYNC POINT: release pairs with the consumer's acquire load of
+                // this tag in `Consumer.peek`/`drain` (the consumer busy-spins
+                // and never sleeps, so no sleeper check is needed).
+                view.tagWord(at: offset).pointee.store(tag, ordering: .releasing)
+            }
         }
 
         func claimEnded() { claimOpen = false }
@@ -198,25 +274,25 @@ public enum SendError<Failure: Error>: Error {
 /// publishes it; dropping the claim without committing publishes nothing.
 public struct RingClaim: ~Copyable {
     let producer: SPSCRing.Producer
-    let start: UInt64
+    let reservation: SPSCRing.Reservation
     /// Where to write the message (valid until commit or drop).
     public let bytes: UnsafeMutableRawBufferPointer
 
-    init(producer: SPSCRing.Producer, start: UInt64, bytes: UnsafeMutableRawBufferPointer) {
+    init(producer: SPSCRing.Producer, reservation: SPSCRing.Reservation, bytes: UnsafeMutableRawBufferPointer) {
         self.producer = producer
-        self.start = start
+        self.reservation = reservation
         self.bytes = bytes
     }
 
     /// Publishes the message with all claimed bytes.
     public consuming func commit() {
-        producer.publish(start: start, length: bytes.count)
+        producer.publish(reservation, length: bytes.count)
     }
 
     /// Publishes the message with its first `count` bytes.
     public consuming func commit(count: Int) {
         precondition(count >= 0 && count <= bytes.count, "commit of \(count) bytes from a claim of \(bytes.count)")
-        producer.publish(start: start, length: count)
+        producer.publish(reservation, length: count)
     }
 
     /// Gives the room back unpublished (the same as dropping the claim).

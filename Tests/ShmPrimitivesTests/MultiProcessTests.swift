@@ -89,15 +89,18 @@ struct RingProcessTests {
         let ring = try MessageRing.create(name, capacity: 1024)
         let producer = try ring.producer(), consumer = try ring.consumer()
         try producer.send([1, 2, 3])
-        // The record's type word (data + 4) becomes garbage.
-        let typeOffset = SPSCRing.dataOffset
+        // The record's meta word (data + 8) becomes garbage.
+        let typeOffset = SPSCRing.dataOffset + 8
         let scribble = try TestSupport.runPeer(["scribble", name, String(typeOffset), String(0xffff_ffff_0000_0003 as UInt64)])
         #expect(scribble.status == .exited(0), "\(scribble.error)")
         let error = #expect(throws: QueueError.self) { try consumer.tryReceive() }
         guard case .corruptRecord = error else { Issue.record("got \(String(describing: error))"); return }
         try producer.send([4])
         #expect(try consumer.receive(timeout: .seconds(5)) == [4])
-        // The shared tail becomes garbage: every call is an error, none hangs or crashes.
+        // A garbage meta word and a garbage tail: every call is an error, none hangs or crashes.
+        try producer.send([5])
+        let head = Int(ring.ring.head.pointee.load(ordering: .relaxed)) & (ring.ring.capacity - 1)
+        _ = try TestSupport.runPeer(["scribble", name, String(SPSCRing.dataOffset + head + 8), String(0xbad0_0000_0001 as UInt64)])
         _ = try TestSupport.runPeer(["scribble", name, String(SPSCRing.tailOffset), String(UInt64.max - 7)])
         for _ in 0..<3 {
             #expect(throws: QueueError.self) { try consumer.receive(timeout: .milliseconds(20)) }

@@ -21,10 +21,10 @@ struct RingTests {
         #expect(try consumer.tryReceive() == nil)
         try producer.send([1, 2, 3])
         try producer.send([])
-        try producer.send(Array(repeating: 9, count: 2040))
+        try producer.send(Array(repeating: 9, count: 2032))
         #expect(try consumer.receive(timeout: .seconds(1)) == [1, 2, 3])
         #expect(try consumer.receive(timeout: .seconds(1)) == [])
-        #expect(try consumer.receive(timeout: .seconds(1)) == Array(repeating: 9, count: 2040))
+        #expect(try consumer.receive(timeout: .seconds(1)) == Array(repeating: 9, count: 2032))
         #expect(try consumer.tryReceive() == nil)
         #expect(ring.usedBytes == 0)
     }
@@ -52,9 +52,12 @@ struct RingTests {
         let producer = try ring.producer(waitStrategy: .block), consumer = try ring.consumer(waitStrategy: .block)
         var sent = 0
         while try producer.trySend(Array(repeating: UInt8(sent), count: 24)) { sent += 1 }
-        #expect(sent == 256 / 32)
+        #expect(sent == 256 / SPSCRing.recordSize(24))
+
         let start = monotonicNanoseconds()
-        #expect(throws: QueueError.timedOut(milliseconds: 50)) { try producer.send([1], timeout: .milliseconds(50)) }
+        #expect(throws: QueueError.timedOut(milliseconds: 50)) {
+            try producer.send(Array(repeating: 0, count: 24), timeout: .milliseconds(50))
+        }
         for i in 0..<sent { #expect(try consumer.receive(timeout: .seconds(1)) == Array(repeating: UInt8(i), count: 24)) }
         #expect(throws: QueueError.timedOut(milliseconds: 50)) { try consumer.receive(timeout: .milliseconds(50)) }
         #expect(monotonicNanoseconds() - start < 5_000_000_000)
@@ -73,7 +76,7 @@ struct RingTests {
         #expect(throws: QueueError.self) { try makeRing(capacity: 1000) }
         #expect(throws: QueueError.self) { try makeRing(capacity: 1024, maxMessageSize: 600) }
         let (tiny, _) = try AnonymousSharedMemory.map(size: 4096)
-        #expect(throws: QueueError.regionTooSmall(needed: 640 + 8192, available: 4096)) {
+        #expect(throws: QueueError.regionTooSmall(needed: SPSCRing.dataOffset + 8192, available: 4096)) {
             try SPSCRing.initialize(tiny.bytes, capacity: 8192)
         }
     }
@@ -132,9 +135,12 @@ struct RingTests {
         let ring = try makeRing(capacity: 1024)
         let producer = try ring.producer(), consumer = try ring.consumer()
         try producer.send([1, 2, 3])
-        ring.tail.pointee.store(1 << 40, ordering: .relaxed) // a hostile peer
+        // A hostile peer: garbage header and garbage tail, so resynchronizing is impossible too.
+        ring.data.storeBytes(of: UInt64(0xdead_0000_0003), toByteOffset: 8, as: UInt64.self)
+        ring.tail.pointee.store(1 << 40, ordering: .relaxed)
         #expect(throws: QueueError.self) { try consumer.tryReceive() }
         #expect(throws: QueueError.self) { try consumer.receive(timeout: .milliseconds(20)) }
+        #expect(throws: QueueError.self) { try consumer.drain { _ in } }
         ring.tail.pointee.store(16, ordering: .relaxed)
         ring.head.pointee.store(UInt64.max - 5, ordering: .relaxed)
         #expect(throws: QueueError.self) { try ring.producer() }
@@ -148,7 +154,7 @@ struct RingTests {
         let producer = try ring.producer(), consumer = try ring.consumer()
         try producer.send([1, 2, 3, 4])
         try producer.send([5, 6])
-        ring.data.storeBytes(of: UInt32(0xdead), toByteOffset: 4, as: UInt32.self) // type of the first record
+        ring.data.storeBytes(of: UInt32(0xdead), toByteOffset: 12, as: UInt32.self) // type of the first record
         let error = #expect(throws: QueueError.self) { try consumer.tryReceive() }
         guard case .corruptRecord = error else { Issue.record("got \(String(describing: error))"); return }
         #expect(ring.lostRecords == 1)
@@ -156,7 +162,7 @@ struct RingTests {
         #expect(try consumer.receive(timeout: .seconds(1)) == [7])
         // A length that runs past what was written.
         try producer.send([8, 8])
-        ring.data.storeBytes(of: UInt32(900), toByteOffset: Int(producer.tail &- 16) & 1023, as: UInt32.self)
+        ring.data.storeBytes(of: UInt32(900), toByteOffset: (Int(producer.tail) - SPSCRing.recordSize(2)) & 1023 + 8, as: UInt32.self)
         #expect(throws: QueueError.self) { try consumer.tryReceive() }
         try producer.send([9])
         #expect(try consumer.receive(timeout: .seconds(1)) == [9])
@@ -182,6 +188,32 @@ struct RingTests {
                 ring.tail.pointee.store(0, ordering: .relaxed)
             }
         }
+    }
+
+    @Test func aDamagedTagHidesTheRecordAndNothingElse() throws {
+        let ring = try makeRing(capacity: 1024)
+        let producer = try ring.producer(), consumer = try ring.consumer()
+        try producer.send([1])
+        ring.data.storeBytes(of: UInt64(12345), as: UInt64.self) // the tag: now it looks unpublished
+        #expect(try consumer.tryReceive() == nil)
+        #expect(throws: QueueError.timedOut(milliseconds: 10)) { try consumer.receive(timeout: .milliseconds(10)) }
+    }
+
+    @Test func aRestartedProducerContinuesAfterWhatItsPredecessorPublished() throws {
+        let ring = try makeRing(capacity: 1024)
+        let consumer = try ring.consumer()
+        do {
+            let first = try ring.producer()
+            try first.send([1])
+            try first.send([2])
+            ring.tail.pointee.store(UInt64(SPSCRing.recordSize(1)), ordering: .relaxed)
+            // As if it died after publishing [2] but before storing tail.
+        }
+        let second = try ring.producer()
+        try second.send([3])
+        #expect(try consumer.receive(timeout: .seconds(1)) == [1])
+        #expect(try consumer.receive(timeout: .seconds(1)) == [2])
+        #expect(try consumer.receive(timeout: .seconds(1)) == [3])
     }
 
     @Test func headerIsValidatedOnAttach() throws {

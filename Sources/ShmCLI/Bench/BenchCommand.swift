@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure; every figure is printed beside baselines from the same run.",
         discussion: "Run release builds: `swift run -c release shm bench …`.",
-        subcommands: [MmapBenchCommand.self]
+        subcommands: [LatencyBenchCommand.self, ThroughputBenchCommand.self, MmapBenchCommand.self]
     )
 }
 

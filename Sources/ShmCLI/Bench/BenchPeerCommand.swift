@@ -1,0 +1,46 @@
+import ArgumentParser
+import Shm
+
+/// The other process of `shm bench` (spawned by it; not for direct use).
+struct BenchPeerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-peer", shouldDisplay: false)
+
+    @Option var role: String
+    @Option var mechanism: String
+    @Option var size: Int
+    @Option var cpu: Int?
+    @Option var name: String?
+    @Option var capacity: Int?
+    @Option(name: .customLong("read-fd")) var readFD: Int32?
+    @Option(name: .customLong("write-fd")) var writeFD: Int32?
+    @Option var port: UInt16?
+    @Option var count: Int = 0
+
+    func run() throws {
+        guard let mechanism = BenchMechanism(rawValue: mechanism) else { throw BenchFailure("unknown mechanism") }
+        if let cpu { try? CPU.pinCurrentThread(to: cpu) }
+        let endpoint = try BenchSetup.child(mechanism, size: size, name: name, capacity: capacity,
+                                            readFD: readFD, writeFD: writeFD, port: port)
+        switch role {
+        case "pong": try pong(endpoint)
+        case "produce": try produce(endpoint, count: count)
+        default: throw BenchFailure("unknown role \(role)")
+        }
+    }
+
+    /// Echoes every message until the stop message (sequence UInt64.max).
+    private func pong(_ endpoint: some BenchEndpoint) throws {
+        while true {
+            let seq = try endpoint.receive()
+            if seq == .max { return }
+            try endpoint.send(seq)
+        }
+    }
+
+    /// Streams `count` messages as fast as the mechanism takes them.
+    private func produce(_ endpoint: some BenchEndpoint, count: Int) throws {
+        for seq in 0..<UInt64(count) { try endpoint.send(seq) }
+        // Wait for the consumer's acknowledgement so our end stays open until it has read everything.
+        _ = try? endpoint.receive()
+    }
+}
