@@ -237,6 +237,10 @@ extension SPSCRing {
         /// Hands up to `limit` waiting messages to `body` in place and frees
         /// them all with one store at the end (the fast path for draining a
         /// busy ring). Returns how many were handled; does not wait.
+        ///
+        /// Polling an empty ring pulls the cache line the producer is writing
+        /// away from it; when `drain` returns 0 on a busy stream, back off a
+        /// little before calling again so the producer can write a batch.
         @discardableResult
         public func drain(limit: Int = .max, _ body: (UnsafeRawBufferPointer) -> Void) throws(QueueError) -> Int {
             precondition(!lentOut, "the previous message has not been released")

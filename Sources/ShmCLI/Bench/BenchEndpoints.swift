@@ -148,6 +148,45 @@ final class RingEndpoint: BenchEndpoint {
         return scratch.load(as: UInt64.self)
     }
 
+    /// Streaming consumer: drains batches in place (copying each payload out
+    /// in copy mode), checking that sequence numbers arrive 0, 1, 2, …
+    /// Returns nanoseconds from the first message to the last.
+    func drainCount(_ count: Int) throws -> UInt64 {
+        var expected: UInt64 = 0
+        var start: UInt64 = 0
+        var failure: UInt64?
+        let deadline = monotonicNanoseconds() + benchReceiveTimeout.nanoseconds * 6
+        let scratch = self.scratch, zeroCopy = self.zeroCopy
+        // Polling an empty ring pulls the producer's current cache line away
+        // from it; back off (up to ~2 µs) so it can write a batch undisturbed.
+        var backoff = 1
+        while expected < UInt64(count) {
+            let n = try consumer.drain { bytes in
+                let seq: UInt64
+                if zeroCopy {
+                    seq = bytes.load(as: UInt64.self)
+                } else {
+                    scratch.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                    seq = scratch.load(as: UInt64.self)
+                }
+                if seq != expected, failure == nil { failure = seq }
+                expected &+= 1
+            }
+            if let failure { throw BenchFailure("expected message \(expected), got \(failure)") }
+            if n == 0 {
+                if monotonicNanoseconds() > deadline { throw BenchFailure("producer stalled at \(expected)") }
+                for _ in 0..<backoff { CPU.relax() }
+                backoff = min(backoff * 2, 64)
+            } else {
+                backoff = 1
+                if start == 0 { start = monotonicNanoseconds() }
+            }
+        }
+        let end = monotonicNanoseconds()
+        try send(.max) // acknowledgement: the producer may exit
+        return end - start
+    }
+
     /// Capacity for messages of `size` bytes (any message fits at any position).
     static func capacity(for size: Int) -> Int {
         var capacity = 4096

@@ -19,8 +19,9 @@ struct LatencyBenchCommand: ParsableCommand {
     @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [8, 64, 512, 4096, 65536, 1 << 20, 4 << 20]
     @Option(help: "Mechanisms (comma-separated); default all.", transform: parseMechanisms)
     var mechanisms: [BenchMechanism] = BenchMechanism.allCases
-    @Option(help: "Measuring time per cell, seconds.") var duration: Double = 0.3
-    @Option(name: .customLong("max-rounds"), help: "Round trips per cell at most.") var maxRounds = 200_000
+    @Option(help: "Measuring time per cell and round, seconds.") var duration: Double = 0.2
+    @Option(name: .customLong("max-rounds"), help: "Round trips per cell and round at most.") var maxRounds = 200_000
+    @Option(help: "Rounds over all cells; ratios are medians over rounds.") var `repeat` = 3
 
     struct Row: Encodable {
         let mechanism: String
@@ -28,39 +29,72 @@ struct LatencyBenchCommand: ParsableCommand {
         let payloadBytes: Int
         let samples: UInt64
         let minNs: UInt64, p50Ns: UInt64, p99Ns: UInt64, p999Ns: UInt64, maxNs: UInt64
+        /// Median over rounds of (this cell's p50 ÷ the floor's p50 measured just before it).
         var ratioToFloor: Double?
+        /// The same for p99.
+        var p99RatioToFloor: Double?
         var ratioToUnixSocket: Double?
+        /// This cell's p50 in each round.
+        var roundP50Ns: [UInt64]
         let note: String?
 
         enum CodingKeys: String, CodingKey {
             case mechanism, label, samples, note
             case payloadBytes = "payload_bytes", minNs = "min_ns", p50Ns = "p50_ns", p99Ns = "p99_ns"
-            case p999Ns = "p999_ns", maxNs = "max_ns", ratioToFloor = "ratio_to_floor", ratioToUnixSocket = "ratio_to_unix_socket"
+            case p999Ns = "p999_ns", maxNs = "max_ns", ratioToFloor = "ratio_to_floor"
+            case p99RatioToFloor = "p99_ratio_to_floor", ratioToUnixSocket = "ratio_to_unix_socket"
+            case roundP50Ns = "round_p50_ns"
         }
+    }
+
+    /// One cell's measurements across rounds.
+    struct Cell {
+        let mechanism: BenchMechanism
+        let size: Int
+        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000,
+                                          numberOfSignificantValueDigits: .three)
+        var roundP50: [UInt64] = []
+        var p50Ratios: [Double] = []
+        var p99Ratios: [Double] = []
+        var failure: String?
     }
 
     func run() throws {
         warnIfDebugBuild()
+        guard `repeat` >= 1, duration > 0 else { throw ValidationError("--repeat and --duration must be positive") }
         let childCPU = try options.pinParent()
-        var cells: [(BenchMechanism, Int)] = []
+        var cells: [Cell] = []
         for mechanism in mechanisms {
-            for size in mechanism.payloadless ? [8] : sizes { cells.append((mechanism, size)) }
+            for size in mechanism.payloadless ? [8] : sizes { cells.append(Cell(mechanism: mechanism, size: size)) }
         }
-        var progress = Progress(enabled: !options.json, total: cells.count)
-        var rows: [Row] = []
-        for (mechanism, size) in cells {
-            progress.step("\(mechanism.label), \(ByteCount.format(size))")
-            do {
-                rows.append(try measure(mechanism, size: size, childCPU: childCPU))
-            } catch {
-                rows.append(Row(mechanism: mechanism.rawValue, label: mechanism.label, payloadBytes: size, samples: 0,
-                                minNs: 0, p50Ns: 0, p99Ns: 0, p999Ns: 0, maxNs: 0, note: "n/a: \(error)"))
+        var floor = Cell(mechanism: .floor, size: 8)
+        let measured = cells.filter { $0.mechanism != .floor }.count
+        var progress = Progress(enabled: !options.json, total: `repeat` * measured * 2)
+        for round in 1...`repeat` {
+            for index in cells.indices where cells[index].mechanism != .floor {
+                // The floor is measured right before every cell, so a change in
+                // how the host places the two vCPUs hits both sides of a ratio.
+                progress.step("round \(round)/\(`repeat`): floor")
+                guard let floorRound = try? measure(.floor, size: 8, childCPU: childCPU) else { continue }
+                floor.histogram.add(floorRound)
+                floor.roundP50.append(floorRound.valueAtPercentile(50))
+                progress.step("round \(round)/\(`repeat`): \(cells[index].mechanism.label), \(ByteCount.format(cells[index].size))")
+                do {
+                    let result = try measure(cells[index].mechanism, size: cells[index].size, childCPU: childCPU)
+                    cells[index].histogram.add(result)
+                    cells[index].roundP50.append(result.valueAtPercentile(50))
+                    cells[index].p50Ratios.append(Double(result.valueAtPercentile(50)) / Double(max(1, floorRound.valueAtPercentile(50))))
+                    cells[index].p99Ratios.append(Double(result.valueAtPercentile(99)) / Double(max(1, floorRound.valueAtPercentile(99))))
+                } catch {
+                    cells[index].failure = "n/a: \(error)"
+                }
             }
         }
         progress.clear()
-        let floor = rows.first { $0.mechanism == BenchMechanism.floor.rawValue && $0.samples > 0 }
+        floor.p50Ratios = [1]
+        floor.p99Ratios = [1]
+        var rows = ([floor] + cells.filter { $0.mechanism != .floor }).map(makeRow)
         for i in rows.indices where rows[i].samples > 0 {
-            if let floor { rows[i].ratioToFloor = Double(rows[i].p50Ns) / Double(max(1, floor.p50Ns)) }
             if let unix = rows.first(where: { $0.mechanism == "unix" && $0.payloadBytes == rows[i].payloadBytes && $0.samples > 0 }) {
                 rows[i].ratioToUnixSocket = Double(rows[i].p50Ns) / Double(max(1, unix.p50Ns))
             }
@@ -69,10 +103,23 @@ struct LatencyBenchCommand: ParsableCommand {
             for row in rows { try printJSONLine(row) }
             return
         }
-        render(rows, floor: floor)
+        render(rows)
     }
 
-    func measure(_ mechanism: BenchMechanism, size: Int, childCPU: Int?) throws -> Row {
+    func makeRow(_ cell: Cell) -> Row {
+        let h = cell.histogram
+        guard h.totalCount > 0 else {
+            return Row(mechanism: cell.mechanism.rawValue, label: cell.mechanism.label, payloadBytes: cell.size, samples: 0,
+                       minNs: 0, p50Ns: 0, p99Ns: 0, p999Ns: 0, maxNs: 0, roundP50Ns: [], note: cell.failure ?? "n/a")
+        }
+        return Row(mechanism: cell.mechanism.rawValue, label: cell.mechanism.label, payloadBytes: cell.size,
+                   samples: h.totalCount, minNs: h.min, p50Ns: h.valueAtPercentile(50), p99Ns: h.valueAtPercentile(99),
+                   p999Ns: h.valueAtPercentile(99.9), maxNs: h.max, ratioToFloor: median(cell.p50Ratios),
+                   p99RatioToFloor: median(cell.p99Ratios), ratioToUnixSocket: nil, roundP50Ns: cell.roundP50, note: cell.failure)
+    }
+
+    /// One measurement of one cell: a fresh channel and peer process.
+    func measure(_ mechanism: BenchMechanism, size: Int, childCPU: Int?) throws -> Histogram<UInt64> {
         let session = try BenchSetup.parent(mechanism, size: size)
         let child = try spawnBenchPeer(session, role: "pong", childCPU: childCPU)
         var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000,
@@ -85,10 +132,7 @@ struct LatencyBenchCommand: ParsableCommand {
             throw BenchFailure("\(error); peer: \(child.errorText)")
         }
         try finish(child)
-        return Row(mechanism: mechanism.rawValue, label: mechanism.label, payloadBytes: size,
-                   samples: histogram.totalCount, minNs: histogram.min, p50Ns: histogram.valueAtPercentile(50),
-                   p99Ns: histogram.valueAtPercentile(99), p999Ns: histogram.valueAtPercentile(99.9),
-                   maxNs: histogram.max, ratioToFloor: nil, ratioToUnixSocket: nil, note: nil)
+        return histogram
     }
 
     /// Warm-up (a tenth of the budget), then timed round trips.
@@ -117,25 +161,35 @@ struct LatencyBenchCommand: ParsableCommand {
         try endpoint.send(.max) // stop
     }
 
-    func render(_ rows: [Row], floor: Row?) {
-        StandardStreams.printLine("One-way latency (round trip / 2) between two processes pinned to CPUs \(options.cpus).")
+    func render(_ rows: [Row]) {
+        StandardStreams.printLine("One-way latency (round trip / 2) between two processes pinned to CPUs \(options.cpus), \(`repeat`) rounds.")
         StandardStreams.printLine("Zero-copy ring rows claim the payload in place and commit it without rewriting it each round")
-        StandardStreams.printLine("(an 8-byte sequence number is written), as the iceoryx2 benchmarks do; all other rows copy the payload.\n")
-        var table = Table("MECHANISM", "PAYLOAD", "MIN", "P50", "P99", "P99.9", "P50 ÷ FLOOR", "P50 ÷ UNIX")
+        StandardStreams.printLine("(an 8-byte sequence number is written), as the iceoryx2 benchmarks do; all other rows copy the payload.")
+        StandardStreams.printLine("÷ FLOOR is the median over rounds of the cell's p50 over the floor's p50 measured just before it.\n")
+        var table = Table("MECHANISM", "PAYLOAD", "MIN", "P50", "P99", "P99.9", "P50 ÷ FLOOR", "P50 ÷ UNIX", "P50 PER ROUND")
         table.rightAligned = [1, 2, 3, 4, 5, 6, 7]
         for row in rows {
             if row.samples == 0 {
-                table.add(row.label, ByteCount.format(row.payloadBytes), "-", "-", "-", "-", "-", row.note ?? "n/a")
+                table.add(row.label, ByteCount.format(row.payloadBytes), "-", "-", "-", "-", "-", "-", row.note ?? "n/a")
                 continue
             }
             table.add(row.label, ByteCount.format(row.payloadBytes), formatNanoseconds(Double(row.minNs)),
                       formatNanoseconds(Double(row.p50Ns)), formatNanoseconds(Double(row.p99Ns)),
                       formatNanoseconds(Double(row.p999Ns)), row.ratioToFloor.map(formatRatio) ?? "-",
-                      row.ratioToUnixSocket.map(formatRatio) ?? "-")
+                      row.ratioToUnixSocket.map(formatRatio) ?? "-",
+                      row.mechanism == BenchMechanism.floor.rawValue
+                          ? "\(row.roundP50Ns.count) runs, one before each cell"
+                          : row.roundP50Ns.map { formatNanoseconds(Double($0)) }.joined(separator: " "))
         }
         StandardStreams.printLine(table.render())
         StandardStreams.printLine("\n" + LatencyTargets(rows: rows).report())
     }
+}
+
+func median(_ values: [Double]) -> Double? {
+    guard !values.isEmpty else { return nil }
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 /// Checks the issue's latency targets against one run's rows.
@@ -152,20 +206,25 @@ struct LatencyTargets {
             guard let value else { lines.append("  ? \(what): not measured"); return }
             lines.append("  \(value <= limit ? "met " : "MISSED") \(what): \(formatRatio(value)) (target ≤ \(formatRatio(limit)))")
         }
-        let floor = row(.floor, 8)
-        if let floor, let spin = row(.ringSpin, 8) {
-            check("busy-spin ring p50 ÷ floor p50 (8 B)", Double(spin.p50Ns) / Double(floor.p50Ns), 1.25)
-            check("busy-spin ring p99 ÷ floor p99 (8 B)", Double(spin.p99Ns) / Double(floor.p99Ns), 1.5)
+        if let spin = row(.ringSpin, 8) {
+            check("busy-spin ring p50 ÷ floor p50 (8 B)", spin.ratioToFloor, 1.25)
+            check("busy-spin ring p99 ÷ floor p99 (8 B)", spin.p99RatioToFloor, 1.5)
         }
-        if let spin = row(.ringSpin, 8), let standard = row(.ringDefault, 8) {
-            check("spin-then-park p50 ÷ busy-spin p50 (8 B)", Double(standard.p50Ns) / Double(spin.p50Ns), 1.5)
+        // Cells measured at different moments are compared through their
+        // floor-normalized ratios, so host placement changes cancel out.
+        func normalized(_ a: LatencyBenchCommand.Row?, _ b: LatencyBenchCommand.Row?) -> Double? {
+            guard let x = a?.ratioToFloor, let y = b?.ratioToFloor, y > 0 else { return nil }
+            return x / y
         }
-        let sizes = rows.filter { $0.mechanism == BenchMechanism.ringSpin.rawValue }.map(\.payloadBytes)
-        if let small = row(.ringSpin, 8), let largest = sizes.max(), let large = row(.ringSpin, largest), largest > 8 {
-            check("zero-copy p50 at \(ByteCount.format(largest)) ÷ at 8 B (flat)", Double(large.p50Ns) / Double(small.p50Ns), 1.2)
+        if row(.ringDefault, 8) != nil {
+            check("spin-then-park p50 ÷ busy-spin p50 (8 B)", normalized(row(.ringDefault, 8), row(.ringSpin, 8)), 1.5)
         }
-        if let block = row(.ringBlock, 8), let futex = row(.futex, 8) {
-            check("blocking ring p50 ÷ raw futex ping-pong p50 (8 B)", Double(block.p50Ns) / Double(futex.p50Ns), 1.1)
+        let sizes = rows.filter { $0.mechanism == BenchMechanism.ringSpin.rawValue && $0.samples > 0 }.map(\.payloadBytes)
+        if let largest = sizes.max(), largest > 8 {
+            check("zero-copy p50 at \(ByteCount.format(largest)) ÷ at 8 B (flat)", normalized(row(.ringSpin, largest), row(.ringSpin, 8)), 1.2)
+        }
+        if row(.ringBlock, 8) != nil {
+            check("blocking ring p50 ÷ raw futex ping-pong p50 (8 B)", normalized(row(.ringBlock, 8), row(.futex, 8)), 1.1)
         }
         return lines.joined(separator: "\n")
     }

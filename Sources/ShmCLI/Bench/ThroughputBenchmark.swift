@@ -22,8 +22,16 @@ struct ThroughputBenchCommand: ParsableCommand {
     @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [64, 4096, 65536, 1 << 20]
     @Option(help: "Bytes to move per cell (capped by --max-messages).", transform: Size.parse) var bytes = Size(bytes: 1 << 30)
     @Option(name: .customLong("max-messages"), help: "Messages per cell at most.") var maxMessages = 1_000_000
+    @Option(help: "Mechanisms (comma-separated): ring-zero-copy, ring-copy, pipe, unix, memcpy; default all.",
+            transform: { text in
+                try text.split(separator: ",").map { part in
+                    guard let m = Mechanism(rawValue: String(part)) else { throw ValidationError("unknown mechanism '\(part)'") }
+                    return m
+                }
+            })
+    var mechanisms: [Mechanism] = Mechanism.allCases
 
-    enum Mechanism: String, CaseIterable {
+    enum Mechanism: String, CaseIterable, Sendable {
         case ringZeroCopy = "ring-zero-copy", ringCopy = "ring-copy", pipe, unix, memcpy
 
         var label: String {
@@ -66,7 +74,7 @@ struct ThroughputBenchCommand: ParsableCommand {
     func run() throws {
         warnIfDebugBuild()
         let childCPU = try options.pinParent()
-        let cells = sizes.flatMap { size in Mechanism.allCases.map { ($0, size) } }
+        let cells = sizes.flatMap { size in mechanisms.map { ($0, size) } }
         var progress = Progress(enabled: !options.json, total: cells.count)
         var rows: [Row] = []
         for (mechanism, size) in cells {
@@ -115,6 +123,7 @@ struct ThroughputBenchCommand: ParsableCommand {
     /// Receives `count` messages, checking that none is lost or reordered;
     /// returns nanoseconds from the first to the last.
     func consume(_ endpoint: some BenchEndpoint, count: Int) throws -> UInt64 {
+        if let ring = endpoint as? RingEndpoint { return try ring.drainCount(count) }
         guard try endpoint.receive() == 0 else { throw BenchFailure("first message out of order") }
         let start = monotonicNanoseconds()
         for expected in 1..<UInt64(count) {
