@@ -19,9 +19,10 @@ import ShmSystem
 /// A waiter killed while asleep leaves `sleepers` one too high; that costs
 /// the waker needless `FUTEX_WAKE` calls, never a lost wake-up. Structures
 /// with a single waiter reset it when a new waiter attaches.
+@usableFromInline
 package struct Parker: @unchecked Sendable {
-    let seq: UnsafeMutablePointer<Atomic<UInt32>>
-    let sleepers: UnsafeMutablePointer<Atomic<UInt32>>
+    @usableFromInline let seq: UnsafeMutablePointer<Atomic<UInt32>>
+    @usableFromInline let sleepers: UnsafeMutablePointer<Atomic<UInt32>>
 
     /// The parker at `address` (8 bytes, 4-byte aligned, inside a mapping
     /// the caller keeps alive).
@@ -35,7 +36,7 @@ package struct Parker: @unchecked Sendable {
     /// Announces a sleeper, re-checks `ready()` (which must use a sequentially
     /// consistent load), and sleeps until woken or `deadline`. Returns true
     /// if `ready()` held on the re-check.
-    @inline(__always)
+    @inlinable @inline(__always)
     package func sleep(until deadline: UInt64, ready: () -> Bool) -> Bool {
         // SYNC POINT: acquire pairs with the release bump of `seq` in `wake`.
         let observed = seq.pointee.load(ordering: .acquiring)
@@ -51,7 +52,7 @@ package struct Parker: @unchecked Sendable {
 
     /// Wakes up to `count` sleepers if any announced themselves. Call after
     /// the sequentially consistent store that made the condition true.
-    @inline(__always)
+    @inlinable @inline(__always)
     package func wakeIfSleeping(count: Int32 = 1) {
         // SYNC POINT (Dekker): pairs with the seq_cst increment in `sleep`.
         if sleepers.pointee.load(ordering: .sequentiallyConsistent) != 0 {
@@ -59,7 +60,7 @@ package struct Parker: @unchecked Sendable {
         }
     }
 
-    @inline(never)
+    @usableFromInline @inline(never)
     package func wake(count: Int32) {
         // SYNC POINT: release pairs with the acquire load of `seq` in `sleep`.
         seq.pointee.wrappingAdd(1, ordering: .releasing)

@@ -45,6 +45,7 @@ public enum QueueError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension QueueError {
+    @usableFromInline
     static func timedOut(_ timeout: Duration?) -> QueueError {
         .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
     }
@@ -53,7 +54,7 @@ extension QueueError {
 import ShmSystem
 
 /// Absolute monotonic deadline for a relative timeout (nil: wait for ever).
-@inline(__always)
+@inlinable @inline(__always)
 func deadline(after timeout: Duration?) -> UInt64? {
     guard let timeout else { return nil }
     return monotonicNanoseconds() &+ timeout.nanoseconds

@@ -65,12 +65,13 @@ public final class SPSCRing: @unchecked Sendable {
     static let flagsOffset = 384
     static let dataParkerOffset = 512, spaceParkerOffset = 640
     static let dataOffset = 768
-    static let recordHeader = 16
-    static let typeMessage: UInt64 = 1, typePadding: UInt64 = 2
+    @usableFromInline static let recordHeader = 16
+    @usableFromInline static let typeMessage: UInt64 = 1
+    @usableFromInline static let typePadding: UInt64 = 2
 
     /// Everything the hot paths touch, as plain values and raw pointers, so
     /// sending and receiving do no reference counting.
-    let view: RingView
+    @usableFromInline let view: RingView
 
     /// The memory the ring lives in (keeps the mapping alive).
     public let region: MappedBytes
@@ -177,7 +178,7 @@ public final class SPSCRing: @unchecked Sendable {
     @inline(__always) func tag(_ position: UInt64) -> UInt64 { view.tag(position) }
 
     /// Record size for a payload of `length` bytes.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func recordSize(_ length: Int) -> Int { (recordHeader + length + 15) & ~15 }
 
     /// Becomes the ring's producer. Fails with `.roleTaken` while another
@@ -213,28 +214,29 @@ public final class SPSCRing: @unchecked Sendable {
 /// producer and consumer hot paths use, free of reference counting. Valid
 /// while the `SPSCRing` (and so its mapping) is alive, which every holder
 /// guarantees by also holding the ring.
+@usableFromInline
 struct RingView {
-    let data: UnsafeMutableRawPointer
-    let mask: UInt64
-    let capacity: Int
-    let maxMessageSize: Int
-    let salt: UInt64
-    let tail: UnsafeMutablePointer<Atomic<UInt64>>
-    let head: UnsafeMutablePointer<Atomic<UInt64>>
-    let lost: UnsafeMutablePointer<Atomic<UInt64>>
-    let producerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
-    let consumerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
-    let dataParker: Parker
-    let spaceParker: Parker
+    @usableFromInline let data: UnsafeMutableRawPointer
+    @usableFromInline let mask: UInt64
+    @usableFromInline let capacity: Int
+    @usableFromInline let maxMessageSize: Int
+    @usableFromInline let salt: UInt64
+    @usableFromInline let tail: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let head: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let lost: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let producerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
+    @usableFromInline let consumerMayPark: UnsafeMutablePointer<Atomic<UInt32>>
+    @usableFromInline let dataParker: Parker
+    @usableFromInline let spaceParker: Parker
 
     /// The tag word of the record at data offset `offset`.
-    @inline(__always)
+    @inlinable @inline(__always)
     func tagWord(at offset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
         UnsafeMutablePointer(OpaquePointer(data + offset))
     }
 
     /// The tag a record at `position` carries once published.
-    @inline(__always)
+    @inlinable @inline(__always)
     func tag(_ position: UInt64) -> UInt64 {
         var z = position ^ salt
         z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
@@ -242,7 +244,7 @@ struct RingView {
         return (z ^ (z >> 31)) | 1
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func positionsAreSane(head h: UInt64, tail t: UInt64) -> Bool {
         t >= h && t &- h <= UInt64(capacity)
     }

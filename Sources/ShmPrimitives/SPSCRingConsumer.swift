@@ -6,11 +6,26 @@ extension SPSCRing {
     /// use it from one thread at a time.
     public final class Consumer: @unchecked Sendable {
         public let ring: SPSCRing
-        let view: RingView
-        /// Our authoritative copy of `head` (only we write the shared one).
-        var head: UInt64
-        var waiter: Waiter
-        var lentOut = false
+        @usableFromInline let view: RingView
+        /// This process's private state (see `Producer.local`).
+        @usableFromInline let local: UnsafeMutablePointer<Local>
+        @usableFromInline var waiter: Waiter
+
+        @usableFromInline
+        struct Local {
+            /// Our authoritative copy of `head` (only we write the shared one).
+            @usableFromInline var head: UInt64
+            @usableFromInline var lentOut: Bool
+        }
+
+        @inlinable var head: UInt64 {
+            get { local.pointee.head }
+            set { local.pointee.head = newValue }
+        }
+        @inlinable var lentOut: Bool {
+            get { local.pointee.lentOut }
+            set { local.pointee.lentOut = newValue }
+        }
 
         init(ring: SPSCRing, waitStrategy: WaitStrategy) throws(QueueError) {
             try ring.consumerSlot.claim(role: "consumer")
@@ -24,7 +39,8 @@ extension SPSCRing {
             }
             self.ring = ring
             self.view = view
-            self.head = h
+            self.local = .allocate(capacity: 1)
+            self.local.initialize(to: Local(head: h, lentOut: false))
             self.waiter = Waiter(waitStrategy)
             view.dataParker.resetSleepers() // a dead consumer may have left itself counted
             if case .busySpin = waitStrategy { view.consumerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
@@ -34,16 +50,18 @@ extension SPSCRing {
         deinit {
             view.consumerMayPark.pointee.store(1, ordering: .sequentiallyConsistent)
             ring.consumerSlot.release()
+            local.deallocate()
         }
 
         /// What a valid header word at `offset` describes.
+        @usableFromInline
         enum Record {
             case message(length: Int, size: Int)
             case padding(size: Int)
             case invalid(String)
         }
 
-        @inline(__always)
+        @inlinable @inline(__always)
         func decode(_ word: UInt64, at offset: Int) -> Record {
             let length = Int(word & 0xffff_ffff)
             let room = view.capacity - offset
@@ -65,7 +83,7 @@ extension SPSCRing {
         }
 
         /// The meta word of the record at `position` if it is published.
-        @inline(__always)
+        @inlinable @inline(__always)
         func published(at position: UInt64, offset: Int) -> UInt64? {
             // SYNC POINT: acquire pairs with the producer's release (or
             // seq_cst) store of this tag in `Producer.store`: the meta word
@@ -76,7 +94,7 @@ extension SPSCRing {
 
         /// The next record's payload position, length and the head after it,
         /// or nil if nothing is published. Skips padding records.
-        @inline(__always)
+        @inlinable @inline(__always)
         func peek() throws(QueueError) -> (offset: Int, length: Int, next: UInt64)? {
             precondition(!lentOut, "the previous message has not been released")
             while true {
@@ -96,6 +114,7 @@ extension SPSCRing {
 
         /// After a corrupt record: drop everything up to the producer's
         /// published position.
+        @usableFromInline @inline(never)
         func skipCorrupt(at offset: Int, _ reason: String) throws(QueueError) -> Never {
             view.lost.pointee.wrappingAdd(1, ordering: .relaxed)
             // SYNC POINT: acquire pairs with the producer's release store of tail.
@@ -110,13 +129,13 @@ extension SPSCRing {
             throw .corruptRecord(offset: offset, reason: reason + "; skipped to the write position")
         }
 
-        @inline(__always)
+        @inlinable @inline(__always)
         func release(next: UInt64) {
             head = next
             publishHead()
         }
 
-        @inline(__always)
+        @inlinable @inline(__always)
         func publishHead() {
             if view.producerMayPark.pointee.load(ordering: .relaxed) != 0 {
                 // SYNC POINT: release (seq_cst) pairs with the producer's
@@ -132,8 +151,14 @@ extension SPSCRing {
         }
 
         /// Waits for a record; returns nil at the deadline.
+        @inlinable @inline(__always)
         func peekWaiting(timeout: Duration?) throws(QueueError) -> (offset: Int, length: Int, next: UInt64)? {
             if let found = try peek() { return found }
+            return try peekSlowly(timeout: timeout)
+        }
+
+        @usableFromInline @inline(never)
+        func peekSlowly(timeout: Duration?) throws(QueueError) -> (offset: Int, length: Int, next: UInt64)? {
             let view = self.view, offset = Int(head & view.mask), expected = view.tag(head)
             _ = waiter.wait(on: view.dataParker, deadline: deadline(after: timeout)) {
                 view.tagWord(at: offset).pointee.load(ordering: .sequentiallyConsistent) == expected
@@ -146,12 +171,14 @@ extension SPSCRing {
         /// Copies the next message into `buffer` if one is there; returns its
         /// length, or nil if the ring is empty. A message larger than the
         /// buffer stays queued (`bufferTooSmall`).
+        @inlinable
         public func tryReceive(into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int? {
             guard let record = try peek() else { return nil }
             return try copyOut(record, into: buffer)
         }
 
         /// Copies the next message into `buffer`, waiting at most `timeout`.
+        @inlinable
         public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(QueueError) -> Int {
             guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
             return try copyOut(record, into: buffer)
@@ -171,17 +198,20 @@ extension SPSCRing {
 
         /// The next message as a value of a trivially copyable type, read in
         /// place; the message must be exactly `MemoryLayout<T>.size` bytes.
+        @inlinable
         public func receive<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil) throws(QueueError) -> T {
             guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
             return try takeValue(record, as: type)
         }
 
         /// Like `receive(_:timeout:)` without waiting.
+        @inlinable
         public func tryReceive<T: BitwiseCopyable>(_ type: T.Type) throws(QueueError) -> T? {
             guard let record = try peek() else { return nil }
             return try takeValue(record, as: type)
         }
 
+        @inlinable
         func takeValue<T: BitwiseCopyable>(_ record: (offset: Int, length: Int, next: UInt64), as: T.Type) throws(QueueError) -> T {
             guard record.length == MemoryLayout<T>.size else {
                 release(next: record.next)
@@ -192,6 +222,7 @@ extension SPSCRing {
             return value
         }
 
+        @inlinable
         func copyOut(_ record: (offset: Int, length: Int, next: UInt64), into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int {
             guard record.length <= buffer.count else { throw .bufferTooSmall(needed: record.length, available: buffer.count) }
             if record.length > 0 { buffer.baseAddress!.copyMemory(from: view.data + record.offset, byteCount: record.length) }
@@ -208,6 +239,7 @@ extension SPSCRing {
         // MARK: Zero-copy receives
 
         /// Lends the next message in place to `body`, then frees its bytes.
+        @inlinable
         public func receive<R, E: Error>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(ReceiveError<E>) -> R {
             let found: (offset: Int, length: Int, next: UInt64)?
             do { found = try peekWaiting(timeout: timeout) } catch { throw .queue(error) }
@@ -241,7 +273,7 @@ extension SPSCRing {
         /// Polling an empty ring pulls the cache line the producer is writing
         /// away from it; when `drain` returns 0 on a busy stream, back off a
         /// little before calling again so the producer can write a batch.
-        @discardableResult
+        @inlinable @discardableResult
         public func drain(limit: Int = .max, _ body: (UnsafeRawBufferPointer) -> Void) throws(QueueError) -> Int {
             precondition(!lentOut, "the previous message has not been released")
             var handled = 0

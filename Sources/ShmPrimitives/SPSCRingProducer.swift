@@ -4,22 +4,48 @@ import ShmSystem
 extension SPSCRing {
     /// Where a reserved record goes: its position and, when it wraps, the
     /// position of the padding record that sends the consumer to offset 0.
+    @usableFromInline
     struct Reservation {
-        let start: UInt64
-        let paddingAt: UInt64?
+        @usableFromInline let start: UInt64
+        @usableFromInline let paddingAt: UInt64?
+        @inlinable init(start: UInt64, paddingAt: UInt64?) {
+            self.start = start
+            self.paddingAt = paddingAt
+        }
     }
 
     /// The writing end of an `SPSCRing`. One per ring across all processes;
     /// use it from one thread at a time.
     public final class Producer: @unchecked Sendable {
         public let ring: SPSCRing
-        let view: RingView
-        /// Our authoritative copy of `tail` (only we write the shared one).
-        var tail: UInt64
-        /// Last `head` we read from shared memory.
-        var cachedHead: UInt64
-        var waiter: Waiter
-        var claimOpen = false
+        @usableFromInline let view: RingView
+        /// This process's private state, in memory of its own: class stored
+        /// `var`s would cost a dynamic exclusivity check on every access from
+        /// code inlined into other modules.
+        @usableFromInline let local: UnsafeMutablePointer<Local>
+        @usableFromInline var waiter: Waiter
+
+        @usableFromInline
+        struct Local {
+            /// Our authoritative copy of `tail` (only we write the shared one).
+            @usableFromInline var tail: UInt64
+            /// Last `head` we read from shared memory.
+            @usableFromInline var cachedHead: UInt64
+            @usableFromInline var claimOpen: Bool
+        }
+
+        @inlinable var tail: UInt64 {
+            get { local.pointee.tail }
+            set { local.pointee.tail = newValue }
+        }
+        @inlinable var cachedHead: UInt64 {
+            get { local.pointee.cachedHead }
+            set { local.pointee.cachedHead = newValue }
+        }
+        @inlinable var claimOpen: Bool {
+            get { local.pointee.claimOpen }
+            set { local.pointee.claimOpen = newValue }
+        }
 
         init(ring: SPSCRing, waitStrategy: WaitStrategy) throws(QueueError) {
             try ring.producerSlot.claim(role: "producer")
@@ -57,8 +83,8 @@ extension SPSCRing {
             }
             self.ring = ring
             self.view = view
-            self.tail = t
-            self.cachedHead = h
+            self.local = .allocate(capacity: 1)
+            self.local.initialize(to: Local(tail: t, cachedHead: h, claimOpen: false))
             self.waiter = Waiter(waitStrategy)
             view.spaceParker.resetSleepers() // a dead producer may have left itself counted
             if case .busySpin = waitStrategy { view.producerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
@@ -68,12 +94,13 @@ extension SPSCRing {
         deinit {
             view.producerMayPark.pointee.store(1, ordering: .sequentiallyConsistent)
             ring.producerSlot.release()
+            local.deallocate()
         }
 
         // MARK: Copying sends
 
         /// Sends `bytes` if there is room now; returns false if the ring is full.
-        @discardableResult
+        @inlinable @discardableResult
         public func trySend(_ bytes: UnsafeRawBufferPointer) throws(QueueError) -> Bool {
             guard let reservation = try reserve(bytes.count) else { return false }
             write(bytes, at: reservation)
@@ -83,6 +110,7 @@ extension SPSCRing {
 
         /// Sends `bytes`, waiting for room with the wait strategy for at most
         /// `timeout` (nil: for ever).
+        @inlinable
         public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(QueueError) {
             let reservation = try reserveWaiting(bytes.count, timeout: timeout)
             write(bytes, at: reservation)
@@ -99,6 +127,7 @@ extension SPSCRing {
         }
 
         /// Sends a trivially copyable value, written in place.
+        @inlinable
         public func send<T: BitwiseCopyable>(value: T, timeout: Duration? = nil) throws(QueueError) {
             let reservation = try reserveWaiting(MemoryLayout<T>.size, timeout: timeout)
             (view.data + payloadOffset(reservation.start)).storeBytes(of: value, as: T.self)
@@ -106,7 +135,7 @@ extension SPSCRing {
         }
 
         /// Sends a trivially copyable value if there is room now.
-        @discardableResult
+        @inlinable @discardableResult
         public func trySend<T: BitwiseCopyable>(value: T) throws(QueueError) -> Bool {
             guard let reservation = try reserve(MemoryLayout<T>.size) else { return false }
             (view.data + payloadOffset(reservation.start)).storeBytes(of: value, as: T.self)
@@ -114,7 +143,7 @@ extension SPSCRing {
             return true
         }
 
-        @inline(__always)
+        @inlinable @inline(__always)
         func write(_ bytes: UnsafeRawBufferPointer, at reservation: Reservation) {
             if bytes.count > 0 {
                 (view.data + payloadOffset(reservation.start)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -126,6 +155,7 @@ extension SPSCRing {
         /// Claims `count` bytes in the ring, lets `fill` write the message in
         /// place, and publishes it. `fill` returns how many bytes it wrote
         /// (≤ `count`); throwing from `fill` publishes nothing.
+        @inlinable
         public func send<E: Error>(
             count: Int, timeout: Duration? = nil,
             _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Int
@@ -174,12 +204,12 @@ extension SPSCRing {
 
         // MARK: Internals
 
-        @inline(__always)
+        @inlinable @inline(__always)
         func payloadOffset(_ start: UInt64) -> Int { Int(start & view.mask) + SPSCRing.recordHeader }
 
         /// Bytes a record of `length` payload bytes takes from `tail`,
         /// counting the padding to the end if it must wrap.
-        @inline(__always)
+        @inlinable @inline(__always)
         func footprint(_ length: Int) -> UInt64 {
             let record = SPSCRing.recordSize(length)
             let contiguous = view.capacity - Int(tail & view.mask)
@@ -188,7 +218,7 @@ extension SPSCRing {
 
         /// Finds room for a record of `length` payload bytes, or nil if the
         /// ring is full. Writes nothing.
-        @inline(__always)
+        @inlinable @inline(__always)
         func reserve(_ length: Int) throws(QueueError) -> Reservation? {
             guard length >= 0, length <= view.maxMessageSize else {
                 throw .messageTooLarge(size: length, maximum: view.maxMessageSize)
@@ -211,8 +241,14 @@ extension SPSCRing {
             return Reservation(start: tail, paddingAt: nil)
         }
 
+        @inlinable @inline(__always)
         func reserveWaiting(_ length: Int, timeout: Duration?) throws(QueueError) -> Reservation {
             if let reservation = try reserve(length) { return reservation }
+            return try reserveSlowly(length, timeout: timeout)
+        }
+
+        @usableFromInline @inline(never)
+        func reserveSlowly(_ length: Int, timeout: Duration?) throws(QueueError) -> Reservation {
             let needed = footprint(length)
             let capacity = UInt64(view.capacity)
             let view = self.view, tail = self.tail
@@ -225,7 +261,7 @@ extension SPSCRing {
 
         /// Makes the record visible: its meta word, then its tag; then (if it
         /// wrapped) the padding record that leads the consumer to it.
-        @inline(__always)
+        @inlinable @inline(__always)
         func publish(_ reservation: Reservation, length: Int) {
             let next = reservation.start &+ UInt64(SPSCRing.recordSize(length))
             let consumerMayPark = view.consumerMayPark.pointee.load(ordering: .relaxed) != 0
@@ -243,7 +279,7 @@ extension SPSCRing {
             if consumerMayPark { view.dataParker.wakeIfSleeping() }
         }
 
-        @inline(__always)
+        @inlinable @inline(__always)
         func store(_ tag: UInt64, at offset: Int, sequentiallyConsistent: Bool) {
             if sequentiallyConsistent {
                 // SYNC POINT: release (seq_cst) pairs with the consumer's

@@ -49,11 +49,12 @@ public struct SpinPolicy: Sendable, Hashable {
 
 /// Process-local state of one waiter: its strategy and the adaptive spin
 /// budget. Not shared between processes; one per waiting handle.
+@usableFromInline
 package struct Waiter {
-    package let strategy: WaitStrategy
-    private var budget: UInt64
-    private let minimum: UInt64
-    private let maximum: UInt64
+    @usableFromInline package let strategy: WaitStrategy
+    @usableFromInline var budget: UInt64
+    @usableFromInline let minimum: UInt64
+    @usableFromInline let maximum: UInt64
 
     package init(_ strategy: WaitStrategy) {
         self.strategy = strategy
@@ -78,7 +79,7 @@ package struct Waiter {
     ///     sequentially consistent load (see `Parker`).
     ///   - slice: while parked, wake at least this often to run `keepWaiting`
     ///     (peer liveness and the like); returning false ends the wait.
-    @inline(__always)
+    @inlinable @inline(__always)
     package mutating func wait(
         on parker: Parker, deadline: UInt64?, slice: UInt64 = 100_000_000,
         ready: () -> Bool, keepWaiting: () -> Bool = { true }
@@ -123,8 +124,8 @@ package struct Waiter {
         }
     }
 
-    @inline(never)
-    private func park(
+    @usableFromInline @inline(never)
+    func park(
         on parker: Parker, deadline: UInt64?, slice: UInt64,
         ready: () -> Bool, keepWaiting: () -> Bool
     ) -> Bool {

@@ -72,7 +72,7 @@ public enum CPU {
     public static var onlineCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// The spin-loop hint (`PAUSE` on x86).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func relax() { cshm_cpu_relax() }
 
     /// Gives the CPU to another runnable thread (`sched_yield(2)`).

@@ -318,6 +318,7 @@ public final class SharedMemorySegment: Segment {
 
 extension Duration {
     /// The duration in whole nanoseconds, clamped to `UInt64`.
+    @inlinable
     public var nanoseconds: UInt64 {
         let (seconds, attoseconds) = components
         if seconds < 0 { return 0 }

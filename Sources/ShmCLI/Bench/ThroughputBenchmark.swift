@@ -22,6 +22,9 @@ struct ThroughputBenchCommand: ParsableCommand {
     @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [64, 4096, 65536, 1 << 20]
     @Option(help: "Bytes to move per cell (capped by --max-messages).", transform: Size.parse) var bytes = Size(bytes: 1 << 30)
     @Option(name: .customLong("max-messages"), help: "Messages per cell at most.") var maxMessages = 1_000_000
+    @Option(name: .customLong("ring-capacity"), help: "Ring data bytes (default: 1 MiB, or 4 messages for large payloads).",
+            transform: Size.parse)
+    var ringCapacity: Size?
     @Option(help: "Mechanisms (comma-separated): ring-zero-copy, ring-copy, pipe, unix, memcpy; default all.",
             transform: { text in
                 try text.split(separator: ",").map { part in
@@ -103,7 +106,12 @@ struct ThroughputBenchCommand: ParsableCommand {
 
     func measure(_ mechanism: Mechanism, size: Int, count: Int, childCPU: Int?) throws -> Row {
         guard let latencyMechanism = mechanism.latencyMechanism else { return memcpyCeiling(size: size, count: count) }
-        let session = try BenchSetup.parent(latencyMechanism, size: size, ringCapacity: Self.ringCapacity(for: size))
+        var capacity = Self.ringCapacity(for: size)
+        if let requested = ringCapacity?.bytes {
+            capacity = 4096
+            while capacity < requested || SPSCRing.maximumMessageSize(capacity: capacity) < size { capacity <<= 1 }
+        }
+        let session = try BenchSetup.parent(latencyMechanism, size: size, ringCapacity: capacity)
         let child = try spawnBenchPeer(session, role: "produce", childCPU: childCPU, extra: ["--count", String(count)])
         let elapsed: UInt64
         do {
