@@ -115,6 +115,35 @@ struct CLITests {
         #expect(result.output.contains("1000 round trips"))
     }
 
+    @Test func benchLatencyEmitsOneJSONObjectPerRow() throws {
+        let result = try TestSupport.runCLI(["bench", "latency", "--mechanisms", "ring-spin,ring-block,pipe,futex",
+                                             "--sizes", "8,4KiB", "--duration", "0.02", "--repeat", "1", "--json"],
+                                            timeout: .seconds(120))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+        // floor + 2 ring mechanisms × 2 sizes + pipe × 2 + futex (8 B only)
+        #expect(rows.count == 1 + 4 + 2 + 1)
+        for row in rows {
+            #expect(row["mechanism"] is String && row["payload_bytes"] is Int)
+            let p50 = row["p50_ns"] as? Int ?? 0, p99 = row["p99_ns"] as? Int ?? 0, p999 = row["p999_ns"] as? Int ?? 0
+            #expect(p50 > 0 && p50 <= p99 && p99 <= p999, "\(row)")
+        }
+        #expect(rows.first?["mechanism"] as? String == "floor")
+        #expect(rows.contains { $0["mechanism"] as? String == "ring-spin" && ($0["ratio_to_floor"] as? Double ?? 0) > 0 })
+    }
+
+    @Test func benchThroughputEmitsOneJSONObjectPerRow() throws {
+        let result = try TestSupport.runCLI(["bench", "throughput", "--sizes", "64,4KiB", "--max-messages", "2000",
+                                             "--repeat", "1", "--json"], timeout: .seconds(120))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+        #expect(rows.count == 2 * 5)
+        for row in rows {
+            #expect((row["msgs_per_s"] as? Double ?? 0) > 0, "\(row)")
+            #expect((row["bytes_per_s"] as? Double ?? 0) > 0)
+        }
+    }
+
     @Test func benchMmapRunsAndVerifies() throws {
         let result = try TestSupport.runCLI(["bench", "mmap", "--ints", "1000", "--iterations", "20",
                                              "--large-size", "1MiB", "--large-iterations", "2", "--json"],

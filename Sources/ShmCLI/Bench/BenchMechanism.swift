@@ -1,3 +1,4 @@
+import Foundation
 import Shm
 import CShm
 #if canImport(Glibc)
@@ -147,7 +148,9 @@ enum BenchSetup {
                 let e = Errno.current
                 if toChild >= 0 { _ = cshm_mq_close(toChild) }
                 _ = cshm_mq_unlink(base + "-a"); _ = cshm_mq_unlink(base + "-b")
-                throw BenchFailure("mq_open with \(size)-byte messages: \(e)")
+                let limit = (try? String(contentsOfFile: "/proc/sys/fs/mqueue/msgsize_max", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                throw BenchFailure("mq_open with \(size)-byte messages: \(e) (fs.mqueue.msgsize_max is \(limit))")
             }
             let endpoint = MessageQueueEndpoint(out: toChild, in: toParent, size: size)
             return BenchSession(endpoint: endpoint, childArguments: args + ["--name", base],

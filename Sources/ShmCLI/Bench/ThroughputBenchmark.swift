@@ -33,6 +33,8 @@ struct ThroughputBenchCommand: ParsableCommand {
                 }
             })
     var mechanisms: [Mechanism] = Mechanism.allCases
+    @Option(help: "Rounds over all cells; figures are medians over rounds, ratios are medians of per-round ratios.")
+    var `repeat` = 3
 
     enum Mechanism: String, CaseIterable, Sendable {
         case ringZeroCopy = "ring-zero-copy", ringCopy = "ring-copy", pipe, unix, memcpy
@@ -64,38 +66,76 @@ struct ThroughputBenchCommand: ParsableCommand {
         let payloadBytes: Int
         let messages: Int
         let seconds: Double
-        let msgsPerS: Double
-        let bytesPerS: Double
-        let note: String?
+        var msgsPerS: Double
+        var bytesPerS: Double
+        var note: String?
+        /// msgs/s in each round.
+        var roundMsgsPerS: [Double] = []
+        /// Medians over rounds of this cell ÷ the baseline in the same round.
+        var ratioToPipe: Double?
+        var ratioToUnixSocket: Double?
+        var ratioToMemcpy: Double?
 
         enum CodingKeys: String, CodingKey {
             case mechanism, label, messages, seconds, note
             case payloadBytes = "payload_bytes", msgsPerS = "msgs_per_s", bytesPerS = "bytes_per_s"
+            case roundMsgsPerS = "round_msgs_per_s", ratioToPipe = "ratio_to_pipe"
+            case ratioToUnixSocket = "ratio_to_unix_socket", ratioToMemcpy = "ratio_to_memcpy"
         }
     }
 
     func run() throws {
         warnIfDebugBuild()
         let childCPU = try options.pinParent()
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be positive") }
         let cells = sizes.flatMap { size in mechanisms.map { ($0, size) } }
-        var progress = Progress(enabled: !options.json, total: cells.count)
-        var rows: [Row] = []
-        for (mechanism, size) in cells {
-            progress.step("\(mechanism.label), \(ByteCount.format(size))")
-            let count = max(100, min(maxMessages, bytes.bytes / max(size, 1)))
-            do {
-                rows.append(try measure(mechanism, size: size, count: count, childCPU: childCPU))
-            } catch {
-                rows.append(Row(mechanism: mechanism.rawValue, label: mechanism.label, payloadBytes: size, messages: 0,
-                                seconds: 0, msgsPerS: 0, bytesPerS: 0, note: "n/a: \(error)"))
+        var progress = Progress(enabled: !options.json, total: cells.count * `repeat`)
+        var rounds: [[Row]] = []
+        for round in 1...`repeat` {
+            var rows: [Row] = []
+            for (mechanism, size) in cells {
+                progress.step("round \(round)/\(`repeat`): \(mechanism.label), \(ByteCount.format(size))")
+                let count = max(100, min(maxMessages, bytes.bytes / max(size, 1)))
+                do {
+                    rows.append(try measure(mechanism, size: size, count: count, childCPU: childCPU))
+                } catch {
+                    rows.append(Row(mechanism: mechanism.rawValue, label: mechanism.label, payloadBytes: size, messages: 0,
+                                    seconds: 0, msgsPerS: 0, bytesPerS: 0, note: "n/a: \(error)"))
+                }
             }
+            rounds.append(rows)
         }
         progress.clear()
+        let rows = Self.combine(rounds)
         if options.json {
             for row in rows { try printJSONLine(row) }
             return
         }
         render(rows)
+    }
+
+    /// Medians over rounds, and per-round ratios to the baselines.
+    static func combine(_ rounds: [[Row]]) -> [Row] {
+        guard var rows = rounds.first else { return [] }
+        func ratio(_ row: Row, to baseline: Mechanism, in round: [Row]) -> Double? {
+            guard row.msgsPerS > 0,
+                  let base = round.first(where: { $0.mechanism == baseline.rawValue && $0.payloadBytes == row.payloadBytes }),
+                  base.msgsPerS > 0 else { return nil }
+            return row.msgsPerS / base.msgsPerS
+        }
+        for i in rows.indices {
+            let series = rounds.map { $0[i] }
+            let rates = series.map(\.msgsPerS).filter { $0 > 0 }
+            rows[i].roundMsgsPerS = series.map(\.msgsPerS)
+            guard let rate = median(rates) else { continue }
+            rows[i].msgsPerS = rate
+            rows[i].bytesPerS = rate * Double(rows[i].payloadBytes)
+            rows[i].note = nil
+            rows[i].ratioToPipe = median(zip(series, rounds).compactMap { ratio($0.0, to: .pipe, in: $0.1) })
+            rows[i].ratioToUnixSocket = median(zip(series, rounds).compactMap { ratio($0.0, to: .unix, in: $0.1) })
+            rows[i].ratioToMemcpy = median(zip(series, rounds).compactMap { ratio($0.0, to: .memcpy, in: $0.1) })
+        }
+        return rows
     }
 
     static func ringCapacity(for size: Int) -> Int {
@@ -165,36 +205,30 @@ struct ThroughputBenchCommand: ParsableCommand {
     }
 
     func render(_ rows: [Row]) {
-        StandardStreams.printLine("Streaming throughput between two processes pinned to CPUs \(options.cpus).")
+        StandardStreams.printLine("Streaming throughput between two processes pinned to CPUs \(options.cpus), \(`repeat`) rounds (medians).")
         StandardStreams.printLine("Zero-copy: claim in place, write the 8-byte sequence number, commit; read in place. Copy: whole payload in and out.\n")
-        var table = Table("MECHANISM", "PAYLOAD", "MESSAGES", "MSGS/S", "GB/S", "÷ PIPE", "÷ UNIX", "÷ MEMCPY")
+        var table = Table("MECHANISM", "PAYLOAD", "MESSAGES", "MSGS/S", "GB/S", "÷ PIPE", "÷ UNIX", "÷ MEMCPY", "MSGS/S PER ROUND")
         table.rightAligned = [1, 2, 3, 4, 5, 6, 7]
-        func ratio(_ row: Row, _ other: Mechanism) -> String {
-            guard row.msgsPerS > 0, let base = rows.first(where: { $0.mechanism == other.rawValue && $0.payloadBytes == row.payloadBytes }),
-                  base.msgsPerS > 0 else { return "-" }
-            return formatRatio(row.msgsPerS / base.msgsPerS)
-        }
         for row in rows {
-            if row.messages == 0 {
-                table.add(row.label, ByteCount.format(row.payloadBytes), "-", "-", "-", "-", "-", row.note ?? "n/a")
+            if row.msgsPerS == 0 {
+                table.add(row.label, ByteCount.format(row.payloadBytes), "-", "-", "-", "-", "-", "-", row.note ?? "n/a")
                 continue
             }
             table.add(row.label, ByteCount.format(row.payloadBytes), String(row.messages), formatRate(row.msgsPerS),
-                      String(format2: row.bytesPerS / 1e9), ratio(row, .pipe), ratio(row, .unix), ratio(row, .memcpy))
+                      String(format2: row.bytesPerS / 1e9), row.ratioToPipe.map(formatRatio) ?? "-",
+                      row.ratioToUnixSocket.map(formatRatio) ?? "-", row.ratioToMemcpy.map(formatRatio) ?? "-",
+                      row.roundMsgsPerS.map(formatRate).joined(separator: " "))
         }
         StandardStreams.printLine(table.render())
         var lines = ["\nTargets (ratios within this run):"]
         func find(_ m: Mechanism, _ size: Int) -> Row? { rows.first { $0.mechanism == m.rawValue && $0.payloadBytes == size && $0.msgsPerS > 0 } }
-        if let zc = find(.ringZeroCopy, 64), let pipe = find(.pipe, 64) {
-            let r = zc.msgsPerS / pipe.msgsPerS
+        if let r = find(.ringZeroCopy, 64)?.ratioToPipe {
             lines.append("  \(r >= 30 ? "met " : "MISSED") zero-copy 64 B msgs/s ÷ pipe: \(formatRatio(r)) (target ≥ 30x)")
         }
-        if let zc = find(.ringZeroCopy, 64), let unix = find(.unix, 64) {
-            let r = zc.msgsPerS / unix.msgsPerS
+        if let r = find(.ringZeroCopy, 64)?.ratioToUnixSocket {
             lines.append("  \(r >= 100 ? "met " : "MISSED") zero-copy 64 B msgs/s ÷ Unix socket: \(formatRatio(r)) (target ≥ 100x)")
         }
-        if let copy = find(.ringCopy, 4096), let ceiling = find(.memcpy, 4096) {
-            let r = copy.bytesPerS / ceiling.bytesPerS
+        if let r = find(.ringCopy, 4096)?.ratioToMemcpy {
             lines.append("  \(r >= 0.6 ? "met " : "MISSED") copy-mode 4 KiB GB/s ÷ memcpy ceiling: \(formatRatio(r)) (target ≥ 0.60x)")
         }
         StandardStreams.printLine(lines.joined(separator: "\n"))
