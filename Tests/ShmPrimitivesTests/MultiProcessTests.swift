@@ -110,7 +110,7 @@ struct RingProcessTests {
     @Test func mpmcManyProducersAndConsumersLoseAndDuplicateNothing() throws {
         let name = TestSupport.uniqueName("mpmc")
         let results = TestSupport.uniqueName("results")
-        let producers = 3, consumers = 2, perProducer = 300_000
+        let producers = 3, consumers = 2, perProducer = 400_000
         let queue = try MessageQueue.create(name, capacity: 1024, slotSize: 16)
         let bitmapBytes = (producers * perProducer + 7) / 8
         let shared = try SharedMemorySegment.create(results, size: 8 + consumers * bitmapBytes)
