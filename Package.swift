@@ -60,6 +60,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ShmServicesTests",
+            dependencies: ["Shm", "ShmTestSupport", "ShmPeer"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "ShmCLITests",
             dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI"],
             swiftSettings: strict

@@ -55,7 +55,7 @@ import ShmSystem
 
 /// Absolute monotonic deadline for a relative timeout (nil: wait for ever).
 @inlinable @inline(__always)
-func deadline(after timeout: Duration?) -> UInt64? {
+package func deadline(after timeout: Duration?) -> UInt64? {
     guard let timeout else { return nil }
     return monotonicNanoseconds() &+ timeout.nanoseconds
 }

@@ -305,6 +305,22 @@ public final class SharedMemorySegment: Segment {
         }
     }
 
+    /// True while the name in `/dev/shm` still refers to this segment (not
+    /// unlinked, not replaced by a newer segment of the same name).
+    public var isStillLinked: Bool {
+        var st = stat()
+        return stat(SharedMemorySegment.directory + "/" + name.fileName, &st) == 0 && st.st_ino == inode
+    }
+
+    /// Unlinks the name if it still refers to this segment; returns whether it did.
+    @discardableResult
+    public func unlinkIfStillLinked() -> Bool {
+        guard isStillLinked else { return false }
+        if mapping.access == .readWrite { SegmentHeader.markRetired(mapping.unsafeBaseAddress) }
+        unlinked.store(true, ordering: .relaxed)
+        return (try? SharedMemorySegment.unlink(name)) != nil
+    }
+
     /// True if an object with this name exists in `/dev/shm`.
     public static func exists(_ name: SegmentName) -> Bool {
         var st = stat()

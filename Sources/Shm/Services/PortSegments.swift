@@ -1,0 +1,190 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// A publisher's sample pool: segment `svc.<service>.p<portID>`, mapped
+/// read-write by its publisher and read-only by subscribers.
+///
+/// ```text
+/// offset  contents
+///    0    header: magic "PUBD", version, chunkCount, chunkStride, payloadCapacity,
+///           portID, serviceHash, checksum
+/// 4096    chunk[0] … chunk[chunkCount-1], chunkStride bytes each (a multiple of 64):
+///           +0  sequence UInt64     number of the sample, per publisher
+///           +8  length   UInt64     payload bytes in this sample
+///           +64 payload[payloadCapacity]
+/// ```
+/// Subscribers check every chunk index and length they receive against
+/// this header before touching the chunk.
+struct PublisherPool: @unchecked Sendable {
+    static let kind = SegmentKind("PUBD")
+    static let magic = SegmentKind("PUBD")
+    static let version: UInt32 = 1
+    static let chunksOffset = 4096
+    static let chunkHeader = 64
+
+    let data: MappedBytes
+    let chunkCount: Int
+    let chunkStride: Int
+    let payloadCapacity: Int
+    let portID: UInt64
+
+    static func stride(payloadCapacity: Int, alignment: Int) -> Int {
+        let unit = max(64, alignment)
+        return (chunkHeader + payloadCapacity + unit - 1) / unit * unit
+    }
+
+    static func size(chunkCount: Int, payloadCapacity: Int, alignment: Int) -> Int {
+        chunksOffset + chunkCount * stride(payloadCapacity: payloadCapacity, alignment: alignment)
+    }
+
+    static func initialize(_ data: MappedBytes, chunkCount: Int, payloadCapacity: Int, alignment: Int, portID: UInt64, serviceHash: UInt64) {
+        data.view(0..<chunksOffset).fill(with: 0)
+        LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: version,
+                           fields: [UInt64(chunkCount), UInt64(stride(payloadCapacity: payloadCapacity, alignment: alignment)),
+                                    UInt64(payloadCapacity), portID, serviceHash])
+    }
+
+    init(_ data: MappedBytes, expectedPortID: UInt64, serviceHash: UInt64, service: String) throws(ServiceError) {
+        let f: [UInt64]
+        do { f = try LayoutHeader.read(data, magic: PublisherPool.magic, version: PublisherPool.version, count: 5, what: "publisher pool") }
+        catch { throw .corrupt(service: service, reason: error.description) }
+        guard f[3] == expectedPortID, f[4] == serviceHash else {
+            throw .corrupt(service: service, reason: "publisher pool belongs to another port or service")
+        }
+        guard f[0] >= 1, f[0] <= 1 << 24, f[2] <= 1 << 34, f[1] >= UInt64(PublisherPool.chunkHeader) + f[2], f[1] % 64 == 0,
+              UInt64(PublisherPool.chunksOffset) + f[0] * f[1] <= UInt64(data.count) else {
+            throw .corrupt(service: service, reason: "publisher pool header does not fit its segment")
+        }
+        self.data = data
+        chunkCount = Int(f[0])
+        chunkStride = Int(f[1])
+        payloadCapacity = Int(f[2])
+        portID = f[3]
+    }
+
+    func chunk(_ index: Int) -> UnsafeMutableRawPointer {
+        data.unsafeBaseAddress + PublisherPool.chunksOffset + index * chunkStride
+    }
+
+    func payload(_ index: Int) -> UnsafeMutableRawPointer { chunk(index) + PublisherPool.chunkHeader }
+}
+
+/// A subscriber's inbox: segment `svc.<service>.s<portID>`, one connection
+/// block per publisher slot of the service.
+///
+/// ```text
+/// offset  contents
+///    0    header: magic "SUBQ", version, maxPublishers, deliveryCapacity,
+///           returnCapacity, blockStride, portID, checksum
+///  128    parker: seq, sleepers — the subscriber sleeps here when it waits
+///  256    mayPark UInt32 — 1 if the subscriber's wait strategy may sleep
+/// 4096    block[0] … block[maxPublishers-1], blockStride bytes each:
+///           +0   owner     UInt64  portID of the publisher using the block, 0 free
+///           +8   lost      UInt64  samples dropped by the overflow policy
+///           +16  delivered UInt64
+///           +128 delivery IndexQueue (publisher → subscriber: chunk references)
+///           +…   return   IndexQueue (subscriber → publisher: released chunks)
+/// ```
+/// A publisher claims block i (its slot index in the service) with a CAS of
+/// `owner` from 0. When that publisher is gone, the subscriber drains the
+/// block, lays its queues out afresh and frees it (owner → 0) for the next
+/// publisher in that slot.
+struct SubscriberInbox: @unchecked Sendable {
+    static let kind = SegmentKind("SUBQ")
+    static let magic = SegmentKind("SUBQ")
+    static let version: UInt32 = 1
+    static let parkerOffset = 128, mayParkOffset = 256, blocksOffset = 4096
+    static let deliveryOffset = 128
+
+    let data: MappedBytes
+    let maxPublishers: Int
+    let deliveryCapacity: Int
+    let returnCapacity: Int
+    let blockStride: Int
+    let portID: UInt64
+
+    static func stride(deliveryCapacity: Int, returnCapacity: Int) -> Int {
+        let raw = deliveryOffset + IndexQueue.requiredSize(capacity: deliveryCapacity) + IndexQueue.requiredSize(capacity: returnCapacity)
+        return (raw + 127) & ~127
+    }
+
+    static func size(maxPublishers: Int, deliveryCapacity: Int, returnCapacity: Int) -> Int {
+        blocksOffset + maxPublishers * stride(deliveryCapacity: deliveryCapacity, returnCapacity: returnCapacity)
+    }
+
+    static func initialize(_ data: MappedBytes, maxPublishers: Int, deliveryCapacity: Int, returnCapacity: Int, portID: UInt64) throws {
+        data.view(0..<blocksOffset).fill(with: 0)
+        let stride = stride(deliveryCapacity: deliveryCapacity, returnCapacity: returnCapacity)
+        LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: version,
+                           fields: [UInt64(maxPublishers), UInt64(deliveryCapacity), UInt64(returnCapacity), UInt64(stride), portID])
+        let inbox = try SubscriberInbox(data, expectedPortID: portID, service: "")
+        for i in 0..<maxPublishers { try inbox.resetBlock(i) }
+    }
+
+    init(_ data: MappedBytes, expectedPortID: UInt64, service: String) throws(ServiceError) {
+        let f: [UInt64]
+        do { f = try LayoutHeader.read(data, magic: SubscriberInbox.magic, version: SubscriberInbox.version, count: 5, what: "subscriber inbox") }
+        catch { throw .corrupt(service: service, reason: error.description) }
+        guard f[4] == expectedPortID else { throw .corrupt(service: service, reason: "subscriber inbox belongs to another port") }
+        guard f[0] >= 1, f[0] <= 4096, f[1] >= 2, f[1] <= 1 << 24, f[2] >= 2, f[2] <= 1 << 24,
+              f[3] == UInt64(SubscriberInbox.stride(deliveryCapacity: Int(f[1]), returnCapacity: Int(f[2]))),
+              UInt64(SubscriberInbox.blocksOffset) + f[0] * f[3] <= UInt64(data.count) else {
+            throw .corrupt(service: service, reason: "subscriber inbox header does not fit its segment")
+        }
+        self.data = data
+        maxPublishers = Int(f[0])
+        deliveryCapacity = Int(f[1])
+        returnCapacity = Int(f[2])
+        blockStride = Int(f[3])
+        portID = f[4]
+    }
+
+    var parker: Parker { Parker(data.unsafeBaseAddress + SubscriberInbox.parkerOffset) }
+
+    var mayPark: UnsafeMutablePointer<Atomic<UInt32>> {
+        UnsafeMutablePointer(OpaquePointer(data.unsafeBaseAddress + SubscriberInbox.mayParkOffset))
+    }
+
+    func block(_ index: Int) -> MappedBytes {
+        data.view(SubscriberInbox.blocksOffset + index * blockStride ..< SubscriberInbox.blocksOffset + (index + 1) * blockStride)
+    }
+
+    func owner(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress))
+    }
+
+    func lost(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 8))
+    }
+
+    func delivered(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 16))
+    }
+
+    func deliveryRegion(_ index: Int) -> MappedBytes {
+        let start = SubscriberInbox.deliveryOffset
+        return block(index).view(start..<start + IndexQueue.requiredSize(capacity: deliveryCapacity))
+    }
+
+    func returnRegion(_ index: Int) -> MappedBytes {
+        let start = SubscriberInbox.deliveryOffset + IndexQueue.requiredSize(capacity: deliveryCapacity)
+        return block(index).view(start..<start + IndexQueue.requiredSize(capacity: returnCapacity))
+    }
+
+    /// Lays out block `index`'s queues afresh (fresh salts, so nothing left
+    /// from the previous publisher can be mistaken for a new entry).
+    func resetBlock(_ index: Int) throws(QueueError) {
+        _ = try IndexQueue.initialize(deliveryRegion(index), capacity: deliveryCapacity)
+        _ = try IndexQueue.initialize(returnRegion(index), capacity: returnCapacity)
+        lost(index).pointee.store(0, ordering: .relaxed)
+        delivered(index).pointee.store(0, ordering: .relaxed)
+    }
+}
+
+/// A chunk reference as it travels in the queues: index and length.
+enum ChunkReference {
+    static func encode(index: Int, length: Int) -> UInt64 { UInt64(UInt32(index)) | UInt64(UInt32(length)) << 32 }
+    static func index(_ value: UInt64) -> Int { Int(value & 0xffff_ffff) }
+    static func length(_ value: UInt64) -> Int { Int(value >> 32) }
+}

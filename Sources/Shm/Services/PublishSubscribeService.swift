@@ -1,0 +1,90 @@
+import ShmSystem
+import ShmPrimitives
+
+extension Node {
+    /// Opens or creates a publish/subscribe service carrying one `Payload`
+    /// value per sample.
+    ///
+    /// - Throws: `.incompatible` naming every difference if the service exists
+    ///   with another payload type or configuration.
+    public func publishSubscribe<Payload: BitwiseCopyable>(
+        _ service: String, of payload: Payload.Type = Payload.self,
+        config: PublishSubscribeConfig = .init(), mode: OpenMode = .openOrCreate
+    ) throws(ServiceError) -> PublishSubscribeService<Payload> {
+        try PublishSubscribeService(node: self, name: ServiceName(service), payload: .of(Payload.self),
+                                    maxSliceLength: 1, config: config, mode: mode)
+    }
+
+    /// Opens or creates a publish/subscribe service carrying slices of up to
+    /// `maxLength` `Element`s per sample (e.g. bytes: `UInt8`).
+    public func publishSubscribe<Element: BitwiseCopyable>(
+        _ service: String, slicesOf element: Element.Type, maxLength: Int,
+        config: PublishSubscribeConfig = .init(), mode: OpenMode = .openOrCreate
+    ) throws(ServiceError) -> PublishSubscribeService<Element> {
+        guard maxLength >= 1, maxLength <= (1 << 32) / MemoryLayout<Element>.stride else {
+            throw .invalidConfiguration("maxLength \(maxLength) must be 1…\((1 << 32) / MemoryLayout<Element>.stride)")
+        }
+        let payload = PayloadType(name: "[\(String(reflecting: Element.self))]", size: maxLength * MemoryLayout<Element>.stride,
+                                  alignment: MemoryLayout<Element>.alignment)
+        return try PublishSubscribeService(node: self, name: ServiceName(service), payload: payload,
+                                           maxSliceLength: maxLength, config: config, mode: mode)
+    }
+}
+
+/// A publish/subscribe service: N publishers to M subscribers, zero-copy.
+///
+/// Each publisher owns a pool of samples in a segment of its own; a sample
+/// is loaned from the pool, written in place, and sent by pushing its index
+/// into every subscriber's queue (no copy). Subscribers read the sample in
+/// the publisher's memory and hand it back when they drop it. See
+/// `Publisher` and `Subscriber`.
+public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked Sendable {
+    let attachment: ServiceAttachment
+    /// The service's name.
+    public var name: String { attachment.name.value }
+    /// The static configuration (as stored in the service).
+    public let config: PublishSubscribeConfig
+    /// What the service carries.
+    public let payloadType: PayloadType
+    /// Elements per sample at most (1 unless the service carries slices).
+    public let maxSliceLength: Int
+
+    init(node: Node, name: ServiceName, payload: PayloadType, maxSliceLength: Int,
+         config: PublishSubscribeConfig, mode: OpenMode) throws(ServiceError) {
+        try config.validate()
+        guard config.historySize <= config.subscriberBufferSize else {
+            throw .invalidConfiguration("historySize \(config.historySize) exceeds subscriberBufferSize \(config.subscriberBufferSize)")
+        }
+        let layoutConfig = ServiceLayout.Config(
+            pattern: .publishSubscribe, payload: payload, maxA: config.maxPublishers, maxB: config.maxSubscribers,
+            bufferSize: config.subscriberBufferSize, history: config.historySize, maxLoans: config.maxLoans,
+            maxBorrowed: config.maxBorrowed, overflow: UInt64(config.overflow.rawValue), requestSize: 0, responseSize: 0,
+            maxEventID: 0)
+        attachment = try ServiceAttachment(node: node, name: name, config: layoutConfig, mode: mode)
+        self.config = config
+        self.payloadType = payload
+        self.maxSliceLength = maxSliceLength
+    }
+
+    /// Creates a publisher (registers it in the service).
+    public func publisher() throws(ServiceError) -> Publisher<Payload> { try Publisher(service: self) }
+
+    /// Creates a subscriber (registers it in the service).
+    public func subscriber(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Subscriber<Payload> {
+        try Subscriber(service: self, waitStrategy: waitStrategy)
+    }
+
+    /// Publishers and subscribers registered now.
+    public var ports: [ServiceDirectory.PortInfo] {
+        (try? ServiceDirectory.inspect(name).ports) ?? []
+    }
+
+    /// Takes back the slots of dead processes and removes their segments.
+    @discardableResult
+    public func reclaimDeadPorts() -> Int { attachment.reclaimDeadPorts() }
+
+    var layout: ServiceLayout { attachment.layout }
+    var serviceHash: UInt64 { ServiceLayout.hash(attachment.name.value) }
+    var deliveryCapacity: Int { IndexQueue.capacity(atLeast: config.subscriberBufferSize) }
+    var returnCapacity: Int { IndexQueue.capacity(atLeast: config.subscriberBufferSize + config.maxBorrowed + 1) }
+}

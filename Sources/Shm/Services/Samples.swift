@@ -1,0 +1,129 @@
+import ShmSystem
+import ShmPrimitives
+
+/// A sample loaned from a publisher's pool whose payload has not been
+/// written yet. It cannot be sent: `write` (one value) or
+/// `assumeInitialized` (after filling `unsafeBuffer`) turn it into a
+/// `Sample`. Dropping it gives the memory back to the pool.
+public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
+    let publisher: Publisher<Payload>
+    let chunk: Int
+    /// Elements in this sample (1 for single-value services).
+    public let count: Int
+    /// Set when the chunk passes to a `Sample` (`discard self` is not yet
+    /// allowed for types with reference-counted fields).
+    private var handedOver = false
+
+    init(publisher: Publisher<Payload>, chunk: Int, count: Int) {
+        self.publisher = publisher
+        self.chunk = chunk
+        self.count = count
+    }
+
+    /// The sample's memory in the shared pool, not yet initialized.
+    public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
+        UnsafeMutableBufferPointer(start: publisher.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
+    }
+
+    /// Writes `value` (the sample's only element) and returns the sendable sample.
+    public consuming func write(_ value: Payload) -> Sample<Payload> {
+        precondition(count == 1, "write(_:) is for single-value samples; use unsafeBuffer and assumeInitialized() for slices")
+        publisher.pool.payload(chunk).initializeMemory(as: Payload.self, repeating: value, count: 1)
+        handedOver = true
+        return Sample(publisher: publisher, chunk: chunk, count: count)
+    }
+
+    /// Fills the payload with `body` and returns the sendable sample.
+    public consuming func initialize(_ body: (UnsafeMutableBufferPointer<Payload>) -> Void) -> Sample<Payload> {
+        body(unsafeBuffer)
+        return assumeInitialized()
+    }
+
+    /// Declares every element of `unsafeBuffer` written.
+    public consuming func assumeInitialized() -> Sample<Payload> {
+        handedOver = true
+        return Sample(publisher: publisher, chunk: chunk, count: count)
+    }
+
+    deinit { if !handedOver { publisher.returnLoan(chunk) } }
+}
+
+/// A written sample in a publisher's pool, ready to send. Sending consumes
+/// it; dropping it unsent gives the memory back to the pool.
+public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
+    let publisher: Publisher<Payload>
+    let chunk: Int
+    public let count: Int
+    private var sent = false
+
+    init(publisher: Publisher<Payload>, chunk: Int, count: Int) {
+        self.publisher = publisher
+        self.chunk = chunk
+        self.count = count
+    }
+
+    /// The payload, in shared memory (single-value samples).
+    public var payload: Payload {
+        get { publisher.pool.payload(chunk).load(as: Payload.self) }
+        nonmutating set { publisher.pool.payload(chunk).storeBytes(of: newValue, as: Payload.self) }
+    }
+
+    /// The payload elements, in shared memory.
+    public var buffer: UnsafeMutableBufferPointer<Payload> {
+        UnsafeMutableBufferPointer(start: publisher.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
+    }
+
+    /// Delivers the sample to every connected subscriber without copying it;
+    /// returns how many it reached.
+    @discardableResult
+    public consuming func send() throws(ServiceError) -> Int {
+        sent = true
+        return try publisher.deliver(chunk: chunk, bytes: count * MemoryLayout<Payload>.stride)
+    }
+
+    deinit { if !sent { publisher.returnLoan(chunk) } }
+}
+
+/// A sample received by a subscriber: read-only, in the publisher's memory.
+/// Dropping it hands the memory back to the publisher.
+public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
+    let subscriber: Subscriber<Payload>
+    let block: Int
+    let generation: UInt64
+    let reference: UInt64
+    let address: UnsafeRawPointer
+    /// Elements in this sample.
+    public let count: Int
+    /// The publisher's number for this sample (1, 2, …).
+    public let sequence: UInt64
+    /// The publisher that sent it.
+    public let publisherID: UInt64
+
+    init(subscriber: Subscriber<Payload>, block: Int, generation: UInt64, reference: UInt64, address: UnsafeRawPointer,
+         count: Int, sequence: UInt64, publisherID: UInt64) {
+        self.subscriber = subscriber
+        self.block = block
+        self.generation = generation
+        self.reference = reference
+        self.address = address
+        self.count = count
+        self.sequence = sequence
+        self.publisherID = publisherID
+    }
+
+    /// The payload (single-value samples).
+    public var payload: Payload { address.loadUnaligned(as: Payload.self) }
+
+    /// The payload elements, read in place.
+    public var buffer: UnsafeBufferPointer<Payload> {
+        UnsafeBufferPointer(start: address.assumingMemoryBound(to: Payload.self), count: count)
+    }
+
+    /// The payload as raw bytes.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: address, count: count * MemoryLayout<Payload>.stride) }
+
+    /// Hands the sample back now (the same as dropping it).
+    public consuming func release() {}
+
+    deinit { subscriber.giveBack(block: block, generation: generation, reference: reference) }
+}

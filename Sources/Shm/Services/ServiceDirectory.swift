@@ -1,0 +1,162 @@
+import ShmSystem
+import ShmPrimitives
+
+/// What `shm ls`, `shm service` and `shm cleanup` see of nodes and services.
+public enum ServiceDirectory {
+    /// A registered node.
+    public struct NodeInfo: Sendable {
+        public let name: String
+        public let segment: String
+        public let process: ProcessIdentity
+        public let alive: Bool
+        public let createdAt: UInt64
+    }
+
+    /// A port registered in a service.
+    public struct PortInfo: Sendable {
+        /// "publisher", "subscriber", "client", "server", "notifier", "listener" or "handle".
+        public let kind: String
+        public let portID: UInt64
+        public let process: ProcessIdentity
+        public let alive: Bool
+        public let registeredAt: UInt64
+        /// For subscribers: samples waiting per publisher, and lost to overflow.
+        public var backlog: Int?
+        public var lost: UInt64?
+        public var delivered: UInt64?
+    }
+
+    /// A service and its ports.
+    public struct ServiceInfo: Sendable {
+        public let name: String
+        public let pattern: MessagingPattern
+        public let payload: PayloadType
+        public let settings: [(String, String)]
+        public let ports: [PortInfo]
+    }
+
+    /// Nodes of the calling user.
+    public static func nodes() -> [NodeInfo] {
+        SegmentDirectory.list().compactMap { listing in
+            guard let info = listing.info, info.kind == Node.kind, listing.name.name.hasPrefix("node.") else { return nil }
+            let nodeName = listing.name.name.dropFirst(5).split(separator: ".").dropLast(2).joined(separator: ".")
+            return NodeInfo(name: nodeName, segment: listing.name.name, process: info.creator,
+                            alive: info.creator.isAlive, createdAt: info.createdAt)
+        }
+    }
+
+    /// Removes the registrations of dead nodes; returns their names.
+    @discardableResult
+    public static func removeDeadNodes() -> [String] {
+        nodes().filter { !$0.alive }.compactMap { node in
+            guard let name = try? SegmentName(node.segment), (try? SharedMemorySegment.unlink(name)) != nil else { return nil }
+            return node.segment
+        }
+    }
+
+    /// Names of the services of the calling user.
+    public static func serviceNames() -> [String] {
+        SegmentDirectory.list().compactMap { listing in
+            guard listing.info?.kind == ServiceLayout.kind, listing.name.name.hasPrefix("svc.") else { return nil }
+            return String(listing.name.name.dropFirst(4))
+        }
+    }
+
+    /// Reads one service's configuration and ports (without registering).
+    public static func inspect(_ service: String) throws(ServiceError) -> ServiceInfo {
+        let name = try ServiceName(service)
+        let segment = try serviceCall { try SharedMemorySegment.open(name.segmentName, access: .readOnly, kind: ServiceLayout.kind) }
+        let layout = try ServiceLayout(opening: segment.data, name: name)
+        let config = layout.config
+        let (a, b) = ServiceLayout.tableNames(config.pattern)
+        var settings: [(String, String)] = [("max \(a)s", "\(config.maxA)"), ("max \(b)s", "\(config.maxB)")]
+        switch config.pattern {
+        case .publishSubscribe:
+            settings += [("subscriber buffer", "\(config.bufferSize)"), ("history", "\(config.history)"),
+                         ("max loans", "\(config.maxLoans)"), ("max borrowed", "\(config.maxBorrowed)"),
+                         ("overflow", OverflowPolicy(rawValue: UInt32(truncatingIfNeeded: config.overflow))?.description ?? "?")]
+        case .requestResponse:
+            settings += [("request size", "\(config.requestSize)"), ("response size", "\(config.responseSize)"),
+                         ("queue depth", "\(config.bufferSize)")]
+        case .event:
+            settings += [("max event id", "\(config.maxEventID)")]
+        }
+        var ports: [PortInfo] = []
+        for (table, kind) in [(ServiceLayout.Table.a, a), (.b, b), (.attachments, "handle")] {
+            for entry in layout.entries(table) {
+                var port = PortInfo(kind: kind, portID: entry.portID, process: entry.owner, alive: entry.owner.isAlive,
+                                    registeredAt: entry.registeredAt)
+                if config.pattern == .publishSubscribe, table == .b,
+                   let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName("s", entry.portID), access: .readOnly,
+                                                                    kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
+                   let inbox = try? SubscriberInbox(inboxSegment.data, expectedPortID: entry.portID, service: service) {
+                    var backlog = 0, lost: UInt64 = 0, delivered: UInt64 = 0
+                    for i in 0..<inbox.maxPublishers where inbox.owner(i).pointee.load(ordering: .relaxed) != 0 {
+                        if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(i)) { backlog += queue.count }
+                        lost &+= inbox.lost(i).pointee.load(ordering: .relaxed)
+                        delivered &+= inbox.delivered(i).pointee.load(ordering: .relaxed)
+                    }
+                    port.backlog = backlog
+                    port.lost = lost
+                    port.delivered = delivered
+                }
+                ports.append(port)
+            }
+        }
+        return ServiceInfo(name: service, pattern: config.pattern, payload: config.payload, settings: settings, ports: ports)
+    }
+
+    /// What `cleanup` removed.
+    public struct CleanupReport: Sendable {
+        public var deadNodes: [String] = []
+        public var deadPorts: [String] = []
+        public var removedServices: [String] = []
+        public var orphanSegments: [String] = []
+        public var staleCreations: [String] = []
+
+        public var isEmpty: Bool {
+            deadNodes.isEmpty && deadPorts.isEmpty && removedServices.isEmpty && orphanSegments.isEmpty && staleCreations.isEmpty
+        }
+    }
+
+    /// Removes everything dead processes left: node registrations, ports in
+    /// services (and their segments), services nobody uses, port segments
+    /// whose service is gone, and half-finished creations.
+    public static func cleanup() -> CleanupReport {
+        var report = CleanupReport()
+        report.deadNodes = removeDeadNodes()
+        for stale in SegmentDirectory.staleCreations() where (try? SegmentDirectory.remove(stale)) != nil {
+            report.staleCreations.append(stale.fileName)
+        }
+        var livePorts = Set<String>()
+        for service in serviceNames() {
+            guard let name = try? ServiceName(service),
+                  let segment = try? SharedMemorySegment.open(name.segmentName, kind: ServiceLayout.kind, timeout: .milliseconds(50)),
+                  let layout = try? ServiceLayout(opening: segment.data, name: name) else { continue }
+            for (table, kind) in [(ServiceLayout.Table.a, "p"), (.b, "s")] {
+                layout.reclaimDeadPorts(table) { entry in
+                    guard entry.portID != 0 else { return }
+                    let port = name.portSegmentName(Character(kind), entry.portID)
+                    if let segmentName = try? SegmentName(port) { try? SharedMemorySegment.unlink(segmentName) }
+                    report.deadPorts.append("\(service): \(kind == "p" ? ServiceLayout.tableNames(layout.config.pattern).0 : ServiceLayout.tableNames(layout.config.pattern).1) of pid \(entry.owner.pid)")
+                }
+                for entry in layout.entries(table) { livePorts.insert(name.portSegmentName(Character(kind), entry.portID)) }
+            }
+            layout.reclaimDeadPorts(.attachments) { entry in
+                report.deadPorts.append("\(service): handle of pid \(entry.owner.pid)")
+            }
+            if layout.entries(.attachments).isEmpty && layout.entries(.a).isEmpty && layout.entries(.b).isEmpty,
+               segment.unlinkIfStillLinked() {
+                report.removedServices.append(service)
+            }
+        }
+        // Port segments no live service port refers to, whose creator is dead.
+        for listing in SegmentDirectory.list() {
+            let file = listing.name.name
+            guard file.hasPrefix("svc."), let info = listing.info, info.kind != ServiceLayout.kind,
+                  !livePorts.contains(file), !info.creator.isAlive else { continue }
+            if (try? SharedMemorySegment.unlink(listing.name)) != nil { report.orphanSegments.append(file) }
+        }
+        return report
+    }
+}

@@ -1,0 +1,297 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// The messaging pattern of a service.
+public enum MessagingPattern: UInt64, Sendable, CustomStringConvertible {
+    case publishSubscribe = 1
+    case requestResponse = 2
+    case event = 3
+
+    public var description: String {
+        switch self {
+        case .publishSubscribe: "publish/subscribe"
+        case .requestResponse: "request/response"
+        case .event: "event"
+        }
+    }
+}
+
+/// The shared part of a service: its static configuration and the tables
+/// of ports (publishers/subscribers, clients/servers, notifiers/listeners)
+/// that processes register in. It lives in segment `svc.<name>`.
+///
+/// ```text
+/// offset  contents
+///    0    header: magic "SVCE", version, 16 configuration fields, checksum
+///  256    payload type name: UInt32 length + 124 bytes (hash in the header)
+///  384    version: UInt64, bumped whenever a port comes or goes
+///  512    table A: maxA slots of 64 bytes (publishers / clients / notifiers)
+///   …     table B: maxB slots of 64 bytes (subscribers / servers / listeners)
+///   …     table C: 64 slots of 64 bytes: open service handles (attachments)
+///   …     pattern area (events: counters and a futex event)
+///
+/// slot: +0 owner UInt64 (packed ProcessIdentity; 0 free), +8 portID UInt64
+///       (0 while being registered), +16 registered-at ns, +24 node hash
+/// ```
+///
+/// A process claims a slot with a CAS on `owner`, then writes `portID`,
+/// then bumps `version`. Anyone who finds a slot whose owner is dead may
+/// take it back (CAS owner → 0) and removes the port's segment.
+struct ServiceLayout: @unchecked Sendable {
+    static let magic = SegmentKind("SVCE")
+    static let layoutVersion: UInt32 = 1
+    static let kind = SegmentKind("SVCE")
+    static let fieldCount = 16
+    static let typeNameOffset = 256, typeNameCapacity = 124
+    static let versionOffset = 384, portsOffset = 392
+    static let tablesOffset = 512
+    static let slotSize = 64
+    static let attachmentSlots = 64
+
+    /// The configuration fields, in header order.
+    struct Config: Equatable {
+        var pattern: MessagingPattern
+        var payload: PayloadType
+        var maxA: Int
+        var maxB: Int
+        var bufferSize: Int
+        var history: Int
+        var maxLoans: Int
+        var maxBorrowed: Int
+        var overflow: UInt64
+        var requestSize: Int
+        var responseSize: Int
+        var maxEventID: Int
+
+        var fields: [UInt64] {
+            [pattern.rawValue, UInt64(payload.size), UInt64(payload.alignment), ServiceLayout.hash(payload.name),
+             UInt64(maxA), UInt64(maxB), UInt64(bufferSize), UInt64(history), UInt64(maxLoans), UInt64(maxBorrowed),
+             overflow, UInt64(requestSize), UInt64(responseSize), UInt64(maxEventID), 0, 0]
+        }
+
+        /// Human-readable differences from `other` (what exists) for errors.
+        func differences(from existing: Config) -> [String] {
+            var out: [String] = []
+            func compare<T: Equatable>(_ what: String, _ mine: T, _ theirs: T) {
+                if mine != theirs { out.append("\(what): requested \(mine), service has \(theirs)") }
+            }
+            compare("pattern", pattern.description, existing.pattern.description)
+            compare("payload type", payload.description, existing.payload.description)
+            let (a, b) = ServiceLayout.tableNames(pattern)
+            compare("max \(a)s", maxA, existing.maxA)
+            compare("max \(b)s", maxB, existing.maxB)
+            compare("buffer size", bufferSize, existing.bufferSize)
+            compare("history size", history, existing.history)
+            compare("max loans", maxLoans, existing.maxLoans)
+            compare("max borrowed", maxBorrowed, existing.maxBorrowed)
+            compare("overflow policy", overflow, existing.overflow)
+            compare("request size", requestSize, existing.requestSize)
+            compare("response size", responseSize, existing.responseSize)
+            compare("max event id", maxEventID, existing.maxEventID)
+            return out
+        }
+    }
+
+    static func tableNames(_ pattern: MessagingPattern) -> (String, String) {
+        switch pattern {
+        case .publishSubscribe: ("publisher", "subscriber")
+        case .requestResponse: ("client", "server")
+        case .event: ("notifier", "listener")
+        }
+    }
+
+    /// FNV-1a 64 of a string (payload type names).
+    static func hash(_ text: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return h
+    }
+
+    static func patternAreaSize(_ config: Config) -> Int {
+        config.pattern == .event ? 128 + 8 * config.maxEventID + FutexEvent.size : 0
+    }
+
+    static func size(for config: Config) -> Int {
+        tablesOffset + (config.maxA + config.maxB + attachmentSlots) * slotSize + patternAreaSize(config)
+    }
+
+    let data: MappedBytes
+    let config: Config
+    let name: ServiceName
+
+    var versionWord: UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(data.unsafeBaseAddress + ServiceLayout.versionOffset))
+    }
+    var patternArea: MappedBytes {
+        let start = ServiceLayout.tablesOffset + (config.maxA + config.maxB + ServiceLayout.attachmentSlots) * ServiceLayout.slotSize
+        return data.view(start..<start + ServiceLayout.patternAreaSize(config))
+    }
+
+    /// Writes a fresh layout into `data` (inside the segment initializer).
+    static func initialize(_ data: MappedBytes, config: Config) {
+        data.view(0..<size(for: config)).fill(with: 0)
+        LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: layoutVersion, fields: config.fields)
+        let nameBytes = Array(config.payload.name.utf8.prefix(typeNameCapacity))
+        data.storeBytes(of: UInt32(nameBytes.count), toByteOffset: typeNameOffset, as: UInt32.self)
+        data.write(nameBytes, at: typeNameOffset + 4)
+    }
+
+    /// Reads and validates the layout of an existing service.
+    init(opening data: MappedBytes, name: ServiceName) throws(ServiceError) {
+        let fields: [UInt64]
+        do {
+            fields = try LayoutHeader.read(data, magic: ServiceLayout.magic, version: ServiceLayout.layoutVersion,
+                                           count: ServiceLayout.fieldCount, what: "service")
+        } catch {
+            throw .corrupt(service: name.value, reason: error.description)
+        }
+        guard let pattern = MessagingPattern(rawValue: fields[0]) else {
+            throw .corrupt(service: name.value, reason: "unknown messaging pattern \(fields[0])")
+        }
+        let nameLength = Int(data.load(fromByteOffset: ServiceLayout.typeNameOffset, as: UInt32.self))
+        guard nameLength <= ServiceLayout.typeNameCapacity else {
+            throw .corrupt(service: name.value, reason: "payload type name length \(nameLength)")
+        }
+        let typeName = String(decoding: data.read(ServiceLayout.typeNameOffset + 4 ..< ServiceLayout.typeNameOffset + 4 + nameLength), as: UTF8.self)
+        guard ServiceLayout.hash(typeName) == fields[3] else {
+            throw .corrupt(service: name.value, reason: "payload type name does not match its hash")
+        }
+        func int(_ i: Int, max: UInt64) throws(ServiceError) -> Int {
+            guard fields[i] <= max else { throw .corrupt(service: name.value, reason: "configuration field \(i) is \(fields[i])") }
+            return Int(fields[i])
+        }
+        let config = Config(
+            pattern: pattern,
+            payload: PayloadType(name: typeName, size: try int(1, max: 1 << 34), alignment: try int(2, max: 4096)),
+            maxA: try int(4, max: 4096), maxB: try int(5, max: 4096), bufferSize: try int(6, max: 1 << 20),
+            history: try int(7, max: 1 << 20), maxLoans: try int(8, max: 1 << 20), maxBorrowed: try int(9, max: 1 << 20),
+            overflow: fields[10], requestSize: try int(11, max: 1 << 30), responseSize: try int(12, max: 1 << 30),
+            maxEventID: try int(13, max: 1 << 20))
+        guard ServiceLayout.size(for: config) <= data.count else {
+            throw .corrupt(service: name.value, reason: "segment of \(data.count) bytes is smaller than its tables")
+        }
+        self.data = data
+        self.config = config
+        self.name = name
+    }
+
+    // MARK: Slots
+
+    enum Table { case a, b, attachments }
+
+    func slot(_ table: Table, _ index: Int) -> Slot {
+        let first: Int
+        switch table {
+        case .a: first = 0
+        case .b: first = config.maxA
+        case .attachments: first = config.maxA + config.maxB
+        }
+        return Slot(address: data.unsafeBaseAddress + ServiceLayout.tablesOffset + (first + index) * ServiceLayout.slotSize)
+    }
+
+    func count(_ table: Table) -> Int {
+        switch table {
+        case .a: config.maxA
+        case .b: config.maxB
+        case .attachments: ServiceLayout.attachmentSlots
+        }
+    }
+
+    struct Slot {
+        let address: UnsafeMutableRawPointer
+        var owner: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address)) }
+        var portID: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address + 8)) }
+        var registeredAt: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address + 16)) }
+        var nodeHash: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address + 24)) }
+    }
+
+    /// A registered port as seen by a reader of the table.
+    struct PortEntry: Equatable {
+        let index: Int
+        let owner: ProcessIdentity
+        let portID: UInt64
+        let registeredAt: UInt64
+        let nodeHash: UInt64
+    }
+
+    /// Registered ports of `table` (slots whose registration is complete).
+    func entries(_ table: Table) -> [PortEntry] {
+        (0..<count(table)).compactMap { i in
+            let s = slot(table, i)
+            // SYNC POINT: acquire pairs with the release stores in `register`.
+            let owner = s.owner.pointee.load(ordering: .acquiring)
+            let id = s.portID.pointee.load(ordering: .acquiring)
+            guard owner != 0, id != 0 else { return nil }
+            return PortEntry(index: i, owner: ProcessIdentity(packed: owner), portID: id,
+                             registeredAt: s.registeredAt.pointee.load(ordering: .relaxed),
+                             nodeHash: s.nodeHash.pointee.load(ordering: .relaxed))
+        }
+    }
+
+    /// Claims a free slot of `table` for this process, taking over slots of
+    /// dead processes. Returns the slot index.
+    func register(_ table: Table, portID: UInt64, nodeHash: UInt64, onDeadPort: (PortEntry) -> Void) throws(ServiceError) -> Int {
+        let me = ProcessIdentity.current.packed
+        for _ in 0..<2 {
+            for i in 0..<count(table) {
+                let s = slot(table, i)
+                if s.owner.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing).exchanged {
+                    s.registeredAt.pointee.store(wallClockNanoseconds(), ordering: .relaxed)
+                    s.nodeHash.pointee.store(nodeHash, ordering: .relaxed)
+                    // SYNC POINT: release pairs with the acquire loads in `entries`.
+                    s.portID.pointee.store(portID, ordering: .releasing)
+                    bumpVersion()
+                    return i
+                }
+            }
+            // Full: reclaim dead ports, then try once more.
+            if reclaimDeadPorts(table, onDeadPort: onDeadPort) == 0 { break }
+        }
+        let (a, b) = ServiceLayout.tableNames(config.pattern)
+        throw .tooManyPorts(service: name.value, kind: table == .a ? a : table == .b ? b : "attachment", maximum: count(table))
+    }
+
+    /// Frees this process's slot.
+    func unregister(_ table: Table, index: Int, portID: UInt64) {
+        let s = slot(table, index)
+        guard s.portID.pointee.compareExchange(expected: portID, desired: 0, ordering: .acquiringAndReleasing).exchanged else { return }
+        // SYNC POINT: release pairs with the CAS in `register` of the next owner.
+        s.owner.pointee.store(0, ordering: .releasing)
+        bumpVersion()
+    }
+
+    /// Takes back the slots of `table` whose owners are dead, calling
+    /// `onDeadPort` for each (to remove its segment). Returns how many.
+    @discardableResult
+    func reclaimDeadPorts(_ table: Table, onDeadPort: (PortEntry) -> Void) -> Int {
+        var reclaimed = 0
+        for i in 0..<count(table) {
+            let s = slot(table, i)
+            let owner = s.owner.pointee.load(ordering: .acquiring)
+            guard owner != 0, !ProcessIdentity(packed: owner).isAlive else { continue }
+            let entry = PortEntry(index: i, owner: ProcessIdentity(packed: owner), portID: s.portID.pointee.load(ordering: .acquiring),
+                                  registeredAt: 0, nodeHash: 0)
+            if s.owner.pointee.compareExchange(expected: owner, desired: 0, ordering: .acquiringAndReleasing).exchanged {
+                s.portID.pointee.store(0, ordering: .relaxed)
+                onDeadPort(entry)
+                reclaimed += 1
+            }
+        }
+        if reclaimed > 0 { bumpVersion() }
+        return reclaimed
+    }
+
+    func bumpVersion() {
+        // SYNC POINT: release pairs with the acquire load in `version`.
+        versionWord.pointee.wrappingAdd(1, ordering: .releasing)
+    }
+
+    var version: UInt64 {
+        // SYNC POINT: acquire pairs with the release increment in `bumpVersion`.
+        versionWord.pointee.load(ordering: .acquiring)
+    }
+
+    /// Live attachments (open service handles).
+    var liveAttachments: Int { entries(.attachments).filter { $0.owner.isAlive }.count }
+}

@@ -1,0 +1,195 @@
+import Synchronization
+import ShmSystem
+
+/// A single-producer single-consumer queue of 64-bit values in shared
+/// memory whose producer may also drop the oldest value when it is full
+/// (for "overwrite oldest" delivery). Services use it to pass sample
+/// references between processes.
+///
+/// ```text
+/// offset  contents
+///    0    header: magic "IDXQ", version, capacity (power of two), salt, regionSize, checksum
+///  128    tail: UInt64, values ever pushed (producer)
+///  256    head: UInt64, values ever removed — advanced with CAS by the consumer
+///           (pop) and by the producer (dropping the oldest)
+///  384    entries[capacity] × 16 bytes: tag UInt64, value UInt64
+///           tag = splitmix64(position ^ salt) | 1, stored last with release
+/// ```
+///
+/// The consumer polls the entry at `head` and compares its tag with the tag
+/// of that position (one cache-line transfer per value); a value becomes
+/// the consumer's only when its CAS of `head` succeeds, so a value the
+/// producer dropped in the meantime is never returned. Values read from
+/// shared memory are the caller's to validate (they are indices into
+/// another structure).
+public struct IndexQueue: @unchecked Sendable {
+    static let magic = SegmentKind("IDXQ")
+    static let version: UInt32 = 1
+    static let tailOffset = 128, headOffset = 256, entriesOffset = 384
+
+    public let region: MappedBytes
+    public let capacity: Int
+    @usableFromInline let mask: UInt64
+    @usableFromInline let salt: UInt64
+    @usableFromInline let entries: UnsafeMutableRawPointer
+    @usableFromInline let tail: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let head: UnsafeMutablePointer<Atomic<UInt64>>
+
+    public static func requiredSize(capacity: Int) -> Int { entriesOffset + 16 * capacity }
+
+    /// Smallest power of two ≥ `count` (at least 2).
+    public static func capacity(atLeast count: Int) -> Int {
+        var c = 2
+        while c < count { c <<= 1 }
+        return c
+    }
+
+    public static func initialize(_ region: MappedBytes, capacity: Int) throws(QueueError) -> IndexQueue {
+        guard capacity >= 2, capacity <= 1 << 24, capacity & (capacity - 1) == 0 else {
+            throw .invalidConfiguration("index queue capacity \(capacity) must be a power of two from 2 to 2^24")
+        }
+        let needed = requiredSize(capacity: capacity)
+        guard region.count >= needed else { throw .regionTooSmall(needed: needed, available: region.count) }
+        region.view(0..<needed).fill(with: 0)
+        LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
+                           fields: [UInt64(capacity), UInt64.random(in: 1...UInt64.max), UInt64(needed)])
+        return try IndexQueue(attaching: region)
+    }
+
+    public init(attaching region: MappedBytes) throws(QueueError) {
+        let f = try LayoutHeader.read(region, magic: IndexQueue.magic, version: IndexQueue.version, count: 3, what: "index queue")
+        guard f[0] >= 2, f[0] <= 1 << 24, f[0] & (f[0] - 1) == 0, f[2] == UInt64(IndexQueue.requiredSize(capacity: Int(f[0]))),
+              Int(f[2]) <= region.count else {
+            throw .invalidLayout("inconsistent index queue header: capacity \(f[0]), size \(f[2])")
+        }
+        self.region = region
+        capacity = Int(f[0])
+        mask = f[0] - 1
+        salt = f[1]
+        let base = region.unsafeBaseAddress
+        entries = base + IndexQueue.entriesOffset
+        tail = UnsafeMutablePointer(OpaquePointer(base + IndexQueue.tailOffset))
+        head = UnsafeMutablePointer(OpaquePointer(base + IndexQueue.headOffset))
+    }
+
+    @inlinable @inline(__always)
+    func tag(_ position: UInt64) -> UInt64 {
+        var z = position ^ salt
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return (z ^ (z >> 31)) | 1
+    }
+
+    @inlinable @inline(__always)
+    func entry(_ position: UInt64) -> UnsafeMutableRawPointer { entries + Int(position & mask) * 16 }
+
+    @inlinable @inline(__always)
+    func tagWord(_ position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(entry(position))) }
+
+    /// Values waiting (a snapshot; 0 if the positions are inconsistent).
+    public var count: Int {
+        let t = tail.pointee.load(ordering: .relaxed), h = head.pointee.load(ordering: .relaxed)
+        return t >= h && t - h <= UInt64(capacity) ? Int(t - h) : 0
+    }
+
+    /// The producer's end. Keep one per queue, in the producing process.
+    public final class Producer: @unchecked Sendable {
+        public let queue: IndexQueue
+        @usableFromInline let state: UnsafeMutablePointer<UInt64> // [tail, cachedHead]
+
+        public init(_ queue: IndexQueue) throws(QueueError) {
+            let t = queue.tail.pointee.load(ordering: .acquiring)
+            let h = queue.head.pointee.load(ordering: .acquiring)
+            guard t >= h, t - h <= UInt64(queue.capacity) else {
+                throw .corruptIndices("index queue head \(h), tail \(t), capacity \(queue.capacity)")
+            }
+            self.queue = queue
+            state = .allocate(capacity: 2)
+            state[0] = t
+            state[1] = h
+        }
+
+        deinit { state.deallocate() }
+
+        /// What a push did.
+        public enum Outcome: Equatable, Sendable {
+            case pushed
+            /// Pushed after dropping this oldest value (overwrite mode).
+            case pushedDropping(UInt64)
+            /// Full, and not overwriting.
+            case full
+        }
+
+        /// Pushes `value`; when full, drops the oldest value if `overwrite`.
+        /// `sequentiallyConsistent` publishes with a seq_cst store (needed when
+        /// the consumer may sleep: see `Parker`).
+        @inlinable
+        public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> Outcome {
+            let t = state[0]
+            var dropped: UInt64?
+            if t &- state[1] >= UInt64(queue.capacity) {
+                // SYNC POINT: acquire pairs with the consumer's CAS of head in `pop`.
+                var h = queue.head.pointee.load(ordering: .acquiring)
+                guard h <= t, t &- h <= UInt64(queue.capacity) else {
+                    throw .corruptIndices("index queue head \(h) read from shared memory, tail \(t)")
+                }
+                state[1] = h
+                if t &- h >= UInt64(queue.capacity) {
+                    guard overwrite else { return .full }
+                    // Drop the oldest: read it, then take it with the same CAS the consumer uses.
+                    while t &- h >= UInt64(queue.capacity) {
+                        let oldest = queue.entry(h).load(fromByteOffset: 8, as: UInt64.self)
+                        let (done, actual) = queue.head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
+                        if done {
+                            dropped = oldest
+                            h &+= 1
+                        } else {
+                            guard actual <= t, t &- actual <= UInt64(queue.capacity) else {
+                                throw .corruptIndices("index queue head \(actual) read from shared memory, tail \(t)")
+                            }
+                            h = actual
+                        }
+                    }
+                    state[1] = h
+                }
+            }
+            let at = queue.entry(t)
+            at.storeBytes(of: value, toByteOffset: 8, as: UInt64.self)
+            if sequentiallyConsistent {
+                // SYNC POINT: seq_cst store releases the value to the consumer's
+                // acquire load of the tag in `pop`, and orders the caller's
+                // sleeper check after it (Dekker with `Parker.sleep`).
+                queue.tagWord(t).pointee.store(queue.tag(t), ordering: .sequentiallyConsistent)
+            } else {
+                // SYNC POINT: release pairs with the acquire load of the tag in `pop`.
+                queue.tagWord(t).pointee.store(queue.tag(t), ordering: .releasing)
+            }
+            state[0] = t &+ 1
+            queue.tail.pointee.store(t &+ 1, ordering: .releasing)
+            if let dropped { return .pushedDropping(dropped) }
+            return .pushed
+        }
+    }
+
+    /// Takes the oldest value, or nil if there is none. Single consumer.
+    @inlinable
+    public func pop() -> UInt64? {
+        // SYNC POINT: acquire pairs with the producer's CAS of head when it drops a value.
+        var h = head.pointee.load(ordering: .acquiring)
+        while true {
+            // SYNC POINT: acquire pairs with the producer's store of this tag in `push`.
+            guard tagWord(h).pointee.load(ordering: .acquiring) == tag(h) else { return nil }
+            let value = entry(h).load(fromByteOffset: 8, as: UInt64.self)
+            let (done, actual) = head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
+            if done { return value }
+            h = actual // the producer dropped it: look at the new oldest
+        }
+    }
+
+    /// True if a value is waiting (seq_cst load: usable as a `Parker` condition).
+    @inlinable
+    public var hasValue: Bool {
+        let h = head.pointee.load(ordering: .sequentiallyConsistent)
+        return tagWord(h).pointee.load(ordering: .sequentiallyConsistent) == tag(h)
+    }
+}

@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import ShmTestSupport
+@testable import Shm
+
+struct MissingSample: Error {}
+
+/// Unwraps an optional received sample (`#require` cannot take noncopyable values).
+func unwrap<P: BitwiseCopyable>(_ value: consuming ReceivedSample<P>?) throws -> ReceivedSample<P> {
+    switch consume value {
+    case .some(let sample): return sample
+    case .none: throw MissingSample()
+    }
+}
+
+struct Reading: BitwiseCopyable, Equatable {
+    var sequence: UInt64
+    var value: Double
+}
+
+@Suite("Publish/subscribe in one process")
+struct PublishSubscribeTests {
+    @Test func loanWriteSendReceive() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("ps"), of: Reading.self)
+        let subscriber = try service.subscriber()
+        let publisher = try service.publisher()
+        #expect(try subscriber.receive() == nil)
+        let reached = try publisher.loanUninitialized().write(Reading(sequence: 1, value: 2.5)).send()
+        #expect(reached == 1)
+        let sample = try unwrap(try subscriber.receive())
+        #expect(sample.payload == Reading(sequence: 1, value: 2.5))
+        #expect(sample.sequence == 1)
+        #expect(sample.publisherID == publisher.portID)
+        #expect(subscriber.borrowedSamples == 1)
+        sample.release()
+        #expect(subscriber.borrowedSamples == 0)
+        try publisher.send(copyOf: Reading(sequence: 2, value: 3))
+        #expect(try subscriber.receive(timeout: .seconds(1)).payload.sequence == 2)
+    }
+
+    @Test func slicesOfBytes() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("bytes"), slicesOf: UInt8.self, maxLength: 1000)
+        let subscriber = try service.subscriber()
+        let publisher = try service.publisher()
+        try publisher.send(copyOf: Array("hello".utf8))
+        let loaned = try publisher.loanUninitialized(count: 3)
+        try loaned.initialize { $0.initialize(repeating: 7) }.send()
+        #expect(throws: ServiceError.self) { _ = try publisher.loanUninitialized(count: 1001) }
+        #expect(Array(try unwrap(try subscriber.receive()).buffer) == Array("hello".utf8))
+        #expect(Array(try unwrap(try subscriber.receive()).buffer) == [7, 7, 7])
+    }
+
+    @Test func everySubscriberGetsEverySampleFromEveryPublisher() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("nm"), of: Reading.self,
+                                                config: .init(maxPublishers: 3, maxSubscribers: 4, subscriberBufferSize: 64))
+        let subscribers = try (0..<4).map { _ in try service.subscriber() }
+        let publishers = try (0..<3).map { _ in try service.publisher() }
+        for round in 0..<20 {
+            for (p, publisher) in publishers.enumerated() {
+                #expect(try publisher.send(copyOf: Reading(sequence: UInt64(round), value: Double(p))) == 4)
+            }
+        }
+        for subscriber in subscribers {
+            var seen: [Int: [UInt64]] = [:]
+            while let sample = try subscriber.receive() { seen[Int(sample.payload.value), default: []].append(sample.payload.sequence) }
+            for p in 0..<3 { #expect(seen[p] == (0..<20).map(UInt64.init)) }
+        }
+    }
+
+    @Test func historyReachesLateJoiners() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("hist"), of: Reading.self,
+                                                config: .init(subscriberBufferSize: 8, historySize: 3))
+        let publisher = try service.publisher()
+        for i in 1...5 { try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0)) }
+        let late = try service.subscriber()
+        try publisher.send(copyOf: Reading(sequence: 6, value: 0)) // connects (and replays) on the next send
+        var got: [UInt64] = []
+        while let sample = try late.receive() { got.append(sample.payload.sequence) }
+        #expect(got == [3, 4, 5, 6])
+    }
+
+    @Test func overflowPolicies() throws {
+        let node = try Node(name: "unit")
+        for policy in [OverflowPolicy.overwriteOldest, .discard, .block] {
+            let service = try node.publishSubscribe(TestSupport.uniqueName("ovf"), of: Reading.self,
+                                                    config: .init(subscriberBufferSize: 4, overflow: policy))
+            let subscriber = try service.subscriber()
+            let publisher = try service.publisher()
+            publisher.sendTimeout = .milliseconds(20)
+            for i in 1...10 { try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0)) }
+            var got: [UInt64] = []
+            while let sample = try subscriber.receive() { got.append(sample.payload.sequence) }
+            switch policy {
+            case .overwriteOldest: #expect(got == [7, 8, 9, 10])
+            case .discard, .block: #expect(got == [1, 2, 3, 4])
+            }
+            #expect(subscriber.lostSamples == 6, "\(policy)")
+        }
+    }
+
+    @Test func borrowLimitAndPoolReuse() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("borrow"), of: Reading.self,
+                                                config: .init(maxSubscribers: 1, subscriberBufferSize: 4, maxLoans: 2, maxBorrowed: 2))
+        let subscriber = try service.subscriber()
+        let publisher = try service.publisher()
+        // Many more samples than the pool has chunks: released ones come back.
+        for i in 0..<10_000 {
+            try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0))
+            #expect(try unwrap(try subscriber.receive()).payload.sequence == UInt64(i))
+        }
+        try publisher.send(copyOf: Reading(sequence: 1, value: 0))
+        try publisher.send(copyOf: Reading(sequence: 2, value: 0))
+        try publisher.send(copyOf: Reading(sequence: 3, value: 0))
+        let a = try unwrap(try subscriber.receive())
+        let b = try unwrap(try subscriber.receive())
+        #expect(throws: ServiceError.tooManyBorrowed(maximum: 2)) { _ = try subscriber.receive() }
+        a.release()
+        b.release()
+        let l1 = try publisher.loanUninitialized(), l2 = try publisher.loanUninitialized()
+        #expect(throws: ServiceError.tooManyLoans(maximum: 2)) { _ = try publisher.loanUninitialized() }
+        try l1.assumeInitialized().send()
+        _ = l2
+    }
+
+    @Test func incompatibleOpenNamesTheDifferences() throws {
+        let node = try Node(name: "unit")
+        let name = TestSupport.uniqueName("compat")
+        let service = try node.publishSubscribe(name, of: Reading.self, config: .init(maxSubscribers: 2))
+        let error = #expect(throws: ServiceError.self) {
+            try node.publishSubscribe(name, of: UInt32.self, config: .init(maxSubscribers: 3))
+        }
+        guard case .incompatible(_, let differences) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(differences.contains { $0.contains("payload type") && $0.contains("UInt32") })
+        #expect(differences.contains { $0.contains("max subscribers: requested 3, service has 2") })
+        #expect(throws: ServiceError.alreadyExists(service: name)) { try node.publishSubscribe(name, of: Reading.self, config: .init(maxSubscribers: 2), mode: .create) }
+        let missing = TestSupport.uniqueName("none")
+        #expect(throws: ServiceError.notFound(service: missing)) {
+            try node.publishSubscribe(missing, of: Reading.self, mode: .open)
+        }
+        _ = service
+    }
+
+    @Test func tooManyPortsIsAnError() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("ports"), of: Reading.self,
+                                                config: .init(maxPublishers: 1, maxSubscribers: 1))
+        let p = try service.publisher(), s = try service.subscriber()
+        #expect(throws: ServiceError.tooManyPorts(service: service.name, kind: "publisher", maximum: 1)) { _ = try service.publisher() }
+        #expect(throws: ServiceError.tooManyPorts(service: service.name, kind: "subscriber", maximum: 1)) { _ = try service.subscriber() }
+        _ = (p, s)
+    }
+
+    @Test func serviceSegmentsGoAwayWithTheLastUser() throws {
+        let name = TestSupport.uniqueName("life")
+        do {
+            let node = try Node(name: "unit")
+            let service = try node.publishSubscribe(name, of: Reading.self)
+            let publisher = try service.publisher()
+            let subscriber = try service.subscriber()
+            try publisher.send(copyOf: Reading(sequence: 1, value: 1))
+            #expect(ServiceDirectory.serviceNames().contains(name))
+            _ = try subscriber.receive()
+        }
+        #expect(!ServiceDirectory.serviceNames().contains(name))
+        #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
+    }
+}
