@@ -147,6 +147,21 @@ do {
     case ("event-wait", 2):
         try eventWait(args[1])
 
+    case ("ps-pub", 5):
+        try servicePublish(args[1], id: UInt32(int(args[2])), count: UInt64(int(args[3])), subscribers: int(args[4]))
+
+    case ("ps-sub", 4):
+        try serviceSubscribe(args[1], count: int(args[2]), publishers: int(args[3]))
+
+    case ("ps-pub-forever", 5):
+        try servicePublishForever(args[1], id: UInt32(int(args[2])), intervalMicroseconds: UInt32(int(args[3])), history: int(args[4]))
+
+    case ("ps-leak", 2):
+        try serviceLeakAndHang(args[1])
+
+    case ("ps-mismatch", 2):
+        try serviceOpenMismatched(args[1])
+
     default:
         fail("unknown command or wrong arguments: \(args.joined(separator: " "))")
     }

@@ -5,14 +5,20 @@ extension Node {
     /// Opens or creates a publish/subscribe service carrying one `Payload`
     /// value per sample.
     ///
+    /// - Parameter typeName: the payload type's name as the service records
+    ///   it; defaults to the module-qualified Swift name (`MyMessages.Pose`).
+    ///   Programs that declare the same type in different modules agree on a
+    ///   name here.
     /// - Throws: `.incompatible` naming every difference if the service exists
     ///   with another payload type or configuration.
     public func publishSubscribe<Payload: BitwiseCopyable>(
-        _ service: String, of payload: Payload.Type = Payload.self,
+        _ service: String, of payload: Payload.Type = Payload.self, typeName: String? = nil,
         config: PublishSubscribeConfig = .init(), mode: OpenMode = .openOrCreate
     ) throws(ServiceError) -> PublishSubscribeService<Payload> {
-        try PublishSubscribeService(node: self, name: ServiceName(service), payload: .of(Payload.self),
-                                    maxSliceLength: 1, config: config, mode: mode)
+        let type = PayloadType(name: typeName ?? String(reflecting: Payload.self), size: MemoryLayout<Payload>.size,
+                               alignment: MemoryLayout<Payload>.alignment)
+        return try PublishSubscribeService(node: self, name: ServiceName(service), payload: type,
+                                           maxSliceLength: 1, config: config, mode: mode)
     }
 
     /// Opens or creates a publish/subscribe service carrying slices of up to

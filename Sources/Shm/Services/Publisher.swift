@@ -163,6 +163,10 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         reclaimReturns()
         let value = ChunkReference.encode(index: chunk, length: bytes)
         var reached = 0
+        // Hold the chunk ourselves while delivering: a fast subscriber may
+        // hand it back before we have pushed it to the others.
+        holders[chunk] += 1
+        defer { release(chunk) }
         for connection in connections.values where connection.delivery != nil {
             if try push(value, chunk: chunk, to: connection) { reached += 1 }
         }
@@ -171,7 +175,6 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
             history.append(chunk)
             if history.count > service.config.historySize { release(history.removeFirst()) }
         }
-        if holders[chunk] == 0 { freeChunks.append(Int32(chunk)) }
         sendsSinceSweep += 1
         if sendsSinceSweep >= 4096 { sweepDeadSubscribers() }
         return reached

@@ -115,12 +115,15 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
         }
     }
 
-    /// Waits until a sample may be there (or the port table changed).
+    /// Waits until a sample may be there, a publisher claimed or left a
+    /// block of our inbox, or the port table changed.
     func waitForSample(until end: UInt64?) -> Bool {
         let queues = connections.compactMap { $0?.delivery }
-        let layout = service.layout, version = knownVersion
+        let layout = service.layout, version = knownVersion, inbox = self.inbox
+        let owners = (0..<inbox.maxPublishers).map { inbox.owner($0).pointee.load(ordering: .acquiring) }
         return waiter.wait(on: inbox.parker, deadline: end, slice: 50_000_000) {
             queues.contains { $0.hasValue } || layout.version != version
+                || (0..<owners.count).contains { inbox.owner($0).pointee.load(ordering: .sequentiallyConsistent) != owners[$0] }
         } keepWaiting: { true }
     }
 
@@ -164,17 +167,15 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     /// publisher is gone once they are drained.
     func updateConnections() {
         let version = service.layout.version
-        if version != knownVersion {
-            knownVersion = version
-            registeredPublishers = Set(service.layout.entries(.a).filter { $0.owner.isAlive }.map(\.portID))
-        }
+        if version != knownVersion { refreshPublishers(version) }
         for block in 0..<inbox.maxPublishers {
             // SYNC POINT: acquire pairs with the publisher's CAS claiming the block.
             let owner = inbox.owner(block).pointee.load(ordering: .acquiring)
             if let connection = connections[block] {
                 if connection.publisherID == owner {
                     if !registeredPublishers.contains(owner) && connection.delivery.count == 0 && borrowedFrom(block) == 0 {
-                        recycle(block)
+                        refreshPublishers(service.layout.version)
+                        if !registeredPublishers.contains(owner) { recycle(block) }
                     }
                     continue
                 }
@@ -182,12 +183,23 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
             }
             guard owner != 0 else { continue }
             if !registeredPublishers.contains(owner) {
-                // Claimed by a publisher that has gone before we ever attached.
-                recycle(block)
-                continue
+                // A publisher registers before it claims a block, so our
+                // snapshot may simply be older than its claim: look again.
+                refreshPublishers(service.layout.version)
+                if !registeredPublishers.contains(owner) {
+                    // Claimed by a publisher that has gone before we ever attached.
+                    recycle(block)
+                    continue
+                }
             }
             attach(block, publisherID: owner)
         }
+    }
+
+    /// Publishers registered (and alive) in the service now.
+    func refreshPublishers(_ version: UInt64) {
+        knownVersion = version
+        registeredPublishers = Set(service.layout.entries(.a).filter { $0.owner.isAlive }.map(\.portID))
     }
 
     func attach(_ block: Int, publisherID: UInt64) {
@@ -221,6 +233,17 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     /// Conservative: any borrowed sample holds recycling back (recycling is
     /// rare and waits only until the application drops its samples).
     func borrowedFrom(_ block: Int) -> Int { borrowed > 0 ? 1 : 0 }
+
+    /// Test hook: takes every waiting sample reference and never gives it
+    /// back, as a buggy or hostile subscriber would. Returns how many.
+    package func leakForTesting() -> Int {
+        updateConnections()
+        var leaked = 0
+        for connection in connections.compactMap({ $0 }) {
+            while connection.delivery.pop() != nil { leaked += 1 }
+        }
+        return leaked
+    }
 
     /// Publishers this subscriber receives from now.
     public var connectedPublishers: Int { connections.compactMap { $0 }.count }

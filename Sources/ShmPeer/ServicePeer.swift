@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Shm
+
+/// The sample multi-process service tests exchange. Declared in the peer and
+/// in the tests; they agree through the explicit type name.
+struct TestSample: BitwiseCopyable, Equatable {
+    var producer: UInt32
+    var check: UInt32
+    var sequence: UInt64
+
+    init(producer: UInt32, sequence: UInt64) {
+        self.producer = producer
+        self.sequence = sequence
+        self.check = TestSample.checksum(producer, sequence)
+    }
+
+    static func checksum(_ producer: UInt32, _ sequence: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: sequence &* 0x9e37_79b9_7f4a_7c15 >> 29) ^ producer
+    }
+
+    var isValid: Bool { check == TestSample.checksum(producer, sequence) }
+    static let typeName = "swiftshm.tests.TestSample"
+}
+
+func testService(_ node: Node, _ name: String, buffer: Int = 64, history: Int = 0,
+                 overflow: OverflowPolicy = .block) throws -> PublishSubscribeService<TestSample> {
+    try node.publishSubscribe(name, of: TestSample.self, typeName: TestSample.typeName,
+                              config: .init(maxPublishers: 4, maxSubscribers: 8, subscriberBufferSize: buffer, historySize: history,
+                                            overflow: overflow))
+}
+
+/// Waits until `subscribers` subscribers are connected, then publishes `count` samples as producer `id`.
+func servicePublish(_ name: String, id: UInt32, count: UInt64, subscribers: Int) throws {
+    let node = try Node(name: "peer-pub")
+    let service = try testService(node, name)
+    let publisher = try service.publisher()
+    publisher.sendTimeout = .seconds(30)
+    let deadline = monotonicNanoseconds() + 30_000_000_000
+    while publisher.connectedSubscribers < subscribers {
+        guard monotonicNanoseconds() < deadline else { throw PayloadError("only \(publisher.connectedSubscribers) subscribers connected") }
+        _ = try publisher.loanUninitialized() // a loan refreshes connections; dropping it returns the sample
+        usleep(1000)
+    }
+    print("connected \(publisher.connectedSubscribers)")
+    for sequence in 0..<count {
+        let reached = try publisher.loanUninitialized().write(TestSample(producer: id, sequence: sequence)).send()
+        guard reached >= subscribers else { throw PayloadError("sample \(sequence) reached \(reached) of \(subscribers)") }
+    }
+    print("published \(count)")
+    // Stay until the subscribers are done with our pool.
+    while publisher.connectedSubscribers > 0 && monotonicNanoseconds() < deadline + 30_000_000_000 {
+        _ = try? publisher.loanUninitialized()
+        usleep(2000)
+    }
+}
+
+/// Receives `count` samples from `publishers` publishers, checking each
+/// publisher's sequence numbers (0, 1, 2, … with no gap or repeat).
+func serviceSubscribe(_ name: String, count: Int, publishers: Int) throws {
+    let node = try Node(name: "peer-sub")
+    let service = try testService(node, name)
+    let subscriber = try service.subscriber()
+    print("subscribed")
+    var next: [UInt32: UInt64] = [:]
+    for _ in 0..<count {
+        let sample = try subscriber.receive(timeout: .seconds(30))
+        let value = sample.payload
+        guard value.isValid else { throw PayloadError("invalid sample \(value)") }
+        let expected = next[value.producer, default: 0]
+        guard value.sequence == expected else { throw PayloadError("producer \(value.producer): got \(value.sequence), expected \(expected)") }
+        next[value.producer] = expected + 1
+    }
+    guard next.count == publishers else { throw PayloadError("heard from \(next.count) publishers, expected \(publishers)") }
+    print("received \(count) in order from \(next.count) publishers")
+}
+
+/// Publishes samples forever (one every `intervalMicroseconds`); to be killed.
+func servicePublishForever(_ name: String, id: UInt32, intervalMicroseconds: UInt32, history: Int) throws {
+    let node = try Node(name: "peer-pub")
+    let service = try testService(node, name, buffer: 16, history: history, overflow: .overwriteOldest)
+    let publisher = try service.publisher()
+    print("publisher \(publisher.portID)")
+    var sequence: UInt64 = 0
+    while true {
+        try publisher.loanUninitialized().write(TestSample(producer: id, sequence: sequence)).send()
+        sequence += 1
+        usleep(intervalMicroseconds)
+    }
+}
+
+/// Subscribes, takes samples without ever giving them back (a hostile
+/// subscriber), and hangs; to be killed.
+func serviceLeakAndHang(_ name: String) throws {
+    let node = try Node(name: "peer-leak")
+    let service = try testService(node, name, buffer: 16, history: 0, overflow: .overwriteOldest)
+    let subscriber = try service.subscriber()
+    print("subscribed")
+    while true {
+        _ = subscriber.leakForTesting()
+        usleep(500)
+    }
+}
+
+/// Opens the test service with another payload type; reports the error.
+func serviceOpenMismatched(_ name: String) throws {
+    let node = try Node(name: "peer-mismatch")
+    _ = try node.publishSubscribe(name, of: UInt16.self, typeName: "swiftshm.tests.Other",
+                                  config: .init(maxPublishers: 4, maxSubscribers: 8, subscriberBufferSize: 64, overflow: .block))
+    print("opened")
+}

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import ShmTestSupport
+@testable import Shm
+
+/// The peer's sample type, declared again here; the explicit type name is
+/// what makes the two declarations the same payload type.
+struct TestSample: BitwiseCopyable, Equatable {
+    var producer: UInt32
+    var check: UInt32
+    var sequence: UInt64
+    static let typeName = "swiftshm.tests.TestSample"
+}
+
+func testService(_ node: Node, _ name: String, buffer: Int = 64, history: Int = 0,
+                 overflow: OverflowPolicy = .block) throws -> PublishSubscribeService<TestSample> {
+    try node.publishSubscribe(name, of: TestSample.self, typeName: TestSample.typeName,
+                              config: .init(maxPublishers: 4, maxSubscribers: 8, subscriberBufferSize: buffer, historySize: history,
+                                            overflow: overflow))
+}
+
+func expectSuccess(_ peer: ChildProcess, timeout: Duration = .seconds(120), _ comment: String = "") throws {
+    let status = try peer.wait(timeout: timeout)
+    #expect(status == .exited(0), "\(comment) \(peer.errorText)")
+}
+
+/// Waits (bounded) for `condition`.
+func eventually(_ timeout: Duration = .seconds(20), _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = monotonicNanoseconds() + timeout.nanoseconds
+    while monotonicNanoseconds() < deadline {
+        if try condition() { return true }
+        usleep(5000)
+    }
+    return try condition()
+}
+
+/// Sends one sample; returns the error instead of throwing it.
+func send(_ publisher: Publisher<TestSample>, _ sequence: UInt64) -> ServiceError? {
+    do {
+        let sample = try publisher.loanUninitialized()
+        try sample.write(TestSample(producer: 0, check: 0, sequence: sequence)).send()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("Services across processes", .serialized)
+struct ServiceProcessTests {
+    @Test func manyPublishersToManySubscribersInOrder() throws {
+        let name = TestSupport.uniqueName("nm")
+        let node = try Node(name: "test")
+        let service = try testService(node, name) // keeps the service alive for the peers
+        let perPublisher = 5_000
+        let subscribers = try (0..<3).map { _ in try TestSupport.spawnPeer(["ps-sub", name, String(2 * perPublisher), "2"]) }
+        for peer in subscribers { #expect(try peer.readLine(timeout: .seconds(20)) == "subscribed") }
+        let publishers = try (0..<2).map { p in try TestSupport.spawnPeer(["ps-pub", name, String(p), String(perPublisher), "3"]) }
+        for peer in subscribers { try expectSuccess(peer, "subscriber") }
+        for peer in publishers { try expectSuccess(peer, "publisher") }
+        for peer in subscribers { #expect(peer.outputText.contains("received \(2 * perPublisher) in order from 2 publishers")) }
+        _ = service
+    }
+
+    @Test func lateJoinerGetsHistoryFromAnotherProcess() throws {
+        let name = TestSupport.uniqueName("hist")
+        let node = try Node(name: "test")
+        let service = try testService(node, name, buffer: 16, history: 4, overflow: .overwriteOldest)
+        let publisher = try TestSupport.spawnPeer(["ps-pub-forever", name, "7", "20000", "4"])
+        #expect(try publisher.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
+        usleep(300_000) // ~15 samples sent before we join
+        let subscriber = try service.subscriber()
+        var got: [UInt64] = []
+        while got.count < 6 { got.append(try subscriber.receive(timeout: .seconds(10)).payload.sequence) }
+        // History first (4 consecutive older samples), then live ones, all in order.
+        #expect(got.first! >= 4)
+        #expect(got == (got.first!..<got.first! + 6).map { $0 })
+        publisher.kill()
+        _ = try publisher.wait(timeout: .seconds(10))
+    }
+
+    @Test func payloadTypeMismatchFromAnotherProcess() throws {
+        let name = TestSupport.uniqueName("mismatch")
+        let node = try Node(name: "test")
+        let service = try testService(node, name)
+        let result = try TestSupport.runPeer(["ps-mismatch", name])
+        #expect(result.status == .exited(3))
+        #expect(result.error.contains("different configuration"))
+        #expect(result.error.contains("payload type: requested swiftshm.tests.Other"))
+        _ = service
+    }
+
+    @Test func killedPublisherIsDetectedReclaimedAndRestarted() throws {
+        let name = TestSupport.uniqueName("restart")
+        let node = try Node(name: "test")
+        let service = try testService(node, name, buffer: 16, overflow: .overwriteOldest)
+        let subscriber = try service.subscriber()
+        let first = try TestSupport.spawnPeer(["ps-pub-forever", name, "1", "1000", "0"])
+        #expect(try first.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
+        #expect(try subscriber.receive(timeout: .seconds(10)).payload.producer == 1)
+        first.kill(SIGKILL)
+        _ = try first.wait(timeout: .seconds(10))
+        // Detected as dead …
+        #expect(try ServiceDirectory.inspect(name).ports.contains { $0.kind == "publisher" && !$0.alive })
+        // … reclaimed (slot and pool segment) …
+        #expect(service.reclaimDeadPorts() >= 1)
+        let info = try ServiceDirectory.inspect(name)
+        #expect(!info.ports.contains { $0.kind == "publisher" })
+        #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") })
+        // … and a new publisher under the same service just works.
+        while let stale = try subscriber.receive() { stale.release() } // what the dead one had queued
+        let second = try TestSupport.spawnPeer(["ps-pub-forever", name, "2", "1000", "0"])
+        #expect(try second.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
+        var producer: UInt32 = 0
+        #expect(try eventually { producer = try subscriber.receive(timeout: .seconds(10)).payload.producer; return producer == 2 })
+        second.kill(SIGKILL)
+        _ = try second.wait(timeout: .seconds(10))
+    }
+
+    @Test func subscriberThatDiesHoldingSamplesDoesNotLeakThemForever() throws {
+        let name = TestSupport.uniqueName("leak")
+        let node = try Node(name: "test")
+        let service = try testService(node, name, buffer: 16, overflow: .overwriteOldest)
+        let publisher = try service.publisher()
+        let hostile = try TestSupport.spawnPeer(["ps-leak", name])
+        #expect(try hostile.readLine(timeout: .seconds(20)) == "subscribed")
+        // It takes every sample and gives none back: the pool runs dry — an error, not a hang.
+        var failure: ServiceError?
+        let start = monotonicNanoseconds()
+        for i in 0..<100_000 {
+            failure = send(publisher, UInt64(i))
+            if failure != nil { break }
+            usleep(100)
+        }
+        guard case .poolExhausted = failure else { Issue.record("expected poolExhausted, got \(String(describing: failure))"); return }
+        #expect(monotonicNanoseconds() - start < 60_000_000_000)
+        // Once it is dead, its samples come back.
+        hostile.kill(SIGKILL)
+        _ = try hostile.wait(timeout: .seconds(10))
+        #expect(eventually { send(publisher, 0) == nil })
+        #expect(publisher.connectedSubscribers == 0)
+    }
+
+    @Test func cleanupRemovesWhatKilledProcessesLeft() throws {
+        let name = TestSupport.uniqueName("cleanup")
+        let peer = try TestSupport.spawnPeer(["ps-pub-forever", name, "1", "1000", "0"])
+        #expect(try peer.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
+        peer.kill(SIGKILL)
+        _ = try peer.wait(timeout: .seconds(10))
+        #expect(ServiceDirectory.serviceNames().contains(name))
+        #expect(ServiceDirectory.nodes().contains { $0.process.pid == peer.pid && !$0.alive })
+        let report = ServiceDirectory.cleanup()
+        #expect(report.removedServices.contains(name))
+        #expect(report.deadPorts.contains { $0.hasPrefix(name) })
+        #expect(report.deadNodes.contains { $0.contains("\(peer.pid)") })
+        #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
+    }
+}
