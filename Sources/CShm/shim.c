@@ -33,6 +33,21 @@ int cshm_futex_wait_until(uint32_t *word, uint32_t expected, const struct timesp
     return (int)syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, abs_monotonic, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
+int cshm_futex_waitv(uint32_t *const *words, const uint32_t *expected, unsigned int count, const struct timespec *abs_monotonic) {
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+    struct futex_waitv waiters[128];
+    if (count == 0 || count > 128) { errno = EINVAL; return -1; }
+    for (unsigned int i = 0; i < count; i++) {
+        waiters[i].val = expected[i];
+        waiters[i].uaddr = (uintptr_t)words[i];
+        waiters[i].flags = 0x02; /* FUTEX2_SIZE_U32 */
+        waiters[i].__reserved = 0;
+    }
+    return (int)syscall(SYS_futex_waitv, waiters, count, 0, abs_monotonic, CLOCK_MONOTONIC);
+}
+
 int cshm_futex_wake(uint32_t *word, int count) {
     return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }

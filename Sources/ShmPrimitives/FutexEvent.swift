@@ -23,7 +23,7 @@ public final class FutexEvent: @unchecked Sendable {
     public let region: MappedBytes
     /// Whatever owns the memory (a segment), kept alive as long as this is.
     package let anchor: AnyObject?
-    let parker: Parker
+    package let parker: Parker
 
     /// Lays out a new event at the start of `region`.
     public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) -> FutexEvent {

@@ -60,8 +60,8 @@ public final class MPMCQueue: @unchecked Sendable {
     let lostProducers: UnsafeMutablePointer<Atomic<UInt64>>
     let lostConsumers: UnsafeMutablePointer<Atomic<UInt64>>
     let corruptSlots: UnsafeMutablePointer<Atomic<UInt64>>
-    let notEmpty: Parker
-    let notFull: Parker
+    package let notEmpty: Parker
+    package let notFull: Parker
     let me: UInt64
 
     /// Bytes of region a queue needs.
@@ -347,7 +347,7 @@ public final class MPMCQueue: @unchecked Sendable {
 
     // MARK: Waiting conditions (seq_cst loads, see Parker)
 
-    func looksNotEmpty() -> Bool {
+    package func looksNotEmpty() -> Bool {
         let d = dequeuePos.pointee.load(ordering: .sequentiallyConsistent)
         let w = stateWord(slot(d)).pointee.load(ordering: .sequentiallyConsistent)
         return MPMCQueue.lapDistance(w, from: lap(ofPosition: d)) == 0 && MPMCQueue.state(w) == MPMCQueue.ready

@@ -21,8 +21,8 @@ import ShmSystem
 /// with a single waiter reset it when a new waiter attaches.
 @usableFromInline
 package struct Parker: @unchecked Sendable {
-    @usableFromInline let seq: UnsafeMutablePointer<Atomic<UInt32>>
-    @usableFromInline let sleepers: UnsafeMutablePointer<Atomic<UInt32>>
+    @usableFromInline package let seq: UnsafeMutablePointer<Atomic<UInt32>>
+    @usableFromInline package let sleepers: UnsafeMutablePointer<Atomic<UInt32>>
 
     /// The parker at `address` (8 bytes, 4-byte aligned, inside a mapping
     /// the caller keeps alive).

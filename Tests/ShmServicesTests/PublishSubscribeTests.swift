@@ -27,10 +27,10 @@ struct PublishSubscribeTests {
         let service = try node.publishSubscribe(TestSupport.uniqueName("ps"), of: Reading.self)
         let subscriber = try service.subscriber()
         let publisher = try service.publisher()
-        #expect(try subscriber.receive() == nil)
+        #expect(try subscriber.tryReceive() == nil)
         let reached = try publisher.loanUninitialized().write(Reading(sequence: 1, value: 2.5)).send()
         #expect(reached == 1)
-        let sample = try unwrap(try subscriber.receive())
+        let sample = try unwrap(try subscriber.tryReceive())
         #expect(sample.payload == Reading(sequence: 1, value: 2.5))
         #expect(sample.sequence == 1)
         #expect(sample.publisherID == publisher.portID)
@@ -50,8 +50,8 @@ struct PublishSubscribeTests {
         let loaned = try publisher.loanUninitialized(count: 3)
         try loaned.initialize { $0.initialize(repeating: 7) }.send()
         #expect(throws: ServiceError.self) { _ = try publisher.loanUninitialized(count: 1001) }
-        #expect(Array(try unwrap(try subscriber.receive()).buffer) == Array("hello".utf8))
-        #expect(Array(try unwrap(try subscriber.receive()).buffer) == [7, 7, 7])
+        #expect(Array(try unwrap(try subscriber.tryReceive()).buffer) == Array("hello".utf8))
+        #expect(Array(try unwrap(try subscriber.tryReceive()).buffer) == [7, 7, 7])
     }
 
     @Test func everySubscriberGetsEverySampleFromEveryPublisher() throws {
@@ -67,7 +67,7 @@ struct PublishSubscribeTests {
         }
         for subscriber in subscribers {
             var seen: [Int: [UInt64]] = [:]
-            while let sample = try subscriber.receive() { seen[Int(sample.payload.value), default: []].append(sample.payload.sequence) }
+            while let sample = try subscriber.tryReceive() { seen[Int(sample.payload.value), default: []].append(sample.payload.sequence) }
             for p in 0..<3 { #expect(seen[p] == (0..<20).map(UInt64.init)) }
         }
     }
@@ -81,7 +81,7 @@ struct PublishSubscribeTests {
         let late = try service.subscriber()
         try publisher.send(copyOf: Reading(sequence: 6, value: 0)) // connects (and replays) on the next send
         var got: [UInt64] = []
-        while let sample = try late.receive() { got.append(sample.payload.sequence) }
+        while let sample = try late.tryReceive() { got.append(sample.payload.sequence) }
         #expect(got == [3, 4, 5, 6])
     }
 
@@ -95,7 +95,7 @@ struct PublishSubscribeTests {
             publisher.sendTimeout = .milliseconds(20)
             for i in 1...10 { try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0)) }
             var got: [UInt64] = []
-            while let sample = try subscriber.receive() { got.append(sample.payload.sequence) }
+            while let sample = try subscriber.tryReceive() { got.append(sample.payload.sequence) }
             switch policy {
             case .overwriteOldest: #expect(got == [7, 8, 9, 10])
             case .discard, .block: #expect(got == [1, 2, 3, 4])
@@ -113,14 +113,14 @@ struct PublishSubscribeTests {
         // Many more samples than the pool has chunks: released ones come back.
         for i in 0..<10_000 {
             try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0))
-            #expect(try unwrap(try subscriber.receive()).payload.sequence == UInt64(i))
+            #expect(try unwrap(try subscriber.tryReceive()).payload.sequence == UInt64(i))
         }
         try publisher.send(copyOf: Reading(sequence: 1, value: 0))
         try publisher.send(copyOf: Reading(sequence: 2, value: 0))
         try publisher.send(copyOf: Reading(sequence: 3, value: 0))
-        let a = try unwrap(try subscriber.receive())
-        let b = try unwrap(try subscriber.receive())
-        #expect(throws: ServiceError.tooManyBorrowed(maximum: 2)) { _ = try subscriber.receive() }
+        let a = try unwrap(try subscriber.tryReceive())
+        let b = try unwrap(try subscriber.tryReceive())
+        #expect(throws: ServiceError.tooManyBorrowed(maximum: 2)) { _ = try subscriber.tryReceive() }
         a.release()
         b.release()
         let l1 = try publisher.loanUninitialized(), l2 = try publisher.loanUninitialized()
@@ -166,7 +166,7 @@ struct PublishSubscribeTests {
             let subscriber = try service.subscriber()
             try publisher.send(copyOf: Reading(sequence: 1, value: 1))
             #expect(ServiceDirectory.serviceNames().contains(name))
-            _ = try subscriber.receive()
+            _ = try subscriber.tryReceive()
         }
         #expect(!ServiceDirectory.serviceNames().contains(name))
         #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })

@@ -109,7 +109,7 @@ struct ServiceProcessTests {
         #expect(!info.ports.contains { $0.kind == "publisher" })
         #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") })
         // … and a new publisher under the same service just works.
-        while let stale = try subscriber.receive() { stale.release() } // what the dead one had queued
+        while let stale = try subscriber.tryReceive() { stale.release() } // what the dead one had queued
         let second = try TestSupport.spawnPeer(["ps-pub-forever", name, "2", "1000", "0"])
         #expect(try second.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
         var producer: UInt32 = 0

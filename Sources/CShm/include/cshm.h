@@ -150,6 +150,13 @@ static inline void cshm_cpu_relax(void) {
 #endif
 }
 
+/// futex_waitv(2) (Linux 5.16): sleeps until any of `count` (≤ 128) 32-bit
+/// shared futex words no longer holds its expected value or is woken, or the
+/// absolute CLOCK_MONOTONIC deadline passes (NULL: no deadline). Returns the
+/// index of the word that woke it, or -1 with errno (EAGAIN: a value
+/// already differed; ETIMEDOUT; ENOSYS on older kernels).
+int cshm_futex_waitv(uint32_t *const *words, const uint32_t *expected, unsigned int count, const struct timespec *abs_monotonic);
+
 /// FUTEX_WAIT with an absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT_BITSET),
 /// so repeated waits after spurious wake-ups never extend the timeout.
 int cshm_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *abs_monotonic);

@@ -112,11 +112,21 @@ struct ServiceLayout: @unchecked Sendable {
     }
 
     static func patternAreaSize(_ config: Config) -> Int {
-        config.pattern == .event ? 128 + 8 * config.maxEventID + FutexEvent.size : 0
+        switch config.pattern {
+        case .event: FutexEvent.size + 8 * config.maxEventID
+        case .requestResponse: MPMCQueue.requiredSize(capacity: IndexQueue.capacity(atLeast: config.bufferSize),
+                                                       slotSize: RequestEntry.header + config.requestSize)
+        case .publishSubscribe: 0
+        }
+    }
+
+    /// The pattern area starts on a 128-byte line after the tables.
+    static func patternAreaStart(_ config: Config) -> Int {
+        (tablesOffset + (config.maxA + config.maxB + attachmentSlots) * slotSize + 127) & ~127
     }
 
     static func size(for config: Config) -> Int {
-        tablesOffset + (config.maxA + config.maxB + attachmentSlots) * slotSize + patternAreaSize(config)
+        patternAreaStart(config) + patternAreaSize(config)
     }
 
     let data: MappedBytes
@@ -127,7 +137,7 @@ struct ServiceLayout: @unchecked Sendable {
         UnsafeMutablePointer(OpaquePointer(data.unsafeBaseAddress + ServiceLayout.versionOffset))
     }
     var patternArea: MappedBytes {
-        let start = ServiceLayout.tablesOffset + (config.maxA + config.maxB + ServiceLayout.attachmentSlots) * ServiceLayout.slotSize
+        let start = ServiceLayout.patternAreaStart(config)
         return data.view(start..<start + ServiceLayout.patternAreaSize(config))
     }
 
@@ -138,6 +148,17 @@ struct ServiceLayout: @unchecked Sendable {
         let nameBytes = Array(config.payload.name.utf8.prefix(typeNameCapacity))
         data.storeBytes(of: UInt32(nameBytes.count), toByteOffset: typeNameOffset, as: UInt32.self)
         data.write(nameBytes, at: typeNameOffset + 4)
+        let start = patternAreaStart(config)
+        switch config.pattern {
+        case .event:
+            _ = try? FutexEvent.initialize(data.view(start..<start + FutexEvent.size))
+        case .requestResponse:
+            _ = try? MPMCQueue.initialize(data.view(start..<start + patternAreaSize(config)),
+                                          capacity: IndexQueue.capacity(atLeast: config.bufferSize),
+                                          slotSize: RequestEntry.header + config.requestSize)
+        case .publishSubscribe:
+            break
+        }
     }
 
     /// Reads and validates the layout of an existing service.

@@ -7,7 +7,7 @@ import Glibc
 /// Receives samples from every publisher of a service, in place.
 ///
 /// ```swift
-/// while let sample = try subscriber.receive() { use(sample.payload) }   // dropped → handed back
+/// while let sample = try subscriber.tryReceive() { use(sample.payload) }   // dropped → handed back
 /// let next = try subscriber.receive(timeout: .seconds(1))
 /// ```
 ///
@@ -90,10 +90,10 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
 
     /// The next sample from any publisher, or nil if none is waiting.
     ///
-    /// - Throws: `.tooManyBorrowed` if this subscriber already holds
+    /// Never waits. - Throws: `.tooManyBorrowed` if this subscriber already holds
     ///   `maxBorrowed` samples; `.corrupt` for a reference that points
     ///   outside its publisher's pool (that sample is skipped).
-    public func receive() throws(ServiceError) -> ReceivedSample<Payload>? {
+    public func tryReceive() throws(ServiceError) -> ReceivedSample<Payload>? {
         updateConnections()
         guard borrowed < service.config.maxBorrowed else { throw .tooManyBorrowed(maximum: service.config.maxBorrowed) }
         let count = connections.count
@@ -110,7 +110,7 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     public func receive(timeout: Duration?) throws(ServiceError) -> ReceivedSample<Payload> {
         let end = deadline(after: timeout)
         while true {
-            if let sample = try receive() { return sample }
+            if let sample = try tryReceive() { return sample }
             if !waitForSample(until: end) { throw .timedOut(timeout) }
         }
     }

@@ -1,0 +1,190 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// Waits on a dedicated pool thread (never on the cooperative pool) until
+/// `ready()` holds, the timeout passes, or the task is cancelled (which
+/// wakes the futex at once). Returns whether `ready()` held.
+func waitOffThePool(parker: Parker, strategy: WaitStrategy, timeout: Duration?,
+                    ready: @escaping @Sendable () -> Bool) async throws -> Bool {
+    let flag = CancelBox()
+    let end = deadline(after: timeout)
+    let result = await withTaskCancellationHandler {
+        await BlockingPool.shared.run { () -> Bool in
+            var waiter = Waiter(strategy)
+            while !flag.isCancelled {
+                let now = monotonicNanoseconds()
+                if let end, now >= end { return ready() }
+                let sliceEnd = min(end ?? .max, now &+ 50_000_000)
+                if waiter.wait(on: parker, deadline: sliceEnd, ready: ready) { return true }
+            }
+            return false
+        }
+    } onCancel: {
+        flag.cancel()
+        parker.wake(count: Int32.max)
+    }
+    try Task.checkCancellation()
+    return result
+}
+
+final class CancelBox: Sendable {
+    private let state = Atomic<Bool>(false)
+    var isCancelled: Bool { state.load(ordering: .acquiring) }
+    func cancel() { state.store(true, ordering: .releasing) }
+}
+
+extension Subscriber {
+    /// Waits from `async` code for the next sample (the wait runs on a
+    /// dedicated thread; the sample is taken on the calling task).
+    public func receive(timeout: Duration? = nil) async throws -> ReceivedSample<Payload> {
+        let end = deadline(after: timeout)
+        while true {
+            if let sample = try tryReceive() { return sample }
+            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
+            if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
+            _ = try await waitOffThePool(parker: inbox.parker, strategy: waiter.strategy, timeout: remaining) { [self] in
+                mayHaveSample()
+            }
+        }
+    }
+
+    /// Copies of the payloads as they arrive (single-value services), for
+    /// `for try await`; ends when the task is cancelled.
+    public var values: AsyncValues<Payload> { AsyncValues(subscriber: self, slices: false) }
+
+    /// Copies of the payload slices as they arrive (slice services).
+    public var slices: AsyncSlices<Payload> { AsyncSlices(subscriber: self) }
+}
+
+/// `for try await value in subscriber.values`
+public struct AsyncValues<Payload: BitwiseCopyable>: AsyncSequence, Sendable {
+    public typealias Element = Payload
+    let subscriber: Subscriber<Payload>
+    let slices: Bool
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let subscriber: Subscriber<Payload>
+        public mutating func next() async throws -> Payload? {
+            do {
+                let sample = try await subscriber.receive()
+                return sample.payload
+            } catch is CancellationError {
+                return nil
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscriber: subscriber) }
+}
+
+/// `for try await slice in subscriber.slices`
+public struct AsyncSlices<Payload: BitwiseCopyable>: AsyncSequence, Sendable {
+    public typealias Element = [Payload]
+    let subscriber: Subscriber<Payload>
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let subscriber: Subscriber<Payload>
+        public mutating func next() async throws -> [Payload]? {
+            do {
+                let sample = try await subscriber.receive()
+                return Array(sample.buffer)
+            } catch is CancellationError {
+                return nil
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscriber: subscriber) }
+}
+
+extension Listener {
+    /// Waits from `async` code for any event id to fire (empty on timeout).
+    public func wait(timeout: Duration? = nil) async throws -> [EventID] {
+        let ids = tryWait()
+        if !ids.isEmpty { return ids }
+        _ = try await waitOffThePool(parker: event.parker, strategy: strategy, timeout: timeout) { [self] in hasFired() }
+        return tryWait()
+    }
+
+    /// Event ids as they fire, for `for try await`; ends on cancellation.
+    public var events: AsyncEvents { AsyncEvents(listener: self) }
+}
+
+/// `for try await id in listener.events`
+public struct AsyncEvents: AsyncSequence, Sendable {
+    public typealias Element = EventID
+    let listener: Listener
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let listener: Listener
+        var pending: [EventID] = []
+        public mutating func next() async throws -> EventID? {
+            while pending.isEmpty {
+                do { pending = try await listener.wait() } catch is CancellationError { return nil }
+            }
+            return pending.removeFirst()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(listener: listener) }
+}
+
+extension WaitSet {
+    /// Waits from `async` code (on a dedicated thread) for ready attachments.
+    public func wait(timeout: Duration? = nil) async throws -> [Attachment] {
+        let now = ready()
+        if !now.isEmpty { return now }
+        let waitSet = SendableBox(self)
+        let cancel = CancelBox()
+        let parkers = entries.map(\.parker)
+        let end = deadline(after: timeout)
+        let result = try await withTaskCancellationHandler {
+            try await BlockingPool.shared.run { () throws(ServiceError) -> [Int] in
+                while !cancel.isCancelled {
+                    let now = monotonicNanoseconds()
+                    if let end, now >= end { return [] }
+                    let slice = min(end.map { $0 - now } ?? .max, 50_000_000)
+                    let ready = try waitSet.value.wait(timeout: .nanoseconds(Int64(slice)))
+                    if !ready.isEmpty { return ready.map(\.index) }
+                }
+                return []
+            }
+        } onCancel: {
+            cancel.cancel()
+            for parker in parkers { parker.wake(count: Int32.max) }
+        }
+        try Task.checkCancellation()
+        return result.map(Attachment.init)
+    }
+}
+
+struct SendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+extension PendingResponse {
+    /// The next response, waited for from `async` code on a dedicated thread.
+    public func next(timeout: Duration? = .seconds(1)) async throws -> (value: Response, isFinal: Bool) {
+        let pending = SendableBox(self)
+        return try await BlockingPool.shared.run { () throws(ServiceError) -> SendableBox<(value: Response, isFinal: Bool)> in
+            SendableBox(try pending.value.next(timeout: timeout))
+        }.value
+    }
+}
+
+extension Server {
+    /// The next request, waited for from `async` code on a dedicated thread.
+    public func receive(timeout: Duration? = nil) async throws -> ActiveRequest<Request, Response> {
+        let queue = service.requests
+        while true {
+            if let request = try tryReceive() { return request }
+            let ready = try await waitOffThePool(parker: queue.notEmpty, strategy: strategy, timeout: timeout) {
+                queue.looksNotEmpty()
+            }
+            if !ready, let request = try tryReceive() { return request }
+            if !ready { throw ServiceError.timedOut(timeout) }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShm
+import ShmSystem
+import ShmPrimitives
+
+/// Waits on several listeners, subscribers and servers at once.
+///
+/// ```swift
+/// let waitSet = WaitSet()
+/// let alarms = waitSet.attach(listener)
+/// let frames = waitSet.attach(subscriber)
+/// for ready in try waitSet.wait(timeout: .seconds(1)) {
+///     if ready == frames { while let frame = try subscriber.receive() { … } }
+/// }
+/// ```
+///
+/// Each attachment exposes the futex word its wakers bump; the wait set
+/// announces itself as a sleeper on all of them, re-checks each, and then
+/// sleeps in one `futex_waitv(2)` call on all the words (up to 128).
+public final class WaitSet: @unchecked Sendable {
+    /// Identifies an attachment in the results of `wait`.
+    public struct Attachment: Hashable, Sendable {
+        public let index: Int
+    }
+
+    struct Entry {
+        let parker: Parker
+        let isReady: () -> Bool
+        let refresh: () -> Void
+        let keepAlive: AnyObject
+    }
+
+    var entries: [Entry] = []
+
+    public init() {}
+
+    /// Attaches a listener: ready when any of its event ids fired.
+    public func attach(_ listener: Listener) -> Attachment {
+        add(Entry(parker: listener.event.parker, isReady: { listener.hasFired() }, refresh: {}, keepAlive: listener))
+    }
+
+    /// Attaches a subscriber: ready when a sample may be waiting.
+    public func attach<P: BitwiseCopyable>(_ subscriber: Subscriber<P>) -> Attachment {
+        add(Entry(parker: subscriber.inbox.parker, isReady: { subscriber.mayHaveSample() },
+                  refresh: { subscriber.updateConnections() }, keepAlive: subscriber))
+    }
+
+    /// Attaches a server: ready when a request is waiting.
+    public func attach<Q: BitwiseCopyable, R: BitwiseCopyable>(_ server: Server<Q, R>) -> Attachment {
+        let queue = server.service.requests
+        return add(Entry(parker: queue.notEmpty, isReady: { queue.looksNotEmpty() }, refresh: {}, keepAlive: server))
+    }
+
+    func add(_ entry: Entry) -> Attachment {
+        precondition(entries.count < 128, "a wait set holds at most 128 attachments")
+        entries.append(entry)
+        return Attachment(index: entries.count - 1)
+    }
+
+    /// The attachments that are ready now, without waiting.
+    public func ready() -> [Attachment] {
+        entries.indices.filter { entries[$0].isReady() }.map(Attachment.init)
+    }
+
+    /// Waits at most `timeout` until at least one attachment is ready;
+    /// returns the ready ones (empty on timeout).
+    public func wait(timeout: Duration? = nil) throws(ServiceError) -> [Attachment] {
+        guard !entries.isEmpty else { throw .invalidConfiguration("the wait set has no attachments") }
+        let end = deadline(after: timeout)
+        while true {
+            // SYNC POINT: acquire pairs with the release bumps of each parker's seq.
+            let expected = entries.map { $0.parker.seq.pointee.load(ordering: .acquiring) }
+            // SYNC POINT (Dekker): seq_cst increments pair with the wakers'
+            // seq_cst publish and sleeper load (see `Parker`).
+            for entry in entries { entry.parker.sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+            var ready = self.ready()
+            if ready.isEmpty {
+                var words = entries.map { UnsafeMutablePointer<UInt32>(OpaquePointer($0.parker.seq)) as UnsafeMutablePointer<UInt32>? }
+                let rc: Int32
+                if let end {
+                    var ts = timespec(tv_sec: Int(end / 1_000_000_000), tv_nsec: Int(end % 1_000_000_000))
+                    rc = words.withUnsafeMutableBufferPointer { w in
+                        expected.withUnsafeBufferPointer { cshm_futex_waitv(w.baseAddress, $0.baseAddress, UInt32(entries.count), &ts) }
+                    }
+                } else {
+                    rc = words.withUnsafeMutableBufferPointer { w in
+                        expected.withUnsafeBufferPointer { cshm_futex_waitv(w.baseAddress, $0.baseAddress, UInt32(entries.count), nil) }
+                    }
+                }
+                if rc < 0 && cshm_errno() == ENOSYS {
+                    // Kernels before 5.16: poll the conditions at a short interval.
+                    usleep(200)
+                }
+                ready = self.ready()
+            }
+            for entry in entries { entry.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) }
+            if !ready.isEmpty { return ready }
+            for entry in entries { entry.refresh() }
+            if let end, monotonicNanoseconds() >= end { return [] }
+        }
+    }
+}
+
+extension Subscriber {
+    /// True if `receive()` may find a sample, or the connections changed.
+    func mayHaveSample() -> Bool {
+        if connections.contains(where: { $0?.delivery.hasValue ?? false }) { return true }
+        if service.layout.version != knownVersion { return true }
+        return (0..<inbox.maxPublishers).contains { block in
+            inbox.owner(block).pointee.load(ordering: .sequentiallyConsistent) != (connections[block]?.publisherID ?? 0)
+        }
+    }
+}
