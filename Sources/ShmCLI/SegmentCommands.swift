@@ -44,14 +44,26 @@ struct SegmentReport: Encodable {
 
 struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ls", abstract: "List the segments this library created.")
+        commandName: "ls", abstract: "List segments, nodes and services this library created.")
 
-    @Flag(help: "Output JSON.") var json = false
+    @Flag(help: "Output JSON: {\"segments\": [...], \"nodes\": [...], \"services\": [...]}.") var json = false
     @Flag(name: .customLong("all-users"), help: "Include other users' segments.") var allUsers = false
+
+    /// `shm ls --json`.
+    struct Report: Encodable {
+        let segments: [SegmentReport]
+        let nodes: [NodeReport]
+        let services: [ServiceSummary]
+    }
 
     func run() throws {
         let listings = SegmentDirectory.list(allUsers: allUsers)
-        if json { return try printJSON(listings.map(SegmentReport.init)) }
+        let nodes = ServiceDirectory.nodes()
+        let services = ServiceDirectory.serviceNames().map(ServiceSummary.init)
+        if json {
+            return try printJSON(Report(segments: listings.map(SegmentReport.init), nodes: nodes.map(NodeReport.init),
+                                        services: services))
+        }
         guard !listings.isEmpty else {
             StandardStreams.printLine("no segments (create one with `shm create NAME --size 1MiB`)")
             return
@@ -69,6 +81,61 @@ struct ListCommand: ParsableCommand {
             }
         }
         StandardStreams.printLine(table.render())
+        if !nodes.isEmpty {
+            var nodeTable = Table("NODE", "PID", "ALIVE", "CREATED")
+            nodeTable.rightAligned = [1]
+            for node in nodes {
+                nodeTable.add(node.name, String(node.process.pid), node.alive ? "yes" : "no (dead)",
+                              shortTime(nanoseconds: node.createdAt))
+            }
+            StandardStreams.printLine("\n" + nodeTable.render())
+        }
+        if !services.isEmpty {
+            var serviceTable = Table("SERVICE", "PATTERN", "PAYLOAD", "PORTS")
+            for service in services {
+                serviceTable.add(service.name, service.pattern ?? "?", service.payload ?? "?",
+                                 service.problem.map { "unreadable: \($0)" } ?? service.portSummary)
+            }
+            StandardStreams.printLine("\n" + serviceTable.render())
+        }
+    }
+}
+
+/// One line of `shm ls` about a service: its pattern, payload and how many
+/// live and dead ports of each kind it has.
+struct ServiceSummary: Encodable {
+    let name: String
+    let pattern: String?
+    let payload: String?
+    let ports: [String: Int]
+    let deadPorts: Int
+    let problem: String?
+
+    enum CodingKeys: String, CodingKey { case name, pattern, payload, ports, problem, deadPorts = "dead_ports" }
+
+    init(_ name: String) {
+        self.name = name
+        do {
+            let info = try ServiceDirectory.inspect(name)
+            pattern = info.pattern.description
+            payload = info.payload.description
+            ports = Dictionary(info.ports.filter(\.alive).map { ($0.kind, 1) }, uniquingKeysWith: +)
+            deadPorts = info.ports.count(where: { !$0.alive })
+            problem = nil
+        } catch {
+            pattern = nil
+            payload = nil
+            ports = [:]
+            deadPorts = 0
+            problem = error.description
+        }
+    }
+
+    /// "2 publishers, 1 subscriber (1 dead)".
+    var portSummary: String {
+        var parts = ports.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\($0.value == 1 ? "" : "s")" }
+        if parts.isEmpty { parts = ["no ports"] }
+        return parts.joined(separator: ", ") + (deadPorts > 0 ? " (\(deadPorts) dead)" : "")
     }
 }
 

@@ -13,7 +13,8 @@ struct ShmCommand: ParsableCommand {
             Add --json to data commands for machine-readable output.
             """,
         subcommands: [
-            ListCommand.self, CreateCommand.self, StatCommand.self, RemoveCommand.self,
+            ListCommand.self, CreateCommand.self, StatCommand.self, RemoveCommand.self, ServiceCommand.self,
+            PubCommand.self, SubCommand.self, HzCommand.self, CleanupCommand.self,
             DemoCommand.self, BenchCommand.self, DemoPeerCommand.self, BenchPeerCommand.self,
         ]
     )

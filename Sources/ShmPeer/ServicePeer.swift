@@ -90,6 +90,22 @@ func servicePublishForever(_ name: String, id: UInt32, intervalMicroseconds: UIn
     }
 }
 
+/// Waits for one subscriber, publishes `count` samples and leaves at once
+/// (the publisher lingers until the subscriber has mapped its pool).
+func servicePublishBurstAndLeave(_ name: String, count: UInt64) throws {
+    let node = try Node(name: "peer-burst")
+    let service = try testService(node, name)
+    let publisher = try service.publisher()
+    guard try publisher.waitForSubscribers(1, timeout: .seconds(20)) else { throw PayloadError("no subscriber") }
+    for sequence in 0..<count {
+        try publisher.loanUninitialized().write(TestSample(producer: 9, sequence: sequence)).send()
+    }
+    print("sent")
+    let start = monotonicNanoseconds()
+    _ = consume publisher
+    print("left after \((monotonicNanoseconds() - start) / 1_000_000) ms")
+}
+
 /// Subscribes, takes samples without ever giving them back (a hostile
 /// subscriber), and hangs; to be killed.
 func serviceLeakAndHang(_ name: String) throws {

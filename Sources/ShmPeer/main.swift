@@ -156,11 +156,29 @@ do {
     case ("ps-pub-forever", 5):
         try servicePublishForever(args[1], id: UInt32(int(args[2])), intervalMicroseconds: UInt32(int(args[3])), history: int(args[4]))
 
+    case ("ps-pub-burst", 3):
+        try servicePublishBurstAndLeave(args[1], count: UInt64(int(args[2])))
+
     case ("ps-leak", 2):
         try serviceLeakAndHang(args[1])
 
     case ("ps-mismatch", 2):
         try serviceOpenMismatched(args[1])
+
+    case ("rr-serve", 4):
+        try rrServe(args[1], count: int(args[2]), parts: int(args[3]))
+
+    case ("rr-serve-hang", 2):
+        try rrServeAndHang(args[1])
+
+    case ("rr-client", 3):
+        try rrClient(args[1], count: int(args[2]))
+
+    case ("ev-notify", 4):
+        try eventNotify(args[1], id: int(args[2]), count: int(args[3]))
+
+    case ("ev-listen", 3):
+        try eventListen(args[1], ids: Set(args[2].split(separator: ",").map { int(String($0)) }))
 
     default:
         fail("unknown command or wrong arguments: \(args.joined(separator: " "))")

@@ -17,7 +17,9 @@ import Synchronization
 ///   56     8   creatorStartTime /proc/PID/stat starttime, clock ticks since boot
 ///   64     8   createdAt        CLOCK_REALTIME, nanoseconds since the epoch
 ///   72     4   kindVersion      version of the structure named by `kind`
-///   76     4   flags            reserved, 0
+///   76     4   flags            bit 0: owned by its creator (removed when the
+///                                creator's handle goes; `shm cleanup` removes it
+///                                if the creator died without doing so)
 ///   80     4   nameLength
 ///   84     4   reserved, 0
 ///   88   128   name             UTF-8, zero-padded
@@ -45,6 +47,10 @@ public enum SegmentHeader {
         static let kindVersion = 72, flags = 76, nameLength = 80, name = 88, checksum = 216
     }
 
+    enum Flags {
+        static let ownedByCreator: UInt32 = 1
+    }
+
     /// Values of the `state` word.
     public enum State: UInt32, Sendable {
         case initializing = 0
@@ -57,7 +63,7 @@ public enum SegmentHeader {
     /// must be zero-filled and not yet visible as ready to anyone.
     package static func initialize(
         at base: UnsafeMutableRawPointer, totalSize: Int, kind: SegmentKind, kindVersion: UInt32,
-        name: String, creator: ProcessIdentity, creatorUID: UInt32
+        name: String, creator: ProcessIdentity, creatorUID: UInt32, ownedByCreator: Bool = false
     ) {
         base.storeBytes(of: magic, toByteOffset: Offset.magic, as: UInt64.self)
         base.storeBytes(of: layoutVersion, toByteOffset: Offset.layoutVersion, as: UInt32.self)
@@ -71,6 +77,7 @@ public enum SegmentHeader {
         base.storeBytes(of: creator.startTime, toByteOffset: Offset.creatorStartTime, as: UInt64.self)
         base.storeBytes(of: wallClockNanoseconds(), toByteOffset: Offset.createdAt, as: UInt64.self)
         base.storeBytes(of: kindVersion, toByteOffset: Offset.kindVersion, as: UInt32.self)
+        base.storeBytes(of: ownedByCreator ? Flags.ownedByCreator : 0, toByteOffset: Offset.flags, as: UInt32.self)
         let nameBytes = Array(name.utf8.prefix(nameCapacity))
         base.storeBytes(of: UInt32(nameBytes.count), toByteOffset: Offset.nameLength, as: UInt32.self)
         (base + Offset.name).copyMemory(from: nameBytes, byteCount: nameBytes.count)
@@ -127,6 +134,9 @@ public enum SegmentHeader {
         public let createdAt: UInt64
         public let recordedName: String
         public let state: State
+        /// The creator meant to remove the segment when done with it: if the
+        /// creator is dead, the segment was abandoned.
+        public let ownedByCreator: Bool
     }
 
     /// Validates the header at `base` of an object `objectSize` bytes long.
@@ -177,7 +187,8 @@ public enum SegmentHeader {
                 startTime: base.load(fromByteOffset: Offset.creatorStartTime, as: UInt64.self)),
             creatorUID: base.load(fromByteOffset: Offset.creatorUID, as: UInt32.self),
             createdAt: base.load(fromByteOffset: Offset.createdAt, as: UInt64.self),
-            recordedName: recordedName, state: state)
+            recordedName: recordedName, state: state,
+            ownedByCreator: base.load(fromByteOffset: Offset.flags, as: UInt32.self) & Flags.ownedByCreator != 0)
     }
 
     /// Waits (bounded) until the header at `base` is published, validating it.

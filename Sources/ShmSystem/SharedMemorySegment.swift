@@ -135,7 +135,8 @@ public final class SharedMemorySegment: Segment {
         let backing = hugePages == .none ? PageBacking.normal
             : mapping.adviseTransparentHugePages(shared: true, range: SegmentHeader.size..<total)
         SegmentHeader.initialize(at: mapping.unsafeBaseAddress, totalSize: total, kind: kind, kindVersion: kindVersion,
-                                 name: name.name, creator: .current, creatorUID: name.uid)
+                                 name: name.name, creator: .current, creatorUID: name.uid,
+                                 ownedByCreator: lifetime == .removedWithCreator)
         let data = MappedBytes(owner: mapping, offset: SegmentHeader.size, count: total - SegmentHeader.size)
         do { try initialize?(data) } catch { throw initializerFailed(error, name: name.name) }
         SegmentHeader.publishReady(mapping.unsafeBaseAddress)

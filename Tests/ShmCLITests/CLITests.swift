@@ -24,7 +24,7 @@ struct CLITests {
 
         let listed = try TestSupport.runCLI(["ls", "--json"])
         #expect(listed.status == .exited(0))
-        let rows = try #require(try json(listed.output) as? [[String: Any]])
+        let rows = try #require((try json(listed.output) as? [String: Any])?["segments"] as? [[String: Any]])
         let row = try #require(rows.first { $0["name"] as? String == name })
         #expect(row["size"] as? Int == 65536 + 4096)
         #expect(row["creator_alive"] as? Bool == false) // the `shm create` process has exited
@@ -88,20 +88,22 @@ struct CLITests {
     }
 
     @Test func lsReportsTheSegmentOfAKilledProcessAsOwnedByADeadProcess() throws {
-        let name = TestSupport.uniqueName("cli")
-        defer { _ = try? TestSupport.runCLI(["rm", name]) }
-        let peer = try TestSupport.spawnPeer(["posix-hold", name, "4096"])
-        #expect(try peer.readLine(timeout: .seconds(20)) == "ready")
-        func row() throws -> [String: Any]? {
-            let listed = try TestSupport.runCLI(["ls", "--json"])
-            return (try json(listed.output) as? [[String: Any]])?.first { $0["name"] as? String == name }
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName("cli")
+            defer { _ = try? TestSupport.runCLI(["rm", name]) }
+            let peer = try TestSupport.spawnPeer(["posix-hold", name, "4096"])
+            #expect(try peer.readLine(timeout: .seconds(20)) == "ready")
+            func row() throws -> [String: Any]? {
+                let listed = try TestSupport.runCLI(["ls", "--json"])
+                return ((try json(listed.output) as? [String: Any])?["segments"] as? [[String: Any]])?.first { $0["name"] as? String == name }
+            }
+            #expect(try row()?["creator_alive"] as? Bool == true)
+            #expect(try row()?["creator_pid"] as? Int == Int(peer.pid))
+            peer.kill(SIGKILL)
+            _ = try peer.wait(timeout: .seconds(10))
+            #expect(try row()?["creator_alive"] as? Bool == false)
+            #expect(try TestSupport.runCLI(["ls"]).output.contains("no (dead)"))
         }
-        #expect(try row()?["creator_alive"] as? Bool == true)
-        #expect(try row()?["creator_pid"] as? Int == Int(peer.pid))
-        peer.kill(SIGKILL)
-        _ = try peer.wait(timeout: .seconds(10))
-        #expect(try row()?["creator_alive"] as? Bool == false)
-        #expect(try TestSupport.runCLI(["ls"]).output.contains("no (dead)"))
     }
 
     @Test func demoMovesDataBetweenTwoProcesses() throws {

@@ -276,21 +276,23 @@ struct SharedMemorySegmentProcessTests {
     }
 
     @Test func segmentOfAKilledPeerIsReportedAsOwnedByADeadProcess() throws {
-        let name = TestSupport.uniqueName()
-        let segmentName = try SegmentName(name)
-        defer { try? SharedMemorySegment.unlink(segmentName) }
-        let peer = try TestSupport.spawnPeer(["posix-hold", name, "65536"])
-        #expect(try peer.readLine(timeout: .seconds(20)) == "ready")
-        let before = try #require(SegmentDirectory.inspect(segmentName))
-        #expect(before.info?.creator.pid == peer.pid)
-        #expect(before.creatorLiveness == .alive)
-        peer.kill(SIGKILL)
-        #expect(try peer.wait(timeout: .seconds(10)) == .signaled(SIGKILL))
-        let after = try #require(SegmentDirectory.list().first { $0.name == segmentName })
-        #expect(after.creatorLiveness == .dead)
-        #expect(after.size == 4096 + 65536)
-        // The segment itself survives its creator and is still usable.
-        let reopened = try SharedMemorySegment.open(name)
-        #expect(reopened.info.creator.pid == peer.pid)
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName()
+            let segmentName = try SegmentName(name)
+            defer { try? SharedMemorySegment.unlink(segmentName) }
+            let peer = try TestSupport.spawnPeer(["posix-hold", name, "65536"])
+            #expect(try peer.readLine(timeout: .seconds(20)) == "ready")
+            let before = try #require(SegmentDirectory.inspect(segmentName))
+            #expect(before.info?.creator.pid == peer.pid)
+            #expect(before.creatorLiveness == .alive)
+            peer.kill(SIGKILL)
+            #expect(try peer.wait(timeout: .seconds(10)) == .signaled(SIGKILL))
+            let after = try #require(SegmentDirectory.list().first { $0.name == segmentName })
+            #expect(after.creatorLiveness == .dead)
+            #expect(after.size == 4096 + 65536)
+            // The segment itself survives its creator and is still usable.
+            let reopened = try SharedMemorySegment.open(name)
+            #expect(reopened.info.creator.pid == peer.pid)
+        }
     }
 }

@@ -58,6 +58,22 @@ public enum TestSupport {
         return (status, child.outputText, child.errorText)
     }
 
+    /// Starts `shm` with `arguments`, capturing its output.
+    public static func spawnCLI(_ arguments: [String]) throws -> ChildProcess {
+        try ChildProcess.spawn(cliPath, arguments: arguments, captureOutput: true)
+    }
+
+    private static let deadPeerLock = Mutex<Void>(())
+
+    /// Runs `body` while no other test looks at, or cleans up, what killed
+    /// peers left behind. A global cleanup (`ServiceDirectory.cleanup()`,
+    /// `shm cleanup`) removes whatever any dead process left — including what
+    /// a test running in parallel has just killed a peer to inspect — so
+    /// both kinds of test take this lock.
+    public static func aroundDeadPeers(_ body: () throws -> Void) throws {
+        try deadPeerLock.withLock { _ in try body() }
+    }
+
     /// Runs `shm` with `arguments` to completion (bounded).
     public static func runCLI(_ arguments: [String], stdin: String? = nil,
                               timeout: Duration = .seconds(30)) throws -> (status: ExitStatus, output: String, error: String) {

@@ -83,17 +83,21 @@ struct PublisherPool: @unchecked Sendable {
 ///           +0   owner     UInt64  portID of the publisher using the block, 0 free
 ///           +8   lost      UInt64  samples dropped by the overflow policy
 ///           +16  delivered UInt64
+///           +24  attached  UInt64  portID of the publisher whose pool the
+///                                   subscriber has mapped (0: none yet)
 ///           +128 delivery IndexQueue (publisher → subscriber: chunk references)
 ///           +…   return   IndexQueue (subscriber → publisher: released chunks)
 /// ```
 /// A publisher claims block i (its slot index in the service) with a CAS of
 /// `owner` from 0. When that publisher is gone, the subscriber drains the
 /// block, lays its queues out afresh and frees it (owner → 0) for the next
-/// publisher in that slot.
+/// publisher in that slot. A publisher that is dropped with samples still
+/// queued waits (bounded) for `attached` to name it before it removes its
+/// pool's name, so a subscriber that was asleep still gets those samples.
 struct SubscriberInbox: @unchecked Sendable {
     static let kind = SegmentKind("SUBQ")
     static let magic = SegmentKind("SUBQ")
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let parkerOffset = 128, mayParkOffset = 256, blocksOffset = 4096
     static let deliveryOffset = 128
 
@@ -162,6 +166,10 @@ struct SubscriberInbox: @unchecked Sendable {
         UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 16))
     }
 
+    func attached(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 24))
+    }
+
     func deliveryRegion(_ index: Int) -> MappedBytes {
         let start = SubscriberInbox.deliveryOffset
         return block(index).view(start..<start + IndexQueue.requiredSize(capacity: deliveryCapacity))
@@ -179,6 +187,7 @@ struct SubscriberInbox: @unchecked Sendable {
         _ = try IndexQueue.initialize(returnRegion(index), capacity: returnCapacity)
         lost(index).pointee.store(0, ordering: .relaxed)
         delivered(index).pointee.store(0, ordering: .relaxed)
+        attached(index).pointee.store(0, ordering: .relaxed)
     }
 }
 

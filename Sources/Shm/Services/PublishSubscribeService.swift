@@ -94,3 +94,23 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
     var deliveryCapacity: Int { IndexQueue.capacity(atLeast: config.subscriberBufferSize) }
     var returnCapacity: Int { IndexQueue.capacity(atLeast: config.subscriberBufferSize + config.maxBorrowed + 1) }
 }
+
+extension Node {
+    /// Opens an existing publish/subscribe service whatever its payload type,
+    /// seeing every sample as raw bytes (for tools: `shm sub`, `shm hz`).
+    public func openAnyPublishSubscribe(_ service: String) throws(ServiceError) -> PublishSubscribeService<UInt8> {
+        let info = try ServiceDirectory.inspect(service)
+        guard info.pattern == .publishSubscribe else {
+            throw .incompatible(service: service, differences: ["pattern: requested publish/subscribe, service has \(info.pattern)"])
+        }
+        let name = try ServiceName(service)
+        let segment = try ServiceDirectory.openReadOnly(name)
+        let existing = try ServiceLayout(opening: segment.data, name: name).config
+        let config = PublishSubscribeConfig(
+            maxPublishers: existing.maxA, maxSubscribers: existing.maxB, subscriberBufferSize: existing.bufferSize,
+            historySize: existing.history, maxLoans: existing.maxLoans, maxBorrowed: existing.maxBorrowed,
+            overflow: OverflowPolicy(rawValue: UInt32(truncatingIfNeeded: existing.overflow)) ?? .overwriteOldest)
+        return try PublishSubscribeService(node: self, name: name, payload: existing.payload,
+                                           maxSliceLength: max(1, existing.payload.size), config: config, mode: .open)
+    }
+}

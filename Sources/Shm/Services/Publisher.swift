@@ -83,13 +83,38 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         try updateConnections(force: true)
     }
 
+    /// How long dropping this publisher waits for subscribers that have
+    /// samples from it queued but have not mapped its pool yet (asleep, or
+    /// not scheduled). Once its name is gone a subscriber cannot map the
+    /// pool, and those samples are lost to it. Zero: do not wait.
+    public var lingerTimeout: Duration = .milliseconds(250)
+
     deinit {
+        linger()
         service.layout.unregister(.a, index: slotIndex, portID: portID)
         // Subscribers keep their mappings of the pool; the name goes now.
         poolSegment.unlinkIfStillLinked()
         for connection in connections.values {
             // Leave the block to its subscriber, which recycles it once drained.
             connection.inbox.parker.wake(count: 1)
+        }
+    }
+
+    /// Waits until every subscriber with samples queued from us has mapped
+    /// our pool, or `lingerTimeout` passed.
+    func linger() {
+        let waiting = connections.values.filter { ($0.delivery?.queue.count ?? 0) > 0 }
+        guard !waiting.isEmpty, lingerTimeout > .zero else { return }
+        let end = monotonicNanoseconds() &+ lingerTimeout.nanoseconds
+        var pause: UInt32 = 20
+        while true {
+            // SYNC POINT: acquire pairs with the subscriber's release store of
+            // `attached` after it mapped our pool.
+            let pending = waiting.filter { $0.inbox.attached(slotIndex).pointee.load(ordering: .acquiring) != portID }
+            if pending.isEmpty || monotonicNanoseconds() >= end { return }
+            for connection in pending { connection.inbox.parker.wake(count: 1) }
+            usleep(pause)
+            pause = min(pause * 2, 5000)
         }
     }
 
@@ -319,6 +344,21 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         for id in deadSubscribers { if let connection = connections[id] { disconnect(connection) } }
     }
 
-    /// Subscribers this publisher delivers to now.
+    /// Subscribers this publisher delivers to now (as of the last send or
+    /// `waitForSubscribers`; new ones are taken in lazily).
     public var connectedSubscribers: Int { connections.values.filter { $0.delivery != nil }.count }
+
+    /// Waits until at least `count` subscribers are connected, polling the
+    /// service's port table every millisecond. Returns false on timeout.
+    /// Useful before a first send when a late joiner must not depend on
+    /// history.
+    public func waitForSubscribers(_ count: Int, timeout: Duration) throws(ServiceError) -> Bool {
+        let end = monotonicNanoseconds() &+ timeout.nanoseconds
+        while true {
+            try updateConnections(force: false)
+            if connectedSubscribers >= count { return true }
+            if monotonicNanoseconds() >= end { return false }
+            usleep(1000)
+        }
+    }
 }

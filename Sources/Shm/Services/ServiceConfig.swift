@@ -3,7 +3,8 @@ import ShmSystem
 /// What travels on a service: a fixed-size trivially copyable type, or byte
 /// slices up to a maximum length. Two processes may talk only if they agree.
 public struct PayloadType: Hashable, Sendable, CustomStringConvertible {
-    /// The type's name (`String(reflecting:)`), or `bytes` for slices.
+    /// The type's name (`String(reflecting:)`), in brackets for slices
+    /// (`[Swift.UInt8]`).
     public let name: String
     /// Bytes of one value, or the maximum slice length.
     public let size: Int
@@ -14,10 +15,8 @@ public struct PayloadType: Hashable, Sendable, CustomStringConvertible {
         PayloadType(name: String(reflecting: T.self), size: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
     }
 
-    /// Byte slices of up to `maxLength` bytes.
-    public static func bytes(maxLength: Int) -> PayloadType {
-        PayloadType(name: "bytes", size: maxLength, alignment: 8)
-    }
+    /// The name of the payload type of byte slices (`slicesOf: UInt8.self`).
+    public static let byteSliceName = "[Swift.UInt8]"
 
     public init(name: String, size: Int, alignment: Int) {
         self.name = name
@@ -26,7 +25,7 @@ public struct PayloadType: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        name == "bytes" ? "bytes (up to \(size))" : "\(name) (\(size) bytes, alignment \(alignment))"
+        name == Self.byteSliceName ? "bytes (up to \(size))" : "\(name) (\(size) bytes, alignment \(alignment))"
     }
 }
 

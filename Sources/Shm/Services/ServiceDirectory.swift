@@ -65,7 +65,7 @@ public enum ServiceDirectory {
     /// Reads one service's configuration and ports (without registering).
     public static func inspect(_ service: String) throws(ServiceError) -> ServiceInfo {
         let name = try ServiceName(service)
-        let segment = try serviceCall { try SharedMemorySegment.open(name.segmentName, access: .readOnly, kind: ServiceLayout.kind) }
+        let segment = try openReadOnly(name)
         let layout = try ServiceLayout(opening: segment.data, name: name)
         let config = layout.config
         let (a, b) = ServiceLayout.tableNames(config.pattern)
@@ -106,6 +106,17 @@ public enum ServiceDirectory {
         return ServiceInfo(name: service, pattern: config.pattern, payload: config.payload, settings: settings, ports: ports)
     }
 
+    /// Maps the service's segment read-only; a missing one is `.notFound`.
+    static func openReadOnly(_ name: ServiceName) throws(ServiceError) -> SharedMemorySegment {
+        do {
+            return try SharedMemorySegment.open(name.segmentName, access: .readOnly, kind: ServiceLayout.kind)
+        } catch .notFound {
+            throw .notFound(service: name.value)
+        } catch {
+            throw .segment(error)
+        }
+    }
+
     /// What `cleanup` removed.
     public struct CleanupReport: Sendable {
         public var deadNodes: [String] = []
@@ -113,9 +124,12 @@ public enum ServiceDirectory {
         public var removedServices: [String] = []
         public var orphanSegments: [String] = []
         public var staleCreations: [String] = []
+        /// Segments whose creator meant to remove them but died first.
+        public var abandonedSegments: [String] = []
 
         public var isEmpty: Bool {
             deadNodes.isEmpty && deadPorts.isEmpty && removedServices.isEmpty && orphanSegments.isEmpty && staleCreations.isEmpty
+                && abandonedSegments.isEmpty
         }
     }
 
@@ -156,6 +170,12 @@ public enum ServiceDirectory {
             guard file.hasPrefix("svc."), let info = listing.info, info.kind != ServiceLayout.kind,
                   !livePorts.contains(file), !info.creator.isAlive else { continue }
             if (try? SharedMemorySegment.unlink(listing.name)) != nil { report.orphanSegments.append(file) }
+        }
+        // Segments of the creator-owned lifetime whose creator died holding them.
+        for listing in SegmentDirectory.list() {
+            guard let info = listing.info, info.ownedByCreator, !info.creator.isAlive,
+                  !listing.name.name.hasPrefix("svc."), !listing.name.name.hasPrefix("node.") else { continue }
+            if (try? SharedMemorySegment.unlink(listing.name)) != nil { report.abandonedSegments.append(listing.name.name) }
         }
         return report
     }

@@ -24,12 +24,12 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     final class PublisherConnection {
         let publisherID: UInt64
         let generation: UInt64
-        let pool: PublisherPool?
-        let poolSegment: SharedMemorySegment?
+        let pool: PublisherPool
+        let poolSegment: SharedMemorySegment
         let delivery: IndexQueue
         let returns: IndexQueue.Producer
 
-        init(publisherID: UInt64, generation: UInt64, pool: PublisherPool?, poolSegment: SharedMemorySegment?,
+        init(publisherID: UInt64, generation: UInt64, pool: PublisherPool, poolSegment: SharedMemorySegment,
              delivery: IndexQueue, returns: IndexQueue.Producer) {
             self.publisherID = publisherID
             self.generation = generation
@@ -129,7 +129,8 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
 
     func sample(from value: UInt64, block: Int, connection: PublisherConnection) throws(ServiceError) -> ReceivedSample<Payload> {
         let chunk = ChunkReference.index(value), bytes = ChunkReference.length(value)
-        guard let pool = connection.pool, chunk < pool.chunkCount, bytes <= pool.payloadCapacity,
+        let pool = connection.pool
+        guard chunk < pool.chunkCount, bytes <= pool.payloadCapacity,
               bytes % MemoryLayout<Payload>.stride == 0, bytes >= (service.maxSliceLength == 1 ? MemoryLayout<Payload>.size : 0) else {
             corruptSamples += 1
             throw .corrupt(service: service.name, reason: "publisher \(connection.publisherID) sent chunk \(chunk) of \(bytes) bytes, outside its pool; skipped")
@@ -187,13 +188,20 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
                 // snapshot may simply be older than its claim: look again.
                 refreshPublishers(service.layout.version)
                 if !registeredPublishers.contains(owner) {
-                    // Claimed by a publisher that has gone before we ever attached.
-                    recycle(block)
+                    // Claimed by a publisher that has gone before we attached.
+                    // Its pool may still be there (a killed publisher not yet
+                    // reclaimed): then read what it queued; else let go.
+                    if !inboxHasQueued(block) || !attach(block, publisherID: owner) { recycle(block) }
                     continue
                 }
             }
-            attach(block, publisherID: owner)
+            // A pool we cannot map yet is tried again next time.
+            _ = attach(block, publisherID: owner)
         }
+    }
+
+    func inboxHasQueued(_ block: Int) -> Bool {
+        (try? IndexQueue(attaching: inbox.deliveryRegion(block)))?.hasValue ?? false
     }
 
     /// Publishers registered (and alive) in the service now.
@@ -202,20 +210,26 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
         registeredPublishers = Set(service.layout.entries(.a).filter { $0.owner.isAlive }.map(\.portID))
     }
 
-    func attach(_ block: Int, publisherID: UInt64) {
+    /// Maps the pool of the publisher that claimed `block` and attaches to
+    /// the block's queues; false if the pool cannot be mapped (yet).
+    func attach(_ block: Int, publisherID: UInt64) -> Bool {
         guard let delivery = try? IndexQueue(attaching: inbox.deliveryRegion(block)),
               let returns = try? IndexQueue(attaching: inbox.returnRegion(block)),
               let producer = try? IndexQueue.Producer(returns) else {
             recycle(block)
-            return
+            return true
         }
-        let poolSegment = try? SharedMemorySegment.open(service.attachment.name.portSegmentName("p", publisherID), access: .readOnly,
-                                                        kind: PublisherPool.kind, timeout: .milliseconds(100))
-        let pool = poolSegment.flatMap { try? PublisherPool($0.data, expectedPortID: publisherID, serviceHash: service.serviceHash,
-                                                            service: service.name) }
+        guard let poolSegment = try? SharedMemorySegment.open(service.attachment.name.portSegmentName("p", publisherID),
+                                                              access: .readOnly, kind: PublisherPool.kind, timeout: .milliseconds(100)),
+              let pool = try? PublisherPool(poolSegment.data, expectedPortID: publisherID, serviceHash: service.serviceHash,
+                                            service: service.name) else { return false }
         generation &+= 1
         connections[block] = PublisherConnection(publisherID: publisherID, generation: generation, pool: pool,
                                                  poolSegment: poolSegment, delivery: delivery, returns: producer)
+        // SYNC POINT: release pairs with the acquire load in the publisher's
+        // linger: once it reads its ID here, our mapping of its pool exists.
+        inbox.attached(block).pointee.store(publisherID, ordering: .releasing)
+        return true
     }
 
     /// Lays the block out afresh and frees it for the next publisher.

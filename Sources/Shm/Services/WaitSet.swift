@@ -43,7 +43,7 @@ public final class WaitSet: @unchecked Sendable {
 
     /// Attaches a subscriber: ready when a sample may be waiting.
     public func attach<P: BitwiseCopyable>(_ subscriber: Subscriber<P>) -> Attachment {
-        add(Entry(parker: subscriber.inbox.parker, isReady: { subscriber.mayHaveSample() },
+        add(Entry(parker: subscriber.inbox.parker, isReady: { subscriber.hasSample() },
                   refresh: { subscriber.updateConnections() }, keepAlive: subscriber))
     }
 
@@ -70,6 +70,8 @@ public final class WaitSet: @unchecked Sendable {
         guard !entries.isEmpty else { throw .invalidConfiguration("the wait set has no attachments") }
         let end = deadline(after: timeout)
         while true {
+            // Take in new publishers first, so that their arrival is not mistaken for data.
+            for entry in entries { entry.refresh() }
             // SYNC POINT: acquire pairs with the release bumps of each parker's seq.
             let expected = entries.map { $0.parker.seq.pointee.load(ordering: .acquiring) }
             // SYNC POINT (Dekker): seq_cst increments pair with the wakers'
@@ -97,14 +99,18 @@ public final class WaitSet: @unchecked Sendable {
             }
             for entry in entries { entry.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) }
             if !ready.isEmpty { return ready }
-            for entry in entries { entry.refresh() }
             if let end, monotonicNanoseconds() >= end { return [] }
         }
     }
 }
 
 extension Subscriber {
-    /// True if `receive()` may find a sample, or the connections changed.
+    /// True if a sample is waiting in a queue this subscriber is attached to.
+    func hasSample() -> Bool {
+        connections.contains { $0?.delivery.hasValue ?? false }
+    }
+
+    /// True if `tryReceive()` may find a sample, or the connections changed.
     func mayHaveSample() -> Bool {
         if connections.contains(where: { $0?.delivery.hasValue ?? false }) { return true }
         if service.layout.version != knownVersion { return true }

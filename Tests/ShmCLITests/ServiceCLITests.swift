@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+import ShmTestSupport
+import Shm
+
+/// Parses one JSON object per line.
+func jsonLines(_ text: String) -> [[String: Any]] {
+    text.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+}
+
+@Suite("shm service commands")
+struct ServiceCLITests {
+    @Test func pubAndSubAreTwoProcessesOfOneBytesService() throws {
+        let name = TestSupport.uniqueName("clisvc")
+        let sub = try TestSupport.spawnCLI(["sub", name, "--count", "5", "--timeout", "30s", "--json"])
+        let fromArguments = try TestSupport.runCLI(["pub", name, "--message", "alpha", "--message", "beta", "--count", "2",
+                                                    "--wait-subscribers", "1"])
+        #expect(fromArguments.status == .exited(0), "\(fromArguments.error)")
+        #expect(fromArguments.error.contains("published 4 samples to \(name)"))
+        let fromStdin = try TestSupport.runCLI(["pub", name, "--wait-subscribers", "1"], stdin: "from stdin\n")
+        #expect(fromStdin.status == .exited(0), "\(fromStdin.error)")
+        #expect(try sub.wait(timeout: .seconds(30)) == .exited(0), "\(sub.errorText)")
+        let lines = jsonLines(sub.outputText)
+        #expect(lines.compactMap { $0["text"] as? String } == ["alpha", "beta", "alpha", "beta", "from stdin"])
+        #expect(lines.allSatisfy { ($0["bytes"] as? Int ?? 0) > 0 && $0["publisher"] is String })
+        // The last user removed the service.
+        #expect(!ServiceDirectory.serviceNames().contains(name))
+    }
+
+    @Test func typedServiceSeenFromTheToolsWhileAPeerPublishes() throws {
+        let name = TestSupport.uniqueName("clityped")
+        let peer = try TestSupport.spawnPeer(["ps-pub-forever", name, "7", "1000", "1"])
+        defer {
+            try? TestSupport.aroundDeadPeers {
+                peer.kill(SIGKILL)
+                _ = try peer.wait(timeout: .seconds(10))
+                _ = try TestSupport.runCLI(["cleanup"])
+            }
+        }
+        #expect(try peer.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
+
+        // `shm sub` reads any payload type as bytes: the peer's 16-byte TestSample, producer 7 first.
+        let sub = try TestSupport.runCLI(["sub", name, "--count", "2", "--timeout", "20s", "--json"])
+        #expect(sub.status == .exited(0), "\(sub.error)")
+        let samples = jsonLines(sub.output)
+        #expect(samples.count == 2)
+        #expect(samples.allSatisfy { $0["bytes"] as? Int == 16 && ($0["hex"] as? String)?.hasPrefix("07000000") == true })
+
+        // `shm service` shows the configuration and the live publisher.
+        let shown = try TestSupport.runCLI(["service", name, "--json"])
+        #expect(shown.status == .exited(0), "\(shown.error)")
+        let report = try #require(try json(shown.output) as? [String: Any])
+        #expect(report["pattern"] as? String == "publish/subscribe")
+        #expect((report["payload"] as? String)?.contains("TestSample") == true)
+        let ports = report["ports"] as? [[String: Any]] ?? []
+        #expect(ports.contains { $0["kind"] as? String == "publisher" && $0["pid"] as? Int == Int(peer.pid) && $0["alive"] as? Bool == true })
+        let table = try TestSupport.runCLI(["service", name])
+        #expect(table.output.contains("history:") && table.output.contains("publisher"))
+
+        // `shm ls` lists it with its node.
+        let listed = try TestSupport.runCLI(["ls", "--json"])
+        let everything = try #require(try json(listed.output) as? [String: Any])
+        let services = everything["services"] as? [[String: Any]] ?? []
+        let entry = try #require(services.first { $0["name"] as? String == name })
+        #expect((entry["ports"] as? [String: Int])?["publisher"] == 1)
+        #expect((everything["nodes"] as? [[String: Any]] ?? []).contains { $0["pid"] as? Int == Int(peer.pid) })
+        #expect(try TestSupport.runCLI(["ls"]).output.contains("SERVICE"))
+
+        // `shm hz` measures its rate (the peer publishes every millisecond: well above 10/s, below 1100/s).
+        let hz = try TestSupport.runCLI(["hz", name, "--window", "300ms", "--duration", "1s", "--json"])
+        #expect(hz.status == .exited(0), "\(hz.error)")
+        let windows = jsonLines(hz.output)
+        #expect(windows.count >= 2)
+        #expect(windows.allSatisfy { ($0["msgs_per_s"] as? Double ?? 0) > 10 && ($0["msgs_per_s"] as? Double ?? 0) < 1100 }, "\(windows)")
+
+        // `shm pub` refuses to send bytes into a typed service.
+        let pub = try TestSupport.runCLI(["pub", name, "--message", "x"])
+        #expect(pub.status != .exited(0))
+        #expect(pub.error.contains("TestSample") && pub.error.contains("sends bytes"), "\(pub.error)")
+    }
+
+    @Test func cleanupRemovesTheLeftoversOfAKilledPublisher() throws {
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName("clicleanup")
+            let peer = try TestSupport.spawnPeer(["ps-pub-forever", name, "1", "1000", "0"])
+            #expect(try peer.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
+            peer.kill(SIGKILL)
+            _ = try peer.wait(timeout: .seconds(10))
+            let shown = try TestSupport.runCLI(["service", name])
+            #expect(shown.output.contains("no (dead)"))
+            let cleaned = try TestSupport.runCLI(["cleanup", "--json"])
+            #expect(cleaned.status == .exited(0), "\(cleaned.error)")
+            let report = try #require(try json(cleaned.output) as? [String: Any])
+            #expect((report["removed_services"] as? [String])?.contains(name) == true)
+            #expect((report["dead_ports"] as? [String])?.contains { $0.hasPrefix(name) } == true)
+            let gone = try TestSupport.runCLI(["service", name])
+            #expect(gone.status != .exited(0))
+            #expect(gone.error.contains("no service named '\(name)'"))
+            #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
+        }
+    }
+
+    @Test(arguments: [
+        (["service", "no-such-service-here"], "no service named"),
+        (["service", "bad/name"], "invalid name"),
+        (["sub", "whatever", "--timeout", "soon"], "invalid duration"),
+        (["hz", "whatever", "--window", "fast"], "invalid duration"),
+    ])
+    func badServiceInputFailsClearly(arguments: [String], message: String) throws {
+        let result = try TestSupport.runCLI(arguments)
+        #expect(result.status != .exited(0))
+        #expect(result.error.contains(message), "stderr: \(result.error)")
+    }
+
+    @Test func subGivesUpAfterItsTimeout() throws {
+        let name = TestSupport.uniqueName("cliquiet")
+        let start = monotonicNanoseconds()
+        let result = try TestSupport.runCLI(["sub", name, "--timeout", "300ms"])
+        #expect(result.status == .exited(1))
+        #expect(result.error.contains("no sample within"), "\(result.error)")
+        #expect(monotonicNanoseconds() - start >= 300_000_000)
+        #expect(!ServiceDirectory.serviceNames().contains(name))
+    }
+}
