@@ -106,6 +106,25 @@ func servicePublishBurstAndLeave(_ name: String, count: UInt64) throws {
     print("left after \((monotonicNanoseconds() - start) / 1_000_000) ms")
 }
 
+/// Subscribes and stalls until a line arrives on stdin, then receives until
+/// `expect` samples came or 2 s pass without one, and prints
+/// `got 1,2,… lost N`.
+func serviceSubscribeStalled(_ name: String, buffer: Int, overflow: String, expect: Int) throws {
+    let policy: OverflowPolicy = switch overflow {
+    case "overwrite": .overwriteOldest
+    case "discard": .discard
+    default: .block
+    }
+    let node = try Node(name: "peer-stalled")
+    let service = try testService(node, name, buffer: buffer, overflow: policy)
+    let subscriber = try service.subscriber()
+    print("subscribed")
+    _ = readLine()
+    var got: [UInt64] = []
+    while got.count < expect, let sample = try? subscriber.receive(timeout: .seconds(2)) { got.append(sample.payload.sequence) }
+    print("got \(got.map(String.init).joined(separator: ",")) lost \(subscriber.lostSamples)")
+}
+
 /// Subscribes, takes samples without ever giving them back (a hostile
 /// subscriber), and hangs; to be killed.
 func serviceLeakAndHang(_ name: String) throws {

@@ -159,6 +159,9 @@ do {
     case ("ps-pub-burst", 3):
         try servicePublishBurstAndLeave(args[1], count: UInt64(int(args[2])))
 
+    case ("ps-sub-stalled", 5):
+        try serviceSubscribeStalled(args[1], buffer: int(args[2]), overflow: args[3], expect: int(args[4]))
+
     case ("ps-leak", 2):
         try serviceLeakAndHang(args[1])
 

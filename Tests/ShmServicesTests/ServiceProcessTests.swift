@@ -110,6 +110,42 @@ struct ServiceProcessTests {
         _ = subscriber
     }
 
+    @Test(arguments: [OverflowPolicy.overwriteOldest, .discard, .block])
+    func overflowPolicyWithAStalledSubscriberInAnotherProcess(policy: OverflowPolicy) throws {
+        let name = TestSupport.uniqueName("ovf")
+        let node = try Node(name: "test")
+        let service = try testService(node, name, buffer: 4, overflow: policy)
+        let publisher = try service.publisher()
+        publisher.sendTimeout = .milliseconds(20)
+        let argument = switch policy { case .overwriteOldest: "overwrite"; case .discard: "discard"; case .block: "block" }
+        let expected: [UInt64] = switch policy {
+        case .overwriteOldest: [7, 8, 9, 10]
+        case .discard: [1, 2, 3, 4]
+        case .block: [1, 2, 3, 4, 11, 12]
+        }
+        let peer = try TestSupport.spawnPeer(["ps-sub-stalled", name, "4", argument, String(expected.count)], pipeStandardInput: true)
+        #expect(try peer.readLine(timeout: .seconds(20)) == "subscribed")
+        #expect(try publisher.waitForSubscribers(1, timeout: .seconds(20)))
+        // Ten samples into a queue of four that nobody drains.
+        let start = monotonicNanoseconds()
+        let reached = (1...10).map { (try? publisher.send(copyOf: TestSample(producer: 0, check: 0, sequence: $0))) ?? -1 }
+        #expect(reached == (1...10).map { i in i <= 4 || policy == .overwriteOldest ? 1 : 0 })
+        if policy == .block {
+            // Each of the six blocked sends waited its timeout, then gave up (counted as lost).
+            #expect(monotonicNanoseconds() - start >= 6 * 20_000_000)
+        }
+        try peer.writeToStandardInput(Array("go\n".utf8))
+        if policy == .block {
+            // Now the subscriber drains: blocked sends go through.
+            publisher.sendTimeout = .seconds(20)
+            for sequence: UInt64 in [11, 12] {
+                #expect(try publisher.send(copyOf: TestSample(producer: 0, check: 0, sequence: sequence)) == 1)
+            }
+        }
+        try expectSuccess(peer, timeout: .seconds(30))
+        #expect(peer.outputText.contains("got \(expected.map(String.init).joined(separator: ",")) lost 6"), "\(peer.outputText)")
+    }
+
     @Test func payloadTypeMismatchFromAnotherProcess() throws {
         let name = TestSupport.uniqueName("mismatch")
         let node = try Node(name: "test")
