@@ -22,12 +22,14 @@ import ShmSystem
 /// producer dropped in the meantime is never returned. Values read from
 /// shared memory are the caller's to validate (they are indices into
 /// another structure).
+///
+/// The queue is plain pointers (copying it costs nothing and retains
+/// nothing): whoever attaches keeps the mapping alive.
 public struct IndexQueue: @unchecked Sendable {
     static let magic = SegmentKind("IDXQ")
     static let version: UInt32 = 1
     static let tailOffset = 128, headOffset = 256, entriesOffset = 384
 
-    public let region: MappedBytes
     public let capacity: Int
     @usableFromInline let mask: UInt64
     @usableFromInline let salt: UInt64
@@ -62,7 +64,6 @@ public struct IndexQueue: @unchecked Sendable {
               Int(f[2]) <= region.count else {
             throw .invalidLayout("inconsistent index queue header: capacity \(f[0]), size \(f[2])")
         }
-        self.region = region
         capacity = Int(f[0])
         mask = f[0] - 1
         salt = f[1]
@@ -92,39 +93,31 @@ public struct IndexQueue: @unchecked Sendable {
         return t >= h && t - h <= UInt64(capacity) ? Int(t - h) : 0
     }
 
-    /// The producer's end. Keep one per queue, in the producing process.
-    public final class Producer: @unchecked Sendable {
+    /// What a push did.
+    public enum PushOutcome: Equatable, Sendable {
+        case pushed
+        /// Pushed after dropping this oldest value (overwrite mode).
+        case pushedDropping(UInt64)
+        /// Full, and not overwriting.
+        case full
+    }
+
+    /// The producer's end as plain pointers: the queue and this process's
+    /// view of its positions. Owned by a `Producer`, which frees the state.
+    public struct Writer: @unchecked Sendable {
         public let queue: IndexQueue
         @usableFromInline let state: UnsafeMutablePointer<UInt64> // [tail, cachedHead]
 
-        public init(_ queue: IndexQueue) throws(QueueError) {
-            let t = queue.tail.pointee.load(ordering: .acquiring)
-            let h = queue.head.pointee.load(ordering: .acquiring)
-            guard t >= h, t - h <= UInt64(queue.capacity) else {
-                throw .corruptIndices("index queue head \(h), tail \(t), capacity \(queue.capacity)")
-            }
+        @usableFromInline init(queue: IndexQueue, state: UnsafeMutablePointer<UInt64>) {
             self.queue = queue
-            state = .allocate(capacity: 2)
-            state[0] = t
-            state[1] = h
-        }
-
-        deinit { state.deallocate() }
-
-        /// What a push did.
-        public enum Outcome: Equatable, Sendable {
-            case pushed
-            /// Pushed after dropping this oldest value (overwrite mode).
-            case pushedDropping(UInt64)
-            /// Full, and not overwriting.
-            case full
+            self.state = state
         }
 
         /// Pushes `value`; when full, drops the oldest value if `overwrite`.
         /// `sequentiallyConsistent` publishes with a seq_cst store (needed when
         /// the consumer may sleep: see `Parker`).
         @inlinable
-        public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> Outcome {
+        public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> PushOutcome {
             let t = state[0]
             var dropped: UInt64?
             if t &- state[1] >= UInt64(queue.capacity) {
@@ -171,6 +164,34 @@ public struct IndexQueue: @unchecked Sendable {
         }
     }
 
+    /// The producer's end. Keep one per queue, in the producing process.
+    public final class Producer: @unchecked Sendable {
+        public let writer: Writer
+        public var queue: IndexQueue { writer.queue }
+
+        public typealias Outcome = PushOutcome
+
+        public init(_ queue: IndexQueue) throws(QueueError) {
+            let t = queue.tail.pointee.load(ordering: .acquiring)
+            let h = queue.head.pointee.load(ordering: .acquiring)
+            guard t >= h, t - h <= UInt64(queue.capacity) else {
+                throw .corruptIndices("index queue head \(h), tail \(t), capacity \(queue.capacity)")
+            }
+            let state = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
+            state[0] = t
+            state[1] = h
+            writer = Writer(queue: queue, state: state)
+        }
+
+        deinit { writer.state.deallocate() }
+
+        /// Pushes `value` (see `Writer.push`).
+        @inlinable
+        public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> PushOutcome {
+            try writer.push(value, overwrite: overwrite, sequentiallyConsistent: sequentiallyConsistent)
+        }
+    }
+
     /// Takes the oldest value, or nil if there is none. Single consumer.
     @inlinable
     public func pop() -> UInt64? {
@@ -184,6 +205,22 @@ public struct IndexQueue: @unchecked Sendable {
             if done { return value }
             h = actual // the producer dropped it: look at the new oldest
         }
+    }
+
+    /// Takes the oldest value, or nil if there is none, for a queue whose
+    /// producer never drops values (never pushes with `overwrite: true`):
+    /// head is then this consumer's alone, and advancing it is a plain
+    /// release store instead of a locked compare-and-swap.
+    @inlinable
+    public func popExclusive() -> UInt64? {
+        let h = head.pointee.load(ordering: .relaxed)
+        // SYNC POINT: acquire pairs with the producer's store of this tag in `push`.
+        guard tagWord(h).pointee.load(ordering: .acquiring) == tag(h) else { return nil }
+        let value = entry(h).load(fromByteOffset: 8, as: UInt64.self)
+        // SYNC POINT: release pairs with the producer's acquire load of head
+        // in `push` (the entry's slot may be reused only after we read it).
+        head.pointee.store(h &+ 1, ordering: .releasing)
+        return value
     }
 
     /// True if a value is waiting (seq_cst load: usable as a `Parker` condition).

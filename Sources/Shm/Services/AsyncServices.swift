@@ -43,8 +43,9 @@ extension Subscriber {
             if let sample = try tryReceive() { return sample }
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
-            _ = try await waitOffThePool(parker: inbox.parker, strategy: waiter.strategy, timeout: remaining) { [self] in
-                mayHaveSample()
+            let port = self.port
+            _ = try await waitOffThePool(parker: port.inbox.parker, strategy: port.waiter.strategy, timeout: remaining) {
+                port.mayHaveSample()
             }
         }
     }

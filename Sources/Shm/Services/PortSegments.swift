@@ -8,30 +8,36 @@ import ShmPrimitives
 /// ```text
 /// offset  contents
 ///    0    header: magic "PUBD", version, chunkCount, chunkStride, payloadCapacity,
-///           portID, serviceHash, checksum
+///           portID, serviceHash, payloadOffset, checksum
 /// 4096    chunk[0] … chunk[chunkCount-1], chunkStride bytes each (a multiple of 64):
 ///           +0  sequence UInt64     number of the sample, per publisher
 ///           +8  length   UInt64     payload bytes in this sample
-///           +64 payload[payloadCapacity]
+///           +payloadOffset payload[payloadCapacity]   (16, or the payload's
+///                                   alignment if larger: a small payload shares
+///                                   the header's cache line)
 /// ```
 /// Subscribers check every chunk index and length they receive against
 /// this header before touching the chunk.
 struct PublisherPool: @unchecked Sendable {
     static let kind = SegmentKind("PUBD")
     static let magic = SegmentKind("PUBD")
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let chunksOffset = 4096
-    static let chunkHeader = 64
+    static let headerBytes = 16
 
     let data: MappedBytes
+    let base: UnsafeMutableRawPointer
     let chunkCount: Int
     let chunkStride: Int
     let payloadCapacity: Int
+    let payloadOffset: Int
     let portID: UInt64
+
+    static func payloadOffset(alignment: Int) -> Int { max(headerBytes, alignment) }
 
     static func stride(payloadCapacity: Int, alignment: Int) -> Int {
         let unit = max(64, alignment)
-        return (chunkHeader + payloadCapacity + unit - 1) / unit * unit
+        return (payloadOffset(alignment: alignment) + payloadCapacity + unit - 1) / unit * unit
     }
 
     static func size(chunkCount: Int, payloadCapacity: Int, alignment: Int) -> Int {
@@ -42,32 +48,37 @@ struct PublisherPool: @unchecked Sendable {
         data.view(0..<chunksOffset).fill(with: 0)
         LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: version,
                            fields: [UInt64(chunkCount), UInt64(stride(payloadCapacity: payloadCapacity, alignment: alignment)),
-                                    UInt64(payloadCapacity), portID, serviceHash])
+                                    UInt64(payloadCapacity), portID, serviceHash, UInt64(payloadOffset(alignment: alignment))])
     }
 
     init(_ data: MappedBytes, expectedPortID: UInt64, serviceHash: UInt64, service: String) throws(ServiceError) {
         let f: [UInt64]
-        do { f = try LayoutHeader.read(data, magic: PublisherPool.magic, version: PublisherPool.version, count: 5, what: "publisher pool") }
+        do { f = try LayoutHeader.read(data, magic: PublisherPool.magic, version: PublisherPool.version, count: 6, what: "publisher pool") }
         catch { throw .corrupt(service: service, reason: error.description) }
         guard f[3] == expectedPortID, f[4] == serviceHash else {
             throw .corrupt(service: service, reason: "publisher pool belongs to another port or service")
         }
-        guard f[0] >= 1, f[0] <= 1 << 24, f[2] <= 1 << 34, f[1] >= UInt64(PublisherPool.chunkHeader) + f[2], f[1] % 64 == 0,
+        guard f[0] >= 1, f[0] <= 1 << 24, f[2] <= 1 << 34, f[5] >= UInt64(PublisherPool.headerBytes), f[5] <= 4096,
+              f[1] >= f[5] + f[2], f[1] % 64 == 0,
               UInt64(PublisherPool.chunksOffset) + f[0] * f[1] <= UInt64(data.count) else {
             throw .corrupt(service: service, reason: "publisher pool header does not fit its segment")
         }
         self.data = data
+        base = data.unsafeBaseAddress
         chunkCount = Int(f[0])
         chunkStride = Int(f[1])
         payloadCapacity = Int(f[2])
         portID = f[3]
+        payloadOffset = Int(f[5])
     }
 
+    @inline(__always)
     func chunk(_ index: Int) -> UnsafeMutableRawPointer {
-        data.unsafeBaseAddress + PublisherPool.chunksOffset + index * chunkStride
+        base + PublisherPool.chunksOffset + index * chunkStride
     }
 
-    func payload(_ index: Int) -> UnsafeMutableRawPointer { chunk(index) + PublisherPool.chunkHeader }
+    @inline(__always)
+    func payload(_ index: Int) -> UnsafeMutableRawPointer { chunk(index) + payloadOffset }
 }
 
 /// A subscriber's inbox: segment `svc.<service>.s<portID>`, one connection
@@ -79,12 +90,14 @@ struct PublisherPool: @unchecked Sendable {
 ///           returnCapacity, blockStride, portID, checksum
 ///  128    parker: seq, sleepers — the subscriber sleeps here when it waits
 ///  256    mayPark UInt32 — 1 if the subscriber's wait strategy may sleep
+///  320    epoch UInt32 — bumped by a publisher after it claimed a block, so
+///           the subscriber notices new publishers with one load
 /// 4096    block[0] … block[maxPublishers-1], blockStride bytes each:
 ///           +0   owner     UInt64  portID of the publisher using the block, 0 free
-///           +8   lost      UInt64  samples dropped by the overflow policy
-///           +16  delivered UInt64
-///           +24  attached  UInt64  portID of the publisher whose pool the
+///           +8   attached  UInt64  portID of the publisher whose pool the
 ///                                   subscriber has mapped (0: none yet)
+///           +64  lost      UInt64  samples dropped by the overflow policy  } written by the
+///           +72  delivered UInt64                                          } publisher only
 ///           +128 delivery IndexQueue (publisher → subscriber: chunk references)
 ///           +…   return   IndexQueue (subscriber → publisher: released chunks)
 /// ```
@@ -97,8 +110,8 @@ struct PublisherPool: @unchecked Sendable {
 struct SubscriberInbox: @unchecked Sendable {
     static let kind = SegmentKind("SUBQ")
     static let magic = SegmentKind("SUBQ")
-    static let version: UInt32 = 2
-    static let parkerOffset = 128, mayParkOffset = 256, blocksOffset = 4096
+    static let version: UInt32 = 3
+    static let parkerOffset = 128, mayParkOffset = 256, epochOffset = 320, blocksOffset = 4096
     static let deliveryOffset = 128
 
     let data: MappedBytes
@@ -150,6 +163,10 @@ struct SubscriberInbox: @unchecked Sendable {
         UnsafeMutablePointer(OpaquePointer(data.unsafeBaseAddress + SubscriberInbox.mayParkOffset))
     }
 
+    var epoch: UnsafeMutablePointer<Atomic<UInt32>> {
+        UnsafeMutablePointer(OpaquePointer(data.unsafeBaseAddress + SubscriberInbox.epochOffset))
+    }
+
     func block(_ index: Int) -> MappedBytes {
         data.view(SubscriberInbox.blocksOffset + index * blockStride ..< SubscriberInbox.blocksOffset + (index + 1) * blockStride)
     }
@@ -158,16 +175,16 @@ struct SubscriberInbox: @unchecked Sendable {
         UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress))
     }
 
-    func lost(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    func attached(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
         UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 8))
     }
 
-    func delivered(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 16))
+    func lost(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 64))
     }
 
-    func attached(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 24))
+    func delivered(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 72))
     }
 
     func deliveryRegion(_ index: Int) -> MappedBytes {

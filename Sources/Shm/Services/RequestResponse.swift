@@ -67,8 +67,17 @@ public final class RequestResponseService<Request: BitwiseCopyable, Response: Bi
         catch { throw .corrupt(service: name.value, reason: "request queue: \(error)") }
     }
 
-    public func client() throws(ServiceError) -> Client<Request, Response> { try Client(service: self) }
-    public func server() throws(ServiceError) -> Server<Request, Response> { try Server(service: self) }
+    /// A client: registers in the service and creates its response queue
+    /// (segment `svc.<name>.c<id>`). `waitStrategy` is how it waits for
+    /// room in the request queue and for responses.
+    public func client(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Client<Request, Response> {
+        try Client(service: self, strategy: waitStrategy)
+    }
+
+    /// A server: registers in the service; takes requests from its queue.
+    public func server(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Server<Request, Response> {
+        try Server(service: self, strategy: waitStrategy)
+    }
 
     /// Live servers registered now.
     public var liveServers: Int { attachment.layout.entries(.b).filter { $0.owner.isAlive }.count }

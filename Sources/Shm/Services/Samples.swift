@@ -6,7 +6,7 @@ import ShmPrimitives
 /// `assumeInitialized` (after filling `unsafeBuffer`) turn it into a
 /// `Sample`. Dropping it gives the memory back to the pool.
 public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
-    let publisher: Publisher<Payload>
+    let port: PublisherPort
     let chunk: Int
     /// Elements in this sample (1 for single-value services).
     public let count: Int
@@ -14,23 +14,23 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// allowed for types with reference-counted fields).
     private var handedOver = false
 
-    init(publisher: Publisher<Payload>, chunk: Int, count: Int) {
-        self.publisher = publisher
+    init(port: PublisherPort, chunk: Int, count: Int) {
+        self.port = port
         self.chunk = chunk
         self.count = count
     }
 
     /// The sample's memory in the shared pool, not yet initialized.
     public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
-        UnsafeMutableBufferPointer(start: publisher.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
+        UnsafeMutableBufferPointer(start: port.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
     }
 
     /// Writes `value` (the sample's only element) and returns the sendable sample.
     public consuming func write(_ value: Payload) -> Sample<Payload> {
         precondition(count == 1, "write(_:) is for single-value samples; use unsafeBuffer and assumeInitialized() for slices")
-        publisher.pool.payload(chunk).initializeMemory(as: Payload.self, repeating: value, count: 1)
+        port.pool.payload(chunk).initializeMemory(as: Payload.self, repeating: value, count: 1)
         handedOver = true
-        return Sample(publisher: publisher, chunk: chunk, count: count)
+        return Sample(port: port, chunk: chunk, count: count)
     }
 
     /// Fills the payload with `body` and returns the sendable sample.
@@ -42,35 +42,35 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Declares every element of `unsafeBuffer` written.
     public consuming func assumeInitialized() -> Sample<Payload> {
         handedOver = true
-        return Sample(publisher: publisher, chunk: chunk, count: count)
+        return Sample(port: port, chunk: chunk, count: count)
     }
 
-    deinit { if !handedOver { publisher.returnLoan(chunk) } }
+    deinit { if !handedOver { port.returnLoan(chunk) } }
 }
 
 /// A written sample in a publisher's pool, ready to send. Sending consumes
 /// it; dropping it unsent gives the memory back to the pool.
 public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
-    let publisher: Publisher<Payload>
+    let port: PublisherPort
     let chunk: Int
     public let count: Int
     private var sent = false
 
-    init(publisher: Publisher<Payload>, chunk: Int, count: Int) {
-        self.publisher = publisher
+    init(port: PublisherPort, chunk: Int, count: Int) {
+        self.port = port
         self.chunk = chunk
         self.count = count
     }
 
     /// The payload, in shared memory (single-value samples).
     public var payload: Payload {
-        get { publisher.pool.payload(chunk).load(as: Payload.self) }
-        nonmutating set { publisher.pool.payload(chunk).storeBytes(of: newValue, as: Payload.self) }
+        get { port.pool.payload(chunk).load(as: Payload.self) }
+        nonmutating set { port.pool.payload(chunk).storeBytes(of: newValue, as: Payload.self) }
     }
 
     /// The payload elements, in shared memory.
     public var buffer: UnsafeMutableBufferPointer<Payload> {
-        UnsafeMutableBufferPointer(start: publisher.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
+        UnsafeMutableBufferPointer(start: port.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
     }
 
     /// Delivers the sample to every connected subscriber without copying it;
@@ -78,38 +78,35 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
     @discardableResult
     public consuming func send() throws(ServiceError) -> Int {
         sent = true
-        return try publisher.deliver(chunk: chunk, bytes: count * MemoryLayout<Payload>.stride)
+        return try port.deliver(chunk: chunk, bytes: count * MemoryLayout<Payload>.stride)
     }
 
-    deinit { if !sent { publisher.returnLoan(chunk) } }
+    deinit { if !sent { port.returnLoan(chunk) } }
 }
 
 /// A sample received by a subscriber: read-only, in the publisher's memory.
 /// Dropping it hands the memory back to the publisher.
 public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
-    let subscriber: Subscriber<Payload>
-    let block: Int
-    let generation: UInt64
+    let connection: InboundConnection
     let reference: UInt64
     let address: UnsafeRawPointer
+    let header: UnsafeRawPointer
     /// Elements in this sample.
     public let count: Int
-    /// The publisher's number for this sample (1, 2, …).
-    public let sequence: UInt64
-    /// The publisher that sent it.
-    public let publisherID: UInt64
-
-    init(subscriber: Subscriber<Payload>, block: Int, generation: UInt64, reference: UInt64, address: UnsafeRawPointer,
-         count: Int, sequence: UInt64, publisherID: UInt64) {
-        self.subscriber = subscriber
-        self.block = block
-        self.generation = generation
-        self.reference = reference
-        self.address = address
+    init(delivery: SubscriberPort.Delivery, count: Int) {
+        connection = delivery.connection
+        reference = delivery.reference
+        address = delivery.address
+        header = delivery.header
         self.count = count
-        self.sequence = sequence
-        self.publisherID = publisherID
     }
+
+    /// The publisher that sent it.
+    public var publisherID: UInt64 { connection.publisherID }
+
+    /// The publisher's number for this sample (1, 2, …), read from the
+    /// sample's header only when asked for (one cache line fewer per receive).
+    public var sequence: UInt64 { header.load(as: UInt64.self) }
 
     /// The payload (single-value samples).
     public var payload: Payload { address.loadUnaligned(as: Payload.self) }
@@ -125,5 +122,5 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Hands the sample back now (the same as dropping it).
     public consuming func release() {}
 
-    deinit { subscriber.giveBack(block: block, generation: generation, reference: reference) }
+    deinit { connection.giveBack(reference) }
 }

@@ -43,8 +43,9 @@ public final class WaitSet: @unchecked Sendable {
 
     /// Attaches a subscriber: ready when a sample may be waiting.
     public func attach<P: BitwiseCopyable>(_ subscriber: Subscriber<P>) -> Attachment {
-        add(Entry(parker: subscriber.inbox.parker, isReady: { subscriber.hasSample() },
-                  refresh: { subscriber.updateConnections() }, keepAlive: subscriber))
+        let port = subscriber.port
+        return add(Entry(parker: port.inbox.parker, isReady: { port.hasSample() },
+                         refresh: { port.updateConnections() }, keepAlive: subscriber))
     }
 
     /// Attaches a server: ready when a request is waiting.
@@ -100,22 +101,6 @@ public final class WaitSet: @unchecked Sendable {
             for entry in entries { entry.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) }
             if !ready.isEmpty { return ready }
             if let end, monotonicNanoseconds() >= end { return [] }
-        }
-    }
-}
-
-extension Subscriber {
-    /// True if a sample is waiting in a queue this subscriber is attached to.
-    func hasSample() -> Bool {
-        connections.contains { $0?.delivery.hasValue ?? false }
-    }
-
-    /// True if `tryReceive()` may find a sample, or the connections changed.
-    func mayHaveSample() -> Bool {
-        if connections.contains(where: { $0?.delivery.hasValue ?? false }) { return true }
-        if service.layout.version != knownVersion { return true }
-        return (0..<inbox.maxPublishers).contains { block in
-            inbox.owner(block).pointee.load(ordering: .sequentiallyConsistent) != (connections[block]?.publisherID ?? 0)
         }
     }
 }

@@ -6,7 +6,8 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure; every figure is printed beside baselines from the same run.",
         discussion: "Run release builds: `swift run -c release shm bench …`.",
-        subcommands: [LatencyBenchCommand.self, ThroughputBenchCommand.self, MmapBenchCommand.self]
+        subcommands: [LatencyBenchCommand.self, ThroughputBenchCommand.self, MmapBenchCommand.self, PubSubBenchCommand.self,
+                      RequestResponseBenchCommand.self]
     )
 }
 

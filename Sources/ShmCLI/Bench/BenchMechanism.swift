@@ -17,6 +17,15 @@ enum BenchMechanism: String, CaseIterable, Sendable {
     case unix
     case mq
     case tcp
+    /// Publish/subscribe services both ways (`shm bench pubsub`).
+    case pubsub
+    /// A request/response service (`shm bench rr`).
+    case requestResponse = "rr"
+
+    /// What `shm bench latency` measures unless told otherwise.
+    static let latencyDefaults = allCases.filter { !$0.isService }
+
+    var isService: Bool { self == .pubsub || self == .requestResponse }
 
     /// Row label in tables.
     var label: String {
@@ -31,6 +40,8 @@ enum BenchMechanism: String, CaseIterable, Sendable {
         case .unix: "Unix domain socket"
         case .mq: "POSIX message queue"
         case .tcp: "TCP loopback"
+        case .pubsub: "publish/subscribe"
+        case .requestResponse: "request/response"
         }
     }
 
@@ -96,9 +107,14 @@ enum BenchSetup {
     }
 
     /// Sets up the parent's side; `ringCapacity` overrides the ring size (throughput).
-    static func parent(_ mechanism: BenchMechanism, size: Int, ringCapacity: Int? = nil) throws -> BenchSession {
+    static func parent(_ mechanism: BenchMechanism, size: Int, ringCapacity: Int? = nil,
+                       service: ServiceBenchParameters = .init()) throws -> BenchSession {
         var args = ["--mechanism", mechanism.rawValue, "--size", String(size)]
         switch mechanism {
+        case .pubsub:
+            return try PubSubEndpoint.parentSession(name: segmentName(mechanism, size), size: size, parameters: service)
+        case .requestResponse:
+            return try requestResponseParentSession(name: segmentName(mechanism, size), size: size, parameters: service)
         case .floor, .futex:
             let name = segmentName(mechanism, size)
             let segment = try SharedMemorySegment.create(name, size: 4096)
@@ -185,8 +201,12 @@ enum BenchSetup {
 
     /// Builds the child's side from its arguments.
     static func child(_ mechanism: BenchMechanism, size: Int, name: String?, capacity: Int?, readFD: Int32?,
-                      writeFD: Int32?, port: UInt16?) throws -> any BenchEndpoint {
+                      writeFD: Int32?, port: UInt16?, service: ServiceBenchParameters = .init()) throws -> any BenchEndpoint {
         switch mechanism {
+        case .pubsub:
+            return try PubSubEndpoint(child: name ?? "", size: size, parameters: service)
+        case .requestResponse:
+            return try requestResponseChild(name: name ?? "", size: size, parameters: service)
         case .floor, .futex:
             let segment = try SharedMemorySegment.open(name ?? "")
             return mechanism == .floor ? FloorEndpoint(data: segment.data, parent: false)

@@ -15,15 +15,22 @@ struct BenchPeerCommand: ParsableCommand {
     @Option(name: .customLong("write-fd")) var writeFD: Int32?
     @Option var port: UInt16?
     @Option var count: Int = 0
+    @Option var subscribers: Int = 1
+    @Option var wait: BenchWait = .spin
+    @Flag var streaming = false
 
     func run() throws {
         guard let mechanism = BenchMechanism(rawValue: mechanism) else { throw BenchFailure("unknown mechanism") }
         if let cpu { try? CPU.pinCurrentThread(to: cpu) }
         let endpoint = try BenchSetup.child(mechanism, size: size, name: name, capacity: capacity,
-                                            readFD: readFD, writeFD: writeFD, port: port)
+                                            readFD: readFD, writeFD: writeFD, port: port,
+                                            service: ServiceBenchParameters(subscribers: subscribers, wait: wait, streaming: streaming))
         switch role {
         case "pong": try pong(endpoint)
         case "produce": try produce(endpoint, count: count)
+        case "drain":
+            guard let subscriberSide = endpoint as? PubSubEndpoint else { throw BenchFailure("drain is for pubsub") }
+            try subscriberSide.drain(count: count)
         default: throw BenchFailure("unknown role \(role)")
         }
     }

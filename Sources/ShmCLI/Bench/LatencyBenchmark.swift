@@ -18,7 +18,7 @@ struct LatencyBenchCommand: ParsableCommand {
     @OptionGroup var options: BenchOptions
     @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [8, 64, 512, 4096, 65536, 1 << 20, 4 << 20]
     @Option(help: "Mechanisms (comma-separated); default all.", transform: parseMechanisms)
-    var mechanisms: [BenchMechanism] = BenchMechanism.allCases
+    var mechanisms: [BenchMechanism] = BenchMechanism.latencyDefaults
     @Option(help: "Measuring time per cell and round, seconds.") var duration: Double = 0.2
     @Option(name: .customLong("max-rounds"), help: "Round trips per cell and round at most.") var maxRounds = 200_000
     @Option(help: "Rounds over all cells; ratios are medians over rounds.") var `repeat` = 3
@@ -51,8 +51,7 @@ struct LatencyBenchCommand: ParsableCommand {
     struct Cell {
         let mechanism: BenchMechanism
         let size: Int
-        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000,
-                                          numberOfSignificantValueDigits: .three)
+        var histogram = latencyHistogram()
         var roundP50: [UInt64] = []
         var p50Ratios: [Double] = []
         var p99Ratios: [Double] = []
@@ -120,45 +119,7 @@ struct LatencyBenchCommand: ParsableCommand {
 
     /// One measurement of one cell: a fresh channel and peer process.
     func measure(_ mechanism: BenchMechanism, size: Int, childCPU: Int?) throws -> Histogram<UInt64> {
-        let session = try BenchSetup.parent(mechanism, size: size)
-        let child = try spawnBenchPeer(session, role: "pong", childCPU: childCPU)
-        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000,
-                                          numberOfSignificantValueDigits: .three)
-        do {
-            try pingPong(session.endpoint, histogram: &histogram)
-        } catch {
-            child.kill()
-            _ = try? child.wait(timeout: .seconds(5))
-            throw BenchFailure("\(error); peer: \(child.errorText)")
-        }
-        try finish(child)
-        return histogram
-    }
-
-    /// Warm-up (a tenth of the budget), then timed round trips.
-    func pingPong(_ endpoint: some BenchEndpoint, histogram: inout Histogram<UInt64>) throws {
-        let budget = UInt64(duration * 1e9)
-        var seq: UInt64 = 0
-        let warmupEnd = monotonicNanoseconds() + budget / 10
-        while monotonicNanoseconds() < warmupEnd && seq < UInt64(maxRounds / 10 + 100) {
-            try endpoint.send(seq)
-            guard try endpoint.receive() == seq else { throw BenchFailure("sequence mismatch in warm-up") }
-            seq += 1
-        }
-        let end = monotonicNanoseconds() + budget
-        var rounds = 0
-        while rounds < maxRounds {
-            let t0 = monotonicNanoseconds()
-            try endpoint.send(seq)
-            let echoed = try endpoint.receive()
-            let t1 = monotonicNanoseconds()
-            guard echoed == seq else { throw BenchFailure("sent \(seq), got \(echoed) back") }
-            _ = histogram.record((t1 - t0) / 2)
-            seq += 1
-            rounds += 1
-            if t1 >= end && rounds >= 100 { break }
-        }
-        try endpoint.send(.max) // stop
+        try PingPong(duration: duration, maxRounds: maxRounds).measure(BenchSetup.parent(mechanism, size: size), childCPU: childCPU)
     }
 
     func render(_ rows: [Row]) {

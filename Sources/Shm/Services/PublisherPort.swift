@@ -1,0 +1,454 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The machinery of a publisher, independent of its payload type (so the
+/// hot path runs as plain, non-generic code): the sample pool, the
+/// bookkeeping of who holds which chunk, and the connections to the
+/// subscribers' inboxes.
+///
+/// Hot path of one send, in shared memory: write the chunk's header and
+/// payload, push its reference into each subscriber's delivery queue, bump
+/// the delivered counter (a line only this publisher writes). Released
+/// chunks are collected from the return queues only when the free list runs
+/// dry, so a send does not read lines the subscribers are writing.
+final class PublisherPort: @unchecked Sendable {
+    let attachment: ServiceAttachment
+    let layout: ServiceLayout
+    let config: PublishSubscribeConfig
+    let serviceName: String
+    let portID: UInt64
+    let slotIndex: Int
+    let poolSegment: SharedMemorySegment
+    let pool: PublisherPool
+
+    var sendTimeout: Duration = .seconds(1)
+    var lingerTimeout: Duration = .milliseconds(250)
+
+    /// Scalars the hot path updates, behind a pointer (no exclusivity
+    /// checks, no copy-on-write): this process's memory, not shared.
+    struct Local {
+        var loanedCount = 0
+        var sequence: UInt64 = 0
+        var knownVersion: UInt64 = .max
+        /// Subscribers whose block we could not claim yet.
+        var pendingClaims = 0
+        var sendsSinceSweep = 0
+        /// Entries in `freeChunks`.
+        var freeCount = 0
+        /// Entries in `links`.
+        var linkCount = 0
+    }
+
+    let local: UnsafeMutablePointer<Local>
+    /// Chunks nobody holds (a stack: the most recently freed, warmest, first).
+    let freeChunks: UnsafeMutablePointer<Int32>
+    /// Per chunk: subscribers holding it (queued or borrowed) + 1 if in the
+    /// history + 1 while it is being delivered.
+    let holders: UnsafeMutablePointer<UInt32>
+    let chunkCount: Int
+    var history: [Int] = []
+    /// Every subscriber we know, by port ID.
+    var connections: [UInt64: OutboundConnection] = [:]
+    /// The subscribers we deliver to (block claimed).
+    var active: [DeliveryLink] = [] { didSet { syncLinks() } }
+    /// `active` as plain values for the send loop: no reference counting.
+    let links: UnsafeMutablePointer<DeliveryLink.State>
+
+    init(attachment: ServiceAttachment, config: PublishSubscribeConfig, payloadType: PayloadType) throws(ServiceError) {
+        self.attachment = attachment
+        layout = attachment.layout
+        self.config = config
+        serviceName = attachment.name.value
+        let id = UInt64.random(in: 1...UInt64.max)
+        let chunks = config.chunksPerPublisher
+        let capacity = payloadType.size, alignment = payloadType.alignment
+        let hash = ServiceLayout.hash(attachment.name.value)
+        // The pool exists before the port is registered, so subscribers that
+        // see the registration can always map it.
+        poolSegment = try serviceCall {
+            try SharedMemorySegment.create(attachment.name.portSegmentName("p", id),
+                                           size: PublisherPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: alignment),
+                                           mode: 0o600, kind: PublisherPool.kind, lifetime: .persistent) { data in
+                PublisherPool.initialize(data, chunkCount: chunks, payloadCapacity: capacity, alignment: alignment,
+                                         portID: id, serviceHash: hash)
+            }
+        }
+        pool = try PublisherPool(poolSegment.data, expectedPortID: id, serviceHash: hash, service: attachment.name.value)
+        portID = id
+        chunkCount = chunks
+        local = .allocate(capacity: 1)
+        local.initialize(to: Local())
+        freeChunks = .allocate(capacity: chunks)
+        for i in 0..<chunks { freeChunks[i] = Int32(chunks - 1 - i) }
+        local.pointee.freeCount = chunks
+        holders = .allocate(capacity: chunks)
+        holders.initialize(repeating: 0, count: chunks)
+        links = .allocate(capacity: config.maxSubscribers)
+        do {
+            slotIndex = try layout.register(.a, portID: id, nodeHash: attachment.node.hash) { _ in }
+        } catch {
+            poolSegment.unlinkIfStillLinked()
+            throw error
+        }
+        try updateConnections(force: true)
+    }
+
+    deinit {
+        linger()
+        layout.unregister(.a, index: slotIndex, portID: portID)
+        // Subscribers keep their mappings of the pool; the name goes now.
+        poolSegment.unlinkIfStillLinked()
+        for connection in connections.values {
+            // Leave the block to its subscriber, which recycles it once drained.
+            connection.inbox.parker.wake(count: 1)
+        }
+        local.deallocate()
+        freeChunks.deallocate()
+        holders.deallocate()
+        links.deallocate()
+    }
+
+    func syncLinks() {
+        let count = min(active.count, config.maxSubscribers)
+        for i in 0..<count { (links + i).initialize(to: active[i].state) }
+        local.pointee.linkCount = count
+    }
+
+    /// Waits until every subscriber with samples queued from us has mapped
+    /// our pool, or `lingerTimeout` passed.
+    func linger() {
+        let waiting = active.filter { $0.producer.queue.count > 0 }
+        guard !waiting.isEmpty, lingerTimeout > .zero else { return }
+        let end = monotonicNanoseconds() &+ lingerTimeout.nanoseconds
+        var pause: UInt32 = 20
+        while true {
+            // SYNC POINT: acquire pairs with the subscriber's release store of
+            // `attached` after it mapped our pool.
+            let pending = waiting.filter { $0.attached.pointee.load(ordering: .acquiring) != portID }
+            if pending.isEmpty || monotonicNanoseconds() >= end { return }
+            for link in pending { link.inbox.parker.wake(count: 1) }
+            usleep(pause)
+            pause = min(pause * 2, 5000)
+        }
+    }
+
+    // MARK: Loaning
+
+    /// A free chunk, loaned to the caller.
+    @inline(__always)
+    func takeChunk() throws(ServiceError) -> Int {
+        let state = local
+        guard state.pointee.loanedCount < config.maxLoans else { throw .tooManyLoans(maximum: config.maxLoans) }
+        if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
+        if state.pointee.freeCount == 0 { refill() }
+        guard state.pointee.freeCount > 0 else { throw .poolExhausted(service: serviceName, chunks: chunkCount) }
+        state.pointee.freeCount -= 1
+        state.pointee.loanedCount += 1
+        return Int(freeChunks[state.pointee.freeCount])
+    }
+
+    /// Collects what subscribers released; then, if still nothing is free,
+    /// looks for subscribers that died holding samples.
+    func refill() {
+        reclaimReturns()
+        if local.pointee.freeCount == 0 {
+            sweepDeadSubscribers()
+            reclaimReturns()
+        }
+    }
+
+    func returnLoan(_ chunk: Int) {
+        local.pointee.loanedCount -= 1
+        if holders[chunk] == 0 { free(chunk) }
+    }
+
+    @inline(__always)
+    func free(_ chunk: Int) {
+        freeChunks[local.pointee.freeCount] = Int32(chunk)
+        local.pointee.freeCount += 1
+    }
+
+    // MARK: Sending
+
+    /// Delivers a written chunk to every connected subscriber; returns how many it reached.
+    func deliver(chunk: Int, bytes: Int) throws(ServiceError) -> Int {
+        let state = local
+        state.pointee.loanedCount -= 1
+        state.pointee.sequence &+= 1
+        let header = pool.chunk(chunk)
+        header.storeBytes(of: state.pointee.sequence, as: UInt64.self)
+        header.storeBytes(of: UInt64(bytes), toByteOffset: 8, as: UInt64.self)
+        if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
+        let value = ChunkReference.encode(index: chunk, length: bytes)
+        var reached = 0
+        // Hold the chunk ourselves while delivering: a fast subscriber may
+        // hand it back before we have pushed it to the others.
+        holders[chunk] += 1
+        defer { release(chunk) }
+        for i in 0..<state.pointee.linkCount {
+            if try push(value, chunk: chunk, to: links + i) { reached += 1 }
+        }
+        if config.historySize > 0 {
+            holders[chunk] += 1
+            history.append(chunk)
+            if history.count > config.historySize { release(history.removeFirst()) }
+        }
+        state.pointee.sendsSinceSweep += 1
+        if state.pointee.sendsSinceSweep >= 4096 { sweepDeadSubscribers() }
+        return reached
+    }
+
+    /// Pushes one reference into a subscriber's queue under the overflow policy.
+    @inline(__always)
+    func push(_ value: UInt64, chunk: Int, to pointer: UnsafeMutablePointer<DeliveryLink.State>) throws(ServiceError) -> Bool {
+        let link = pointer.pointee
+        var deadline: UInt64?
+        var spins = 0
+        while true {
+            let outcome: IndexQueue.Producer.Outcome
+            do {
+                outcome = try link.writer.push(value, overwrite: config.overflow == .overwriteOldest,
+                                               sequentiallyConsistent: link.mayPark)
+            } catch {
+                // The subscriber's queue is damaged: stop delivering to it.
+                if let connection = connections[link.portID] { disconnect(connection) }
+                throw .corrupt(service: serviceName, reason: "subscriber \(link.portID): \(error)")
+            }
+            switch outcome {
+            case .pushed:
+                break
+            case .pushedDropping(let dropped):
+                link.count(lost: 1)
+                unhold(ChunkReference.index(dropped), by: link)
+            case .full:
+                if config.overflow == .discard {
+                    link.count(lost: 1)
+                    return false
+                }
+                // .block: wait (bounded) for the subscriber to make room:
+                // spin briefly, then sleep in growing steps.
+                let now = monotonicNanoseconds()
+                if deadline == nil { deadline = now + sendTimeout.nanoseconds }
+                if now >= deadline! {
+                    link.count(lost: 1)
+                    return false
+                }
+                if link.mayPark { link.parker.wakeIfSleeping() }
+                spins += 1
+                if spins < 64 {
+                    for _ in 0..<64 { CPU.relax() }
+                } else {
+                    reclaimReturns()
+                    usleep(spins < 256 ? 1 : 20)
+                }
+                continue
+            }
+            link.outstanding[chunk] += 1
+            holders[chunk] += 1
+            link.count(delivered: 1)
+            if link.mayPark { link.parker.wakeIfSleeping() }
+            return true
+        }
+    }
+
+    // MARK: Pool bookkeeping
+
+    /// Takes back what subscribers released.
+    func reclaimReturns() {
+        for i in 0..<local.pointee.linkCount {
+            let link = links[i]
+            // Return queues are never overwritten: head is ours alone.
+            while let value = link.returns.popExclusive() {
+                let chunk = ChunkReference.index(value)
+                // Never trust a returned index: it must be one we gave this subscriber.
+                guard chunk < chunkCount, link.outstanding[chunk] > 0 else { continue }
+                unhold(chunk, by: link)
+            }
+        }
+    }
+
+    @inline(__always)
+    func unhold(_ chunk: Int, by link: DeliveryLink.State) {
+        guard chunk < chunkCount, link.outstanding[chunk] > 0 else { return }
+        link.outstanding[chunk] -= 1
+        release(chunk)
+    }
+
+    @inline(__always)
+    func release(_ chunk: Int) {
+        guard holders[chunk] > 0 else { return }
+        holders[chunk] -= 1
+        if holders[chunk] == 0 { free(chunk) }
+    }
+
+    // MARK: Connections
+
+    /// Connects to new subscribers and drops departed ones when the service's
+    /// port table changed; retries blocks we could not claim yet.
+    func updateConnections(force: Bool) throws(ServiceError) {
+        let version = layout.version
+        if force || version != local.pointee.knownVersion {
+            local.pointee.knownVersion = version
+            let subscribers = layout.entries(.b)
+            let current = Set(subscribers.map(\.portID))
+            for (id, connection) in connections where !current.contains(id) { disconnect(connection) }
+            for entry in subscribers where connections[entry.portID] == nil {
+                guard let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName("s", entry.portID),
+                                                                  kind: SubscriberInbox.kind, timeout: .milliseconds(100)),
+                      let inbox = try? SubscriberInbox(segment.data, expectedPortID: entry.portID, service: serviceName),
+                      slotIndex < inbox.maxPublishers else { continue }
+                connections[entry.portID] = OutboundConnection(portID: entry.portID, segment: segment, inbox: inbox)
+            }
+        }
+        claimPendingBlocks()
+    }
+
+    /// Claims our block in each subscriber's inbox once it is free.
+    func claimPendingBlocks() {
+        var pending = 0
+        for connection in connections.values where connection.link == nil {
+            let owner = connection.inbox.owner(slotIndex)
+            let claimed = owner.pointee.compareExchange(expected: 0, desired: portID, ordering: .acquiringAndReleasing)
+            guard claimed.exchanged || claimed.original == portID,
+                  let delivery = try? IndexQueue(attaching: connection.inbox.deliveryRegion(slotIndex)),
+                  let producer = try? IndexQueue.Producer(delivery),
+                  let returns = try? IndexQueue(attaching: connection.inbox.returnRegion(slotIndex)) else {
+                pending += 1
+                continue
+            }
+            let link = DeliveryLink(connection: connection, block: slotIndex, producer: producer, returns: returns, chunks: chunkCount)
+            connection.link = link
+            active.append(link)
+            // Late joiner: replay the history, oldest first.
+            let state = UnsafeMutablePointer<DeliveryLink.State>.allocate(capacity: 1)
+            state.initialize(to: link.state)
+            for chunk in history {
+                let bytes = Int(pool.chunk(chunk).load(fromByteOffset: 8, as: UInt64.self))
+                _ = try? push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: state)
+            }
+            state.deallocate()
+            // SYNC POINT: release pairs with the subscriber's acquire load of
+            // the epoch before it scans the owners of its blocks.
+            connection.inbox.epoch.pointee.wrappingAdd(1, ordering: .releasing)
+            connection.inbox.parker.wake(count: 1)
+        }
+        local.pointee.pendingClaims = pending
+    }
+
+    /// Forgets a subscriber and takes back every sample it held.
+    func disconnect(_ connection: OutboundConnection) {
+        if let link = connection.link {
+            for chunk in 0..<chunkCount {
+                while link.state.outstanding[chunk] > 0 { unhold(chunk, by: link.state) }
+            }
+            active.removeAll { $0 === link }
+        } else {
+            local.pointee.pendingClaims = max(0, local.pointee.pendingClaims - 1)
+        }
+        connections[connection.portID] = nil
+    }
+
+    /// Reclaims the service slots of dead subscribers (which bumps the
+    /// service version, so the next update disconnects them).
+    func sweepDeadSubscribers() {
+        local.pointee.sendsSinceSweep = 0
+        let entries = layout.entries(.b)
+        let deadSubscribers = connections.keys.filter { id in !entries.contains { $0.portID == id && $0.owner.isAlive } }
+        guard !deadSubscribers.isEmpty else { return }
+        attachment.reclaimDeadPorts()
+        for id in deadSubscribers { if let connection = connections[id] { disconnect(connection) } }
+    }
+
+    /// Subscribers this publisher delivers to now.
+    var connectedSubscribers: Int { active.count }
+
+    var loanedCount: Int { local.pointee.loanedCount }
+
+    func waitForSubscribers(_ count: Int, timeout: Duration) throws(ServiceError) -> Bool {
+        let end = monotonicNanoseconds() &+ timeout.nanoseconds
+        while true {
+            try updateConnections(force: false)
+            if connectedSubscribers >= count { return true }
+            if monotonicNanoseconds() >= end { return false }
+            usleep(1000)
+        }
+    }
+}
+
+/// A publisher's connection to one subscriber's inbox.
+final class OutboundConnection {
+    let portID: UInt64
+    let segment: SharedMemorySegment
+    let inbox: SubscriberInbox
+    /// Set once our block in the inbox is claimed.
+    var link: DeliveryLink?
+
+    init(portID: UInt64, segment: SharedMemorySegment, inbox: SubscriberInbox) {
+        self.portID = portID
+        self.segment = segment
+        self.inbox = inbox
+    }
+}
+
+/// What a send needs to deliver to one subscriber: its queues in our block
+/// of its inbox, and which of our chunks it holds. Owns that memory; the
+/// send loop works on `state`, a copy of plain values and pointers.
+final class DeliveryLink {
+    /// The hot-path view: no references, so copying it retains nothing.
+    struct State {
+        let portID: UInt64
+        let writer: IndexQueue.Writer
+        let returns: IndexQueue
+        let parker: Parker
+        let lostCounter: UnsafeMutablePointer<Atomic<UInt64>>
+        let deliveredCounter: UnsafeMutablePointer<Atomic<UInt64>>
+        /// The subscriber may sleep: publish with seq_cst and wake it.
+        let mayPark: Bool
+        /// Per chunk: how many references this subscriber holds.
+        let outstanding: UnsafeMutablePointer<UInt16>
+        /// Our running totals: [lost, delivered].
+        let totals: UnsafeMutablePointer<UInt64>
+
+        /// Counters live on a line only the publisher writes: plain stores, no RMW.
+        @inline(__always)
+        func count(delivered n: UInt64) {
+            totals[1] &+= n
+            deliveredCounter.pointee.store(totals[1], ordering: .relaxed)
+        }
+
+        @inline(__always)
+        func count(lost n: UInt64) {
+            totals[0] &+= n
+            lostCounter.pointee.store(totals[0], ordering: .relaxed)
+        }
+    }
+
+    let segment: SharedMemorySegment
+    let inbox: SubscriberInbox
+    let producer: IndexQueue.Producer
+    let attached: UnsafeMutablePointer<Atomic<UInt64>>
+    let state: State
+
+    init(connection: OutboundConnection, block: Int, producer: IndexQueue.Producer, returns: IndexQueue, chunks: Int) {
+        segment = connection.segment
+        inbox = connection.inbox
+        self.producer = producer
+        attached = inbox.attached(block)
+        let outstanding = UnsafeMutablePointer<UInt16>.allocate(capacity: chunks)
+        outstanding.initialize(repeating: 0, count: chunks)
+        let totals = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
+        totals.initialize(repeating: 0, count: 2)
+        state = State(portID: connection.portID, writer: producer.writer, returns: returns, parker: inbox.parker,
+                      lostCounter: inbox.lost(block), deliveredCounter: inbox.delivered(block),
+                      mayPark: inbox.mayPark.pointee.load(ordering: .relaxed) != 0, outstanding: outstanding, totals: totals)
+    }
+
+    deinit {
+        state.outstanding.deallocate()
+        state.totals.deallocate()
+    }
+}

@@ -1,0 +1,384 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// The machinery of a subscriber, independent of its payload type: the
+/// inbox segment, the connections to publishers' pools, and the hand-back
+/// of released samples.
+///
+/// Hot path of one receive: two loads that normally hit this core's cache
+/// (the service's version and the inbox epoch: has anyone arrived or
+/// left?), then a pop from each connected publisher's delivery queue — one
+/// cache-line transfer for the queue entry, one for the payload when the
+/// caller reads it.
+final class SubscriberPort: @unchecked Sendable {
+    let attachment: ServiceAttachment
+    let layout: ServiceLayout
+    let serviceName: String
+    let serviceHash: UInt64
+    let maxBorrowed: Int
+    /// Overflow policy "overwrite oldest": publishers may take entries from
+    /// our delivery queues, so popping needs a compare-and-swap.
+    let producersDrop: Bool
+    /// Bytes per element, and the smallest valid sample (single-value services).
+    let elementStride: Int
+    let minimumBytes: Int
+    let portID: UInt64
+    let slotIndex: Int
+    let inboxSegment: SharedMemorySegment
+    let inbox: SubscriberInbox
+    let epoch: UnsafeMutablePointer<Atomic<UInt32>>
+    var waiter: Waiter
+
+    /// Scalars the hot path updates, behind a pointer (no exclusivity
+    /// checks); shared with the connections, which outlive us while a
+    /// sample from them is borrowed.
+    struct Local {
+        var borrowed = 0
+        var nextActive = 0
+        var knownVersion: UInt64 = .max
+        var knownEpoch: UInt32 = .max
+        /// A block needs another look (a pool not mappable yet, a gone
+        /// publisher's block still draining): the slow path runs every time.
+        var unsettled = false
+        /// Samples this subscriber found damaged and skipped.
+        var corruptSamples = 0
+        /// Entries in `inbound`.
+        var inboundCount = 0
+    }
+
+    let localBox: LocalBox<Local>
+    var local: UnsafeMutablePointer<Local> { localBox.pointer }
+    /// By block: the publisher connection using it, if attached.
+    var connections: [InboundConnection?]
+    /// The attached connections.
+    var active: [InboundConnection] = [] { didSet { syncInbound() } }
+    /// `active` as plain values for the receive loop: no reference counting.
+    let inbound: UnsafeMutablePointer<InboundConnection.State>
+    var registeredPublishers = Set<UInt64>()
+
+    init(attachment: ServiceAttachment, config: PublishSubscribeConfig, deliveryCapacity: Int, returnCapacity: Int,
+         elementStride: Int, minimumBytes: Int, waitStrategy: WaitStrategy) throws(ServiceError) {
+        self.attachment = attachment
+        layout = attachment.layout
+        serviceName = attachment.name.value
+        serviceHash = ServiceLayout.hash(attachment.name.value)
+        maxBorrowed = config.maxBorrowed
+        producersDrop = config.overflow == .overwriteOldest
+        self.elementStride = elementStride
+        self.minimumBytes = minimumBytes
+        let id = UInt64.random(in: 1...UInt64.max)
+        let maxPublishers = config.maxPublishers
+        inboxSegment = try serviceCall {
+            try SharedMemorySegment.create(attachment.name.portSegmentName("s", id),
+                                           size: SubscriberInbox.size(maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
+                                                                      returnCapacity: returnCapacity),
+                                           kind: SubscriberInbox.kind, lifetime: .persistent) { data in
+                try SubscriberInbox.initialize(data, maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
+                                               returnCapacity: returnCapacity, portID: id)
+            }
+        }
+        inbox = try SubscriberInbox(inboxSegment.data, expectedPortID: id, service: attachment.name.value)
+        epoch = inbox.epoch
+        localBox = LocalBox(Local())
+        inbound = .allocate(capacity: config.maxPublishers)
+        if case .busySpin = waitStrategy {
+            inbox.mayPark.pointee.store(0, ordering: .sequentiallyConsistent)
+        } else {
+            inbox.mayPark.pointee.store(1, ordering: .sequentiallyConsistent)
+        }
+        portID = id
+        waiter = Waiter(waitStrategy)
+        connections = Array(repeating: nil, count: maxPublishers)
+        do {
+            slotIndex = try layout.register(.b, portID: id, nodeHash: attachment.node.hash) { _ in }
+        } catch {
+            inboxSegment.unlinkIfStillLinked()
+            throw error
+        }
+        updateConnections()
+    }
+
+    deinit {
+        layout.unregister(.b, index: slotIndex, portID: portID)
+        inboxSegment.unlinkIfStillLinked()
+        inbound.deallocate()
+    }
+
+    func syncInbound() {
+        let count = min(active.count, inbox.maxPublishers)
+        for i in 0..<count { (inbound + i).initialize(to: active[i].state) }
+        local.pointee.inboundCount = count
+    }
+
+    // MARK: Receiving
+
+    /// A sample reference taken from a delivery queue, checked against its pool.
+    struct Delivery {
+        let connection: InboundConnection
+        let reference: UInt64
+        let address: UnsafeRawPointer
+        let header: UnsafeRawPointer
+        let bytes: Int
+    }
+
+    /// The next sample from any publisher, or nil if none is waiting.
+    @inline(__always)
+    func tryReceive() throws(ServiceError) -> Delivery? {
+        let state = local
+        // SYNC POINT: acquire pairs with the publisher's release bump of the
+        // epoch after it claimed a block.
+        if state.pointee.unsettled || epoch.pointee.load(ordering: .acquiring) != state.pointee.knownEpoch
+            || layout.version != state.pointee.knownVersion {
+            updateConnections()
+        }
+        guard state.pointee.borrowed < maxBorrowed else { throw .tooManyBorrowed(maximum: maxBorrowed) }
+        let count = state.pointee.inboundCount
+        if count == 0 { return nil }
+        var index = state.pointee.nextActive < count ? state.pointee.nextActive : 0
+        for _ in 0..<count {
+            let connection = inbound + index
+            index = index + 1 == count ? 0 : index + 1
+            let taken = producersDrop ? connection.pointee.delivery.pop() : connection.pointee.delivery.popExclusive()
+            if let value = taken {
+                state.pointee.nextActive = index
+                return try delivery(from: value, connection: connection)
+            }
+        }
+        return nil
+    }
+
+    @inline(__always)
+    func delivery(from value: UInt64, connection: UnsafeMutablePointer<InboundConnection.State>) throws(ServiceError) -> Delivery {
+        let c = connection.pointee
+        let chunk = ChunkReference.index(value), bytes = ChunkReference.length(value)
+        guard chunk < c.chunkCount, bytes <= c.payloadCapacity, bytes % elementStride == 0, bytes >= minimumBytes else {
+            local.pointee.corruptSamples += 1
+            throw .corrupt(service: serviceName,
+                           reason: "publisher \(c.publisherID) sent chunk \(chunk) of \(bytes) bytes, outside its pool; skipped")
+        }
+        local.pointee.borrowed += 1
+        let header = c.poolChunks + chunk * c.chunkStride
+        return Delivery(connection: c.connection.takeUnretainedValue(), reference: value,
+                        address: UnsafeRawPointer(header + c.payloadOffset), header: UnsafeRawPointer(header), bytes: bytes)
+    }
+
+    /// Waits for the next sample with the wait strategy, at most until `end`.
+    func receive(until end: UInt64?, timeout: Duration?) throws(ServiceError) -> Delivery {
+        while true {
+            if let delivery = try tryReceive() { return delivery }
+            if !waitForSample(until: end) { throw .timedOut(timeout) }
+        }
+    }
+
+    /// Waits until a sample may be there, a publisher claimed or left a
+    /// block of our inbox, or the port table changed.
+    func waitForSample(until end: UInt64?) -> Bool {
+        let queues = active.map(\.delivery)
+        let layout = self.layout, version = local.pointee.knownVersion, epoch = self.epoch, seenEpoch = local.pointee.knownEpoch
+        return waiter.wait(on: inbox.parker, deadline: end, slice: 50_000_000) {
+            queues.contains { $0.hasValue } || layout.version != version
+                || epoch.pointee.load(ordering: .sequentiallyConsistent) != seenEpoch
+        } keepWaiting: { true }
+    }
+
+    /// True if a sample is waiting in a queue this subscriber is attached to.
+    func hasSample() -> Bool { active.contains { $0.delivery.hasValue } }
+
+    /// True if `tryReceive()` may find a sample, or the connections changed.
+    func mayHaveSample() -> Bool {
+        hasSample() || local.pointee.unsettled || layout.version != local.pointee.knownVersion
+            || epoch.pointee.load(ordering: .sequentiallyConsistent) != local.pointee.knownEpoch
+    }
+
+    var backlog: Int { active.reduce(0) { $0 + $1.delivery.count } }
+
+    var lostSamples: UInt64 {
+        (0..<inbox.maxPublishers).reduce(0) { $0 &+ inbox.lost($1).pointee.load(ordering: .relaxed) }
+    }
+
+    // MARK: Connections
+
+    /// Attaches to blocks that publishers claimed; recycles blocks whose
+    /// publisher is gone once they are drained.
+    func updateConnections() {
+        // SYNC POINT: acquire pairs with the publishers' release bumps of the
+        // epoch; loaded before the owners so a later claim is noticed next time.
+        local.pointee.knownEpoch = epoch.pointee.load(ordering: .acquiring)
+        let version = layout.version
+        if version != local.pointee.knownVersion { refreshPublishers(version) }
+        var settled = true
+        for block in 0..<inbox.maxPublishers {
+            // SYNC POINT: acquire pairs with the publisher's CAS claiming the block.
+            let owner = inbox.owner(block).pointee.load(ordering: .acquiring)
+            if let connection = connections[block] {
+                if connection.publisherID == owner {
+                    if !registeredPublishers.contains(owner) {
+                        // Its publisher left: recycle once drained and nothing borrowed.
+                        if connection.delivery.count == 0 && local.pointee.borrowed == 0 {
+                            refreshPublishers(layout.version)
+                            if !registeredPublishers.contains(owner) { recycle(block) }
+                        } else {
+                            settled = false
+                        }
+                    }
+                    continue
+                }
+                detach(block)
+            }
+            guard owner != 0 else { continue }
+            if !registeredPublishers.contains(owner) {
+                // A publisher registers before it claims a block, so our
+                // snapshot may simply be older than its claim: look again.
+                refreshPublishers(layout.version)
+                if !registeredPublishers.contains(owner) {
+                    // Claimed by a publisher that has gone before we attached.
+                    // Its pool may still be there (a killed publisher not yet
+                    // reclaimed): then read what it queued; else let go.
+                    if !inboxHasQueued(block) || !attach(block, publisherID: owner) { recycle(block) }
+                    settled = false
+                    continue
+                }
+            }
+            // A pool we cannot map yet is tried again next time.
+            if !attach(block, publisherID: owner) { settled = false }
+        }
+        local.pointee.unsettled = !settled
+    }
+
+    /// Publishers registered (and alive) in the service now.
+    func refreshPublishers(_ version: UInt64) {
+        local.pointee.knownVersion = version
+        registeredPublishers = Set(layout.entries(.a).filter { $0.owner.isAlive }.map(\.portID))
+    }
+
+    func inboxHasQueued(_ block: Int) -> Bool {
+        (try? IndexQueue(attaching: inbox.deliveryRegion(block)))?.hasValue ?? false
+    }
+
+    /// Maps the pool of the publisher that claimed `block` and attaches to
+    /// the block's queues; false if the pool cannot be mapped (yet).
+    func attach(_ block: Int, publisherID: UInt64) -> Bool {
+        guard let delivery = try? IndexQueue(attaching: inbox.deliveryRegion(block)),
+              let returns = try? IndexQueue(attaching: inbox.returnRegion(block)),
+              let producer = try? IndexQueue.Producer(returns) else {
+            recycle(block)
+            return true
+        }
+        guard let poolSegment = try? SharedMemorySegment.open(attachment.name.portSegmentName("p", publisherID),
+                                                              access: .readOnly, kind: PublisherPool.kind, timeout: .milliseconds(100)),
+              let pool = try? PublisherPool(poolSegment.data, expectedPortID: publisherID, serviceHash: serviceHash,
+                                            service: serviceName) else { return false }
+        let connection = InboundConnection(block: block, publisherID: publisherID, pool: pool, poolSegment: poolSegment,
+                                           inboxSegment: inboxSegment, delivery: delivery, returns: producer, local: localBox)
+        connections[block] = connection
+        active.append(connection)
+        // SYNC POINT: release pairs with the acquire load in the publisher's
+        // linger: once it reads its ID here, our mapping of its pool exists.
+        inbox.attached(block).pointee.store(publisherID, ordering: .releasing)
+        return true
+    }
+
+    func detach(_ block: Int) {
+        guard let connection = connections[block] else { return }
+        connection.detached.pointee = true
+        connections[block] = nil
+        active.removeAll { $0 === connection }
+    }
+
+    /// Lays the block out afresh and frees it for the next publisher.
+    func recycle(_ block: Int) {
+        detach(block)
+        let owner = inbox.owner(block)
+        let current = owner.pointee.load(ordering: .acquiring)
+        guard current != 0 else { return }
+        try? inbox.resetBlock(block)
+        // SYNC POINT: release pairs with the publisher's CAS claiming the block.
+        _ = owner.pointee.compareExchange(expected: current, desired: 0, ordering: .acquiringAndReleasing)
+    }
+
+    /// Test hook: takes every waiting sample reference and never gives it
+    /// back, as a buggy or hostile subscriber would. Returns how many.
+    func leakForTesting() -> Int {
+        updateConnections()
+        var leaked = 0
+        for connection in active {
+            while connection.delivery.pop() != nil { leaked += 1 } // (a CAS pop is valid for every queue)
+        }
+        return leaked
+    }
+}
+
+/// A heap cell that stays as long as anyone references the box.
+final class LocalBox<Value> {
+    let pointer: UnsafeMutablePointer<Value>
+    init(_ value: Value) {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: value)
+    }
+    deinit {
+        pointer.deinitialize(count: 1)
+        pointer.deallocate()
+    }
+}
+
+/// A subscriber's connection to one publisher: its pool (mapped read-only)
+/// and the block of our inbox it delivers into. A received sample holds its
+/// connection, which keeps both mappings alive for as long as the sample.
+final class InboundConnection {
+    /// The hot-path view: plain values and pointers, plus an unretained
+    /// reference to the connection (`active` holds it).
+    struct State {
+        let delivery: IndexQueue
+        let connection: Unmanaged<InboundConnection>
+        let publisherID: UInt64
+        let poolChunks: UnsafeRawPointer
+        let chunkCount: Int
+        let chunkStride: Int
+        let payloadCapacity: Int
+        let payloadOffset: Int
+    }
+
+    let block: Int
+    let publisherID: UInt64
+    let poolSegment: SharedMemorySegment
+    let inboxSegment: SharedMemorySegment
+    let pool: PublisherPool
+    let delivery: IndexQueue
+    let returns: IndexQueue.Producer
+    let local: LocalBox<SubscriberPort.Local>
+    /// Set when the subscriber let go of the block (its publisher is gone):
+    /// samples released afterwards are not handed back.
+    let detached: UnsafeMutablePointer<Bool>
+
+    init(block: Int, publisherID: UInt64, pool: PublisherPool, poolSegment: SharedMemorySegment,
+         inboxSegment: SharedMemorySegment, delivery: IndexQueue, returns: IndexQueue.Producer,
+         local: LocalBox<SubscriberPort.Local>) {
+        self.block = block
+        self.publisherID = publisherID
+        self.poolSegment = poolSegment
+        self.inboxSegment = inboxSegment
+        self.pool = pool
+        self.delivery = delivery
+        self.returns = returns
+        self.local = local
+        detached = .allocate(capacity: 1)
+        detached.initialize(to: false)
+    }
+
+    deinit { detached.deallocate() }
+
+    var state: State {
+        State(delivery: delivery, connection: Unmanaged.passUnretained(self), publisherID: publisherID,
+              poolChunks: UnsafeRawPointer(pool.chunk(0)), chunkCount: pool.chunkCount, chunkStride: pool.chunkStride,
+              payloadCapacity: pool.payloadCapacity, payloadOffset: pool.payloadOffset)
+    }
+
+    /// Called when a sample received through this connection is dropped.
+    @inline(__always)
+    func giveBack(_ reference: UInt64) {
+        local.pointer.pointee.borrowed -= 1
+        guard !detached.pointee else { return }
+        _ = try? returns.writer.push(reference, overwrite: false, sequentiallyConsistent: false)
+    }
+}

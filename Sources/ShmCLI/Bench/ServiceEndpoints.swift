@@ -1,0 +1,292 @@
+import ArgumentParser
+import Shm
+
+/// How a service benchmark's receivers wait.
+enum BenchWait: String, CaseIterable, ExpressibleByArgument, Sendable {
+    /// Poll `tryReceive()` in a loop (as the iceoryx2 benchmarks do).
+    case spin
+    /// `receive(timeout:)` with the default spin-then-park strategy.
+    case `default`
+    /// `receive(timeout:)` parking on the futex at once.
+    case block
+
+    var strategy: WaitStrategy {
+        switch self {
+        case .spin: .busySpin
+        case .default: .default
+        case .block: .block
+        }
+    }
+}
+
+/// What both sides of a service benchmark must agree on.
+struct ServiceBenchParameters: Sendable {
+    var subscribers = 1
+    var wait = BenchWait.spin
+    /// Streaming (throughput) rather than ping-pong: deeper buffers.
+    var streaming = false
+
+    var childArguments: [String] {
+        ["--subscribers", String(subscribers), "--wait", wait.rawValue] + (streaming ? ["--streaming"] : [])
+    }
+}
+
+// MARK: - Publish/subscribe
+
+/// Publish/subscribe both ways. Service `<name>.a`: the parent publishes,
+/// the peer has `subscribers` subscribers. Service `<name>.b`: the peer
+/// publishes, the parent subscribes. Zero-copy: each sample is loaned in the
+/// publisher's pool, only its 8-byte sequence number is written, and it is
+/// read in place.
+///
+/// The peer returns a sequence number from `receive()` once *every* one of
+/// its subscribers has it, so a ping-pong round measures delivery to all N.
+final class PubSubEndpoint: BenchEndpoint {
+    let size: Int
+    let parameters: ServiceBenchParameters
+    let node: Node
+    let outbound: PublishSubscribeService<UInt8>
+    let inbound: PublishSubscribeService<UInt8>
+    let publisher: Publisher<UInt8>
+    let subscribers: [Subscriber<UInt8>]
+
+    /// Identical on both sides: deep enough buffers to stream, small pools for large payloads.
+    static func config(_ parameters: ServiceBenchParameters, size: Int) -> PublishSubscribeConfig {
+        let buffer = parameters.streaming ? max(2, min(256, (256 << 20) / max(1, size * parameters.subscribers))) : 2
+        return PublishSubscribeConfig(maxPublishers: 1, maxSubscribers: parameters.subscribers, subscriberBufferSize: buffer,
+                                      historySize: 0, maxLoans: 1, maxBorrowed: 1, overflow: .block)
+    }
+
+    private init(size: Int, parameters: ServiceBenchParameters, name: String, parent: Bool) throws {
+        self.size = size
+        self.parameters = parameters
+        node = try Node(name: parent ? "bench" : "bench-peer")
+        let config = Self.config(parameters, size: size)
+        let a = try node.publishSubscribe(name + ".a", slicesOf: UInt8.self, maxLength: size, config: config)
+        let b = try node.publishSubscribe(name + ".b", slicesOf: UInt8.self, maxLength: size, config: config)
+        outbound = parent ? a : b
+        inbound = parent ? b : a
+        publisher = try outbound.publisher()
+        publisher.sendTimeout = benchReceiveTimeout
+        let count = parent ? 1 : parameters.subscribers
+        let service = parent ? b : a
+        subscribers = try (0..<count).map { _ in try service.subscriber(waitStrategy: parameters.wait.strategy) }
+    }
+
+    /// The parent's side; the session waits for the peer's subscribers after spawning it.
+    static func parentSession(name: String, size: Int, parameters: ServiceBenchParameters) throws -> BenchSession {
+        let endpoint = try PubSubEndpoint(size: size, parameters: parameters, name: name, parent: true)
+        let session = BenchSession(endpoint: endpoint,
+                                   childArguments: ["--mechanism", BenchMechanism.pubsub.rawValue, "--size", String(size),
+                                                    "--name", name] + parameters.childArguments)
+        session.afterSpawn = {
+            guard try endpoint.publisher.waitForSubscribers(parameters.subscribers, timeout: .seconds(20)) else {
+                throw BenchFailure("the peer's \(parameters.subscribers) subscriber(s) did not connect")
+            }
+        }
+        return session
+    }
+
+    /// The peer's side: its subscribers exist once this returns; it waits for the parent's.
+    convenience init(child name: String, size: Int, parameters: ServiceBenchParameters) throws {
+        try self.init(size: size, parameters: parameters, name: name, parent: false)
+        guard try publisher.waitForSubscribers(1, timeout: .seconds(20)) else { throw BenchFailure("the parent's subscriber is gone") }
+    }
+
+    func send(_ seq: UInt64) throws {
+        let sample = try publisher.loanUninitialized(count: size)
+        UnsafeMutableRawPointer(sample.unsafeBuffer.baseAddress!).storeBytes(of: seq, as: UInt64.self)
+        _ = try sample.assumeInitialized().send()
+    }
+
+    func receive() throws -> UInt64 {
+        let seq = try next(from: subscribers[0])
+        for subscriber in subscribers.dropFirst() {
+            let other = try next(from: subscriber)
+            guard other == seq else { throw BenchFailure("subscribers disagree: \(seq) and \(other)") }
+        }
+        return seq
+    }
+
+    /// The next sequence number from one subscriber, waiting as configured.
+    func next(from subscriber: Subscriber<UInt8>) throws -> UInt64 {
+        guard parameters.wait == .spin else {
+            return try subscriber.receive(timeout: benchReceiveTimeout).bytes.load(as: UInt64.self)
+        }
+        var spins: UInt32 = 0
+        var deadline: UInt64 = 0
+        while true {
+            if let sample = try subscriber.tryReceive() { return sample.bytes.load(as: UInt64.self) }
+            spins &+= 1
+            if spins & 0xfff == 0 {
+                let now = monotonicNanoseconds()
+                if deadline == 0 { deadline = now + benchReceiveTimeout.nanoseconds } else if now > deadline { throw BenchFailure("peer silent") }
+            }
+        }
+    }
+
+    /// Streams `count` samples as fast as the subscribers take them
+    /// (`.block` overflow: none is lost); returns nanoseconds until the peer
+    /// acknowledged the last one.
+    func stream(count: Int) throws -> UInt64 {
+        let start = monotonicNanoseconds()
+        for seq in 0..<UInt64(count) { try send(seq) }
+        guard try next(from: subscribers[0]) == .max else { throw BenchFailure("bad acknowledgement") }
+        return monotonicNanoseconds() - start
+    }
+
+    /// The peer's side of `stream`: drains every subscriber round robin,
+    /// checking each one's sequence numbers, then acknowledges.
+    func drain(count: Int) throws {
+        var expected = [UInt64](repeating: 0, count: subscribers.count)
+        var remaining = subscribers.count
+        let deadline = monotonicNanoseconds() + 6 * benchReceiveTimeout.nanoseconds
+        var idle: UInt32 = 0
+        while remaining > 0 {
+            var progressed = false
+            for (i, subscriber) in subscribers.enumerated() where expected[i] < UInt64(count) {
+                while expected[i] < UInt64(count), let sample = try subscriber.tryReceive() {
+                    let seq = sample.bytes.load(as: UInt64.self)
+                    guard seq == expected[i] else { throw BenchFailure("subscriber \(i): expected \(expected[i]), got \(seq)") }
+                    expected[i] += 1
+                    progressed = true
+                }
+                if expected[i] == UInt64(count) { remaining -= 1 }
+            }
+            if !progressed {
+                idle &+= 1
+                if idle & 0xfff == 0, monotonicNanoseconds() > deadline { throw BenchFailure("publisher stalled at \(expected)") }
+            }
+        }
+        try send(.max)
+    }
+}
+
+// MARK: - Request/response
+
+/// Fixed-size request and response of `8 * (words + 1)` bytes; the first
+/// word carries the sequence number.
+struct BenchMessage<let words: Int>: BitwiseCopyable {
+    var seq: UInt64
+    var rest: InlineArray<words, UInt64>
+
+    init(_ seq: UInt64) {
+        self.seq = seq
+        rest = .init(repeating: 0x5a5a_5a5a_5a5a_5a5a)
+    }
+}
+
+protocol BenchMessageType: BitwiseCopyable {
+    init(_ seq: UInt64)
+    var seq: UInt64 { get }
+}
+
+extension BenchMessage: BenchMessageType {}
+
+/// Message sizes `shm bench rr` supports (request/response messages are
+/// typed values, copied into and out of the queues).
+let requestResponseSizes = [8, 64, 512, 4096]
+
+/// Calls `body` with the message type of `size` bytes.
+func withBenchMessageType<R>(size: Int, _ body: (any BenchMessageType.Type) throws -> R) throws -> R {
+    switch size {
+    case 8: try body(BenchMessage<0>.self)
+    case 64: try body(BenchMessage<7>.self)
+    case 512: try body(BenchMessage<63>.self)
+    case 4096: try body(BenchMessage<511>.self)
+    default: throw BenchFailure("request/response sizes are \(requestResponseSizes.map(String.init).joined(separator: ", ")) bytes")
+    }
+}
+
+/// One request/response service `<name>`: the parent is the client, the
+/// peer the server, which answers every request with the same sequence number.
+final class RequestResponseEndpoint<Message: BenchMessageType>: BenchEndpoint {
+    let size = MemoryLayout<Message>.size
+    let node: Node
+    let service: RequestResponseService<Message, Message>
+    let client: Client<Message, Message>?
+    let server: Server<Message, Message>?
+    /// Requests sent whose response is still to come (client), oldest first.
+    var pending: [PendingResponse<Message, Message>] = []
+    var pendingHead = 0
+    /// The request being answered (server).
+    var active: ActiveRequest<Message, Message>?
+
+    static func config() -> RequestResponseConfig { RequestResponseConfig(maxClients: 1, maxServers: 1, queueDepth: 64) }
+
+    init(name: String, parent: Bool, wait: BenchWait) throws {
+        node = try Node(name: parent ? "bench" : "bench-peer")
+        service = try node.requestResponse(name, request: Message.self, response: Message.self, config: Self.config())
+        client = parent ? try service.client(waitStrategy: wait.strategy) : nil
+        server = parent ? nil : try service.server(waitStrategy: wait.strategy)
+    }
+
+    func send(_ seq: UInt64) throws {
+        if let client {
+            pending.append(try client.send(Message(seq), timeout: benchReceiveTimeout))
+        } else if let active {
+            try active.respond(Message(seq), timeout: benchReceiveTimeout)
+            self.active = nil
+        } else if seq != .max {
+            throw BenchFailure("no request to answer")
+        }
+    }
+
+    func receive() throws -> UInt64 {
+        if client != nil {
+            guard pendingHead < pending.count else { throw BenchFailure("no request outstanding") }
+            let response = try pending[pendingHead].response(timeout: benchReceiveTimeout)
+            pendingHead += 1
+            if pendingHead == pending.count { pending.removeAll(keepingCapacity: true); pendingHead = 0 }
+            return response.seq
+        }
+        let request = try server!.receive(timeout: benchReceiveTimeout)
+        active = request
+        return request.request.seq
+    }
+
+    /// Pipelined requests: keeps up to `window` outstanding; returns
+    /// nanoseconds until the last response arrived.
+    func stream(count: Int, window: Int) throws -> UInt64 {
+        let start = monotonicNanoseconds()
+        var sent: UInt64 = 0, received: UInt64 = 0
+        while received < UInt64(count) {
+            while sent < UInt64(count) && sent - received < UInt64(window) {
+                try send(sent)
+                sent += 1
+            }
+            let seq = try receive()
+            guard seq == received else { throw BenchFailure("expected response \(received), got \(seq)") }
+            received += 1
+        }
+        return monotonicNanoseconds() - start
+    }
+}
+
+/// Type-erased access to a request/response endpoint's streaming.
+protocol RequestStreaming: BenchEndpoint {
+    func stream(count: Int, window: Int) throws -> UInt64
+}
+
+extension RequestResponseEndpoint: RequestStreaming {}
+
+func requestResponseParentSession(name: String, size: Int, parameters: ServiceBenchParameters) throws -> BenchSession {
+    try withBenchMessageType(size: size) { type in
+        func make<M: BenchMessageType>(_: M.Type) throws -> BenchSession {
+            let endpoint = try RequestResponseEndpoint<M>(name: name, parent: true, wait: parameters.wait)
+            return BenchSession(endpoint: endpoint,
+                                childArguments: ["--mechanism", BenchMechanism.requestResponse.rawValue, "--size", String(size),
+                                                 "--name", name] + parameters.childArguments)
+        }
+        return try make(type)
+    }
+}
+
+func requestResponseChild(name: String, size: Int, parameters: ServiceBenchParameters) throws -> any BenchEndpoint {
+    try withBenchMessageType(size: size) { type in
+        func make<M: BenchMessageType>(_: M.Type) throws -> any BenchEndpoint {
+            try RequestResponseEndpoint<M>(name: name, parent: false, wait: parameters.wait)
+        }
+        return try make(type)
+    }
+}
