@@ -41,6 +41,32 @@ struct PublishSubscribeTests {
         #expect(try subscriber.receive(timeout: .seconds(1)).payload.sequence == 2)
     }
 
+    /// Samples refer to their ports without reference counting; a port
+    /// whose owner is gone must stay until its last sample is dropped.
+    @Test func samplesOutliveTheirPublisherAndSubscriber() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("outlive"), of: Reading.self)
+        var subscriber: Subscriber<Reading>? = try service.subscriber()
+        var publisher: Publisher<Reading>? = try service.publisher()
+        #expect(try #require(subscriber).tryReceive() == nil) // maps the publisher's pool
+        let loaned = try #require(publisher).loanUninitialized()
+        let unsent = try #require(publisher).loanUninitialized().write(Reading(sequence: 9, value: 9))
+        publisher = nil
+        // The pool is still mapped: writing and sending work after the publisher went.
+        #expect(try loaned.write(Reading(sequence: 1, value: 1.5)).send() == 1)
+        _ = consume unsent // dropped unsent: the port goes with it
+        let received = try unwrap(try #require(subscriber).tryReceive())
+        subscriber = nil
+        #expect(received.payload == Reading(sequence: 1, value: 1.5))
+        #expect(received.sequence == 1)
+        received.release()
+        // A new pair works under the same service name.
+        let again = try service.subscriber()
+        let publisherAgain = try service.publisher()
+        #expect(try publisherAgain.send(copyOf: Reading(sequence: 2, value: 0)) == 1)
+        #expect(try again.receive(timeout: .seconds(1)).payload.sequence == 2)
+    }
+
     @Test func slicesOfBytes() throws {
         let node = try Node(name: "unit")
         let service = try node.publishSubscribe(TestSupport.uniqueName("bytes"), slicesOf: UInt8.self, maxLength: 1000)

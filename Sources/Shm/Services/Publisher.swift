@@ -41,9 +41,11 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         port = try PublisherPort(attachment: service.attachment, config: service.config, payloadType: service.payloadType)
     }
 
+    deinit { port.retire() }
+
     /// Loans an uninitialized sample for one `Payload` value.
     public func loanUninitialized() throws(ServiceError) -> UninitializedSample<Payload> {
-        UninitializedSample(port: port, chunk: try port.takeChunk(), count: 1)
+        UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(), count: 1)
     }
 
     /// Loans an uninitialized sample for `count` elements (slice services).
@@ -51,7 +53,7 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         guard count >= 0, count <= service.maxSliceLength else {
             throw .payloadTooLarge(size: count * MemoryLayout<Payload>.stride, maximum: service.payloadType.size)
         }
-        return UninitializedSample(port: port, chunk: try port.takeChunk(), count: count)
+        return UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(), count: count)
     }
 
     /// Copies `value` into a loaned sample and sends it; returns how many

@@ -41,6 +41,9 @@ final class PublisherPort: @unchecked Sendable {
         var freeCount = 0
         /// Entries in `links`.
         var linkCount = 0
+        /// The `Publisher` is gone while samples were still loaned: the port
+        /// keeps itself alive until the last of them is sent or dropped.
+        var retired = false
     }
 
     let local: UnsafeMutablePointer<Local>
@@ -161,10 +164,26 @@ final class PublisherPort: @unchecked Sendable {
         }
     }
 
-    func returnLoan(_ chunk: Int) {
+    /// Gives an unsent loan back. Returns true if that was the last loan of
+    /// a retired port, which the caller must then release (`retire`).
+    func returnLoan(_ chunk: Int) -> Bool {
         local.pointee.loanedCount -= 1
         if holders[chunk] == 0 { free(chunk) }
+        return local.pointee.retired && local.pointee.loanedCount == 0
     }
+
+    /// Called when the `Publisher` goes. Samples refer to the port without
+    /// reference counting (an atomic increment and decrement per sample
+    /// otherwise); while any is still loaned the port retains itself, and
+    /// the last one to go releases it (`Unmanaged.release`).
+    func retire() {
+        guard local.pointee.loanedCount > 0 else { return }
+        local.pointee.retired = true
+        _ = Unmanaged.passRetained(self)
+    }
+
+    /// True if a loan just ended was the last one of a retired port.
+    var lastLoanOfRetiredPort: Bool { local.pointee.retired && local.pointee.loanedCount == 0 }
 
     @inline(__always)
     func free(_ chunk: Int) {

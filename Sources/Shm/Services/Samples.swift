@@ -6,7 +6,8 @@ import ShmPrimitives
 /// `assumeInitialized` (after filling `unsafeBuffer`) turn it into a
 /// `Sample`. Dropping it gives the memory back to the pool.
 public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
-    let port: PublisherPort
+    /// Unretained: the port outlives its loans (`PublisherPort.retire`).
+    let port: Unmanaged<PublisherPort>
     let chunk: Int
     /// Elements in this sample (1 for single-value services).
     public let count: Int
@@ -14,21 +15,23 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// allowed for types with reference-counted fields).
     private var handedOver = false
 
-    init(port: PublisherPort, chunk: Int, count: Int) {
+    init(port: Unmanaged<PublisherPort>, chunk: Int, count: Int) {
         self.port = port
         self.chunk = chunk
         self.count = count
     }
 
+    var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.pool.payload(chunk) } }
+
     /// The sample's memory in the shared pool, not yet initialized.
     public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
-        UnsafeMutableBufferPointer(start: port.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
+        UnsafeMutableBufferPointer(start: payloadAddress.assumingMemoryBound(to: Payload.self), count: count)
     }
 
     /// Writes `value` (the sample's only element) and returns the sendable sample.
     public consuming func write(_ value: Payload) -> Sample<Payload> {
         precondition(count == 1, "write(_:) is for single-value samples; use unsafeBuffer and assumeInitialized() for slices")
-        port.pool.payload(chunk).initializeMemory(as: Payload.self, repeating: value, count: 1)
+        payloadAddress.initializeMemory(as: Payload.self, repeating: value, count: 1)
         handedOver = true
         return Sample(port: port, chunk: chunk, count: count)
     }
@@ -45,32 +48,39 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
         return Sample(port: port, chunk: chunk, count: count)
     }
 
-    deinit { if !handedOver { port.returnLoan(chunk) } }
+    deinit { if !handedOver { Self.giveBack(chunk, to: port) } }
+
+    static func giveBack(_ chunk: Int, to port: Unmanaged<PublisherPort>) {
+        if port._withUnsafeGuaranteedRef({ $0.returnLoan(chunk) }) { port.release() }
+    }
 }
 
 /// A written sample in a publisher's pool, ready to send. Sending consumes
 /// it; dropping it unsent gives the memory back to the pool.
 public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
-    let port: PublisherPort
+    /// Unretained: the port outlives its loans (`PublisherPort.retire`).
+    let port: Unmanaged<PublisherPort>
     let chunk: Int
     public let count: Int
     private var sent = false
 
-    init(port: PublisherPort, chunk: Int, count: Int) {
+    init(port: Unmanaged<PublisherPort>, chunk: Int, count: Int) {
         self.port = port
         self.chunk = chunk
         self.count = count
     }
 
+    var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.pool.payload(chunk) } }
+
     /// The payload, in shared memory (single-value samples).
     public var payload: Payload {
-        get { port.pool.payload(chunk).load(as: Payload.self) }
-        nonmutating set { port.pool.payload(chunk).storeBytes(of: newValue, as: Payload.self) }
+        get { payloadAddress.load(as: Payload.self) }
+        nonmutating set { payloadAddress.storeBytes(of: newValue, as: Payload.self) }
     }
 
     /// The payload elements, in shared memory.
     public var buffer: UnsafeMutableBufferPointer<Payload> {
-        UnsafeMutableBufferPointer(start: port.pool.payload(chunk).assumingMemoryBound(to: Payload.self), count: count)
+        UnsafeMutableBufferPointer(start: payloadAddress.assumingMemoryBound(to: Payload.self), count: count)
     }
 
     /// Delivers the sample to every connected subscriber without copying it;
@@ -78,16 +88,23 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
     @discardableResult
     public consuming func send() throws(ServiceError) -> Int {
         sent = true
-        return try port.deliver(chunk: chunk, bytes: count * MemoryLayout<Payload>.stride)
+        let port = self.port, chunk = self.chunk, bytes = count * MemoryLayout<Payload>.stride
+        defer { if port._withUnsafeGuaranteedRef(\.lastLoanOfRetiredPort) { port.release() } }
+        // (`_withUnsafeGuaranteedRef` rethrows untyped errors: carry ours in a Result.)
+        let result = port._withUnsafeGuaranteedRef { p in
+            Result { () throws(ServiceError) -> Int in try p.deliver(chunk: chunk, bytes: bytes) }
+        }
+        return try result.get()
     }
 
-    deinit { if !sent { port.returnLoan(chunk) } }
+    deinit { if !sent { UninitializedSample<Payload>.giveBack(chunk, to: port) } }
 }
 
 /// A sample received by a subscriber: read-only, in the publisher's memory.
 /// Dropping it hands the memory back to the publisher.
 public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
-    let connection: InboundConnection
+    /// Unretained: the connection outlives its samples (`InboundConnection.retire`).
+    let connection: Unmanaged<InboundConnection>
     let reference: UInt64
     let address: UnsafeRawPointer
     let header: UnsafeRawPointer
@@ -102,7 +119,7 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     }
 
     /// The publisher that sent it.
-    public var publisherID: UInt64 { connection.publisherID }
+    public var publisherID: UInt64 { connection._withUnsafeGuaranteedRef(\.publisherID) }
 
     /// The publisher's number for this sample (1, 2, …), read from the
     /// sample's header only when asked for (one cache line fewer per receive).
@@ -122,5 +139,8 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Hands the sample back now (the same as dropping it).
     public consuming func release() {}
 
-    deinit { connection.giveBack(reference) }
+    deinit {
+        let reference = self.reference
+        if connection._withUnsafeGuaranteedRef({ $0.giveBack(reference) }) { connection.release() }
+    }
 }

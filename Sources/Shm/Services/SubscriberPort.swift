@@ -100,6 +100,7 @@ final class SubscriberPort: @unchecked Sendable {
     }
 
     deinit {
+        for connection in active { connection.retire(detaching: false) }
         layout.unregister(.b, index: slotIndex, portID: portID)
         inboxSegment.unlinkIfStillLinked()
         inbound.deallocate()
@@ -115,7 +116,7 @@ final class SubscriberPort: @unchecked Sendable {
 
     /// A sample reference taken from a delivery queue, checked against its pool.
     struct Delivery {
-        let connection: InboundConnection
+        let connection: Unmanaged<InboundConnection>
         let reference: UInt64
         let address: UnsafeRawPointer
         let header: UnsafeRawPointer
@@ -158,8 +159,9 @@ final class SubscriberPort: @unchecked Sendable {
                            reason: "publisher \(c.publisherID) sent chunk \(chunk) of \(bytes) bytes, outside its pool; skipped")
         }
         local.pointee.borrowed += 1
+        c.flags.pointee.outstanding += 1
         let header = c.poolChunks + chunk * c.chunkStride
-        return Delivery(connection: c.connection.takeUnretainedValue(), reference: value,
+        return Delivery(connection: c.connection, reference: value,
                         address: UnsafeRawPointer(header + c.payloadOffset), header: UnsafeRawPointer(header), bytes: bytes)
     }
 
@@ -281,7 +283,7 @@ final class SubscriberPort: @unchecked Sendable {
 
     func detach(_ block: Int) {
         guard let connection = connections[block] else { return }
-        connection.detached.pointee = true
+        connection.retire(detaching: true)
         connections[block] = nil
         active.removeAll { $0 === connection }
     }
@@ -331,6 +333,7 @@ final class InboundConnection {
     struct State {
         let delivery: IndexQueue
         let connection: Unmanaged<InboundConnection>
+        let flags: UnsafeMutablePointer<Flags>
         let publisherID: UInt64
         let poolChunks: UnsafeRawPointer
         let chunkCount: Int
@@ -347,9 +350,20 @@ final class InboundConnection {
     let delivery: IndexQueue
     let returns: IndexQueue.Producer
     let local: LocalBox<SubscriberPort.Local>
-    /// Set when the subscriber let go of the block (its publisher is gone):
-    /// samples released afterwards are not handed back.
-    let detached: UnsafeMutablePointer<Bool>
+    /// This process's bookkeeping for the connection (one thread at a time,
+    /// like the subscriber).
+    struct Flags {
+        /// Set when the subscriber let go of the block (its publisher is
+        /// gone): samples released afterwards are not handed back.
+        var detached = false
+        /// Samples received through this connection and not yet dropped.
+        var outstanding = 0
+        /// The subscriber let go of the connection while samples were
+        /// outstanding: it keeps itself alive until the last one is dropped.
+        var retired = false
+    }
+
+    let flags: UnsafeMutablePointer<Flags>
 
     init(block: Int, publisherID: UInt64, pool: PublisherPool, poolSegment: SharedMemorySegment,
          inboxSegment: SharedMemorySegment, delivery: IndexQueue, returns: IndexQueue.Producer,
@@ -362,23 +376,40 @@ final class InboundConnection {
         self.delivery = delivery
         self.returns = returns
         self.local = local
-        detached = .allocate(capacity: 1)
-        detached.initialize(to: false)
+        flags = .allocate(capacity: 1)
+        flags.initialize(to: Flags())
     }
 
-    deinit { detached.deallocate() }
+    deinit { flags.deallocate() }
+
+    /// Called when the subscriber lets go of the connection. Samples refer
+    /// to it without reference counting (an atomic increment and decrement
+    /// per sample otherwise); while any is outstanding the connection
+    /// retains itself, and the last one dropped releases it.
+    func retire(detaching: Bool) {
+        if detaching { flags.pointee.detached = true }
+        guard flags.pointee.outstanding > 0, !flags.pointee.retired else { return }
+        flags.pointee.retired = true
+        _ = Unmanaged.passRetained(self)
+    }
 
     var state: State {
-        State(delivery: delivery, connection: Unmanaged.passUnretained(self), publisherID: publisherID,
+        State(delivery: delivery, connection: Unmanaged.passUnretained(self), flags: flags, publisherID: publisherID,
               poolChunks: UnsafeRawPointer(pool.chunk(0)), chunkCount: pool.chunkCount, chunkStride: pool.chunkStride,
               payloadCapacity: pool.payloadCapacity, payloadOffset: pool.payloadOffset)
     }
 
     /// Called when a sample received through this connection is dropped.
+    /// Returns true if it was the last sample of a retired connection,
+    /// which the caller must then release.
     @inline(__always)
-    func giveBack(_ reference: UInt64) {
+    func giveBack(_ reference: UInt64) -> Bool {
         local.pointer.pointee.borrowed -= 1
-        guard !detached.pointee else { return }
-        _ = try? returns.writer.push(reference, overwrite: false, sequentiallyConsistent: false)
+        let f = flags
+        f.pointee.outstanding -= 1
+        if !f.pointee.detached {
+            _ = try? returns.writer.push(reference, overwrite: false, sequentiallyConsistent: false)
+        }
+        return f.pointee.retired && f.pointee.outstanding == 0
     }
 }
