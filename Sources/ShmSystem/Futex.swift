@@ -75,6 +75,11 @@ public enum CPU {
     @inlinable @inline(__always)
     public static func relax() { cshm_cpu_relax() }
 
+    /// Fetches the cache line at `address` for writing (`PREFETCHW` on x86):
+    /// takes another core's copy away before the write that needs it.
+    @inlinable @inline(__always)
+    public static func prefetchForWrite(_ address: UnsafeRawPointer) { cshm_prefetch_for_write(address) }
+
     /// Gives the CPU to another runnable thread (`sched_yield(2)`).
     @inline(__always)
     public static func yield() { sched_yield() }

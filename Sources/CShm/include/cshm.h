@@ -150,6 +150,13 @@ static inline void cshm_cpu_relax(void) {
 #endif
 }
 
+/// Asks for the cache line at `p` in exclusive state ahead of a write
+/// (x86 PREFETCHW): the read-for-ownership of a line another core last
+/// touched then happens before the write, not on its critical path.
+static inline void cshm_prefetch_for_write(const void *p) {
+    __builtin_prefetch(p, 1, 3);
+}
+
 /// futex_waitv(2) (Linux 5.16): sleeps until any of `count` (≤ 128) 32-bit
 /// shared futex words no longer holds its expected value or is woken, or the
 /// absolute CLOCK_MONOTONIC deadline passes (NULL: no deadline). Returns the

@@ -218,6 +218,9 @@ final class PublisherPort: @unchecked Sendable {
         }
         state.pointee.sendsSinceSweep += 1
         if state.pointee.sendsSinceSweep >= 4096 { sweepDeadSubscribers() }
+        // The next loan takes the top of the free stack: fetch its header
+        // line for writing now, while nobody waits on us.
+        if state.pointee.freeCount > 0 { CPU.prefetchForWrite(pool.chunk(Int(freeChunks[state.pointee.freeCount - 1]))) }
         return reached
     }
 
