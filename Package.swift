@@ -41,6 +41,10 @@ let package = Package(
         ),
         // "The other process" that multi-process tests spawn.
         .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives"], swiftSettings: strict),
+        // Runnable examples the README points to (`swift run example-pubsub`, …).
+        .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
+        .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
+        .executableTarget(name: "example-events", dependencies: ["Shm"], path: "Examples/Events", swiftSettings: strict),
         // Test-only helpers: fork-based checks done entirely in C (see the header).
         .target(name: "CShmTestSupport", path: "Tests/CShmTestSupport"),
         .target(
@@ -66,7 +70,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmCLITests",
-            dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI"],
+            dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI",
+                           "example-pubsub", "example-request-response", "example-events"],
             swiftSettings: strict
         ),
     ]

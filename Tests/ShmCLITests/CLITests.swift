@@ -146,6 +146,36 @@ struct CLITests {
         }
     }
 
+    @Test func benchPubSubEmitsLatencyAndThroughputRows() throws {
+        let result = try TestSupport.runCLI(["bench", "pubsub", "--sizes", "8,4KiB", "--subscribers", "1,2", "--duration", "0.02",
+                                             "--max-messages", "2000", "--repeat", "1", "--json"], timeout: .seconds(120))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+        let latency = rows.filter { $0["kind"] as? String == "latency" && $0["mechanism"] as? String != "floor" }
+        let throughput = rows.filter { $0["kind"] as? String == "throughput" }
+        #expect(latency.count == 4 && throughput.count == 4, "\(rows)")
+        for row in latency {
+            let p50 = row["p50_ns"] as? Int ?? 0, p99 = row["p99_ns"] as? Int ?? 0
+            #expect(p50 > 0 && p50 <= p99 && (row["ratio_to_floor"] as? Double ?? 0) > 0, "\(row)")
+        }
+        for row in throughput {
+            let n = row["subscribers"] as? Int ?? 0, rate = row["msgs_per_s"] as? Double ?? 0
+            #expect(rate > 0 && abs((row["deliveries_per_s"] as? Double ?? 0) - rate * Double(n)) < rate * 0.01, "\(row)")
+        }
+    }
+
+    @Test func benchRequestResponseEmitsRoundTripsAndThroughput() throws {
+        let result = try TestSupport.runCLI(["bench", "rr", "--sizes", "8,64", "--duration", "0.02", "--requests", "2000",
+                                             "--repeat", "1", "--json"], timeout: .seconds(120))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+        let latency = rows.filter { $0["kind"] as? String == "latency" && $0["mechanism"] as? String != "floor" }
+        let throughput = rows.filter { $0["kind"] as? String == "throughput" }
+        #expect(latency.count == 2 && throughput.count == 2, "\(rows)")
+        #expect(latency.allSatisfy { ($0["p50_ns"] as? Int ?? 0) > 0 })
+        #expect(throughput.allSatisfy { ($0["msgs_per_s"] as? Double ?? 0) > 0 && ($0["ratio_to_baseline"] as? Double ?? 0) > 0 })
+    }
+
     @Test func benchMmapRunsAndVerifies() throws {
         let result = try TestSupport.runCLI(["bench", "mmap", "--ints", "1000", "--iterations", "20",
                                              "--large-size", "1MiB", "--large-iterations", "2", "--json"],

@@ -124,4 +124,19 @@ struct ServiceCLITests {
         #expect(monotonicNanoseconds() - start >= 300_000_000)
         #expect(!ServiceDirectory.serviceNames().contains(name))
     }
+
+    /// The examples the README points to run between two real processes.
+    @Test func examplesRunBetweenProcesses() throws {
+        let expectations: [(String, [String])] = [
+            ("example-pubsub", ["subscriber: tick 10 at (10.0, 0.5, -1.0)", "subscriber: lost 0 sample(s)", "subscriber exited with status 0"]),
+            ("example-request-response", ["client: 40 + 2 = 42", "client: streamed [1, 2, 3, 4, 5]", "server exited with status 0"]),
+            ("example-events", ["child: event 3", "parent: child acknowledged [2]", "child exited with status 0"]),
+        ]
+        for (example, lines) in expectations {
+            let child = try ChildProcess.spawn(TestSupport.productsDirectory + "/" + example, captureOutput: true)
+            let status = try child.wait(timeout: .seconds(60))
+            #expect(status == .exited(0), "\(example): \(child.errorText)")
+            for line in lines { #expect(child.outputText.contains(line), "\(example) printed:\n\(child.outputText)") }
+        }
+    }
 }
