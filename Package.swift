@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Shm", targets: ["Shm"]),
+        .library(name: "ShmLog", targets: ["ShmLog"]),
         .executable(name: "shm", targets: ["ShmCLI"]),
     ],
     dependencies: [
@@ -29,18 +30,21 @@ let package = Package(
         .target(name: "ShmPrimitives", dependencies: ["ShmSystem"], swiftSettings: strict),
         // Public API; re-exports the layers below it.
         .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
+        // Persistent append-only memory-mapped log: segments, index, tailers, recovery, retention.
+        .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives", "CShm"], swiftSettings: strict),
         // The `shm` command-line tool.
         .executableTarget(
             name: "ShmCLI",
             dependencies: [
                 "Shm",
+                "ShmLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
         ),
         // "The other process" that multi-process tests spawn.
-        .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives"], swiftSettings: strict),
+        .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives", "ShmLog"], swiftSettings: strict),
         // Runnable examples the README points to (`swift run example-pubsub`, …).
         .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
@@ -66,6 +70,11 @@ let package = Package(
         .testTarget(
             name: "ShmServicesTests",
             dependencies: ["Shm", "ShmTestSupport", "ShmPeer"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShmLogTests",
+            dependencies: ["ShmLog", "Shm", "ShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(

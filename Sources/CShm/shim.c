@@ -253,3 +253,65 @@ int cshm_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOC
 
 int cshm_errno(void) { return errno; }
 void cshm_set_errno(int value) { errno = value; }
+
+// MARK: - CRC32C (Castagnoli), for log records
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <nmmintrin.h>
+
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hardware(uint32_t crc, const unsigned char *p, size_t n) {
+    uint64_t c = crc;
+    while (n >= 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        c = _mm_crc32_u64(c, word);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n > 0) {
+        c32 = _mm_crc32_u8(c32, *p++);
+        n--;
+    }
+    return c32;
+}
+#endif
+
+static uint32_t crc32c_table[256];
+static int crc32c_mode; // 0 unknown, 1 software, 2 hardware
+
+static void crc32c_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc32c_table[i] = c;
+    }
+    int mode = 1;
+#if defined(__x86_64__)
+    unsigned int a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2)) mode = 2;
+#endif
+    __atomic_store_n(&crc32c_mode, mode, __ATOMIC_RELEASE);
+}
+
+uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length) {
+    int mode = __atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE);
+    if (mode == 0) { crc32c_init(); mode = crc32c_mode; }
+    const unsigned char *p = data;
+    uint32_t c = ~crc;
+#if defined(__x86_64__)
+    if (mode == 2) return ~crc32c_hardware(c, p, length);
+#endif
+    while (length--) c = crc32c_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length) {
+    if (__atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE) == 0) crc32c_init();
+    const unsigned char *p = data;
+    uint32_t c = ~crc;
+    while (length--) c = crc32c_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+    return ~c;
+}

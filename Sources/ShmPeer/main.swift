@@ -183,6 +183,12 @@ do {
     case ("ev-listen", 3):
         try eventListen(args[1], ids: Set(args[2].split(separator: ",").map { int(String($0)) }))
 
+    case ("log-append", 5):
+        try logAppend(args[1], tag: args[2], count: int(args[3]), durability: args[4])
+
+    case ("log-tail", 3):
+        try logTail(args[1], count: int(args[2]))
+
     default:
         fail("unknown command or wrong arguments: \(args.joined(separator: " "))")
     }

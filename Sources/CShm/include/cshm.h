@@ -113,6 +113,13 @@ int cshm_sysv_remove(int shmid);
 
 int cshm_errno(void);
 
+/// CRC32C (Castagnoli polynomial, as iSCSI, ext4 and Kafka use) of `length`
+/// bytes, continuing from `crc` (0 to start). Uses the SSE4.2 `crc32`
+/// instruction when the CPU has it, a table otherwise.
+uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length);
+/// The table-driven CRC32C, for checking the hardware path in tests.
+uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length);
+
 void cshm_set_errno(int value);
 
 /// mq_open(name, O_RDWR|O_CREAT|O_EXCL, 0600, &attr) with the given message

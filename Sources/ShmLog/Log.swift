@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// A persistent append-only log in a directory of memory-mapped segment
+/// files: the technique of Kafka, RocketMQ and Chronicle Queue.
+///
+/// ```text
+/// DIR/log.meta          configuration, the shared claim word, the tailers' parker
+/// DIR/log.lock          serializes opening for append and recovery (flock)
+/// DIR/appenders.lock    held shared by every live appender (flock)
+/// DIR/0000000000.seg    segment files of `segmentSize` bytes, rolled when full
+/// ```
+///
+/// Any number of processes append concurrently: an appender claims space
+/// and a sequence number together with one 16-byte compare-and-swap on the
+/// claim word in `log.meta`, writes its record in place, and publishes it
+/// with one store of the record's first word. Tailers in any process read
+/// the segments while they are written and sleep on a futex when they have
+/// caught up. The first appender to open the log after every appender has
+/// gone (a crash, a reboot) recovers it: it finds the last valid record by
+/// checksum, closes holes left by killed appenders, truncates a torn tail
+/// and resets the claim word.
+public final class Log: @unchecked Sendable {
+    public let directory: String
+    let meta: MetaFile
+    public var config: LogConfig { LogConfig(segmentSize: meta.segmentSize, indexGranularity: meta.indexGranularity) }
+
+    var dataOffset: Int { SegmentFile.dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity) }
+
+    init(directory: String, meta: MetaFile) {
+        self.directory = directory
+        self.meta = meta
+    }
+
+    /// Creates a log in `directory` (created if missing; `mkdir(2)`); throws
+    /// `.alreadyExists` if it holds one.
+    public static func create(directory: String, config: LogConfig = LogConfig()) throws(LogError) -> Log {
+        try config.validate()
+        if mkdir(directory, 0o755) != 0, Errno.current != .exists {
+            throw .system(operation: "mkdir", path: directory, Errno.current)
+        }
+        let meta = try MetaFile.create(path: directory + "/log.meta", segmentSize: config.segmentSize,
+                                       indexGranularity: config.indexGranularity)
+        let log = Log(directory: directory, meta: meta)
+        _ = try SegmentFile.createOrOpen(directory: directory, number: 0, meta: meta, syncDirectory: true)
+        return log
+    }
+
+    /// Opens the log in `directory` (`.notFound` if there is none). Opening
+    /// reads; recovery happens when the first appender attaches.
+    public static func open(directory: String) throws(LogError) -> Log {
+        Log(directory: directory, meta: try MetaFile(path: directory + "/log.meta"))
+    }
+
+    /// Opens the log, or creates it with `config`.
+    public static func openOrCreate(directory: String, config: LogConfig = LogConfig()) throws(LogError) -> Log {
+        do { return try open(directory: directory) } catch .notFound(_) {}
+        do { return try create(directory: directory, config: config) } catch .alreadyExists(_) { return try open(directory: directory) }
+    }
+
+    /// An appender (see `LogAppender`). The first one after all appenders
+    /// have gone runs recovery.
+    public func appender(durability: Durability = .none) throws(LogError) -> LogAppender {
+        try LogAppender(log: self, durability: durability)
+    }
+
+    /// A tailer reading from `start`.
+    public func tailer(from start: TailStart = .start, onDeletedSegment: DeletedSegmentPolicy = .moveToOldest,
+                       waitStrategy: WaitStrategy = .default) throws(LogError) -> LogTailer {
+        try LogTailer(log: self, start: start, onDeletedSegment: onDeletedSegment, waitStrategy: waitStrategy)
+    }
+
+    // MARK: Segments
+
+    /// Segment numbers present, ascending.
+    public func segmentNumbers() -> [UInt32] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var numbers: [UInt32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let n = SegmentFile.number(fromName: name) { numbers.append(n) }
+        }
+        return numbers.sorted()
+    }
+
+    func segmentPath(_ number: UInt32) -> String { directory + "/" + SegmentFile.name(number) }
+
+    func openSegment(_ number: UInt32, writable: Bool) throws(LogError) -> SegmentFile {
+        try SegmentFile(path: segmentPath(number), number: number, meta: meta, writable: writable)
+    }
+
+    /// Where the next record will go, and its sequence number.
+    public var nextPosition: (position: LogPosition, sequence: UInt64) { meta.loadClaim() }
+
+    // MARK: Walking records
+
+    /// One step through a segment.
+    enum Step {
+        case record(offset: Int, length: Int, sequence: UInt64, timestamp: UInt64, intact: Bool)
+        case skip(offset: Int, span: Int)
+        case endOfSegment(offset: Int)
+        /// Nothing (yet) at this offset: empty, or claimed and not committed.
+        case open(offset: Int, word: UInt64)
+        /// A word that cannot start a record.
+        case garbage(offset: Int, word: UInt64)
+    }
+
+    /// Reads the slot at `offset` without trusting anything in it.
+    static func step(_ segment: SegmentFile, at offset: Int) -> Step {
+        guard offset + 8 <= segment.size else { return .endOfSegment(offset: offset) }
+        let word = segment.word(at: offset)
+        guard let (kind, length) = RecordFormat.decode(word) else { return .garbage(offset: offset, word: word) }
+        switch kind {
+        case .empty, .writing:
+            return .open(offset: offset, word: word)
+        case .end:
+            return .endOfSegment(offset: offset)
+        case .skip:
+            guard length >= 8, length % 8 == 0, offset + length <= segment.size else { return .garbage(offset: offset, word: word) }
+            return .skip(offset: offset, span: length)
+        case .data:
+            guard segment.fits(offset: offset, length: length) else { return .garbage(offset: offset, word: word) }
+            let r = segment.record(at: offset, length: length)
+            return .record(offset: offset, length: length, sequence: r.sequence, timestamp: r.timestamp, intact: r.intact)
+        }
+    }
+
+    /// The next offset after `from` where an intact record with a sequence
+    /// above `after` starts (8-byte steps), or nil.
+    static func resynchronize(_ segment: SegmentFile, from: Int, after: UInt64?, limit: Int? = nil) -> Int? {
+        var offset = (from + 7) & ~7
+        let end = min(segment.size - RecordFormat.headerSize, limit ?? segment.size)
+        while offset <= end {
+            if let (kind, length) = RecordFormat.decode(segment.word(at: offset)), kind == .data, segment.fits(offset: offset, length: length) {
+                let r = segment.record(at: offset, length: length)
+                if r.intact && (after.map { r.sequence > $0 } ?? true) { return offset }
+            }
+            offset += 8
+        }
+        return nil
+    }
+
+    /// The first intact record of a segment: (offset, sequence, timestamp).
+    func firstRecord(of segment: SegmentFile) -> (offset: Int, sequence: UInt64, timestamp: UInt64)? {
+        var offset = segment.dataOffset
+        for _ in 0..<1024 {
+            switch Log.step(segment, at: offset) {
+            case .record(_, let length, let sequence, let timestamp, let intact):
+                if intact { return (offset, sequence, timestamp) }
+                offset += RecordFormat.span(payload: length)
+            case .skip(_, let span): offset += span
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    // MARK: Lookup
+
+    /// The position of the record with `sequence`, via the segments' first
+    /// records and the sparse index (scans at most one index interval).
+    public func position(ofSequence sequence: UInt64) throws(LogError) -> LogPosition {
+        try locate(description: "with sequence \(sequence)") { $0.sequence <= sequence } exact: { s, _ in s == sequence } past: { s, _ in s > sequence }
+    }
+
+    /// The position of the first record with a timestamp at or after `time` (wall-clock ns).
+    public func position(ofTime time: UInt64) throws(LogError) -> LogPosition {
+        try locate(description: "at or after time \(time)") { $0.timestamp <= time } exact: { _, t in t >= time } past: { _, _ in false }
+    }
+
+    private func locate(description: String, notAfter: ((sequence: UInt64, timestamp: UInt64)) -> Bool,
+                        exact: (UInt64, UInt64) -> Bool, past: (UInt64, UInt64) -> Bool) throws(LogError) -> LogPosition {
+        let numbers = segmentNumbers()
+        // The last segment whose first record is not after the target (segments are few: linear).
+        var chosen: (SegmentFile, Int)?
+        for number in numbers {
+            guard let segment = try? openSegment(number, writable: false), let first = firstRecord(of: segment) else { continue }
+            if notAfter((first.sequence, first.timestamp)) || chosen == nil { chosen = (segment, first.offset) } else { break }
+        }
+        guard var (segment, offset) = chosen else { throw .noSuchRecord(description) }
+        for k in 0..<segment.indexEntries {
+            guard let entry = segment.indexEntry(k) else { continue }
+            if notAfter((entry.sequence, entry.timestamp)) { offset = max(offset, entry.offset) } else { break }
+        }
+        // Scan forward, into later segments if needed.
+        while true {
+            switch Log.step(segment, at: offset) {
+            case .record(_, let length, let sequence, let timestamp, let intact):
+                if intact && exact(sequence, timestamp) { return LogPosition(segment: segment.number, offset: UInt32(offset)) }
+                if intact && past(sequence, timestamp) { throw .noSuchRecord(description) }
+                offset += RecordFormat.span(payload: length)
+            case .skip(_, let span): offset += span
+            case .endOfSegment:
+                guard let next = numbers.first(where: { $0 > segment.number }), let s = try? openSegment(next, writable: false) else {
+                    throw .noSuchRecord(description)
+                }
+                segment = s
+                offset = s.dataOffset
+            case .open, .garbage:
+                throw .noSuchRecord(description)
+            }
+        }
+    }
+
+    /// The position of the oldest retained record slot.
+    public var startPosition: LogPosition {
+        let first = segmentNumbers().first ?? 0
+        return LogPosition(segment: first, offset: UInt32(dataOffset))
+    }
+}

@@ -1,0 +1,70 @@
+import ShmSystem
+
+/// Why a log operation failed. Every case names the log directory or the
+/// record's position.
+public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The directory holds no log (`create` one, or check the path).
+    case notFound(directory: String)
+    /// `create` found a log there already.
+    case alreadyExists(directory: String)
+    /// A file of the log is not what it should be (foreign file, other
+    /// layout version, inconsistent header).
+    case invalidLayout(path: String, reason: String)
+    /// A configuration value is out of range.
+    case invalidConfiguration(String)
+    /// A record larger than a segment can hold.
+    case recordTooLarge(bytes: Int, maximum: Int)
+    /// A record whose checksum or header does not hold up. Tailers skip past
+    /// it: the next call continues with the record after it.
+    case corruptRecord(position: LogPosition, sequence: UInt64?, reason: String)
+    /// The tailer's position is in a segment that retention deleted (tailers
+    /// created with `onDeletedSegment: .fail`).
+    case positionDeleted(LogPosition, oldestRetained: LogPosition)
+    /// No record with this sequence number (or at/after this time) exists.
+    case noSuchRecord(String)
+    /// Nothing arrived in time.
+    case timedOut(Duration?)
+    /// A system call failed.
+    case system(operation: String, path: String, Errno)
+    /// Mapping a segment failed.
+    case mapping(MappingError)
+
+    public var description: String {
+        switch self {
+        case .notFound(let directory): return "no log in '\(directory)' (no log.meta)"
+        case .alreadyExists(let directory): return "a log already exists in '\(directory)'"
+        case .invalidLayout(let path, let reason): return "'\(path)' is not a valid log file: \(reason)"
+        case .invalidConfiguration(let reason): return "invalid log configuration: \(reason)"
+        case .recordTooLarge(let bytes, let maximum): return "record of \(bytes) bytes exceeds the segment's maximum of \(maximum)"
+        case .corruptRecord(let position, let sequence, let reason):
+            return "corrupt record at \(position)\(sequence.map { " (sequence \($0))" } ?? ""): \(reason)"
+        case .positionDeleted(let position, let oldest):
+            return "position \(position) was deleted by retention; the oldest retained record is at \(oldest)"
+        case .noSuchRecord(let what): return "no record \(what)"
+        case .timedOut(let timeout): return "no record within \(timeout.map { "\($0)" } ?? "the wait")"
+        case .system(let operation, let path, let errno): return "\(operation) '\(path)' failed: \(errno)"
+        case .mapping(let error): return "\(error)"
+        }
+    }
+}
+
+/// Where a record is: its segment and its byte offset in the segment file.
+public struct LogPosition: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var segment: UInt32
+    public var offset: UInt32
+
+    public init(segment: UInt32, offset: UInt32) {
+        self.segment = segment
+        self.offset = offset
+    }
+
+    init(packed: UInt64) {
+        segment = UInt32(truncatingIfNeeded: packed >> 32)
+        offset = UInt32(truncatingIfNeeded: packed)
+    }
+
+    var packed: UInt64 { UInt64(segment) << 32 | UInt64(offset) }
+
+    public static func < (a: LogPosition, b: LogPosition) -> Bool { a.packed < b.packed }
+    public var description: String { "\(segment):\(offset)" }
+}

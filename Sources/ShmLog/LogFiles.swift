@@ -1,0 +1,292 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+import CShm
+
+/// `log.meta`: the log's configuration and the state appenders share.
+///
+/// ```text
+/// offset  contents
+///    0    magic "SHMLOG01", version, segment size, index granularity, created (wall ns)
+///  128    claim: (next position, next sequence) as one 16-byte word,
+///         advanced with a double-width compare-and-swap by appenders
+///  256    parker: tailers sleep here; appenders wake them after a commit
+/// ```
+final class MetaFile: @unchecked Sendable {
+    static let magic: UInt64 = 0x3130_474F_4C4D_4853 // "SHMLOG01" little-endian
+    static let version: UInt32 = 1
+    static let size = 4096
+    static let claimOffset = 128, parkerOffset = 256
+
+    let file: MappedFile
+    let base: UnsafeMutableRawPointer
+    let segmentSize: Int
+    let indexGranularity: Int
+    let createdAt: UInt64
+    let claim: UnsafeMutablePointer<Atomic<WordPair>>
+    let parker: Parker
+
+    static func create(path: String, segmentSize: Int, indexGranularity: Int) throws(LogError) -> MetaFile {
+        let temporary = path + ".creating.\(getpid())"
+        let file: MappedFile
+        do { file = try MappedFile.create(path: temporary, size: size, mode: 0o644, exclusive: false) }
+        catch { throw .mapping(error) }
+        let base = file.bytes.unsafeBaseAddress
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        base.storeBytes(of: magic, as: UInt64.self)
+        base.storeBytes(of: version, toByteOffset: 8, as: UInt32.self)
+        base.storeBytes(of: UInt64(segmentSize), toByteOffset: 16, as: UInt64.self)
+        base.storeBytes(of: UInt64(indexGranularity), toByteOffset: 24, as: UInt64.self)
+        base.storeBytes(of: wallClockNanoseconds(), toByteOffset: 32, as: UInt64.self)
+        let start = LogPosition(segment: 0, offset: UInt32(SegmentFile.dataOffset(segmentSize: segmentSize, granularity: indexGranularity)))
+        UnsafeMutablePointer<Atomic<WordPair>>(OpaquePointer(base + claimOffset))
+            .pointee.store(WordPair(first: UInt(start.packed), second: 1), ordering: .releasing)
+        do { try file.sync() } catch { throw .mapping(error) }
+        // Appear complete or not at all.
+        if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(temporary, path) }) {
+            unlink(temporary)
+            if e == .exists { throw .alreadyExists(directory: path) }
+            throw .system(operation: "rename", path: path, e)
+        }
+        return try MetaFile(path: path)
+    }
+
+    init(path: String) throws(LogError) {
+        do { file = try MappedFile(path: path, access: .readWrite) }
+        catch {
+            if case .open(_, let e) = error, e == .notFound { throw .notFound(directory: path) }
+            throw .mapping(error)
+        }
+        guard file.count >= MetaFile.size else { throw .invalidLayout(path: path, reason: "\(file.count) bytes, expected \(MetaFile.size)") }
+        base = file.bytes.unsafeBaseAddress
+        guard base.load(as: UInt64.self) == MetaFile.magic else { throw .invalidLayout(path: path, reason: "not a swift-shm log (magic)") }
+        let version = base.load(fromByteOffset: 8, as: UInt32.self)
+        guard version == MetaFile.version else {
+            throw .invalidLayout(path: path, reason: "layout version \(version), this library reads \(MetaFile.version)")
+        }
+        segmentSize = Int(base.load(fromByteOffset: 16, as: UInt64.self))
+        indexGranularity = Int(base.load(fromByteOffset: 24, as: UInt64.self))
+        createdAt = base.load(fromByteOffset: 32, as: UInt64.self)
+        guard LogConfig.segmentSizes.contains(segmentSize), segmentSize % 4096 == 0,
+              LogConfig.granularities.contains(indexGranularity), indexGranularity & (indexGranularity - 1) == 0 else {
+            throw .invalidLayout(path: path, reason: "segment size \(segmentSize) / index granularity \(indexGranularity) out of range")
+        }
+        claim = UnsafeMutablePointer(OpaquePointer(base + MetaFile.claimOffset))
+        parker = Parker(base + MetaFile.parkerOffset)
+    }
+
+    /// The claim word: where the next record goes and its sequence number.
+    func loadClaim() -> (position: LogPosition, sequence: UInt64) {
+        // SYNC POINT: acquire pairs with the appenders' CAS of the claim word.
+        let pair = claim.pointee.load(ordering: .acquiring)
+        return (LogPosition(packed: UInt64(pair.first)), UInt64(pair.second))
+    }
+
+    func storeClaim(_ position: LogPosition, sequence: UInt64) {
+        // SYNC POINT: release pairs with the acquire in `loadClaim` (recovery only, no live appender).
+        claim.pointee.store(WordPair(first: UInt(position.packed), second: UInt(sequence)), ordering: .releasing)
+    }
+}
+
+/// One segment file, mapped read-write (appenders, recovery) or read-only
+/// (tailers).
+///
+/// ```text
+/// offset      contents
+///    0        magic "SHMLOGSG", version, segment number, size, data offset, index entries, created
+///  128        sparse index: entry k (32 bytes) = the record whose span covers
+///             byte k × granularity of the data area: offset (written last,
+///             release; 0 = unset), sequence, timestamp
+///  dataOffset records, to the end of the file
+/// ```
+final class SegmentFile: @unchecked Sendable {
+    static let magic: UInt64 = 0x4753_474F_4C4D_4853 // "SHMLOGSG"
+    static let version: UInt32 = 1
+    static let headerSize = 128
+    static let indexEntrySize = 32
+
+    let path: String
+    let number: UInt32
+    let file: MappedFile
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    let dataOffset: Int
+    let indexEntries: Int
+    let granularity: Int
+    let writable: Bool
+
+    static func indexEntries(segmentSize: Int, granularity: Int) -> Int { segmentSize / granularity }
+
+    static func dataOffset(segmentSize: Int, granularity: Int) -> Int {
+        let index = headerSize + indexEntries(segmentSize: segmentSize, granularity: granularity) * indexEntrySize
+        return (index + 4095) & ~4095
+    }
+
+    static func name(_ number: UInt32) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 10 - digits.count)) + digits + ".seg"
+    }
+
+    /// The segment number of a file name like `0000000042.seg`.
+    static func number(fromName name: String) -> UInt32? {
+        guard name.count == 14, name.hasSuffix(".seg") else { return nil }
+        return UInt32(name.prefix(10))
+    }
+
+    /// Creates segment `number` in `directory` unless it exists, and maps it.
+    /// Built under a temporary name and renamed into place without replacing,
+    /// so a racing appender opens the winner's file.
+    static func createOrOpen(directory: String, number: UInt32, meta: MetaFile, syncDirectory: Bool) throws(LogError) -> SegmentFile {
+        let path = directory + "/" + name(number)
+        if access(path, F_OK) == 0 { return try SegmentFile(path: path, number: number, meta: meta, writable: true) }
+        let temporary = directory + "/.creating.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).seg"
+        let file: MappedFile
+        do { file = try MappedFile.create(path: temporary, size: meta.segmentSize, mode: 0o644, exclusive: true) }
+        catch { throw .mapping(error) }
+        let base = file.bytes.unsafeBaseAddress
+        base.storeBytes(of: magic, as: UInt64.self)
+        base.storeBytes(of: version, toByteOffset: 8, as: UInt32.self)
+        base.storeBytes(of: UInt64(number), toByteOffset: 16, as: UInt64.self)
+        base.storeBytes(of: UInt64(meta.segmentSize), toByteOffset: 24, as: UInt64.self)
+        base.storeBytes(of: UInt64(dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)), toByteOffset: 32, as: UInt64.self)
+        base.storeBytes(of: UInt64(indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)), toByteOffset: 40, as: UInt64.self)
+        base.storeBytes(of: wallClockNanoseconds(), toByteOffset: 48, as: UInt64.self)
+        if syncDirectory { try? file.sync() }
+        if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(temporary, path) }) {
+            unlink(temporary)
+            guard e == .exists else { throw .system(operation: "rename", path: path, e) }
+        } else if syncDirectory {
+            fsyncDirectory(directory)
+        }
+        return try SegmentFile(path: path, number: number, meta: meta, writable: true)
+    }
+
+    init(path: String, number: UInt32, meta: MetaFile, writable: Bool) throws(LogError) {
+        self.path = path
+        self.number = number
+        self.writable = writable
+        do {
+            // A file cut short (power loss, a bad copy) is extended back with zeros.
+            if writable, let size = try? fileSize(path), size < meta.segmentSize {
+                _ = try MappedFile.create(path: path, size: meta.segmentSize)
+            }
+            file = try MappedFile(path: path, access: writable ? .readWrite : .readOnly)
+        } catch {
+            if case .open(_, let e) = error, e == .notFound { throw .notFound(directory: path) }
+            throw .mapping(error)
+        }
+        base = file.bytes.unsafeBaseAddress
+        size = file.count
+        granularity = meta.indexGranularity
+        guard size >= SegmentFile.headerSize, base.load(as: UInt64.self) == SegmentFile.magic else {
+            throw .invalidLayout(path: path, reason: "not a swift-shm log segment (magic)")
+        }
+        let version = base.load(fromByteOffset: 8, as: UInt32.self)
+        guard version == SegmentFile.version else { throw .invalidLayout(path: path, reason: "segment layout version \(version)") }
+        let expectedData = SegmentFile.dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)
+        guard base.load(fromByteOffset: 16, as: UInt64.self) == UInt64(number),
+              base.load(fromByteOffset: 24, as: UInt64.self) == UInt64(meta.segmentSize),
+              base.load(fromByteOffset: 32, as: UInt64.self) == UInt64(expectedData),
+              size == meta.segmentSize else {
+            throw .invalidLayout(path: path, reason: "header does not match the log (number \(number), size \(meta.segmentSize); file is \(size) bytes)")
+        }
+        dataOffset = expectedData
+        indexEntries = SegmentFile.indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)
+    }
+
+    var createdAt: UInt64 { base.load(fromByteOffset: 48, as: UInt64.self) }
+
+    // MARK: Records
+
+    @inline(__always)
+    func wordPointer(_ offset: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(base + offset)) }
+
+    /// The record word at `offset` (acquire: a "data" word makes the record visible).
+    @inline(__always)
+    func word(at offset: Int) -> UInt64 {
+        // SYNC POINT: acquire pairs with the appender's release (seq_cst) store of the word in `commit`.
+        wordPointer(offset).pointee.load(ordering: .acquiring)
+    }
+
+    /// The committed record at `offset`, checked: its bounds and checksum.
+    func record(at offset: Int, length: Int) -> (sequence: UInt64, timestamp: UInt64, payload: UnsafeRawBufferPointer, intact: Bool) {
+        let record = UnsafeRawPointer(base + offset)
+        let crc = record.load(fromByteOffset: 8, as: UInt32.self)
+        let intact = RecordFormat.checksum(record: record, length: length) == crc
+        return (record.load(fromByteOffset: 16, as: UInt64.self), record.load(fromByteOffset: 24, as: UInt64.self),
+                UnsafeRawBufferPointer(start: record + RecordFormat.headerSize, count: length), intact)
+    }
+
+    /// True if a record of `length` payload bytes at `offset` fits in the file.
+    @inline(__always)
+    func fits(offset: Int, length: Int) -> Bool {
+        offset >= dataOffset && offset % 8 == 0 && length <= size && offset + RecordFormat.span(payload: length) <= size
+    }
+
+    // MARK: Index
+
+    func indexEntry(_ k: Int) -> (offset: Int, sequence: UInt64, timestamp: UInt64)? {
+        guard k >= 0, k < indexEntries else { return nil }
+        let entry = base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize
+        // SYNC POINT: acquire pairs with the release store of the entry's offset in `setIndexEntry`.
+        let offset = Int(UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.load(ordering: .acquiring))
+        guard offset >= dataOffset, offset < size, offset % 8 == 0 else { return nil }
+        return (offset, entry.load(fromByteOffset: 8, as: UInt64.self), entry.load(fromByteOffset: 16, as: UInt64.self))
+    }
+
+    func setIndexEntry(_ k: Int, offset: Int, sequence: UInt64, timestamp: UInt64) {
+        guard k >= 0, k < indexEntries else { return }
+        let entry = base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize
+        entry.storeBytes(of: sequence, toByteOffset: 8, as: UInt64.self)
+        entry.storeBytes(of: timestamp, toByteOffset: 16, as: UInt64.self)
+        // SYNC POINT: release pairs with the acquire load in `indexEntry`.
+        UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.store(UInt64(offset), ordering: .releasing)
+    }
+
+    func clearIndex(from offset: Int) {
+        for k in 0..<indexEntries {
+            if let entry = indexEntry(k), entry.offset >= offset {
+                UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize))
+                    .pointee.store(0, ordering: .releasing)
+            }
+        }
+    }
+
+    /// Index entries a record spanning `offset..<offset+span` owns: those whose
+    /// boundary (k × granularity from the data start) falls inside it.
+    @inline(__always)
+    func indexSlots(offset: Int, span: Int) -> Range<Int> {
+        let start = offset - dataOffset, end = start + span
+        let first = (start + granularity - 1) / granularity
+        let last = (end + granularity - 1) / granularity
+        return first..<min(last, indexEntries)
+    }
+
+    /// `msync(MS_SYNC)` of the pages under `range` (byte offsets in the file).
+    func sync(_ range: Range<Int>) throws(LogError) {
+        do { try file.mapping.sync(.synchronous, range: range) } catch { throw .mapping(error) }
+    }
+}
+
+func fileSize(_ path: String) throws(LogError) -> Int {
+    var info = stat()
+    if case .failure(let e) = valueOrErrno({ stat(path, &info) }) { throw .system(operation: "stat", path: path, e) }
+    return Int(info.st_size)
+}
+
+/// Bytes the file occupies on disk (`st_blocks` × 512), 0 if it is gone.
+func allocatedBytes(_ path: String) -> Int {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_blocks) * 512 : 0
+}
+
+/// `fsync` of a directory, so a created or renamed entry survives power loss.
+func fsyncDirectory(_ path: String) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
+}

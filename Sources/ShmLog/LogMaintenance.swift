@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ShmSystem
+
+/// A summary of a log (`Log.stat()`).
+public struct LogStats: Sendable, Equatable {
+    public var segments: Int
+    /// Bytes of segment files on disk (allocated size).
+    public var bytes: Int
+    public var records: Int
+    public var firstSequence: UInt64?
+    public var lastSequence: UInt64?
+    /// Wall-clock nanoseconds of the first and last record.
+    public var firstTime: UInt64?
+    public var lastTime: UInt64?
+    public var nextPosition: LogPosition
+    public var segmentSize: Int
+}
+
+/// What `Log.verify()` found.
+public struct LogVerification: Sendable, Equatable {
+    public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        public let position: LogPosition
+        public let sequence: UInt64?
+        public let reason: String
+        public var description: String { "\(position)\(sequence.map { " seq \($0)" } ?? ""): \(reason)" }
+    }
+    public var records = 0
+    public var skipped = 0
+    public var problems: [Problem] = []
+    public var isIntact: Bool { problems.isEmpty }
+}
+
+extension Log {
+    /// Walks every segment (read-only): `body` sees each step.
+    func walk(_ body: (SegmentFile, Step) -> Void) {
+        let numbers = segmentNumbers()
+        for number in numbers {
+            guard let segment = try? openSegment(number, writable: false) else { continue }
+            var offset = segment.dataOffset
+            let claim = nextPosition.position
+            walkSegment: while true {
+                let step = Log.step(segment, at: offset)
+                body(segment, step)
+                switch step {
+                case .record(_, let length, _, _, _): offset += RecordFormat.span(payload: length)
+                case .skip(_, let span): offset += span
+                case .endOfSegment: break walkSegment
+                case .open, .garbage:
+                    // Past the claim: the end. Before it: look for the next record.
+                    let limit = claim.segment == number ? Int(claim.offset) : segment.size
+                    guard offset < limit, let next = Log.resynchronize(segment, from: offset + 8, after: nil, limit: limit) else {
+                        break walkSegment
+                    }
+                    offset = next
+                }
+            }
+        }
+    }
+
+    /// Counts, sizes and the first and last records (reads every record header).
+    public func stat() -> LogStats {
+        let numbers = segmentNumbers()
+        var stats = LogStats(segments: numbers.count, bytes: 0, records: 0, nextPosition: nextPosition.position,
+                             segmentSize: meta.segmentSize)
+        for number in numbers {
+            stats.bytes += allocatedBytes(segmentPath(number))
+        }
+        walk { _, step in
+            if case .record(_, _, let sequence, let timestamp, true) = step {
+                stats.records += 1
+                if stats.firstSequence == nil { stats.firstSequence = sequence; stats.firstTime = timestamp }
+                stats.lastSequence = sequence
+                stats.lastTime = timestamp
+            }
+        }
+        return stats
+    }
+
+    /// Checks every record's checksum and the order of sequence numbers
+    /// (read-only; safe while appenders and tailers run).
+    public func verify() -> LogVerification {
+        var result = LogVerification()
+        var last: UInt64?
+        let claim = nextPosition.position
+        walk { segment, step in
+            let here = { (offset: Int) in LogPosition(segment: segment.number, offset: UInt32(offset)) }
+            switch step {
+            case .record(let offset, _, let sequence, _, let intact):
+                if !intact {
+                    result.problems.append(.init(position: here(offset), sequence: sequence, reason: "checksum mismatch"))
+                } else {
+                    if let last, sequence <= last {
+                        result.problems.append(.init(position: here(offset), sequence: sequence, reason: "sequence \(sequence) after \(last)"))
+                    }
+                    last = sequence
+                    result.records += 1
+                }
+            case .skip: result.skipped += 1
+            case .garbage(let offset, let word):
+                result.problems.append(.init(position: here(offset), sequence: nil, reason: "invalid record word 0x\(String(word, radix: 16))"))
+            case .open(let offset, let word):
+                if here(offset) < claim, RecordFormat.decode(word)?.kind == .empty {
+                    // A hole below the claim word with data after it.
+                    if Log.resynchronize(segment, from: offset + 8, after: nil,
+                                         limit: claim.segment == segment.number ? Int(claim.offset) : segment.size) != nil {
+                        result.problems.append(.init(position: here(offset), sequence: nil, reason: "hole before later records"))
+                    }
+                }
+            case .endOfSegment: break
+            }
+        }
+        return result
+    }
+
+    /// Retention: deletes whole segments, oldest first, while the log is
+    /// larger than `maxBytes` or a segment's records are all older than
+    /// `maxAge` (a segment's age is when the next one was started). Never
+    /// deletes the segment being appended to. Returns the deleted numbers.
+    ///
+    /// Tailers that have a deleted segment mapped finish reading it; a
+    /// tailer that reaches a deleted segment moves to the oldest retained
+    /// record or throws `.positionDeleted`, per its `DeletedSegmentPolicy`.
+    @discardableResult
+    public func trim(maxBytes: Int? = nil, maxAge: Duration? = nil) throws(LogError) -> [UInt32] {
+        let numbers = segmentNumbers()
+        let active = nextPosition.position.segment
+        var total = numbers.count * meta.segmentSize
+        let now = wallClockNanoseconds()
+        var deleted: [UInt32] = []
+        for (i, number) in numbers.enumerated() where number < active && i + 1 < numbers.count {
+            let tooBig = maxBytes.map { total > $0 } ?? false
+            var tooOld = false
+            if let maxAge, let next = try? openSegment(numbers[i + 1], writable: false) {
+                tooOld = now &- next.createdAt > maxAge.nanoseconds
+            }
+            guard tooBig || tooOld else { break }
+            if unlink(segmentPath(number)) != 0 { throw .system(operation: "unlink", path: segmentPath(number), Errno.current) }
+            total -= meta.segmentSize
+            deleted.append(number)
+        }
+        return deleted
+    }
+}

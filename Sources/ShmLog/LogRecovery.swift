@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ShmSystem
+
+/// What recovery found and did (`LogAppender.recovery`).
+public struct RecoveryReport: Sendable, Equatable {
+    /// Where appending continues, and with which sequence number.
+    public var position: LogPosition
+    public var nextSequence: UInt64
+    /// Claims that killed appenders never committed, turned into skips.
+    public var abandonedClaims = 0
+    /// Committed records that fail their checksum but have valid records
+    /// after them: kept (verify reports them; tailers skip them).
+    public var corruptRecordsKept = 0
+    /// Bytes cleared after the last valid record (a torn tail).
+    public var truncatedBytes = 0
+}
+
+extension Log {
+    /// Finds the end of the log and makes it appendable. Runs only while no
+    /// other appender is alive (the caller holds `appenders.lock` exclusively).
+    func recover() throws(LogError) -> RecoveryReport {
+        var numbers = segmentNumbers()
+        if numbers.isEmpty {
+            _ = try SegmentFile.createOrOpen(directory: directory, number: 0, meta: meta, syncDirectory: true)
+            numbers = [0]
+        }
+        var report = RecoveryReport(position: LogPosition(segment: numbers[0], offset: UInt32(dataOffset)), nextSequence: 1)
+        // Scan from the last segment backwards until one holds a record.
+        var scanned: [(segment: SegmentFile, end: Int, last: UInt64?, endMarker: Bool)] = []
+        for number in numbers.reversed() {
+            let segment = try openSegment(number, writable: true)
+            let result = scan(segment, report: &report)
+            scanned.append((segment, result.end, result.last, result.endMarker))
+            if result.last != nil { break }
+        }
+        let lastSequence = scanned.lazy.compactMap(\.last).first
+        // Segments after the last one with a record hold nothing: keep the
+        // first of them (it may be the active one), drop the rest.
+        let withRecord = scanned.firstIndex { $0.last != nil }
+        var tail = scanned.last!
+        if let i = withRecord { tail = scanned[i] }
+        let empties = scanned.prefix(withRecord ?? scanned.count - 1) // later segments, newest first
+        for empty in empties.dropLast() { unlink(empty.segment.path) }
+        if !tail.endMarker {
+            clear(tail.segment, from: tail.end, report: &report)
+        }
+        if let active = empties.last {
+            // The tail segment was rolled: close it, continue in the next.
+            if !tail.endMarker, tail.end + 8 <= tail.segment.size {
+                tail.segment.wordPointer(tail.end).pointee.store(RecordFormat.word(.end, length: 0), ordering: .releasing)
+            }
+            clear(active.segment, from: active.segment.dataOffset, report: &report)
+            report.position = LogPosition(segment: active.segment.number, offset: UInt32(dataOffset))
+        } else if tail.endMarker {
+            report.position = LogPosition(segment: tail.segment.number + 1, offset: UInt32(dataOffset))
+        } else {
+            report.position = LogPosition(segment: tail.segment.number, offset: UInt32(tail.end))
+        }
+        // No record anywhere (a new log, or retention took them all): keep
+        // counting from the claim word.
+        report.nextSequence = lastSequence.map { $0 + 1 } ?? max(1, meta.loadClaim().sequence)
+        try? tail.segment.sync(tail.segment.dataOffset..<tail.segment.size)
+        meta.storeClaim(report.position, sequence: report.nextSequence)
+        do { try meta.file.sync() } catch { throw .mapping(error) }
+        return report
+    }
+
+    /// Walks a segment: committed records, skips, claims of dead appenders
+    /// (turned into skips), holes (closed if an intact record follows).
+    private func scan(_ segment: SegmentFile, report: inout RecoveryReport) -> (end: Int, last: UInt64?, endMarker: Bool) {
+        var offset = segment.dataOffset
+        var last: UInt64?
+        while true {
+            switch Log.step(segment, at: offset) {
+            case .record(_, let length, let sequence, _, let intact):
+                let span = RecordFormat.span(payload: length)
+                if intact {
+                    last = sequence
+                    offset += span
+                } else if Log.resynchronize(segment, from: offset + span, after: last) != nil {
+                    report.corruptRecordsKept += 1
+                    offset += span
+                } else {
+                    return (offset, last, false) // a torn last record
+                }
+            case .skip(_, let span):
+                offset += span
+            case .endOfSegment(let at):
+                return (at, last, at + 8 <= segment.size)
+            case .open(_, let word):
+                let (kind, span) = RecordFormat.decode(word) ?? (.empty, 0)
+                if kind == .writing, span >= RecordFormat.headerSize, span % 8 == 0, offset + span <= segment.size {
+                    // No appender is alive: this claim will never be committed.
+                    segment.wordPointer(offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .releasing)
+                    report.abandonedClaims += 1
+                    offset += span
+                } else if let next = Log.resynchronize(segment, from: offset + 8, after: last) {
+                    closeHole(segment, from: offset, to: next, report: &report)
+                    offset = next
+                } else {
+                    return (offset, last, false)
+                }
+            case .garbage:
+                if let next = Log.resynchronize(segment, from: offset + 8, after: last) {
+                    closeHole(segment, from: offset, to: next, report: &report)
+                    offset = next
+                } else {
+                    return (offset, last, false)
+                }
+            }
+        }
+    }
+
+    private func closeHole(_ segment: SegmentFile, from: Int, to: Int, report: inout RecoveryReport) {
+        segment.wordPointer(from).pointee.store(RecordFormat.word(.skip, length: to - from), ordering: .releasing)
+        report.abandonedClaims += 1
+    }
+
+    /// Zeroes everything from `offset` to the end of the segment that is not
+    /// zero already, and the index entries pointing there.
+    private func clear(_ segment: SegmentFile, from offset: Int, report: inout RecoveryReport) {
+        guard offset < segment.size else { return }
+        var at = offset
+        while at < segment.size {
+            let end = min(segment.size, (at + 4096) & ~4095)
+            let chunk = UnsafeMutableRawBufferPointer(start: segment.base + at, count: end - at)
+            if chunk.contains(where: { $0 != 0 }) {
+                report.truncatedBytes += chunk.count
+                chunk.initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            at = end
+        }
+        segment.clearIndex(from: offset)
+    }
+}

@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ShmSystem
+
+/// What `Log.send(from:maxRecords:to:)` sent.
+public struct SendResult: Sendable, Equatable {
+    public var records: Int
+    public var bytes: Int
+    /// The sequence number to continue from.
+    public var nextSequence: UInt64
+}
+
+extension Log {
+    /// Streams records, starting with sequence `first`, to the descriptor
+    /// `fd` (a socket, pipe or file) straight from the segment files with
+    /// `sendfile(2)`: the kernel copies from the page cache, nothing passes
+    /// through user space — as Kafka serves consumers. Records go out in
+    /// their stored format (`RecordFormat`, skips included); `LogWireDecoder`
+    /// reads them back. Stops after `maxRecords` records, at the end of what
+    /// is committed, or at a damaged record.
+    public func send(from first: UInt64, maxRecords: Int = .max, to fd: Int32) throws(LogError) -> SendResult {
+        var position = try position(ofSequence: first)
+        var result = SendResult(records: 0, bytes: 0, nextSequence: first)
+        while result.records < maxRecords {
+            let segment = try openSegment(position.segment, writable: false)
+            let start = Int(position.offset)
+            var end = start
+            var rolled = false
+            scan: while result.records < maxRecords {
+                switch Log.step(segment, at: end) {
+                case .record(_, let length, let sequence, _, let intact):
+                    guard intact else { break scan }
+                    end += RecordFormat.span(payload: length)
+                    result.records += 1
+                    result.nextSequence = sequence + 1
+                case .skip(_, let span):
+                    end += span
+                case .endOfSegment:
+                    rolled = true
+                    break scan
+                case .open, .garbage:
+                    break scan
+                }
+            }
+            if end > start { try sendfileAll(segment.path, from: start, count: end - start, to: fd) }
+            result.bytes += end - start
+            guard rolled, segmentNumbers().contains(position.segment + 1) else { break }
+            position = LogPosition(segment: position.segment + 1, offset: UInt32(dataOffset))
+        }
+        return result
+    }
+
+    private func sendfileAll(_ path: String, from offset: Int, count: Int, to fd: Int32) throws(LogError) {
+        let source: Int32
+        switch valueOrErrno({ Glibc.open(path, O_RDONLY | O_CLOEXEC) }) {
+        case .success(let value): source = value
+        case .failure(let e): throw .system(operation: "open", path: path, e)
+        }
+        defer { closeOwnedDescriptor(source) }
+        var position = off_t(offset)
+        var remaining = count
+        while remaining > 0 {
+            switch valueOrErrno({ sendfile(fd, source, &position, remaining) }) {
+            case .success(let sent):
+                guard sent > 0 else { throw .system(operation: "sendfile", path: path, .ioError) }
+                remaining -= sent
+            case .failure(let e):
+                if e == .tryAgain {
+                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&p, 1, 1000)
+                    continue
+                }
+                throw .system(operation: "sendfile", path: path, e)
+            }
+        }
+    }
+}
+
+/// Reads records in the stored format from a byte stream (the receiving
+/// end of `Log.send`), checking every checksum.
+public struct LogWireDecoder: Sendable {
+    var buffer: [UInt8] = []
+
+    public init() {}
+
+    /// Adds received bytes; returns the complete records they finish.
+    /// Throws `.corruptRecord` for a record that fails its checksum.
+    public mutating func feed(_ bytes: some Collection<UInt8>) throws(LogError) -> [LogRecord] {
+        buffer.append(contentsOf: bytes)
+        var records: [LogRecord] = []
+        var consumed = 0
+        let decoded: Result<Void, LogError> = buffer.withUnsafeBytes { raw in Result { () throws(LogError) in
+            while raw.count - consumed >= 8 {
+                let word = raw.loadUnaligned(fromByteOffset: consumed, as: UInt64.self)
+                guard let (kind, length) = RecordFormat.decode(word), kind == .data || kind == .skip else {
+                    throw .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: nil, reason: "invalid word in stream")
+                }
+                let span = kind == .data ? RecordFormat.span(payload: length) : length
+                guard span >= 8, raw.count - consumed >= span else { break }
+                if kind == .data {
+                    let record = UnsafeMutableRawPointer.allocate(byteCount: span, alignment: 8)
+                    defer { record.deallocate() }
+                    record.copyMemory(from: raw.baseAddress! + consumed, byteCount: span)
+                    let sequence = record.load(fromByteOffset: 16, as: UInt64.self)
+                    guard RecordFormat.checksum(record: record, length: length) == record.load(fromByteOffset: 8, as: UInt32.self) else {
+                        throw .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: sequence, reason: "checksum mismatch in stream")
+                    }
+                    let payload = UnsafeRawBufferPointer(start: record + RecordFormat.headerSize, count: length)
+                    records.append(LogRecord(sequence: sequence, position: LogPosition(segment: 0, offset: 0),
+                                             timestamp: record.load(fromByteOffset: 24, as: UInt64.self), bytes: Array(payload)))
+                }
+                consumed += span
+            }
+        } }
+        buffer.removeFirst(consumed)
+        try decoded.get()
+        return records
+    }
+}

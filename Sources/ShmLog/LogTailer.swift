@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ShmSystem
+import ShmPrimitives
+
+/// A record read from a log (a copy of its payload).
+public struct LogRecord: Hashable, Sendable {
+    public let sequence: UInt64
+    public let position: LogPosition
+    /// Wall-clock nanoseconds since 1970, set by the appender.
+    public let timestamp: UInt64
+    public let bytes: [UInt8]
+
+    /// The payload as UTF-8 text.
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+/// A record in place, valid only inside `LogTailer.withNext`.
+public struct LogRecordView {
+    public let sequence: UInt64
+    public let position: LogPosition
+    public let timestamp: UInt64
+    /// The payload in the mapped segment.
+    public let bytes: UnsafeRawBufferPointer
+}
+
+/// Reads a log in order, in any process, while it is written. Use each
+/// tailer from one thread at a time.
+///
+/// Blocking reads spin briefly and then sleep on a futex in `log.meta`,
+/// which appenders wake after a commit only if a tailer said it sleeps.
+///
+/// A record that fails its checksum is never returned: `next` throws
+/// `LogError.corruptRecord` for it and continues after it on the next call.
+/// A claim of a killed appender (its pid is gone) is stepped over; so is a
+/// hole before the claim word that stays empty for `abandonedClaimTimeout`
+/// (an appender killed between claiming and marking its claim).
+public final class LogTailer: @unchecked Sendable {
+    public let log: Log
+    public let onDeletedSegment: DeletedSegmentPolicy
+    let waiter: WaitStrategy
+    var segment: SegmentFile?
+    /// The next slot to read.
+    public private(set) var position: LogPosition
+    /// How long an empty slot below the claim word may stay empty before
+    /// the tailer looks past it.
+    public var abandonedClaimTimeout: Duration = .seconds(2)
+    var holeSince: (LogPosition, UInt64)?
+
+    init(log: Log, start: TailStart, onDeletedSegment: DeletedSegmentPolicy, waitStrategy: WaitStrategy) throws(LogError) {
+        self.log = log
+        self.onDeletedSegment = onDeletedSegment
+        waiter = waitStrategy
+        switch start {
+        case .start: position = log.startPosition
+        case .end: position = log.nextPosition.position
+        case .sequence(let s): position = try log.position(ofSequence: s)
+        case .time(let t):
+            do { position = try log.position(ofTime: t) } catch .noSuchRecord(_) { position = log.nextPosition.position }
+        case .position(let p): position = p
+        }
+    }
+
+    /// Moves to `position` (a position from `append` or a record).
+    public func seek(to position: LogPosition) {
+        self.position = position
+        holeSince = nil
+    }
+
+    // MARK: Reading
+
+    enum Poll {
+        case record(LogRecordView)
+        /// Nothing yet at the position; the word seen there.
+        case waiting(segment: SegmentFile?, offset: Int, word: UInt64)
+    }
+
+    /// One attempt at the next record.
+    func poll() throws(LogError) -> Poll {
+        while true {
+            guard let segment = try currentSegment() else {
+                return .waiting(segment: nil, offset: 0, word: 0)
+            }
+            let offset = Int(position.offset)
+            switch Log.step(segment, at: offset) {
+            case .record(_, let length, let sequence, let timestamp, let intact):
+                let at = position
+                position.offset += UInt32(RecordFormat.span(payload: length))
+                holeSince = nil
+                guard intact else { throw .corruptRecord(position: at, sequence: sequence, reason: "checksum mismatch") }
+                let payload = UnsafeRawBufferPointer(start: segment.base + offset + RecordFormat.headerSize, count: length)
+                return .record(LogRecordView(sequence: sequence, position: at, timestamp: timestamp, bytes: payload))
+            case .skip(_, let span):
+                position.offset += UInt32(span)
+            case .endOfSegment:
+                position = LogPosition(segment: position.segment + 1, offset: UInt32(log.dataOffset))
+                self.segment = nil
+            case .open(_, let word):
+                if let (kind, span) = RecordFormat.decode(word), kind == .writing,
+                   span >= RecordFormat.headerSize, span % 8 == 0, offset + span <= segment.size {
+                    let pid = (segment.base + offset).load(fromByteOffset: 12, as: UInt32.self)
+                    if pid != 0, !ProcessIdentity.isRunning(pid: Int32(bitPattern: pid)) {
+                        position.offset += UInt32(span) // a killed appender's claim
+                        continue
+                    }
+                } else if kind(word) == .empty, let next = abandonedHole(segment, offset: offset) {
+                    position.offset = UInt32(next)
+                    continue
+                }
+                return .waiting(segment: segment, offset: offset, word: word)
+            case .garbage(_, let word):
+                let at = position
+                if let next = Log.resynchronize(segment, from: offset + 8, after: nil, limit: claimLimit(in: segment)) {
+                    position.offset = UInt32(next)
+                } else {
+                    position = LogPosition(segment: position.segment + 1, offset: UInt32(log.dataOffset))
+                    self.segment = nil
+                }
+                throw .corruptRecord(position: at, sequence: nil, reason: "invalid record word 0x\(String(word, radix: 16))")
+            }
+        }
+    }
+
+    private func kind(_ word: UInt64) -> RecordFormat.Kind? { RecordFormat.decode(word)?.kind }
+
+    private func claimLimit(in segment: SegmentFile) -> Int {
+        let claim = log.nextPosition.position
+        return claim.segment == segment.number ? Int(claim.offset) : segment.size
+    }
+
+    /// An empty slot that has stayed empty long enough below the claim word
+    /// belongs to an appender killed right after claiming: the offset of the
+    /// next record after it, if any.
+    private func abandonedHole(_ segment: SegmentFile, offset: Int) -> Int? {
+        let claim = log.nextPosition.position
+        guard claim > position else { return nil }
+        let now = monotonicNanoseconds()
+        guard let (at, since) = holeSince, at == position else {
+            holeSince = (position, now)
+            return nil
+        }
+        guard now &- since >= abandonedClaimTimeout.nanoseconds else { return nil }
+        holeSince = nil
+        if claim.segment == segment.number {
+            return Log.resynchronize(segment, from: offset + 8, after: nil, limit: Int(claim.offset))
+        }
+        return Log.resynchronize(segment, from: offset + 8, after: nil) ?? segment.size
+    }
+
+    /// The mapped segment at `position`, or nil if it does not exist yet.
+    private func currentSegment() throws(LogError) -> SegmentFile? {
+        if let segment, segment.number == position.segment { return segment }
+        segment = nil
+        do {
+            let opened = try log.openSegment(position.segment, writable: false)
+            segment = opened
+            return opened
+        } catch .notFound(_) {
+            let numbers = log.segmentNumbers()
+            guard let oldest = numbers.first, position.segment < oldest else {
+                return nil // not created yet
+            }
+            let start = LogPosition(segment: oldest, offset: UInt32(log.dataOffset))
+            switch onDeletedSegment {
+            case .fail: throw .positionDeleted(position, oldestRetained: start)
+            case .moveToOldest:
+                position = start
+                return try currentSegment()
+            }
+        }
+    }
+
+    /// The next record if one is there, without waiting.
+    public func tryNext() throws(LogError) -> LogRecord? {
+        guard case .record(let view) = try poll() else { return nil }
+        return LogRecord(sequence: view.sequence, position: view.position, timestamp: view.timestamp, bytes: Array(view.bytes))
+    }
+
+    /// The next record, waiting at most `timeout` (nil: for ever).
+    public func next(timeout: Duration? = nil) throws(LogError) -> LogRecord {
+        try withNext(timeout: timeout) { view in
+            LogRecord(sequence: view.sequence, position: view.position, timestamp: view.timestamp, bytes: Array(view.bytes))
+        }
+    }
+
+    /// Waits for the next record and hands it to `body` in place (no copy).
+    public func withNext<R>(timeout: Duration? = nil, _ body: (LogRecordView) throws(LogError) -> R) throws(LogError) -> R {
+        let end = timeout.map { monotonicNanoseconds() &+ $0.nanoseconds }
+        var spins = 0
+        while true {
+            switch try poll() {
+            case .record(let view):
+                return try body(view)
+            case .waiting(let segment, let offset, let word):
+                let now = monotonicNanoseconds()
+                if let end, now >= end { throw .timedOut(timeout) }
+                spins += 1
+                if case .busySpin = waiter {
+                    CPU.relax()
+                    continue
+                }
+                if waiter.spinsFirst && spins < 2000 {
+                    CPU.relax()
+                    continue
+                }
+                // Sleep until the slot changes (or a slice passes: segments
+                // appear, holes time out).
+                let slice = now &+ 20_000_000
+                let until = end.map { min($0, slice) } ?? slice
+                if let segment {
+                    let word0 = segment.wordPointer(offset)
+                    _ = log.meta.parker.sleep(until: until) {
+                        word0.pointee.load(ordering: .sequentiallyConsistent) != word
+                    }
+                } else {
+                    usleep(1000)
+                }
+            }
+        }
+    }
+
+    /// Records as they are appended, for `for try await`; ends with the task.
+    public var records: AsyncThrowingStream<LogRecord, any Error> {
+        let tailer = self
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                while !Task.isCancelled {
+                    do {
+                        let record = try await BlockingPool.shared.run { () throws(LogError) -> LogRecord? in
+                            do throws(LogError) { return try tailer.next(timeout: .milliseconds(100)) } catch {
+                                if case .timedOut = error { return nil }
+                                throw error
+                            }
+                        }
+                        if let record { continuation.yield(record) }
+                    } catch {
+                        continuation.finish(throwing: error)
+                        return
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
+
+extension WaitStrategy {
+    var spinsFirst: Bool {
+        switch self {
+        case .block: return false
+        default: return true
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import CShm
+
+/// The on-disk record format, shared by appenders, tailers, recovery,
+/// `verify` and the sendfile wire format (records go out as they are stored).
+///
+/// ```text
+/// offset  size  field
+///    0     8    word: kind (bits 60–63) | length (bits 0–31); bits 32–59 zero.
+///               Written last, with one release store: a reader that sees
+///               kind "data" sees the whole record.
+///    8     4    CRC32C of (length as 4 little-endian bytes, bytes 16..<32+length)
+///   12     4    pid of the appender (set when the space is claimed)
+///   16     8    sequence number (global, contiguous, from 1)
+///   24     8    timestamp, wall-clock nanoseconds since 1970
+///   32     n    payload
+/// ```
+/// Records start 8-byte aligned and take `align8(32 + n)` bytes.
+public enum RecordFormat {
+    public static let headerSize = 32
+    static let kindShift: UInt64 = 60
+    static let lengthMask: UInt64 = 0xFFFF_FFFF
+
+    /// What the first word of a record slot says.
+    public enum Kind: UInt64, Sendable {
+        /// Nothing written yet.
+        case empty = 0
+        /// Claimed by an appender that has not committed (length = span).
+        case writing = 1
+        /// A committed record (length = payload bytes).
+        case data = 2
+        /// Space to step over: an abandoned claim or a hole closed by
+        /// recovery (length = span).
+        case skip = 3
+        /// The rest of the segment is unused; continue in the next one.
+        case end = 4
+    }
+
+    @inline(__always)
+    static func word(_ kind: Kind, length: Int) -> UInt64 { kind.rawValue << kindShift | UInt64(length) }
+
+    /// Decodes a record word; nil if it cannot be one (stray bits, unknown kind).
+    @inline(__always)
+    static func decode(_ word: UInt64) -> (kind: Kind, length: Int)? {
+        guard word & 0x0FFF_FFFF_0000_0000 == 0, let kind = Kind(rawValue: word >> kindShift) else { return nil }
+        return (kind, Int(word & lengthMask))
+    }
+
+    /// Bytes a record with `payload` bytes occupies.
+    @inline(__always)
+    public static func span(payload: Int) -> Int { (headerSize + payload + 7) & ~7 }
+
+    /// The checksum of a record whose header starts at `record`.
+    static func checksum(record: UnsafeRawPointer, length: Int) -> UInt32 {
+        var seed = UInt32(truncatingIfNeeded: length).littleEndian
+        let start = withUnsafeBytes(of: &seed) { cshm_crc32c(0, $0.baseAddress, 4) }
+        return cshm_crc32c(start, record + 16, 16 + length)
+    }
+
+    /// CRC32C of `bytes` (exposed for tests and tools).
+    public static func crc32c(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        cshm_crc32c(crc, bytes.baseAddress, bytes.count)
+    }
+}
