@@ -43,8 +43,13 @@ public final class Log: @unchecked Sendable {
         if mkdir(directory, 0o755) != 0, Errno.current != .exists {
             throw .system(operation: "mkdir", path: directory, Errno.current)
         }
-        let meta = try MetaFile.create(path: directory + "/log.meta", segmentSize: config.segmentSize,
+        let meta: MetaFile
+        do {
+            meta = try MetaFile.create(path: directory + "/log.meta", segmentSize: config.segmentSize,
                                        indexGranularity: config.indexGranularity)
+        } catch .alreadyExists(_) {
+            throw .alreadyExists(directory: directory)
+        }
         let log = Log(directory: directory, meta: meta)
         _ = try SegmentFile.createOrOpen(directory: directory, number: 0, meta: meta, syncDirectory: true)
         return log
@@ -53,7 +58,8 @@ public final class Log: @unchecked Sendable {
     /// Opens the log in `directory` (`.notFound` if there is none). Opening
     /// reads; recovery happens when the first appender attaches.
     public static func open(directory: String) throws(LogError) -> Log {
-        Log(directory: directory, meta: try MetaFile(path: directory + "/log.meta"))
+        do { return Log(directory: directory, meta: try MetaFile(path: directory + "/log.meta")) }
+        catch .notFound(_) { throw .notFound(directory: directory) }
     }
 
     /// Opens the log, or creates it with `config`.

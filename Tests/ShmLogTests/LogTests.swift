@@ -79,10 +79,10 @@ struct LogTests {
 
     @Test func badInputFailsClearly() throws {
         let scratch = ScratchLog("bad")
-        #expect(throws: LogError.notFound(directory: scratch.directory + "/log.meta")) { _ = try Log.open(directory: scratch.directory) }
+        #expect(throws: LogError.notFound(directory: scratch.directory)) { _ = try Log.open(directory: scratch.directory) }
         #expect(throws: LogError.self) { _ = try Log.create(directory: scratch.directory, config: LogConfig(segmentSize: 1000)) }
         let log = try scratch.create()
-        #expect(throws: LogError.alreadyExists(directory: scratch.directory + "/log.meta")) { _ = try scratch.create() }
+        #expect(throws: LogError.alreadyExists(directory: scratch.directory)) { _ = try scratch.create() }
         let appender = try log.appender()
         #expect(throws: LogError.self) { _ = try appender.append([UInt8](repeating: 0, count: 70_000)) }
         #expect(throws: LogError.self) { _ = try log.appender(durability: .everyRecords(0)) }

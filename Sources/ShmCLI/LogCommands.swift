@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Shm
+import ShmLog
+
+/// `shm log …`: the persistent memory-mapped log.
+struct LogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Append to, tail, inspect, verify and trim a persistent memory-mapped log (a directory).",
+        subcommands: [LogAppendCommand.self, LogTailCommand.self, LogStatCommand.self, LogVerifyCommand.self, LogTrimCommand.self]
+    )
+}
+
+struct LogAppendCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "append", abstract: "Append lines from stdin (or --message) as records; creates the log if missing.")
+
+    @Argument(help: "Log directory.") var directory: String
+    @Option(name: .customLong("message"), help: "Append this text instead of reading stdin (repeatable).") var messages: [String] = []
+    @Option(name: .customLong("segment-size"), help: "Segment size when creating the log.", transform: Size.parse)
+    var segmentSize = Size(bytes: 64 << 20)
+    @Option(help: "none, always, records:N or interval:DURATION (e.g. interval:100ms).") var durability = "none"
+    @Flag(help: "Print each record's sequence number and position.") var verbose = false
+
+    func run() throws {
+        guard let policy = Durability(parsing: durability) else {
+            throw ValidationError("durability '\(durability)': use none, always, records:N or interval:DURATION")
+        }
+        let log = try reporting { try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: segmentSize.bytes)) }
+        let appender = try reporting { try log.appender(durability: policy) }
+        if let recovery = appender.recovery, recovery.abandonedClaims + recovery.truncatedBytes + recovery.corruptRecordsKept > 0 {
+            StandardStreams.printError("recovered: \(recovery.abandonedClaims) abandoned claim(s), \(recovery.truncatedBytes) torn bytes cleared, "
+                                       + "\(recovery.corruptRecordsKept) corrupt record(s) kept")
+        }
+        var appended = 0
+        func append(_ text: String) throws {
+            let record = try reporting { try appender.append(text) }
+            appended += 1
+            if verbose { StandardStreams.printLine("\(record.sequence) \(record.position)") }
+        }
+        if messages.isEmpty {
+            while let line = readLine(strippingNewline: true) { try append(line) }
+        } else {
+            for message in messages { try append(message) }
+        }
+        try reporting { try appender.flush() }
+        StandardStreams.printError("appended \(appended) record\(appended == 1 ? "" : "s") to \(directory)")
+    }
+}
+
+struct LogTailCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail", abstract: "Print records: from the start, the end, a sequence number or a time.")
+
+    @Argument(help: "Log directory.") var directory: String
+    @Option(help: "start, end, a sequence number, or @WALLCLOCK_NS for a time.") var from = "start"
+    @Flag(help: "Keep waiting for new records (like tail -f).") var follow = false
+    @Option(help: "Stop after this many records.") var count: Int?
+    @Option(help: "With --follow: give up after this long without a record, e.g. 5s.", transform: parseDuration)
+    var timeout: Duration?
+    @Flag(help: "One JSON object per record.") var json = false
+
+    struct Line: Encodable {
+        let sequence: UInt64
+        let position: String
+        let timestamp: UInt64
+        let bytes: Int
+        let text: String
+        enum CodingKeys: String, CodingKey { case sequence, position, bytes, text, timestamp = "timestamp_ns" }
+    }
+
+    func run() throws {
+        let start: TailStart
+        switch from {
+        case "start": start = .start
+        case "end": start = .end
+        default:
+            if from.hasPrefix("@"), let time = UInt64(from.dropFirst()) { start = .time(time) }
+            else if let sequence = UInt64(from), sequence > 0 { start = .sequence(sequence) }
+            else { throw ValidationError("--from '\(from)': use start, end, a sequence number or @WALLCLOCK_NS") }
+        }
+        let log = try reporting { try Log.open(directory: directory) }
+        let tailer = try reporting { try log.tailer(from: start) }
+        var printed = 0
+        while count.map({ printed < $0 }) ?? true {
+            let record: LogRecord
+            do {
+                if follow {
+                    record = try tailer.next(timeout: timeout)
+                } else {
+                    guard let next = try tailer.tryNext() else { break }
+                    record = next
+                }
+            } catch {
+                switch error {
+                case .timedOut: throw CommandFailure("no record within \(timeout.map { "\($0)" } ?? "the timeout") (\(printed) printed)")
+                case .corruptRecord:
+                    StandardStreams.printError("skipped: \(error)")
+                    continue
+                default: throw CommandFailure(error.description)
+                }
+            }
+            printed += 1
+            if json {
+                try printJSONLine(Line(sequence: record.sequence, position: record.position.description, timestamp: record.timestamp,
+                                       bytes: record.bytes.count, text: record.text))
+            } else {
+                StandardStreams.printLine(record.text)
+            }
+        }
+    }
+}
+
+struct LogStatCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stat", abstract: "Segments, records, size, first and last sequence and time.")
+
+    @Argument(help: "Log directory.") var directory: String
+    @Flag(help: "Output JSON.") var json = false
+
+    struct Report: Encodable {
+        let directory: String
+        let segments: Int
+        let segmentSize: Int
+        let bytes: Int
+        let records: Int
+        let firstSequence: UInt64?
+        let lastSequence: UInt64?
+        let firstTime: UInt64?
+        let lastTime: UInt64?
+        let nextPosition: String
+        enum CodingKeys: String, CodingKey {
+            case directory, segments, bytes, records
+            case segmentSize = "segment_size", firstSequence = "first_sequence", lastSequence = "last_sequence"
+            case firstTime = "first_time_ns", lastTime = "last_time_ns", nextPosition = "next_position"
+        }
+    }
+
+    func run() throws {
+        let log = try reporting { try Log.open(directory: directory) }
+        let s = log.stat()
+        let report = Report(directory: directory, segments: s.segments, segmentSize: s.segmentSize, bytes: s.bytes, records: s.records,
+                            firstSequence: s.firstSequence, lastSequence: s.lastSequence, firstTime: s.firstTime, lastTime: s.lastTime,
+                            nextPosition: s.nextPosition.description)
+        if json { return try printJSON(report) }
+        func time(_ ns: UInt64?) -> String { ns.map { formatWallClock($0) } ?? "-" }
+        StandardStreams.printLine("""
+            log:       \(directory)
+            segments:  \(s.segments) × \(ByteCount.format(s.segmentSize)) (\(ByteCount.format(s.bytes)) on disk)
+            records:   \(s.records)
+            sequence:  \(s.firstSequence.map(String.init) ?? "-") … \(s.lastSequence.map(String.init) ?? "-")
+            time:      \(time(s.firstTime)) … \(time(s.lastTime))
+            next:      \(s.nextPosition)
+            """)
+    }
+}
+
+struct LogVerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Check every record's CRC32C and order; exits 1 on corruption.")
+
+    @Argument(help: "Log directory.") var directory: String
+    @Flag(help: "Output JSON.") var json = false
+
+    struct Report: Encodable {
+        let records: Int
+        let skipped: Int
+        let intact: Bool
+        let problems: [String]
+    }
+
+    func run() throws {
+        let log = try reporting { try Log.open(directory: directory) }
+        let result = log.verify()
+        if json {
+            try printJSON(Report(records: result.records, skipped: result.skipped, intact: result.isIntact, problems: result.problems.map(\.description)))
+        } else {
+            for problem in result.problems { StandardStreams.printLine("CORRUPT \(problem)") }
+            StandardStreams.printLine("\(result.records) records intact, \(result.skipped) skipped, \(result.problems.count) problem(s)")
+        }
+        if !result.isIntact { throw ExitCode(1) }
+    }
+}
+
+struct LogTrimCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trim", abstract: "Retention: delete the oldest whole segments beyond a total size or age.")
+
+    @Argument(help: "Log directory.") var directory: String
+    @Option(name: .customLong("max-size"), help: "Keep at most this many bytes of segments.", transform: Size.parse) var maxSize: Size?
+    @Option(name: .customLong("max-age"), help: "Delete segments whose records are all older than this, e.g. 7d is 168h.", transform: parseDuration)
+    var maxAge: Duration?
+
+    func run() throws {
+        guard maxSize != nil || maxAge != nil else { throw ValidationError("give --max-size and/or --max-age") }
+        let log = try reporting { try Log.open(directory: directory) }
+        let deleted = try reporting { try log.trim(maxBytes: maxSize?.bytes, maxAge: maxAge) }
+        StandardStreams.printLine("deleted \(deleted.count) segment\(deleted.count == 1 ? "" : "s")"
+                                  + (deleted.isEmpty ? "" : ": " + deleted.map(String.init).joined(separator: ", ")))
+    }
+}
+
+/// `2026-11-22 07:55:01.123456789 UTC` from wall-clock nanoseconds.
+func formatWallClock(_ ns: UInt64) -> String {
+    var seconds = time_t(ns / 1_000_000_000)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    func pad(_ v: Int32, _ n: Int = 2) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
+    let fraction = String(ns % 1_000_000_000)
+    let date: String = pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1) + "-" + pad(parts.tm_mday)
+    let clock: String = pad(parts.tm_hour) + ":" + pad(parts.tm_min) + ":" + pad(parts.tm_sec)
+    let nanos: String = String(repeating: "0", count: 9 - fraction.count) + fraction
+    return date + " " + clock + "." + nanos + " UTC"
+}

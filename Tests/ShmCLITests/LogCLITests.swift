@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import ShmSystem
+import ShmTestSupport
+
+@Suite("shm log commands")
+struct LogCLITests {
+    @Test func appendTailStatVerifyTrim() throws {
+        let directory = TestSupport.temporaryPath("clilog")
+        defer { _ = try? TestSupport.runCLI(["log", "trim", directory, "--max-age", "0s"]); removeLogDirectory(directory) }
+        let lines = (0..<2000).map { "line \($0) " + String(repeating: "=", count: $0 % 40) }
+        let appended = try TestSupport.runCLI(["log", "append", directory, "--segment-size", "64KiB", "--durability", "records:100"],
+                                              stdin: lines.joined(separator: "\n") + "\n")
+        #expect(appended.status == .exited(0), "\(appended.error)")
+        #expect(appended.error.contains("appended 2000 records"))
+        let more = try TestSupport.runCLI(["log", "append", directory, "--message", "last one", "--verbose"])
+        #expect(more.output.hasPrefix("2001 "))
+
+        let tail = try TestSupport.runCLI(["log", "tail", directory])
+        #expect(tail.output == (lines + ["last one"]).joined(separator: "\n") + "\n")
+        let fromSequence = try TestSupport.runCLI(["log", "tail", directory, "--from", "1500", "--count", "2", "--json"])
+        let rows = fromSequence.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+        #expect(rows.map { $0["sequence"] as? Int } == [1500, 1501])
+        #expect(rows.first?["text"] as? String == lines[1499])
+
+        let stat = try TestSupport.runCLI(["log", "stat", directory, "--json"])
+        let report = try #require(try json(stat.output) as? [String: Any])
+        #expect(report["records"] as? Int == 2001 && report["first_sequence"] as? Int == 1 && report["last_sequence"] as? Int == 2001)
+        let segments = report["segments"] as? Int ?? 0
+        #expect(segments > 2)
+
+        #expect(try TestSupport.runCLI(["log", "verify", directory]).status == .exited(0))
+        // Corrupt one payload byte in the first segment: verify fails and names it; tail skips it.
+        let victim = try #require(jsonLines(try TestSupport.runCLI(["log", "tail", directory, "--from", "300", "--count", "1", "--json"]).output).first)
+        let position = try #require(victim["position"] as? String).split(separator: ":").compactMap { Int($0) }
+        let fd = open(directory + "/" + String(repeating: "0", count: 10 - String(position[0]).count) + String(position[0]) + ".seg", O_RDWR)
+        var byte: UInt8 = 0
+        let offset = off_t(position[1] + 32 + 2) // a payload byte of record 300
+        _ = pread(fd, &byte, 1, offset)
+        byte ^= 0xFF
+        _ = pwrite(fd, &byte, 1, offset)
+        close(fd)
+        let verify = try TestSupport.runCLI(["log", "verify", directory])
+        #expect(verify.status == .exited(1))
+        #expect(verify.output.contains("CORRUPT") && verify.output.contains("checksum mismatch"), "\(verify.output)")
+        let damaged = try TestSupport.runCLI(["log", "tail", directory])
+        #expect(damaged.status == .exited(0))
+        #expect(damaged.error.contains("skipped: corrupt record"))
+        #expect(damaged.output.split(separator: "\n").count == 2000)
+
+        let trim = try TestSupport.runCLI(["log", "trim", directory, "--max-size", "128KiB"])
+        #expect(trim.status == .exited(0) && trim.output.hasPrefix("deleted \(segments - 2) segment"), "\(trim.output)")
+    }
+
+    @Test func followWaitsForRecordsFromAnotherProcess() throws {
+        let directory = TestSupport.temporaryPath("clifollow")
+        defer { removeLogDirectory(directory) }
+        _ = try TestSupport.runCLI(["log", "append", directory, "--message", "existing"])
+        let follower = try TestSupport.spawnCLI(["log", "tail", directory, "--from", "end", "--follow", "--count", "2", "--timeout", "20s"])
+        usleep(200_000)
+        _ = try TestSupport.runCLI(["log", "append", directory, "--message", "new 1", "--message", "new 2"])
+        #expect(try follower.wait(timeout: .seconds(30)) == .exited(0), "\(follower.errorText)")
+        #expect(follower.outputText == "new 1\nnew 2\n")
+    }
+
+    @Test(arguments: [
+        (["log", "tail", "/tmp/swift-shm-no-such-log"], "no log in"),
+        (["log", "stat", "/tmp/swift-shm-no-such-log"], "no log in"),
+        (["log", "tail", "/tmp", "--from", "yesterday"], "--from 'yesterday'"),
+        (["log", "append", "/tmp/swift-shm-x", "--durability", "sometimes"], "durability 'sometimes'"),
+        (["log", "trim", "/tmp/swift-shm-no-such-log"], "give --max-size"),
+    ])
+    func badLogInputFailsClearly(arguments: [String], message: String) throws {
+        let result = try TestSupport.runCLI(arguments)
+        #expect(result.status != .exited(0))
+        #expect(result.error.contains(message), "stderr: \(result.error)")
+    }
+}
+
+func removeLogDirectory(_ path: String) {
+    if let dir = opendir(path) {
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink(path + "/" + name) }
+        }
+        closedir(dir)
+    }
+    rmdir(path)
+}

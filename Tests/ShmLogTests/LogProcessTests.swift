@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import ShmSystem
+import ShmTestSupport
+@testable import ShmLog
+
+/// The payload the peer writes (see Sources/ShmPeer/LogPeer.swift).
+func parsePeerPayload(_ text: String) -> (tag: String, index: Int)? {
+    let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+    guard parts.count == 3, let index = Int(parts[1]), parts[2] == Substring(String(repeating: "x", count: index % 37)) else { return nil }
+    return (String(parts[0]), index)
+}
+
+/// The highest index a peer said it had appended ("ack INDEX SEQUENCE").
+func lastAck(_ output: String) -> Int? {
+    output.split(separator: "\n").reversed().lazy.compactMap { line -> Int? in
+        let parts = line.split(separator: " ")
+        return parts.count == 3 && parts[0] == "ack" ? Int(parts[1]) : nil
+    }.first
+}
+
+@Suite("Log across processes")
+struct LogProcessTests {
+    @Test func appendersInSeveralProcessesAndATailerInAnother() throws {
+        let scratch = ScratchLog("mp")
+        _ = try scratch.create()
+        let count = 3000
+        let tailer = try TestSupport.spawnPeer(["log-tail", scratch.directory, String(3 * count)])
+        #expect(try tailer.readLine(timeout: .seconds(20)) == "ready")
+        let appenders = try ["a", "b", "c"].map { tag in
+            try TestSupport.spawnPeer(["log-append", scratch.directory, tag, String(count), "none"])
+        }
+        for appender in appenders { #expect(try appender.wait(timeout: .seconds(60)) == .exited(0), "\(appender.errorText)") }
+        #expect(try tailer.wait(timeout: .seconds(60)) == .exited(0), "\(tailer.errorText)")
+        #expect(tailer.outputText.contains("tailed \(3 * count) a=\(count - 1) b=\(count - 1) c=\(count - 1)"), "\(tailer.outputText)")
+        let log = try Log.open(directory: scratch.directory)
+        let verification = log.verify()
+        #expect(verification.isIntact && verification.records == 3 * count, "\(verification.problems)")
+        // Sequence numbers are contiguous: every claim was committed.
+        #expect(try readAll(log).map(\.sequence) == Array(1...UInt64(3 * count)))
+    }
+
+    /// Appenders SIGKILLed at random points, again and again: each time the
+    /// log recovers, verifies, keeps every acknowledged record, and goes on.
+    @Test(arguments: ["none", "always"])
+    func appendersKilledAtRandomPointsLoseNothingAcknowledged(durability: String) throws {
+        let scratch = ScratchLog("kill")
+        let log = try scratch.create()
+        var acknowledged: [String: Int] = [:]
+        for round in 0..<5 {
+            let tags = ["r\(round)a", "r\(round)b"]
+            let peers = try tags.map { try TestSupport.spawnPeer(["log-append", scratch.directory, $0, "0", durability]) }
+            for peer in peers { #expect(try peer.readLine(timeout: .seconds(20)) == "ready") }
+            usleep(UInt32.random(in: 2_000...30_000))
+            for peer in peers { peer.kill() }
+            for (tag, peer) in zip(tags, peers) {
+                _ = try peer.wait(timeout: .seconds(10))
+                acknowledged[tag] = lastAck(peer.outputText) ?? -1
+            }
+            // Recovery runs in the first appender to open after the kill.
+            let appender = try log.appender()
+            #expect(appender.recovery != nil)
+            let verification = log.verify()
+            #expect(verification.isIntact, "round \(round): \(verification.problems)")
+            var last: [String: Int] = [:]
+            for record in try readAll(log) {
+                guard let (tag, index) = parsePeerPayload(record.text) else {
+                    #expect(record.text.hasPrefix("check "), "unexpected record \(record.text)")
+                    continue
+                }
+                #expect(index == (last[tag] ?? -1) + 1, "\(tag): \(index) after \(last[tag] ?? -1)")
+                last[tag] = index
+            }
+            for (tag, acked) in acknowledged {
+                #expect((last[tag] ?? -1) >= acked, "\(tag): acknowledged \(acked), log has \(last[tag] ?? -1)")
+            }
+            try appender.append("check \(round)")
+        }
+        #expect(log.verify().isIntact)
+    }
+}
