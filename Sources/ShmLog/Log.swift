@@ -136,13 +136,28 @@ public final class Log: @unchecked Sendable {
         }
     }
 
+    /// Zero bytes after which a resynchronizing scan gives up: records are
+    /// contiguous, so 64 KiB of zeros is the end of what was written (unless
+    /// an appender was killed between claiming more than 64 KiB and marking
+    /// its claim, and wrote only zeros: that is taken as the end).
+    static let zeroRunLimit = 64 << 10
+
     /// The next offset after `from` where an intact record with a sequence
     /// above `after` starts (8-byte steps), or nil.
     static func resynchronize(_ segment: SegmentFile, from: Int, after: UInt64?, limit: Int? = nil) -> Int? {
         var offset = (from + 7) & ~7
         let end = min(segment.size - RecordFormat.headerSize, limit ?? segment.size)
+        var zeros = 0
         while offset <= end {
-            if let (kind, length) = RecordFormat.decode(segment.word(at: offset)), kind == .data, segment.fits(offset: offset, length: length) {
+            let word = segment.word(at: offset)
+            if word == 0 {
+                zeros += 8
+                if zeros >= zeroRunLimit { return nil }
+                offset += 8
+                continue
+            }
+            zeros = 0
+            if let (kind, length) = RecordFormat.decode(word), kind == .data, segment.fits(offset: offset, length: length) {
                 let r = segment.record(at: offset, length: length)
                 if r.intact && (after.map { r.sequence > $0 } ?? true) { return offset }
             }

@@ -39,6 +39,18 @@ public final class LogAppender: @unchecked Sendable {
     let appendersLock: Int32
     let pid: UInt32
     var segment: SegmentFile?
+
+    /// What the append path reads on every record, behind a pointer (no
+    /// exclusivity checks, no reference counting).
+    struct Hot {
+        var base: UnsafeMutableRawPointer
+        var number: UInt32 = .max
+        var logDataOffset: Int
+        var granularity: Int
+        /// Pages up to here were made present and writable.
+        var prefaulted = 0
+    }
+    let hot: UnsafeMutablePointer<Hot>
     /// Bytes written and not yet synced: segment and offset range.
     var dirty: (segment: SegmentFile, start: Int, end: Int)?
     var unsynced = 0
@@ -49,6 +61,8 @@ public final class LogAppender: @unchecked Sendable {
         self.log = log
         self.durability = durability
         pid = UInt32(truncatingIfNeeded: getpid())
+        hot = .allocate(capacity: 1)
+        hot.initialize(to: Hot(base: UnsafeMutableRawPointer(bitPattern: 8)!, logDataOffset: log.dataOffset, granularity: log.meta.indexGranularity))
         let serial = try LogAppender.lockFile(log.directory + "/log.lock")
         defer { closeOwnedDescriptor(serial) }
         try LogAppender.flockBounded(serial, LOCK_EX, path: log.directory + "/log.lock")
@@ -72,6 +86,7 @@ public final class LogAppender: @unchecked Sendable {
     deinit {
         try? flush()
         closeOwnedDescriptor(appendersLock) // releases the flock
+        hot.deallocate()
     }
 
     static func lockFile(_ path: String) throws(LogError) -> Int32 {
@@ -97,9 +112,11 @@ public final class LogAppender: @unchecked Sendable {
     /// Appends a copy of `bytes` as one record.
     @discardableResult
     public func append(_ bytes: UnsafeRawBufferPointer) throws(LogError) -> AppendedRecord {
-        let claim = try claim(length: bytes.count)
-        if bytes.count > 0 { claim.buffer.copyMemory(from: bytes) }
-        return try claim.commit()
+        let (offset, sequence) = try claimSpace(length: bytes.count)
+        if let source = bytes.baseAddress {
+            (hot.pointee.base + offset + RecordFormat.headerSize).copyMemory(from: source, byteCount: bytes.count)
+        }
+        return try publish(offset: offset, length: bytes.count, sequence: sequence, timestamp: wallClockNanoseconds())
     }
 
     /// Appends a copy of `bytes` as one record.
@@ -119,9 +136,20 @@ public final class LogAppender: @unchecked Sendable {
     /// `commit()` publishes it. A claim dropped without `commit` becomes a
     /// skip that tailers step over.
     public func claim(length: Int) throws(LogError) -> LogClaim {
+        let (offset, sequence) = try claimSpace(length: length)
+        return LogClaim(appender: self, segment: segment!, offset: offset, length: length, sequence: sequence,
+                        timestamp: wallClockNanoseconds())
+    }
+
+    /// Claims `length` bytes and a sequence number with one 16-byte CAS;
+    /// leaves `hot` describing the segment that holds the claim.
+    @inline(__always)
+    func claimSpace(length: Int) throws(LogError) -> (offset: Int, sequence: UInt64) {
         let span = RecordFormat.span(payload: length)
-        let capacity = log.meta.segmentSize - log.dataOffset
-        guard length >= 0, span <= capacity else { throw .recordTooLarge(bytes: length, maximum: capacity - RecordFormat.headerSize) }
+        let segmentSize = log.meta.segmentSize, dataOffset = hot.pointee.logDataOffset
+        guard length >= 0, span <= segmentSize - dataOffset else {
+            throw .recordTooLarge(bytes: length, maximum: segmentSize - dataOffset - RecordFormat.headerSize)
+        }
         let claimWord = log.meta.claim
         // SYNC POINT: acquire pairs with other appenders' CAS below.
         var expected = claimWord.pointee.load(ordering: .acquiring)
@@ -130,13 +158,13 @@ public final class LogAppender: @unchecked Sendable {
         while true {
             let at = LogPosition(packed: UInt64(expected.first))
             var next: LogPosition
-            if Int(at.offset) + span <= log.meta.segmentSize {
+            if Int(at.offset) + span <= segmentSize {
                 position = at
-                next = LogPosition(segment: at.segment, offset: at.offset + UInt32(span))
+                next = LogPosition(segment: at.segment, offset: at.offset &+ UInt32(span))
                 rolledFrom = nil
             } else {
-                position = LogPosition(segment: at.segment + 1, offset: UInt32(log.dataOffset))
-                next = LogPosition(segment: at.segment + 1, offset: UInt32(log.dataOffset + span))
+                position = LogPosition(segment: at.segment &+ 1, offset: UInt32(dataOffset))
+                next = LogPosition(segment: at.segment &+ 1, offset: UInt32(dataOffset + span))
                 rolledFrom = at
             }
             let desired = WordPair(first: UInt(next.packed), second: expected.second &+ 1)
@@ -145,14 +173,13 @@ public final class LogAppender: @unchecked Sendable {
             if done { break }
             expected = actual
         }
-        let sequence = UInt64(expected.second)
         if let rolledFrom { try closeSegment(at: rolledFrom) }
-        let segment = try segment(position.segment)
-        let record = segment.base + Int(position.offset)
+        if position.segment != hot.pointee.number { _ = try segment(position.segment) }
+        let record = hot.pointee.base + Int(position.offset)
         record.storeBytes(of: pid, toByteOffset: 12, as: UInt32.self)
-        segment.wordPointer(Int(position.offset)).pointee.store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
-        return LogClaim(appender: self, segment: segment, offset: Int(position.offset), length: length, sequence: sequence,
-                        timestamp: wallClockNanoseconds())
+        UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record)).pointee
+            .store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
+        return (Int(position.offset), UInt64(expected.second))
     }
 
     /// The segment file `number`, created if this appender is the first to need it.
@@ -162,6 +189,9 @@ public final class LogAppender: @unchecked Sendable {
                                                   syncDirectory: durability != .none)
         if let dirty, dirty.segment !== opened { try syncDirty() }
         segment = opened
+        hot.pointee.base = opened.base
+        hot.pointee.number = number
+        hot.pointee.prefaulted = opened.dataOffset
         return opened
     }
 
@@ -169,7 +199,8 @@ public final class LogAppender: @unchecked Sendable {
     func closeSegment(at position: LogPosition) throws(LogError) {
         let old = try segment(position.segment)
         if Int(position.offset) + 8 <= old.size {
-            // SYNC POINT: release pairs with the tailers' acquire load of the word.
+            // SYNC POINT: seq_cst store releases the marker to the tailers'
+            // acquire load of the word (and orders the sleeper check after it).
             old.wordPointer(Int(position.offset)).pointee.store(RecordFormat.word(.end, length: 0), ordering: .sequentiallyConsistent)
             log.meta.parker.wakeIfSleeping(count: Int32.max)
         }
@@ -177,23 +208,57 @@ public final class LogAppender: @unchecked Sendable {
 
     /// Publishes a written claim.
     func commit(_ claim: borrowing LogClaim) throws(LogError) -> AppendedRecord {
-        let segment = claim.segment, offset = claim.offset
-        let record = segment.base + offset
-        record.storeBytes(of: claim.sequence, toByteOffset: 16, as: UInt64.self)
-        record.storeBytes(of: claim.timestamp, toByteOffset: 24, as: UInt64.self)
-        record.storeBytes(of: RecordFormat.checksum(record: UnsafeRawPointer(record), length: claim.length), toByteOffset: 8, as: UInt32.self)
-        // SYNC POINT: seq_cst store releases the record to the tailers' acquire
-        // load of its word, and orders our sleeper check after it (Dekker with
-        // `Parker.sleep` in the tailer).
-        segment.wordPointer(offset).pointee.store(RecordFormat.word(.data, length: claim.length), ordering: .sequentiallyConsistent)
-        log.meta.parker.wakeIfSleeping(count: Int32.max)
-        let span = RecordFormat.span(payload: claim.length)
-        for k in segment.indexSlots(offset: offset, span: span) {
-            segment.setIndexEntry(k, offset: offset, sequence: claim.sequence, timestamp: claim.timestamp)
+        if claim.segment.number != hot.pointee.number { _ = try segment(claim.segment.number) }
+        return try publish(offset: claim.offset, length: claim.length, sequence: claim.sequence, timestamp: claim.timestamp)
+    }
+
+    /// Fills in the header of the claimed record at `offset` of the current
+    /// segment, publishes it with one store, then indexes and syncs it.
+    @inline(__always)
+    func publish(offset: Int, length: Int, sequence: UInt64, timestamp: UInt64) throws(LogError) -> AppendedRecord {
+        let h = hot
+        let record = h.pointee.base + offset
+        record.storeBytes(of: sequence, toByteOffset: 16, as: UInt64.self)
+        record.storeBytes(of: timestamp, toByteOffset: 24, as: UInt64.self)
+        record.storeBytes(of: RecordFormat.checksum(record: UnsafeRawPointer(record), length: length), toByteOffset: 8, as: UInt32.self)
+        let word = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record))
+        let meta = log.meta
+        if meta.parkingTailers.pointee.load(ordering: .relaxed) == 0 {
+            // SYNC POINT: release pairs with the tailers' acquire load of the word.
+            word.pointee.store(RecordFormat.word(.data, length: length), ordering: .releasing)
+        } else {
+            // SYNC POINT: seq_cst store releases the record to the tailers'
+            // acquire load of its word, and orders our sleeper check after it
+            // (Dekker with `Parker.sleep` in the tailer).
+            word.pointee.store(RecordFormat.word(.data, length: length), ordering: .sequentiallyConsistent)
+            meta.parker.wakeIfSleeping(count: Int32.max)
         }
-        try made(segment: segment, range: offset..<offset + span)
-        return AppendedRecord(sequence: claim.sequence, position: LogPosition(segment: segment.number, offset: UInt32(offset)),
-                              timestamp: claim.timestamp)
+        let span = RecordFormat.span(payload: length)
+        // Index entries whose boundary falls in this record (most records own none).
+        let start = offset - h.pointee.logDataOffset, granularity = h.pointee.granularity
+        if (start + span - 1) / granularity != (start - 1) / granularity || start == 0 {
+            segment!.indexRecord(offset: offset, span: span, sequence: sequence, timestamp: timestamp)
+        }
+        if durability != .none { try made(range: offset..<offset + span) }
+        if offset + span + LogAppender.prefaultDistance > h.pointee.prefaulted { prefault() }
+        return AppendedRecord(sequence: sequence, position: LogPosition(segment: h.pointee.number, offset: UInt32(offset)),
+                              timestamp: timestamp)
+    }
+
+    /// How far ahead of the write position pages are made present and
+    /// writable, and in which steps (`madvise(MADV_POPULATE_WRITE)`): a first
+    /// write to a page of a shared file mapping faults twice (the page, then
+    /// dirty tracking); done ahead, appends do not pay it.
+    static let prefaultDistance = 512 << 10, prefaultStep = 128 << 10
+
+    @inline(never)
+    func prefault() {
+        let h = hot
+        guard let segment, h.pointee.prefaulted < segment.size else { return }
+        let length = min(LogAppender.prefaultStep, segment.size - h.pointee.prefaulted)
+        let start = h.pointee.prefaulted & ~4095
+        _ = madvise(segment.base + start, length, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */)
+        h.pointee.prefaulted = start + length
     }
 
     /// Gives up a claim: tailers step over it.
@@ -205,7 +270,8 @@ public final class LogAppender: @unchecked Sendable {
 
     // MARK: Durability
 
-    private func made(segment: SegmentFile, range: Range<Int>) throws(LogError) {
+    private func made(range: Range<Int>) throws(LogError) {
+        guard let segment else { return }
         switch durability {
         case .none:
             return

@@ -14,12 +14,14 @@ import CShm
 ///  128    claim: (next position, next sequence) as one 16-byte word,
 ///         advanced with a double-width compare-and-swap by appenders
 ///  256    parker: tailers sleep here; appenders wake them after a commit
+///  384    parking tailers: how many tailers may sleep (appenders publish
+///         with a plain release store and skip the wake check while it is 0)
 /// ```
 final class MetaFile: @unchecked Sendable {
     static let magic: UInt64 = 0x3130_474F_4C4D_4853 // "SHMLOG01" little-endian
     static let version: UInt32 = 1
     static let size = 4096
-    static let claimOffset = 128, parkerOffset = 256
+    static let claimOffset = 128, parkerOffset = 256, parkingTailersOffset = 384
 
     let file: MappedFile
     let base: UnsafeMutableRawPointer
@@ -28,6 +30,7 @@ final class MetaFile: @unchecked Sendable {
     let createdAt: UInt64
     let claim: UnsafeMutablePointer<Atomic<WordPair>>
     let parker: Parker
+    let parkingTailers: UnsafeMutablePointer<Atomic<UInt32>>
 
     static func create(path: String, segmentSize: Int, indexGranularity: Int) throws(LogError) -> MetaFile {
         let temporary = path + ".creating.\(getpid())"
@@ -76,6 +79,7 @@ final class MetaFile: @unchecked Sendable {
         }
         claim = UnsafeMutablePointer(OpaquePointer(base + MetaFile.claimOffset))
         parker = Parker(base + MetaFile.parkerOffset)
+        parkingTailers = UnsafeMutablePointer(OpaquePointer(base + MetaFile.parkingTailersOffset))
     }
 
     /// The claim word: where the next record goes and its sequence number.
@@ -253,6 +257,11 @@ final class SegmentFile: @unchecked Sendable {
                     .pointee.store(0, ordering: .releasing)
             }
         }
+    }
+
+    /// Points the index entries whose boundary falls in this record at it.
+    func indexRecord(offset: Int, span: Int, sequence: UInt64, timestamp: UInt64) {
+        for k in indexSlots(offset: offset, span: span) { setIndexEntry(k, offset: offset, sequence: sequence, timestamp: timestamp) }
     }
 
     /// Index entries a record spanning `offset..<offset+span` owns: those whose

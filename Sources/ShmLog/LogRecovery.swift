@@ -61,7 +61,7 @@ extension Log {
         // No record anywhere (a new log, or retention took them all): keep
         // counting from the claim word.
         report.nextSequence = lastSequence.map { $0 + 1 } ?? max(1, meta.loadClaim().sequence)
-        try? tail.segment.sync(tail.segment.dataOffset..<tail.segment.size)
+        try? tail.segment.sync(tail.segment.dataOffset..<min(tail.segment.size, tail.end + Log.zeroRunLimit + 4096))
         meta.storeClaim(report.position, sequence: report.nextSequence)
         do { try meta.file.sync() } catch { throw .mapping(error) }
         return report
@@ -123,12 +123,17 @@ extension Log {
     private func clear(_ segment: SegmentFile, from offset: Int, report: inout RecoveryReport) {
         guard offset < segment.size else { return }
         var at = offset
-        while at < segment.size {
+        var zeros = 0
+        // Stop after 64 KiB of zeros: nothing was written beyond (see `zeroRunLimit`).
+        while at < segment.size && zeros < Log.zeroRunLimit {
             let end = min(segment.size, (at + 4096) & ~4095)
             let chunk = UnsafeMutableRawBufferPointer(start: segment.base + at, count: end - at)
             if chunk.contains(where: { $0 != 0 }) {
                 report.truncatedBytes += chunk.count
                 chunk.initializeMemory(as: UInt8.self, repeating: 0)
+                zeros = 0
+            } else {
+                zeros += chunk.count
             }
             at = end
         }

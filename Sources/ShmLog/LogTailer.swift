@@ -47,11 +47,16 @@ public final class LogTailer: @unchecked Sendable {
     /// the tailer looks past it.
     public var abandonedClaimTimeout: Duration = .seconds(2)
     var holeSince: (LogPosition, UInt64)?
+    /// Registered in `log.meta`'s parking-tailers count (a tailer killed
+    /// while registered leaves it one too high: appenders then check for
+    /// sleepers needlessly, never miss one).
+    let parks: Bool
 
     init(log: Log, start: TailStart, onDeletedSegment: DeletedSegmentPolicy, waitStrategy: WaitStrategy) throws(LogError) {
         self.log = log
         self.onDeletedSegment = onDeletedSegment
         waiter = waitStrategy
+        if case .busySpin = waitStrategy { parks = false } else { parks = true }
         switch start {
         case .start: position = log.startPosition
         case .end: position = log.nextPosition.position
@@ -60,6 +65,12 @@ public final class LogTailer: @unchecked Sendable {
             do { position = try log.position(ofTime: t) } catch .noSuchRecord(_) { position = log.nextPosition.position }
         case .position(let p): position = p
         }
+        // Appenders check for sleepers only while a tailer that may sleep exists.
+        if parks { log.meta.parkingTailers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+    }
+
+    deinit {
+        if parks { log.meta.parkingTailers.pointee.wrappingSubtract(1, ordering: .relaxed) }
     }
 
     /// Moves to `position` (a position from `append` or a record).
