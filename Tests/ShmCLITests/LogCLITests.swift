@@ -65,6 +65,21 @@ struct LogCLITests {
         #expect(follower.outputText == "new 1\nnew 2\n")
     }
 
+    @Test func benchLogMeasuresEveryPolicyAndTheTailer() throws {
+        let result = try TestSupport.runCLI(["bench", "log", "--records", "2000", "--sync-records", "20", "--tail-records", "500",
+                                             "--repeat", "1", "--json"], timeout: .seconds(120))
+        #expect(result.status == .exited(0), "\(result.error)")
+        let rows = jsonLines(result.output)
+        let names = rows.compactMap { $0["mechanism"] as? String }
+        #expect(names.contains("log append, no msync") && names.contains("log append, msync every append"), "\(names)")
+        #expect(names.contains("write(), no fsync") && names.contains("write() + fsync") && names.contains("tailer end-to-end (other process)"))
+        for row in rows {
+            let p50 = row["p50_ns"] as? Int ?? 0, p99 = row["p99_ns"] as? Int ?? 0
+            #expect(p50 > 0 && p50 <= p99, "\(row)")
+        }
+        #expect(rows.first { $0["mechanism"] as? String == "log append, no msync" }?["write_p50_ratio"] is Double)
+    }
+
     @Test(arguments: [
         (["log", "tail", "/tmp/swift-shm-no-such-log"], "no log in"),
         (["log", "stat", "/tmp/swift-shm-no-such-log"], "no log in"),
