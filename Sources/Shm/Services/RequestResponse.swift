@@ -71,12 +71,16 @@ public final class RequestResponseService<Request: BitwiseCopyable, Response: Bi
     /// (segment `svc.<name>.c<id>`). `waitStrategy` is how it waits for
     /// room in the request queue and for responses.
     public func client(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Client<Request, Response> {
-        try Client(service: self, strategy: waitStrategy)
+        Client(service: self, port: try ClientPort(attachment: attachment, requests: requests,
+                                                   requestSize: MemoryLayout<Request>.size, responseSize: MemoryLayout<Response>.size,
+                                                   responseCapacity: responseQueueCapacity, strategy: waitStrategy))
     }
 
     /// A server: registers in the service; takes requests from its queue.
     public func server(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Server<Request, Response> {
-        try Server(service: self, strategy: waitStrategy)
+        Server(service: self, port: try ServerPort(attachment: attachment, requests: requests,
+                                                   requestSize: MemoryLayout<Request>.size, responseSize: MemoryLayout<Response>.size,
+                                                   maxClients: config.maxClients, strategy: waitStrategy))
     }
 
     /// Live servers registered now.
@@ -85,219 +89,113 @@ public final class RequestResponseService<Request: BitwiseCopyable, Response: Bi
     var responseQueueCapacity: Int { IndexQueue.capacity(atLeast: config.queueDepth * config.maxServers) }
 }
 
-/// Sends requests and receives their responses.
+/// Sends requests and receives their responses. Use a client from one
+/// thread at a time.
+///
+/// A thin typed face over a non-generic `ClientPort`: its methods are
+/// `@inlinable`, so they are specialized where they are called and the hot
+/// path makes no generic metadata lookups.
 public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: @unchecked Sendable {
     public let service: RequestResponseService<Request, Response>
-    public let portID: UInt64
-    let slotIndex: Int
-    let segment: SharedMemorySegment
-    let responses: MPMCQueue
-    var nextRequestID: UInt64 = 0
-    /// Responses that arrived for a request other than the one being waited for.
-    var stash: [UInt64: [(Response, Bool)]] = [:]
-    let strategy: WaitStrategy
+    @usableFromInline let port: ClientPort
+    public var portID: UInt64 { port.portID }
 
-    static var kind: SegmentKind { SegmentKind("RRCL") }
-
-    init(service: RequestResponseService<Request, Response>, strategy: WaitStrategy = .default) throws(ServiceError) {
+    init(service: RequestResponseService<Request, Response>, port: ClientPort) {
         self.service = service
-        self.strategy = strategy
-        let id = UInt64.random(in: 1...UInt64.max)
-        let capacity = service.responseQueueCapacity
-        let slot = RequestEntry.header + MemoryLayout<Response>.size
-        segment = try serviceCall {
-            try SharedMemorySegment.create(service.attachment.name.portSegmentName("c", id),
-                                           size: MPMCQueue.requiredSize(capacity: capacity, slotSize: slot),
-                                           kind: Client.kind, lifetime: .persistent) { data in
-                _ = try MPMCQueue.initialize(data, capacity: capacity, slotSize: slot)
-            }
-        }
-        do { responses = try MPMCQueue(attaching: segment.data, anchor: segment) }
-        catch { throw .queue(error) }
-        portID = id
-        do {
-            slotIndex = try service.attachment.layout.register(.a, portID: id, nodeHash: service.attachment.node.hash) { _ in }
-        } catch {
-            segment.unlinkIfStillLinked()
-            throw error
-        }
+        self.port = port
     }
 
-    deinit {
-        service.attachment.layout.unregister(.a, index: slotIndex, portID: portID)
-        segment.unlinkIfStillLinked()
-    }
-
-    /// Sends `request`, waiting at most `timeout` for room in the request queue.
+    /// Sends `request`, waiting at most `timeout` for room in the request
+    /// queue (`MPMCQueue` in the service segment; copies the value).
+    @inlinable
     public func send(_ request: Request, timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
-        nextRequestID &+= 1
-        let id = nextRequestID
-        try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + MemoryLayout<Request>.size, alignment: 16) { buffer in
-            buffer.storeBytes(of: portID, toByteOffset: 0, as: UInt64.self)
-            buffer.storeBytes(of: id, toByteOffset: 8, as: UInt64.self)
-            buffer.storeBytes(of: UInt64(MemoryLayout<Request>.size), toByteOffset: 16, as: UInt64.self)
-            buffer.storeBytes(of: request, toByteOffset: RequestEntry.header, as: Request.self)
-            return Result { () throws(ServiceError) in
-                do throws(QueueError) { try service.requests.enqueue(UnsafeRawBufferPointer(buffer), timeout: timeout, strategy: strategy) }
-                catch .timedOut { throw .timedOut(timeout) }
-                catch { throw .queue(error) }
-            }
-        }.get()
-        return PendingResponse(client: self, requestID: id)
+        port.requestPayload.storeBytes(of: request, as: Request.self)
+        return PendingResponse(client: self, requestID: try port.send(timeout: timeout))
     }
 
-    /// The next response for `requestID`, or nil once its final response was taken.
+    /// The next response for `requestID` and whether it is the last one.
+    @inlinable
     func next(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> (Response, Bool) {
-        if var queued = stash[requestID], !queued.isEmpty {
-            let first = queued.removeFirst()
-            stash[requestID] = queued.isEmpty ? nil : queued
-            return first
-        }
-        let end = deadline(after: timeout)
-        let slot = RequestEntry.header + MemoryLayout<Response>.size
-        return try withUnsafeTemporaryAllocation(byteCount: slot, alignment: 16) { buffer in
-            Result { () throws(ServiceError) -> (Response, Bool) in
-                while true {
-                    let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-                    let n: Int
-                    do throws(QueueError) { n = try responses.dequeue(into: buffer, timeout: remaining, strategy: strategy) }
-                    catch .timedOut { throw .timedOut(timeout) }
-                    catch { throw .queue(error) }
-                    guard n == slot, buffer.load(fromByteOffset: 16, as: UInt64.self) == UInt64(MemoryLayout<Response>.size) else {
-                        throw .corrupt(service: service.name, reason: "response of \(n) bytes")
-                    }
-                    let id = buffer.load(fromByteOffset: 0, as: UInt64.self)
-                    let final = buffer.load(fromByteOffset: 8, as: UInt64.self) & 1 == 1
-                    let value = buffer.loadUnaligned(fromByteOffset: RequestEntry.header, as: Response.self)
-                    if id == requestID { return (value, final) }
-                    if id <= nextRequestID { stash[id, default: []].append((value, final)) } // else: not ours, drop
-                }
-            }
-        }.get()
+        let final = try port.next(for: requestID, timeout: timeout)
+        return (port.responsePayload.loadUnaligned(as: Response.self), final)
     }
 }
 
 /// A request sent and the responses still to come for it.
 public struct PendingResponse<Request: BitwiseCopyable, Response: BitwiseCopyable> {
-    let client: Client<Request, Response>
+    @usableFromInline let client: Client<Request, Response>
     public let requestID: UInt64
 
+    @inlinable
+    init(client: Client<Request, Response>, requestID: UInt64) {
+        self.client = client
+        self.requestID = requestID
+    }
+
     /// The next response in the stream and whether it was the last one.
+    @inlinable
     public func next(timeout: Duration? = .seconds(1)) throws(ServiceError) -> (value: Response, isFinal: Bool) {
         let (value, final) = try client.next(for: requestID, timeout: timeout)
         return (value, final)
     }
 
     /// The (first) response, for single-response exchanges.
+    @inlinable
     public func response(timeout: Duration? = .seconds(1)) throws(ServiceError) -> Response {
         try next(timeout: timeout).value
     }
 }
 
-/// Receives requests and answers them.
+/// Receives requests and answers them. Use a server from one thread at a time.
 public final class Server<Request: BitwiseCopyable, Response: BitwiseCopyable>: @unchecked Sendable {
     public let service: RequestResponseService<Request, Response>
-    public let portID: UInt64
-    let slotIndex: Int
-    let strategy: WaitStrategy
-    var clients: [UInt64: (SharedMemorySegment, MPMCQueue)] = [:]
+    @usableFromInline let port: ServerPort
+    public var portID: UInt64 { port.portID }
+    var strategy: WaitStrategy { port.strategy }
 
-    init(service: RequestResponseService<Request, Response>, strategy: WaitStrategy = .default) throws(ServiceError) {
+    init(service: RequestResponseService<Request, Response>, port: ServerPort) {
         self.service = service
-        self.strategy = strategy
-        portID = UInt64.random(in: 1...UInt64.max)
-        slotIndex = try service.attachment.layout.register(.b, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
+        self.port = port
     }
-
-    deinit { service.attachment.layout.unregister(.b, index: slotIndex, portID: portID) }
 
     /// The next request, or nil if none is waiting.
+    @inlinable
     public func tryReceive() throws(ServiceError) -> ActiveRequest<Request, Response>? {
-        try receive(timeout: .zero, throwOnTimeout: false)
+        guard let (clientID, requestID) = try port.receive(timeout: .zero, throwOnTimeout: false) else { return nil }
+        return ActiveRequest(server: self, clientID: clientID, requestID: requestID,
+                             request: port.requestPayload.loadUnaligned(as: Request.self))
     }
 
-    /// The next request, waiting at most `timeout`.
+    /// The next request, waiting at most `timeout` (nil: for ever).
+    @inlinable
     public func receive(timeout: Duration? = nil) throws(ServiceError) -> ActiveRequest<Request, Response> {
-        try receive(timeout: timeout, throwOnTimeout: true)!
-    }
-
-    func receive(timeout: Duration?, throwOnTimeout: Bool) throws(ServiceError) -> ActiveRequest<Request, Response>? {
-        let slot = RequestEntry.header + MemoryLayout<Request>.size
-        return try withUnsafeTemporaryAllocation(byteCount: slot, alignment: 16) { buffer in
-            Result { () throws(ServiceError) -> ActiveRequest<Request, Response>? in
-                let n: Int
-                do throws(QueueError) {
-                    if timeout == .zero {
-                        guard let got = try service.requests.tryDequeue(into: buffer) else { return nil }
-                        n = got
-                    } else {
-                        n = try service.requests.dequeue(into: buffer, timeout: timeout, strategy: strategy)
-                    }
-                } catch .timedOut {
-                    if throwOnTimeout { throw .timedOut(timeout) }
-                    return nil
-                } catch {
-                    throw .queue(error)
-                }
-                guard n == slot, buffer.load(fromByteOffset: 16, as: UInt64.self) == UInt64(MemoryLayout<Request>.size) else {
-                    throw .corrupt(service: service.name, reason: "request of \(n) bytes")
-                }
-                return ActiveRequest(server: self, clientID: buffer.load(fromByteOffset: 0, as: UInt64.self),
-                                     requestID: buffer.load(fromByteOffset: 8, as: UInt64.self),
-                                     request: buffer.loadUnaligned(fromByteOffset: RequestEntry.header, as: Request.self))
-            }
-        }.get()
-    }
-
-    /// Sends one response to `clientID`'s queue. Returns false if that client is gone.
-    func respond(_ value: Response, final: Bool, requestID: UInt64, clientID: UInt64, timeout: Duration?) throws(ServiceError) -> Bool {
-        guard let queue = responseQueue(of: clientID) else { return false }
-        return try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + MemoryLayout<Response>.size, alignment: 16) { buffer in
-            buffer.storeBytes(of: requestID, toByteOffset: 0, as: UInt64.self)
-            buffer.storeBytes(of: UInt64(final ? 1 : 0), toByteOffset: 8, as: UInt64.self)
-            buffer.storeBytes(of: UInt64(MemoryLayout<Response>.size), toByteOffset: 16, as: UInt64.self)
-            buffer.storeBytes(of: value, toByteOffset: RequestEntry.header, as: Response.self)
-            return Result { () throws(ServiceError) -> Bool in
-                do throws(QueueError) {
-                    try queue.enqueue(UnsafeRawBufferPointer(buffer), timeout: timeout, strategy: strategy)
-                    return true
-                } catch .timedOut {
-                    // A client that stopped reading (or died): forget it.
-                    clients[clientID] = nil
-                    throw .timedOut(timeout)
-                } catch {
-                    clients[clientID] = nil
-                    throw .queue(error)
-                }
-            }
-        }.get()
-    }
-
-    func responseQueue(of clientID: UInt64) -> MPMCQueue? {
-        if let (_, queue) = clients[clientID] { return queue }
-        guard service.attachment.layout.entries(.a).contains(where: { $0.portID == clientID && $0.owner.isAlive }),
-              let segment = try? SharedMemorySegment.open(service.attachment.name.portSegmentName("c", clientID),
-                                                          kind: Client<Request, Response>.kind, timeout: .milliseconds(100)),
-              let queue = try? MPMCQueue(attaching: segment.data, anchor: segment),
-              queue.slotSize == RequestEntry.header + MemoryLayout<Response>.size else { return nil }
-        if clients.count > 4 * service.config.maxClients { clients.removeAll() }
-        clients[clientID] = (segment, queue)
-        return queue
+        let (clientID, requestID) = try port.receive(timeout: timeout, throwOnTimeout: true)!
+        return ActiveRequest(server: self, clientID: clientID, requestID: requestID,
+                             request: port.requestPayload.loadUnaligned(as: Request.self))
     }
 }
 
 /// A request a server took from the queue, and the way back to its client.
 public struct ActiveRequest<Request: BitwiseCopyable, Response: BitwiseCopyable> {
-    let server: Server<Request, Response>
+    @usableFromInline let server: Server<Request, Response>
     public let clientID: UInt64
     public let requestID: UInt64
     /// The request.
     public let request: Request
 
+    @inlinable
+    init(server: Server<Request, Response>, clientID: UInt64, requestID: UInt64, request: Request) {
+        self.server = server
+        self.clientID = clientID
+        self.requestID = requestID
+        self.request = request
+    }
+
     /// Sends one response (`final: false` for a stream that continues).
     /// Returns false if the client is gone.
-    @discardableResult
+    @inlinable @discardableResult
     public func respond(_ value: Response, final: Bool = true, timeout: Duration? = .seconds(1)) throws(ServiceError) -> Bool {
-        try server.respond(value, final: final, requestID: requestID, clientID: clientID, timeout: timeout)
+        server.port.responsePayload.storeBytes(of: value, as: Response.self)
+        return try server.port.respond(final: final, requestID: requestID, clientID: clientID, timeout: timeout)
     }
 }
