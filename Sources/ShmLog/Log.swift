@@ -136,30 +136,62 @@ public final class Log: @unchecked Sendable {
         }
     }
 
-    /// Zero bytes after which a resynchronizing scan gives up: records are
-    /// contiguous, so 64 KiB of zeros is the end of what was written (unless
-    /// an appender was killed between claiming more than 64 KiB and marking
-    /// its claim, and wrote only zeros: that is taken as the end).
+    /// Zero bytes after which a resynchronizing scan gives up beyond the
+    /// claim word's bound: records are contiguous, so past the last claimed
+    /// byte a run of 64 KiB of zeros is the end of what was written.
     static let zeroRunLimit = 64 << 10
 
-    /// The next offset after `from` where an intact record with a sequence
-    /// above `after` starts (8-byte steps), or nil.
-    static func resynchronize(_ segment: SegmentFile, from: Int, after: UInt64?, limit: Int? = nil) -> Int? {
+    /// How far records may extend in `segment` by the claim word: its offset
+    /// if it is in this segment, the whole segment if it is past it, nil if
+    /// it is behind (a stale claim word after power loss).
+    func claimBound(in segment: SegmentFile) -> Int? {
+        let claim = meta.loadClaim().position
+        if claim.segment == segment.number { return min(segment.size, Int(claim.offset)) }
+        return claim.segment > segment.number ? segment.size : nil
+    }
+
+    /// The next offset at or after `from` where a record slot plausibly
+    /// starts: an intact record (sequence above `after`), or a claim or skip
+    /// word with a plausible span (a live appender's record in progress is
+    /// not stepped over). Zeros are scanned to `bound`; past it, a 64 KiB
+    /// run of zeros ends the search.
+    static func resynchronize(_ segment: SegmentFile, from: Int, after: UInt64?, bound: Int?) -> Int? {
         var offset = (from + 7) & ~7
-        let end = min(segment.size - RecordFormat.headerSize, limit ?? segment.size)
+        let end = segment.size - 8
+        let zeroBound = bound ?? 0
         var zeros = 0
         while offset <= end {
             let word = segment.word(at: offset)
             if word == 0 {
                 zeros += 8
-                if zeros >= zeroRunLimit { return nil }
+                if zeros >= zeroRunLimit && offset >= zeroBound { return nil }
                 offset += 8
                 continue
             }
             zeros = 0
-            if let (kind, length) = RecordFormat.decode(word), kind == .data, segment.fits(offset: offset, length: length) {
-                let r = segment.record(at: offset, length: length)
-                if r.intact && (after.map { r.sequence > $0 } ?? true) { return offset }
+            if let (kind, length) = RecordFormat.decode(word) {
+                switch kind {
+                case .data:
+                    // Cheap checks before the CRC: a payload full of
+                    // record-like words must not cost a CRC each.
+                    let record = UnsafeRawPointer(segment.base + offset)
+                    if segment.fits(offset: offset, length: length),
+                       record.load(fromByteOffset: 12, as: UInt32.self) != 0,
+                       record.load(fromByteOffset: 24, as: UInt64.self) != 0 {
+                        let sequence = record.load(fromByteOffset: 16, as: UInt64.self)
+                        if after.map({ sequence > $0 }) ?? (sequence > 0),
+                           RecordFormat.checksum(record: record, length: length) == record.load(fromByteOffset: 8, as: UInt32.self) {
+                            return offset
+                        }
+                    }
+                case .writing, .skip:
+                    if length >= (kind == .writing ? RecordFormat.headerSize : 8), length % 8 == 0, offset + length <= segment.size,
+                       kind == .skip || UnsafeRawPointer(segment.base + offset).load(fromByteOffset: 12, as: UInt32.self) != 0 {
+                        return offset
+                    }
+                case .empty, .end:
+                    break
+                }
             }
             offset += 8
         }
@@ -206,7 +238,12 @@ public final class Log: @unchecked Sendable {
         guard var (segment, offset) = chosen else { throw .noSuchRecord(description) }
         for k in 0..<segment.indexEntries {
             guard let entry = segment.indexEntry(k) else { continue }
-            if notAfter((entry.sequence, entry.timestamp)) { offset = max(offset, entry.offset) } else { break }
+            if notAfter((entry.sequence, entry.timestamp)) {
+                // Trust an entry only if it points at the record it names.
+                if case .record(_, _, let sequence, _, true) = Log.step(segment, at: entry.offset), sequence == entry.sequence {
+                    offset = max(offset, entry.offset)
+                }
+            } else { break }
         }
         // Scan forward, into later segments if needed.
         while true {
@@ -222,8 +259,14 @@ public final class Log: @unchecked Sendable {
                 }
                 segment = s
                 offset = s.dataOffset
+            case .open(_, let word) where RecordFormat.decode(word)?.kind == .writing:
+                throw .noSuchRecord(description + " (a record before it is still being written)")
             case .open, .garbage:
-                throw .noSuchRecord(description)
+                // A hole or damage below the claim word: look past it.
+                guard let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: claimBound(in: segment)) else {
+                    throw .noSuchRecord(description)
+                }
+                offset = next
             }
         }
     }

@@ -151,9 +151,12 @@ public final class LogAppender: @unchecked Sendable {
     /// leaves `hot` describing the segment that holds the claim.
     @inline(__always)
     func claimSpace(length: Int) throws(LogError) -> (offset: Int, sequence: UInt64) {
-        let span = RecordFormat.span(payload: length)
         let segmentSize = hot.pointee.segmentSize, dataOffset = hot.pointee.logDataOffset
-        guard length >= 0, span <= segmentSize - dataOffset else {
+        guard length >= 0, length <= segmentSize else {
+            throw .recordTooLarge(bytes: length, maximum: segmentSize - dataOffset - RecordFormat.headerSize)
+        }
+        let span = RecordFormat.span(payload: length)
+        guard span <= segmentSize - dataOffset else {
             throw .recordTooLarge(bytes: length, maximum: segmentSize - dataOffset - RecordFormat.headerSize)
         }
         let claimWord = hot.pointee.claim
@@ -163,6 +166,10 @@ public final class LogAppender: @unchecked Sendable {
         var rolledFrom: LogPosition?
         while true {
             let at = LogPosition(packed: UInt64(expected.first))
+            // Never trust the claim word: a damaged one must not send us into the header.
+            guard Int(at.offset) >= dataOffset, at.offset % 8 == 0, Int(at.offset) <= segmentSize, at.segment < UInt32.max - 1 else {
+                throw .invalidLayout(path: log.directory + "/log.meta", reason: "claim word points at \(at)")
+            }
             var next: LogPosition
             if Int(at.offset) + span <= segmentSize {
                 position = at
@@ -188,6 +195,15 @@ public final class LogAppender: @unchecked Sendable {
         return (Int(position.offset), UInt64(expected.second))
     }
 
+    /// Makes `segment` the current one.
+    func adopt(_ opened: SegmentFile) {
+        if let dirty, dirty.segment !== opened { try? syncDirty() }
+        segment = opened
+        hot.pointee.base = opened.base
+        hot.pointee.number = opened.number
+        hot.pointee.prefaulted = opened.dataOffset
+    }
+
     /// The segment file `number`, created if this appender is the first to need it.
     func segment(_ number: UInt32) throws(LogError) -> SegmentFile {
         if let segment, segment.number == number { return segment }
@@ -201,9 +217,15 @@ public final class LogAppender: @unchecked Sendable {
         return opened
     }
 
-    /// Marks the unused end of a segment we rolled away from.
+    /// Marks the unused end of a segment we rolled away from (unless
+    /// retention has deleted it meanwhile: it is never re-created).
     func closeSegment(at position: LogPosition) throws(LogError) {
-        let old = try segment(position.segment)
+        let old: SegmentFile
+        if let segment, segment.number == position.segment {
+            old = segment
+        } else {
+            do { old = try log.openSegment(position.segment, writable: true) } catch .notFound(_) { return }
+        }
         if Int(position.offset) + 8 <= old.size {
             // SYNC POINT: seq_cst store releases the marker to the tailers'
             // acquire load of the word (and orders the sleeper check after it).
@@ -214,7 +236,8 @@ public final class LogAppender: @unchecked Sendable {
 
     /// Publishes a written claim.
     func commit(_ claim: borrowing LogClaim) throws(LogError) -> AppendedRecord {
-        if claim.segment.number != hot.pointee.number { _ = try segment(claim.segment.number) }
+        // Publish through the claim's own mapping (never reopen or re-create it).
+        if claim.segment.number != hot.pointee.number { adopt(claim.segment) }
         return try publish(offset: claim.offset, length: claim.length, sequence: claim.sequence, timestamp: claim.timestamp)
     }
 
@@ -338,8 +361,9 @@ public struct LogClaim: ~Copyable {
     /// Publishes the record to tailers (and syncs it per the durability policy).
     @discardableResult
     public consuming func commit() throws(LogError) -> AppendedRecord {
+        let record = try appender.commit(self) // on an error before publication, deinit abandons the claim
         done = true
-        return try appender.commit(self)
+        return record
     }
 
     deinit { if !done { appender.abandon(self) } }

@@ -97,7 +97,7 @@ public enum TailStart: Hashable, Sendable {
 func parseDuration(_ text: String) throws -> Duration {
     let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        if let value = Double(text.dropLast(suffix.count)), value >= 0 {
+        if let value = Double(text.dropLast(suffix.count)), value >= 0, value.isFinite, value * scale < 9e9 {
             return .nanoseconds(Int64(value * scale * 1e9))
         }
     }

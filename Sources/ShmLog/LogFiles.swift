@@ -70,8 +70,9 @@ final class MetaFile: @unchecked Sendable {
         guard version == MetaFile.version else {
             throw .invalidLayout(path: path, reason: "layout version \(version), this library reads \(MetaFile.version)")
         }
-        segmentSize = Int(base.load(fromByteOffset: 16, as: UInt64.self))
-        indexGranularity = Int(base.load(fromByteOffset: 24, as: UInt64.self))
+        // Never trust a value from the file: convert only what is in range.
+        segmentSize = Int(exactly: base.load(fromByteOffset: 16, as: UInt64.self)) ?? -1
+        indexGranularity = Int(exactly: base.load(fromByteOffset: 24, as: UInt64.self)) ?? -1
         createdAt = base.load(fromByteOffset: 32, as: UInt64.self)
         guard LogConfig.segmentSizes.contains(segmentSize), segmentSize % 4096 == 0,
               LogConfig.granularities.contains(indexGranularity), indexGranularity & (indexGranularity - 1) == 0 else {
@@ -158,7 +159,9 @@ final class SegmentFile: @unchecked Sendable {
         base.storeBytes(of: UInt64(dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)), toByteOffset: 32, as: UInt64.self)
         base.storeBytes(of: UInt64(indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)), toByteOffset: 40, as: UInt64.self)
         base.storeBytes(of: wallClockNanoseconds(), toByteOffset: 48, as: UInt64.self)
-        if syncDirectory { try? file.sync() }
+        // The header reaches the disk before the name does: a segment whose
+        // name survives power loss is never headerless.
+        try? file.mapping.sync(.synchronous, range: 0..<4096)
         if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(temporary, path) }) {
             unlink(temporary)
             guard e == .exists else { throw .system(operation: "rename", path: path, e) }

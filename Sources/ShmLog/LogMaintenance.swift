@@ -44,13 +44,21 @@ extension Log {
                 let step = Log.step(segment, at: offset)
                 body(segment, step)
                 switch step {
-                case .record(_, let length, _, _, _): offset += RecordFormat.span(payload: length)
+                case .record(_, let length, _, _, let intact):
+                    if intact {
+                        offset += RecordFormat.span(payload: length)
+                    } else {
+                        // Its length is not to be trusted: find the next record.
+                        let limit = claim.segment == number ? Int(claim.offset) : segment.size
+                        guard let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else { break walkSegment }
+                        offset = next
+                    }
                 case .skip(_, let span): offset += span
                 case .endOfSegment: break walkSegment
                 case .open, .garbage:
                     // Past the claim: the end. Before it: look for the next record.
                     let limit = claim.segment == number ? Int(claim.offset) : segment.size
-                    guard offset < limit, let next = Log.resynchronize(segment, from: offset + 8, after: nil, limit: limit) else {
+                    guard offset < limit, let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else {
                         break walkSegment
                     }
                     offset = next
@@ -104,7 +112,7 @@ extension Log {
                 if here(offset) < claim, RecordFormat.decode(word)?.kind == .empty {
                     // A hole below the claim word with data after it.
                     if Log.resynchronize(segment, from: offset + 8, after: nil,
-                                         limit: claim.segment == segment.number ? Int(claim.offset) : segment.size) != nil {
+                                         bound: claim.segment == segment.number ? Int(claim.offset) : segment.size) != nil {
                         result.problems.append(.init(position: here(offset), sequence: nil, reason: "hole before later records"))
                     }
                 }

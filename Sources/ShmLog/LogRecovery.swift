@@ -13,6 +13,9 @@ public struct RecoveryReport: Sendable, Equatable {
     /// Committed records that fail their checksum but have valid records
     /// after them: kept (verify reports them; tailers skip them).
     public var corruptRecordsKept = 0
+    /// Damaged records whose length could not be trusted: replaced by a
+    /// skip up to the next valid record.
+    public var corruptRecordsSkipped = 0
     /// Bytes cleared after the last valid record (a torn tail).
     public var truncatedBytes = 0
 }
@@ -29,9 +32,18 @@ extension Log {
         var report = RecoveryReport(position: LogPosition(segment: numbers[0], offset: UInt32(dataOffset)), nextSequence: 1)
         // Scan from the last segment backwards until one holds a record.
         var scanned: [(segment: SegmentFile, end: Int, last: UInt64?, endMarker: Bool)] = []
+        // Leftovers of processes killed while creating a segment.
+        removeCreatingFiles()
         for number in numbers.reversed() {
-            let segment = try openSegment(number, writable: true)
-            let result = scan(segment, report: &report)
+            let segment: SegmentFile
+            do {
+                segment = try openSegment(number, writable: true)
+            } catch .invalidLayout(_, _) where number == numbers.last && number > numbers[0] {
+                // The newest segment's header did not reach the disk: it holds nothing.
+                unlink(segmentPath(number))
+                continue
+            }
+            let result = scan(segment, report: &report, bound: claimBound(in: segment))
             scanned.append((segment, result.end, result.last, result.endMarker))
             if result.last != nil { break }
         }
@@ -54,13 +66,17 @@ extension Log {
             clear(active.segment, from: active.segment.dataOffset, report: &report)
             report.position = LogPosition(segment: active.segment.number, offset: UInt32(dataOffset))
         } else if tail.endMarker {
+            guard tail.segment.number < UInt32.max - 1 else { throw .invalidLayout(path: tail.segment.path, reason: "last segment number") }
             report.position = LogPosition(segment: tail.segment.number + 1, offset: UInt32(dataOffset))
+            // Create it now, so tailers waiting for it can park instead of polling.
+            _ = try SegmentFile.createOrOpen(directory: directory, number: report.position.segment, meta: meta, syncDirectory: true)
         } else {
             report.position = LogPosition(segment: tail.segment.number, offset: UInt32(tail.end))
         }
         // No record anywhere (a new log, or retention took them all): keep
         // counting from the claim word.
-        report.nextSequence = lastSequence.map { $0 + 1 } ?? max(1, meta.loadClaim().sequence)
+        report.nextSequence = lastSequence.map { $0 &+ 1 } ?? max(1, meta.loadClaim().sequence)
+        guard report.nextSequence != 0 else { throw .invalidLayout(path: directory, reason: "sequence numbers exhausted") }
         try? tail.segment.sync(tail.segment.dataOffset..<min(tail.segment.size, tail.end + Log.zeroRunLimit + 4096))
         meta.storeClaim(report.position, sequence: report.nextSequence)
         do { try meta.file.sync() } catch { throw .mapping(error) }
@@ -69,7 +85,7 @@ extension Log {
 
     /// Walks a segment: committed records, skips, claims of dead appenders
     /// (turned into skips), holes (closed if an intact record follows).
-    private func scan(_ segment: SegmentFile, report: inout RecoveryReport) -> (end: Int, last: UInt64?, endMarker: Bool) {
+    private func scan(_ segment: SegmentFile, report: inout RecoveryReport, bound: Int?) -> (end: Int, last: UInt64?, endMarker: Bool) {
         var offset = segment.dataOffset
         var last: UInt64?
         while true {
@@ -79,9 +95,14 @@ extension Log {
                 if intact {
                     last = sequence
                     offset += span
-                } else if Log.resynchronize(segment, from: offset + span, after: last) != nil {
-                    report.corruptRecordsKept += 1
-                    offset += span
+                } else if let next = Log.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                    if next == offset + span {
+                        report.corruptRecordsKept += 1 // its length holds: keep it for verify to report
+                    } else {
+                        closeHole(segment, from: offset, to: next, report: &report)
+                        report.corruptRecordsSkipped += 1
+                    }
+                    offset = next
                 } else {
                     return (offset, last, false) // a torn last record
                 }
@@ -96,14 +117,14 @@ extension Log {
                     segment.wordPointer(offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .releasing)
                     report.abandonedClaims += 1
                     offset += span
-                } else if let next = Log.resynchronize(segment, from: offset + 8, after: last) {
+                } else if let next = Log.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
                     closeHole(segment, from: offset, to: next, report: &report)
                     offset = next
                 } else {
                     return (offset, last, false)
                 }
             case .garbage:
-                if let next = Log.resynchronize(segment, from: offset + 8, after: last) {
+                if let next = Log.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
                     closeHole(segment, from: offset, to: next, report: &report)
                     offset = next
                 } else {
@@ -138,5 +159,18 @@ extension Log {
             at = end
         }
         segment.clearIndex(from: offset)
+    }
+
+    /// Removes `.creating.*` files: segments and metadata whose creators
+    /// died before renaming them into place (no appender is alive now).
+    private func removeCreatingFiles() {
+        guard let dir = opendir(directory) else { return }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(".creating.") { names.append(name) }
+        }
+        closedir(dir)
+        for name in names { unlink(directory + "/" + name) }
     }
 }

@@ -33,7 +33,7 @@ extension Log {
                     guard intact else { break scan }
                     end += RecordFormat.span(payload: length)
                     result.records += 1
-                    result.nextSequence = sequence + 1
+                    result.nextSequence = sequence &+ 1
                 case .skip(_, let span):
                     end += span
                 case .endOfSegment:
@@ -45,7 +45,7 @@ extension Log {
             }
             if end > start { try sendfileAll(segment.path, from: start, count: end - start, to: fd) }
             result.bytes += end - start
-            guard rolled, segmentNumbers().contains(position.segment + 1) else { break }
+            guard rolled, position.segment < UInt32.max - 1, segmentNumbers().contains(position.segment + 1) else { break }
             position = LogPosition(segment: position.segment + 1, offset: UInt32(dataOffset))
         }
         return result
@@ -84,27 +84,40 @@ public struct LogWireDecoder: Sendable {
 
     public init() {}
 
+    /// Largest record the decoder accepts (a larger length is damage).
+    public var maximumRecordBytes = 64 << 20
+
     /// Adds received bytes; returns the complete records they finish.
-    /// Throws `.corruptRecord` for a record that fails its checksum.
+    /// A record that fails its checksum, or bytes that cannot start a
+    /// record, throw `.corruptRecord`; the decoder drops the bad bytes (the
+    /// record, or 8 bytes of garbage) and the records decoded before them
+    /// come first in the next call's result (feed an empty collection to
+    /// collect them).
     public mutating func feed(_ bytes: some Collection<UInt8>) throws(LogError) -> [LogRecord] {
         buffer.append(contentsOf: bytes)
         var records: [LogRecord] = []
         var consumed = 0
-        let decoded: Result<Void, LogError> = buffer.withUnsafeBytes { raw in Result { () throws(LogError) in
-            while raw.count - consumed >= 8 {
+        var failure: LogError?
+        buffer.withUnsafeBytes { raw in
+            while failure == nil, raw.count - consumed >= 8 {
                 let word = raw.loadUnaligned(fromByteOffset: consumed, as: UInt64.self)
-                guard let (kind, length) = RecordFormat.decode(word), kind == .data || kind == .skip else {
-                    throw .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: nil, reason: "invalid word in stream")
+                guard let (kind, length) = RecordFormat.decode(word), kind == .data || kind == .skip,
+                      kind == .data ? length <= maximumRecordBytes : (length >= 8 && length % 8 == 0 && length <= maximumRecordBytes) else {
+                    failure = .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: nil, reason: "invalid word in stream")
+                    consumed += 8
+                    break
                 }
                 let span = kind == .data ? RecordFormat.span(payload: length) : length
-                guard span >= 8, raw.count - consumed >= span else { break }
+                guard raw.count - consumed >= span else { break }
                 if kind == .data {
                     let record = UnsafeMutableRawPointer.allocate(byteCount: span, alignment: 8)
                     defer { record.deallocate() }
                     record.copyMemory(from: raw.baseAddress! + consumed, byteCount: span)
                     let sequence = record.load(fromByteOffset: 16, as: UInt64.self)
                     guard RecordFormat.checksum(record: record, length: length) == record.load(fromByteOffset: 8, as: UInt32.self) else {
-                        throw .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: sequence, reason: "checksum mismatch in stream")
+                        failure = .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: sequence, reason: "checksum mismatch in stream")
+                        consumed += span
+                        break
                     }
                     let payload = UnsafeRawBufferPointer(start: record + RecordFormat.headerSize, count: length)
                     records.append(LogRecord(sequence: sequence, position: LogPosition(segment: 0, offset: 0),
@@ -112,9 +125,17 @@ public struct LogWireDecoder: Sendable {
                 }
                 consumed += span
             }
-        } }
+        }
         buffer.removeFirst(consumed)
-        try decoded.get()
-        return records
+        if let failure {
+            pending = records
+            throw failure
+        }
+        let earlier = pending
+        pending = []
+        return earlier + records
     }
+
+    /// Records decoded before a failure, returned by the next call.
+    var pending: [LogRecord] = []
 }

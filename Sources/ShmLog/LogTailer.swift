@@ -16,7 +16,8 @@ public struct LogRecord: Hashable, Sendable {
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
-/// A record in place, valid only inside `LogTailer.withNext`.
+/// A record in place, valid only inside `LogTailer.withNext` (do not let
+/// `bytes` escape: the mapping may go when the tailer changes segment).
 public struct LogRecordView {
     public let sequence: UInt64
     public let position: LogPosition
@@ -47,9 +48,12 @@ public final class LogTailer: @unchecked Sendable {
     /// the tailer looks past it.
     public var abandonedClaimTimeout: Duration = .seconds(2)
     var holeSince: (LogPosition, UInt64)?
-    /// Registered in `log.meta`'s parking-tailers count (a tailer killed
-    /// while registered leaves it one too high: appenders then check for
-    /// sleepers needlessly, never miss one).
+    var lastLivenessCheck: (LogPosition, UInt64)?
+    /// Registered in `log.meta`'s parking-tailers count. A tailer killed
+    /// while registered leaves it one too high (appenders then check for
+    /// sleepers needlessly). A tailer registering while an appender decides
+    /// how to publish may sleep through that one record's wake-up: its
+    /// sleep is cut into 20 ms slices, which bounds the delay.
     let parks: Bool
 
     init(log: Log, start: TailStart, onDeletedSegment: DeletedSegmentPolicy, waitStrategy: WaitStrategy) throws(LogError) {
@@ -63,7 +67,7 @@ public final class LogTailer: @unchecked Sendable {
         case .sequence(let s): position = try log.position(ofSequence: s)
         case .time(let t):
             do { position = try log.position(ofTime: t) } catch .noSuchRecord(_) { position = log.nextPosition.position }
-        case .position(let p): position = p
+        case .position(let p): position = LogTailer.valid(p, log: log)
         }
         // Appenders check for sleepers only while a tailer that may sleep exists.
         if parks { log.meta.parkingTailers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
@@ -75,8 +79,13 @@ public final class LogTailer: @unchecked Sendable {
 
     /// Moves to `position` (a position from `append` or a record).
     public func seek(to position: LogPosition) {
-        self.position = position
+        self.position = LogTailer.valid(position, log: log)
         holeSince = nil
+    }
+
+    /// A position moved into the data area and onto an 8-byte boundary.
+    static func valid(_ p: LogPosition, log: Log) -> LogPosition {
+        LogPosition(segment: p.segment, offset: max(UInt32(log.dataOffset), p.offset & ~7))
     }
 
     // MARK: Reading
@@ -97,21 +106,26 @@ public final class LogTailer: @unchecked Sendable {
             switch Log.step(segment, at: offset) {
             case .record(_, let length, let sequence, let timestamp, let intact):
                 let at = position
-                position.offset += UInt32(RecordFormat.span(payload: length))
                 holeSince = nil
-                guard intact else { throw .corruptRecord(position: at, sequence: sequence, reason: "checksum mismatch") }
+                guard intact else {
+                    // Its length is not to be trusted: continue at the next
+                    // record, or where the claim word says records continue.
+                    skipDamage(in: segment, at: offset, claimedSpan: RecordFormat.span(payload: length))
+                    throw .corruptRecord(position: at, sequence: sequence, reason: "checksum mismatch")
+                }
+                position.offset += UInt32(RecordFormat.span(payload: length))
                 let payload = UnsafeRawBufferPointer(start: segment.base + offset + RecordFormat.headerSize, count: length)
                 return .record(LogRecordView(sequence: sequence, position: at, timestamp: timestamp, bytes: payload))
             case .skip(_, let span):
                 position.offset += UInt32(span)
             case .endOfSegment:
+                guard position.segment < UInt32.max - 1 else { throw .invalidLayout(path: segment.path, reason: "last segment number") }
                 position = LogPosition(segment: position.segment + 1, offset: UInt32(log.dataOffset))
                 self.segment = nil
             case .open(_, let word):
                 if let (kind, span) = RecordFormat.decode(word), kind == .writing,
                    span >= RecordFormat.headerSize, span % 8 == 0, offset + span <= segment.size {
-                    let pid = (segment.base + offset).load(fromByteOffset: 12, as: UInt32.self)
-                    if pid != 0, !ProcessIdentity.isRunning(pid: Int32(bitPattern: pid)) {
+                    if claimantIsGone(segment, at: offset) {
                         position.offset += UInt32(span) // a killed appender's claim
                         continue
                     }
@@ -122,27 +136,45 @@ public final class LogTailer: @unchecked Sendable {
                 return .waiting(segment: segment, offset: offset, word: word)
             case .garbage(_, let word):
                 let at = position
-                if let next = Log.resynchronize(segment, from: offset + 8, after: nil, limit: claimLimit(in: segment)) {
-                    position.offset = UInt32(next)
-                } else {
-                    position = LogPosition(segment: position.segment + 1, offset: UInt32(log.dataOffset))
-                    self.segment = nil
-                }
+                skipDamage(in: segment, at: offset, claimedSpan: nil)
                 throw .corruptRecord(position: at, sequence: nil, reason: "invalid record word 0x\(String(word, radix: 16))")
             }
         }
     }
 
+    /// Moves past damage at `offset`: to the next plausible record slot, or
+    /// else by the record's own span while that stays below the claim word,
+    /// or else to the claim word's position (records continue there).
+    private func skipDamage(in segment: SegmentFile, at offset: Int, claimedSpan: Int?) {
+        let bound = log.claimBound(in: segment)
+        if let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: bound) {
+            position.offset = UInt32(next)
+        } else if let span = claimedSpan, let bound, offset + span <= bound {
+            position.offset = UInt32(offset + span)
+        } else if let bound, bound < segment.size {
+            position.offset = UInt32(max(bound, offset + 8))
+        } else if position.segment < UInt32.max - 1 {
+            position = LogPosition(segment: position.segment + 1, offset: UInt32(log.dataOffset))
+            self.segment = nil
+        }
+    }
+
     private func kind(_ word: UInt64) -> RecordFormat.Kind? { RecordFormat.decode(word)?.kind }
 
-    private func claimLimit(in segment: SegmentFile) -> Int {
-        let claim = log.nextPosition.position
-        return claim.segment == segment.number ? Int(claim.offset) : segment.size
+    /// Whether the appender that claimed the slot at `offset` is gone; asks
+    /// the kernel (`kill(pid, 0)`, /proc) at most every millisecond.
+    private func claimantIsGone(_ segment: SegmentFile, at offset: Int) -> Bool {
+        let pid = (segment.base + offset).load(fromByteOffset: 12, as: UInt32.self)
+        guard pid != 0 else { return false }
+        let now = monotonicNanoseconds()
+        if let (at, checked) = lastLivenessCheck, at == position, now &- checked < 1_000_000 { return false }
+        lastLivenessCheck = (position, now)
+        return !ProcessIdentity.isRunning(pid: Int32(bitPattern: pid))
     }
 
     /// An empty slot that has stayed empty long enough below the claim word
     /// belongs to an appender killed right after claiming: the offset of the
-    /// next record after it, if any.
+    /// next record slot after it, if any.
     private func abandonedHole(_ segment: SegmentFile, offset: Int) -> Int? {
         let claim = log.nextPosition.position
         guard claim > position else { return nil }
@@ -153,10 +185,7 @@ public final class LogTailer: @unchecked Sendable {
         }
         guard now &- since >= abandonedClaimTimeout.nanoseconds else { return nil }
         holeSince = nil
-        if claim.segment == segment.number {
-            return Log.resynchronize(segment, from: offset + 8, after: nil, limit: Int(claim.offset))
-        }
-        return Log.resynchronize(segment, from: offset + 8, after: nil) ?? segment.size
+        return Log.resynchronize(segment, from: offset + 8, after: nil, bound: log.claimBound(in: segment))
     }
 
     /// The mapped segment at `position`, or nil if it does not exist yet.
@@ -231,7 +260,10 @@ public final class LogTailer: @unchecked Sendable {
         }
     }
 
-    /// Records as they are appended, for `for try await`; ends with the task.
+    /// Records as they are appended, for `for try await`; ends with the task
+    /// or at the first error (a corrupt record: create a new sequence, the
+    /// tailer continues after it). Take one sequence per tailer: the tailer
+    /// is not safe to use from two tasks at once.
     public var records: AsyncThrowingStream<LogRecord, any Error> {
         let tailer = self
         return AsyncThrowingStream { continuation in

@@ -144,6 +144,37 @@ struct LogTests {
         #expect(try next.append("after").sequence == 101)
     }
 
+    @Test func aRecordWithADamagedLengthCostsOnlyItself() throws {
+        let scratch = ScratchLog("badlength")
+        let log = try scratch.create()
+        var appended: [AppendedRecord] = []
+        do {
+            let appender = try log.appender()
+            for i in 0..<100 { appended.append(try appender.append(payload(i))) }
+        }
+        // Record 50's length now claims 30,000 bytes: its checksum fails and its span lies.
+        let victim = appended[49].position
+        let fd = open(log.segmentPath(victim.segment), O_RDWR)
+        var word = RecordFormat.word(.data, length: 30_000)
+        _ = pwrite(fd, &word, 8, off_t(victim.offset))
+        close(fd)
+        let report = log.verify()
+        #expect(report.problems.map(\.position) == [victim] && report.records == 99, "\(report.problems)")
+        let tailer = try log.tailer()
+        var seen: [UInt64] = []
+        while true {
+            let result = Result { () throws(LogError) in try tailer.tryNext() }
+            if case .success(let record?) = result { seen.append(record.sequence); continue }
+            if case .failure = result { continue }
+            break
+        }
+        #expect(seen == Array(1...49) + Array(51...100))
+        let appender = try log.appender()
+        #expect(appender.recovery?.corruptRecordsSkipped == 1)
+        #expect(try readAll(log).map(\.sequence) == Array(1...49) + Array(51...100))
+        #expect(try appender.append("after").sequence == 101)
+    }
+
     @Test func aTornTailIsTruncatedOnRecovery() throws {
         let scratch = ScratchLog("torn")
         let log = try scratch.create()
