@@ -34,6 +34,7 @@ extension Log {
         var scanned: [(segment: SegmentFile, end: Int, last: UInt64?, endMarker: Bool)] = []
         // Leftovers of processes killed while creating a segment.
         removeCreatingFiles()
+        resetWaitCountsIfNoTailer()
         for number in numbers.reversed() {
             let segment: SegmentFile
             do {
@@ -172,5 +173,18 @@ extension Log {
         }
         closedir(dir)
         for name in names { unlink(directory + "/" + name) }
+    }
+
+    /// Killed tailers leave the parking-tailers and sleepers counts too high
+    /// (every append would then pay a seq_cst store and a futex wake). When
+    /// no sleeping-capable tailer holds `tailers.lock`, both are reset.
+    private func resetWaitCountsIfNoTailer() {
+        let fd = Glibc.open(directory + "/tailers.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return }
+        meta.parkingTailers.pointee.store(0, ordering: .relaxed)
+        meta.parker.resetSleepers()
+        _ = flock(fd, LOCK_UN)
     }
 }

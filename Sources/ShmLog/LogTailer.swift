@@ -49,6 +49,8 @@ public final class LogTailer: @unchecked Sendable {
     public var abandonedClaimTimeout: Duration = .seconds(2)
     var holeSince: (LogPosition, UInt64)?
     var lastLivenessCheck: (LogPosition, UInt64)?
+    /// `tailers.lock`, held shared by tailers that may sleep (-1: none).
+    let tailersLock: Int32
     /// Registered in `log.meta`'s parking-tailers count. A tailer killed
     /// while registered leaves it one too high (appenders then check for
     /// sleepers needlessly). A tailer registering while an appender decides
@@ -70,11 +72,20 @@ public final class LogTailer: @unchecked Sendable {
         case .position(let p): position = LogTailer.valid(p, log: log)
         }
         // Appenders check for sleepers only while a tailer that may sleep exists.
-        if parks { log.meta.parkingTailers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+        if parks {
+            // Held shared while we live, so recovery can tell that no tailer
+            // is left and reset counts that killed tailers left too high.
+            tailersLock = open(log.directory + "/tailers.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if tailersLock >= 0 { _ = flock(tailersLock, LOCK_SH) }
+            log.meta.parkingTailers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        } else {
+            tailersLock = -1
+        }
     }
 
     deinit {
         if parks { log.meta.parkingTailers.pointee.wrappingSubtract(1, ordering: .relaxed) }
+        if tailersLock >= 0 { close(tailersLock) }
     }
 
     /// Moves to `position` (a position from `append` or a record).

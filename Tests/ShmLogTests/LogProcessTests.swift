@@ -80,4 +80,28 @@ struct LogProcessTests {
         }
         #expect(log.verify().isIntact)
     }
+
+    /// A tailer killed while registered as one that may sleep leaves the
+    /// count high; recovery resets it once no such tailer is alive.
+    @Test func countsLeftByAKilledTailerAreResetByRecovery() throws {
+        let scratch = ScratchLog("tailkill")
+        let log = try scratch.create()
+        let tailer = try TestSupport.spawnPeer(["log-tail", scratch.directory, "10"])
+        #expect(try tailer.readLine(timeout: .seconds(20)) == "ready")
+        usleep(50_000) // let it go to sleep on the parker
+        tailer.kill()
+        _ = try tailer.wait(timeout: .seconds(10))
+        #expect(log.meta.parkingTailers.pointee.load(ordering: .relaxed) == 1)
+        let live = try log.tailer() // a live tailer in this process keeps the counts
+        do {
+            let appender = try log.appender()
+            #expect(appender.recovery != nil)
+            #expect(log.meta.parkingTailers.pointee.load(ordering: .relaxed) == 2)
+        }
+        _ = consume live
+        let appender = try log.appender()
+        #expect(appender.recovery != nil)
+        #expect(log.meta.parkingTailers.pointee.load(ordering: .relaxed) == 0)
+        #expect(log.meta.parker.sleeperCount == 0)
+    }
 }
