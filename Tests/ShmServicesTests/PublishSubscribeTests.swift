@@ -67,6 +67,39 @@ struct PublishSubscribeTests {
         #expect(try again.receive(timeout: .seconds(1)).payload.sequence == 2)
     }
 
+    /// Returns are reclaimed lazily; none may be lost on the way (a return
+    /// queue smaller than the pool would drop them and shrink the pool).
+    @Test func aFastSubscriberGivesEverySampleBack() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("returns"), of: Reading.self)
+        let subscriber = try service.subscriber()
+        let publisher = try service.publisher()
+        for i in 0..<5000 {
+            try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0))
+            #expect(try subscriber.tryReceive()?.payload.sequence == UInt64(i))
+        }
+        publisher.port.reclaimReturns()
+        #expect(publisher.port.local.pointee.freeCount == publisher.port.chunkCount)
+    }
+
+    /// A subscriber dropped while its samples are still read keeps them safe
+    /// from reuse until they are dropped too.
+    @Test func samplesOfADroppedSubscriberAreNotReused() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("heldback"), of: Reading.self,
+                                                config: .init(subscriberBufferSize: 4, maxBorrowed: 2))
+        var subscriber: Subscriber<Reading>? = try service.subscriber()
+        let publisher = try service.publisher()
+        try publisher.send(copyOf: Reading(sequence: 7, value: 7.5))
+        let held = try unwrap(try #require(subscriber).tryReceive())
+        subscriber = nil
+        for i in 0..<(2 * publisher.port.chunkCount) { try publisher.send(copyOf: Reading(sequence: UInt64(100 + i), value: -1)) }
+        #expect(held.payload == Reading(sequence: 7, value: 7.5))
+        held.release()
+        // Once dropped, the subscriber's registration goes.
+        #expect(try publisher.send(copyOf: Reading(sequence: 1, value: 0)) == 0)
+    }
+
     @Test func slicesOfBytes() throws {
         let node = try Node(name: "unit")
         let service = try node.publishSubscribe(TestSupport.uniqueName("bytes"), slicesOf: UInt8.self, maxLength: 1000)

@@ -58,9 +58,11 @@ struct PublisherPool: @unchecked Sendable {
         guard f[3] == expectedPortID, f[4] == serviceHash else {
             throw .corrupt(service: service, reason: "publisher pool belongs to another port or service")
         }
+        // Bounded before any arithmetic: a hostile header must not trap us.
         guard f[0] >= 1, f[0] <= 1 << 24, f[2] <= 1 << 34, f[5] >= UInt64(PublisherPool.headerBytes), f[5] <= 4096,
-              f[1] >= f[5] + f[2], f[1] % 64 == 0,
-              UInt64(PublisherPool.chunksOffset) + f[0] * f[1] <= UInt64(data.count) else {
+              f[5] % 16 == 0, f[1] <= 1 << 36, f[1] >= f[5] + f[2], f[1] % 64 == 0,
+              case let (total, overflow) = f[0].multipliedReportingOverflow(by: f[1]), !overflow,
+              UInt64(PublisherPool.chunksOffset) + total <= UInt64(data.count) else {
             throw .corrupt(service: service, reason: "publisher pool header does not fit its segment")
         }
         self.data = data

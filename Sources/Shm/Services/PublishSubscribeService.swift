@@ -27,8 +27,8 @@ extension Node {
         _ service: String, slicesOf element: Element.Type, maxLength: Int,
         config: PublishSubscribeConfig = .init(), mode: OpenMode = .openOrCreate
     ) throws(ServiceError) -> PublishSubscribeService<Element> {
-        guard maxLength >= 1, maxLength <= (1 << 32) / MemoryLayout<Element>.stride else {
-            throw .invalidConfiguration("maxLength \(maxLength) must be 1…\((1 << 32) / MemoryLayout<Element>.stride)")
+        guard maxLength >= 1, maxLength <= ((1 << 32) - 1) / MemoryLayout<Element>.stride else {
+            throw .invalidConfiguration("maxLength \(maxLength) must be 1…\(((1 << 32) - 1) / MemoryLayout<Element>.stride)")
         }
         let payload = PayloadType(name: "[\(String(reflecting: Element.self))]", size: maxLength * MemoryLayout<Element>.stride,
                                   alignment: MemoryLayout<Element>.alignment)
@@ -92,7 +92,10 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
     var layout: ServiceLayout { attachment.layout }
     var serviceHash: UInt64 { ServiceLayout.hash(attachment.name.value) }
     var deliveryCapacity: Int { IndexQueue.capacity(atLeast: config.subscriberBufferSize) }
-    var returnCapacity: Int { IndexQueue.capacity(atLeast: config.subscriberBufferSize + config.maxBorrowed + 1) }
+    /// Returns are taken back lazily (when the publisher's free list runs
+    /// dry), and each chunk can be handed back at most once in between: a
+    /// queue as large as the pool never overflows.
+    var returnCapacity: Int { IndexQueue.capacity(atLeast: config.chunksPerPublisher) }
 }
 
 extension Node {

@@ -13,7 +13,8 @@ import ShmPrimitives
 /// `fallocate`, mapped with `mmap`). A send pushes the sample's index into
 /// every subscriber's queue; nothing is copied.
 ///
-/// Use a publisher from one thread at a time.
+/// Use a publisher, and the samples it loans, from one thread at a time:
+/// samples refer to their port without atomic reference counting.
 public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     public let service: PublishSubscribeService<Payload>
     let port: PublisherPort

@@ -68,7 +68,9 @@ final class PublisherPort: @unchecked Sendable {
         serviceName = attachment.name.value
         let id = UInt64.random(in: 1...UInt64.max)
         let chunks = config.chunksPerPublisher
-        let capacity = payloadType.size, alignment = payloadType.alignment
+        // Room for whole elements: samples carry count × stride bytes.
+        let alignment = max(1, payloadType.alignment)
+        let capacity = (payloadType.size + alignment - 1) / alignment * alignment
         let hash = ServiceLayout.hash(attachment.name.value)
         // The pool exists before the port is registered, so subscribers that
         // see the registration can always map it.
@@ -382,7 +384,13 @@ final class PublisherPort: @unchecked Sendable {
         let deadSubscribers = connections.keys.filter { id in !entries.contains { $0.portID == id && $0.owner.isAlive } }
         guard !deadSubscribers.isEmpty else { return }
         attachment.reclaimDeadPorts()
-        for id in deadSubscribers { if let connection = connections[id] { disconnect(connection) } }
+        // Only those that are really gone from the table: a liveness check
+        // that failed for another reason (a /proc read) must not free the
+        // chunks a live subscriber holds.
+        let remaining = Set(layout.entries(.b).map(\.portID))
+        for id in deadSubscribers where !remaining.contains(id) {
+            if let connection = connections[id] { disconnect(connection) }
+        }
     }
 
     /// Subscribers this publisher delivers to now.

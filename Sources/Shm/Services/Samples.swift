@@ -141,6 +141,8 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
 
     deinit {
         let reference = self.reference
-        if connection._withUnsafeGuaranteedRef({ $0.giveBack(reference) }) { connection.release() }
+        let released = connection._withUnsafeGuaranteedRef { $0.giveBack(reference) }
+        if released.connection { connection.release() }
+        released.port?.release()
     }
 }

@@ -14,7 +14,8 @@ import ShmPrimitives
 /// (`mmap` with `PROT_READ`) and reads samples where they are. Waiting is
 /// by the wait strategy: spinning, then `FUTEX_WAIT` on the inbox's parker.
 ///
-/// Use a subscriber from one thread at a time.
+/// Use a subscriber, and the samples it hands out, from one thread at a
+/// time: samples refer to their port without atomic reference counting.
 public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     public let service: PublishSubscribeService<Payload>
     let port: SubscriberPort
@@ -30,6 +31,10 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
                                   minimumBytes: service.maxSliceLength == 1 ? MemoryLayout<Payload>.size : 0,
                                   waitStrategy: waitStrategy)
     }
+
+    /// Samples still borrowed keep this subscriber's port registered (so
+    /// publishers do not reuse their chunks) until they are dropped.
+    deinit { port.retire() }
 
     /// The next sample from any publisher, or nil if none is waiting.
     ///

@@ -45,6 +45,10 @@ final class SubscriberPort: @unchecked Sendable {
         var corruptSamples = 0
         /// Entries in `inbound`.
         var inboundCount = 0
+        /// Set when the `Subscriber` went while samples were borrowed: the
+        /// port (and its registration, which keeps publishers from reusing
+        /// those chunks) stays until the last one is dropped.
+        var retiredPort: Unmanaged<SubscriberPort>?
     }
 
     let localBox: LocalBox<Local>
@@ -106,6 +110,12 @@ final class SubscriberPort: @unchecked Sendable {
         inbound.deallocate()
     }
 
+    /// Called when the `Subscriber` goes (see `Local.retiredPort`).
+    func retire() {
+        guard local.pointee.borrowed > 0, local.pointee.retiredPort == nil else { return }
+        local.pointee.retiredPort = Unmanaged.passRetained(self)
+    }
+
     func syncInbound() {
         let count = min(active.count, inbox.maxPublishers)
         for i in 0..<count { (inbound + i).initialize(to: active[i].state) }
@@ -155,6 +165,11 @@ final class SubscriberPort: @unchecked Sendable {
         let chunk = ChunkReference.index(value), bytes = ChunkReference.length(value)
         guard chunk < c.chunkCount, bytes <= c.payloadCapacity, bytes % elementStride == 0, bytes >= minimumBytes else {
             local.pointee.corruptSamples += 1
+            // A chunk of its pool with a bad length: hand it back, so the
+            // publisher's pool does not shrink by it.
+            if chunk < c.chunkCount, !c.flags.pointee.detached {
+                _ = try? c.connection.takeUnretainedValue().returns.writer.push(value, overwrite: false, sequentiallyConsistent: false)
+            }
             throw .corrupt(service: serviceName,
                            reason: "publisher \(c.publisherID) sent chunk \(chunk) of \(bytes) bytes, outside its pool; skipped")
         }
@@ -216,8 +231,11 @@ final class SubscriberPort: @unchecked Sendable {
             if let connection = connections[block] {
                 if connection.publisherID == owner {
                     if !registeredPublishers.contains(owner) {
-                        // Its publisher left: recycle once drained and nothing borrowed.
-                        if connection.delivery.count == 0 && local.pointee.borrowed == 0 {
+                        // Its publisher left: recycle once drained (by the entry
+                        // tags, not `tail`, which a killed publisher may not have
+                        // stored). Borrowed samples keep the mapping through
+                        // their retired connection.
+                        if !connection.delivery.hasValue {
                             refreshPublishers(layout.version)
                             if !registeredPublishers.contains(owner) { recycle(block) }
                         } else {
@@ -399,17 +417,29 @@ final class InboundConnection {
               payloadCapacity: pool.payloadCapacity, payloadOffset: pool.payloadOffset)
     }
 
+    /// What the caller of `giveBack` must release afterwards.
+    struct Released {
+        /// The last sample of a retired connection went.
+        var connection: Bool
+        /// The last borrowed sample of a retired subscriber went.
+        var port: Unmanaged<SubscriberPort>?
+    }
+
     /// Called when a sample received through this connection is dropped.
-    /// Returns true if it was the last sample of a retired connection,
-    /// which the caller must then release.
     @inline(__always)
-    func giveBack(_ reference: UInt64) -> Bool {
-        local.pointer.pointee.borrowed -= 1
+    func giveBack(_ reference: UInt64) -> Released {
+        let l = local.pointer
+        l.pointee.borrowed -= 1
         let f = flags
         f.pointee.outstanding -= 1
         if !f.pointee.detached {
             _ = try? returns.writer.push(reference, overwrite: false, sequentiallyConsistent: false)
         }
-        return f.pointee.retired && f.pointee.outstanding == 0
+        var released = Released(connection: f.pointee.retired && f.pointee.outstanding == 0, port: nil)
+        if l.pointee.borrowed == 0, let port = l.pointee.retiredPort {
+            l.pointee.retiredPort = nil
+            released.port = port
+        }
+        return released
     }
 }
