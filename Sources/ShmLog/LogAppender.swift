@@ -164,6 +164,7 @@ public final class LogAppender: @unchecked Sendable {
         var expected = claimWord.pointee.load(ordering: .acquiring)
         var position: LogPosition
         var rolledFrom: LogPosition?
+        var previous: SegmentFile?
         while true {
             let at = LogPosition(packed: UInt64(expected.first))
             // Never trust the claim word: a damaged one must not send us into the header.
@@ -180,18 +181,27 @@ public final class LogAppender: @unchecked Sendable {
                 next = LogPosition(segment: at.segment &+ 1, offset: UInt32(dataOffset + span))
                 rolledFrom = at
             }
+            if position.segment != hot.pointee.number {
+                // Map (or create) the segment before claiming in it, so that
+                // between our claim and its "writing" mark there are only a
+                // few instructions for a SIGKILL to fall into: a claim killed
+                // there leaves a hole tailers must wait out.
+                if let current = segment, current.number == at.segment { previous = current }
+                _ = try segment(position.segment)
+                expected = claimWord.pointee.load(ordering: .acquiring)
+                continue
+            }
             let desired = WordPair(first: UInt(next.packed), second: expected.second &+ 1)
             // SYNC POINT: acquiring-and-releasing CAS pairs with the other appenders' CAS and loads of the claim word.
             let (done, actual) = claimWord.pointee.compareExchange(expected: expected, desired: desired, ordering: .acquiringAndReleasing)
             if done { break }
             expected = actual
         }
-        if let rolledFrom { try closeSegment(at: rolledFrom) }
-        if position.segment != hot.pointee.number { _ = try segment(position.segment) }
         let record = hot.pointee.base + Int(position.offset)
         record.storeBytes(of: pid, toByteOffset: 12, as: UInt32.self)
         UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record)).pointee
             .store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
+        if let rolledFrom { try closeSegment(at: rolledFrom, mapped: previous) }
         return (Int(position.offset), UInt64(expected.second))
     }
 
@@ -219,9 +229,11 @@ public final class LogAppender: @unchecked Sendable {
 
     /// Marks the unused end of a segment we rolled away from (unless
     /// retention has deleted it meanwhile: it is never re-created).
-    func closeSegment(at position: LogPosition) throws(LogError) {
+    func closeSegment(at position: LogPosition, mapped: SegmentFile?) throws(LogError) {
         let old: SegmentFile
-        if let segment, segment.number == position.segment {
+        if let mapped, mapped.number == position.segment {
+            old = mapped
+        } else if let segment, segment.number == position.segment {
             old = segment
         } else {
             do { old = try log.openSegment(position.segment, writable: true) } catch .notFound(_) { return }

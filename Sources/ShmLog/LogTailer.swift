@@ -45,7 +45,8 @@ public final class LogTailer: @unchecked Sendable {
     /// The next slot to read.
     public private(set) var position: LogPosition
     /// How long an empty slot below the claim word may stay empty before
-    /// the tailer looks past it.
+    /// the tailer looks past it (`.zero`: at once — when no appender is
+    /// alive, as in tools reading a log after a crash).
     public var abandonedClaimTimeout: Duration = .seconds(2)
     var holeSince: (LogPosition, UInt64)?
     var lastLivenessCheck: (LogPosition, UInt64)?
@@ -189,14 +190,19 @@ public final class LogTailer: @unchecked Sendable {
     private func abandonedHole(_ segment: SegmentFile, offset: Int) -> Int? {
         let claim = log.nextPosition.position
         guard claim > position else { return nil }
-        let now = monotonicNanoseconds()
-        guard let (at, since) = holeSince, at == position else {
-            holeSince = (position, now)
-            return nil
+        if abandonedClaimTimeout > .zero {
+            let now = monotonicNanoseconds()
+            guard let (at, since) = holeSince, at == position else {
+                holeSince = (position, now)
+                return nil
+            }
+            guard now &- since >= abandonedClaimTimeout.nanoseconds else { return nil }
         }
-        guard now &- since >= abandonedClaimTimeout.nanoseconds else { return nil }
         holeSince = nil
-        return Log.resynchronize(segment, from: offset + 8, after: nil, bound: log.claimBound(in: segment))
+        if let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: log.claimBound(in: segment)) { return next }
+        // Nothing more in this segment and the claim word is past it: its
+        // roller was killed before writing the end marker. Go on to the next.
+        return claim.segment > segment.number ? segment.size : nil
     }
 
     /// The mapped segment at `position`, or nil if it does not exist yet.

@@ -53,7 +53,9 @@ final class PublisherPort: @unchecked Sendable {
     /// history + 1 while it is being delivered.
     let holders: UnsafeMutablePointer<UInt32>
     let chunkCount: Int
+    /// The last `historySize` chunks sent: a ring, oldest at `historyStart`.
     var history: [Int] = []
+    var historyStart = 0
     /// Every subscriber we know, by port ID.
     var connections: [UInt64: OutboundConnection] = [:]
     /// The subscribers we deliver to (block claimed).
@@ -213,11 +215,7 @@ final class PublisherPort: @unchecked Sendable {
         for i in 0..<state.pointee.linkCount {
             if try push(value, chunk: chunk, to: links + i) { reached += 1 }
         }
-        if config.historySize > 0 {
-            holders[chunk] += 1
-            history.append(chunk)
-            if history.count > config.historySize { release(history.removeFirst()) }
-        }
+        if config.historySize > 0 { remember(chunk) }
         state.pointee.sendsSinceSweep += 1
         if state.pointee.sendsSinceSweep >= 4096 { sweepDeadSubscribers() }
         // The next loan takes the top of the free stack: fetch its header
@@ -280,6 +278,19 @@ final class PublisherPort: @unchecked Sendable {
     }
 
     // MARK: Pool bookkeeping
+
+    /// Keeps `chunk` for late joiners, letting go of the oldest kept one.
+    func remember(_ chunk: Int) {
+        holders[chunk] += 1
+        if history.count < config.historySize {
+            history.append(chunk)
+            return
+        }
+        let oldest = history[historyStart]
+        history[historyStart] = chunk
+        historyStart = historyStart + 1 == history.count ? 0 : historyStart + 1
+        release(oldest)
+    }
 
     /// Takes back what subscribers released.
     func reclaimReturns() {
@@ -350,7 +361,7 @@ final class PublisherPort: @unchecked Sendable {
             // Late joiner: replay the history, oldest first.
             let state = UnsafeMutablePointer<DeliveryLink.State>.allocate(capacity: 1)
             state.initialize(to: link.state)
-            for chunk in history {
+            for chunk in history[historyStart...] + history[..<historyStart] {
                 let bytes = Int(pool.chunk(chunk).load(fromByteOffset: 8, as: UInt64.self))
                 _ = try? push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: state)
             }
