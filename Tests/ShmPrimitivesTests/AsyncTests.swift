@@ -14,14 +14,24 @@ struct AsyncTests {
         let ring = try MessageRing.create(name, capacity: 4096)
         let consumer = try ring.consumer(waitStrategy: .block)
         let producer = try TestSupport.spawnPeer(["ring-produce", name, "2000", "block"])
-        var expected: UInt64 = 0
-        for try await message in consumer.messages {
-            #expect(message.count == 8 + Int(expected % 200))
-            #expect(message.withUnsafeBytes { $0.load(as: UInt64.self) } == expected)
-            expected += 1
-            if expected == 2000 { break }
+        let reading = Task {
+            var expected: UInt64 = 0
+            for try await message in consumer.messages {
+                #expect(message.count == 8 + Int(expected % 200))
+                #expect(message.withUnsafeBytes { $0.load(as: UInt64.self) } == expected)
+                expected += 1
+                if expected == 2000 { break }
+            }
+            return expected
         }
-        #expect(expected == 2000)
+        // Bounded: cancelling ends the sequence (a hang would hide the cause).
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(90))
+            reading.cancel()
+        }
+        let received = try await reading.value
+        watchdog.cancel()
+        #expect(received == 2000, "peer: \(producer.errorText)")
         try expectSuccess(producer)
     }
 
