@@ -145,7 +145,7 @@ public final class Log: @unchecked Sendable {
     /// if it is in this segment, the whole segment if it is past it, nil if
     /// it is behind (a stale claim word after power loss).
     func claimBound(in segment: SegmentFile) -> Int? {
-        let claim = meta.loadClaim().position
+        let claim = meta.loadClaimPosition()
         if claim.segment == segment.number { return min(segment.size, Int(claim.offset)) }
         return claim.segment > segment.number ? segment.size : nil
     }

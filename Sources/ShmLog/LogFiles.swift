@@ -90,6 +90,15 @@ final class MetaFile: @unchecked Sendable {
         return (LogPosition(packed: UInt64(pair.first)), UInt64(pair.second))
     }
 
+    /// Only the position half of the claim word: a plain 8-byte atomic load.
+    /// (A 16-byte atomic load is a locked CMPXCHG16B, which takes the line
+    /// from the appenders; tailers poll this.)
+    @inline(__always)
+    func loadClaimPosition() -> LogPosition {
+        // SYNC POINT: acquire pairs with the appenders' CAS of the claim word.
+        LogPosition(packed: UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(claim)).pointee.load(ordering: .acquiring))
+    }
+
     func storeClaim(_ position: LogPosition, sequence: UInt64) {
         // SYNC POINT: release pairs with the acquire in `loadClaim` (recovery only, no live appender).
         claim.pointee.store(WordPair(first: UInt(position.packed), second: UInt(sequence)), ordering: .releasing)

@@ -39,7 +39,7 @@ extension Log {
         for number in numbers {
             guard let segment = try? openSegment(number, writable: false) else { continue }
             var offset = segment.dataOffset
-            let claim = nextPosition.position
+            let claim = meta.loadClaimPosition()
             walkSegment: while true {
                 let step = Log.step(segment, at: offset)
                 body(segment, step)
@@ -91,7 +91,7 @@ extension Log {
     public func verify() -> LogVerification {
         var result = LogVerification()
         var last: UInt64?
-        let claim = nextPosition.position
+        let claim = meta.loadClaimPosition()
         walk { segment, step in
             let here = { (offset: Int) in LogPosition(segment: segment.number, offset: UInt32(offset)) }
             switch step {

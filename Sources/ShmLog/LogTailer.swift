@@ -188,7 +188,7 @@ public final class LogTailer: @unchecked Sendable {
     /// belongs to an appender killed right after claiming: the offset of the
     /// next record slot after it, if any.
     private func abandonedHole(_ segment: SegmentFile, offset: Int) -> Int? {
-        let claim = log.nextPosition.position
+        let claim = log.meta.loadClaimPosition()
         guard claim > position else { return nil }
         if abandonedClaimTimeout > .zero {
             let now = monotonicNanoseconds()
