@@ -9,7 +9,7 @@ import ShmTestSupport
 struct LogCLITests {
     @Test func appendTailStatVerifyTrim() throws {
         let directory = TestSupport.temporaryPath("clilog")
-        defer { _ = try? TestSupport.runCLI(["log", "trim", directory, "--max-age", "0s"]); removeLogDirectory(directory) }
+        defer { _ = try? TestSupport.runCLI(["log", "trim", directory, "--max-age", "0s"]); removeDirectoryOfFiles(directory) }
         let lines = (0..<2000).map { "line \($0) " + String(repeating: "=", count: $0 % 40) }
         let appended = try TestSupport.runCLI(["log", "append", directory, "--segment-size", "64KiB", "--durability", "records:100"],
                                               stdin: lines.joined(separator: "\n") + "\n")
@@ -56,7 +56,7 @@ struct LogCLITests {
 
     @Test func followWaitsForRecordsFromAnotherProcess() throws {
         let directory = TestSupport.temporaryPath("clifollow")
-        defer { removeLogDirectory(directory) }
+        defer { removeDirectoryOfFiles(directory) }
         _ = try TestSupport.runCLI(["log", "append", directory, "--message", "existing"])
         let follower = try TestSupport.spawnCLI(["log", "tail", directory, "--from", "end", "--follow", "--count", "2", "--timeout", "20s"])
         usleep(200_000)
@@ -94,13 +94,3 @@ struct LogCLITests {
     }
 }
 
-func removeLogDirectory(_ path: String) {
-    if let dir = opendir(path) {
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { unlink(path + "/" + name) }
-        }
-        closedir(dir)
-    }
-    rmdir(path)
-}

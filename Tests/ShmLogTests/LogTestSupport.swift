@@ -3,29 +3,18 @@ import Glibc
 #endif
 import Testing
 import ShmTestSupport
+import ShmSystem
 @testable import ShmLog
 
 /// A fresh log directory, removed when the scope ends.
 final class ScratchLog {
     let directory: String
     init(_ label: String) { directory = TestSupport.temporaryPath(label) }
-    deinit { removeTree(directory) }
+    deinit { removeDirectoryOfFiles(directory) }
 
     func create(segmentSize: Int = 64 << 10, granularity: Int = 512) throws -> Log {
         try Log.create(directory: directory, config: LogConfig(segmentSize: segmentSize, indexGranularity: granularity))
     }
-}
-
-/// `rm -rf` of a directory of plain files.
-func removeTree(_ path: String) {
-    if let dir = opendir(path) {
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { unlink(path + "/" + name) }
-        }
-        closedir(dir)
-    }
-    rmdir(path)
 }
 
 /// Reads every record from the start until none is waiting.

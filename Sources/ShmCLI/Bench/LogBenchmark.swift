@@ -148,7 +148,7 @@ struct LogBenchCommand: ParsableCommand {
     /// Per-append latency, then the rate of an untimed burst; returns this round's p50.
     func measureAppend(_ durability: Durability, count: Int, into cell: inout Cell) throws -> UInt64 {
         let directory = scratch("append")
-        defer { removeScratchLog(directory) }
+        defer { removeDirectoryOfFiles(directory) }
         let log = try reporting { try Log.create(directory: directory, config: LogConfig(segmentSize: 256 << 20)) }
         let appender = try reporting { try log.appender(durability: durability) }
         let payload = record(0)
@@ -203,7 +203,7 @@ struct LogBenchCommand: ParsableCommand {
     /// Appends stamped records; a tailer in another process measures each one's age on arrival.
     func measureTail(childCPU: Int?, into cell: inout Cell) throws {
         let directory = scratch("tail")
-        defer { removeScratchLog(directory) }
+        defer { removeDirectoryOfFiles(directory) }
         let log = try reporting { try Log.create(directory: directory, config: LogConfig(segmentSize: 256 << 20)) }
         let appender = try reporting { try log.appender() }
         var arguments = ["bench-log-peer", "--dir", directory, "--count", String(tailRecords)]
@@ -268,13 +268,3 @@ struct LogBenchPeerCommand: ParsableCommand {
     }
 }
 
-func removeScratchLog(_ path: String) {
-    if let dir = opendir(path) {
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { unlink(path + "/" + name) }
-        }
-        closedir(dir)
-    }
-    rmdir(path)
-}
