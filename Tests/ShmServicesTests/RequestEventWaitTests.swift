@@ -36,6 +36,32 @@ struct RequestEventWaitTests {
         #expect(service.liveServers == 1)
     }
 
+    /// Requests answered from several threads at once each get their own
+    /// answer (messages are built on each call's stack), and a zero
+    /// timeout on an empty queue is a timeout, not a crash.
+    @Test func requestsAnsweredConcurrentlyGetTheirOwnResponses() async throws {
+        let node = try Node(name: "unit")
+        let service = try node.requestResponse(TestSupport.uniqueName("rrpar"), request: TestRequest.self, response: TestResponse.self,
+                                               config: .init(maxClients: 2, maxServers: 1, queueDepth: 256))
+        let client = try service.client(), server = try service.server()
+        #expect(throws: ServiceError.self) { _ = try server.receive(timeout: .zero) }
+        let pending = try (0..<200).map { i in try client.send(TestRequest(a: Int64(i), b: 1)) }
+        let requests = try (0..<200).map { _ in try server.receive(timeout: .seconds(1)) }
+        struct Handed: @unchecked Sendable { let request: ActiveRequest<TestRequest, TestResponse> }
+        await withTaskGroup(of: Void.self) { group in
+            for handed in requests.map(Handed.init) {
+                group.addTask {
+                    let r = handed.request
+                    _ = try? r.respond(TestResponse(sum: r.request.a + r.request.b, part: r.request.a))
+                }
+            }
+        }
+        for (i, response) in pending.enumerated() {
+            let value = try response.response(timeout: .seconds(2))
+            #expect(value == TestResponse(sum: Int64(i) + 1, part: Int64(i)))
+        }
+    }
+
     @Test func clientsAndServersInOtherProcesses() throws {
         let name = TestSupport.uniqueName("rr")
         let node = try Node(name: "test")

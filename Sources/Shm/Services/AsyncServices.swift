@@ -167,25 +167,45 @@ struct SendableBox<T>: @unchecked Sendable {
 
 extension PendingResponse {
     /// The next response, waited for from `async` code on a dedicated thread.
+    /// Waits in slices of at most 100 ms, so cancelling the task ends the
+    /// wait (with `CancellationError`) even if no response ever comes.
     public func next(timeout: Duration? = .seconds(1)) async throws -> (value: Response, isFinal: Bool) {
         let pending = SendableBox(self)
-        return try await BlockingPool.shared.run { () throws(ServiceError) -> SendableBox<(value: Response, isFinal: Bool)> in
-            SendableBox(try pending.value.next(timeout: timeout))
-        }.value
+        let end = deadline(after: timeout)
+        while true {
+            try Task.checkCancellation()
+            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
+            if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
+            let slice = min(remaining ?? .milliseconds(100), .milliseconds(100))
+            let got = try await BlockingPool.shared.run { () throws(ServiceError) -> SendableBox<(value: Response, isFinal: Bool)?> in
+                do throws(ServiceError) {
+                    return SendableBox(try pending.value.next(timeout: slice))
+                } catch {
+                    if case .timedOut = error { return SendableBox(nil) }
+                    throw error
+                }
+            }
+            if let value = got.value { return value }
+        }
     }
 }
 
 extension Server {
     /// The next request, waited for from `async` code on a dedicated thread.
+    /// The deadline holds across wake-ups another server won; slots left
+    /// claimed by killed processes are recovered between waits.
     public func receive(timeout: Duration? = nil) async throws -> ActiveRequest<Request, Response> {
         let queue = service.requests
+        let end = deadline(after: timeout)
         while true {
             if let request = try tryReceive() { return request }
-            let ready = try await waitOffThePool(parker: queue.notEmpty, strategy: strategy, timeout: timeout) {
+            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
+            if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
+            let slice = min(remaining ?? .milliseconds(50), .milliseconds(50))
+            _ = try await waitOffThePool(parker: queue.notEmpty, strategy: strategy, timeout: slice) {
                 queue.looksNotEmpty()
             }
-            if !ready, let request = try tryReceive() { return request }
-            if !ready { throw ServiceError.timedOut(timeout) }
+            _ = queue.recoverAbandonedSlots()
         }
     }
 }

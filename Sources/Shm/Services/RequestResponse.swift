@@ -65,6 +65,10 @@ public final class RequestResponseService<Request: BitwiseCopyable, Response: Bi
         self.config = config
         do { requests = try MPMCQueue(attaching: attachment.layout.patternArea, anchor: attachment) }
         catch { throw .corrupt(service: name.value, reason: "request queue: \(error)") }
+        // Never trust the queue header: a slot of another size would wedge every server.
+        guard requests.slotSize == RequestEntry.header + MemoryLayout<Request>.size else {
+            throw .corrupt(service: name.value, reason: "request queue slots of \(requests.slotSize) bytes")
+        }
     }
 
     /// A client: registers in the service and creates its response queue
@@ -109,15 +113,19 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     /// queue (`MPMCQueue` in the service segment; copies the value).
     @inlinable
     public func send(_ request: Request, timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
-        port.requestPayload.storeBytes(of: request, as: Request.self)
-        return PendingResponse(client: self, requestID: try port.send(timeout: timeout))
+        var copy = request
+        return PendingResponse(client: self, requestID: try port.send(payload: &copy, timeout: timeout))
     }
 
     /// The next response for `requestID` and whether it is the last one.
     @inlinable
     func next(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> (Response, Bool) {
-        let final = try port.next(for: requestID, timeout: timeout)
-        return (port.responsePayload.loadUnaligned(as: Response.self), final)
+        try withUnsafeTemporaryAllocation(byteCount: max(1, MemoryLayout<Response>.size), alignment: MemoryLayout<Response>.alignment) { buffer in
+            Result { () throws(ServiceError) -> (Response, Bool) in
+                let final = try port.next(for: requestID, into: buffer.baseAddress!, timeout: timeout)
+                return (buffer.baseAddress!.loadUnaligned(as: Response.self), final)
+            }
+        }.get()
     }
 }
 
@@ -161,17 +169,25 @@ public final class Server<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     /// The next request, or nil if none is waiting.
     @inlinable
     public func tryReceive() throws(ServiceError) -> ActiveRequest<Request, Response>? {
-        guard let (clientID, requestID) = try port.receive(timeout: .zero, throwOnTimeout: false) else { return nil }
-        return ActiveRequest(server: self, clientID: clientID, requestID: requestID,
-                             request: port.requestPayload.loadUnaligned(as: Request.self))
+        try receive(timeout: .zero, throwOnTimeout: false)
     }
 
     /// The next request, waiting at most `timeout` (nil: for ever).
     @inlinable
     public func receive(timeout: Duration? = nil) throws(ServiceError) -> ActiveRequest<Request, Response> {
-        let (clientID, requestID) = try port.receive(timeout: timeout, throwOnTimeout: true)!
-        return ActiveRequest(server: self, clientID: clientID, requestID: requestID,
-                             request: port.requestPayload.loadUnaligned(as: Request.self))
+        try receive(timeout: timeout, throwOnTimeout: true)!
+    }
+
+    @inlinable
+    func receive(timeout: Duration?, throwOnTimeout: Bool) throws(ServiceError) -> ActiveRequest<Request, Response>? {
+        try withUnsafeTemporaryAllocation(byteCount: max(1, MemoryLayout<Request>.size), alignment: MemoryLayout<Request>.alignment) { buffer in
+            Result { () throws(ServiceError) -> ActiveRequest<Request, Response>? in
+                guard let (clientID, requestID) = try port.receive(into: buffer.baseAddress!, timeout: timeout,
+                                                                   throwOnTimeout: throwOnTimeout) else { return nil }
+                return ActiveRequest(server: self, clientID: clientID, requestID: requestID,
+                                     request: buffer.baseAddress!.loadUnaligned(as: Request.self))
+            }
+        }.get()
     }
 }
 
@@ -193,9 +209,10 @@ public struct ActiveRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>
 
     /// Sends one response (`final: false` for a stream that continues).
     /// Returns false if the client is gone.
+    /// Safe from any thread (several requests may be answered at once).
     @inlinable @discardableResult
     public func respond(_ value: Response, final: Bool = true, timeout: Duration? = .seconds(1)) throws(ServiceError) -> Bool {
-        server.port.responsePayload.storeBytes(of: value, as: Response.self)
-        return try server.port.respond(final: final, requestID: requestID, clientID: clientID, timeout: timeout)
+        var copy = value
+        return try server.port.respond(payload: &copy, final: final, requestID: requestID, clientID: clientID, timeout: timeout)
     }
 }

@@ -1,3 +1,4 @@
+import Synchronization
 import ShmSystem
 import ShmPrimitives
 
@@ -14,15 +15,12 @@ final class ClientPort: @unchecked Sendable {
     let slotIndex: Int
     let strategy: WaitStrategy
     let requestSize: Int, responseSize: Int
-    /// Scratch slots: the request being sent, the response being read.
-    let requestSlot: UnsafeMutableRawPointer
-    let responseSlot: UnsafeMutableRawPointer
-    @usableFromInline let requestPayload: UnsafeMutableRawPointer
-    @usableFromInline let responsePayload: UnsafeMutableRawPointer
     /// [next request ID]
     let local: UnsafeMutablePointer<UInt64>
-    /// Responses that arrived for a request other than the one being waited for.
+    /// Responses that arrived for a request other than the one being waited
+    /// for (bounded: the oldest requests' are dropped past `stashLimit`).
     var stash: [UInt64: [(bytes: [UInt8], final: Bool)]] = [:]
+    static let stashLimit = 1024
 
     static var kind: SegmentKind { SegmentKind("RRCL") }
 
@@ -54,10 +52,6 @@ final class ClientPort: @unchecked Sendable {
             segment.unlinkIfStillLinked()
             throw error
         }
-        requestSlot = .allocate(byteCount: RequestEntry.header + max(requestSize, 1), alignment: 16)
-        responseSlot = .allocate(byteCount: RequestEntry.header + max(responseSize, 1), alignment: 16)
-        requestPayload = requestSlot + RequestEntry.header
-        responsePayload = responseSlot + RequestEntry.header
         local = .allocate(capacity: 1)
         local.initialize(to: 0)
     }
@@ -65,42 +59,58 @@ final class ClientPort: @unchecked Sendable {
     deinit {
         attachment.layout.unregister(.a, index: slotIndex, portID: portID)
         segment.unlinkIfStillLinked()
-        requestSlot.deallocate()
-        responseSlot.deallocate()
         local.deallocate()
     }
 
-    /// Sends the request in `requestPayload`; returns its ID.
+    /// Sends the request at `payload` (`requestSize` bytes); returns its ID.
+    /// The queue slot is built on this call's stack.
     @usableFromInline
-    func send(timeout: Duration?) throws(ServiceError) -> UInt64 {
+    func send(payload: UnsafeRawPointer, timeout: Duration?) throws(ServiceError) -> UInt64 {
         local.pointee &+= 1
         let id = local.pointee
-        requestSlot.storeBytes(of: portID, toByteOffset: 0, as: UInt64.self)
-        requestSlot.storeBytes(of: id, toByteOffset: 8, as: UInt64.self)
-        requestSlot.storeBytes(of: UInt64(requestSize), toByteOffset: 16, as: UInt64.self)
-        do throws(QueueError) {
-            try requests.enqueue(UnsafeRawBufferPointer(start: requestSlot, count: RequestEntry.header + requestSize),
-                                 timeout: timeout, strategy: strategy)
-        } catch {
-            if case .timedOut = error { throw .timedOut(timeout) }
-            throw .queue(error)
-        }
-        return id
+        let count = RequestEntry.header + requestSize
+        return try withUnsafeTemporaryAllocation(byteCount: count, alignment: 16) { slot in
+            Result { () throws(ServiceError) -> UInt64 in
+                let base = slot.baseAddress!
+                base.storeBytes(of: portID, toByteOffset: 0, as: UInt64.self)
+                base.storeBytes(of: id, toByteOffset: 8, as: UInt64.self)
+                base.storeBytes(of: UInt64(requestSize), toByteOffset: 16, as: UInt64.self)
+                (base + RequestEntry.header).copyMemory(from: payload, byteCount: requestSize)
+                do throws(QueueError) {
+                    try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, strategy: strategy)
+                } catch {
+                    if case .timedOut = error { throw .timedOut(timeout) }
+                    throw .queue(error)
+                }
+                return id
+            }
+        }.get()
     }
 
-    /// Waits for the next response to `requestID` and leaves it in
-    /// `responsePayload`; returns whether it is the last one.
+    /// Waits for the next response to `requestID`, copies its payload to
+    /// `payload` (`responseSize` bytes); returns whether it is the last one.
     @usableFromInline
-    func next(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> Bool {
+    func next(for requestID: UInt64, into payload: UnsafeMutableRawPointer, timeout: Duration?) throws(ServiceError) -> Bool {
         if !stash.isEmpty, var queued = stash[requestID], !queued.isEmpty {
             let first = queued.removeFirst()
             stash[requestID] = queued.isEmpty ? nil : queued
-            first.bytes.withUnsafeBytes { responsePayload.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, responseSize)) }
+            first.bytes.withUnsafeBytes { payload.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, responseSize)) }
             return first.final
         }
-        let end = deadline(after: timeout)
         let slot = RequestEntry.header + responseSize
-        let buffer = UnsafeMutableRawBufferPointer(start: responseSlot, count: slot)
+        return try withUnsafeTemporaryAllocation(byteCount: slot, alignment: 16) { buffer in
+            Result { () throws(ServiceError) -> Bool in
+                try nextFromQueue(for: requestID, into: payload, slot: buffer, timeout: timeout)
+            }
+        }.get()
+    }
+
+    private func nextFromQueue(for requestID: UInt64, into payload: UnsafeMutableRawPointer, slot buffer: UnsafeMutableRawBufferPointer,
+                               timeout: Duration?) throws(ServiceError) -> Bool {
+        let end = deadline(after: timeout)
+        let slot = buffer.count
+        let responseSlot = buffer.baseAddress!
+        let responsePayload = responseSlot + RequestEntry.header
         while true {
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             let n: Int
@@ -114,8 +124,12 @@ final class ClientPort: @unchecked Sendable {
             }
             let id = responseSlot.load(fromByteOffset: 0, as: UInt64.self)
             let final = responseSlot.load(fromByteOffset: 8, as: UInt64.self) & 1 == 1
-            if id == requestID { return final }
+            if id == requestID {
+                payload.copyMemory(from: responsePayload, byteCount: responseSize)
+                return final
+            }
             if id <= local.pointee { // an earlier request's: keep it; not ours at all: drop
+                if stash.count >= ClientPort.stashLimit, let oldest = stash.keys.min() { stash[oldest] = nil }
                 stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: responsePayload, count: responseSize)), final))
             }
         }
@@ -131,14 +145,16 @@ final class ServerPort: @unchecked Sendable {
     let slotIndex: Int
     let strategy: WaitStrategy
     let requestSize: Int, responseSize: Int
-    let requestSlot: UnsafeMutableRawPointer
-    let responseSlot: UnsafeMutableRawPointer
-    @usableFromInline let requestPayload: UnsafeMutableRawPointer
-    @usableFromInline let responsePayload: UnsafeMutableRawPointer
-    /// Response queues of clients we answered, by client ID.
-    var clients: [UInt64: (SharedMemorySegment, MPMCQueue)] = [:]
-    /// The last client answered (most exchanges answer the same one again).
-    var lastClient: (id: UInt64, queue: MPMCQueue)?
+    /// Response queues of clients we answered, by client ID, and the last
+    /// one answered (most exchanges answer the same client again). Behind a
+    /// mutex: requests may be answered from several threads at once.
+    struct ClientCache {
+        var clients: [UInt64: (SharedMemorySegment, MPMCQueue)] = [:]
+        var last: (id: UInt64, queue: MPMCQueue)?
+    }
+    let clientCache = Mutex(ClientCache())
+    /// Empty polls since we last looked for slots abandoned by killed processes.
+    let emptyPolls: UnsafeMutablePointer<Int>
 
     let maxClients: Int
 
@@ -152,28 +168,41 @@ final class ServerPort: @unchecked Sendable {
         self.responseSize = responseSize
         portID = UInt64.random(in: 1...UInt64.max)
         slotIndex = try attachment.layout.register(.b, portID: portID, nodeHash: attachment.node.hash) { _ in }
-        requestSlot = .allocate(byteCount: RequestEntry.header + max(requestSize, 1), alignment: 16)
-        responseSlot = .allocate(byteCount: RequestEntry.header + max(responseSize, 1), alignment: 16)
-        requestPayload = requestSlot + RequestEntry.header
-        responsePayload = responseSlot + RequestEntry.header
+        emptyPolls = .allocate(capacity: 1)
+        emptyPolls.initialize(to: 0)
     }
 
     deinit {
         attachment.layout.unregister(.b, index: slotIndex, portID: portID)
-        requestSlot.deallocate()
-        responseSlot.deallocate()
+        emptyPolls.deallocate()
     }
 
-    /// Takes the next request into `requestPayload`; returns its client and
-    /// request IDs, or nil on timeout when `throwOnTimeout` is false.
+    /// Takes the next request, copies its payload to `payload`
+    /// (`requestSize` bytes); returns its client and request IDs, or nil on
+    /// timeout when `throwOnTimeout` is false.
     @usableFromInline
-    func receive(timeout: Duration?, throwOnTimeout: Bool) throws(ServiceError) -> (UInt64, UInt64)? {
-        let slot = RequestEntry.header + requestSize
-        let buffer = UnsafeMutableRawBufferPointer(start: requestSlot, count: slot)
+    func receive(into payload: UnsafeMutableRawPointer, timeout: Duration?, throwOnTimeout: Bool) throws(ServiceError) -> (UInt64, UInt64)? {
+        try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + requestSize, alignment: 16) { buffer in
+            Result { () throws(ServiceError) -> (UInt64, UInt64)? in
+                try receive(slot: buffer, into: payload, timeout: timeout, throwOnTimeout: throwOnTimeout)
+            }
+        }.get()
+    }
+
+    private func receive(slot buffer: UnsafeMutableRawBufferPointer, into payload: UnsafeMutableRawPointer, timeout: Duration?,
+                         throwOnTimeout: Bool) throws(ServiceError) -> (UInt64, UInt64)? {
+        let slot = buffer.count
+        let requestSlot = buffer.baseAddress!
         let n: Int
         do throws(QueueError) {
             if timeout == .zero {
-                guard let got = try requests.tryDequeue(into: buffer) else { return nil }
+                guard let got = try requests.tryDequeue(into: buffer) else {
+                    // A killed client or server can leave the head slot claimed;
+                    // the blocking path recovers it, polls do now and then.
+                    emptyPolls.pointee &+= 1
+                    if emptyPolls.pointee & 1023 == 0 { _ = requests.recoverAbandonedSlots() }
+                    throw QueueError.timedOut(milliseconds: 0) // reported below per `throwOnTimeout`
+                }
                 n = got
             } else {
                 n = try requests.dequeue(into: buffer, timeout: timeout, strategy: strategy)
@@ -188,48 +217,75 @@ final class ServerPort: @unchecked Sendable {
         guard n == slot, requestSlot.load(fromByteOffset: 16, as: UInt64.self) == UInt64(requestSize) else {
             throw .corrupt(service: attachment.name.value, reason: "request of \(n) bytes")
         }
+        payload.copyMemory(from: requestSlot + RequestEntry.header, byteCount: requestSize)
         return (requestSlot.load(fromByteOffset: 0, as: UInt64.self), requestSlot.load(fromByteOffset: 8, as: UInt64.self))
     }
 
-    /// Sends the response in `responsePayload` to `clientID`'s queue.
-    /// Returns false if that client is gone.
+    /// Sends the response at `payload` (`responseSize` bytes) to
+    /// `clientID`'s queue; the slot is built on this call's stack. Returns
+    /// false if that client is gone.
     @usableFromInline
-    func respond(final: Bool, requestID: UInt64, clientID: UInt64, timeout: Duration?) throws(ServiceError) -> Bool {
+    func respond(payload: UnsafeRawPointer, final: Bool, requestID: UInt64, clientID: UInt64,
+                 timeout: Duration?) throws(ServiceError) -> Bool {
         guard let queue = responseQueue(of: clientID) else { return false }
-        responseSlot.storeBytes(of: requestID, toByteOffset: 0, as: UInt64.self)
-        responseSlot.storeBytes(of: UInt64(final ? 1 : 0), toByteOffset: 8, as: UInt64.self)
-        responseSlot.storeBytes(of: UInt64(responseSize), toByteOffset: 16, as: UInt64.self)
-        do throws(QueueError) {
-            try queue.enqueue(UnsafeRawBufferPointer(start: responseSlot, count: RequestEntry.header + responseSize),
-                              timeout: timeout, strategy: strategy)
-            return true
-        } catch {
-            // A client that stopped reading (or died): forget it.
-            forget(clientID)
-            if case .timedOut = error { throw .timedOut(timeout) }
-            throw .queue(error)
-        }
+        return try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + responseSize, alignment: 16) { slot in
+            Result { () throws(ServiceError) -> Bool in
+                let base = slot.baseAddress!
+                base.storeBytes(of: requestID, toByteOffset: 0, as: UInt64.self)
+                base.storeBytes(of: UInt64(final ? 1 : 0), toByteOffset: 8, as: UInt64.self)
+                base.storeBytes(of: UInt64(responseSize), toByteOffset: 16, as: UInt64.self)
+                (base + RequestEntry.header).copyMemory(from: payload, byteCount: responseSize)
+                let bytes = UnsafeRawBufferPointer(slot)
+                do throws(QueueError) {
+                    if try queue.tryEnqueue(bytes) { return true }
+                    // Full: a client that died (or left) no longer reads. Say so
+                    // rather than wait for it.
+                    guard clientIsRegistered(clientID) else {
+                        forget(clientID)
+                        return false
+                    }
+                    try queue.enqueue(bytes, timeout: timeout, strategy: strategy)
+                    return true
+                } catch {
+                    // A client that stopped reading: forget it.
+                    forget(clientID)
+                    if case .timedOut = error { throw .timedOut(timeout) }
+                    throw .queue(error)
+                }
+            }
+        }.get()
+    }
+
+    private func clientIsRegistered(_ clientID: UInt64) -> Bool {
+        attachment.layout.entries(.a).contains { $0.portID == clientID && $0.owner.isAlive }
     }
 
     private func forget(_ clientID: UInt64) {
-        clients[clientID] = nil
-        if lastClient?.id == clientID { lastClient = nil }
+        clientCache.withLock { cache in
+            cache.clients[clientID] = nil
+            if cache.last?.id == clientID { cache.last = nil }
+        }
     }
 
     func responseQueue(of clientID: UInt64) -> MPMCQueue? {
-        if let last = lastClient, last.id == clientID { return last.queue }
-        if let (_, queue) = clients[clientID] {
-            lastClient = (clientID, queue)
-            return queue
-        }
-        guard attachment.layout.entries(.a).contains(where: { $0.portID == clientID && $0.owner.isAlive }),
+        if let queue = clientCache.withLock({ cache -> MPMCQueue? in
+            if let last = cache.last, last.id == clientID { return last.queue }
+            if let (_, queue) = cache.clients[clientID] {
+                cache.last = (clientID, queue)
+                return queue
+            }
+            return nil
+        }) { return queue }
+        guard clientIsRegistered(clientID),
               let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName("c", clientID),
                                                           kind: ClientPort.kind, timeout: .milliseconds(100)),
               let queue = try? MPMCQueue(attaching: segment.data, anchor: segment),
               queue.slotSize == RequestEntry.header + responseSize else { return nil }
-        if clients.count > 4 * maxClients { clients.removeAll() }
-        clients[clientID] = (segment, queue)
-        lastClient = (clientID, queue)
+        clientCache.withLock { cache in
+            if cache.clients.count > 4 * maxClients { cache.clients.removeAll() }
+            cache.clients[clientID] = (segment, queue)
+            cache.last = (clientID, queue)
+        }
         return queue
     }
 }

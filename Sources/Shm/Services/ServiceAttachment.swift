@@ -73,7 +73,16 @@ final class ServiceAttachment: @unchecked Sendable {
         for table in [ServiceLayout.Table.a, .b] {
             reclaimed += layout.reclaimDeadPorts(table) { entry in
                 guard entry.portID != 0 else { return }
-                let kind: Character = table == .a ? "p" : "s"
+                // Port segments: publishers' pools (p), subscribers' inboxes (s),
+                // request/response clients' response queues (c); servers,
+                // notifiers and listeners have none.
+                let kind: Character
+                switch (self.layout.config.pattern, table) {
+                case (.publishSubscribe, .a): kind = "p"
+                case (.publishSubscribe, _): kind = "s"
+                case (.requestResponse, .a): kind = "c"
+                default: return
+                }
                 if let name = try? SegmentName(self.name.portSegmentName(kind, entry.portID)) {
                     try? SharedMemorySegment.unlink(name)
                 }

@@ -51,7 +51,10 @@ public final class WaitSet: @unchecked Sendable {
     /// Attaches a server: ready when a request is waiting.
     public func attach<Q: BitwiseCopyable, R: BitwiseCopyable>(_ server: Server<Q, R>) -> Attachment {
         let queue = server.service.requests
-        return add(Entry(parker: queue.notEmpty, isReady: { queue.looksNotEmpty() }, refresh: {}, keepAlive: server))
+        // Refreshing recovers head slots left claimed by killed processes,
+        // which `looksNotEmpty` would otherwise never see past.
+        return add(Entry(parker: queue.notEmpty, isReady: { queue.looksNotEmpty() },
+                         refresh: { _ = queue.recoverAbandonedSlots() }, keepAlive: server))
     }
 
     func add(_ entry: Entry) -> Attachment {
