@@ -311,6 +311,8 @@ public final class LogAppender: @unchecked Sendable {
     /// Gives up a claim: tailers step over it.
     func abandon(_ claim: borrowing LogClaim) {
         let span = RecordFormat.span(payload: claim.length)
+        // SYNC POINT: seq_cst store releases the skip to the tailers' acquire load of the
+        // word, and orders the sleeper check after it (Dekker with `Parker.sleep`).
         claim.segment.wordPointer(claim.offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .sequentiallyConsistent)
         log.meta.parker.wakeIfSleeping(count: Int32.max)
     }

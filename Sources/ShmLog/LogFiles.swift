@@ -45,6 +45,8 @@ final class MetaFile: @unchecked Sendable {
         base.storeBytes(of: UInt64(indexGranularity), toByteOffset: 24, as: UInt64.self)
         base.storeBytes(of: wallClockNanoseconds(), toByteOffset: 32, as: UInt64.self)
         let start = LogPosition(segment: 0, offset: UInt32(SegmentFile.dataOffset(segmentSize: segmentSize, granularity: indexGranularity)))
+        // SYNC POINT: release pairs with the acquire in `loadClaim` (the file is renamed
+        // into place only after this; msync orders nothing between processes).
         UnsafeMutablePointer<Atomic<WordPair>>(OpaquePointer(base + claimOffset))
             .pointee.store(WordPair(first: UInt(start.packed), second: 1), ordering: .releasing)
         do { try file.sync() } catch { throw .mapping(error) }
@@ -265,6 +267,7 @@ final class SegmentFile: @unchecked Sendable {
     func clearIndex(from offset: Int) {
         for k in 0..<indexEntries {
             if let entry = indexEntry(k), entry.offset >= offset {
+                // SYNC POINT: release pairs with the acquire load in `indexEntry` (recovery only).
                 UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize))
                     .pointee.store(0, ordering: .releasing)
             }

@@ -62,6 +62,7 @@ extension Log {
         if let active = empties.last {
             // The tail segment was rolled: close it, continue in the next.
             if !tail.endMarker, tail.end + 8 <= tail.segment.size {
+                // SYNC POINT: release pairs with the tailers' acquire load of the word.
                 tail.segment.wordPointer(tail.end).pointee.store(RecordFormat.word(.end, length: 0), ordering: .releasing)
             }
             clear(active.segment, from: active.segment.dataOffset, report: &report)
@@ -115,6 +116,7 @@ extension Log {
                 let (kind, span) = RecordFormat.decode(word) ?? (.empty, 0)
                 if kind == .writing, span >= RecordFormat.headerSize, span % 8 == 0, offset + span <= segment.size {
                     // No appender is alive: this claim will never be committed.
+                    // SYNC POINT: release pairs with the tailers' acquire load of the word.
                     segment.wordPointer(offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .releasing)
                     report.abandonedClaims += 1
                     offset += span
@@ -136,6 +138,7 @@ extension Log {
     }
 
     private func closeHole(_ segment: SegmentFile, from: Int, to: Int, report: inout RecoveryReport) {
+        // SYNC POINT: release pairs with the tailers' acquire load of the word.
         segment.wordPointer(from).pointee.store(RecordFormat.word(.skip, length: to - from), ordering: .releasing)
         report.abandonedClaims += 1
     }

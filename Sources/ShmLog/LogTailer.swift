@@ -78,6 +78,8 @@ public final class LogTailer: @unchecked Sendable {
             // is left and reset counts that killed tailers left too high.
             tailersLock = open(log.directory + "/tailers.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             if tailersLock >= 0 { _ = flock(tailersLock, LOCK_SH) }
+            // SYNC POINT: seq_cst pairs with the appenders' load of the count in `publish`
+            // (a race with one publish costs at most one 20 ms sleep slice).
             log.meta.parkingTailers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
         } else {
             tailersLock = -1
@@ -268,6 +270,8 @@ public final class LogTailer: @unchecked Sendable {
                 if let segment {
                     let word0 = segment.wordPointer(offset)
                     _ = log.meta.parker.sleep(until: until) {
+                        // SYNC POINT (Dekker): seq_cst load pairs with the appender's seq_cst store
+                        // of the word in `publish` before its sleeper check.
                         word0.pointee.load(ordering: .sequentiallyConsistent) != word
                     }
                 } else {

@@ -132,6 +132,7 @@ public struct IndexQueue: @unchecked Sendable {
                     // Drop the oldest: read it, then take it with the same CAS the consumer uses.
                     while t &- h >= UInt64(queue.capacity) {
                         let oldest = queue.entry(h).load(fromByteOffset: 8, as: UInt64.self)
+                        // SYNC POINT: acquire-release CAS pairs with the consumer's CAS of head in `pop`.
                         let (done, actual) = queue.head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
                         if done {
                             dropped = oldest
@@ -158,6 +159,8 @@ public struct IndexQueue: @unchecked Sendable {
                 queue.tagWord(t).pointee.store(queue.tag(t), ordering: .releasing)
             }
             state[0] = t &+ 1
+            // SYNC POINT: release pairs with the acquire loads of tail in `Producer.init`
+            // and `count` (diagnostics; consumers go by the tags).
             queue.tail.pointee.store(t &+ 1, ordering: .releasing)
             if let dropped { return .pushedDropping(dropped) }
             return .pushed
@@ -172,6 +175,8 @@ public struct IndexQueue: @unchecked Sendable {
         public typealias Outcome = PushOutcome
 
         public init(_ queue: IndexQueue) throws(QueueError) {
+            // SYNC POINT: acquire pairs with the release stores of tail in `push` and of
+            // head in `pop`/`popExclusive` by the previous producer and the consumer.
             let t = queue.tail.pointee.load(ordering: .acquiring)
             let h = queue.head.pointee.load(ordering: .acquiring)
             guard t >= h, t - h <= UInt64(queue.capacity) else {

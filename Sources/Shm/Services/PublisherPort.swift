@@ -347,6 +347,8 @@ final class PublisherPort: @unchecked Sendable {
         var pending = 0
         for connection in connections.values where connection.link == nil {
             let owner = connection.inbox.owner(slotIndex)
+            // SYNC POINT: acquire-release CAS pairs with the subscriber's release CAS
+            // freeing the block in `recycle` (its reset of the queues happens before).
             let claimed = owner.pointee.compareExchange(expected: 0, desired: portID, ordering: .acquiringAndReleasing)
             guard claimed.exchanged || claimed.original == portID,
                   let delivery = try? IndexQueue(attaching: connection.inbox.deliveryRegion(slotIndex)),

@@ -87,6 +87,8 @@ final class SubscriberPort: @unchecked Sendable {
         localBox = LocalBox(Local())
         inbound = .allocate(capacity: config.maxPublishers)
         if case .busySpin = waitStrategy {
+            // SYNC POINT: seq_cst stores pair with the publisher's load of `mayPark` before
+            // it decides whether to publish with seq_cst and check for sleepers.
             inbox.mayPark.pointee.store(0, ordering: .sequentiallyConsistent)
         } else {
             inbox.mayPark.pointee.store(1, ordering: .sequentiallyConsistent)
@@ -310,6 +312,7 @@ final class SubscriberPort: @unchecked Sendable {
     func recycle(_ block: Int) {
         detach(block)
         let owner = inbox.owner(block)
+        // SYNC POINT: acquire pairs with the publisher's CAS claiming the block.
         let current = owner.pointee.load(ordering: .acquiring)
         guard current != 0 else { return }
         try? inbox.resetBlock(block)
