@@ -74,12 +74,7 @@ public struct IndexQueue: @unchecked Sendable {
     }
 
     @inlinable @inline(__always)
-    func tag(_ position: UInt64) -> UInt64 {
-        var z = position ^ salt
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return (z ^ (z >> 31)) | 1
-    }
+    func tag(_ position: UInt64) -> UInt64 { positionTag(position, salt: salt) }
 
     @inlinable @inline(__always)
     func entry(_ position: UInt64) -> UnsafeMutableRawPointer { entries + Int(position & mask) * 16 }

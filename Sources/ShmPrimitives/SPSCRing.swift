@@ -237,15 +237,21 @@ struct RingView {
 
     /// The tag a record at `position` carries once published.
     @inlinable @inline(__always)
-    func tag(_ position: UInt64) -> UInt64 {
-        var z = position ^ salt
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return (z ^ (z >> 31)) | 1
-    }
+    func tag(_ position: UInt64) -> UInt64 { positionTag(position, salt: salt) }
 
     @inlinable @inline(__always)
     func positionsAreSane(head h: UInt64, tail t: UInt64) -> Bool {
         t >= h && t &- h <= UInt64(capacity)
     }
+}
+
+/// The tag published with the entry at `position` of a ring or queue:
+/// splitmix64(position ^ salt) | 1 — never 0 (an unwritten entry), and
+/// different for every lap, so entries need no clearing.
+@inlinable @inline(__always)
+func positionTag(_ position: UInt64, salt: UInt64) -> UInt64 {
+    var z = position ^ salt
+    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+    return (z ^ (z >> 31)) | 1
 }

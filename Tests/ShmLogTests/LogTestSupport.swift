@@ -38,3 +38,25 @@ func corruptByte(of path: String, at offset: Int) {
 }
 
 func payload(_ index: Int) -> String { "record \(index) " + String(repeating: "#", count: index % 53) }
+
+/// Appends `payload(0..<count)` with an appender that is gone afterwards
+/// (so the next appender runs recovery); returns what was appended.
+func appendPayloads(_ log: Log, count: Int) throws -> [AppendedRecord] {
+    let appender = try log.appender()
+    return try (0..<count).map { i in try appender.append(payload(i)) }
+}
+
+/// Reads until nothing is waiting, stepping past corrupt records: the
+/// sequences returned and those reported corrupt.
+func drain(_ tailer: LogTailer) -> (seen: [UInt64], corrupt: [UInt64]) {
+    var seen: [UInt64] = [], corrupt: [UInt64] = []
+    while true {
+        switch Result(catching: { () throws(LogError) in try tailer.tryNext() }) {
+        case .success(let record?): seen.append(record.sequence)
+        case .success(nil): return (seen, corrupt)
+        case .failure(let error):
+            guard case .corruptRecord(_, let sequence, _) = error else { Issue.record("\(error)"); return (seen, corrupt) }
+            corrupt.append(sequence ?? 0)
+        }
+    }
+}

@@ -111,31 +111,14 @@ struct LogTests {
     @Test func aCorruptRecordIsReportedAndNeverReturned() throws {
         let scratch = ScratchLog("corrupt")
         let log = try scratch.create()
-        var appended: [AppendedRecord] = []
-        do {
-            let appender = try log.appender()
-            for i in 0..<100 { appended.append(try appender.append(payload(i))) }
-        }
+        let appended = try appendPayloads(log, count: 100)
         let victim = appended[49].position
         corruptByte(of: log.segmentPath(victim.segment), at: Int(victim.offset) + RecordFormat.headerSize + 3)
         let report = log.verify()
         #expect(report.problems.count == 1 && report.problems.first?.sequence == 50, "\(report.problems)")
         #expect(report.records == 99)
         // The tailer throws for record 50 and then goes on with 51.
-        let tailer = try log.tailer()
-        var seen: [UInt64] = []
-        var corrupt: [UInt64] = []
-        while true {
-            let result = Result { () throws(LogError) in try tailer.tryNext() }
-            switch result {
-            case .success(let record?): seen.append(record.sequence)
-            case .success(nil): break
-            case .failure(let error):
-                if case .corruptRecord(_, let sequence, _) = error { corrupt.append(sequence ?? 0) } else { Issue.record("\(error)") }
-                continue
-            }
-            if case .success(nil) = result { break }
-        }
+        let (seen, corrupt) = drain(try log.tailer())
         #expect(corrupt == [50])
         #expect(seen == Array(1...49) + Array(51...100))
         // Recovery (a new appender once all are gone) keeps what follows it.
@@ -147,11 +130,7 @@ struct LogTests {
     @Test func aRecordWithADamagedLengthCostsOnlyItself() throws {
         let scratch = ScratchLog("badlength")
         let log = try scratch.create()
-        var appended: [AppendedRecord] = []
-        do {
-            let appender = try log.appender()
-            for i in 0..<100 { appended.append(try appender.append(payload(i))) }
-        }
+        let appended = try appendPayloads(log, count: 100)
         // Record 50's length now claims 30,000 bytes: its checksum fails and its span lies.
         let victim = appended[49].position
         let fd = open(log.segmentPath(victim.segment), O_RDWR)
@@ -160,15 +139,8 @@ struct LogTests {
         close(fd)
         let report = log.verify()
         #expect(report.problems.map(\.position) == [victim] && report.records == 99, "\(report.problems)")
-        let tailer = try log.tailer()
-        var seen: [UInt64] = []
-        while true {
-            let result = Result { () throws(LogError) in try tailer.tryNext() }
-            if case .success(let record?) = result { seen.append(record.sequence); continue }
-            if case .failure = result { continue }
-            break
-        }
-        #expect(seen == Array(1...49) + Array(51...100))
+        let (seen, corrupt) = drain(try log.tailer())
+        #expect(seen == Array(1...49) + Array(51...100) && corrupt == [50])
         let appender = try log.appender()
         #expect(appender.recovery?.corruptRecordsSkipped == 1)
         #expect(try readAll(log).map(\.sequence) == Array(1...49) + Array(51...100))
@@ -178,11 +150,7 @@ struct LogTests {
     @Test func aTornTailIsTruncatedOnRecovery() throws {
         let scratch = ScratchLog("torn")
         let log = try scratch.create()
-        var appended: [AppendedRecord] = []
-        do {
-            let appender = try log.appender()
-            for i in 0..<400 { appended.append(try appender.append(payload(i))) }
-        }
+        let appended = try appendPayloads(log, count: 400)
         // Power-loss-like: the last segment's file loses its tail in the middle of a record.
         let last = appended.last!.position.segment
         let cutRecord = (appended.last { $0.position.segment == last && $0.position.offset > 8192 } ?? appended.last)!

@@ -184,7 +184,7 @@ struct SyncProcessTests {
         let peer = try TestSupport.spawnPeer(["mutex-lock-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "locked acquired")
         let result = Locked<String?>(nil)
-        let waiter = Thread {
+        let waiter = TestThread {
             do {
                 let acquisition = try shared.mutex.lock(timeout: .seconds(20))
                 try shared.mutex.unlock()

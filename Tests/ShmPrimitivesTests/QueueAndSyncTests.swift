@@ -50,9 +50,9 @@ struct MPMCQueueTests {
         let seen = Locked([Int](repeating: 0, count: producers * perProducer))
         let taken = Locked(0)
         let failures = Locked(0)
-        var threads: [Thread] = []
+        var threads: [TestThread] = []
         for p in 0..<producers {
-            threads.append(Thread {
+            threads.append(TestThread {
                 for i in 0..<perProducer {
                     do { try queue.enqueue(value: UInt64(p * perProducer + i), timeout: .seconds(30)) }
                     catch { failures.withLock { $0 += 1 } }
@@ -60,7 +60,7 @@ struct MPMCQueueTests {
             })
         }
         for _ in 0..<2 {
-            threads.append(Thread {
+            threads.append(TestThread {
                 let deadline = monotonicNanoseconds() + 60_000_000_000
                 while monotonicNanoseconds() < deadline {
                     if taken.value >= producers * perProducer { return }
@@ -126,7 +126,7 @@ struct SyncPrimitiveTests {
         let mutex = try RobustMutex.initialize(makeRegion())
         let region = mutex.region
         let threads = (0..<4).map { _ in
-            Thread {
+            TestThread {
                 for _ in 0..<2_000 {
                     guard (try? mutex.lock(timeout: .seconds(30))) != nil else { return }
                     // Non-atomic read-modify-write under the lock.
@@ -140,7 +140,7 @@ struct SyncPrimitiveTests {
         #expect(region.load(fromByteOffset: 2048, as: Int.self) == 8_000)
         // Held by another thread: a timed lock times out.
         let held = Locked(false), release = Locked(false)
-        let holder = Thread {
+        let holder = TestThread {
             _ = try? mutex.lock(timeout: .seconds(5))
             held.set(true)
             while !release.value { usleep(1000) }
@@ -174,7 +174,7 @@ struct SyncPrimitiveTests {
         #expect(event.wait(after: seen, timeout: .milliseconds(20)) == nil)
         event.signal()
         #expect(event.wait(after: seen, timeout: .seconds(1)) == seen &+ 1)
-        let waiter = Thread { _ = event.wait(after: seen &+ 1, timeout: .seconds(10), strategy: .block) }
+        let waiter = TestThread { _ = event.wait(after: seen &+ 1, timeout: .seconds(10), strategy: .block) }
         while event.sleepingWaiters == 0 { usleep(1000) }
         event.signal(all: false)
         waiter.join()
@@ -197,22 +197,4 @@ final class Locked<Value: Sendable>: Sendable {
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
     func set(_ value: Value) { mutex.withLock { $0 = value } }
-}
-
-/// A joinable pthread for tests that need a real blocked thread.
-final class Thread: @unchecked Sendable {
-    private var handle = pthread_t()
-    private let body: () -> Void
-
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let unmanaged = Unmanaged.passRetained(self)
-        pthread_create(&handle, nil, { arg in
-            let thread = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, unmanaged.toOpaque())
-    }
-
-    func join() { pthread_join(handle, nil) }
 }

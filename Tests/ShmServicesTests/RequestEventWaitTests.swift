@@ -160,7 +160,7 @@ struct RequestEventWaitTests {
         #expect(try server.tryReceive() != nil)
         // A wake from another thread while asleep.
         let start = monotonicNanoseconds()
-        let thread = Thread { usleep(50_000); try? notifier.notify(2) }
+        let thread = TestThread { usleep(50_000); try? notifier.notify(2) }
         #expect(try waitSet.wait(timeout: .seconds(10)) == [l])
         #expect(monotonicNanoseconds() - start < 5_000_000_000)
         thread.join()
@@ -204,22 +204,4 @@ struct RequestEventWaitTests {
         cancelled.cancel()
         await #expect(throws: CancellationError.self) { _ = try await cancelled.value }
     }
-}
-
-/// A joinable pthread for tests that need a real thread.
-final class Thread: @unchecked Sendable {
-    private var handle = pthread_t()
-    private let body: () -> Void
-
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let unmanaged = Unmanaged.passRetained(self)
-        pthread_create(&handle, nil, { arg in
-            let thread = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, unmanaged.toOpaque())
-    }
-
-    func join() { pthread_join(handle, nil) }
 }

@@ -87,3 +87,22 @@ public enum TestSupport {
         return (status, child.outputText, child.errorText)
     }
 }
+
+/// A joinable pthread, for tests that need a real (blocked) thread rather
+/// than a task on the cooperative pool.
+public final class TestThread: @unchecked Sendable {
+    private var handle = pthread_t()
+    private let body: () -> Void
+
+    public init(_ body: @escaping () -> Void) {
+        self.body = body
+        let unmanaged = Unmanaged.passRetained(self)
+        pthread_create(&handle, nil, { arg in
+            let thread = Unmanaged<TestThread>.fromOpaque(arg!).takeRetainedValue()
+            thread.body()
+            return nil
+        }, unmanaged.toOpaque())
+    }
+
+    public func join() { pthread_join(handle, nil) }
+}
