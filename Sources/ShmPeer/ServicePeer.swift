@@ -91,7 +91,7 @@ func servicePublishForever(_ name: String, id: UInt32, intervalMicroseconds: UIn
 }
 
 /// Waits for one subscriber, publishes `count` samples and leaves at once
-/// (the publisher lingers until the subscriber has mapped its pool).
+/// (its pool keeps its name until the subscriber has mapped it).
 func servicePublishBurstAndLeave(_ name: String, count: UInt64) throws {
     let node = try Node(name: "peer-burst")
     let service = try testService(node, name)

@@ -131,6 +131,56 @@ struct PublishSubscribeTests {
         }
     }
 
+    /// In an optimized build a publisher is released after its last use, so
+    /// "send, then drop" is the ordinary shape of a program, and in one
+    /// thread the subscriber cannot run until the drop is over. What `send`
+    /// counted as delivered must still arrive; the pool's name stays until
+    /// the last subscriber that had not mapped it has done so.
+    @Test func samplesOutliveTheirDroppedPublisher() throws {
+        let node = try Node(name: "unit")
+        let name = TestSupport.uniqueName("drop")
+        let service = try node.publishSubscribe(name, of: Reading.self, config: .init(maxSubscribers: 3, subscriberBufferSize: 8))
+        let first = try service.subscriber(), second = try service.subscriber(), third = try service.subscriber()
+        var publisher: Publisher<Reading>? = try service.publisher()
+        let poolName = try SegmentName("svc.\(name).p\(String(try #require(publisher).portID, radix: 16))")
+        for i in 1...5 { #expect(try #require(publisher).send(copyOf: Reading(sequence: UInt64(i), value: 0)) == 3) }
+        publisher = nil
+        #expect(SharedMemorySegment.exists(poolName))
+        func drain(_ subscriber: Subscriber<Reading>) throws -> [UInt64] {
+            var got: [UInt64] = []
+            while let sample = try subscriber.tryReceive() { got.append(sample.payload.sequence) }
+            return got
+        }
+        #expect(try drain(first) == [1, 2, 3, 4, 5])
+        #expect(SharedMemorySegment.exists(poolName)) // two more await it
+        #expect(try drain(second) == [1, 2, 3, 4, 5])
+        #expect(SharedMemorySegment.exists(poolName))
+        // The last one that awaited it goes without receiving: the name goes with it.
+        _ = consume third
+        #expect(!SharedMemorySegment.exists(poolName))
+        // Nothing is left of the publisher; a new one works in its slot.
+        let again = try service.publisher()
+        #expect(try again.send(copyOf: Reading(sequence: 6, value: 0)) == 2)
+        #expect(try drain(first) == [6])
+    }
+
+    /// The pool's name goes at once when every subscriber had mapped it.
+    @Test func aDroppedPublisherWhoseSubscribersAttachedLeavesNothing() throws {
+        let node = try Node(name: "unit")
+        let name = TestSupport.uniqueName("dropmapped")
+        let service = try node.publishSubscribe(name, of: Reading.self)
+        let subscriber = try service.subscriber()
+        var publisher: Publisher<Reading>? = try service.publisher()
+        let poolName = try SegmentName("svc.\(name).p\(String(try #require(publisher).portID, radix: 16))")
+        try #require(publisher).send(copyOf: Reading(sequence: 1, value: 0))
+        #expect(try subscriber.tryReceive()?.payload.sequence == 1) // maps the pool
+        try #require(publisher).send(copyOf: Reading(sequence: 2, value: 0))
+        publisher = nil
+        #expect(!SharedMemorySegment.exists(poolName))
+        #expect(try subscriber.tryReceive()?.payload.sequence == 2)
+        #expect(try subscriber.tryReceive() == nil)
+    }
+
     @Test func historyReachesLateJoiners() throws {
         let node = try Node(name: "unit")
         let service = try node.publishSubscribe(TestSupport.uniqueName("hist"), of: Reading.self,

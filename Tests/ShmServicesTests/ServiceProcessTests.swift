@@ -87,7 +87,7 @@ struct ServiceProcessTests {
         let subscriber = try service.subscriber()
         let peer = try TestSupport.spawnPeer(["ps-pub-burst", name, "10"])
         #expect(try peer.readLine(timeout: .seconds(20)) == "sent")
-        usleep(50_000) // not receiving yet: the publisher lingers for us
+        usleep(50_000) // not receiving yet: the pool waits for us
         var got: [UInt64] = []
         while got.count < 10 { got.append(try subscriber.receive(timeout: .seconds(10)).payload.sequence) }
         #expect(got == Array(0..<10))
@@ -95,19 +95,29 @@ struct ServiceProcessTests {
         #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") })
     }
 
-    @Test func aPublisherLingersOnlyBoundedlyForAnIdleSubscriber() throws {
-        let name = TestSupport.uniqueName("linger")
-        let node = try Node(name: "test")
-        let service = try testService(node, name)
-        let subscriber = try service.subscriber()
-        let peer = try TestSupport.spawnPeer(["ps-pub-burst", name, "3"])
-        #expect(try peer.readLine(timeout: .seconds(20)) == "sent")
-        // We never receive: the publisher gives up after its linger timeout (250 ms).
-        let left = try #require(try peer.readLine(timeout: .seconds(20)))
-        let milliseconds = Int(left.split(separator: " ")[2]) ?? -1
-        #expect(milliseconds >= 200 && milliseconds < 5_000, "\(left)")
-        try expectSuccess(peer, timeout: .seconds(20))
-        _ = subscriber
+    /// A publisher process that sends and exits before the subscriber has
+    /// mapped its pool: the samples wait for the subscriber, also through a
+    /// global cleanup after the publisher's process is gone, and the pool's
+    /// name goes once they have been received.
+    @Test func samplesOfAPublisherThatExitedWaitForTheSubscriber() throws {
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName("await")
+            let node = try Node(name: "test")
+            let service = try testService(node, name)
+            let subscriber = try service.subscriber()
+            let peer = try TestSupport.spawnPeer(["ps-pub-burst", name, "3"])
+            #expect(try peer.readLine(timeout: .seconds(20)) == "sent")
+            // We have not received anything: the publisher leaves at once (it
+            // used to wait for us), and its process exits.
+            try expectSuccess(peer, timeout: .seconds(20))
+            #expect(SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") })
+            let report = ServiceDirectory.cleanup()
+            #expect(!report.orphanSegments.contains { $0.hasPrefix("svc.\(name).p") }, "\(report.orphanSegments)")
+            var got: [UInt64] = []
+            while got.count < 3 { got.append(try subscriber.receive(timeout: .seconds(10)).payload.sequence) }
+            #expect(got == [0, 1, 2])
+            #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") })
+        }
     }
 
     @Test(arguments: [OverflowPolicy.overwriteOldest, .discard, .block])

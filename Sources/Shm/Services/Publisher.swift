@@ -28,15 +28,6 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         set { port.sendTimeout = newValue }
     }
 
-    /// How long dropping this publisher waits for subscribers that have
-    /// samples from it queued but have not mapped its pool yet (asleep, or
-    /// not scheduled). Once its name is gone a subscriber cannot map the
-    /// pool, and those samples are lost to it. Zero: do not wait.
-    public var lingerTimeout: Duration {
-        get { port.lingerTimeout }
-        set { port.lingerTimeout = newValue }
-    }
-
     init(service: PublishSubscribeService<Payload>) throws(ServiceError) {
         self.service = service
         port = try PublisherPort(attachment: service.attachment, config: service.config, payloadType: service.payloadType)

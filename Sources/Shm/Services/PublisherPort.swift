@@ -26,7 +26,6 @@ final class PublisherPort: @unchecked Sendable {
     let pool: PublisherPool
 
     var sendTimeout: Duration = .seconds(1)
-    var lingerTimeout: Duration = .milliseconds(250)
 
     /// Scalars the hot path updates, behind a pointer (no exclusivity
     /// checks, no copy-on-write): this process's memory, not shared.
@@ -105,10 +104,18 @@ final class PublisherPort: @unchecked Sendable {
     }
 
     deinit {
-        linger()
         layout.unregister(.a, index: slotIndex, portID: portID)
-        // Subscribers keep their mappings of the pool; the name goes now.
-        poolSegment.unlinkIfStillLinked()
+        // SYNC POINT (Dekker): this fence pairs with the one in
+        // `ServiceLayout.removeDepartedPoolIfUnawaited`, which subscribers
+        // run after mapping our pool or freeing our block: either we see
+        // their `attached`, or they see us gone from the table.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        // Samples we sent stay receivable: the pool keeps its name while a
+        // subscriber that has not mapped it has references from us queued
+        // (DepartedPools.swift); that subscriber removes the name.
+        if !active.contains(where: { $0.inbox.awaits(portID, block: slotIndex) }) {
+            poolSegment.unlinkIfStillLinked()
+        }
         for connection in connections.values {
             // Leave the block to its subscriber, which recycles it once drained.
             connection.inbox.parker.wake(count: 1)
@@ -123,24 +130,6 @@ final class PublisherPort: @unchecked Sendable {
         let count = min(active.count, config.maxSubscribers)
         for i in 0..<count { (links + i).initialize(to: active[i].state) }
         local.pointee.linkCount = count
-    }
-
-    /// Waits until every subscriber with samples queued from us has mapped
-    /// our pool, or `lingerTimeout` passed.
-    func linger() {
-        let waiting = active.filter { $0.producer.queue.count > 0 }
-        guard !waiting.isEmpty, lingerTimeout > .zero else { return }
-        let end = monotonicNanoseconds() &+ lingerTimeout.nanoseconds
-        var pause: UInt32 = 20
-        while true {
-            // SYNC POINT: acquire pairs with the subscriber's release store of
-            // `attached` after it mapped our pool.
-            let pending = waiting.filter { $0.attached.pointee.load(ordering: .acquiring) != portID }
-            if pending.isEmpty || monotonicNanoseconds() >= end { return }
-            for link in pending { link.inbox.parker.wake(count: 1) }
-            usleep(pause)
-            pause = min(pause * 2, 5000)
-        }
     }
 
     // MARK: Loaning
@@ -473,14 +462,12 @@ final class DeliveryLink {
     let segment: SharedMemorySegment
     let inbox: SubscriberInbox
     let producer: IndexQueue.Producer
-    let attached: UnsafeMutablePointer<Atomic<UInt64>>
     let state: State
 
     init(connection: OutboundConnection, block: Int, producer: IndexQueue.Producer, returns: IndexQueue, chunks: Int) {
         segment = connection.segment
         inbox = connection.inbox
         self.producer = producer
-        attached = inbox.attached(block)
         let outstanding = UnsafeMutablePointer<UInt16>.allocate(capacity: chunks)
         outstanding.initialize(repeating: 0, count: chunks)
         let totals = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)

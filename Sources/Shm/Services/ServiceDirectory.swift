@@ -156,6 +156,8 @@ public enum ServiceDirectory {
                 }
                 for entry in layout.entries(table) { livePorts.insert(name.portSegmentName(Character(kind), entry.portID)) }
             }
+            // Pools of departed publishers that a live subscriber has not mapped yet.
+            livePorts.formUnion(layout.awaitedPools())
             layout.reclaimDeadPorts(.attachments) { entry in
                 report.deadPorts.append("\(service): handle of pid \(entry.owner.pid)")
             }

@@ -107,8 +107,11 @@ final class SubscriberPort: @unchecked Sendable {
 
     deinit {
         for connection in active { connection.retire(detaching: false) }
+        let awaited = inbox.awaitedPublishers
         layout.unregister(.b, index: slotIndex, portID: portID)
         inboxSegment.unlinkIfStillLinked()
+        // Departed publishers' pools that waited for us may be unneeded now.
+        for publisher in awaited { layout.removeDepartedPoolIfUnawaited(publisher) }
         inbound.deallocate()
     }
 
@@ -295,9 +298,11 @@ final class SubscriberPort: @unchecked Sendable {
                                            inboxSegment: inboxSegment, delivery: delivery, returns: producer, local: localBox)
         connections[block] = connection
         active.append(connection)
-        // SYNC POINT: release pairs with the acquire load in the publisher's
-        // linger: once it reads its ID here, our mapping of its pool exists.
-        inbox.attached(block).pointee.store(publisherID, ordering: .releasing)
+        // SYNC POINT: seq_cst store, then the fence in
+        // `removeDepartedPoolIfUnawaited` (Dekker with the publisher's
+        // deinit): once it reads its ID here, it may remove its pool's name.
+        inbox.attached(block).pointee.store(publisherID, ordering: .sequentiallyConsistent)
+        if !registeredPublishers.contains(publisherID) { layout.removeDepartedPoolIfUnawaited(publisherID) }
         return true
     }
 
@@ -318,6 +323,8 @@ final class SubscriberPort: @unchecked Sendable {
         try? inbox.resetBlock(block)
         // SYNC POINT: release pairs with the publisher's CAS claiming the block.
         _ = owner.pointee.compareExchange(expected: current, desired: 0, ordering: .acquiringAndReleasing)
+        // A departed publisher's pool may have waited for this block only.
+        layout.removeDepartedPoolIfUnawaited(current)
     }
 
     /// Test hook: takes every waiting sample reference and never gives it

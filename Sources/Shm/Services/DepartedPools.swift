@@ -1,0 +1,81 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// What a publisher leaves behind when it is dropped.
+///
+/// A sample that `send` counted as delivered must reach its subscriber even
+/// if the publisher goes right after: in an optimized build a `Publisher`
+/// is released after its last use, not at the end of its scope, so "send,
+/// then drop" is the ordinary shape of a program, and in one process the
+/// subscriber cannot even run until the drop is over. The samples stay in
+/// the pool's memory for as long as someone maps it; what must not go too
+/// early is the pool's *name*, which a subscriber needs to map it.
+///
+/// The rule: a departed publisher's pool keeps its name while some inbox
+/// block it claimed is *awaiting* — it still has references queued and its
+/// subscriber has not mapped the pool (`attached` does not name it).
+/// Whoever changes that last (the publisher as it leaves, a subscriber as it
+/// attaches, recycles a block or goes) checks, and the one that finds
+/// nothing awaiting unlinks the name. `shm cleanup` keeps awaited pools.
+///
+/// SYNC POINT (Dekker): the publisher unregisters, fences (seq_cst), then
+/// reads `attached`; a subscriber stores `attached` (or frees its block),
+/// fences (seq_cst), then reads the port table. One of the two sees the
+/// other, so an awaited pool is never unlinked and the last party always
+/// sees that nothing is awaited.
+extension SubscriberInbox {
+    /// True if block `index` holds references from `publisherID` that this
+    /// inbox's subscriber has not mapped the pool for.
+    func awaits(_ publisherID: UInt64, block index: Int) -> Bool {
+        guard index < maxPublishers,
+              owner(index).pointee.load(ordering: .sequentiallyConsistent) == publisherID,
+              attached(index).pointee.load(ordering: .sequentiallyConsistent) != publisherID,
+              let queue = try? IndexQueue(attaching: deliveryRegion(index)) else { return false }
+        return queue.hasValue
+    }
+
+    /// Publishers whose references wait in this inbox unmapped.
+    var awaitedPublishers: [UInt64] {
+        (0..<maxPublishers).compactMap { block in
+            let owner = owner(block).pointee.load(ordering: .sequentiallyConsistent)
+            return owner != 0 && awaits(owner, block: block) ? owner : nil
+        }
+    }
+}
+
+extension ServiceLayout {
+    /// Unlinks the pool of `publisherID` if its publisher has left and no
+    /// subscriber's inbox awaits it (see above). Slow path: maps each
+    /// subscriber's inbox, and only when the pool's name still exists.
+    func removeDepartedPoolIfUnawaited(_ publisherID: UInt64) {
+        // SYNC POINT: pairs with the fence in `PublisherPort.deinit` (Dekker).
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        guard let poolName = try? SegmentName(name.portSegmentName("p", publisherID)),
+              SharedMemorySegment.exists(poolName),
+              !entries(.a).contains(where: { $0.portID == publisherID }) else { return }
+        for subscriber in entries(.b) where subscriberInboxAwaits(subscriber.portID, publisherID) { return }
+        try? SharedMemorySegment.unlink(poolName)
+    }
+
+    /// Pools that some live subscriber's inbox awaits (for `shm cleanup`).
+    func awaitedPools() -> Set<String> {
+        var names = Set<String>()
+        for subscriber in entries(.b) {
+            guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriber.portID),
+                                                              kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
+                  let inbox = try? SubscriberInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)
+            else { continue }
+            for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName("p", publisher)) }
+        }
+        return names
+    }
+
+    private func subscriberInboxAwaits(_ subscriberID: UInt64, _ publisherID: UInt64) -> Bool {
+        guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriberID),
+                                                          kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
+              let inbox = try? SubscriberInbox(segment.data, expectedPortID: subscriberID, service: name.value)
+        else { return false }
+        return (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0) }
+    }
+}
