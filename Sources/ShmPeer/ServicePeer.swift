@@ -145,3 +145,37 @@ func serviceOpenMismatched(_ name: String) throws {
                                   config: .init(maxPublishers: 4, maxSubscribers: 8, subscriberBufferSize: 64, overflow: .block))
     print("opened")
 }
+
+/// A user-shaped program, not a test closure: publishers and subscribers in
+/// one process, each publisher used last in a helper that returns (so an
+/// optimized build releases it there), payloads checked. Prints
+/// "received N of M, K damaged". Built in release by the release CI run.
+func servicePublishAndSubscribeInOneProcess(_ name: String, publishers: Int, subscribers: Int, rounds: Int) throws {
+    let node = try Node(name: "peer-oneproc")
+    let service = try node.publishSubscribe(name, of: TestSample.self, typeName: TestSample.typeName,
+                                            config: .init(maxPublishers: publishers, maxSubscribers: subscribers,
+                                                          subscriberBufferSize: publishers * rounds))
+    let readers = try (0..<subscribers).map { _ in try service.subscriber() }
+    func publish(_ id: UInt32) throws {
+        let publisher = try service.publisher()
+        for sequence in 0..<UInt64(rounds) {
+            let reached = try publisher.loanUninitialized().write(TestSample(producer: id, sequence: sequence)).send()
+            guard reached == subscribers else { throw PayloadError("sample reached \(reached) of \(subscribers) subscribers") }
+        }
+    }
+    for id in 0..<UInt32(publishers) { try publish(id) }
+    var received = 0, damaged = 0
+    for reader in readers {
+        var next = [UInt64](repeating: 0, count: publishers)
+        while let sample = try reader.tryReceive() {
+            let value = sample.payload
+            if value.isValid, Int(value.producer) < publishers, next[Int(value.producer)] == value.sequence {
+                next[Int(value.producer)] += 1
+                received += 1
+            } else {
+                damaged += 1
+            }
+        }
+    }
+    print("received \(received) of \(publishers * subscribers * rounds), \(damaged) damaged")
+}

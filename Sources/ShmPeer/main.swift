@@ -165,6 +165,9 @@ do {
     case ("ps-leak", 2):
         try serviceLeakAndHang(args[1])
 
+    case ("ps-one-process", 5):
+        try servicePublishAndSubscribeInOneProcess(args[1], publishers: int(args[2]), subscribers: int(args[3]), rounds: int(args[4]))
+
     case ("ps-mismatch", 2):
         try serviceOpenMismatched(args[1])
 

@@ -33,8 +33,15 @@ public final class SharedMemorySegment: Segment {
     public static let directory = "/dev/shm"
 
     /// What happens to the name when the creating handle is released.
+    ///
+    /// "Released" is not the end of the handle's scope: an optimized build
+    /// releases an object after its last use. A creator that must keep the
+    /// name for others to open holds the handle explicitly
+    /// (`withExtendedLifetime(segment) { … }`, a stored property) or asks
+    /// for `.persistent`.
     public enum Lifetime: Sendable {
-        /// The creator's handle unlinks the segment in `deinit`.
+        /// The creator's handle unlinks the segment in `deinit` (after its
+        /// last use in optimized builds: see above).
         case removedWithCreator
         /// The segment stays until `unlink` / `shm rm`.
         case persistent

@@ -164,6 +164,28 @@ struct PublishSubscribeTests {
         #expect(try drain(first) == [6])
     }
 
+    /// A publisher that comes while a departed one's samples still wait
+    /// takes another slot (block i of each inbox belongs to slot i), so it
+    /// delivers at once; both sets of samples arrive.
+    @Test func aNewPublisherDoesNotWaitForADepartedOnesBlock() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("slots"), of: Reading.self,
+                                                config: .init(maxPublishers: 2, subscriberBufferSize: 8))
+        let subscriber = try service.subscriber()
+        func publish(_ id: Double) throws {
+            let publisher = try service.publisher()
+            for i in 1...3 { #expect(try publisher.send(copyOf: Reading(sequence: UInt64(i), value: id)) == 1) }
+        }
+        try publish(1)
+        try publish(2)
+        var got: [Double: [UInt64]] = [:]
+        while let sample = try subscriber.tryReceive() { got[sample.payload.value, default: []].append(sample.payload.sequence) }
+        #expect(got == [1: [1, 2, 3], 2: [1, 2, 3]])
+        try publish(3) // both blocks recycled: either slot will do
+        while let sample = try subscriber.tryReceive() { got[sample.payload.value, default: []].append(sample.payload.sequence) }
+        #expect(got[3] == [1, 2, 3])
+    }
+
     /// The pool's name goes at once when every subscriber had mapped it.
     @Test func aDroppedPublisherWhoseSubscribersAttachedLeavesNothing() throws {
         let node = try Node(name: "unit")

@@ -99,6 +99,15 @@ struct ServiceProcessTests {
     /// mapped its pool: the samples wait for the subscriber, also through a
     /// global cleanup after the publisher's process is gone, and the pool's
     /// name goes once they have been received.
+    /// Publishers and subscribers in one process, written as a program
+    /// (the peer), built like the tests — in release on the release CI run,
+    /// where the publishers are released right after their last send.
+    @Test func oneProcessProgramReceivesEverySample() throws {
+        let result = try TestSupport.runPeer(["ps-one-process", TestSupport.uniqueName("oneproc"), "3", "4", "20"])
+        #expect(result.status == .exited(0), "\(result.error)")
+        #expect(result.output.split(separator: "\n").last == "received 240 of 240, 0 damaged", "\(result.output)")
+    }
+
     @Test func samplesOfAPublisherThatExitedWaitForTheSubscriber() throws {
         try TestSupport.aroundDeadPeers {
             let name = TestSupport.uniqueName("await")

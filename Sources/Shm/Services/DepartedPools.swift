@@ -54,28 +54,43 @@ extension ServiceLayout {
         guard let poolName = try? SegmentName(name.portSegmentName("p", publisherID)),
               SharedMemorySegment.exists(poolName),
               !entries(.a).contains(where: { $0.portID == publisherID }) else { return }
-        for subscriber in entries(.b) where subscriberInboxAwaits(subscriber.portID, publisherID) { return }
-        try? SharedMemorySegment.unlink(poolName)
+        var awaited = false
+        forEachSubscriberInbox { inbox in
+            awaited = awaited || (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0) }
+        }
+        if !awaited { try? SharedMemorySegment.unlink(poolName) }
     }
 
     /// Pools that some live subscriber's inbox awaits (for `shm cleanup`).
     func awaitedPools() -> Set<String> {
         var names = Set<String>()
-        for subscriber in entries(.b) {
-            guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriber.portID),
-                                                              kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
-                  let inbox = try? SubscriberInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)
-            else { continue }
+        forEachSubscriberInbox { inbox in
             for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName("p", publisher)) }
         }
         return names
     }
 
-    private func subscriberInboxAwaits(_ subscriberID: UInt64, _ publisherID: UInt64) -> Bool {
-        guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriberID),
-                                                          kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
-              let inbox = try? SubscriberInbox(segment.data, expectedPortID: subscriberID, service: name.value)
-        else { return false }
-        return (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0) }
+    /// Block indexes that some subscriber's inbox has owned (by a live
+    /// publisher, or a departed one whose block is not recycled yet).
+    func blocksInUse() -> Set<Int> {
+        var used = Set<Int>()
+        forEachSubscriberInbox { inbox in
+            for block in 0..<inbox.maxPublishers where inbox.owner(block).pointee.load(ordering: .acquiring) != 0 {
+                used.insert(block)
+            }
+        }
+        return used
+    }
+
+    /// Maps each registered subscriber's inbox in turn (those that cannot be
+    /// mapped or are damaged are passed over).
+    private func forEachSubscriberInbox(_ body: (SubscriberInbox) -> Void) {
+        for subscriber in entries(.b) {
+            guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriber.portID),
+                                                              kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
+                  let inbox = try? SubscriberInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)
+            else { continue }
+            withExtendedLifetime(segment) { body(inbox) }
+        }
     }
 }

@@ -95,7 +95,11 @@ final class PublisherPort: @unchecked Sendable {
         holders.initialize(repeating: 0, count: chunks)
         links = .allocate(capacity: config.maxSubscribers)
         do {
-            slotIndex = try layout.register(.a, portID: id, nodeHash: attachment.node.hash) { _ in }
+            // Block i of every inbox belongs to publisher slot i: prefer a slot
+            // whose blocks are free, not one whose departed publisher's
+            // samples still wait to be read (we could not deliver there yet).
+            slotIndex = try layout.register(.a, portID: id, nodeHash: attachment.node.hash,
+                                            avoiding: layout.blocksInUse()) { _ in }
         } catch {
             poolSegment.unlinkIfStillLinked()
             throw error

@@ -254,11 +254,14 @@ struct ServiceLayout: @unchecked Sendable {
     }
 
     /// Claims a free slot of `table` for this process, taking over slots of
-    /// dead processes. Returns the slot index.
-    func register(_ table: Table, portID: UInt64, nodeHash: UInt64, onDeadPort: (PortEntry) -> Void) throws(ServiceError) -> Int {
+    /// dead processes; free slots in `avoiding` are taken only when no other
+    /// is free. Returns the slot index.
+    func register(_ table: Table, portID: UInt64, nodeHash: UInt64, avoiding: Set<Int> = [],
+                  onDeadPort: (PortEntry) -> Void) throws(ServiceError) -> Int {
         let me = ProcessIdentity.current.packed
+        let order = (0..<count(table)).filter { !avoiding.contains($0) } + (0..<count(table)).filter { avoiding.contains($0) }
         for _ in 0..<2 {
-            for i in 0..<count(table) {
+            for i in order {
                 let s = slot(table, i)
                 if s.owner.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing).exchanged {
                     s.registeredAt.pointee.store(wallClockNanoseconds(), ordering: .relaxed)
