@@ -73,7 +73,7 @@ struct ListCommand: ParsableCommand {
         for listing in listings {
             if let info = listing.info {
                 table.add(listing.name.name, ByteCount.format(info.dataSize), octal(UInt32(listing.mode)),
-                          info.kind.description, String(info.creator.pid), info.creator.isAlive ? "yes" : "no (dead)",
+                          info.kind.description, String(info.creator.pid), info.creator.liveness.display,
                           shortTime(nanoseconds: info.createdAt))
             } else {
                 table.add(listing.name.name, ByteCount.format(listing.size), octal(UInt32(listing.mode)),
@@ -85,7 +85,7 @@ struct ListCommand: ParsableCommand {
             var nodeTable = Table("NODE", "PID", "ALIVE", "CREATED")
             nodeTable.rightAligned = [1]
             for node in nodes {
-                nodeTable.add(node.name, String(node.process.pid), node.alive ? "yes" : "no (dead)",
+                nodeTable.add(node.name, String(node.process.pid), node.process.liveness.display,
                               shortTime(nanoseconds: node.createdAt))
             }
             StandardStreams.printLine("\n" + nodeTable.render())
@@ -185,7 +185,7 @@ struct StatCommand: ParsableCommand {
                 "data size:   \(info.dataSize) bytes (\(ByteCount.format(info.dataSize))) at offset \(info.dataOffset)",
                 "kind:        \(info.kind) v\(info.kindVersion), layout v\(info.layoutVersion)",
                 "state:       \(info.state)",
-                "creator:     pid \(info.creator.pid) (\(info.creator.isAlive ? "alive" : "dead")), uid \(info.creatorUID)",
+                "creator:     pid \(info.creator.pid) (\(info.creator.liveness.rawValue)), uid \(info.creatorUID)",
                 "created:     \(isoTime(nanoseconds: info.createdAt))",
             ]
         } else if let problem = listing.problem {
@@ -219,5 +219,16 @@ struct RemoveCommand: ParsableCommand {
             }
         }
         if failures > 0 { throw ExitCode(1) }
+    }
+}
+
+extension ProcessIdentity.Liveness {
+    /// The "alive" column of `shm ls` / `shm service`.
+    var display: String {
+        switch self {
+        case .alive: "yes"
+        case .dead: "no (dead)"
+        case .unknown: "unknown (lease not testable)"
+        }
     }
 }

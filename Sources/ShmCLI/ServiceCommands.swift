@@ -80,7 +80,7 @@ struct ServiceCommand: ParsableCommand {
         var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "BACKLOG", "DELIVERED", "LOST")
         table.rightAligned = [2, 5, 6, 7]
         for port in info.ports {
-            table.add(port.kind, String(port.portID, radix: 16), String(port.process.pid), port.alive ? "yes" : "no (dead)",
+            table.add(port.kind, String(port.portID, radix: 16), String(port.process.pid), port.process.liveness.display,
                       port.registeredAt > 0 ? shortTime(nanoseconds: port.registeredAt) : "-",
                       port.backlog.map(String.init) ?? "-", port.delivered.map(String.init) ?? "-", port.lost.map(String.init) ?? "-")
         }

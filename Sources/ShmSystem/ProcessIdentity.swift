@@ -3,67 +3,82 @@ import Glibc
 #endif
 import CShm
 
-/// A process as a survivor can recognise it later: its pid plus the kernel's
-/// start time of that pid (field 22 of `/proc/PID/stat`, in clock ticks since
-/// boot). A pid alone is not enough because pids are reused; the pair is.
+/// A process as a survivor can recognise it later, from any pid namespace.
+///
+/// The proof is the process's lease (`ProcessLease`): a file under
+/// `/dev/shm` it holds locked for its life, named by a random token. The pid plus the kernel's start time of that pid (field 22 of
+/// `/proc/PID/stat`) are kept as a hint, for identities recorded without a
+/// lease: a pid alone is not enough because pids are reused, and in another
+/// pid namespace it means nothing at all.
 public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
+    /// The pid in the recording process's own pid namespace.
     public let pid: Int32
     /// Start time in clock ticks since boot (`starttime` in proc(5)); 0 when unknown.
     public let startTime: UInt64
+    /// The token of the process's lease (`ProcessLease`); 0 when it had none.
+    public let lease: UInt32
 
-    /// True when `startTime` holds only the low 32 bits (see `packed`).
-    let startTimeIsTruncated: Bool
-
-    public init(pid: Int32, startTime: UInt64) {
+    public init(pid: Int32, startTime: UInt64, lease: UInt32 = 0) {
         self.pid = pid
         self.startTime = startTime
-        self.startTimeIsTruncated = false
+        self.lease = lease
     }
 
-    /// The calling process (`getpid` + `/proc/self/stat`).
+    /// The calling process (`getpid`, `/proc/self/stat`, and its lease,
+    /// which this makes on first use).
     public static let current: ProcessIdentity = {
         let pid = getpid()
-        return ProcessIdentity(pid: pid, startTime: ProcessIdentity.startTime(of: pid) ?? 0)
+        return ProcessIdentity(pid: pid, startTime: ProcessIdentity.startTime(of: pid) ?? 0, lease: ProcessLease.token)
     }()
 
     /// What a survivor can say about a recorded process.
     public enum Liveness: String, Sendable {
-        /// The pid exists and its start time matches: the same process is running.
+        /// It runs: its lease is held (or, without a lease, its pid exists
+        /// here with the recorded start time).
         case alive
-        /// No process has this pid, or the pid now belongs to a newer process.
+        /// It has ended: its lease is free or gone (or, without a lease, no
+        /// process has its pid here, or the pid now belongs to a newer process).
         case dead
+        /// Neither can be proven from here (its lease cannot be tested).
+        /// Treated as alive: nothing of it is reclaimed.
+        case unknown
     }
 
-    /// Whether the process recorded here still runs (`kill(pid, 0)` and
-    /// `/proc/PID/stat`). A pid that was reused by another process counts as dead.
+    /// Whether the process recorded here still runs. With a lease, the
+    /// lease decides (`open` + `flock`, any pid namespace); without one,
+    /// `kill(pid, 0)` and `/proc/PID/stat` give a hint that is only right in
+    /// the recorder's pid namespace.
     public var liveness: Liveness {
         guard pid > 0 else { return .dead }
+        if lease != 0 {
+            switch ProcessLease.state(token: lease) {
+            case .held: return .alive
+            case .released, .missing: return .dead
+            case .unknown: return .unknown
+            }
+        }
         if kill(pid, 0) != 0 && Errno.current == .noSuchProcess { return .dead }
         guard let now = ProcessIdentity.startTime(of: pid) else { return .dead }
-        let observed = startTimeIsTruncated ? now & 0xffff_ffff : now
-        if startTime != 0 && observed != startTime { return .dead }
+        if startTime != 0 && now != startTime { return .dead }
         // A zombie has exited; its resources are as good as released.
         if ProcessIdentity.isZombie(pid) { return .dead }
         return .alive
     }
 
-    public var isAlive: Bool { liveness == .alive }
+    /// False only when the process is proven dead.
+    public var isAlive: Bool { liveness != .dead }
 
     /// The identity in one 64-bit word, for lock-free slots in shared
-    /// memory: low 32 bits pid, high 32 bits the low 32 bits of the start
-    /// time (clock ticks; at 100 Hz that wraps after 497 days of uptime,
-    /// after which a recycled pid with a colliding start time is conceivable
-    /// but vanishingly rare). 0 means "nobody".
+    /// memory: low 32 bits pid, high 32 bits the lease token. 0 means "nobody".
     public var packed: UInt64 {
-        UInt64(UInt32(bitPattern: pid)) | (startTime & 0xffff_ffff) << 32
+        UInt64(UInt32(bitPattern: pid)) | UInt64(lease) << 32
     }
 
-    /// Unpacks `packed`; the start time is only its low 32 bits, which
-    /// `liveness` accounts for.
+    /// Unpacks `packed` (the start time is not in it: 0).
     public init(packed: UInt64) {
         self.pid = Int32(bitPattern: UInt32(truncatingIfNeeded: packed))
-        self.startTime = packed >> 32
-        self.startTimeIsTruncated = true
+        self.startTime = 0
+        self.lease = UInt32(truncatingIfNeeded: packed >> 32)
     }
 
     public var description: String { "pid \(pid)" }

@@ -63,8 +63,11 @@ public enum SegmentDirectory {
         let prefix = SharedMemorySegment.temporaryPrefix + "\(uid)."
         for fileName in entries() where fileName.hasPrefix(prefix) {
             let parts = fileName.dropFirst(prefix.count).split(separator: ".", maxSplits: 2)
-            guard parts.count == 3, let pid = Int32(parts[0]) else { continue }
-            if ProcessIdentity(pid: pid, startTime: 0).isAlive { continue }
+            guard parts.count == 3 else { continue }
+            let creator = parts[0].split(separator: "-")
+            guard let pid = Int32(creator[0]) else { continue }
+            let lease = creator.count == 2 ? UInt32(creator[1], radix: 16) ?? 0 : 0
+            if ProcessIdentity(pid: pid, startTime: 0, lease: lease).isAlive { continue }
             var st = stat()
             guard stat(SharedMemorySegment.directory + "/" + fileName, &st) == 0 else { continue }
             result.append(StaleCreation(fileName: fileName, creatorPID: pid, size: Int(st.st_size)))

@@ -21,7 +21,7 @@ import Synchronization
 ///                                creator's handle goes; `shm cleanup` removes it
 ///                                if the creator died without doing so)
 ///   80     4   nameLength
-///   84     4   reserved, 0
+///   84     4   creatorLease     the creator's lease token (ProcessLease), 0: none
 ///   88   128   name             UTF-8, zero-padded
 ///  216     8   checksum         FNV-1a 64 of bytes 0..<216 with `state` read as 0
 ///  224  3872   reserved, 0
@@ -44,7 +44,7 @@ public enum SegmentHeader {
         static let magic = 0, layoutVersion = 8, headerSize = 12, state = 16, kind = 20
         static let totalSize = 24, dataOffset = 32, dataSize = 40
         static let creatorPID = 48, creatorUID = 52, creatorStartTime = 56, createdAt = 64
-        static let kindVersion = 72, flags = 76, nameLength = 80, name = 88, checksum = 216
+        static let kindVersion = 72, flags = 76, nameLength = 80, creatorLease = 84, name = 88, checksum = 216
     }
 
     enum Flags {
@@ -72,9 +72,12 @@ public enum SegmentHeader {
         base.storeBytes(of: UInt64(totalSize), toByteOffset: Offset.totalSize, as: UInt64.self)
         base.storeBytes(of: UInt64(size), toByteOffset: Offset.dataOffset, as: UInt64.self)
         base.storeBytes(of: UInt64(totalSize - size), toByteOffset: Offset.dataSize, as: UInt64.self)
+        // The lease before the pid: an opener that finds a pid while the
+        // header is being written tests the creator by its lease.
+        base.storeBytes(of: creator.lease, toByteOffset: Offset.creatorLease, as: UInt32.self)
+        base.storeBytes(of: creator.startTime, toByteOffset: Offset.creatorStartTime, as: UInt64.self)
         base.storeBytes(of: UInt32(bitPattern: creator.pid), toByteOffset: Offset.creatorPID, as: UInt32.self)
         base.storeBytes(of: creatorUID, toByteOffset: Offset.creatorUID, as: UInt32.self)
-        base.storeBytes(of: creator.startTime, toByteOffset: Offset.creatorStartTime, as: UInt64.self)
         base.storeBytes(of: wallClockNanoseconds(), toByteOffset: Offset.createdAt, as: UInt64.self)
         base.storeBytes(of: kindVersion, toByteOffset: Offset.kindVersion, as: UInt32.self)
         base.storeBytes(of: ownedByCreator ? Flags.ownedByCreator : 0, toByteOffset: Offset.flags, as: UInt32.self)
@@ -184,7 +187,8 @@ public enum SegmentHeader {
             totalSize: Int(total), dataOffset: Int(dataOffset), dataSize: Int(dataSize),
             creator: ProcessIdentity(
                 pid: Int32(bitPattern: base.load(fromByteOffset: Offset.creatorPID, as: UInt32.self)),
-                startTime: base.load(fromByteOffset: Offset.creatorStartTime, as: UInt64.self)),
+                startTime: base.load(fromByteOffset: Offset.creatorStartTime, as: UInt64.self),
+                lease: base.load(fromByteOffset: Offset.creatorLease, as: UInt32.self)),
             creatorUID: base.load(fromByteOffset: Offset.creatorUID, as: UInt32.self),
             createdAt: base.load(fromByteOffset: Offset.createdAt, as: UInt64.self),
             recordedName: recordedName, state: state,
@@ -208,7 +212,8 @@ public enum SegmentHeader {
             }
             let pid = Int32(bitPattern: base.load(fromByteOffset: Offset.creatorPID, as: UInt32.self))
             if pid > 0 {
-                let creator = ProcessIdentity(pid: pid, startTime: base.load(fromByteOffset: Offset.creatorStartTime, as: UInt64.self))
+                let creator = ProcessIdentity(pid: pid, startTime: base.load(fromByteOffset: Offset.creatorStartTime, as: UInt64.self),
+                                              lease: base.load(fromByteOffset: Offset.creatorLease, as: UInt32.self))
                 if !creator.isAlive { throw .abandoned(name: name, creatorPID: pid) }
             }
             if monotonicNanoseconds() >= deadline {

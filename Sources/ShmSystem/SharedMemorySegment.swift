@@ -187,11 +187,13 @@ public final class SharedMemorySegment: Segment {
 
     private static let temporaryCounter = Atomic<UInt64>(0)
 
-    /// `.swiftshm-creating.<uid>.<pid>.<n>.<name>`: hidden from `shm ls`,
-    /// found by `shm cleanup` if its creator died mid-create.
+    /// `.swiftshm-creating.<uid>.<pid>-<lease>.<n>.<name>`: hidden from
+    /// `shm ls`, found by `shm cleanup` if its creator died mid-create (its
+    /// lease tells, from any pid namespace; the pid alone could be reused).
     static func temporaryFileName(for name: SegmentName) -> String {
         let n = temporaryCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        return "\(temporaryPrefix)\(name.uid).\(getpid()).\(n).\(name.name)"
+        let me = ProcessIdentity.current
+        return "\(temporaryPrefix)\(name.uid).\(me.pid)-\(ProcessLease.hex(me.lease)).\(n).\(name.name)"
     }
 
     static let temporaryPrefix = ".swiftshm-creating."

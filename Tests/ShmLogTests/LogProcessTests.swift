@@ -99,8 +99,16 @@ struct LogProcessTests {
             #expect(log.meta.parkingTailers.pointee.load(ordering: .relaxed) == 2)
         }
         _ = consume live
-        let appender = try log.appender()
-        #expect(appender.recovery != nil)
+        // The appender above has closed its lock, but a peer that another
+        // test is spawning right now may still share that descriptor until
+        // its exec (O_CLOEXEC closes it only then): try again, bounded.
+        var recovery = try log.appender().recovery // (each try's appender is released before the next)
+        let deadline = monotonicNanoseconds() + 5_000_000_000
+        while recovery == nil && monotonicNanoseconds() < deadline {
+            usleep(10_000)
+            recovery = try log.appender().recovery
+        }
+        #expect(recovery != nil)
         #expect(log.meta.parkingTailers.pointee.load(ordering: .relaxed) == 0)
         #expect(log.meta.parker.sleeperCount == 0)
     }

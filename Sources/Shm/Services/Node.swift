@@ -6,9 +6,9 @@ import Glibc
 import Synchronization
 
 /// A participant in services: one per process or component. A node is
-/// registered as a small segment `node.<name>.<pid>.<n>` whose header
-/// records the process's pid and start time, so survivors (and
-/// `shm cleanup`) can tell when it died.
+/// registered as a small segment `node.<name>.<pid>-<lease>.<n>` whose
+/// header records the process's pid, start time and lease, so survivors
+/// (and `shm cleanup`, from any pid namespace) can tell when it died.
 public final class Node: Sendable {
     public static let kind = SegmentKind("NODE")
     private static let counter = Atomic<UInt64>(0)
@@ -26,7 +26,9 @@ public final class Node: Sendable {
         if let problem = SegmentName.problem(with: name) { throw .invalidName(name, reason: problem) }
         guard name.utf8.count <= 40 else { throw .invalidName(name, reason: "a node name is at most 40 bytes") }
         let n = Node.counter.wrappingAdd(1, ordering: .relaxed).newValue
-        let segmentName = "node.\(name).\(getpid()).\(n)"
+        // pid-lease: unique across pid namespaces and pid reuse.
+        let me = ProcessIdentity.current
+        let segmentName = "node.\(name).\(me.pid)-\(ProcessLease.hex(me.lease)).\(n)"
         self.name = name
         self.hash = ServiceLayout.hash(segmentName)
         self.segment = try serviceCall {

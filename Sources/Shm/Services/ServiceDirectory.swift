@@ -48,7 +48,8 @@ public enum ServiceDirectory {
     /// Removes the registrations of dead nodes; returns their names.
     @discardableResult
     public static func removeDeadNodes() -> [String] {
-        nodes().filter { !$0.alive }.compactMap { node in
+        ProcessLease.removeStale()
+        return nodes().filter { !$0.alive }.compactMap { node in
             guard let name = try? SegmentName(node.segment), (try? SharedMemorySegment.unlink(name)) != nil else { return nil }
             return node.segment
         }

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Proof of life that works across pid namespaces and pid reuse.
+///
+/// Processes that share `/dev/shm` often do not share a pid namespace
+/// (Docker `--ipc=host` or `--ipc=container:…`, Kubernetes pods with a
+/// memory-backed `emptyDir`, sandboxed helpers): a pid recorded by one is
+/// meaningless, or names another process, in the other. So each process
+/// that takes part holds a *lease*: an empty file
+///
+/// ```text
+/// /dev/shm/swiftshm.live.<token>      token: 8 hex digits, random, never 0
+/// ```
+///
+/// created with `O_EXCL` and locked with `flock(LOCK_EX)` for the life of
+/// the process, through a descriptor that is closed on `exec`. The kernel
+/// drops the lock when the process dies, however it dies, and any process
+/// that can open the file can test it (`flock(LOCK_SH | LOCK_NB)`) from any
+/// pid namespace. The token travels with every record of the process
+/// (`ProcessIdentity.lease`: segment headers, port tables, role slots), so
+/// a reused pid never passes for its predecessor.
+///
+/// A normal exit removes the file (`atexit`); a killed process leaves it
+/// unlocked, and `removeStale()` (run by `Node.init` and `shm cleanup`)
+/// removes it. If the lease cannot be made (no `/dev/shm`, no inodes), the
+/// token is 0 and others fall back to pid + start time — a hint only.
+public enum ProcessLease {
+    static let directory = "/dev/shm"
+    static let prefix = "swiftshm.live."
+
+    /// This process's lease token (0: none could be made). Made on first use.
+    public static var token: UInt32 { current.token }
+
+    private struct Held: Sendable {
+        let token: UInt32
+        let path: String
+    }
+
+    private static let current: Held = acquire()
+
+    /// The lease file with `token` (the name holds no pid: a record that
+    /// has room for 32 bits only can still name its process).
+    public static func path(token: UInt32) -> String {
+        directory + "/" + prefix + hex(token)
+    }
+
+    /// `token` as 8 lowercase hex digits.
+    public static func hex(_ token: UInt32) -> String {
+        let digits = String(token, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
+
+    private static func acquire() -> Held {
+        for _ in 0..<8 {
+            let token = UInt32.random(in: 1...UInt32.max)
+            let path = path(token: token)
+            let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if fd < 0 {
+                if Errno.current == .exists { continue }
+                return Held(token: 0, path: "")
+            }
+            // Readable by everyone whatever the umask: others test the lock.
+            _ = fchmod(fd, 0o644)
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                closeOwnedDescriptor(fd)
+                unlink(path)
+                return Held(token: 0, path: "")
+            }
+            // The descriptor stays open (and the lock held) until the process ends.
+            atexit { ProcessLease.releaseAtExit() }
+            return Held(token: token, path: path)
+        }
+        return Held(token: 0, path: "")
+    }
+
+    private static func releaseAtExit() {
+        let held = current
+        if held.token != 0 { unlink(held.path) }
+    }
+
+    /// What a lease file says about its holder.
+    public enum State: Sendable, Equatable {
+        /// The file is locked: its process runs (in whatever pid namespace).
+        case held
+        /// The file exists and nobody holds its lock: its process died.
+        case released
+        /// No such file: the process ended (and removed it), or someone
+        /// removed it after the process died.
+        case missing
+        /// The file could not be tested (no permission, an unexpected error).
+        case unknown
+    }
+
+    /// Tests the lease `token` (`open` + `flock(LOCK_SH|LOCK_NB)`).
+    public static func state(token: UInt32) -> State {
+        let fd = open(path(token: token), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return Errno.current == .notFound ? .missing : .unknown }
+        defer { closeOwnedDescriptor(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            _ = flock(fd, LOCK_UN)
+            return .released
+        }
+        return Errno.current == .tryAgain ? .held : .unknown
+    }
+
+    /// Removes lease files whose holders died (their lock is free); returns
+    /// their names.
+    @discardableResult
+    public static func removeStale() -> [String] {
+        var removed: [String] = []
+        for name in SegmentDirectory.entries() where name.hasPrefix(prefix) {
+            guard let token = UInt32(name.dropFirst(prefix.count), radix: 16), token != 0, token != current.token else { continue }
+            // Take the lock ourselves while unlinking, so a racing tester
+            // sees either the file or nothing; a holder cannot come back.
+            let fd = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(directory + "/" + name) == 0 { removed.append(name) }
+            closeOwnedDescriptor(fd)
+        }
+        return removed
+    }
+}

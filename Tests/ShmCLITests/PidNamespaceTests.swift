@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import ShmTestSupport
+import Shm
+import ShmSystem
+
+/// Liveness across pid namespaces and pid reuse, with real namespaces
+/// (`unshare -p -f --mount-proc`, as root). Processes in different pid
+/// namespaces share /dev/shm in containers (`--ipc=host`, pods): a pid
+/// proves nothing there, a held lease does.
+@Suite("Pid namespaces")
+struct PidNamespaceTests {
+    /// Why namespaces cannot be made here, or nil if they can.
+    static let unavailable: String? = {
+        guard getuid() == 0 else { return "needs root for unshare -p" }
+        guard access("/usr/bin/unshare", X_OK) == 0 else { return "no /usr/bin/unshare" }
+        guard let probe = try? ChildProcess.spawn("/usr/bin/unshare", arguments: ["-p", "-f", "--mount-proc", "/bin/true"],
+                                                  captureOutput: true),
+              let status = try? probe.wait(timeout: .seconds(20)), status == .exited(0) else {
+            return "unshare -p -f --mount-proc is not permitted here"
+        }
+        return nil
+    }()
+
+    static func skipIfUnavailable() -> Bool {
+        if let reason = unavailable {
+            print("skipped: \(reason)")
+            return true
+        }
+        return false
+    }
+
+    /// Runs `shm` with `arguments` in a new pid namespace (it sees only
+    /// itself in /proc).
+    static func cliInNewPidNamespace(_ arguments: [String]) throws -> (status: ShmSystem.ExitStatus, output: String, error: String) {
+        let child = try ChildProcess.spawn("/usr/bin/unshare", arguments: ["-p", "-f", "--mount-proc", TestSupport.cliPath] + arguments,
+                                           captureOutput: true)
+        let status = try child.wait(timeout: .seconds(30))
+        return (status, child.outputText, child.errorText)
+    }
+
+    /// The silent data loss of issue #9: `shm cleanup` in another pid
+    /// namespace took a live publisher for dead and removed its node, ports
+    /// and service. Now nothing of it is touched, delivery goes on; once it
+    /// is killed, the same cleanup reclaims everything.
+    @Test func cleanupFromAnotherPidNamespaceLeavesLiveProcessesAlone() throws {
+        if PidNamespaceTests.skipIfUnavailable() { return }
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName("pidns")
+            let publisher = try TestSupport.spawnCLI(["pub", name, "--message", "tick", "--count", "1000000", "--interval", "2ms"])
+            #expect(eventually { ServiceDirectory.nodes().contains { $0.process.pid == publisher.pid } })
+
+            let cleanup = try PidNamespaceTests.cliInNewPidNamespace(["cleanup", "--json"])
+            #expect(cleanup.status == .exited(0), "\(cleanup.error)")
+            #expect(!cleanup.output.contains(name), "\(cleanup.output)")
+            #expect(ServiceDirectory.serviceNames().contains(name))
+            #expect(ServiceDirectory.nodes().filter { $0.process.pid == publisher.pid }.count == 1)
+            // `shm service` in the other namespace sees the publisher alive.
+            let listing = try PidNamespaceTests.cliInNewPidNamespace(["service", name])
+            #expect(listing.status == .exited(0), "\(listing.error)")
+            #expect(listing.output.contains("publisher") && !listing.output.contains("dead"), "\(listing.output)")
+
+            // Delivery continues: a new subscriber gets fresh samples.
+            let sub = try TestSupport.runCLI(["sub", name, "--count", "2", "--timeout", "10s"])
+            #expect(sub.status == .exited(0), "\(sub.error)")
+            #expect(sub.output == "tick\ntick\n", "\(sub.output)")
+
+            publisher.kill(SIGKILL)
+            _ = try publisher.wait(timeout: .seconds(10))
+            let after = try PidNamespaceTests.cliInNewPidNamespace(["cleanup", "--json"])
+            #expect(after.status == .exited(0), "\(after.error)")
+            #expect(after.output.contains(name), "\(after.output)")
+            #expect(!ServiceDirectory.serviceNames().contains(name))
+            #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
+            #expect(!ServiceDirectory.nodes().contains { $0.process.pid == publisher.pid })
+        }
+    }
+
+    /// Waits (bounded) for `condition`.
+    func eventually(_ condition: () -> Bool) -> Bool {
+        let deadline = monotonicNanoseconds() + 20_000_000_000
+        while monotonicNanoseconds() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    /// In a fresh pid namespace a killed `shm sub` leaves its node; the next
+    /// process given the same pid (through `ns_last_pid`) must not collide
+    /// with it nor be taken for it.
+    @Test func aReusedPidIsNotItsPredecessor() throws {
+        if PidNamespaceTests.skipIfUnavailable() { return }
+        let name = TestSupport.uniqueName("pidreuse")
+        let cli = TestSupport.cliPath
+        let script = """
+        set -u
+        "\(cli)" sub \(name) --timeout 20s >/dev/null 2>&1 &
+        first=$!
+        for _ in $(seq 200); do ls /dev/shm | grep -q "node.shm-sub.$first-" && break; sleep 0.05; done
+        kill -9 $first; wait $first 2>/dev/null
+        echo $((first - 1)) > /proc/sys/kernel/ns_last_pid
+        "\(cli)" sub \(name) --count 1 --timeout 20s > /tmp/\(name).out 2>&1 &
+        second=$!
+        echo "pids $first $second"
+        for _ in $(seq 200); do ls /dev/shm | grep -q "node.shm-sub.$second-" && break; sleep 0.05; done
+        "\(cli)" pub \(name) --message hello --wait-subscribers 1 >/dev/null 2>&1
+        wait $second; status=$?
+        cat /tmp/\(name).out; rm -f /tmp/\(name).out
+        echo "second exited $status"
+        """
+        try TestSupport.aroundDeadPeers {
+            let child = try ChildProcess.spawn("/usr/bin/unshare", arguments: ["-p", "-f", "--mount-proc", "/bin/bash", "-c", script],
+                                               captureOutput: true)
+            let status = try child.wait(timeout: .seconds(60))
+            #expect(status == .exited(0), "\(child.errorText)")
+            let lines = child.outputText.split(separator: "\n").map(String.init)
+            let pids = lines.first { $0.hasPrefix("pids ") }?.split(separator: " ").dropFirst().map(String.init) ?? []
+            #expect(pids.count == 2 && pids[0] == pids[1], "the pid was not reused: \(lines)")
+            #expect(lines.contains("hello"), "\(lines)")
+            #expect(lines.last == "second exited 0", "\(lines)")
+            // What the killed one left is reclaimed.
+            _ = ServiceDirectory.cleanup()
+            #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
+        }
+    }
+}
