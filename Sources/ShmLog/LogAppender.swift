@@ -20,7 +20,7 @@ public struct AppendedRecord: Hashable, Sendable {
 /// position and the next sequence number. An appender advances both with a
 /// double-width compare-and-swap (`CMPXCHG16B`), which gives it a range of
 /// the segment and a sequence number no one else has; it marks the range
-/// "writing" with its pid, writes the record in place, computes the CRC32C
+/// "writing" with its identity (lease), writes the record in place, computes the CRC32C
 /// and publishes the record with one store of its first word. A record
 /// that does not fit the rest of a segment claims the start of the next
 /// one; its appender closes the old segment with an end marker and creates
@@ -37,7 +37,8 @@ public final class LogAppender: @unchecked Sendable {
     public let recovery: RecoveryReport?
 
     let appendersLock: Int32
-    let pid: UInt32
+    /// This process as the record header names it (`ProcessIdentity.compact`).
+    let appenderID: UInt32
     var segment: SegmentFile?
 
     /// What the append path reads on every record, behind a pointer (no
@@ -64,7 +65,7 @@ public final class LogAppender: @unchecked Sendable {
         if case .everyRecords(let n) = durability, n < 1 { throw .invalidConfiguration("sync every \(n) records") }
         self.log = log
         self.durability = durability
-        pid = UInt32(truncatingIfNeeded: getpid())
+        appenderID = ProcessIdentity.current.compact
         hot = .allocate(capacity: 1)
         hot.initialize(to: Hot(base: UnsafeMutableRawPointer(bitPattern: 8)!, logDataOffset: log.dataOffset,
                                granularity: log.meta.indexGranularity, segmentSize: log.meta.segmentSize, claim: log.meta.claim,
@@ -203,7 +204,7 @@ public final class LogAppender: @unchecked Sendable {
             expected = actual
         }
         let record = hot.pointee.base + Int(position.offset)
-        record.storeBytes(of: pid, toByteOffset: 12, as: UInt32.self)
+        record.storeBytes(of: appenderID, toByteOffset: 12, as: UInt32.self)
         UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record)).pointee
             .store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
         if let rolledFrom { try closeSegment(at: rolledFrom, mapped: previous) }

@@ -175,15 +175,15 @@ public final class LogTailer: @unchecked Sendable {
 
     private func kind(_ word: UInt64) -> RecordFormat.Kind? { RecordFormat.decode(word)?.kind }
 
-    /// Whether the appender that claimed the slot at `offset` is gone; asks
-    /// the kernel (`kill(pid, 0)`, /proc) at most every millisecond.
+    /// Whether the appender that claimed the slot at `offset` is proven
+    /// gone (its lease, from any pid namespace); asks at most every millisecond.
     private func claimantIsGone(_ segment: SegmentFile, at offset: Int) -> Bool {
-        let pid = (segment.base + offset).load(fromByteOffset: 12, as: UInt32.self)
-        guard pid != 0 else { return false }
+        let appender = (segment.base + offset).load(fromByteOffset: 12, as: UInt32.self)
+        guard appender != 0 else { return false }
         let now = monotonicNanoseconds()
         if let (at, checked) = lastLivenessCheck, at == position, now &- checked < 1_000_000 { return false }
         lastLivenessCheck = (position, now)
-        return !ProcessIdentity.isRunning(pid: Int32(bitPattern: pid))
+        return ProcessIdentity(compact: appender).liveness == .dead
     }
 
     /// An empty slot that has stayed empty long enough below the claim word

@@ -9,7 +9,8 @@ import CShm
 ///               Written last, with one release store: a reader that sees
 ///               kind "data" sees the whole record.
 ///    8     4    CRC32C of (length as 4 little-endian bytes, bytes 16..<32+length)
-///   12     4    pid of the appender (set when the space is claimed)
+///   12     4    appender: ProcessIdentity.compact — its lease token, or its
+///               pid with bit 29 set (set when the space is claimed)
 ///   16     8    sequence number (global, contiguous, from 1)
 ///   24     8    timestamp, wall-clock nanoseconds since 1970
 ///   32     n    payload

@@ -13,16 +13,18 @@ import ShmSystem
 ///  512    not-full parker (producers sleep here)
 ///  640    lostToDeadProducers UInt64, lostToDeadConsumers UInt64, corruptSlots UInt64
 ///  768    slot[0] … slot[capacity-1], each slotStride bytes (a multiple of 64):
-///           +0  state   UInt64  lap (40 bits) | state (2 bits) | pid (22 bits)
+///           +0  state   UInt64  lap (32 bits) | state (2 bits) | claimant (30 bits:
+///                               ProcessIdentity.compact, its lease or pid)
 ///           +8  length  UInt32
 ///           +16 payload[slotSize]
 /// ```
 ///
 /// Position `p` uses slot `p % capacity` in lap `p / capacity`. A slot moves
-/// FREE(lap) → WRITING(lap, producer pid) → READY(lap) → READING(lap,
-/// consumer pid) → FREE(lap + 1), each step one compare-and-swap or store on
-/// its state word. Because the claimer's pid is part of the same word it
-/// claims with, a process killed mid-write or mid-read is identifiable:
+/// FREE(lap) → WRITING(lap, producer) → READY(lap) → READING(lap,
+/// consumer) → FREE(lap + 1), each step one compare-and-swap or store on
+/// its state word. Because the claimer's identity (its lease, provable from
+/// any pid namespace) is part of the same word it claims with, a process
+/// killed mid-write or mid-read is identifiable:
 /// the blocking calls (and `recoverAbandonedSlots`) skip a slot whose
 /// writer died (its message is lost and counted) and free a slot whose
 /// reader died, so a SIGKILL never wedges the queue.
@@ -32,7 +34,7 @@ import ShmSystem
 /// reported as `QueueError.corruptIndices`, never trusted.
 public final class MPMCQueue: @unchecked Sendable {
     static let magic = SegmentKind("MPMC")
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let headerFields = 4 // capacity, slotSize, slotStride, regionSize
     static let enqueueOffset = 128, dequeueOffset = 256
     static let notEmptyOffset = 384, notFullOffset = 512
@@ -41,8 +43,8 @@ public final class MPMCQueue: @unchecked Sendable {
     static let slotHeader = 16
 
     static let free: UInt64 = 0, writing: UInt64 = 1, ready: UInt64 = 2, reading: UInt64 = 3
-    static let lapMask: UInt64 = (1 << 40) - 1
-    static let pidMask: UInt64 = (1 << 22) - 1
+    static let lapMask: UInt64 = (1 << 32) - 1
+    static let claimantMask: UInt64 = (1 << 30) - 1
 
     public let region: MappedBytes
     /// Whatever owns the memory (a segment), kept alive as long as this is.
@@ -84,7 +86,7 @@ public final class MPMCQueue: @unchecked Sendable {
         region.view(0..<slotsOffset).fill(with: 0)
         let stride = stride(slotSize: slotSize)
         for i in 0..<capacity {
-            // Lap 0, FREE, no pid: all zero.
+            // Lap 0, FREE, no claimant: all zero.
             region.storeBytes(of: UInt64(0), toByteOffset: slotsOffset + i * stride, as: UInt64.self)
         }
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
@@ -120,17 +122,20 @@ public final class MPMCQueue: @unchecked Sendable {
         corruptSlots = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.corruptOffset))
         notEmpty = Parker(base + MPMCQueue.notEmptyOffset)
         notFull = Parker(base + MPMCQueue.notFullOffset)
-        me = UInt64(UInt32(bitPattern: ProcessIdentity.current.pid)) & MPMCQueue.pidMask
+        me = UInt64(ProcessIdentity.current.compact) & MPMCQueue.claimantMask
     }
 
     // MARK: State words
 
-    @inline(__always) static func encode(lap: UInt64, state: UInt64, pid: UInt64) -> UInt64 {
-        ((lap & lapMask) << 24) | (state << 22) | (pid & pidMask)
+    @inline(__always) static func encode(lap: UInt64, state: UInt64, claimant: UInt64) -> UInt64 {
+        ((lap & lapMask) << 32) | (state << 30) | (claimant & claimantMask)
     }
-    @inline(__always) static func lap(_ word: UInt64) -> UInt64 { word >> 24 }
-    @inline(__always) static func state(_ word: UInt64) -> UInt64 { (word >> 22) & 3 }
-    @inline(__always) static func pid(_ word: UInt64) -> Int32 { Int32(word & pidMask) }
+    @inline(__always) static func lap(_ word: UInt64) -> UInt64 { word >> 32 }
+    @inline(__always) static func state(_ word: UInt64) -> UInt64 { (word >> 30) & 3 }
+    /// Whether the process that claimed the slot in `word` is proven dead.
+    static func claimantIsDead(_ word: UInt64) -> Bool {
+        ProcessIdentity(compact: UInt32(word & claimantMask)).liveness == .dead
+    }
 
     @inline(__always) func lap(ofPosition p: UInt64) -> UInt64 { (p >> lapShift) & MPMCQueue.lapMask }
 
@@ -201,7 +206,7 @@ public final class MPMCQueue: @unchecked Sendable {
             let distance = MPMCQueue.lapDistance(w, from: lap)
             let state = MPMCQueue.state(w)
             if distance == 0 && state == MPMCQueue.free {
-                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.writing, pid: me),
+                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.writing, claimant: me),
                                                 ordering: .acquiring).exchanged {
                     _ = enqueuePos.pointee.compareExchange(expected: p, desired: p &+ 1, ordering: .relaxed)
                     return (slot, lap)
@@ -230,7 +235,7 @@ public final class MPMCQueue: @unchecked Sendable {
         // SYNC POINT: seq_cst store releases the payload and length to the
         // consumer's acquire load in `claimForReading`, and orders the
         // sleepers check after it (Dekker with `Parker.sleep`).
-        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap, state: MPMCQueue.ready, pid: me), ordering: .sequentiallyConsistent)
+        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap, state: MPMCQueue.ready, claimant: me), ordering: .sequentiallyConsistent)
         notEmpty.wakeIfSleeping()
     }
 
@@ -300,7 +305,7 @@ public final class MPMCQueue: @unchecked Sendable {
                 let length = Int(slot.load(fromByteOffset: 8, as: UInt32.self))
                 guard length <= slotSize else {
                     // A length no producer could write: drop the slot, keep the queue.
-                    if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, pid: 0),
+                    if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, claimant: 0),
                                                     ordering: .acquiringAndReleasing).exchanged {
                         corruptSlots.pointee.wrappingAdd(1, ordering: .relaxed)
                         _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
@@ -311,7 +316,7 @@ public final class MPMCQueue: @unchecked Sendable {
                     continue
                 }
                 guard length <= bufferSize else { throw .bufferTooSmall(needed: length, available: bufferSize) }
-                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.reading, pid: me),
+                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.reading, claimant: me),
                                                 ordering: .acquiring).exchanged {
                     _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
                     return (slot, lap, length)
@@ -341,7 +346,7 @@ public final class MPMCQueue: @unchecked Sendable {
         // SYNC POINT: seq_cst store hands the slot back to producers (pairs
         // with the acquire load in `claimForWriting`) and orders the sleepers
         // check after it.
-        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, pid: 0), ordering: .sequentiallyConsistent)
+        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, claimant: 0), ordering: .sequentiallyConsistent)
         notFull.wakeIfSleeping()
     }
 
@@ -378,8 +383,8 @@ public final class MPMCQueue: @unchecked Sendable {
         // slot unusable for this lap: give it to this lap's producers.
         if MPMCQueue.lapDistance(hw, from: headLap) == MPMCQueue.lapMask,
            MPMCQueue.state(hw) == MPMCQueue.writing || MPMCQueue.state(hw) == MPMCQueue.reading,
-           !ProcessIdentity.isRunning(pid: MPMCQueue.pid(hw)),
-           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap, state: MPMCQueue.free, pid: 0),
+           MPMCQueue.claimantIsDead(hw),
+           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap, state: MPMCQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
             (MPMCQueue.state(hw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
             recovered += 1
@@ -387,8 +392,8 @@ public final class MPMCQueue: @unchecked Sendable {
         }
         if MPMCQueue.lapDistance(hw, from: headLap) == 0,
            MPMCQueue.state(hw) == MPMCQueue.writing || MPMCQueue.state(hw) == MPMCQueue.reading,
-           !ProcessIdentity.isRunning(pid: MPMCQueue.pid(hw)),
-           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap &+ 1, state: MPMCQueue.free, pid: 0),
+           MPMCQueue.claimantIsDead(hw),
+           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap &+ 1, state: MPMCQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
             (MPMCQueue.state(hw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
             _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
@@ -402,8 +407,8 @@ public final class MPMCQueue: @unchecked Sendable {
         let tailLap = lap(ofPosition: p)
         if MPMCQueue.lapDistance(tw, from: tailLap) == MPMCQueue.lapMask,
            MPMCQueue.state(tw) == MPMCQueue.writing || MPMCQueue.state(tw) == MPMCQueue.reading,
-           !ProcessIdentity.isRunning(pid: MPMCQueue.pid(tw)),
-           tailSlot.pointee.compareExchange(expected: tw, desired: MPMCQueue.encode(lap: tailLap, state: MPMCQueue.free, pid: 0),
+           MPMCQueue.claimantIsDead(tw),
+           tailSlot.pointee.compareExchange(expected: tw, desired: MPMCQueue.encode(lap: tailLap, state: MPMCQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
             (MPMCQueue.state(tw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
             recovered += 1

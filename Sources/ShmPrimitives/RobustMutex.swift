@@ -11,8 +11,10 @@ import ShmSystem
 /// offset 0   header: magic "RMTX", version, checksum   (24 bytes)
 /// offset 64  word     UInt32  0 free, else owner TID | FUTEX_WAITERS
 /// offset 68  holder   UInt32  pid of the holding process, 0 between holders
-/// offset 72  holderID UInt64  packed ProcessIdentity of the holder (diagnostics)
+/// offset 72  holderID UInt64  packed ProcessIdentity of the holder (its lease)
 /// offset 80  deaths   UInt64  times a holder died holding it
+/// offset 88  firstNS  UInt64  pid namespace (inode) of the first process to use it
+/// offset 96  mixed    UInt32  1 once processes of two pid namespaces used it
 /// ```
 ///
 /// The lock word follows the kernel's priority-inheritance futex protocol
@@ -30,12 +32,25 @@ import ShmSystem
 /// and setting `holder` (or between clearing it and releasing the word) had
 /// not touched the protected state, and the next lock is plain `.acquired`.
 ///
+/// **Across pid namespaces** (containers sharing /dev/shm) the TID in the
+/// word means nothing to the kernel of another namespace: it would look it
+/// up in the caller's namespace and attach to an unrelated thread. So the
+/// first process to attach records its pid namespace (`firstNS`), and one
+/// from another namespace marks the mutex `mixed` for good. A mixed mutex
+/// never enters the kernel's PI protocol: lockers poll the word with
+/// growing sleeps (20 µs … 2 ms; no priority inheritance) and prove a
+/// holder dead by its lease (`ProcessIdentity.liveness`), then take the
+/// word over (`.ownerDied`). Left: a locker that was already asleep in
+/// `FUTEX_LOCK_PI` when the mutex turned mixed finishes that wait under the
+/// kernel's rules.
+///
 /// The owner is a *thread*: unlock from the thread that locked, and do not
-/// hold the mutex across an `await`. Pids must come from one pid namespace.
+/// hold the mutex across an `await`.
 public final class RobustMutex: @unchecked Sendable {
     static let magic = SegmentKind("RMTX")
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let wordOffset = 64, holderOffset = 68, holderIDOffset = 72, deathsOffset = 80
+    static let firstNamespaceOffset = 88, mixedOffset = 96
     /// Bytes a mutex occupies.
     public static let size = 128
 
@@ -46,6 +61,8 @@ public final class RobustMutex: @unchecked Sendable {
     let holder: UnsafeMutablePointer<Atomic<UInt32>>
     let holderID: UnsafeMutablePointer<Atomic<UInt64>>
     let deaths: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Set once processes of two pid namespaces used the mutex.
+    let mixed: UnsafeMutablePointer<Atomic<UInt32>>
 
     /// How a lock was obtained.
     public enum Acquisition: Equatable, Sendable {
@@ -78,7 +95,20 @@ public final class RobustMutex: @unchecked Sendable {
         holder = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.holderOffset))
         holderID = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.holderIDOffset))
         deaths = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.deathsOffset))
+        mixed = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.mixedOffset))
+        let firstNamespace = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + RobustMutex.firstNamespaceOffset))
+        let ours = ProcessIdentity.currentPIDNamespace
+        let (_, first) = firstNamespace.pointee.compareExchange(expected: 0, desired: ours, ordering: .sequentiallyConsistent)
+        if ours == 0 || (first != 0 && first != ours) {
+            // SYNC POINT: seq_cst store pairs with the seq_cst loads in
+            // `usesKernelPI`: from now on no locker hands a TID to the kernel.
+            mixed.pointee.store(1, ordering: .sequentiallyConsistent)
+        }
     }
+
+    /// True while every user of the mutex shares one pid namespace, so the
+    /// TID in the word means the same to the kernel for all of them.
+    private var usesKernelPI: Bool { mixed.pointee.load(ordering: .sequentiallyConsistent) == 0 }
 
     static let tidMask = cshm_futex_tid_mask()
     static let waitersBit = cshm_futex_waiters_bit()
@@ -98,11 +128,25 @@ public final class RobustMutex: @unchecked Sendable {
                 return takeOwnership()
             }
             let current = word.pointee.load(ordering: .relaxed)
-            if current & RobustMutex.tidMask == me { throw .wouldDeadlock }
+            if current & RobustMutex.tidMask == me && (usesKernelPI || holderID.pointee.load(ordering: .relaxed) == ProcessIdentity.current.packed) {
+                throw .wouldDeadlock
+            }
             CPU.relax()
         }
         let deadlineRealtime: UInt64? = timeout.map { wallClockNanoseconds() &+ $0.nanoseconds }
+        var pause: UInt64 = 20_000
         while true {
+            if !usesKernelPI {
+                // Users in two pid namespaces: the kernel cannot resolve a
+                // TID from the other one. Poll, and prove death by lease.
+                if let acquisition = takeFreeOrAbandonedWord(me) { return acquisition }
+                if let deadlineRealtime, wallClockNanoseconds() >= deadlineRealtime {
+                    throw .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
+                }
+                sleepNanoseconds(pause)
+                pause = min(pause * 2, 2_000_000)
+                continue
+            }
             var ts = timespec()
             let rc: Int32
             if let deadlineRealtime {
@@ -129,7 +173,9 @@ public final class RobustMutex: @unchecked Sendable {
                 throw .wouldDeadlock
             case ESRCH:
                 // The TID in the word belongs to no living thread and the
-                // kernel had no waiter to hand the lock to: take it over.
+                // kernel had no waiter to hand the lock to: take it over
+                // (unless the mutex turned mixed meanwhile: then poll).
+                if !usesKernelPI { continue }
                 let observed = word.pointee.load(ordering: .acquiring)
                 let owner = observed & RobustMutex.tidMask
                 if owner == 0 { continue }
@@ -153,6 +199,7 @@ public final class RobustMutex: @unchecked Sendable {
         if word.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
             return takeOwnership()
         }
+        guard usesKernelPI else { return takeFreeOrAbandonedWord(me) }
         if word.pointee.load(ordering: .relaxed) & RobustMutex.tidMask == me { throw .wouldDeadlock }
         // FUTEX_TRYLOCK_PI resolves a dead owner in the kernel.
         if cshm_futex_trylock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)) == 0 {
@@ -171,12 +218,30 @@ public final class RobustMutex: @unchecked Sendable {
         return nil
     }
 
+    /// Takes the word if it is free, or if its holder is proven dead by its
+    /// lease (from any pid namespace); nil otherwise.
+    private func takeFreeOrAbandonedWord(_ me: UInt32) -> Acquisition? {
+        // SYNC POINT: acquire pairs with the release CAS in `unlock`.
+        if word.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged { return takeOwnership() }
+        let observed = word.pointee.load(ordering: .acquiring)
+        let recorded = holderID.pointee.load(ordering: .acquiring)
+        // No identity yet: the holder is between taking the word and
+        // writing its fields (or died there). Wait for it.
+        guard observed != 0, recorded != 0, ProcessIdentity(packed: recorded).liveness == .dead else { return nil }
+        // SYNC POINT: acquire pairs with the dead holder's last release.
+        guard word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
+                                           ordering: .acquiring).exchanged else { return nil }
+        return takeOwnership()
+    }
+
     /// Called with the word held: records us as holder and reports whether
     /// the previous holder died holding it.
     private func takeOwnership() -> Acquisition {
         let previous = holder.pointee.load(ordering: .relaxed)
         holder.pointee.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
-        holderID.pointee.store(ProcessIdentity.current.packed, ordering: .relaxed)
+        // SYNC POINT: release pairs with the acquire load in
+        // `takeFreeOrAbandonedWord`: a locker that sees our identity tests our lease.
+        holderID.pointee.store(ProcessIdentity.current.packed, ordering: .releasing)
         if previous != 0 {
             deaths.pointee.wrappingAdd(1, ordering: .relaxed)
             return .ownerDied(pid: Int32(bitPattern: previous))

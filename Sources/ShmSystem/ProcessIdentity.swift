@@ -31,6 +31,14 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
         return ProcessIdentity(pid: pid, startTime: ProcessIdentity.startTime(of: pid) ?? 0, lease: ProcessLease.token)
     }()
 
+    /// The inode of this process's pid namespace (`stat` of
+    /// `/proc/self/ns/pid`), 0 if it cannot be read. Two processes with
+    /// the same value see the same pids.
+    public static let currentPIDNamespace: UInt64 = {
+        var st = stat()
+        return stat("/proc/self/ns/pid", &st) == 0 ? UInt64(st.st_ino) : 0
+    }()
+
     /// What a survivor can say about a recorded process.
     public enum Liveness: String, Sendable {
         /// It runs: its lease is held (or, without a lease, its pid exists
@@ -49,7 +57,6 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     /// `kill(pid, 0)` and `/proc/PID/stat` give a hint that is only right in
     /// the recorder's pid namespace.
     public var liveness: Liveness {
-        guard pid > 0 else { return .dead }
         if lease != 0 {
             switch ProcessLease.state(token: lease) {
             case .held: return .alive
@@ -57,6 +64,7 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
             case .unknown: return .unknown
             }
         }
+        guard pid > 0 else { return .dead }
         if kill(pid, 0) != 0 && Errno.current == .noSuchProcess { return .dead }
         guard let now = ProcessIdentity.startTime(of: pid) else { return .dead }
         if startTime != 0 && now != startTime { return .dead }
@@ -81,7 +89,27 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
         self.lease = UInt32(truncatingIfNeeded: packed >> 32)
     }
 
-    public var description: String { "pid \(pid)" }
+    /// The identity in 30 bits, for words with little room (MPMC slot
+    /// states, log record headers): the lease token, or — for a process
+    /// without a lease — its pid (at most 22 bits on Linux) with bit 29 set.
+    /// Never 0.
+    public var compact: UInt32 {
+        lease != 0 ? lease : (UInt32(bitPattern: pid) & ProcessIdentity.compactPIDMask) | ProcessIdentity.compactPIDFlag
+    }
+
+    static let compactPIDFlag: UInt32 = 1 << 29
+    static let compactPIDMask: UInt32 = (1 << 29) - 1
+
+    /// Decodes `compact` (pid 0 when it holds a lease; start time 0).
+    public init(compact: UInt32) {
+        if compact & ProcessIdentity.compactPIDFlag != 0 {
+            self.init(pid: Int32(bitPattern: compact & ProcessIdentity.compactPIDMask), startTime: 0)
+        } else {
+            self.init(pid: 0, startTime: 0, lease: compact & ProcessIdentity.compactPIDMask)
+        }
+    }
+
+    public var description: String { pid != 0 ? "pid \(pid)" : "lease \(ProcessLease.hex(lease))" }
 
     /// Whether some live (non-zombie) process has this pid, when only the pid
     /// was recorded (`kill(pid, 0)`, then `/proc/PID/stat` for zombies).

@@ -12,7 +12,7 @@ import Synchronization
 /// that takes part holds a *lease*: an empty file
 ///
 /// ```text
-/// /dev/shm/swiftshm.live.<token>      token: 8 hex digits, random, never 0
+/// /dev/shm/swiftshm.live.<token>      token: 8 hex digits, random, 1 ..< 2^29
 /// ```
 ///
 /// created with `O_EXCL` and locked with `flock(LOCK_EX)` for the life of
@@ -30,6 +30,10 @@ import Synchronization
 public enum ProcessLease {
     static let directory = "/dev/shm"
     static let prefix = "swiftshm.live."
+
+    /// Tokens are below 2^29, so an identity fits 30 bits
+    /// (`ProcessIdentity.compact`) where a word has little room.
+    public static let tokenLimit: UInt32 = 1 << 29
 
     /// This process's lease token (0: none could be made). Made on first use.
     public static var token: UInt32 { current.token }
@@ -55,7 +59,7 @@ public enum ProcessLease {
 
     private static func acquire() -> Held {
         for _ in 0..<8 {
-            let token = UInt32.random(in: 1...UInt32.max)
+            let token = UInt32.random(in: 1..<ProcessLease.tokenLimit)
             let path = path(token: token)
             let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if fd < 0 {

@@ -12,26 +12,6 @@ import ShmSystem
 /// proves nothing there, a held lease does.
 @Suite("Pid namespaces")
 struct PidNamespaceTests {
-    /// Why namespaces cannot be made here, or nil if they can.
-    static let unavailable: String? = {
-        guard getuid() == 0 else { return "needs root for unshare -p" }
-        guard access("/usr/bin/unshare", X_OK) == 0 else { return "no /usr/bin/unshare" }
-        guard let probe = try? ChildProcess.spawn("/usr/bin/unshare", arguments: ["-p", "-f", "--mount-proc", "/bin/true"],
-                                                  captureOutput: true),
-              let status = try? probe.wait(timeout: .seconds(20)), status == .exited(0) else {
-            return "unshare -p -f --mount-proc is not permitted here"
-        }
-        return nil
-    }()
-
-    static func skipIfUnavailable() -> Bool {
-        if let reason = unavailable {
-            print("skipped: \(reason)")
-            return true
-        }
-        return false
-    }
-
     /// Runs `shm` with `arguments` in a new pid namespace (it sees only
     /// itself in /proc).
     static func cliInNewPidNamespace(_ arguments: [String]) throws -> (status: ShmSystem.ExitStatus, output: String, error: String) {
@@ -46,7 +26,7 @@ struct PidNamespaceTests {
     /// and service. Now nothing of it is touched, delivery goes on; once it
     /// is killed, the same cleanup reclaims everything.
     @Test func cleanupFromAnotherPidNamespaceLeavesLiveProcessesAlone() throws {
-        if PidNamespaceTests.skipIfUnavailable() { return }
+        if TestSupport.skipWithoutPidNamespaces() { return }
         try TestSupport.aroundDeadPeers {
             let name = TestSupport.uniqueName("pidns")
             let publisher = try TestSupport.spawnCLI(["pub", name, "--message", "tick", "--count", "1000000", "--interval", "2ms"])
@@ -92,7 +72,7 @@ struct PidNamespaceTests {
     /// process given the same pid (through `ns_last_pid`) must not collide
     /// with it nor be taken for it.
     @Test func aReusedPidIsNotItsPredecessor() throws {
-        if PidNamespaceTests.skipIfUnavailable() { return }
+        if TestSupport.skipWithoutPidNamespaces() { return }
         let name = TestSupport.uniqueName("pidreuse")
         let cli = TestSupport.cliPath
         let script = """

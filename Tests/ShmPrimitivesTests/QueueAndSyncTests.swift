@@ -79,7 +79,7 @@ struct MPMCQueueTests {
         let queue = try makeQueue(capacity: 4, slotSize: 8)
         try queue.enqueue([1])
         // A lap no legal transition leads to.
-        queue.slots.storeBytes(of: MPMCQueue.encode(lap: 0x12345, state: MPMCQueue.ready, pid: 1), as: UInt64.self)
+        queue.slots.storeBytes(of: MPMCQueue.encode(lap: 0x12345, state: MPMCQueue.ready, claimant: 1), as: UInt64.self)
         var b = [UInt8](repeating: 0, count: 8)
         #expect(throws: QueueError.self) { try b.withUnsafeMutableBytes { _ = try queue.tryDequeue(into: $0) } }
         #expect(throws: QueueError.self) { try queue.dequeue(timeout: .milliseconds(50)) }

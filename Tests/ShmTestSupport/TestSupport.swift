@@ -106,3 +106,37 @@ public final class TestThread: @unchecked Sendable {
 
     public func join() { pthread_join(handle, nil) }
 }
+
+extension TestSupport {
+    // MARK: Pid namespaces
+
+    /// Why pid namespaces cannot be made here (not root, no `unshare`, not
+    /// permitted), or nil if they can. Tests that need them print the reason
+    /// and return.
+    public static let pidNamespacesUnavailable: String? = {
+        guard getuid() == 0 else { return "needs root for unshare -p" }
+        guard access("/usr/bin/unshare", X_OK) == 0 else { return "no /usr/bin/unshare" }
+        guard let probe = try? ChildProcess.spawn("/usr/bin/unshare", arguments: ["-p", "-f", "--mount-proc", "/bin/true"],
+                                                  captureOutput: true),
+              let status = try? probe.wait(timeout: .seconds(20)), status == .exited(0) else {
+            return "unshare -p -f --mount-proc is not permitted here"
+        }
+        return nil
+    }()
+
+    /// True (after printing why) when pid namespaces cannot be made here.
+    public static func skipWithoutPidNamespaces(_ test: String = #function) -> Bool {
+        guard let reason = pidNamespacesUnavailable else { return false }
+        print("skipped \(test): \(reason)")
+        return true
+    }
+
+    /// Spawns `executable` in a new pid namespace with its own /proc
+    /// (`unshare -p -f --mount-proc`): its pids mean nothing here, and ours
+    /// nothing there. Killing the returned process (unshare, which waits for
+    /// its child as the namespace's init dies with it) ends the peer too.
+    public static func spawnInNewPidNamespace(_ executable: String, _ arguments: [String]) throws -> ChildProcess {
+        try ChildProcess.spawn("/usr/bin/unshare", arguments: ["-p", "-f", "--kill-child", "--mount-proc", executable] + arguments,
+                               captureOutput: true)
+    }
+}
