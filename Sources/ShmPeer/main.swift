@@ -168,6 +168,12 @@ do {
     case ("ps-one-process", 5):
         try servicePublishAndSubscribeInOneProcess(args[1], publishers: int(args[2]), subscribers: int(args[3]), rounds: int(args[4]))
 
+    case ("sigbus-unguarded", 2):
+        try sigbusOutsideGuardedMappings(args[1], appHandler: false)
+
+    case ("sigbus-chained", 2):
+        try sigbusOutsideGuardedMappings(args[1], appHandler: true)
+
     case ("ps-mismatch", 2):
         try serviceOpenMismatched(args[1])
 

@@ -18,9 +18,11 @@ import CShm
 /// **No SIGBUS.** A range that reaches past the end of the file is refused
 /// with `MappingError.beyondEndOfFile` instead of being mapped (touching such
 /// pages raises SIGBUS). Another process truncating the file *after* it was
-/// mapped can still cause SIGBUS; that is a property of files shared with
-/// programs you do not control. Segments avoid it with reserved capacity and
-/// (for memfd) seals.
+/// mapped does not kill this one either: the SIGBUS guard
+/// (`MemoryMapping.truncatedPages`) gives the faulting access a zero page,
+/// and `checkIntact()` — which any slow path may call — throws
+/// `.truncated(path:mappedBytes:fileSize:)` naming the file, the size that
+/// was mapped and the size it has now.
 ///
 /// **Growing.** `grow(to:)` extends the file (`ftruncate` + `posix_fallocate`)
 /// and the mapping (`mremap`). Views taken before growing stay valid: the
@@ -133,6 +135,17 @@ public final class MappedFile {
     /// The file's current size on disk (`fstat(2)`).
     public func fileSize() throws(MappingError) -> Int { try MappedFile.size(of: fd, path: path) }
 
+    /// Throws `.truncated` if the file is now shorter than the mapped range
+    /// (`fstat(2)`), or if an access already hit a page past its end (the
+    /// SIGBUS guard gave it zeros). One syscall: for slow paths.
+    public func checkIntact() throws(MappingError) {
+        let size = try fileSize()
+        let mappedEnd = offset + count
+        if size < mappedEnd || mapping.truncatedPages > 0 {
+            throw .truncated(path: path, mappedBytes: mappedEnd, fileSize: size)
+        }
+    }
+
     /// Grows the file to `newSize` bytes and the mapping to cover
     /// `offset..<newSize` (`ftruncate(2)`/`posix_fallocate(3)`, then `mremap(2)`).
     ///
@@ -161,7 +174,7 @@ public final class MappedFile {
                 throw .remap(path: path, Errno.current)
             }
             old.transferOwnership()
-            mapping = MemoryMapping(base: moved, length: newLength, access: access, label: path)
+            mapping = MemoryMapping(base: moved, length: newLength, access: access, label: path, guarded: true)
         } else {
             // Views of the old mapping exist: keep it, map the larger range beside it.
             mapping = try MemoryMapping.map(fd: fd, offset: offset - pageDelta, length: newLength, access: access, label: path)

@@ -32,6 +32,10 @@ public enum MappingError: Error, Equatable, Sendable, CustomStringConvertible {
     case readOnly(path: String)
     /// Huge pages were required but the system cannot provide them.
     case hugePagesUnavailable(reason: String)
+    /// The file was shrunk (by another process, `ftruncate`) below the end of
+    /// the mapped range after it was mapped. Accesses past its new end read
+    /// zeros (the SIGBUS guard); the data that was there is gone.
+    case truncated(path: String, mappedBytes: Int, fileSize: Int)
 
     public var description: String {
         switch self {
@@ -55,6 +59,8 @@ public enum MappingError: Error, Equatable, Sendable, CustomStringConvertible {
                 : "mlock of \(length) bytes failed: \(e)"
         case .readOnly(let path): "'\(path)' is mapped read-only"
         case .hugePagesUnavailable(let reason): "huge pages unavailable: \(reason)"
+        case .truncated(let path, let mapped, let size):
+            "'\(path)' shrank under its mapping: \(mapped) bytes were mapped, the file has \(size) now (pages past its end read as zeros)"
         }
     }
 }

@@ -35,17 +35,24 @@ public final class MemoryMapping: @unchecked Sendable {
     /// mapping: the memory then belongs to the new owner.
     private var transferred = false
 
+    /// This mapping's slot in the SIGBUS guard (-1: not guarded).
+    private let guardSlot: Int32
+
+    /// - Parameter guarded: the memory is a file (or shared-memory object)
+    ///   another process could shrink: register it with the SIGBUS guard.
     package init(base: UnsafeMutableRawPointer, length: Int, access: MappingAccess, label: String,
-                 usesHugeTLB: Bool = false, release: Release = .munmap) {
+                 usesHugeTLB: Bool = false, release: Release = .munmap, guarded: Bool = false) {
         self.release = release
         self.unsafeBaseAddress = base
         self.length = length
         self.access = access
         self.label = label
         self.usesHugeTLB = usesHugeTLB
+        guardSlot = guarded ? cshm_sigbus_guard_register(base, length) : -1
     }
 
     deinit {
+        cshm_sigbus_guard_unregister(guardSlot)
         guard !transferred else { return }
         let rc = release == .munmap ? munmap(unsafeBaseAddress, length) : shmdt(unsafeBaseAddress)
         precondition(rc == 0, "\(release) of \(length) bytes at \(unsafeBaseAddress) failed: \(Errno.current)")
@@ -65,8 +72,24 @@ public final class MemoryMapping: @unchecked Sendable {
             throw .map(path: label, length: length, Errno.current)
         }
         return MemoryMapping(base: base, length: length, access: access, label: label,
-                             usesHugeTLB: extraFlags & MAP_HUGETLB != 0)
+                             usesHugeTLB: extraFlags & MAP_HUGETLB != 0, guarded: true)
     }
+
+    /// Pages of this mapping that the SIGBUS guard replaced with zero pages
+    /// because the file under them was shrunk by someone (`ftruncate`) after
+    /// it was mapped. 0 for an intact (or unguarded) mapping. Reading it is
+    /// one atomic load; the pages stay zero, private to this process.
+    ///
+    /// The guard: file-backed mappings of this library are registered with a
+    /// process-wide SIGBUS handler (installed on first use, chaining to the
+    /// application's handler for any other fault). An access past the new
+    /// end of the file gets a zero page instead of killing the process, and
+    /// the owner of the mapping throws `.truncated` at its next check.
+    public var truncatedPages: Int { Int(cshm_sigbus_guard_faults(guardSlot)) }
+
+    /// Whether the SIGBUS guard covers this mapping (file-backed mappings,
+    /// while fewer than 4,096 are guarded at once).
+    public var isGuarded: Bool { guardSlot >= 0 }
 
     /// Hands the memory to a new owner after a successful `mremap`. Only
     /// valid when the caller holds the only reference.

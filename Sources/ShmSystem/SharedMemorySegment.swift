@@ -340,6 +340,18 @@ public final class SharedMemorySegment: Segment {
     /// The descriptor of the segment, for `fstat` or passing to another
     /// process. Owned by this handle: do not close it.
     public var unsafeFileDescriptor: Int32 { fd }
+
+    /// Throws `.truncated` if the object was shrunk below the mapped size
+    /// (`fstat(2)`), or an access already hit a page past its new end (the
+    /// SIGBUS guard gave it zeros: `MemoryMapping.truncatedPages`). One
+    /// syscall: for slow paths.
+    public func checkIntact() throws(SegmentError) {
+        var st = stat()
+        let size = fstat(fd, &st) == 0 ? Int(st.st_size) : -1
+        if (size >= 0 && size < mapping.length) || mapping.truncatedPages > 0 {
+            throw .truncated(name: name.name, actualSize: max(size, 0), expectedSize: mapping.length)
+        }
+    }
 }
 
 extension Duration {

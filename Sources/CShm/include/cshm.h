@@ -175,4 +175,20 @@ int cshm_futex_waitv(uint32_t *const *words, const uint32_t *expected, unsigned 
 /// so repeated waits after spurious wake-ups never extend the timeout.
 int cshm_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *abs_monotonic);
 
+// SIGBUS guard (sigbus_guard.c): library mappings that another process
+// shrinks read zero pages instead of killing the process.
+
+/// Installs the process-wide SIGBUS handler (idempotent); chains to the
+/// handler installed before it for faults outside guarded mappings.
+int cshm_sigbus_guard_install(void);
+
+/// Guards [base, base+length); returns a slot, or -1 if none is free.
+int cshm_sigbus_guard_register(void *base, size_t length);
+
+/// Stops guarding a slot (before the mapping is unmapped).
+void cshm_sigbus_guard_unregister(int slot);
+
+/// Pages of the slot's mapping replaced by zero pages after a SIGBUS.
+uint32_t cshm_sigbus_guard_faults(int slot);
+
 #endif
