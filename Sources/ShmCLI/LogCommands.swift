@@ -132,8 +132,9 @@ struct LogStatCommand: ParsableCommand {
         let firstTime: UInt64?
         let lastTime: UInt64?
         let nextPosition: String
+        let warnings: [String]
         enum CodingKeys: String, CodingKey {
-            case directory, segments, bytes, records
+            case directory, segments, bytes, records, warnings
             case segmentSize = "segment_size", firstSequence = "first_sequence", lastSequence = "last_sequence"
             case firstTime = "first_time_ns", lastTime = "last_time_ns", nextPosition = "next_position"
         }
@@ -144,7 +145,8 @@ struct LogStatCommand: ParsableCommand {
         let s = log.stat()
         let report = Report(directory: directory, segments: s.segments, segmentSize: s.segmentSize, bytes: s.bytes, records: s.records,
                             firstSequence: s.firstSequence, lastSequence: s.lastSequence, firstTime: s.firstTime, lastTime: s.lastTime,
-                            nextPosition: s.nextPosition.description)
+                            nextPosition: s.nextPosition.description, warnings: s.warnings)
+        for warning in s.warnings { StandardStreams.printError("warning: \(warning) (run `shm log verify`)") }
         if json { return try printJSON(report) }
         func time(_ ns: UInt64?) -> String { ns.map { formatWallClock($0) } ?? "-" }
         StandardStreams.printLine("""

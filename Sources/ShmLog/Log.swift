@@ -96,8 +96,8 @@ public final class Log: @unchecked Sendable {
 
     func segmentPath(_ number: UInt32) -> String { directory + "/" + SegmentFile.name(number) }
 
-    func openSegment(_ number: UInt32, writable: Bool) throws(LogError) -> SegmentFile {
-        try SegmentFile(path: segmentPath(number), number: number, meta: meta, writable: writable)
+    func openSegment(_ number: UInt32, writable: Bool, repairing: Bool = false) throws(LogError) -> SegmentFile {
+        try SegmentFile(path: segmentPath(number), number: number, meta: meta, writable: writable, repairing: repairing)
     }
 
     /// Where the next record will go, and its sequence number.

@@ -28,6 +28,11 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     case system(operation: String, path: String, Errno)
     /// Mapping a segment failed.
     case mapping(MappingError)
+    /// A segment file is shorter than the log's segment size: someone cut it
+    /// (`truncate`, a bad copy, power loss). What was past its end is gone.
+    /// Recovery (the next appender when none is alive) extends it with
+    /// zeros and marks it, and `verify` reports it from then on.
+    case segmentShrunk(path: String, expectedBytes: Int, actualBytes: Int)
 
     public var description: String {
         switch self {
@@ -44,6 +49,8 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .timedOut(let timeout): return "no record within \(timeout.map { "\($0)" } ?? "the wait")"
         case .system(let operation, let path, let errno): return "\(operation) '\(path)' failed: \(errno)"
         case .mapping(let error): return "\(error)"
+        case .segmentShrunk(let path, let expected, let actual):
+            return "log segment '\(path)' is \(actual) bytes, not \(expected): it was cut short and what was past byte \(actual) is lost"
         }
     }
 }

@@ -113,6 +113,8 @@ final class MetaFile: @unchecked Sendable {
 /// ```text
 /// offset      contents
 ///    0        magic "SHMLOGSG", version, segment number, size, data offset, index entries, created
+///   56        cutTo UInt64: the size recovery found the file cut to (0: never cut)
+///   64        cutFoundAt UInt64: when recovery found it (wall ns)
 ///  128        sparse index: entry k (32 bytes) = the record whose span covers
 ///             byte k × granularity of the data area: offset (written last,
 ///             release; 0 = unset), sequence, timestamp
@@ -123,6 +125,7 @@ final class SegmentFile: @unchecked Sendable {
     static let version: UInt32 = 1
     static let headerSize = 128
     static let indexEntrySize = 32
+    static let cutToOffset = 56, cutFoundAtOffset = 64
 
     let path: String
     let number: UInt32
@@ -133,6 +136,8 @@ final class SegmentFile: @unchecked Sendable {
     let indexEntries: Int
     let granularity: Int
     let writable: Bool
+    /// This open found the file cut short and extended it (recovery).
+    private(set) var repairedCut = false
 
     static func indexEntries(segmentSize: Int, granularity: Int) -> Int { segmentSize / granularity }
 
@@ -182,19 +187,31 @@ final class SegmentFile: @unchecked Sendable {
         return try SegmentFile(path: path, number: number, meta: meta, writable: true)
     }
 
-    init(path: String, number: UInt32, meta: MetaFile, writable: Bool) throws(LogError) {
+    /// Opens segment `number`. A file shorter than the segment size is
+    /// `.segmentShrunk`, unless `repairing` (recovery, with no appender
+    /// alive): then it is extended with zeros and marked cut (`cutTo`),
+    /// so `verify` keeps reporting the loss.
+    init(path: String, number: UInt32, meta: MetaFile, writable: Bool, repairing: Bool = false) throws(LogError) {
         self.path = path
         self.number = number
         self.writable = writable
+        var cutTo: Int?
         do {
-            // A file cut short (power loss, a bad copy) is extended back with zeros.
-            if writable, let size = try? fileSize(path), size < meta.segmentSize {
+            if let size = try? fileSize(path), size < meta.segmentSize {
+                guard writable && repairing && size >= SegmentFile.headerSize else {
+                    throw LogError.segmentShrunk(path: path, expectedBytes: meta.segmentSize, actualBytes: size)
+                }
                 _ = try MappedFile.create(path: path, size: meta.segmentSize)
+                cutTo = size
             }
             file = try MappedFile(path: path, access: writable ? .readWrite : .readOnly)
-        } catch {
+        } catch let error as LogError {
+            throw error
+        } catch let error as MappingError {
             if case .open(_, let e) = error, e == .notFound { throw .notFound(directory: path) }
             throw .mapping(error)
+        } catch {
+            throw .invalidLayout(path: path, reason: "\(error)")
         }
         base = file.bytes.unsafeBaseAddress
         size = file.count
@@ -213,6 +230,29 @@ final class SegmentFile: @unchecked Sendable {
         }
         dataOffset = expectedData
         indexEntries = SegmentFile.indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)
+        repairedCut = cutTo != nil
+        if let cutTo, base.load(fromByteOffset: SegmentFile.cutToOffset, as: UInt64.self) == 0 {
+            base.storeBytes(of: UInt64(cutTo), toByteOffset: SegmentFile.cutToOffset, as: UInt64.self)
+            base.storeBytes(of: wallClockNanoseconds(), toByteOffset: SegmentFile.cutFoundAtOffset, as: UInt64.self)
+            try? file.mapping.sync(.synchronous, range: 0..<4096)
+        }
+    }
+
+    /// The size recovery found this file cut to, if it ever was.
+    var cutTo: Int? {
+        let value = base.load(fromByteOffset: SegmentFile.cutToOffset, as: UInt64.self)
+        return value == 0 ? nil : Int(clamping: value)
+    }
+
+    /// Throws if the file shrank under the mapping since it was opened
+    /// (`fstat`, and the SIGBUS guard's count of zero-filled pages).
+    func checkIntact() throws(LogError) {
+        do { try file.checkIntact() } catch {
+            if case .truncated(_, _, let size) = error {
+                throw .segmentShrunk(path: path, expectedBytes: self.size, actualBytes: size)
+            }
+            throw .mapping(error)
+        }
     }
 
     var createdAt: UInt64 { base.load(fromByteOffset: 48, as: UInt64.self) }
@@ -253,6 +293,14 @@ final class SegmentFile: @unchecked Sendable {
         let offset = Int(UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.load(ordering: .acquiring))
         guard offset >= dataOffset, offset < size, offset % 8 == 0 else { return nil }
         return (offset, entry.load(fromByteOffset: 8, as: UInt64.self), entry.load(fromByteOffset: 16, as: UInt64.self))
+    }
+
+    /// Entry `k`'s offset word as stored, unchecked (0: unset), for audits.
+    func rawIndexOffset(_ k: Int) -> UInt64 {
+        guard k >= 0, k < indexEntries else { return 0 }
+        // SYNC POINT: acquire pairs with the release store of the entry's offset in `setIndexEntry`.
+        return UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize))
+            .pointee.load(ordering: .acquiring)
     }
 
     func setIndexEntry(_ k: Int, offset: Int, sequence: UInt64, timestamp: UInt64) {

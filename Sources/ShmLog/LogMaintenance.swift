@@ -16,6 +16,9 @@ public struct LogStats: Sendable, Equatable {
     public var lastTime: UInt64?
     public var nextPosition: LogPosition
     public var segmentSize: Int
+    /// Damage seen without checksums (`verify` tells all): unreadable,
+    /// missing or cut segments, sequence gaps no skipped claim explains.
+    public var warnings: [String] = []
 }
 
 /// What `Log.verify()` found.
@@ -33,11 +36,16 @@ public struct LogVerification: Sendable, Equatable {
 }
 
 extension Log {
-    /// Walks every segment (read-only): `body` sees each step.
-    func walk(_ body: (SegmentFile, Step) -> Void) {
+    /// Walks every segment (read-only): `body` sees each step; segments that
+    /// cannot be opened (damaged header, cut short) go to `unreadable`.
+    func walk(unreadable: (UInt32, LogError) -> Void = { _, _ in }, _ body: (SegmentFile, Step) -> Void) {
         let numbers = segmentNumbers()
         for number in numbers {
-            guard let segment = try? openSegment(number, writable: false) else { continue }
+            let segment: SegmentFile
+            do { segment = try openSegment(number, writable: false) } catch {
+                unreadable(number, error)
+                continue
+            }
             var offset = segment.dataOffset
             let claim = meta.loadClaimPosition()
             walkSegment: while true {
@@ -67,7 +75,9 @@ extension Log {
         }
     }
 
-    /// Counts, sizes and the first and last records (reads every record header).
+    /// Counts, sizes and the first and last records (reads every record
+    /// header), and warnings for damage that needs no checksum to see:
+    /// unreadable, missing or cut segments and unexplained sequence gaps.
     public func stat() -> LogStats {
         let numbers = segmentNumbers()
         var stats = LogStats(segments: numbers.count, bytes: 0, records: 0, nextPosition: nextPosition.position,
@@ -75,7 +85,9 @@ extension Log {
         for number in numbers {
             stats.bytes += allocatedBytes(segmentPath(number))
         }
-        walk { _, step in
+        var audit = StructureAudit(log: self, numbers: numbers)
+        walk(unreadable: { audit.unreadable($0, $1) }) { segment, step in
+            audit.see(segment, step)
             if case .record(_, _, let sequence, let timestamp, true) = step {
                 stats.records += 1
                 if stats.firstSequence == nil { stats.firstSequence = sequence; stats.firstTime = timestamp }
@@ -83,16 +95,23 @@ extension Log {
                 stats.lastTime = timestamp
             }
         }
+        stats.warnings = audit.finish().map(\.description) + audit.notes
         return stats
     }
 
-    /// Checks every record's checksum and the order of sequence numbers
-    /// (read-only; safe while appenders and tailers run).
+    /// Checks every record's checksum and the order of sequence numbers,
+    /// and the structure: every segment readable, none missing between the
+    /// oldest and the newest, none cut short, index entries pointing at the records they name, and no sequence gap
+    /// beyond the one sequence each skipped claim explains (read-only; safe
+    /// while appenders and tailers run).
     public func verify() -> LogVerification {
         var result = LogVerification()
         var last: UInt64?
         let claim = meta.loadClaimPosition()
-        walk { segment, step in
+        let numbers = segmentNumbers()
+        var audit = StructureAudit(log: self, numbers: numbers)
+        walk(unreadable: { audit.unreadable($0, $1) }) { segment, step in
+            audit.see(segment, step)
             let here = { (offset: Int) in LogPosition(segment: segment.number, offset: UInt32(offset)) }
             switch step {
             case .record(let offset, _, let sequence, _, let intact):
@@ -121,6 +140,7 @@ extension Log {
             case .endOfSegment: break
             }
         }
+        result.problems += audit.finish()
         return result
     }
 

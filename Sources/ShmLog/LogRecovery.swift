@@ -18,6 +18,9 @@ public struct RecoveryReport: Sendable, Equatable {
     public var corruptRecordsSkipped = 0
     /// Bytes cleared after the last valid record (a torn tail).
     public var truncatedBytes = 0
+    /// Segments found cut short (someone truncated them): extended back with
+    /// zeros and marked, so `verify` reports what was lost.
+    public var cutSegments: [UInt32] = []
 }
 
 extension Log {
@@ -38,7 +41,8 @@ extension Log {
         for number in numbers.reversed() {
             let segment: SegmentFile
             do {
-                segment = try openSegment(number, writable: true)
+                segment = try openSegment(number, writable: true, repairing: true)
+                if segment.repairedCut { report.cutSegments.append(number) }
             } catch .invalidLayout(_, _) where number == numbers.last && number > numbers[0] {
                 // The newest segment's header did not reach the disk: it holds nothing.
                 unlink(segmentPath(number))

@@ -256,6 +256,8 @@ public final class LogTailer: @unchecked Sendable {
                 if let end, now >= end { throw .timedOut(timeout) }
                 spins += 1
                 if case .busySpin = waiter {
+                    // A spinner checks its file now and then (a syscall).
+                    if spins & 0xFFFF == 0, let segment { try segment.checkIntact() }
                     CPU.relax()
                     continue
                 }
@@ -263,6 +265,9 @@ public final class LogTailer: @unchecked Sendable {
                     CPU.relax()
                     continue
                 }
+                // Before each sleep: has someone cut the file under us? What
+                // we read as "nothing yet" may be zeros where records were.
+                if let segment { try segment.checkIntact() }
                 // Sleep until the slot changes (or a slice passes: segments
                 // appear, holes time out).
                 let slice = now &+ 20_000_000
