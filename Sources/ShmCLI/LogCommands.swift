@@ -62,6 +62,9 @@ struct LogTailCommand: ParsableCommand {
     @Option(help: "With --follow: give up after this long without a record, e.g. 5s.", transform: parseDuration)
     var timeout: Duration?
     @Flag(help: "One JSON object per record.") var json = false
+    @Flag(name: .customLong("fail-on-gap"),
+          help: "Fail when records were deleted by retention before being read (default: a notice on stderr, then go on).")
+    var failOnGap = false
 
     struct Line: Encodable {
         let sequence: UInt64
@@ -82,27 +85,46 @@ struct LogTailCommand: ParsableCommand {
             else if let sequence = UInt64(from), sequence > 0 { start = .sequence(sequence) }
             else { throw ValidationError("--from '\(from)': use start, end, a sequence number or @WALLCLOCK_NS") }
         }
+        if follow { Interruptible.begin() }
         let log = try reporting { try Log.open(directory: directory) }
-        let tailer = try reporting { try log.tailer(from: start) }
+        let tailer = try reporting { try log.tailer(from: start, onDeletedSegment: failOnGap ? .fail : .moveToOldest) }
         var printed = 0
+        var lastSequence: UInt64?
         while count.map({ printed < $0 }) ?? true {
             let record: LogRecord
+            let jumps = tailer.retentionJumps
             do {
                 if follow {
-                    record = try tailer.next(timeout: timeout)
+                    let next = try Interruptible.wait(timeout: timeout) { slice throws(LogError) -> LogRecord? in
+                        do throws(LogError) { return try tailer.next(timeout: slice) } catch {
+                            if case .timedOut = error { return nil }
+                            throw error
+                        }
+                    }
+                    guard let next else {
+                        throw CommandFailure("no record within \(timeout.map { "\($0)" } ?? "the timeout") (\(printed) printed)")
+                    }
+                    record = next
                 } else {
                     guard let next = try tailer.tryNext() else { break }
                     record = next
                 }
-            } catch {
+            } catch let error as LogError {
                 switch error {
-                case .timedOut: throw CommandFailure("no record within \(timeout.map { "\($0)" } ?? "the timeout") (\(printed) printed)")
                 case .corruptRecord:
                     StandardStreams.printError("skipped: \(error)")
                     continue
+                case .positionDeleted:
+                    throw CommandFailure("\(error) (retention deleted records before they were read)")
                 default: throw CommandFailure(error.description)
                 }
             }
+            if tailer.retentionJumps != jumps {
+                let gap = lastSequence.map { record.sequence > $0 + 1 ? " \(record.sequence - $0 - 1) records" : "" } ?? ""
+                StandardStreams.printError("notice: retention deleted\(gap) before this tailer read them"
+                    + (lastSequence.map { " (after sequence \($0))" } ?? "") + "; continuing at sequence \(record.sequence)")
+            }
+            lastSequence = record.sequence
             printed += 1
             if json {
                 try printJSONLine(Line(sequence: record.sequence, position: record.position.description, timestamp: record.timestamp,

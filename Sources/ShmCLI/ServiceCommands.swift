@@ -151,6 +151,7 @@ struct PubCommand: ParsableCommand {
     @OptionGroup var byteService: ByteServiceOptions
 
     func run() throws {
+        Interruptible.begin()
         let node = try reporting { try Node(name: "shm-pub") }
         let service = try reporting { try byteService.open(serviceName, node: node) }
         guard service.payloadType.name == PayloadType.byteSliceName else {
@@ -166,16 +167,27 @@ struct PubCommand: ParsableCommand {
             guard bytes.count <= service.maxSliceLength else {
                 throw CommandFailure("a line of \(bytes.count) bytes exceeds the service's \(service.maxSliceLength)-byte samples")
             }
+            try Interruptible.check()
             _ = try reporting { try publisher.send(copyOf: bytes) }
             published += 1
-            if interval > .zero { usleep(UInt32(interval.nanoseconds / 1000)) }
+            if interval > .zero { usleep(UInt32(interval.nanoseconds / 1000)) } // EINTR ends it early
         }
+        defer { StandardStreams.printError("published \(published) sample\(published == 1 ? "" : "s") to \(service.name)") }
         if messages.isEmpty {
-            while let line = readLine(strippingNewline: true) { try publish(line) }
+            // Not readLine(): it retries EINTR, so a signal could not stop it.
+            let input = LineReader()
+            reading: while true {
+                try Interruptible.check()
+                switch input.next(waiting: Interruptible.slice) {
+                case .line(let line): try publish(line)
+                case .nothingYet: continue
+                case .end: break reading
+                }
+            }
         } else {
             for _ in 0..<count { for message in messages { try publish(message) } }
         }
-        StandardStreams.printError("published \(published) sample\(published == 1 ? "" : "s") to \(service.name)")
+        try Interruptible.check()
     }
 }
 
@@ -200,19 +212,22 @@ struct SubCommand: ParsableCommand {
     }
 
     func run() throws {
+        Interruptible.begin()
         let node = try reporting { try Node(name: "shm-sub") }
         let service = try reporting { try byteService.open(serviceName, node: node) }
         let subscriber = try reporting { try service.subscriber() }
         var received = 0
         while count.map({ received < $0 }) ?? true {
-            let sample: ReceivedSample<UInt8>
-            do {
-                sample = try subscriber.receive(timeout: timeout)
-            } catch {
-                if case .timedOut = error {
-                    throw CommandFailure("no sample within \(timeout.map { "\($0)" } ?? "the timeout") (\(received) received)")
+            let next = try Interruptible.wait(timeout: timeout) { slice -> ReceivedSample<UInt8>? in
+                do throws(ServiceError) {
+                    return try subscriber.receive(timeout: slice)
+                } catch {
+                    if case .timedOut = error { return nil }
+                    throw CommandFailure(error.description)
                 }
-                throw CommandFailure(error.description)
+            }
+            guard let sample = consume next else {
+                throw CommandFailure("no sample within \(timeout.map { "\($0)" } ?? "the timeout") (\(received) received)")
             }
             received += 1
             let bytes = Array(sample.buffer)
@@ -250,6 +265,7 @@ struct HzCommand: ParsableCommand {
     }
 
     func run() throws {
+        Interruptible.begin()
         let node = try reporting { try Node(name: "shm-hz") }
         let service = try reporting { try byteService.open(serviceName, node: node) }
         let subscriber = try reporting { try service.subscriber() }
@@ -258,8 +274,10 @@ struct HzCommand: ParsableCommand {
         while duration.map({ monotonicNanoseconds() - start < $0.nanoseconds }) ?? true {
             let windowEnd = windowStart + window.nanoseconds
             let now = monotonicNanoseconds()
+            try Interruptible.check()
             if now < windowEnd {
-                if (try? subscriber.receive(timeout: Duration.nanoseconds(Int64(windowEnd - now)))) != nil { samples += 1 }
+                let wait = min(Interruptible.slice, Duration.nanoseconds(Int64(windowEnd - now)))
+                if (try? subscriber.receive(timeout: wait)) != nil { samples += 1 }
                 continue
             }
             let seconds = Double(now - windowStart) / 1e9

@@ -44,6 +44,10 @@ public final class LogTailer: @unchecked Sendable {
     var segment: SegmentFile?
     /// The next slot to read.
     public private(set) var position: LogPosition
+    /// Times this tailer found its next segment deleted by retention and
+    /// moved on to the oldest retained record (`.moveToOldest`): the records
+    /// in between were never read. Compare before and after a read to notice.
+    public private(set) var retentionJumps = 0
     /// How long an empty slot below the claim word may stay empty before
     /// the tailer looks past it (`.zero`: at once — when no appender is
     /// alive, as in tools reading a log after a crash).
@@ -225,6 +229,7 @@ public final class LogTailer: @unchecked Sendable {
             case .fail: throw .positionDeleted(position, oldestRetained: start)
             case .moveToOldest:
                 position = start
+                retentionJumps += 1
                 return try currentSegment()
             }
         }

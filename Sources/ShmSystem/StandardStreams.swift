@@ -22,3 +22,49 @@ public enum StandardStreams {
         }
     }
 }
+
+/// Lines from a descriptor (default: stdin), read with `poll(2)` + `read(2)`
+/// so that a caller can stop between waits: Swift's `readLine()` retries
+/// EINTR inside and cannot be interrupted by a signal.
+public final class LineReader {
+    public enum Next: Equatable, Sendable {
+        /// A line, without its newline.
+        case line(String)
+        /// Nothing arrived within the wait.
+        case nothingYet
+        /// End of input (or a read error); a last unterminated line came before.
+        case end
+    }
+
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private var finished = false
+
+    public init(fd: Int32 = 0) { self.fd = fd }
+
+    /// The next line, waiting at most `waiting` for input.
+    public func next(waiting: Duration) -> Next {
+        while true {
+            if let newline = buffer.firstIndex(of: 10) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return .line(line)
+            }
+            if finished {
+                if buffer.isEmpty { return .end }
+                let line = String(decoding: buffer, as: UTF8.self)
+                buffer.removeAll()
+                return .line(line)
+            }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(clamping: waiting.nanoseconds / 1_000_000)
+            let ready = poll(&descriptor, 1, milliseconds)
+            if ready == 0 || (ready < 0 && Errno.current == .interrupted) { return .nothingYet }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && Errno.current == .interrupted { return .nothingYet }
+            if n <= 0 { finished = true; continue }
+            buffer.append(contentsOf: chunk[..<n])
+        }
+    }
+}

@@ -112,6 +112,18 @@ struct RequestEventWaitTests {
         }
     }
 
+    /// Documented: an event is a change seen after the listener exists.
+    @Test func aLateListenerSeesOnlyWhatFiresAfterIt() throws {
+        let node = try Node(name: "test")
+        let service = try node.event(TestSupport.uniqueName("evlate"))
+        let notifier = try service.notifier()
+        try notifier.notify(2)
+        let late = try service.listener()
+        #expect(late.tryWait().isEmpty)
+        try notifier.notify(5)
+        #expect(late.wait(timeout: .seconds(5)) == [5])
+    }
+
     @Test func eventsFromAnotherProcess() throws {
         let name = TestSupport.uniqueName("ev")
         let node = try Node(name: "test")

@@ -191,4 +191,13 @@ void cshm_sigbus_guard_unregister(int slot);
 /// Pages of the slot's mapping replaced by zero pages after a SIGBUS.
 uint32_t cshm_sigbus_guard_faults(int slot);
 
+// Termination signals (termination.c).
+
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP that record the first
+/// signal and interrupt the calling thread's blocking calls (EINTR).
+int cshm_termination_install(void);
+
+/// The first termination signal received since install, or 0.
+int cshm_termination_received(void);
+
 #endif

@@ -41,6 +41,13 @@ extension Node {
 /// of listeners see every id that fired (ids that fired several times
 /// between two looks are reported once), and no listener needs a queue that
 /// could overflow.
+///
+/// **Late listeners.** An event is a *change* seen after a listener exists:
+/// a listener starts from the counters as they are when it is created, so
+/// ids notified before that are not reported to it (events are not
+/// messages and keep no history). Where a late joiner must learn what
+/// happened before it came, publish a sample with `historySize` ≥ 1 or
+/// append to a log, and use the event only as the wake-up.
 public final class EventService: @unchecked Sendable {
     let attachment: ServiceAttachment
     public let config: EventConfig

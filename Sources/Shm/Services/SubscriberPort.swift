@@ -60,6 +60,9 @@ final class SubscriberPort: @unchecked Sendable {
     /// `active` as plain values for the receive loop: no reference counting.
     let inbound: UnsafeMutablePointer<InboundConnection.State>
     var registeredPublishers = Set<UInt64>()
+    /// Why the last attempt to map a publisher's pool failed, if it failed
+    /// for a reason other than "not there yet" (see `attach`).
+    var attachFailure: ServiceError?
 
     init(attachment: ServiceAttachment, config: PublishSubscribeConfig, deliveryCapacity: Int, returnCapacity: Int,
          elementStride: Int, minimumBytes: Int, waitStrategy: WaitStrategy) throws(ServiceError) {
@@ -189,7 +192,11 @@ final class SubscriberPort: @unchecked Sendable {
     func receive(until end: UInt64?, timeout: Duration?) throws(ServiceError) -> Delivery {
         while true {
             if let delivery = try tryReceive() { return delivery }
-            if !waitForSample(until: end) { throw .timedOut(timeout) }
+            if !waitForSample(until: end) {
+                // Samples may be waiting that we cannot map: say why, not "timed out".
+                if let attachFailure { throw attachFailure }
+                throw .timedOut(timeout)
+            }
         }
     }
 
@@ -290,10 +297,30 @@ final class SubscriberPort: @unchecked Sendable {
             recycle(block)
             return true
         }
-        guard let poolSegment = try? SharedMemorySegment.open(attachment.name.portSegmentName("p", publisherID),
-                                                              access: .readOnly, kind: PublisherPool.kind, timeout: .milliseconds(100)),
-              let pool = try? PublisherPool(poolSegment.data, expectedPortID: publisherID, serviceHash: serviceHash,
-                                            service: serviceName) else { return false }
+        let poolSegment: SharedMemorySegment
+        let pool: PublisherPool
+        do {
+            poolSegment = try SharedMemorySegment.open(attachment.name.portSegmentName("p", publisherID),
+                                                       access: .readOnly, kind: PublisherPool.kind, timeout: .milliseconds(100))
+            pool = try PublisherPool(poolSegment.data, expectedPortID: publisherID, serviceHash: serviceHash, service: serviceName)
+        } catch let error as SegmentError {
+            // Not there yet, or still being created: try again later. Anything
+            // else (no memory or address space for the mapping, no
+            // permission, a damaged header) is what a receive that finds
+            // nothing reports instead of timing out.
+            switch error {
+            case .notFound, .notReady: break
+            default: attachFailure = .segment(error)
+            }
+            return false
+        } catch let error as ServiceError {
+            attachFailure = error
+            return false
+        } catch {
+            attachFailure = .corrupt(service: serviceName, reason: "\(error)")
+            return false
+        }
+        attachFailure = nil
         let connection = InboundConnection(block: block, publisherID: publisherID, pool: pool, poolSegment: poolSegment,
                                            inboxSegment: inboxSegment, delivery: delivery, returns: producer, local: localBox)
         connections[block] = connection
