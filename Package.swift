@@ -44,7 +44,8 @@ let package = Package(
             swiftSettings: strict
         ),
         // "The other process" that multi-process tests spawn.
-        .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives", "ShmLog"], swiftSettings: strict),
+        .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives", "ShmLog", "ShmTestSupport"],
+                          swiftSettings: strict),
         // Runnable examples the README points to (`swift run example-pubsub`, …).
         .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),

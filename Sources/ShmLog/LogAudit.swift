@@ -87,7 +87,11 @@ struct StructureAudit {
             walkedTo = max(walkedTo, offset + span)
             explained += 1
         case .open(let offset, let word):
-            if LogPosition(segment: segment.number, offset: UInt32(offset)) < claim, RecordFormat.decode(word)?.kind == .empty {
+            // Below the claim word: a claim killed before it was marked
+            // (empty) or before it was committed (writing), or one still
+            // being written. Each holds one sequence number.
+            let kind = RecordFormat.decode(word)?.kind
+            if LogPosition(segment: segment.number, offset: UInt32(offset)) < claim, kind == .empty || kind == .writing {
                 explained += 1
             }
         case .garbage, .endOfSegment:

@@ -61,3 +61,13 @@ func logTail(_ directory: String, count: Int) throws {
     }
     print("tailed \(count) " + last.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
 }
+
+/// Claims space for a record and never commits it (to be SIGKILLed while
+/// holding the claim); prints "claimed SEQUENCE".
+func logClaimAndHang(_ directory: String) throws {
+    let log = try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: 64 << 10, indexGranularity: 512))
+    let appender = try log.appender()
+    let claim = try appender.claim(length: 100)
+    print("claimed \(claim.sequence)")
+    while true { sleep(60) }
+}

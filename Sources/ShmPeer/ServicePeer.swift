@@ -2,34 +2,7 @@
 import Glibc
 #endif
 import Shm
-
-/// The sample multi-process service tests exchange. Declared in the peer and
-/// in the tests; they agree through the explicit type name.
-struct TestSample: BitwiseCopyable, Equatable {
-    var producer: UInt32
-    var check: UInt32
-    var sequence: UInt64
-
-    init(producer: UInt32, sequence: UInt64) {
-        self.producer = producer
-        self.sequence = sequence
-        self.check = TestSample.checksum(producer, sequence)
-    }
-
-    static func checksum(_ producer: UInt32, _ sequence: UInt64) -> UInt32 {
-        UInt32(truncatingIfNeeded: sequence &* 0x9e37_79b9_7f4a_7c15 >> 29) ^ producer
-    }
-
-    var isValid: Bool { check == TestSample.checksum(producer, sequence) }
-    static let typeName = "swiftshm.tests.TestSample"
-}
-
-func testService(_ node: Node, _ name: String, buffer: Int = 64, history: Int = 0,
-                 overflow: OverflowPolicy = .block) throws -> PublishSubscribeService<TestSample> {
-    try node.publishSubscribe(name, of: TestSample.self, typeName: TestSample.typeName,
-                              config: .init(maxPublishers: 4, maxSubscribers: 8, subscriberBufferSize: buffer, historySize: history,
-                                            overflow: overflow))
-}
+import ShmTestSupport
 
 /// Waits until `subscribers` subscribers are connected, then publishes `count` samples as producer `id`.
 func servicePublish(_ name: String, id: UInt32, count: UInt64, subscribers: Int) throws {
@@ -178,4 +151,19 @@ func servicePublishAndSubscribeInOneProcess(_ name: String, publishers: Int, sub
         }
     }
     print("received \(received) of \(publishers * subscribers * rounds), \(damaged) damaged")
+}
+
+/// Publishes `count` samples with history `history` before anyone
+/// subscribes, waits (bounded) for one subscriber — connecting replays the
+/// history to it — prints "replayed" and leaves.
+func servicePublishThenReplay(_ name: String, count: UInt64, history: Int) throws {
+    let node = try Node(name: "peer-history")
+    let service = try testService(node, name, buffer: 16, history: history, overflow: .overwriteOldest)
+    let publisher = try service.publisher()
+    for sequence in 0..<count {
+        try publisher.loanUninitialized().write(TestSample(producer: 5, sequence: sequence)).send()
+    }
+    print("sent")
+    guard try publisher.waitForSubscribers(1, timeout: .seconds(20)) else { throw PayloadError("no subscriber") }
+    print("replayed")
 }

@@ -174,6 +174,12 @@ do {
     case ("sigbus-chained", 2):
         try sigbusOutsideGuardedMappings(args[1], appHandler: true)
 
+    case ("ps-pub-history", 4):
+        try servicePublishThenReplay(args[1], count: UInt64(int(args[2])), history: int(args[3]))
+
+    case ("log-claim-hang", 2):
+        try logClaimAndHang(args[1])
+
     case ("ps-mismatch", 2):
         try serviceOpenMismatched(args[1])
 

@@ -42,6 +42,31 @@ struct LogProcessTests {
         #expect(try readAll(log).map(\.sequence) == Array(1...UInt64(3 * count)))
     }
 
+    /// A tailer in another process is waiting at a claim whose appender is
+    /// then SIGKILLed, while two other appenders keep appending after it:
+    /// the tailer steps over the dead claim and reads every other record.
+    @Test func aLiveTailerStepsOverAKilledAppendersClaim() throws {
+        let scratch = ScratchLog("claimkill")
+        _ = try scratch.create()
+        let count = 2000
+        let tailer = try TestSupport.spawnPeer(["log-tail", scratch.directory, String(2 * count)])
+        #expect(try tailer.readLine(timeout: .seconds(20)) == "ready")
+        let stuck = try TestSupport.spawnPeer(["log-claim-hang", scratch.directory])
+        #expect(try stuck.readLine(timeout: .seconds(20)) == "claimed 1")
+        let appenders = try ["a", "b"].map { tag in
+            try TestSupport.spawnPeer(["log-append", scratch.directory, tag, String(count), "none"])
+        }
+        // The tailer cannot pass the live claim: it is still waiting.
+        #expect((try? tailer.wait(timeout: .milliseconds(300))) == nil)
+        stuck.kill(SIGKILL)
+        _ = try stuck.wait(timeout: .seconds(10))
+        for appender in appenders { #expect(try appender.wait(timeout: .seconds(60)) == .exited(0), "\(appender.errorText)") }
+        #expect(try tailer.wait(timeout: .seconds(60)) == .exited(0), "\(tailer.errorText)")
+        #expect(tailer.outputText.contains("tailed \(2 * count) a=\(count - 1) b=\(count - 1)"), "\(tailer.outputText)")
+        let verification = try Log.open(directory: scratch.directory).verify()
+        #expect(verification.isIntact, "\(verification.problems)")
+    }
+
     /// Appenders SIGKILLed at random points, again and again: each time the
     /// log recovers, verifies, keeps every acknowledged record, and goes on.
     @Test(arguments: ["none", "always"])

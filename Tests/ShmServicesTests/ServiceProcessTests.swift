@@ -5,22 +5,6 @@ import Testing
 import ShmTestSupport
 @testable import Shm
 
-/// The peer's sample type, declared again here; the explicit type name is
-/// what makes the two declarations the same payload type.
-struct TestSample: BitwiseCopyable, Equatable {
-    var producer: UInt32
-    var check: UInt32
-    var sequence: UInt64
-    static let typeName = "swiftshm.tests.TestSample"
-}
-
-func testService(_ node: Node, _ name: String, buffer: Int = 64, history: Int = 0,
-                 overflow: OverflowPolicy = .block) throws -> PublishSubscribeService<TestSample> {
-    try node.publishSubscribe(name, of: TestSample.self, typeName: TestSample.typeName,
-                              config: .init(maxPublishers: 4, maxSubscribers: 8, subscriberBufferSize: buffer, historySize: history,
-                                            overflow: overflow))
-}
-
 func expectSuccess(_ peer: ChildProcess, timeout: Duration = .seconds(120), _ comment: String = "") throws {
     let status = try peer.wait(timeout: timeout)
     #expect(status == .exited(0), "\(comment) \(peer.errorText)")
@@ -40,7 +24,7 @@ func eventually(_ timeout: Duration = .seconds(20), _ condition: () throws -> Bo
 func send(_ publisher: Publisher<TestSample>, _ sequence: UInt64) -> ServiceError? {
     do {
         let sample = try publisher.loanUninitialized()
-        try sample.write(TestSample(producer: 0, check: 0, sequence: sequence)).send()
+        try sample.write(TestSample(producer: 0, sequence: sequence)).send()
         return nil
     } catch {
         return error
@@ -63,21 +47,60 @@ struct ServiceProcessTests {
         _ = service
     }
 
+    /// A publisher in another process sent 20 samples with a history of 4
+    /// before we subscribed: we get exactly samples 16…19, and nothing else
+    /// (no history: nothing arrives; a wrong one: other numbers).
     @Test func lateJoinerGetsHistoryFromAnotherProcess() throws {
         let name = TestSupport.uniqueName("hist")
         let node = try Node(name: "test")
         let service = try testService(node, name, buffer: 16, history: 4, overflow: .overwriteOldest)
-        let publisher = try TestSupport.spawnPeer(["ps-pub-forever", name, "7", "20000", "4"])
-        #expect(try publisher.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true)
-        usleep(300_000) // ~15 samples sent before we join
+        let publisher = try TestSupport.spawnPeer(["ps-pub-history", name, "20", "4"])
+        #expect(try publisher.readLine(timeout: .seconds(20)) == "sent")
         let subscriber = try service.subscriber()
+        #expect(try publisher.readLine(timeout: .seconds(20)) == "replayed")
+        try expectSuccess(publisher)
         var got: [UInt64] = []
-        while got.count < 6 { got.append(try subscriber.receive(timeout: .seconds(10)).payload.sequence) }
-        // History first (4 consecutive older samples), then live ones, all in order.
-        #expect(got.first! >= 4)
-        #expect(got == (got.first!..<got.first! + 6).map { $0 })
-        publisher.kill()
-        _ = try publisher.wait(timeout: .seconds(10))
+        while let sample = try subscriber.tryReceive() {
+            #expect(sample.payload.isValid)
+            got.append(sample.payload.sequence)
+        }
+        #expect(got == [16, 17, 18, 19])
+    }
+
+    /// README: dead ports are reclaimed by whichever live port next touches
+    /// the table. A publisher killed in a one-publisher service: the next
+    /// publisher's registration takes its slot and removes its pool.
+    @Test func theNextLivePortReclaimsADeadPublisher() throws {
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName("nextlive")
+            let node = try Node(name: "test")
+            let service = try testService(node, name, buffer: 16, overflow: .overwriteOldest) // as ps-pub-forever opens it
+            let subscriber = try service.subscriber()
+            let dead = try (0..<4).map { i in try TestSupport.spawnPeer(["ps-pub-forever", name, String(i), "1000", "0"]) }
+            for peer in dead { #expect(try peer.readLine(timeout: .seconds(20))?.hasPrefix("publisher") == true) }
+            for peer in dead { peer.kill(SIGKILL); _ = try peer.wait(timeout: .seconds(10)) }
+            #expect(SegmentDirectory.list().filter { $0.name.name.hasPrefix("svc.\(name).p") }.count == 4)
+            // The table is full of dead publishers: registering reclaims them.
+            let publisher = try service.publisher()
+            #expect(try ServiceDirectory.inspect(name).ports.filter { $0.kind == "publisher" }.count == 1)
+            func otherPools() -> Int {
+                SegmentDirectory.list().filter {
+                    $0.name.name.hasPrefix("svc.\(name).p") && $0.name.name != "svc.\(name).p\(String(publisher.portID, radix: 16))"
+                }.count
+            }
+            // What they had delivered stays receivable until read; then their pools go.
+            #expect(otherPools() == 4)
+            var stale = 0
+            while let sample = try subscriber.tryReceive() {
+                #expect(sample.payload.isValid && sample.payload.producer < 4)
+                stale += 1
+            }
+            #expect(stale > 0)
+            _ = try subscriber.tryReceive() // recycles the drained blocks
+            #expect(otherPools() == 0)
+            try publisher.send(copyOf: TestSample(producer: 9, sequence: 1))
+            #expect(try subscriber.receive(timeout: .seconds(10)).payload.producer == 9)
+        }
     }
 
     @Test func samplesSentJustBeforeThePublisherLeavesStillArrive() throws {
@@ -147,7 +170,7 @@ struct ServiceProcessTests {
         #expect(try publisher.waitForSubscribers(1, timeout: .seconds(20)))
         // Ten samples into a queue of four that nobody drains.
         let start = monotonicNanoseconds()
-        let reached = (1...10).map { (try? publisher.send(copyOf: TestSample(producer: 0, check: 0, sequence: $0))) ?? -1 }
+        let reached = (1...10).map { (try? publisher.send(copyOf: TestSample(producer: 0, sequence: $0))) ?? -1 }
         #expect(reached == (1...10).map { i in i <= 4 || policy == .overwriteOldest ? 1 : 0 })
         if policy == .block {
             // Each of the six blocked sends waited its timeout, then gave up (counted as lost).
@@ -158,7 +181,7 @@ struct ServiceProcessTests {
             // Now the subscriber drains: blocked sends go through.
             publisher.sendTimeout = .seconds(20)
             for sequence: UInt64 in [11, 12] {
-                #expect(try publisher.send(copyOf: TestSample(producer: 0, check: 0, sequence: sequence)) == 1)
+                #expect(try publisher.send(copyOf: TestSample(producer: 0, sequence: sequence)) == 1)
             }
         }
         try expectSuccess(peer, timeout: .seconds(30))

@@ -83,7 +83,10 @@ final class ServiceAttachment: @unchecked Sendable {
                 case (.requestResponse, .a): kind = "c"
                 default: return
                 }
-                if let name = try? SegmentName(self.name.portSegmentName(kind, entry.portID)) {
+                if kind == "p" {
+                    // What it had delivered stays receivable (DepartedPools.swift).
+                    self.layout.removeDepartedPoolIfUnawaited(entry.portID)
+                } else if let name = try? SegmentName(self.name.portSegmentName(kind, entry.portID)) {
                     try? SharedMemorySegment.unlink(name)
                 }
             }

@@ -152,7 +152,11 @@ public enum ServiceDirectory {
                 layout.reclaimDeadPorts(table) { entry in
                     guard entry.portID != 0 else { return }
                     let port = name.portSegmentName(Character(kind), entry.portID)
-                    if let segmentName = try? SegmentName(port) { try? SharedMemorySegment.unlink(segmentName) }
+                    if kind == "p" && layout.config.pattern == .publishSubscribe {
+                        layout.removeDepartedPoolIfUnawaited(entry.portID) // kept while a subscriber awaits it
+                    } else if let segmentName = try? SegmentName(port) {
+                        try? SharedMemorySegment.unlink(segmentName)
+                    }
                     report.deadPorts.append("\(service): \(kind == "p" ? ServiceLayout.tableNames(layout.config.pattern).0 : ServiceLayout.tableNames(layout.config.pattern).1) of pid \(entry.owner.pid)")
                 }
                 for entry in layout.entries(table) { livePorts.insert(name.portSegmentName(Character(kind), entry.portID)) }
