@@ -180,6 +180,18 @@ do {
     case ("log-claim-hang", 2):
         try logClaimAndHang(args[1])
 
+    case ("ps-victim", 3):
+        try serviceVictim(args[1], rounds: int(args[2]))
+
+    case ("ps-pub-fast", 4):
+        try servicePublishFast(args[1], count: UInt64(int(args[2])), policy: args[3])
+
+    case ("race", 4):
+        try raceOnName(args[1], args[2], rounds: int(args[3]))
+
+    case ("rr-client-hang", 2):
+        try rrClientAndHang(args[1])
+
     case ("ps-mismatch", 2):
         try serviceOpenMismatched(args[1])
 

@@ -67,6 +67,40 @@ struct LogProcessTests {
         #expect(verification.isIntact, "\(verification.problems)")
     }
 
+    /// `.everyAppend` syncs before `append` returns — seen from the kernel's
+    /// side (strace), since SIGKILL keeps the page cache and so cannot tell:
+    /// between two acknowledgements the peer prints, an msync/fsync happens.
+    @Test func everyAppendSyncsBeforeAppendReturns() throws {
+        guard access("/usr/bin/strace", X_OK) == 0 else {
+            print("skipped everyAppendSyncsBeforeAppendReturns: no /usr/bin/strace (apt-get install strace)")
+            return
+        }
+        let scratch = ScratchLog("strace")
+        _ = try scratch.create()
+        let trace = scratch.directory + ".trace"
+        defer { unlink(trace) }
+        for (durability, mustSync) in [("always", true), ("none", false)] {
+            let peer = try ChildProcess.spawn("/usr/bin/strace", arguments: [
+                "-f", "-qq", "-e", "trace=msync,fsync,fdatasync,write", "-o", trace,
+                TestSupport.peerPath, "log-append", scratch.directory, durability, "20", durability,
+            ], captureOutput: true)
+            #expect(try peer.wait(timeout: .seconds(60)) == .exited(0), "\(peer.errorText)")
+            let lines = try #require(readSmallFile(trace, limit: 1 << 22)).split(separator: "\n")
+            var syncedSinceAck = true, acks = 0, unsynced = 0
+            for line in lines {
+                if line.contains("msync(") || line.contains("fsync(") || line.contains("fdatasync(") { syncedSinceAck = true }
+                if line.contains("write(1, \"ack ") {
+                    acks += 1
+                    if !syncedSinceAck { unsynced += 1 }
+                    syncedSinceAck = false
+                }
+            }
+            #expect(acks == 20, "\(durability): \(acks) acks in the trace")
+            if mustSync { #expect(unsynced == 0, "\(unsynced) of 20 appends returned before a sync") }
+            else { #expect(unsynced >= 19, "durability none synced \(20 - unsynced) times?") }
+        }
+    }
+
     /// Appenders SIGKILLed at random points, again and again: each time the
     /// log recovers, verifies, keeps every acknowledged record, and goes on.
     @Test(arguments: ["none", "always"])

@@ -43,6 +43,9 @@ final class SubscriberPort: @unchecked Sendable {
         var unsettled = false
         /// Samples this subscriber found damaged and skipped.
         var corruptSamples = 0
+        /// Samples lost to the overflow policy in blocks since recycled
+        /// (their counters start again at 0 for the next publisher).
+        var lostInRecycledBlocks: UInt64 = 0
         /// Entries in `inbound`.
         var inboundCount = 0
         /// Set when the `Subscriber` went while samples were borrowed: the
@@ -223,7 +226,7 @@ final class SubscriberPort: @unchecked Sendable {
     var backlog: Int { active.reduce(0) { $0 + $1.delivery.count } }
 
     var lostSamples: UInt64 {
-        (0..<inbox.maxPublishers).reduce(0) { $0 &+ inbox.lost($1).pointee.load(ordering: .relaxed) }
+        (0..<inbox.maxPublishers).reduce(local.pointee.lostInRecycledBlocks) { $0 &+ inbox.lost($1).pointee.load(ordering: .relaxed) }
     }
 
     // MARK: Connections
@@ -347,6 +350,8 @@ final class SubscriberPort: @unchecked Sendable {
         // SYNC POINT: acquire pairs with the publisher's CAS claiming the block.
         let current = owner.pointee.load(ordering: .acquiring)
         guard current != 0 else { return }
+        // Keep the count of what its publisher lost for us.
+        local.pointee.lostInRecycledBlocks &+= inbox.lost(block).pointee.load(ordering: .relaxed)
         try? inbox.resetBlock(block)
         // SYNC POINT: release pairs with the publisher's CAS claiming the block.
         _ = owner.pointee.compareExchange(expected: current, desired: 0, ordering: .acquiringAndReleasing)
