@@ -46,6 +46,9 @@ let package = Package(
         // "The other process" that multi-process tests spawn.
         .executableTarget(name: "ShmPeer", dependencies: ["Shm", "ShmPrimitives", "ShmLog", "ShmTestSupport"],
                           swiftSettings: strict),
+        // Fuzz targets for every decoder of untrusted bytes: a corpus replayer in
+        // normal builds, a libFuzzer binary when built by Fuzz/run (see there).
+        .executableTarget(name: "shm-fuzz", dependencies: ["Shm", "ShmLog", "ShmPrimitives", "ShmSystem"], swiftSettings: strict),
         // Runnable examples the README points to (`swift run example-pubsub`, …).
         .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
@@ -80,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmCLITests",
-            dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI",
+            dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
                            "example-pubsub", "example-request-response", "example-events"],
             swiftSettings: strict
         ),

@@ -290,7 +290,7 @@ final class SegmentFile: @unchecked Sendable {
         guard k >= 0, k < indexEntries else { return nil }
         let entry = base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize
         // SYNC POINT: acquire pairs with the release store of the entry's offset in `setIndexEntry`.
-        let offset = Int(UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.load(ordering: .acquiring))
+        let offset = Int(clamping: UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.load(ordering: .acquiring))
         guard offset >= dataOffset, offset < size, offset % 8 == 0 else { return nil }
         return (offset, entry.load(fromByteOffset: 8, as: UInt64.self), entry.load(fromByteOffset: 16, as: UInt64.self))
     }

@@ -83,8 +83,11 @@ public enum SegmentDirectory {
     }
 
     /// File names in `/dev/shm` (`opendir`/`readdir`).
-    static func entries() -> [String] {
-        guard let dir = opendir(SharedMemorySegment.directory) else { return [] }
+    static func entries() -> [String] { names(in: SharedMemorySegment.directory) }
+
+    /// Names in the directory at `path` (`opendir`/`readdir`), without "." and "..".
+    package static func names(in path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {

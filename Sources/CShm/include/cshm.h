@@ -200,4 +200,9 @@ int cshm_termination_install(void);
 /// The first termination signal received since install, or 0.
 int cshm_termination_received(void);
 
+// libFuzzer's driver, for a program with its own main (shm-fuzz built by
+// Fuzz/run). Declared here, defined only when linking with
+// -sanitize=fuzzer; nothing references it in other builds.
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+
 #endif

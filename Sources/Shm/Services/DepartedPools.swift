@@ -36,7 +36,7 @@ extension SubscriberInbox {
     }
 
     /// Publishers whose references wait in this inbox unmapped.
-    var awaitedPublishers: [UInt64] {
+    package var awaitedPublishers: [UInt64] {
         (0..<maxPublishers).compactMap { block in
             let owner = owner(block).pointee.load(ordering: .sequentiallyConsistent)
             return owner != 0 && awaits(owner, block: block) ? owner : nil

@@ -18,19 +18,19 @@ import ShmPrimitives
 /// ```
 /// Subscribers check every chunk index and length they receive against
 /// this header before touching the chunk.
-struct PublisherPool: @unchecked Sendable {
+package struct PublisherPool: @unchecked Sendable {
     static let kind = SegmentKind("PUBD")
     static let magic = SegmentKind("PUBD")
     static let version: UInt32 = 2
-    static let chunksOffset = 4096
+    package static let chunksOffset = 4096
     static let headerBytes = 16
 
     let data: MappedBytes
     let base: UnsafeMutableRawPointer
-    let chunkCount: Int
-    let chunkStride: Int
-    let payloadCapacity: Int
-    let payloadOffset: Int
+    package let chunkCount: Int
+    package let chunkStride: Int
+    package let payloadCapacity: Int
+    package let payloadOffset: Int
     let portID: UInt64
 
     static func payloadOffset(alignment: Int) -> Int { max(headerBytes, alignment) }
@@ -40,18 +40,18 @@ struct PublisherPool: @unchecked Sendable {
         return (payloadOffset(alignment: alignment) + payloadCapacity + unit - 1) / unit * unit
     }
 
-    static func size(chunkCount: Int, payloadCapacity: Int, alignment: Int) -> Int {
+    package static func size(chunkCount: Int, payloadCapacity: Int, alignment: Int) -> Int {
         chunksOffset + chunkCount * stride(payloadCapacity: payloadCapacity, alignment: alignment)
     }
 
-    static func initialize(_ data: MappedBytes, chunkCount: Int, payloadCapacity: Int, alignment: Int, portID: UInt64, serviceHash: UInt64) {
+    package static func initialize(_ data: MappedBytes, chunkCount: Int, payloadCapacity: Int, alignment: Int, portID: UInt64, serviceHash: UInt64) {
         data.view(0..<chunksOffset).fill(with: 0)
         LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: version,
                            fields: [UInt64(chunkCount), UInt64(stride(payloadCapacity: payloadCapacity, alignment: alignment)),
                                     UInt64(payloadCapacity), portID, serviceHash, UInt64(payloadOffset(alignment: alignment))])
     }
 
-    init(_ data: MappedBytes, expectedPortID: UInt64, serviceHash: UInt64, service: String) throws(ServiceError) {
+    package init(_ data: MappedBytes, expectedPortID: UInt64, serviceHash: UInt64, service: String) throws(ServiceError) {
         let f: [UInt64]
         do { f = try LayoutHeader.read(data, magic: PublisherPool.magic, version: PublisherPool.version, count: 6, what: "publisher pool") }
         catch { throw .corrupt(service: service, reason: error.description) }
@@ -109,7 +109,7 @@ struct PublisherPool: @unchecked Sendable {
 /// publisher in that slot. A publisher that is dropped with samples still
 /// queued waits (bounded) for `attached` to name it before it removes its
 /// pool's name, so a subscriber that was asleep still gets those samples.
-struct SubscriberInbox: @unchecked Sendable {
+package struct SubscriberInbox: @unchecked Sendable {
     static let kind = SegmentKind("SUBQ")
     static let magic = SegmentKind("SUBQ")
     static let version: UInt32 = 3
@@ -117,7 +117,7 @@ struct SubscriberInbox: @unchecked Sendable {
     static let deliveryOffset = 128
 
     let data: MappedBytes
-    let maxPublishers: Int
+    package let maxPublishers: Int
     let deliveryCapacity: Int
     let returnCapacity: Int
     let blockStride: Int
@@ -128,11 +128,11 @@ struct SubscriberInbox: @unchecked Sendable {
         return (raw + 127) & ~127
     }
 
-    static func size(maxPublishers: Int, deliveryCapacity: Int, returnCapacity: Int) -> Int {
+    package static func size(maxPublishers: Int, deliveryCapacity: Int, returnCapacity: Int) -> Int {
         blocksOffset + maxPublishers * stride(deliveryCapacity: deliveryCapacity, returnCapacity: returnCapacity)
     }
 
-    static func initialize(_ data: MappedBytes, maxPublishers: Int, deliveryCapacity: Int, returnCapacity: Int, portID: UInt64) throws {
+    package static func initialize(_ data: MappedBytes, maxPublishers: Int, deliveryCapacity: Int, returnCapacity: Int, portID: UInt64) throws {
         data.view(0..<blocksOffset).fill(with: 0)
         let stride = stride(deliveryCapacity: deliveryCapacity, returnCapacity: returnCapacity)
         LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: version,
@@ -141,7 +141,7 @@ struct SubscriberInbox: @unchecked Sendable {
         for i in 0..<maxPublishers { try inbox.resetBlock(i) }
     }
 
-    init(_ data: MappedBytes, expectedPortID: UInt64, service: String) throws(ServiceError) {
+    package init(_ data: MappedBytes, expectedPortID: UInt64, service: String) throws(ServiceError) {
         let f: [UInt64]
         do { f = try LayoutHeader.read(data, magic: SubscriberInbox.magic, version: SubscriberInbox.version, count: 5, what: "subscriber inbox") }
         catch { throw .corrupt(service: service, reason: error.description) }
@@ -189,12 +189,12 @@ struct SubscriberInbox: @unchecked Sendable {
         UnsafeMutablePointer(OpaquePointer(block(index).unsafeBaseAddress + 72))
     }
 
-    func deliveryRegion(_ index: Int) -> MappedBytes {
+    package func deliveryRegion(_ index: Int) -> MappedBytes {
         let start = SubscriberInbox.deliveryOffset
         return block(index).view(start..<start + IndexQueue.requiredSize(capacity: deliveryCapacity))
     }
 
-    func returnRegion(_ index: Int) -> MappedBytes {
+    package func returnRegion(_ index: Int) -> MappedBytes {
         let start = SubscriberInbox.deliveryOffset + IndexQueue.requiredSize(capacity: deliveryCapacity)
         return block(index).view(start..<start + IndexQueue.requiredSize(capacity: returnCapacity))
     }

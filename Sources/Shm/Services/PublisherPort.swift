@@ -357,7 +357,7 @@ final class PublisherPort: @unchecked Sendable {
             let state = UnsafeMutablePointer<DeliveryLink.State>.allocate(capacity: 1)
             state.initialize(to: link.state)
             for chunk in history[historyStart...] + history[..<historyStart] {
-                let bytes = Int(pool.chunk(chunk).load(fromByteOffset: 8, as: UInt64.self))
+                let bytes = Int(clamping: pool.chunk(chunk).load(fromByteOffset: 8, as: UInt64.self))
                 _ = try? push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: state)
             }
             state.deallocate()

@@ -41,19 +41,19 @@ public enum MessagingPattern: UInt64, Sendable, CustomStringConvertible {
 /// A process claims a slot with a CAS on `owner`, then writes `portID`,
 /// then bumps `version`. Anyone who finds a slot whose owner is dead may
 /// take it back (CAS owner → 0) and removes the port's segment.
-struct ServiceLayout: @unchecked Sendable {
+package struct ServiceLayout: @unchecked Sendable {
     static let magic = SegmentKind("SVCE")
     static let layoutVersion: UInt32 = 1
     static let kind = SegmentKind("SVCE")
     static let fieldCount = 16
     static let typeNameOffset = 256, typeNameCapacity = 124
-    static let versionOffset = 384, portsOffset = 392
+    package static let versionOffset = 384, portsOffset = 392
     static let tablesOffset = 512
     static let slotSize = 64
     static let attachmentSlots = 64
 
     /// The configuration fields, in header order.
-    struct Config: Equatable {
+    package struct Config: Equatable {
         var pattern: MessagingPattern
         var payload: PayloadType
         var maxA: Int
@@ -66,6 +66,22 @@ struct ServiceLayout: @unchecked Sendable {
         var requestSize: Int
         var responseSize: Int
         var maxEventID: Int
+
+        package init(pattern: MessagingPattern, payload: PayloadType, maxA: Int, maxB: Int, bufferSize: Int, history: Int,
+                     maxLoans: Int, maxBorrowed: Int, overflow: UInt64, requestSize: Int, responseSize: Int, maxEventID: Int) {
+            self.pattern = pattern
+            self.payload = payload
+            self.maxA = maxA
+            self.maxB = maxB
+            self.bufferSize = bufferSize
+            self.history = history
+            self.maxLoans = maxLoans
+            self.maxBorrowed = maxBorrowed
+            self.overflow = overflow
+            self.requestSize = requestSize
+            self.responseSize = responseSize
+            self.maxEventID = maxEventID
+        }
 
         var fields: [UInt64] {
             [pattern.rawValue, UInt64(payload.size), UInt64(payload.alignment), ServiceLayout.hash(payload.name),
@@ -125,7 +141,7 @@ struct ServiceLayout: @unchecked Sendable {
         (tablesOffset + (config.maxA + config.maxB + attachmentSlots) * slotSize + 127) & ~127
     }
 
-    static func size(for config: Config) -> Int {
+    package static func size(for config: Config) -> Int {
         patternAreaStart(config) + patternAreaSize(config)
     }
 
@@ -142,7 +158,7 @@ struct ServiceLayout: @unchecked Sendable {
     }
 
     /// Writes a fresh layout into `data` (inside the segment initializer).
-    static func initialize(_ data: MappedBytes, config: Config) {
+    package static func initialize(_ data: MappedBytes, config: Config) {
         data.view(0..<size(for: config)).fill(with: 0)
         LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: layoutVersion, fields: config.fields)
         let nameBytes = Array(config.payload.name.utf8.prefix(typeNameCapacity))
@@ -162,7 +178,7 @@ struct ServiceLayout: @unchecked Sendable {
     }
 
     /// Reads and validates the layout of an existing service.
-    init(opening data: MappedBytes, name: ServiceName) throws(ServiceError) {
+    package init(opening data: MappedBytes, name: ServiceName) throws(ServiceError) {
         let fields: [UInt64]
         do {
             fields = try LayoutHeader.read(data, magic: ServiceLayout.magic, version: ServiceLayout.layoutVersion,
@@ -202,7 +218,7 @@ struct ServiceLayout: @unchecked Sendable {
 
     // MARK: Slots
 
-    enum Table { case a, b, attachments }
+    package enum Table { case a, b, attachments }
 
     func slot(_ table: Table, _ index: Int) -> Slot {
         let first: Int
@@ -231,7 +247,7 @@ struct ServiceLayout: @unchecked Sendable {
     }
 
     /// A registered port as seen by a reader of the table.
-    struct PortEntry: Equatable {
+    package struct PortEntry: Equatable {
         let index: Int
         let owner: ProcessIdentity
         let portID: UInt64
@@ -240,7 +256,7 @@ struct ServiceLayout: @unchecked Sendable {
     }
 
     /// Registered ports of `table` (slots whose registration is complete).
-    func entries(_ table: Table) -> [PortEntry] {
+    package func entries(_ table: Table) -> [PortEntry] {
         (0..<count(table)).compactMap { i in
             let s = slot(table, i)
             // SYNC POINT: acquire pairs with the release stores in `register`.
