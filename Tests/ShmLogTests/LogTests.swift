@@ -228,7 +228,7 @@ struct LogTests {
             return texts
         }
         for text in ["a", "b", "c"] { try appender.append(text) }
-        #expect(try await reader.value == ["a", "b", "c"])
+        #expect(try await TestSupport.bounded(reader) == ["a", "b", "c"])
     }
 }
 

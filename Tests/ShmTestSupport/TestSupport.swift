@@ -140,3 +140,16 @@ extension TestSupport {
                                captureOutput: true)
     }
 }
+
+extension TestSupport {
+    /// `task`'s value, but cancelled after `timeout` (async sequences of this
+    /// library end on cancellation): a test fails instead of hanging.
+    public static func bounded<T: Sendable>(_ task: Task<T, any Error>, timeout: Duration = .seconds(60)) async throws -> T {
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            task.cancel()
+        }
+        defer { watchdog.cancel() }
+        return try await task.value
+    }
+}
