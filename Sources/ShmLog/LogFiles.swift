@@ -33,7 +33,8 @@ final class MetaFile: @unchecked Sendable {
     let parkingTailers: UnsafeMutablePointer<Atomic<UInt32>>
 
     static func create(path: String, segmentSize: Int, indexGranularity: Int) throws(LogError) -> MetaFile {
-        let temporary = path + ".creating.\(getpid())"
+        // pid-lease: unique across pid namespaces (a bare pid is not).
+        let temporary = path + ".creating.\(getpid())-\(ProcessLease.hex(ProcessIdentity.current.lease)).\(UInt32.random(in: 0...UInt32.max))"
         let file: MappedFile
         do { file = try MappedFile.create(path: temporary, size: size, mode: 0o644, exclusive: false) }
         catch { throw .mapping(error) }
@@ -163,7 +164,7 @@ final class SegmentFile: @unchecked Sendable {
     static func createOrOpen(directory: String, number: UInt32, meta: MetaFile, syncDirectory: Bool) throws(LogError) -> SegmentFile {
         let path = directory + "/" + name(number)
         if access(path, F_OK) == 0 { return try SegmentFile(path: path, number: number, meta: meta, writable: true) }
-        let temporary = directory + "/.creating.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).seg"
+        let temporary = directory + "/.creating.\(getpid())-\(ProcessLease.hex(ProcessIdentity.current.lease)).\(UInt32.random(in: 0...UInt32.max)).seg"
         let file: MappedFile
         do { file = try MappedFile.create(path: temporary, size: meta.segmentSize, mode: 0o644, exclusive: true) }
         catch { throw .mapping(error) }
