@@ -15,6 +15,8 @@ let package = Package(
     products: [
         .library(name: "Shm", targets: ["Shm"]),
         .library(name: "ShmLog", targets: ["ShmLog"]),
+        // The C ABI (include: Sources/CSwiftShm/include/swiftshm.h): libswiftshm.so.
+        .library(name: "swiftshm", type: .dynamic, targets: ["ShmC"]),
         .executable(name: "shm", targets: ["ShmCLI"]),
     ],
     dependencies: [
@@ -32,6 +34,10 @@ let package = Package(
         .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
         // Persistent append-only memory-mapped log: segments, index, tailers, recovery, retention.
         .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives", "CShm"], swiftSettings: strict),
+        // The C ABI's public header, as a module ShmC can import.
+        .target(name: "CSwiftShm"),
+        // The C ABI: @_cdecl functions over Shm and ShmLog (swiftshm.h).
+        .target(name: "ShmC", dependencies: ["Shm", "ShmLog", "CSwiftShm", "CShm"], swiftSettings: strict),
         // The `shm` command-line tool.
         .executableTarget(
             name: "ShmCLI",

@@ -315,3 +315,7 @@ uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length) {
     while (length--) c = crc32c_table[(c ^ *p++) & 0xff] ^ (c >> 8);
     return ~c;
 }
+
+#include <sys/eventfd.h>
+
+int cshm_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

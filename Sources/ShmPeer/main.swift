@@ -192,6 +192,12 @@ do {
     case ("rr-client-hang", 2):
         try rrClientAndHang(args[1])
 
+    case ("frames-pub", 4):
+        try framesPublish(args[1], count: int(args[2]), bytes: int(args[3]))
+
+    case ("frames-sub", 4):
+        try framesSubscribe(args[1], count: int(args[2]), bytes: int(args[3]))
+
     case ("ps-mismatch", 2):
         try serviceOpenMismatched(args[1])
 

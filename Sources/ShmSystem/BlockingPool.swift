@@ -54,7 +54,7 @@ package final class BlockingPool: @unchecked Sendable {
         return try result.get()
     }
 
-    private func submit(_ job: @escaping @Sendable () -> Void) {
+    package func submit(_ job: @escaping @Sendable () -> Void) {
         pthread_mutex_lock(lock)
         state.jobs.append(job)
         // Every queued job needs a thread of its own: an idle thread that has

@@ -205,4 +205,11 @@ int cshm_termination_received(void);
 // -sanitize=fuzzer; nothing references it in other builds.
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 
+// The C ABI's last error, per thread (lasterror.c).
+void cshm_set_last_error(const char *message);
+const char *cshm_last_error(void);
+
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC).
+int cshm_eventfd(void);
+
 #endif

@@ -37,6 +37,22 @@ extension Node {
     }
 }
 
+extension Node {
+    /// Opens or creates a service of a payload type described by name, size
+    /// and alignment (a type of another language: the C ABI), seen as bytes:
+    /// each sample holds up to `payload.size` bytes.
+    public func publishSubscribe(
+        _ service: String, rawType payload: PayloadType,
+        config: PublishSubscribeConfig = .init(), mode: OpenMode = .openOrCreate
+    ) throws(ServiceError) -> PublishSubscribeService<UInt8> {
+        guard payload.size >= 1, payload.size <= Int(UInt32.max), payload.alignment >= 1 else {
+            throw .invalidConfiguration("payload size \(payload.size), alignment \(payload.alignment)")
+        }
+        return try PublishSubscribeService(node: self, name: ServiceName(service), payload: payload,
+                                           maxSliceLength: payload.size, config: config, mode: mode)
+    }
+}
+
 /// A publish/subscribe service: N publishers to M subscribers, zero-copy.
 ///
 /// Each publisher owns a pool of samples in a segment of its own; a sample

@@ -10,7 +10,7 @@
  * - Every function returns an int status: SHM_OK (0) or a negative SHM_E_*
  *   code; shm_last_error() then gives a message for the calling thread.
  *   Nothing aborts the host process on bad input.
- * - Handles are opaque pointers; each *_create/*_open has a matching *_free
+ * - Handles are opaque pointers; each create or open call has a matching free
  *   (NULL is accepted and ignored). Freeing a service or node while ports or
  *   samples made from it are alive is fine: they keep what they need.
  * - Thread safety: a node, a service and a log may be used from any thread.
@@ -96,7 +96,7 @@ typedef struct shm_pubsub_options {
      * bytes a sample holds; or a type name every language agrees on, with
      * sizeof and alignof of the type. */
     const char *type_name;
-    uint64_t type_size;
+    uint64_t type_size;        /* 0 with SHM_OPEN: whatever the existing service carries */
     uint64_t type_alignment;
     uint32_t max_publishers;   /* default 8 */
     uint32_t max_subscribers;  /* default 8 */
@@ -196,7 +196,7 @@ int shm_append(shm_appender_t *appender, const void *data, uint64_t bytes, uint6
 /* from_sequence 0: from the oldest record; UINT64_MAX: from the end. */
 int shm_tailer_create(shm_log_t *log, uint64_t from_sequence, shm_tailer_t **out);
 void shm_tailer_free(shm_tailer_t *tailer);
-/* The next record, waiting up to timeout_ns; *data/*bytes valid until
+/* The next record, waiting up to timeout_ns; *data and *bytes valid until
  * shm_record_free (the record is copied out of the log). */
 int shm_tailer_next(shm_tailer_t *tailer, int64_t timeout_ns, shm_record_t **record, const void **data,
                     uint64_t *bytes, uint64_t *sequence, uint64_t *timestamp_ns);
