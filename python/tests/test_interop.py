@@ -1,0 +1,222 @@
+"""Python ↔ Swift ↔ C through real processes and interpreters: frames of
+1920×1080×3 bytes with checksums and sequence numbers, the log written in
+Swift and tailed here, a Python subscriber killed with SIGKILL, and the
+lifetime of views of a sample."""
+import asyncio
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import swiftshm
+
+FRAME = 1920 * 1080 * 3
+
+
+def frame_service(node, name, max_bytes=FRAME):
+    # The same service as the Swift peer's frameService and the C defaults.
+    return node.publish_subscribe(name, max_bytes=max_bytes, overflow="block")
+
+
+def expected_tail(number, size):
+    return ((number + np.arange(8, size, dtype=np.uint64)) & 0xFF).astype(np.uint8)
+
+
+def check_frame(sample, number):
+    data = sample.array()
+    assert data[:8].view(np.uint64)[0] == number
+    assert np.array_equal(data[8:], expected_tail(number, len(data)))
+
+
+def fill_frame(array, number):
+    flat = array.reshape(-1)
+    flat[:8] = np.frombuffer(np.uint64(number).tobytes(), dtype=np.uint8)
+    flat[8:] = expected_tail(number, flat.size)
+
+
+def test_swift_publishes_python_receives_1080p_frames(peer, name):
+    count = 30
+    with swiftshm.Node("py-camera-sink") as node:
+        subscriber = frame_service(node, name).subscriber()
+        swift = subprocess.Popen([peer, "frames-pub", name, str(count), str(FRAME)], stdout=subprocess.PIPE, text=True)
+        try:
+            for number in range(count):
+                sample = subscriber.receive(timeout=30)
+                assert sample.nbytes == FRAME
+                check_frame(sample, number)
+                image = sample.array(np.uint8, (1080, 1920, 3))  # zero-copy view
+                assert image.shape == (1080, 1920, 3) and not image.flags.writeable
+                del image
+                sample.release()
+            assert subscriber.lost == 0
+            assert swift.wait(timeout=30) == 0
+        finally:
+            swift.kill()
+
+
+def test_python_publishes_swift_receives_1080p_frames(peer, name):
+    count = 30
+    with swiftshm.Node("py-camera") as node:
+        publisher = frame_service(node, name).publisher()
+        publisher.set_send_timeout(30)
+        swift = subprocess.Popen([peer, "frames-sub", name, str(count), str(FRAME)], stdout=subprocess.PIPE, text=True)
+        try:
+            publisher.wait_for_subscribers(1, timeout=30)
+            for number in range(count):
+                with publisher.loan(shape=(1080, 1920, 3), dtype=np.uint8) as loan:
+                    fill_frame(loan.array, number)
+            out, _ = swift.communicate(timeout=60)
+            assert f"received {count}, {count} intact, 0 lost" in out
+        finally:
+            swift.kill()
+
+
+def test_python_and_c_exchange_frames_both_ways(c_frames, name):
+    count, size = 50, 65536
+    with swiftshm.Node("py-c") as node:
+        service = frame_service(node, name, max_bytes=size)
+        subscriber = service.subscriber()
+        c_pub = subprocess.Popen([c_frames, "pub", name, str(count), str(size)], stdout=subprocess.PIPE, text=True)
+        try:
+            for number in range(count):
+                check_frame(subscriber.receive(timeout=30), number)
+            assert c_pub.wait(timeout=30) == 0
+        finally:
+            c_pub.kill()
+        publisher = service.publisher()
+        publisher.set_send_timeout(30)
+        c_sub = subprocess.Popen([c_frames, "sub", name, str(count), str(size)], stdout=subprocess.PIPE, text=True)
+        try:
+            publisher.wait_for_subscribers(2, timeout=30)  # ours and C's
+            for number in range(count):
+                with publisher.loan(size) as loan:
+                    fill_frame(loan.array, number)
+                check_frame(subscriber.receive(timeout=30), number)
+            out, err = c_sub.communicate(timeout=60)
+            assert f"received {count}, {count} intact, 0 lost" in out, err
+        finally:
+            c_sub.kill()
+
+
+def test_log_written_in_swift_is_tailed_in_python_while_written(peer, tmp_path):
+    directory = str(tmp_path / "log")
+    count = 500
+    swift = subprocess.Popen([peer, "log-append", directory, "sw", str(count), "none"], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        log = None
+        while log is None:
+            try:
+                log = swiftshm.Log(directory)
+            except swiftshm.NotFound:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        tailer = log.tailer()
+        seen = []
+        while len(seen) < count:
+            record = tailer.next(timeout=30)
+            tag, index, pad = record.data.decode().split(":", 2)
+            assert tag == "sw" and pad == "x" * (int(index) % 37)
+            seen.append(int(index))
+        assert seen == list(range(count))
+        assert swift.wait(timeout=30) == 0
+        with pytest.raises(swiftshm.TimedOut):
+            tailer.next(timeout=0.05)
+    finally:
+        swift.kill()
+
+
+SUBSCRIBER_SCRIPT = """
+import sys, time, swiftshm
+node = swiftshm.Node("py-doomed")
+subscriber = node.publish_subscribe(sys.argv[1], max_bytes=64, overflow="block").subscriber()
+print("subscribed", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_python_subscriber_killed_with_sigkill_is_cleaned_up(shm_cli, name):
+    doomed = subprocess.Popen([sys.executable, "-c", SUBSCRIBER_SCRIPT, name], stdout=subprocess.PIPE, text=True,
+                              env=os.environ)
+    try:
+        assert doomed.stdout.readline().strip() == "subscribed"
+        with swiftshm.Node("py-survivor") as node:
+            service = frame_service(node, name, max_bytes=64)
+            publisher = service.publisher()
+            assert publisher.subscribers == 1
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+            # The publisher finds it dead (liveness by lease) and lets it go.
+            cleanup = subprocess.run([shm_cli, "cleanup"], capture_output=True, text=True, timeout=30)
+            assert cleanup.returncode == 0, cleanup.stderr
+            assert name in cleanup.stdout, cleanup.stdout
+            publisher.send_copy(b"after")
+            assert publisher.subscribers == 0
+    finally:
+        doomed.kill()
+
+
+def test_views_keep_the_sample_and_release_refuses_while_they_exist(name):
+    with swiftshm.Node("py-lifetime") as node:
+        service = node.publish_subscribe(name, max_bytes=64, overflow="overwrite", buffer_size=2)
+        subscriber, publisher = service.subscriber(), service.publisher()
+        publisher.send_copy(bytes([7]) * 64)
+        sample = subscriber.receive(timeout=5)
+        view = sample.array()[10:20]
+        with pytest.raises(BufferError):
+            sample.release()
+        del sample
+        gc.collect()
+        # The chunk is still held by the view: the publisher cannot reuse it,
+        # however many samples it sends now.
+        for _ in range(200):
+            publisher.send_copy(bytes([9]) * 64)
+            while subscriber.try_receive() is not None:
+                pass
+        assert (view == 7).all()
+        del view
+        gc.collect()
+
+
+def test_asyncio_receives_without_a_busy_thread(name):
+    async def run():
+        with swiftshm.Node("py-async") as node:
+            service = node.publish_subscribe(name, max_bytes=64, overflow="block")
+            subscriber, publisher = service.subscriber(), service.publisher()
+
+            async def produce():
+                for value in range(5):
+                    await asyncio.sleep(0.01)
+                    publisher.send_copy(bytes([value]) * 8)
+
+            producer = asyncio.ensure_future(produce())
+            got = []
+            async for sample in subscriber:
+                got.append(sample.bytes()[0])
+                if len(got) == 5:
+                    break
+            await producer
+            return got
+
+    assert asyncio.run(asyncio.wait_for(run(), timeout=30)) == [0, 1, 2, 3, 4]
+
+
+def test_errors_are_typed(name):
+    with swiftshm.Node("py-errors") as node:
+        kept = node.publish_subscribe(name, max_bytes=64)  # the service lives while a handle does
+        with pytest.raises(swiftshm.Incompatible):
+            node.publish_subscribe(name, max_bytes=65)
+        with pytest.raises(swiftshm.NotFound):
+            node.publish_subscribe(name + ".missing", max_bytes=0, mode="open")
+        with pytest.raises(swiftshm.InvalidArgument):
+            node.publish_subscribe("bad name with spaces", max_bytes=64)
+        with pytest.raises(swiftshm.TimedOut):
+            node.publish_subscribe(name, max_bytes=64).subscriber().receive(timeout=0.01)
+        with pytest.raises(swiftshm.InvalidArgument):
+            node.publish_subscribe(name, max_bytes=64).publisher().loan(65)
+        kept.close()
