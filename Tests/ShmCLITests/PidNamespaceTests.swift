@@ -30,7 +30,7 @@ struct PidNamespaceTests {
         try TestSupport.aroundDeadPeers {
             let name = TestSupport.uniqueName("pidns")
             let publisher = try TestSupport.spawnCLI(["pub", name, "--message", "tick", "--count", "1000000", "--interval", "2ms"])
-            #expect(eventually { ServiceDirectory.nodes().contains { $0.process.pid == publisher.pid } })
+            #expect(TestSupport.eventually { ServiceDirectory.nodes().contains { $0.process.pid == publisher.pid } })
 
             let cleanup = try PidNamespaceTests.cliInNewPidNamespace(["cleanup", "--json"])
             #expect(cleanup.status == .exited(0), "\(cleanup.error)")
@@ -58,15 +58,6 @@ struct PidNamespaceTests {
         }
     }
 
-    /// Waits (bounded) for `condition`.
-    func eventually(_ condition: () -> Bool) -> Bool {
-        let deadline = monotonicNanoseconds() + 20_000_000_000
-        while monotonicNanoseconds() < deadline {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return false
-    }
 
     /// In a fresh pid namespace a killed `shm sub` leaves its node; the next
     /// process given the same pid (through `ns_last_pid`) must not collide

@@ -17,14 +17,6 @@ struct SayWhatHappenedCLITests {
         }
     }
 
-    func eventually(_ condition: () -> Bool) -> Bool {
-        let deadline = monotonicNanoseconds() + 20_000_000_000
-        while monotonicNanoseconds() < deadline {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return false
-    }
 
     @Test(arguments: [SIGINT, SIGTERM, SIGHUP])
     func pubAndSubEndedBySignalsLeaveNothing(signal: Int32) throws {
@@ -45,7 +37,7 @@ struct SayWhatHappenedCLITests {
     @Test func pubReadingStdinEndsOnSignal() throws {
         let name = TestSupport.uniqueName("sigstdin")
         let publisher = try ChildProcess.spawn(TestSupport.cliPath, arguments: ["pub", name], captureOutput: true, pipeStandardInput: true)
-        #expect(eventually { ServiceDirectory.serviceNames().contains(name) })
+        #expect(TestSupport.eventually { ServiceDirectory.serviceNames().contains(name) })
         publisher.kill(SIGTERM)
         #expect(try publisher.wait(timeout: .seconds(10)) == .exited(128 + SIGTERM), "\(publisher.errorText)")
         #expect(leftovers(service: name, pid: publisher.pid).isEmpty)
@@ -72,7 +64,7 @@ struct SayWhatHappenedCLITests {
         let publisher = try TestSupport.spawnCLI(["pub", name, "--max-length", "1048576", "--message", "x",
                                                   "--count", "1000000", "--interval", "5ms"])
         defer { publisher.kill(SIGTERM); _ = try? publisher.wait(timeout: .seconds(10)) }
-        #expect(eventually { SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") } })
+        #expect(TestSupport.eventually { SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") } })
         let script = "ulimit -v 600000; exec \"\(TestSupport.cliPath)\" sub \(name) --count 1 --timeout 3s"
         let subscriber = try ChildProcess.spawn("/bin/bash", arguments: ["-c", script], captureOutput: true)
         let status = try subscriber.wait(timeout: .seconds(30))

@@ -28,7 +28,7 @@ struct PidNamespacePrimitiveTests {
         #expect(ProcessIdentity(packed: recorded.packed).liveness == .alive)
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))
-        #expect(try eventually { recorded.liveness == .dead })
+        #expect(TestSupport.eventually { recorded.liveness == .dead })
         #expect(ProcessIdentity(compact: recorded.compact).liveness == .dead)
     }
 
@@ -44,7 +44,7 @@ struct PidNamespacePrimitiveTests {
         #expect(refused, "a live producer in another pid namespace lost its role")
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))
-        #expect(try eventually { (try? ring.producer()) != nil })
+        #expect(TestSupport.eventually { (try? ring.producer()) != nil })
         let producer = try ring.producer()
         try producer.send([4, 5])
         #expect(try consumer.receive(timeout: .seconds(5)) == [4, 5])
@@ -108,12 +108,4 @@ struct PidNamespacePrimitiveTests {
         #expect(data.load(fromByteOffset: 1032, as: UInt64.self) == 20_000)
     }
 
-    func eventually(_ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = monotonicNanoseconds() + 20_000_000_000
-        while monotonicNanoseconds() < deadline {
-            if try condition() { return true }
-            usleep(10_000)
-        }
-        return false
-    }
 }

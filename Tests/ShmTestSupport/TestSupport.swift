@@ -153,3 +153,15 @@ extension TestSupport {
         return try await task.value
     }
 }
+
+extension TestSupport {
+    /// Polls `condition` every 10 ms until it holds (true) or `timeout` passes (false).
+    public static func eventually(_ timeout: Duration = .seconds(20), _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = monotonicNanoseconds() &+ timeout.nanoseconds
+        while monotonicNanoseconds() < deadline {
+            if try condition() { return true }
+            usleep(10_000)
+        }
+        return try condition()
+    }
+}
