@@ -143,6 +143,9 @@ class Publisher:
 
     def __init__(self, handle: _Handle):
         self._handle = handle
+        # Out-parameters made once: a loan is one foreign call, not five objects.
+        self._loan, self._data = c_void_p(), c_void_p()
+        self._loan_ref, self._data_ref = byref(self._loan), byref(self._data)
 
     @property
     def subscribers(self) -> int:
@@ -170,10 +173,8 @@ class Publisher:
             nbytes = itemsize
             for extent in shape:
                 nbytes *= int(extent)
-        loan = c_void_p()
-        data = c_void_p()
-        check(_c.shm_publisher_loan(self._handle.pointer, nbytes, byref(loan), byref(data)))
-        return Loan(_Handle(loan.value, _c.shm_loan_discard, keep=self._handle), data.value, nbytes, shape, dtype)
+        check(_c.shm_publisher_loan(self._handle.pointer, nbytes, self._loan_ref, self._data_ref))
+        return Loan(_Handle(self._loan.value, _c.shm_loan_discard, keep=self._handle), self._data.value, nbytes, shape, dtype)
 
     def send_copy(self, data: Any) -> int:
         """Copies ``data`` (bytes, bytearray, memoryview, numpy array) into a
@@ -203,24 +204,31 @@ class Loan:
     loan handed out are made read-only, and must not be used any more.
     """
 
+    __slots__ = ("_handle", "nbytes", "_address", "_buffer", "_shape", "_dtype", "_arrays")
+
     def __init__(self, handle: _Handle, address: int, nbytes: int, shape: Any, dtype: Any):
         self._handle = handle
         self.nbytes = nbytes
-        self._buffer = (ctypes.c_ubyte * nbytes).from_address(address)
+        self._address = address
+        self._buffer = None  # made on first use
         self._shape = shape
         self._dtype = dtype
-        self._arrays: list = []
+        self._arrays: Optional[list] = None
 
     @property
     def memoryview(self) -> memoryview:
         if self._handle.pointer is None:
             raise StateError("the loan was sent or discarded")
+        if self._buffer is None:
+            self._buffer = (ctypes.c_ubyte * self.nbytes).from_address(self._address)
         return memoryview(self._buffer).cast("B")
 
     @property
     def array(self) -> Any:
         """The loan as a writable numpy array (shape and dtype of ``loan()``)."""
         array = _array(self.memoryview, self._dtype, self._shape)
+        if self._arrays is None:
+            self._arrays = []
         self._arrays.append(weakref.ref(array))
         return array
 
@@ -229,10 +237,11 @@ class Loan:
         pointer, self._handle.pointer = self._handle.pointer, None
         if pointer is None:
             raise StateError("the loan was already sent or discarded")
-        for reference in self._arrays:
-            array = reference()
-            if array is not None:
-                array.flags.writeable = False
+        if self._arrays:
+            for reference in self._arrays:
+                array = reference()
+                if array is not None:
+                    array.flags.writeable = False
         reached = c_uint32()
         check(_c.shm_loan_send(pointer, byref(reached)))
         return reached.value
@@ -260,25 +269,40 @@ class Sample:
     it back now and raises ``BufferError`` if views still exist.
     """
 
+    __slots__ = ("_handle", "nbytes", "_address", "_view", "_arrays", "_released")
+
     def __init__(self, handle: _Handle, address: int, nbytes: int):
         self._handle = handle
-        self.sequence: int = _c.shm_sample_sequence(handle.pointer)
-        self.publisher_id: int = _c.shm_sample_publisher(handle.pointer)
         self.nbytes = nbytes
-        buffer = (ctypes.c_ubyte * max(1, nbytes)).from_address(address)
-        buffer._swiftshm_sample = handle  # every view keeps the chunk held
-        self._view: Optional[memoryview] = memoryview(buffer).cast("B")[:nbytes].toreadonly()
-        self._arrays: list = []
+        self._address = address
+        self._view: Optional[memoryview] = None  # made on first use
+        self._arrays: Optional[list] = None
+        self._released = False
+
+    @property
+    def sequence(self) -> int:
+        """The publisher's number of this sample (1, 2, …)."""
+        return _c.shm_sample_sequence(self._handle.pointer)
+
+    @property
+    def publisher_id(self) -> int:
+        return _c.shm_sample_publisher(self._handle.pointer)
 
     @property
     def memoryview(self) -> memoryview:
-        if self._view is None:
+        if self._released:
             raise StateError("the sample was released")
+        if self._view is None:
+            buffer = (ctypes.c_ubyte * max(1, self.nbytes)).from_address(self._address)
+            buffer._swiftshm_sample = self._handle  # every view keeps the chunk held
+            self._view = memoryview(buffer).cast("B")[:self.nbytes].toreadonly()
         return self._view
 
     def array(self, dtype: Any = "uint8", shape: Optional[Sequence[int]] = None) -> Any:
         """A read-only numpy view of the payload (no copy)."""
         array = _array(self.memoryview, dtype, shape)
+        if self._arrays is None:
+            self._arrays = []
         self._arrays.append(weakref.ref(array))
         return array
 
@@ -290,13 +314,16 @@ class Sample:
         """Hands the chunk back now. Raises ``BufferError`` while arrays from
         ``array()`` (or their slices) or references to ``memoryview`` exist:
         a view never outlives its sample's memory."""
-        if self._view is None:
+        if self._released:
             return
-        if any(reference() is not None for reference in self._arrays) or sys.getrefcount(self._view) > 2:
-            raise BufferError("views of this sample still exist: delete them before release() "
-                              "(or drop the sample: it is handed back when its last view goes)")
-        self._view.release()
-        self._view = None
+        if self._view is not None:
+            if (self._arrays and any(reference() is not None for reference in self._arrays)) \
+                    or sys.getrefcount(self._view) > 2:
+                raise BufferError("views of this sample still exist: delete them before release() "
+                                  "(or drop the sample: it is handed back when its last view goes)")
+            self._view.release()
+            self._view = None
+        self._released = True
         self._handle = None  # the last reference: the chunk is handed back (any view
         #                      made some other way keeps it held until it goes)
 
@@ -312,27 +339,26 @@ class Subscriber:
 
     def __init__(self, handle: _Handle):
         self._handle = handle
+        # Out-parameters made once: a poll is one foreign call.
+        self._sample, self._data, self._size = c_void_p(), c_void_p(), c_uint64()
+        self._refs = (byref(self._sample), byref(self._data), byref(self._size))
 
     def receive(self, timeout: Optional[float] = None) -> Sample:
         """The next sample, waiting at most ``timeout`` seconds (None: for
         ever, 0: not at all); ``TimedOut`` if none came."""
-        sample = c_void_p()
-        data = c_void_p()
-        size = c_uint64()
-        check(_c.shm_subscriber_receive(self._handle.pointer, _ns(timeout), byref(sample), byref(data), byref(size)))
-        return Sample(_Handle(sample.value, _c.shm_sample_release, keep=self._handle), data.value or 0, size.value)
+        check(_c.shm_subscriber_receive(self._handle.pointer, _ns(timeout), *self._refs))
+        return Sample(_Handle(self._sample.value, _c.shm_sample_release, keep=self._handle), self._data.value or 0,
+                      self._size.value)
 
     def try_receive(self) -> Optional[Sample]:
         """The next sample if one is waiting, else None (no exception on the
         empty path: cheap enough to poll)."""
-        sample = c_void_p()
-        data = c_void_p()
-        size = c_uint64()
-        status = _c.shm_subscriber_receive(self._handle.pointer, 0, byref(sample), byref(data), byref(size))
+        status = _c.shm_subscriber_receive(self._handle.pointer, 0, *self._refs)
         if status == _lib.E_TIMED_OUT:
             return None
         check(status)
-        return Sample(_Handle(sample.value, _c.shm_sample_release, keep=self._handle), data.value or 0, size.value)
+        return Sample(_Handle(self._sample.value, _c.shm_sample_release, keep=self._handle), self._data.value or 0,
+                      self._size.value)
 
     @property
     def lost(self) -> int:
