@@ -59,6 +59,7 @@ let package = Package(
         .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
         .executableTarget(name: "example-events", dependencies: ["Shm"], path: "Examples/Events", swiftSettings: strict),
+        .executableTarget(name: "example-camera", dependencies: ["Shm"], path: "Examples/Camera", swiftSettings: strict),
         // Test-only helpers: fork-based checks done entirely in C (see the header).
         .target(name: "CShmTestSupport", path: "Tests/CShmTestSupport"),
         .target(
@@ -90,7 +91,7 @@ let package = Package(
         .testTarget(
             name: "ShmCLITests",
             dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
-                           "example-pubsub", "example-request-response", "example-events"],
+                           "example-pubsub", "example-request-response", "example-events", "example-camera"],
             swiftSettings: strict
         ),
     ]

@@ -162,6 +162,19 @@ final class SegmentFile: @unchecked Sendable {
     /// Built under a temporary name and renamed into place without replacing,
     /// so a racing appender opens the winner's file.
     static func createOrOpen(directory: String, number: UInt32, meta: MetaFile, syncDirectory: Bool) throws(LogError) -> SegmentFile {
+        // A temporary file can vanish under us (a recovery that took its
+        // creator for dead): then try again, or open what another made.
+        for _ in 0..<3 {
+            do throws(LogError) {
+                return try createOrOpenOnce(directory: directory, number: number, meta: meta, syncDirectory: syncDirectory)
+            } catch .system(let operation, _, let e) where operation == "rename" && e == .notFound {
+                continue
+            }
+        }
+        return try createOrOpenOnce(directory: directory, number: number, meta: meta, syncDirectory: syncDirectory)
+    }
+
+    private static func createOrOpenOnce(directory: String, number: UInt32, meta: MetaFile, syncDirectory: Bool) throws(LogError) -> SegmentFile {
         let path = directory + "/" + name(number)
         if access(path, F_OK) == 0 { return try SegmentFile(path: path, number: number, meta: meta, writable: true) }
         let temporary = directory + "/.creating.\(getpid())-\(ProcessLease.hex(ProcessIdentity.current.lease)).\(UInt32.random(in: 0...UInt32.max)).seg"

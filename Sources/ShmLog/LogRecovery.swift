@@ -170,16 +170,17 @@ extension Log {
     }
 
     /// Removes `.creating.*` files: segments and metadata whose creators
-    /// died before renaming them into place (no appender is alive now).
+    /// died before renaming them into place. No appender is alive now, but
+    /// a process creating the log (`Log.create` makes segment 0 outside the
+    /// appenders' lock) may be: a file whose creator's lease is held stays.
     private func removeCreatingFiles() {
-        guard let dir = opendir(directory) else { return }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix(".creating.") { names.append(name) }
+        for name in SegmentDirectory.names(in: directory) where name.hasPrefix(".creating.") {
+            // .creating.<pid>-<lease>.<random>.seg
+            let creator = name.dropFirst(".creating.".count).prefix { $0 != "." }.split(separator: "-")
+            if creator.count == 2, let pid = Int32(creator[0]), let lease = UInt32(creator[1], radix: 16),
+               ProcessIdentity(pid: pid, startTime: 0, lease: lease).isAlive { continue }
+            unlink(directory + "/" + name)
         }
-        closedir(dir)
-        for name in names { unlink(directory + "/" + name) }
     }
 
     /// Killed tailers leave the parking-tailers and sleepers counts too high

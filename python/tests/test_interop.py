@@ -220,3 +220,25 @@ def test_errors_are_typed(name):
         with pytest.raises(swiftshm.InvalidArgument):
             node.publish_subscribe(name, max_bytes=64).publisher().loan(65)
         kept.close()
+
+
+def test_the_readme_camera_and_model_run_as_two_commands(name):
+    from conftest import BUILD, REPO, executable
+    camera = executable("example-camera")
+    # The example imports swiftshm as a user's program would: from where this test found it.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(swiftshm.__file__))))
+    model = subprocess.Popen([sys.executable, "-u", os.path.join(REPO, "python", "examples", "model.py"), "3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert model.stdout.readline().startswith("waiting for frames")
+        swift = subprocess.Popen([camera, "publish", "45"], stdout=subprocess.DEVNULL)
+        try:
+            out, err = model.communicate(timeout=60)
+            assert model.returncode == 0, err
+            lines = [line for line in out.splitlines() if line.startswith("frame ")]
+            assert len(lines) == 3 and all("mean" in line for line in lines), out
+            assert swift.wait(timeout=60) == 0  # it ends by itself and leaves nothing behind
+        finally:
+            swift.kill()
+    finally:
+        model.kill()
