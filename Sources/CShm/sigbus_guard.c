@@ -53,6 +53,8 @@ static void on_sigbus(int sig, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
     int top = atomic_load_explicit(&highest_slot, memory_order_acquire);
     for (int i = 0; i < top; i++) {
+        // SYNC POINT: acquire pairs with the release store of base in
+        // cshm_sigbus_guard_register (length is written before it).
         uintptr_t base = atomic_load_explicit(&slots[i].base, memory_order_acquire);
         if (base == 0 || address < base) continue;
         size_t length = atomic_load_explicit(&slots[i].length, memory_order_relaxed);
@@ -60,6 +62,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *context) {
         void *page = (void *)(address & ~(page_size - 1));
         void *replaced = mmap(page, page_size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (replaced == MAP_FAILED) break;
+        // SYNC POINT: release pairs with the acquire load in cshm_sigbus_guard_faults.
         atomic_fetch_add_explicit(&slots[i].faults, 1, memory_order_release);
         return;
     }
@@ -91,6 +94,7 @@ int cshm_sigbus_guard_register(void *base, size_t length) {
         if (atomic_compare_exchange_strong(&slots[i].base, &free_slot, (uintptr_t)1)) {
             atomic_store_explicit(&slots[i].length, length, memory_order_relaxed);
             atomic_store_explicit(&slots[i].faults, 0, memory_order_relaxed);
+            // SYNC POINT: release pairs with the handler's acquire load of base.
             atomic_store_explicit(&slots[i].base, (uintptr_t)base, memory_order_release);
             int top = atomic_load(&highest_slot);
             while (top < i + 1 && !atomic_compare_exchange_weak(&highest_slot, &top, i + 1)) { }
@@ -108,5 +112,6 @@ void cshm_sigbus_guard_unregister(int slot) {
 
 uint32_t cshm_sigbus_guard_faults(int slot) {
     if (slot < 0 || slot >= GUARD_SLOTS) return 0;
+    // SYNC POINT: acquire pairs with the handler's release increment.
     return atomic_load_explicit(&slots[slot].faults, memory_order_acquire);
 }

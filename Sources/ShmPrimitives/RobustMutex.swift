@@ -108,7 +108,10 @@ public final class RobustMutex: @unchecked Sendable {
 
     /// True while every user of the mutex shares one pid namespace, so the
     /// TID in the word means the same to the kernel for all of them.
-    private var usesKernelPI: Bool { mixed.pointee.load(ordering: .sequentiallyConsistent) == 0 }
+    private var usesKernelPI: Bool {
+        // SYNC POINT: seq_cst load pairs with the seq_cst store of `mixed` in `init(attaching:)`.
+        mixed.pointee.load(ordering: .sequentiallyConsistent) == 0
+    }
 
     static let tidMask = cshm_futex_tid_mask()
     static let waitersBit = cshm_futex_waiters_bit()
