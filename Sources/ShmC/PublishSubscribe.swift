@@ -203,7 +203,9 @@ public func shm_publisher_send_copy(_ publisher: OpaquePointer?, _ data: UnsafeR
         guard bytes >= 1, bytes <= UInt64(p.service.maxSliceLength) else {
             throw CABIError.invalid("\(bytes) bytes: samples of this service hold 1…\(p.service.maxSliceLength)")
         }
-        let count = try p.send(copyOf: UnsafeRawBufferPointer(start: data, count: Int(bytes)))
+        let sample = try p.loanUninitialized(count: Int(bytes))
+        UnsafeMutableRawPointer(sample.unsafeBuffer.baseAddress!).copyMemory(from: data, byteCount: Int(bytes))
+        let count = try sample.assumeInitialized().send()
         reached?.pointee = UInt32(count)
         return SHM_OK
     }
@@ -237,6 +239,29 @@ public func shm_subscriber_receive(_ subscriber: OpaquePointer?, _ nanoseconds: 
         data!.pointee = received.bytes.baseAddress
         bytes!.pointee = UInt64(received.bytes.count)
         sample!.pointee = handle(SampleHandle(received, owner: owner))
+        return SHM_OK
+    }
+}
+
+@_cdecl("shm_subscriber_receive_copy")
+public func shm_subscriber_receive_copy(_ subscriber: OpaquePointer?, _ nanoseconds: Int64, _ buffer: UnsafeMutableRawPointer?,
+                                        _ capacity: UInt64, _ bytes: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    cabi {
+        let s = try object(subscriber, SubscriberHandle.self, "subscriber").subscriber
+        guard let bytes, buffer != nil || capacity == 0 else { throw CABIError.invalid("buffer or bytes is NULL") }
+        let received: ReceivedSample<UInt8>
+        if nanoseconds == 0 {
+            guard let next = try s.tryReceive() else { return failure(SHM_E_TIMED_OUT, "no sample waiting") }
+            received = next
+        } else {
+            received = try s.receive(timeout: timeout(nanoseconds))
+        }
+        let payload = received.bytes
+        bytes.pointee = UInt64(payload.count)
+        guard UInt64(payload.count) <= capacity else {
+            throw CABIError.invalid("a sample of \(payload.count) bytes does not fit \(capacity)")
+        }
+        if let source = payload.baseAddress, let buffer { buffer.copyMemory(from: source, byteCount: payload.count) }
         return SHM_OK
     }
 }

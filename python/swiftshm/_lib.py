@@ -84,6 +84,7 @@ _declare("shm_publisher_send_copy", c_int, _H, c_void_p, c_uint64, POINTER(c_uin
 _declare("shm_subscriber_create", c_int, _H, _PH)
 _declare("shm_subscriber_free", None, _H)
 _declare("shm_subscriber_receive", c_int, _H, c_int64, _PH, _PH, POINTER(c_uint64))
+_declare("shm_subscriber_receive_copy", c_int, _H, c_int64, c_void_p, c_uint64, POINTER(c_uint64))
 _declare("shm_subscriber_lost", c_uint64, _H)
 _declare("shm_subscriber_fd", c_int, _H, POINTER(c_int32))
 _declare("shm_subscriber_rearm", c_int, _H)

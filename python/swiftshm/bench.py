@@ -4,7 +4,8 @@ Two Python processes pinned to different CPUs play ping-pong (one-way
 latency = round trip / 2, median and p99) with 8-byte messages and 1080p
 RGB frames (6,220,800 bytes), through:
 
-- swiftshm (this package): loaned samples, read in place;
+- swiftshm (this package): loaned samples read in place for frames;
+  ``send_copy`` / ``try_receive_copy`` (one call each) for small messages;
 - iceoryx2's own Python binding (``pip install iceoryx2``), if installed;
 - ``multiprocessing.shared_memory`` for the data plus a ``Pipe`` to signal;
 - a pickled ``multiprocessing.Pipe`` (what people escape from).
@@ -27,6 +28,7 @@ import numpy as np
 
 FRAME = 1920 * 1080 * 3
 SIZES = [8, FRAME]
+SMALL = 4096  # up to this size swiftshm's rows use send_copy / try_receive_copy, above it loans
 
 
 def _pin(cpu: int) -> None:
@@ -52,6 +54,14 @@ def _swiftshm_echo(ping: str, pong: str, size: int, rounds: int, ready) -> None:
         outbound = node.publish_subscribe(pong, max_bytes=size, overflow="block").publisher()
         ready.set()
         outbound.wait_for_subscribers(1, timeout=30)
+        if size <= SMALL:
+            # Small messages: one call each way, copying them (as iceoryx2's write_payload copies).
+            for _ in range(rounds):
+                message = None
+                while message is None:
+                    message = inbound.try_receive_copy(SMALL)
+                outbound.send_copy(message)
+            return
         for _ in range(rounds):
             sample = None
             while sample is None:
@@ -77,6 +87,18 @@ def bench_swiftshm(size: int, rounds: int) -> dict:
         inbound = node.publish_subscribe(pong, max_bytes=size, overflow="block").subscriber()
         outbound.wait_for_subscribers(1, timeout=30)
         times = []
+        if size <= SMALL:
+            for n in range(rounds):
+                message = n.to_bytes(8, "little") + bytes(size - 8)
+                start = time.perf_counter_ns()
+                outbound.send_copy(message)
+                back = None
+                while back is None:
+                    back = inbound.try_receive_copy(SMALL)
+                times.append((time.perf_counter_ns() - start) / 2)
+                assert int.from_bytes(back[:8], "little") == n
+            echo.join(30)
+            return _summary("swiftshm (Python ↔ Python)", size, times[rounds // 10:])
         for n in range(rounds):
             start = time.perf_counter_ns()
             loan = outbound.loan(size)

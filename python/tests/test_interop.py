@@ -242,3 +242,18 @@ def test_the_readme_camera_and_model_run_as_two_commands(name):
             swift.kill()
     finally:
         model.kill()
+
+
+def test_small_messages_by_copy_in_one_call(peer, name):
+    with swiftshm.Node("py-copy") as node:
+        service = node.publish_subscribe(name, max_bytes=64, overflow="block")
+        subscriber, publisher = service.subscriber(), service.publisher()
+        assert subscriber.try_receive_copy() is None
+        assert publisher.send_copy(b"ping") == 1
+        assert subscriber.try_receive_copy() == b"ping"
+        publisher.send_copy(bytes(range(64)))
+        with pytest.raises(swiftshm.InvalidArgument):
+            subscriber.try_receive_copy(16)  # does not fit: handed back unread, reported
+        assert subscriber.try_receive_copy() is None
+        with pytest.raises(swiftshm.InvalidArgument):
+            publisher.send_copy(bytes(65))

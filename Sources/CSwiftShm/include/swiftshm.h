@@ -142,6 +142,12 @@ void shm_subscriber_free(shm_subscriber_t *subscriber);
  * in the publisher's memory (read-only) until shm_sample_release. */
 int shm_subscriber_receive(shm_subscriber_t *subscriber, int64_t timeout_ns, shm_sample_t **sample,
                            const void **data, uint64_t *bytes);
+/* The next sample copied into `buffer` (`capacity` bytes) and handed back
+ * at once — for small messages, where one call beats a loan of a view.
+ * *bytes is the sample's size; SHM_E_INVALID_ARGUMENT if it exceeds
+ * `capacity` (the sample is then handed back unread). */
+int shm_subscriber_receive_copy(shm_subscriber_t *subscriber, int64_t timeout_ns, void *buffer, uint64_t capacity,
+                                uint64_t *bytes);
 /* Samples lost to the overflow policy before this subscriber saw them. */
 uint64_t shm_subscriber_lost(shm_subscriber_t *subscriber);
 /* A descriptor that becomes readable when samples may be waiting (an
