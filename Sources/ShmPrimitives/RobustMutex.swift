@@ -182,7 +182,7 @@ public final class RobustMutex: @unchecked Sendable {
                 let observed = word.pointee.load(ordering: .acquiring)
                 let owner = observed & RobustMutex.tidMask
                 if owner == 0 { continue }
-                if kill(pid_t(owner), 0) == 0 { continue } // the TID is alive again (reused): retry in the kernel
+                if !holderProvenGone(tid: owner) { continue } // alive again (a reused TID): retry in the kernel
                 // SYNC POINT: acquire pairs with the dead holder's last
                 // release (if it got that far); its writes are what they are.
                 if word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
@@ -212,13 +212,23 @@ public final class RobustMutex: @unchecked Sendable {
         if cshm_errno() == ESRCH {
             let observed = word.pointee.load(ordering: .acquiring)
             let owner = observed & RobustMutex.tidMask
-            if owner != 0, kill(pid_t(owner), 0) != 0,
+            if owner != 0, holderProvenGone(tid: owner),
                word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
                                             ordering: .acquiring).exchanged {
                 return takeOwnership()
             }
         }
         return nil
+    }
+
+    /// After the kernel found no thread with the word's TID: the holder is
+    /// gone if its lease says so (`holderID`), or — when it died before
+    /// writing its identity — if no thread has that TID now.
+    private func holderProvenGone(tid: UInt32) -> Bool {
+        // SYNC POINT: acquire pairs with the release store of holderID in `takeOwnership`.
+        let recorded = holderID.pointee.load(ordering: .acquiring)
+        if recorded != 0 { return ProcessIdentity(packed: recorded).liveness == .dead }
+        return kill(pid_t(tid), 0) != 0
     }
 
     /// Takes the word if it is free, or if its holder is proven dead by its
