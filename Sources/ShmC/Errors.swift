@@ -89,6 +89,13 @@ struct CABIError: Error, CustomStringConvertible {
 
 // MARK: Handles
 
+/// What a handle retains: one Swift object or value (ports and services;
+/// samples, loans and records have classes of their own).
+final class Box<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 /// A Swift object handed to C as an opaque pointer (retained until freed).
 func handle(_ object: AnyObject) -> OpaquePointer { OpaquePointer(Unmanaged.passRetained(object).toOpaque()) }
 

@@ -4,41 +4,6 @@ import ShmLog
 
 // Events, named segments and the persistent log for C (swiftshm.h).
 
-final class EventHandle {
-    let service: EventService
-    init(_ service: EventService) { self.service = service }
-}
-
-final class NotifierHandle {
-    let notifier: Notifier
-    init(_ notifier: Notifier) { self.notifier = notifier }
-}
-
-final class ListenerHandle {
-    let listener: Listener
-    init(_ listener: Listener) { self.listener = listener }
-}
-
-final class SegmentHandle {
-    let segment: SharedMemorySegment
-    init(_ segment: SharedMemorySegment) { self.segment = segment }
-}
-
-final class LogHandle {
-    let log: Log
-    init(_ log: Log) { self.log = log }
-}
-
-final class AppenderHandle {
-    let appender: LogAppender
-    init(_ appender: LogAppender) { self.appender = appender }
-}
-
-final class TailerHandle {
-    let tailer: LogTailer
-    init(_ tailer: LogTailer) { self.tailer = tailer }
-}
-
 final class RecordHandle {
     let bytes: UnsafeMutableRawBufferPointer
     init(copying source: UnsafeRawBufferPointer) {
@@ -54,31 +19,31 @@ final class RecordHandle {
 public func shm_event_open(_ node: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ maxEventID: UInt32,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        let node = try object(node, NodeHandle.self, "node").node
+        let node = try object(node, Box<Node>.self, "node").value
         let service = try node.event(try string(name, "service"), config: .init(maxEventID: Int(maxEventID)))
-        try store(handle(EventHandle(service)), out, "out")
+        try store(handle(Box(service)), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_event_free")
-public func shm_event_free(_ event: OpaquePointer?) { release(event, EventHandle.self) }
+public func shm_event_free(_ event: OpaquePointer?) { release(event, Box<EventService>.self) }
 
 @_cdecl("shm_notifier_create")
 public func shm_notifier_create(_ event: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        try store(handle(NotifierHandle(try object(event, EventHandle.self, "event").service.notifier())), out, "out")
+        try store(handle(Box(try object(event, Box<EventService>.self, "event").value.notifier())), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_notifier_free")
-public func shm_notifier_free(_ notifier: OpaquePointer?) { release(notifier, NotifierHandle.self) }
+public func shm_notifier_free(_ notifier: OpaquePointer?) { release(notifier, Box<Notifier>.self) }
 
 @_cdecl("shm_notify")
 public func shm_notify(_ notifier: OpaquePointer?, _ id: UInt32) -> Int32 {
     cabi {
-        try object(notifier, NotifierHandle.self, "notifier").notifier.notify(EventID(Int(id)))
+        try object(notifier, Box<Notifier>.self, "notifier").value.notify(EventID(Int(id)))
         return SHM_OK
     }
 }
@@ -86,19 +51,19 @@ public func shm_notify(_ notifier: OpaquePointer?, _ id: UInt32) -> Int32 {
 @_cdecl("shm_listener_create")
 public func shm_listener_create(_ event: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        try store(handle(ListenerHandle(try object(event, EventHandle.self, "event").service.listener())), out, "out")
+        try store(handle(Box(try object(event, Box<EventService>.self, "event").value.listener())), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_listener_free")
-public func shm_listener_free(_ listener: OpaquePointer?) { release(listener, ListenerHandle.self) }
+public func shm_listener_free(_ listener: OpaquePointer?) { release(listener, Box<Listener>.self) }
 
 @_cdecl("shm_listener_wait")
 public func shm_listener_wait(_ listener: OpaquePointer?, _ nanoseconds: Int64, _ ids: UnsafeMutablePointer<UInt32>?,
                               _ capacity: UInt32, _ count: UnsafeMutablePointer<UInt32>?) -> Int32 {
     cabi {
-        let l = try object(listener, ListenerHandle.self, "listener").listener
+        let l = try object(listener, Box<Listener>.self, "listener").value
         guard count != nil, ids != nil || capacity == 0 else { throw CABIError.invalid("ids or count is NULL") }
         let fired = nanoseconds == 0 ? l.tryWait() : l.wait(timeout: timeout(nanoseconds))
         let n = min(fired.count, Int(capacity))
@@ -115,7 +80,7 @@ public func shm_segment_create(_ name: UnsafePointer<CChar>?, _ bytes: UInt64, _
     cabi {
         guard bytes >= 1, bytes <= UInt64(Int.max) else { throw CABIError.invalid("size \(bytes)") }
         let segment = try SharedMemorySegment.create(try string(name, "name"), size: Int(bytes), lifetime: .persistent)
-        try store(handle(SegmentHandle(segment)), out, "out")
+        try store(handle(Box(segment)), out, "out")
         return SHM_OK
     }
 }
@@ -124,22 +89,22 @@ public func shm_segment_create(_ name: UnsafePointer<CChar>?, _ bytes: UInt64, _
 public func shm_segment_open(_ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
         let segment = try SharedMemorySegment.open(try string(name, "name"))
-        try store(handle(SegmentHandle(segment)), out, "out")
+        try store(handle(Box(segment)), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_segment_free")
-public func shm_segment_free(_ segment: OpaquePointer?) { release(segment, SegmentHandle.self) }
+public func shm_segment_free(_ segment: OpaquePointer?) { release(segment, Box<SharedMemorySegment>.self) }
 
 @_cdecl("shm_segment_data")
 public func shm_segment_data(_ segment: OpaquePointer?) -> UnsafeMutableRawPointer? {
-    (try? object(segment, SegmentHandle.self, "segment"))?.segment.data.unsafeBaseAddress
+    (try? object(segment, Box<SharedMemorySegment>.self, "segment"))?.value.data.unsafeBaseAddress
 }
 
 @_cdecl("shm_segment_size")
 public func shm_segment_size(_ segment: OpaquePointer?) -> UInt64 {
-    (try? object(segment, SegmentHandle.self, "segment")).map { UInt64($0.segment.data.count) } ?? 0
+    (try? object(segment, Box<SharedMemorySegment>.self, "segment")).map { UInt64($0.value.data.count) } ?? 0
 }
 
 @_cdecl("shm_segment_unlink")
@@ -158,30 +123,30 @@ public func shm_log_open(_ directory: UnsafePointer<CChar>?, _ segmentBytes: UIn
         let path = try string(directory, "directory")
         let config = segmentBytes == 0 ? LogConfig() : LogConfig(segmentSize: Int(clamping: segmentBytes))
         let log = try Log.openOrCreate(directory: path, config: config)
-        try store(handle(LogHandle(log)), out, "out")
+        try store(handle(Box(log)), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_log_free")
-public func shm_log_free(_ log: OpaquePointer?) { release(log, LogHandle.self) }
+public func shm_log_free(_ log: OpaquePointer?) { release(log, Box<Log>.self) }
 
 @_cdecl("shm_appender_create")
 public func shm_appender_create(_ log: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        try store(handle(AppenderHandle(try object(log, LogHandle.self, "log").log.appender())), out, "out")
+        try store(handle(Box(try object(log, Box<Log>.self, "log").value.appender())), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_appender_free")
-public func shm_appender_free(_ appender: OpaquePointer?) { release(appender, AppenderHandle.self) }
+public func shm_appender_free(_ appender: OpaquePointer?) { release(appender, Box<LogAppender>.self) }
 
 @_cdecl("shm_append")
 public func shm_append(_ appender: OpaquePointer?, _ data: UnsafeRawPointer?, _ bytes: UInt64,
                        _ sequence: UnsafeMutablePointer<UInt64>?) -> Int32 {
     cabi {
-        let a = try object(appender, AppenderHandle.self, "appender").appender
+        let a = try object(appender, Box<LogAppender>.self, "appender").value
         guard data != nil || bytes == 0 else { throw CABIError.invalid("data is NULL") }
         let record = try a.append(UnsafeRawBufferPointer(start: data, count: Int(clamping: bytes)))
         sequence?.pointee = record.sequence
@@ -192,22 +157,22 @@ public func shm_append(_ appender: OpaquePointer?, _ data: UnsafeRawPointer?, _ 
 @_cdecl("shm_tailer_create")
 public func shm_tailer_create(_ log: OpaquePointer?, _ from: UInt64, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        let l = try object(log, LogHandle.self, "log").log
+        let l = try object(log, Box<Log>.self, "log").value
         let start: TailStart = from == 0 ? .start : from == UInt64.max ? .end : .sequence(from)
-        try store(handle(TailerHandle(try l.tailer(from: start))), out, "out")
+        try store(handle(Box(try l.tailer(from: start))), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_tailer_free")
-public func shm_tailer_free(_ tailer: OpaquePointer?) { release(tailer, TailerHandle.self) }
+public func shm_tailer_free(_ tailer: OpaquePointer?) { release(tailer, Box<LogTailer>.self) }
 
 @_cdecl("shm_tailer_next")
 public func shm_tailer_next(_ tailer: OpaquePointer?, _ nanoseconds: Int64, _ record: UnsafeMutablePointer<OpaquePointer?>?,
                             _ data: UnsafeMutablePointer<UnsafeRawPointer?>?, _ bytes: UnsafeMutablePointer<UInt64>?,
                             _ sequence: UnsafeMutablePointer<UInt64>?, _ timestamp: UnsafeMutablePointer<UInt64>?) -> Int32 {
     cabi {
-        let t = try object(tailer, TailerHandle.self, "tailer").tailer
+        let t = try object(tailer, Box<LogTailer>.self, "tailer").value
         guard record != nil, data != nil, bytes != nil else { throw CABIError.invalid("record, data or bytes is NULL") }
         let copy: (RecordHandle, UInt64, UInt64)
         if nanoseconds == 0 {

@@ -5,25 +5,10 @@ import Shm
 // bytes (`PublishSubscribeService<UInt8>`): byte-slice services as Swift's
 // `slicesOf: UInt8.self`, fixed-size types by name, size and alignment.
 
-final class NodeHandle {
-    let node: Node
-    init(_ node: Node) { self.node = node }
-}
-
-final class PubSubHandle {
-    let service: PublishSubscribeService<UInt8>
-    init(_ service: PublishSubscribeService<UInt8>) { self.service = service }
-}
-
-final class PublisherHandle {
-    let publisher: Publisher<UInt8>
-    init(_ publisher: Publisher<UInt8>) { self.publisher = publisher }
-}
-
 final class LoanHandle {
     var sample: UninitializedSample<UInt8>?
-    let owner: PublisherHandle
-    init(_ sample: consuming UninitializedSample<UInt8>, owner: PublisherHandle) {
+    let owner: Box<Publisher<UInt8>>
+    init(_ sample: consuming UninitializedSample<UInt8>, owner: Box<Publisher<UInt8>>) {
         self.sample = consume sample
         self.owner = owner
     }
@@ -52,13 +37,13 @@ final class SampleHandle {
 public func shm_node_create(_ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
         let node = try Node(name: try string(name, "name"))
-        try store(handle(NodeHandle(node)), out, "out")
+        try store(handle(Box(node)), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_node_free")
-public func shm_node_free(_ node: OpaquePointer?) { release(node, NodeHandle.self) }
+public func shm_node_free(_ node: OpaquePointer?) { release(node, Box<Node>.self) }
 
 @_cdecl("shm_pubsub_options_init")
 public func shm_pubsub_options_init(_ options: UnsafeMutablePointer<shm_pubsub_options>?) {
@@ -73,7 +58,7 @@ public func shm_pubsub_options_init(_ options: UnsafeMutablePointer<shm_pubsub_o
 public func shm_pubsub_open(_ node: OpaquePointer?, _ name: UnsafePointer<CChar>?,
                             _ options: UnsafePointer<shm_pubsub_options>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        let node = try object(node, NodeHandle.self, "node").node
+        let node = try object(node, Box<Node>.self, "node").value
         let service = try string(name, "service")
         var o = shm_pubsub_options()
         shm_pubsub_options_init(&o)
@@ -85,7 +70,7 @@ public func shm_pubsub_open(_ node: OpaquePointer?, _ name: UnsafePointer<CChar>
         }
         if o.type_size == 0 && o.open_mode == UInt32(SHM_OPEN) {
             // Open whatever the service carries, seen as bytes.
-            try store(handle(PubSubHandle(try node.openAnyPublishSubscribe(service))), out, "out")
+            try store(handle(Box(try node.openAnyPublishSubscribe(service))), out, "out")
             return SHM_OK
         }
         guard o.type_size >= 1, o.type_size <= UInt64(UInt32.max), o.type_alignment >= 1, o.type_alignment <= 4096,
@@ -109,35 +94,35 @@ public func shm_pubsub_open(_ node: OpaquePointer?, _ name: UnsafePointer<CChar>
         } else {
             opened = try node.publishSubscribe(service, slicesOf: UInt8.self, maxLength: Int(o.type_size), config: config, mode: mode)
         }
-        try store(handle(PubSubHandle(opened)), out, "out")
+        try store(handle(Box(opened)), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_pubsub_free")
-public func shm_pubsub_free(_ service: OpaquePointer?) { release(service, PubSubHandle.self) }
+public func shm_pubsub_free(_ service: OpaquePointer?) { release(service, Box<PublishSubscribeService<UInt8>>.self) }
 
 @_cdecl("shm_pubsub_max_bytes")
 public func shm_pubsub_max_bytes(_ service: OpaquePointer?) -> UInt64 {
-    (try? object(service, PubSubHandle.self, "service")).map { UInt64($0.service.maxSliceLength) } ?? 0
+    (try? object(service, Box<PublishSubscribeService<UInt8>>.self, "service")).map { UInt64($0.value.maxSliceLength) } ?? 0
 }
 
 @_cdecl("shm_publisher_create")
 public func shm_publisher_create(_ service: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        let publisher = try object(service, PubSubHandle.self, "service").service.publisher()
-        try store(handle(PublisherHandle(publisher)), out, "out")
+        let publisher = try object(service, Box<PublishSubscribeService<UInt8>>.self, "service").value.publisher()
+        try store(handle(Box(publisher)), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_publisher_free")
-public func shm_publisher_free(_ publisher: OpaquePointer?) { release(publisher, PublisherHandle.self) }
+public func shm_publisher_free(_ publisher: OpaquePointer?) { release(publisher, Box<Publisher<UInt8>>.self) }
 
 @_cdecl("shm_publisher_set_send_timeout")
 public func shm_publisher_set_send_timeout(_ publisher: OpaquePointer?, _ nanoseconds: Int64) -> Int32 {
     cabi {
-        try object(publisher, PublisherHandle.self, "publisher").publisher.sendTimeout = timeout(nanoseconds) ?? .seconds(86_400 * 365)
+        try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value.sendTimeout = timeout(nanoseconds) ?? .seconds(86_400 * 365)
         return SHM_OK
     }
 }
@@ -145,7 +130,7 @@ public func shm_publisher_set_send_timeout(_ publisher: OpaquePointer?, _ nanose
 @_cdecl("shm_publisher_subscribers")
 public func shm_publisher_subscribers(_ publisher: OpaquePointer?, _ count: UnsafeMutablePointer<UInt32>?) -> Int32 {
     cabi {
-        try store(UInt32(try object(publisher, PublisherHandle.self, "publisher").publisher.connectedSubscribers), count, "count")
+        try store(UInt32(try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value.connectedSubscribers), count, "count")
         return SHM_OK
     }
 }
@@ -153,7 +138,7 @@ public func shm_publisher_subscribers(_ publisher: OpaquePointer?, _ count: Unsa
 @_cdecl("shm_publisher_wait_for_subscribers")
 public func shm_publisher_wait_for_subscribers(_ publisher: OpaquePointer?, _ count: UInt32, _ nanoseconds: Int64) -> Int32 {
     cabi {
-        let p = try object(publisher, PublisherHandle.self, "publisher").publisher
+        let p = try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value
         guard try p.waitForSubscribers(Int(count), timeout: timeout(nanoseconds) ?? .seconds(86_400 * 365)) else {
             return failure(SHM_E_TIMED_OUT, "fewer than \(count) subscriber(s) within the timeout (\(p.connectedSubscribers) connected)")
         }
@@ -165,12 +150,12 @@ public func shm_publisher_wait_for_subscribers(_ publisher: OpaquePointer?, _ co
 public func shm_publisher_loan(_ publisher: OpaquePointer?, _ bytes: UInt64, _ loan: UnsafeMutablePointer<OpaquePointer?>?,
                                _ data: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
     cabi {
-        let owner = try object(publisher, PublisherHandle.self, "publisher")
+        let owner = try object(publisher, Box<Publisher<UInt8>>.self, "publisher")
         guard loan != nil, data != nil else { throw CABIError.invalid("loan or data is NULL") }
-        guard bytes >= 1, bytes <= UInt64(owner.publisher.service.maxSliceLength) else {
-            throw CABIError.invalid("a loan of \(bytes) bytes: samples of this service hold 1…\(owner.publisher.service.maxSliceLength)")
+        guard bytes >= 1, bytes <= UInt64(owner.value.service.maxSliceLength) else {
+            throw CABIError.invalid("a loan of \(bytes) bytes: samples of this service hold 1…\(owner.value.service.maxSliceLength)")
         }
-        let sample = try owner.publisher.loanUninitialized(count: Int(bytes))
+        let sample = try owner.value.loanUninitialized(count: Int(bytes))
         let address = UnsafeMutableRawPointer(sample.unsafeBuffer.baseAddress)
         let box = LoanHandle(sample, owner: owner)
         loan!.pointee = handle(box)
@@ -198,7 +183,7 @@ public func shm_loan_discard(_ loan: OpaquePointer?) { release(loan, LoanHandle.
 public func shm_publisher_send_copy(_ publisher: OpaquePointer?, _ data: UnsafeRawPointer?, _ bytes: UInt64,
                                     _ reached: UnsafeMutablePointer<UInt32>?) -> Int32 {
     cabi {
-        let p = try object(publisher, PublisherHandle.self, "publisher").publisher
+        let p = try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value
         guard let data else { throw CABIError.invalid("data is NULL") }
         guard bytes >= 1, bytes <= UInt64(p.service.maxSliceLength) else {
             throw CABIError.invalid("\(bytes) bytes: samples of this service hold 1…\(p.service.maxSliceLength)")
@@ -214,7 +199,7 @@ public func shm_publisher_send_copy(_ publisher: OpaquePointer?, _ data: UnsafeR
 @_cdecl("shm_subscriber_create")
 public func shm_subscriber_create(_ service: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        let subscriber = try object(service, PubSubHandle.self, "service").service.subscriber()
+        let subscriber = try object(service, Box<PublishSubscribeService<UInt8>>.self, "service").value.subscriber()
         try store(handle(SubscriberHandle(subscriber)), out, "out")
         return SHM_OK
     }
