@@ -122,6 +122,16 @@ func string(_ text: UnsafePointer<CChar>?, _ what: String) throws -> String {
     return String(cString: text)
 }
 
+/// A C open mode (SHM_OPEN_*).
+func openMode(_ value: UInt32) throws -> OpenMode {
+    switch value {
+    case UInt32(SHM_OPEN_OR_CREATE): .openOrCreate
+    case UInt32(SHM_OPEN): .open
+    case UInt32(SHM_CREATE): .create
+    default: throw CABIError.invalid("open_mode \(value)")
+    }
+}
+
 /// A C timeout in nanoseconds: < 0 for ever (nil), else a duration.
 func timeout(_ nanoseconds: Int64) -> Duration? { nanoseconds < 0 ? nil : .nanoseconds(nanoseconds) }
 

@@ -16,7 +16,7 @@ final class LoanHandle {
 
 final class SubscriberHandle {
     let subscriber: Subscriber<UInt8>
-    var readiness: SubscriberReadiness?
+    var readiness: Readiness?
     init(_ subscriber: Subscriber<UInt8>) { self.subscriber = subscriber }
 }
 
@@ -81,11 +81,7 @@ public func shm_pubsub_open(_ node: OpaquePointer?, _ name: UnsafePointer<CChar>
         let config = PublishSubscribeConfig(
             maxPublishers: Int(o.max_publishers), maxSubscribers: Int(o.max_subscribers), subscriberBufferSize: Int(o.buffer_size),
             historySize: Int(o.history_size), maxLoans: Int(o.max_loans), maxBorrowed: Int(o.max_borrowed), overflow: overflow)
-        let mode: OpenMode = switch o.open_mode {
-        case UInt32(SHM_OPEN): .open
-        case UInt32(SHM_CREATE): .create
-        default: .openOrCreate
-        }
+        let mode = try openMode(o.open_mode)
         let opened: PublishSubscribeService<UInt8>
         if let typeName = o.type_name {
             opened = try node.publishSubscribe(service, rawType: PayloadType(name: String(cString: typeName), size: Int(o.type_size),

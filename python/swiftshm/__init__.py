@@ -2,8 +2,9 @@
 
 A Python binding of swift-shm's C ABI (libswiftshm.so, built by
 ``pip install ./python``): publish/subscribe with samples that live in
-shared memory (numpy arrays and memoryviews over them, no copy), events,
-named segments and the persistent log.
+shared memory (numpy arrays and memoryviews over them, no copy),
+request/response, events, wait sets (blocking or asyncio), named segments
+and the persistent log (append, claim/commit, tail).
 
     import numpy as np, swiftshm
     with swiftshm.Node("model") as node:
@@ -21,14 +22,20 @@ exist. So no view ever points at memory the publisher has reused.
 """
 from __future__ import annotations
 
-from .api import (Event, Listener, Loan, Log, Node, Notifier, Publisher, PublishSubscribe, Record, Sample, Segment,
-                  Subscriber, Tailer, Appender, abi_version)
+from .api import (Event, Listener, Loan, Node, Notifier, Publisher, PublishSubscribe, Sample, Segment, Subscriber,
+                  abi_version)
+from .log import Appender, Claim, Log, Record, Tailer
+from .request_response import (ActiveRequest, Client, PendingResponse, RequestLoan, RequestResponse, Response,
+                               ResponseLoan, Server)
+from .waitset import WaitSet
 from .errors import (AlreadyExists, Corrupt, Exhausted, Incompatible, InvalidArgument, NoSpace, NotFound, ShmError,
                      StateError, SystemCallError, TimedOut, Truncated)
 
 __all__ = [
     "Node", "PublishSubscribe", "Publisher", "Subscriber", "Loan", "Sample", "Event", "Notifier", "Listener",
-    "Segment", "Log", "Appender", "Tailer", "Record", "abi_version",
+    "Segment", "Log", "Appender", "Claim", "Tailer", "Record", "abi_version",
+    "RequestResponse", "Client", "RequestLoan", "PendingResponse", "Response", "Server", "ActiveRequest", "ResponseLoan",
+    "WaitSet",
     "ShmError", "InvalidArgument", "NotFound", "AlreadyExists", "TimedOut", "Incompatible", "NoSpace", "Exhausted",
     "Corrupt", "Truncated", "SystemCallError", "StateError",
 ]

@@ -6,6 +6,7 @@ import os
 from ctypes import POINTER, c_char_p, c_int, c_int32, c_int64, c_uint32, c_uint64, c_void_p
 
 ABI_MAJOR = 1
+ABI_MINOR = 1  # the oldest minor version this package calls into
 
 OK = 0
 E_INVALID_ARGUMENT = -1
@@ -37,6 +38,20 @@ class PubSubOptions(ctypes.Structure):
         ("max_loans", c_uint32),
         ("max_borrowed", c_uint32),
         ("overflow", c_uint32),
+        ("open_mode", c_uint32),
+    ]
+
+
+class ReqResOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("type_name", c_char_p),
+        ("request_size", c_uint64),
+        ("request_alignment", c_uint64),
+        ("response_size", c_uint64),
+        ("max_clients", c_uint32),
+        ("max_servers", c_uint32),
+        ("queue_depth", c_uint32),
         ("open_mode", c_uint32),
     ]
 
@@ -115,5 +130,47 @@ _declare("shm_tailer_free", None, _H)
 _declare("shm_tailer_next", c_int, _H, c_int64, _PH, _PH, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64))
 _declare("shm_record_free", None, _H)
 
-if (lib.shm_abi_version() >> 16) != ABI_MAJOR:
-    raise ImportError(f"libswiftshm ABI {lib.shm_abi_version() >> 16}, this package needs {ABI_MAJOR}")
+_version = lib.shm_abi_version()
+if (_version >> 16) != ABI_MAJOR or (_version & 0xFFFF) < ABI_MINOR:
+    raise ImportError(f"libswiftshm ABI {_version >> 16}.{_version & 0xFFFF}, this package needs {ABI_MAJOR}.{ABI_MINOR} or a "
+                      "later minor version")
+
+_declare("shm_appender_claim", c_int, _H, c_uint64, _PH, _PH, POINTER(c_uint64))
+_declare("shm_claim_commit", c_int, _H, POINTER(c_uint64))
+_declare("shm_claim_abort", None, _H)
+_declare("shm_reqres_options_init", None, POINTER(ReqResOptions))
+_declare("shm_reqres_open", c_int, _H, c_char_p, POINTER(ReqResOptions), _PH)
+_declare("shm_reqres_free", None, _H)
+_declare("shm_reqres_max_request_bytes", c_uint64, _H)
+_declare("shm_reqres_max_response_bytes", c_uint64, _H)
+_declare("shm_client_create", c_int, _H, _PH)
+_declare("shm_client_free", None, _H)
+_declare("shm_client_set_send_timeout", c_int, _H, c_int64)
+_declare("shm_client_loan", c_int, _H, c_uint64, _PH, _PH)
+_declare("shm_request_send", c_int, _H, _PH)
+_declare("shm_request_discard", None, _H)
+_declare("shm_client_send_copy", c_int, _H, c_void_p, c_uint64, _PH)
+_declare("shm_pending_response_id", c_uint64, _H)
+_declare("shm_pending_response_receive", c_int, _H, c_int64, _PH, _PH, POINTER(c_uint64), POINTER(c_int))
+_declare("shm_pending_response_receive_copy", c_int, _H, c_int64, c_void_p, c_uint64, POINTER(c_uint64), POINTER(c_int))
+_declare("shm_pending_response_free", None, _H)
+_declare("shm_response_release", None, _H)
+_declare("shm_server_create", c_int, _H, _PH)
+_declare("shm_server_free", None, _H)
+_declare("shm_server_set_send_timeout", c_int, _H, c_int64)
+_declare("shm_server_receive", c_int, _H, c_int64, _PH, _PH, POINTER(c_uint64))
+_declare("shm_active_request_client", c_uint64, _H)
+_declare("shm_active_request_id", c_uint64, _H)
+_declare("shm_active_request_loan", c_int, _H, c_uint64, _PH, _PH)
+_declare("shm_response_send", c_int, _H, c_int, POINTER(c_int))
+_declare("shm_response_discard", None, _H)
+_declare("shm_active_request_respond_copy", c_int, _H, c_void_p, c_uint64, c_int, POINTER(c_int))
+_declare("shm_active_request_free", None, _H)
+_declare("shm_waitset_create", c_int, _PH)
+_declare("shm_waitset_free", None, _H)
+_declare("shm_waitset_attach_subscriber", c_int, _H, _H, POINTER(c_uint32))
+_declare("shm_waitset_attach_listener", c_int, _H, _H, POINTER(c_uint32))
+_declare("shm_waitset_attach_server", c_int, _H, _H, POINTER(c_uint32))
+_declare("shm_waitset_wait", c_int, _H, c_int64, POINTER(c_uint32), c_uint32, POINTER(c_uint32))
+_declare("shm_waitset_fd", c_int, _H, POINTER(c_int32))
+_declare("shm_waitset_rearm", c_int, _H)

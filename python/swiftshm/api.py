@@ -1,65 +1,23 @@
 """The Python API over the C ABI (see the package docstring)."""
 from __future__ import annotations
 
-import asyncio
 import ctypes
-import sys
-import weakref
 from ctypes import byref, c_int32, c_uint32, c_uint64, c_void_p
 from typing import Any, AsyncIterator, Iterator, Optional, Sequence
 
 from . import _lib
-from .errors import StateError, TimedOut, check
+from ._handles import InPlace, Writable, _array, _create, _Handle, _ns, address_of, nbytes_of
+from .errors import StateError, check
+from .request_response import RequestResponse
+from .waitset import wait_readable
 
 _c = _lib.lib
-
-try:  # numpy is optional, but first-class
-    import numpy as _np
-except ImportError:  # pragma: no cover
-    _np = None
 
 
 def abi_version() -> tuple[int, int]:
     """The loaded libswiftshm's ABI version (major, minor)."""
     v = _c.shm_abi_version()
     return v >> 16, v & 0xFFFF
-
-
-def _ns(timeout: Optional[float]) -> int:
-    """Seconds (None: for ever) as the C ABI's nanoseconds (< 0: for ever)."""
-    return -1 if timeout is None else max(0, int(timeout * 1e9))
-
-
-def _array(view: memoryview, dtype: Any, shape: Optional[Sequence[int]]) -> Any:
-    if _np is None:
-        raise ImportError("numpy is needed for arrays: pip install numpy (memoryview works without)")
-    array = _np.frombuffer(view, dtype=dtype)
-    return array.reshape(shape) if shape is not None else array
-
-
-class _Handle:
-    """Owns one C handle; frees it once (explicitly or when collected)."""
-
-    __slots__ = ("pointer", "_free", "keep", "__weakref__")
-
-    def __init__(self, pointer: int, free: Any, keep: Any = None):
-        self.pointer = pointer
-        self._free = free
-        self.keep = keep  # what must outlive this handle
-
-    def close(self) -> None:
-        pointer, self.pointer = self.pointer, None
-        if pointer:
-            self._free(pointer)
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def _create(function: Any, *arguments: Any) -> int:
-    out = c_void_p()
-    check(function(*arguments, byref(out)))
-    return out.value
 
 
 class Node:
@@ -98,6 +56,31 @@ class Node:
         options.open_mode = _lib.OPEN_MODE[mode]
         pointer = _create(_c.shm_pubsub_open, self._handle.pointer, service.encode(), byref(options))
         return PublishSubscribe(_Handle(pointer, _c.shm_pubsub_free, keep=self._handle), service)
+
+    def request_response(self, service: str, *, max_request_bytes: int = 4096, max_response_bytes: int = 4096,
+                         type_name: Optional[str] = None, alignment: int = 1, max_clients: int = 8, max_servers: int = 2,
+                         queue_depth: int = 16, mode: str = "open_or_create") -> RequestResponse:
+        """Opens or creates a request/response service.
+
+        Byte messages of up to ``max_request_bytes`` / ``max_response_bytes``
+        unless ``type_name`` names the request and response types every
+        language agrees on (what a Swift service was given as ``typeName:``;
+        then the sizes are the types' sizes and ``alignment`` the request
+        type's). Raises ``Incompatible`` naming every difference if the
+        service exists with another configuration.
+        """
+        options = _lib.ReqResOptions()
+        _c.shm_reqres_options_init(byref(options))
+        options.type_name = type_name.encode() if type_name else None
+        options.request_size = max_request_bytes
+        options.request_alignment = alignment
+        options.response_size = max_response_bytes
+        options.max_clients = max_clients
+        options.max_servers = max_servers
+        options.queue_depth = queue_depth
+        options.open_mode = _lib.OPEN_MODE[mode]
+        pointer = _create(_c.shm_reqres_open, self._handle.pointer, service.encode(), byref(options))
+        return RequestResponse(_Handle(pointer, _c.shm_reqres_free, keep=self._handle), service)
 
     def event(self, service: str, max_event_id: int = 63) -> "Event":
         """Opens or creates an event service (ids 0…max_event_id)."""
@@ -168,13 +151,7 @@ class Publisher:
         """Loans a sample of ``nbytes`` bytes (or enough for ``shape`` × ``dtype``)
         in shared memory. Fill ``loan.array`` / ``loan.memoryview`` in place,
         then ``send()``."""
-        if nbytes is None:
-            if shape is None:
-                raise ValueError("give nbytes or shape")
-            itemsize = _np.dtype(dtype).itemsize if _np is not None else 1
-            nbytes = itemsize
-            for extent in shape:
-                nbytes *= int(extent)
+        nbytes = nbytes_of(nbytes, shape, dtype)
         check(_c.shm_publisher_loan(self._handle.pointer, nbytes, self._loan_ref, self._data_ref))
         return Loan(_Handle(self._loan.value, _c.shm_loan_discard, keep=self._handle), self._data.value, nbytes, shape, dtype)
 
@@ -182,13 +159,8 @@ class Publisher:
         """Copies ``data`` (bytes, bytearray, memoryview, numpy array) into a
         sample and sends it — one foreign call, the quickest way for small
         messages; returns how many subscribers it reached."""
-        if isinstance(data, bytes):
-            check(_c.shm_publisher_send_copy(self._handle.pointer, data, len(data), self._reached_ref))
-            return self._reached.value
-        view = memoryview(data).cast("B")
-        buffer = (ctypes.c_ubyte * len(view)).from_buffer_copy(view) if view.readonly else \
-            (ctypes.c_ubyte * len(view)).from_buffer(view)
-        check(_c.shm_publisher_send_copy(self._handle.pointer, ctypes.addressof(buffer), len(view), self._reached_ref))
+        pointer, size, _keep = address_of(data)
+        check(_c.shm_publisher_send_copy(self._handle.pointer, pointer, size, self._reached_ref))
         return self._reached.value
 
     def close(self) -> None:
@@ -201,7 +173,7 @@ class Publisher:
         self.close()
 
 
-class Loan:
+class Loan(Writable):
     """A sample being written in the publisher's shared pool.
 
     ``array`` (numpy) or ``memoryview`` write straight into shared memory.
@@ -209,50 +181,14 @@ class Loan:
     loan handed out are made read-only, and must not be used any more.
     """
 
-    __slots__ = ("_handle", "nbytes", "_address", "_buffer", "_shape", "_dtype", "_arrays")
-
-    def __init__(self, handle: _Handle, address: int, nbytes: int, shape: Any, dtype: Any):
-        self._handle = handle
-        self.nbytes = nbytes
-        self._address = address
-        self._buffer = None  # made on first use
-        self._shape = shape
-        self._dtype = dtype
-        self._arrays: Optional[list] = None
-
-    @property
-    def memoryview(self) -> memoryview:
-        if self._handle.pointer is None:
-            raise StateError("the loan was sent or discarded")
-        if self._buffer is None:
-            self._buffer = (ctypes.c_ubyte * self.nbytes).from_address(self._address)
-        return memoryview(self._buffer).cast("B")
-
-    @property
-    def array(self) -> Any:
-        """The loan as a writable numpy array (shape and dtype of ``loan()``)."""
-        array = _array(self.memoryview, self._dtype, self._shape)
-        if self._arrays is None:
-            self._arrays = []
-        self._arrays.append(weakref.ref(array))
-        return array
+    __slots__ = ()
 
     def send(self) -> int:
         """Sends to every connected subscriber (no copy); returns how many it reached."""
-        pointer, self._handle.pointer = self._handle.pointer, None
-        if pointer is None:
-            raise StateError("the loan was already sent or discarded")
-        if self._arrays:
-            for reference in self._arrays:
-                array = reference()
-                if array is not None:
-                    array.flags.writeable = False
+        pointer = self._take_for_send()
         reached = c_uint32()
         check(_c.shm_loan_send(pointer, byref(reached)))
         return reached.value
-
-    def discard(self) -> None:
-        self._handle.close()
 
     def __enter__(self) -> "Loan":
         return self
@@ -265,7 +201,7 @@ class Loan:
                 self.discard()
 
 
-class Sample:
+class Sample(InPlace):
     """A received sample, read in place in the publisher's shared memory.
 
     Its chunk stays held (the publisher cannot reuse it) while this object
@@ -274,69 +210,16 @@ class Sample:
     it back now and raises ``BufferError`` if views still exist.
     """
 
-    __slots__ = ("_handle", "nbytes", "_address", "_view", "_arrays", "_released")
-
-    def __init__(self, handle: _Handle, address: int, nbytes: int):
-        self._handle = handle
-        self.nbytes = nbytes
-        self._address = address
-        self._view: Optional[memoryview] = None  # made on first use
-        self._arrays: Optional[list] = None
-        self._released = False
+    __slots__ = ()
 
     @property
     def sequence(self) -> int:
         """The publisher's number of this sample (1, 2, …)."""
-        return _c.shm_sample_sequence(self._handle.pointer)
+        return _c.shm_sample_sequence(self._pointer())
 
     @property
     def publisher_id(self) -> int:
-        return _c.shm_sample_publisher(self._handle.pointer)
-
-    @property
-    def memoryview(self) -> memoryview:
-        if self._released:
-            raise StateError("the sample was released")
-        if self._view is None:
-            buffer = (ctypes.c_ubyte * max(1, self.nbytes)).from_address(self._address)
-            buffer._swiftshm_sample = self._handle  # every view keeps the chunk held
-            self._view = memoryview(buffer).cast("B")[:self.nbytes].toreadonly()
-        return self._view
-
-    def array(self, dtype: Any = "uint8", shape: Optional[Sequence[int]] = None) -> Any:
-        """A read-only numpy view of the payload (no copy)."""
-        array = _array(self.memoryview, dtype, shape)
-        if self._arrays is None:
-            self._arrays = []
-        self._arrays.append(weakref.ref(array))
-        return array
-
-    def bytes(self) -> bytes:
-        """A copy of the payload."""
-        return self.memoryview.tobytes()
-
-    def release(self) -> None:
-        """Hands the chunk back now. Raises ``BufferError`` while arrays from
-        ``array()`` (or their slices) or references to ``memoryview`` exist:
-        a view never outlives its sample's memory."""
-        if self._released:
-            return
-        if self._view is not None:
-            if (self._arrays and any(reference() is not None for reference in self._arrays)) \
-                    or sys.getrefcount(self._view) > 2:
-                raise BufferError("views of this sample still exist: delete them before release() "
-                                  "(or drop the sample: it is handed back when its last view goes)")
-            self._view.release()
-            self._view = None
-        self._released = True
-        self._handle = None  # the last reference: the chunk is handed back (any view
-        #                      made some other way keeps it held until it goes)
-
-    def __enter__(self) -> "Sample":
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.release()
+        return _c.shm_sample_publisher(self._pointer())
 
 
 class Subscriber:
@@ -402,21 +285,14 @@ class Subscriber:
 
     async def receive_async(self) -> Sample:
         """Waits in the event loop (no thread of its own: the descriptor)."""
+        fd = self.fileno()
         while True:
             sample = self.try_receive()
             if sample is not None:
                 return sample
-            loop = asyncio.get_running_loop()
-            ready = loop.create_future()
-            fd = self.fileno()
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
             try:
-                sample = self.try_receive()  # arrived between the check and add_reader
-                if sample is not None:
-                    return sample
-                await ready
+                await wait_readable(fd)
             finally:
-                loop.remove_reader(fd)
                 self.rearm()
 
     def __aiter__(self) -> AsyncIterator[Sample]:
@@ -499,73 +375,3 @@ class Segment:
 
     def array(self, dtype: Any = "uint8", shape: Optional[Sequence[int]] = None) -> Any:
         return _array(self.memoryview, dtype, shape)
-
-
-class Record:
-    """A log record (copied out of the log)."""
-
-    __slots__ = ("sequence", "timestamp_ns", "data")
-
-    def __init__(self, sequence: int, timestamp_ns: int, data: bytes):
-        self.sequence = sequence
-        self.timestamp_ns = timestamp_ns
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"Record(sequence={self.sequence}, {len(self.data)} bytes)"
-
-
-class Log:
-    """The persistent memory-mapped log in ``directory`` (created if missing)."""
-
-    def __init__(self, directory: str, segment_bytes: int = 0):
-        self._handle = _Handle(_create(_c.shm_log_open, directory.encode(), segment_bytes), _c.shm_log_free)
-
-    def appender(self) -> "Appender":
-        return Appender(_Handle(_create(_c.shm_appender_create, self._handle.pointer), _c.shm_appender_free,
-                                keep=self._handle))
-
-    def tailer(self, from_sequence: int = 0) -> "Tailer":
-        """From the oldest record (0), a sequence number, or the end (-1)."""
-        start = (1 << 64) - 1 if from_sequence < 0 else from_sequence
-        return Tailer(_Handle(_create(_c.shm_tailer_create, self._handle.pointer, start), _c.shm_tailer_free,
-                              keep=self._handle))
-
-
-class Appender:
-    def __init__(self, handle: _Handle):
-        self._handle = handle
-
-    def append(self, data: Any) -> int:
-        """Appends a record; returns its sequence number."""
-        payload = bytes(data) if not isinstance(data, bytes) else data
-        sequence = c_uint64()
-        check(_c.shm_append(self._handle.pointer, payload, len(payload), byref(sequence)))
-        return sequence.value
-
-
-class Tailer:
-    def __init__(self, handle: _Handle):
-        self._handle = handle
-
-    def next(self, timeout: Optional[float] = None) -> Record:
-        """The next record, waiting at most ``timeout`` seconds; ``TimedOut`` if none."""
-        record = c_void_p()
-        data = c_void_p()
-        size = c_uint64()
-        sequence = c_uint64()
-        timestamp = c_uint64()
-        check(_c.shm_tailer_next(self._handle.pointer, _ns(timeout), byref(record), byref(data), byref(size),
-                                 byref(sequence), byref(timestamp)))
-        try:
-            payload = ctypes.string_at(data.value, size.value) if size.value else b""
-        finally:
-            _c.shm_record_free(record.value)
-        return Record(sequence.value, timestamp.value, payload)
-
-    def __iter__(self) -> Iterator[Record]:
-        while True:
-            try:
-                yield self.next(0)
-            except TimedOut:
-                return

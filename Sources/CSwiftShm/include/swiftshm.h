@@ -14,8 +14,10 @@
  *   (NULL is accepted and ignored). Freeing a service or node while ports or
  *   samples made from it are alive is fine: they keep what they need.
  * - Thread safety: a node, a service and a log may be used from any thread.
- *   A publisher, a subscriber, a listener, an appender or a tailer — and the
- *   samples and records it hands out — is used by one thread at a time.
+ *   A publisher, a subscriber, a listener, a client, a server, a wait set,
+ *   an appender or a tailer — and the samples, loans, pending responses,
+ *   claims and records it hands out — is used by one thread at a time. An
+ *   active request may be answered from any thread (one thread per request).
  * - Times are nanoseconds; a timeout < 0 waits for ever, 0 does not wait.
  *
  * Stability: functions and constants in this header are stable within ABI
@@ -33,7 +35,7 @@ extern "C" {
 #endif
 
 #define SHM_ABI_VERSION_MAJOR 1
-#define SHM_ABI_VERSION_MINOR 0
+#define SHM_ABI_VERSION_MINOR 1 /* 1: request/response, wait sets, log claims */
 
 /* Status codes. */
 #define SHM_OK 0
@@ -73,6 +75,16 @@ typedef struct shm_log shm_log_t;
 typedef struct shm_appender shm_appender_t;
 typedef struct shm_tailer shm_tailer_t;
 typedef struct shm_record shm_record_t;
+typedef struct shm_reqres shm_reqres_t;
+typedef struct shm_client shm_client_t;
+typedef struct shm_request_loan shm_request_loan_t;
+typedef struct shm_pending_response shm_pending_response_t;
+typedef struct shm_response shm_response_t;
+typedef struct shm_server shm_server_t;
+typedef struct shm_active_request shm_active_request_t;
+typedef struct shm_response_loan shm_response_loan_t;
+typedef struct shm_waitset shm_waitset_t;
+typedef struct shm_claim shm_claim_t;
 
 /* ABI version: (major << 16) | minor. */
 uint32_t shm_abi_version(void);
@@ -163,6 +175,111 @@ uint64_t shm_sample_publisher(const shm_sample_t *sample);
 /* Hands the sample back to its publisher and frees the handle. */
 void shm_sample_release(shm_sample_t *sample);
 
+/* ---- Request/response ----------------------------------------------- */
+
+/* Clients loan a request, write it in place and send it; servers receive it
+ * in place, loan a response (or a stream of them, the last one final) and
+ * send it; the client receives each response in place and releases it.
+ * Today requests and responses are copied once through queues in shared
+ * memory behind these calls; the shape is that of loans so that zero-copy
+ * exchanges change nothing here. Each message carries its length (at most
+ * the service's request/response size). */
+typedef struct shm_reqres_options {
+    uint32_t struct_size;       /* sizeof(shm_reqres_options) */
+    /* Names the request and response types together, e.g. what a Swift
+     * service was given as `typeName:`; NULL for byte messages
+     * ("bytes -> bytes"). */
+    const char *type_name;
+    uint64_t request_size;      /* most bytes a request holds (sizeof the request type), default 4096 */
+    uint64_t request_alignment; /* alignof the request type, default 1 */
+    uint64_t response_size;     /* most bytes a response holds, default 4096 */
+    uint32_t max_clients;       /* default 8 */
+    uint32_t max_servers;       /* default 2 */
+    uint32_t queue_depth;       /* requests waiting for a server, default 16 */
+    uint32_t open_mode;         /* SHM_OPEN_*, default open or create */
+} shm_reqres_options;
+
+void shm_reqres_options_init(shm_reqres_options *options);
+int shm_reqres_open(shm_node_t *node, const char *service, const shm_reqres_options *options, shm_reqres_t **out);
+void shm_reqres_free(shm_reqres_t *service);
+uint64_t shm_reqres_max_request_bytes(const shm_reqres_t *service);
+uint64_t shm_reqres_max_response_bytes(const shm_reqres_t *service);
+
+int shm_client_create(shm_reqres_t *service, shm_client_t **out);
+void shm_client_free(shm_client_t *client);
+/* How long a send waits for room in the request queue (default 1 s). */
+int shm_client_set_send_timeout(shm_client_t *client, int64_t timeout_ns);
+/* Loans room for a request of `bytes` bytes (0…max request bytes); *data
+ * points at it (aligned to the request type). Send or discard it. */
+int shm_client_loan(shm_client_t *client, uint64_t bytes, shm_request_loan_t **loan, void **data);
+/* Sends the request and frees the loan (also on failure); *pending receives
+ * its responses. */
+int shm_request_send(shm_request_loan_t *loan, shm_pending_response_t **pending);
+void shm_request_discard(shm_request_loan_t *loan);
+/* Loan, copy `bytes` bytes from `data`, send: in one call. */
+int shm_client_send_copy(shm_client_t *client, const void *data, uint64_t bytes, shm_pending_response_t **pending);
+/* The request's id (1, 2, … per client). */
+uint64_t shm_pending_response_id(const shm_pending_response_t *pending);
+/* The next response, waiting up to timeout_ns: *data and *bytes valid until
+ * shm_response_release; *is_final (may be NULL) is 1 for the last response
+ * of the request. After the final one: SHM_E_STATE. */
+int shm_pending_response_receive(shm_pending_response_t *pending, int64_t timeout_ns, shm_response_t **response,
+                                 const void **data, uint64_t *bytes, int *is_final);
+/* The same into `buffer` (capacity bytes; SHM_E_INVALID_ARGUMENT if the
+ * response does not fit, with its size in *bytes). */
+int shm_pending_response_receive_copy(shm_pending_response_t *pending, int64_t timeout_ns, void *buffer,
+                                      uint64_t capacity, uint64_t *bytes, int *is_final);
+/* Responses still to come are dropped when they arrive. */
+void shm_pending_response_free(shm_pending_response_t *pending);
+void shm_response_release(shm_response_t *response);
+
+int shm_server_create(shm_reqres_t *service, shm_server_t **out);
+void shm_server_free(shm_server_t *server);
+/* How long a response waits for room in the client's queue (default 1 s). */
+int shm_server_set_send_timeout(shm_server_t *server, int64_t timeout_ns);
+/* The next request, waiting up to timeout_ns: *data and *bytes valid until
+ * shm_active_request_free. */
+int shm_server_receive(shm_server_t *server, int64_t timeout_ns, shm_active_request_t **request, const void **data,
+                       uint64_t *bytes);
+uint64_t shm_active_request_client(const shm_active_request_t *request);
+uint64_t shm_active_request_id(const shm_active_request_t *request);
+/* Loans room for a response of `bytes` bytes (0…max response bytes). */
+int shm_active_request_loan(shm_active_request_t *request, uint64_t bytes, shm_response_loan_t **loan, void **data);
+/* Sends the response (is_final 0: more follow) and frees the loan (also on
+ * failure). *delivered (may be NULL) is 0 if the client is gone. After a
+ * final response the request takes no more: SHM_E_STATE. */
+int shm_response_send(shm_response_loan_t *loan, int is_final, int *delivered);
+void shm_response_discard(shm_response_loan_t *loan);
+/* Loan, copy, send: in one call. */
+int shm_active_request_respond_copy(shm_active_request_t *request, const void *data, uint64_t bytes, int is_final,
+                                    int *delivered);
+/* Frees the request (and its bytes). A request freed without a final
+ * response leaves its client waiting until its own timeout. */
+void shm_active_request_free(shm_active_request_t *request);
+
+/* ---- Wait sets -------------------------------------------------------- */
+
+/* Waits on several subscribers, listeners and servers at once (one
+ * futex_waitv(2) on all of them; at most 127 attachments). An attached
+ * port must outlive the wait set, or be detached by freeing the set. */
+int shm_waitset_create(shm_waitset_t **out);
+void shm_waitset_free(shm_waitset_t *waitset);
+/* Each attach writes the attachment's index (0, 1, … in order) to *index. */
+int shm_waitset_attach_subscriber(shm_waitset_t *waitset, shm_subscriber_t *subscriber, uint32_t *index);
+int shm_waitset_attach_listener(shm_waitset_t *waitset, shm_listener_t *listener, uint32_t *index);
+int shm_waitset_attach_server(shm_waitset_t *waitset, shm_server_t *server, uint32_t *index);
+/* Waits up to timeout_ns (0: looks without waiting) until an attachment is
+ * ready; writes up to `capacity` ready indices to `ready` and their number
+ * to *count (0 on timeout, which is not an error). */
+int shm_waitset_wait(shm_waitset_t *waitset, int64_t timeout_ns, uint32_t *ready, uint32_t capacity, uint32_t *count);
+/* A descriptor (eventfd; do not close it) that becomes readable when an
+ * attachment may be ready, for the caller's own epoll/poll/asyncio loop:
+ * on readability call shm_waitset_wait(…, 0, …), handle what is ready,
+ * then shm_waitset_rearm (which also takes in attachments added since). A
+ * helper thread asleep in futex_waitv(2) signals it: no busy thread. */
+int shm_waitset_fd(shm_waitset_t *waitset, int *fd);
+int shm_waitset_rearm(shm_waitset_t *waitset);
+
 /* ---- Events ----------------------------------------------------------- */
 
 int shm_event_open(shm_node_t *node, const char *service, uint32_t max_event_id, shm_event_t **out);
@@ -199,6 +316,15 @@ int shm_appender_create(shm_log_t *log, shm_appender_t **out);
 void shm_appender_free(shm_appender_t *appender);
 /* Appends a record; *sequence (may be NULL) is its sequence number. */
 int shm_append(shm_appender_t *appender, const void *data, uint64_t bytes, uint64_t *sequence);
+/* Claims room for a record of `bytes` bytes, written in place at *data
+ * (in the mapped segment) and published by shm_claim_commit; *sequence
+ * (may be NULL) is the sequence number it will have. One claim per
+ * appender at a time. A claim aborted (or freed uncommitted, or left by a
+ * killed process) becomes a skip record that tailers step over. */
+int shm_appender_claim(shm_appender_t *appender, uint64_t bytes, shm_claim_t **claim, void **data, uint64_t *sequence);
+/* Publishes the record to tailers and frees the claim (also on failure). */
+int shm_claim_commit(shm_claim_t *claim, uint64_t *sequence);
+void shm_claim_abort(shm_claim_t *claim);
 /* from_sequence 0: from the oldest record; UINT64_MAX: from the end. */
 int shm_tailer_create(shm_log_t *log, uint64_t from_sequence, shm_tailer_t **out);
 void shm_tailer_free(shm_tailer_t *tailer);

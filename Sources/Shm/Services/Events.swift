@@ -160,6 +160,15 @@ public final class Listener: @unchecked Sendable {
         return ids
     }
 
+    /// Ready when an id fires that this listener has not seen as of this
+    /// call (taken on the listener's thread); reads only shared memory.
+    func readOnlyWatch() -> Readiness.Watch {
+        let service = self.service, baseline = seen
+        return Readiness.Watch(parker: event.parker, keepAlive: service) {
+            baseline.indices.contains { service.counter($0).pointee.load(ordering: .sequentiallyConsistent) != baseline[$0] }
+        }
+    }
+
     /// True if an id fired since the last look (for wait sets).
     func hasFired() -> Bool {
         seen.indices.contains { service.counter($0).pointee.load(ordering: .sequentiallyConsistent) != seen[$0] }

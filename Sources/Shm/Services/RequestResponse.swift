@@ -46,49 +46,92 @@ extension Node {
 /// has a response queue in a segment of its own. Messages are copied (they
 /// are small, typed values); see publish/subscribe for zero-copy payloads.
 public final class RequestResponseService<Request: BitwiseCopyable, Response: BitwiseCopyable>: @unchecked Sendable {
-    let attachment: ServiceAttachment
-    public let config: RequestResponseConfig
-    public var name: String { attachment.name.value }
-    let requests: MPMCQueue
+    /// The service seen as sizes, shared with the C ABI's byte-sized form.
+    package let core: RawRequestResponseService
+    public var config: RequestResponseConfig { core.config }
+    public var name: String { core.name }
+    var requests: MPMCQueue { core.requests }
+    var attachment: ServiceAttachment { core.attachment }
 
     init(node: Node, name: ServiceName, typeName: String?, config: RequestResponseConfig, mode: OpenMode) throws(ServiceError) {
-        guard (1...1024).contains(config.maxClients), (1...256).contains(config.maxServers), (1...65536).contains(config.queueDepth) else {
-            throw .invalidConfiguration("maxClients 1…1024, maxServers 1…256, queueDepth 1…65536")
-        }
         let type = typeName ?? "\(String(reflecting: Request.self)) -> \(String(reflecting: Response.self))"
-        let layoutConfig = ServiceLayout.Config(
-            pattern: .requestResponse, payload: PayloadType(name: type, size: MemoryLayout<Request>.size, alignment: MemoryLayout<Request>.alignment),
-            maxA: config.maxClients, maxB: config.maxServers, bufferSize: config.queueDepth, history: 0, maxLoans: 0,
-            maxBorrowed: 0, overflow: 0, requestSize: MemoryLayout<Request>.size, responseSize: MemoryLayout<Response>.size,
-            maxEventID: 0)
-        attachment = try ServiceAttachment(node: node, name: name, config: layoutConfig, mode: mode)
-        self.config = config
-        do { requests = try MPMCQueue(attaching: attachment.layout.patternArea, anchor: attachment) }
-        catch { throw .corrupt(service: name.value, reason: "request queue: \(error)") }
-        // Never trust the queue header: a slot of another size would wedge every server.
-        guard requests.slotSize == RequestEntry.header + MemoryLayout<Request>.size else {
-            throw .corrupt(service: name.value, reason: "request queue slots of \(requests.slotSize) bytes")
-        }
+        core = try RawRequestResponseService(
+            node: node, name: name,
+            request: PayloadType(name: type, size: MemoryLayout<Request>.size, alignment: MemoryLayout<Request>.alignment),
+            responseSize: MemoryLayout<Response>.size, config: config, mode: mode)
     }
 
     /// A client: registers in the service and creates its response queue
     /// (segment `svc.<name>.c<id>`). `waitStrategy` is how it waits for
     /// room in the request queue and for responses.
     public func client(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Client<Request, Response> {
-        Client(service: self, port: try ClientPort(attachment: attachment, requests: requests,
-                                                   requestSize: MemoryLayout<Request>.size, responseSize: MemoryLayout<Response>.size,
-                                                   responseCapacity: responseQueueCapacity, strategy: waitStrategy))
+        Client(service: self, port: try core.clientPort(waitStrategy: waitStrategy))
     }
 
     /// A server: registers in the service; takes requests from its queue.
     public func server(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Server<Request, Response> {
-        Server(service: self, port: try ServerPort(attachment: attachment, requests: requests,
-                                                   requestSize: MemoryLayout<Request>.size, responseSize: MemoryLayout<Response>.size,
-                                                   maxClients: config.maxClients, strategy: waitStrategy))
+        Server(service: self, port: try core.serverPort(waitStrategy: waitStrategy))
     }
 
     /// Live servers registered now.
-    public var liveServers: Int { attachment.layout.entries(.b).filter { $0.owner.isAlive }.count }
+    public var liveServers: Int { core.liveServers }
+}
+
+/// A request/response service seen as sizes rather than types: requests of
+/// at most `requestSize` bytes and responses of at most `responseSize`
+/// bytes, each carrying its length. The typed `RequestResponseService` and
+/// the C ABI (`shm_reqres_*`) are both built on it, so a C or Python peer
+/// that names the same type, size and alignment talks to a typed Swift one.
+package final class RawRequestResponseService: @unchecked Sendable {
+    let attachment: ServiceAttachment
+    package let config: RequestResponseConfig
+    package var name: String { attachment.name.value }
+    let requests: MPMCQueue
+    /// The most bytes a request / a response holds.
+    package let requestSize: Int, responseSize: Int
+    /// The request type's name, size and alignment, as stored in the service.
+    package let requestType: PayloadType
+
+    package init(node: Node, name: ServiceName, request: PayloadType, responseSize: Int,
+                 config: RequestResponseConfig, mode: OpenMode) throws(ServiceError) {
+        guard (1...1024).contains(config.maxClients), (1...256).contains(config.maxServers), (1...65536).contains(config.queueDepth) else {
+            throw .invalidConfiguration("maxClients 1…1024, maxServers 1…256, queueDepth 1…65536")
+        }
+        // Sizes of 0 are empty types (`Void`-like requests); the cap keeps a
+        // slot (header + payload) within the queue's 32-bit slot size.
+        guard request.size >= 0, request.size <= 1 << 30, responseSize >= 0, responseSize <= 1 << 30, request.alignment >= 1 else {
+            throw .invalidConfiguration("request size \(request.size), response size \(responseSize): 0…1 GiB each")
+        }
+        let layoutConfig = ServiceLayout.Config(
+            pattern: .requestResponse, payload: request,
+            maxA: config.maxClients, maxB: config.maxServers, bufferSize: config.queueDepth, history: 0, maxLoans: 0,
+            maxBorrowed: 0, overflow: 0, requestSize: request.size, responseSize: responseSize,
+            maxEventID: 0)
+        attachment = try ServiceAttachment(node: node, name: name, config: layoutConfig, mode: mode)
+        self.config = config
+        requestSize = request.size
+        self.responseSize = responseSize
+        requestType = request
+        do { requests = try MPMCQueue(attaching: attachment.layout.patternArea, anchor: attachment) }
+        catch { throw .corrupt(service: name.value, reason: "request queue: \(error)") }
+        // Never trust the queue header: a slot of another size would wedge every server.
+        guard requests.slotSize == RequestEntry.header + request.size else {
+            throw .corrupt(service: name.value, reason: "request queue slots of \(requests.slotSize) bytes")
+        }
+    }
+
+    package func clientPort(waitStrategy: WaitStrategy) throws(ServiceError) -> ClientPort {
+        try ClientPort(attachment: attachment, requests: requests, requestSize: requestSize, responseSize: responseSize,
+                       responseCapacity: responseQueueCapacity, strategy: waitStrategy)
+    }
+
+    package func serverPort(waitStrategy: WaitStrategy) throws(ServiceError) -> ServerPort {
+        try ServerPort(attachment: attachment, requests: requests, requestSize: requestSize, responseSize: responseSize,
+                       maxClients: config.maxClients, strategy: waitStrategy)
+    }
+
+    /// Live servers registered now.
+    package var liveServers: Int { attachment.layout.entries(.b).filter { $0.owner.isAlive }.count }
 
     var responseQueueCapacity: Int { IndexQueue.capacity(atLeast: config.queueDepth * config.maxServers) }
 }
@@ -114,7 +157,8 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     @inlinable
     public func send(_ request: Request, timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
         var copy = request
-        return PendingResponse(client: self, requestID: try port.send(payload: &copy, timeout: timeout))
+        return PendingResponse(client: self, requestID: try port.send(payload: &copy, length: MemoryLayout<Request>.size,
+                                                                      timeout: timeout))
     }
 
     /// The next response for `requestID` and whether it is the last one.
@@ -122,7 +166,8 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     func next(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> (Response, Bool) {
         try withUnsafeTemporaryAllocation(byteCount: max(1, MemoryLayout<Response>.size), alignment: MemoryLayout<Response>.alignment) { buffer in
             Result { () throws(ServiceError) -> (Response, Bool) in
-                let final = try port.next(for: requestID, into: buffer.baseAddress!, timeout: timeout)
+                let (final, length) = try port.next(for: requestID, into: buffer.baseAddress!, timeout: timeout)
+                guard length == MemoryLayout<Response>.size else { throw port.shortMessage("response", length, MemoryLayout<Response>.size) }
                 return (buffer.baseAddress!.loadUnaligned(as: Response.self), final)
             }
         }.get()
@@ -182,8 +227,9 @@ public final class Server<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     func receive(timeout: Duration?, throwOnTimeout: Bool) throws(ServiceError) -> ActiveRequest<Request, Response>? {
         try withUnsafeTemporaryAllocation(byteCount: max(1, MemoryLayout<Request>.size), alignment: MemoryLayout<Request>.alignment) { buffer in
             Result { () throws(ServiceError) -> ActiveRequest<Request, Response>? in
-                guard let (clientID, requestID) = try port.receive(into: buffer.baseAddress!, timeout: timeout,
-                                                                   throwOnTimeout: throwOnTimeout) else { return nil }
+                guard let (clientID, requestID, length) = try port.receive(into: buffer.baseAddress!, timeout: timeout,
+                                                                           throwOnTimeout: throwOnTimeout) else { return nil }
+                guard length == MemoryLayout<Request>.size else { throw port.shortMessage("request", length, MemoryLayout<Request>.size) }
                 return ActiveRequest(server: self, clientID: clientID, requestID: requestID,
                                      request: buffer.baseAddress!.loadUnaligned(as: Request.self))
             }
@@ -213,6 +259,6 @@ public struct ActiveRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>
     @inlinable @discardableResult
     public func respond(_ value: Response, final: Bool = true, timeout: Duration? = .seconds(1)) throws(ServiceError) -> Bool {
         var copy = value
-        return try server.port.respond(payload: &copy, final: final, requestID: requestID, clientID: clientID, timeout: timeout)
+        return try server.port.respond(payload: &copy, length: MemoryLayout<Response>.size, final: final, requestID: requestID, clientID: clientID, timeout: timeout)
     }
 }

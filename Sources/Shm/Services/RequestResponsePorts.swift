@@ -6,12 +6,12 @@ import ShmPrimitives
 /// types (sizes are given): the typed `Client` stores a request into
 /// `requestPayload`, calls `send`, and reads responses from `responsePayload`.
 @usableFromInline
-final class ClientPort: @unchecked Sendable {
+package final class ClientPort: @unchecked Sendable {
     let attachment: ServiceAttachment
     let requests: MPMCQueue
     let responses: MPMCQueue
     let segment: SharedMemorySegment
-    @usableFromInline let portID: UInt64
+    @usableFromInline package let portID: UInt64
     let slotIndex: Int
     let strategy: WaitStrategy
     let requestSize: Int, responseSize: Int
@@ -23,6 +23,13 @@ final class ClientPort: @unchecked Sendable {
     static let stashLimit = 1024
 
     static var kind: SegmentKind { SegmentKind("RRCL") }
+
+    /// A typed peer's error for a message shorter than its type (sent by a
+    /// byte-sized peer of the same service).
+    @usableFromInline
+    func shortMessage(_ what: String, _ length: Int, _ size: Int) -> ServiceError {
+        .corrupt(service: attachment.name.value, reason: "\(what) of \(length) bytes for a type of \(size)")
+    }
 
     init(attachment: ServiceAttachment, requests: MPMCQueue, requestSize: Int, responseSize: Int,
          responseCapacity: Int, strategy: WaitStrategy) throws(ServiceError) {
@@ -62,10 +69,11 @@ final class ClientPort: @unchecked Sendable {
         local.deallocate()
     }
 
-    /// Sends the request at `payload` (`requestSize` bytes); returns its ID.
-    /// The queue slot is built on this call's stack.
+    /// Sends the request at `payload` (`length` ≤ `requestSize` bytes);
+    /// returns its ID. The queue slot is built on this call's stack.
     @usableFromInline
-    func send(payload: UnsafeRawPointer, timeout: Duration?) throws(ServiceError) -> UInt64 {
+    package func send(payload: UnsafeRawPointer, length: Int, timeout: Duration?) throws(ServiceError) -> UInt64 {
+        precondition(length >= 0 && length <= requestSize, "request of \(length) bytes, at most \(requestSize)")
         local.pointee &+= 1
         let id = local.pointee
         let count = RequestEntry.header + requestSize
@@ -74,8 +82,8 @@ final class ClientPort: @unchecked Sendable {
                 let base = slot.baseAddress!
                 base.storeBytes(of: portID, toByteOffset: 0, as: UInt64.self)
                 base.storeBytes(of: id, toByteOffset: 8, as: UInt64.self)
-                base.storeBytes(of: UInt64(requestSize), toByteOffset: 16, as: UInt64.self)
-                (base + RequestEntry.header).copyMemory(from: payload, byteCount: requestSize)
+                base.storeBytes(of: UInt64(length), toByteOffset: 16, as: UInt64.self)
+                (base + RequestEntry.header).copyMemory(from: payload, byteCount: length)
                 do throws(QueueError) {
                     try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, strategy: strategy)
                 } catch {
@@ -88,25 +96,27 @@ final class ClientPort: @unchecked Sendable {
     }
 
     /// Waits for the next response to `requestID`, copies its payload to
-    /// `payload` (`responseSize` bytes); returns whether it is the last one.
+    /// `payload` (room for `responseSize` bytes); returns whether it is the
+    /// last one and its length (≤ `responseSize`).
     @usableFromInline
-    func next(for requestID: UInt64, into payload: UnsafeMutableRawPointer, timeout: Duration?) throws(ServiceError) -> Bool {
+    package func next(for requestID: UInt64, into payload: UnsafeMutableRawPointer,
+              timeout: Duration?) throws(ServiceError) -> (final: Bool, length: Int) {
         if !stash.isEmpty, var queued = stash[requestID], !queued.isEmpty {
             let first = queued.removeFirst()
             stash[requestID] = queued.isEmpty ? nil : queued
-            first.bytes.withUnsafeBytes { payload.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, responseSize)) }
-            return first.final
+            first.bytes.withUnsafeBytes { if $0.count > 0 { payload.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            return (first.final, first.bytes.count)
         }
         let slot = RequestEntry.header + responseSize
         return try withUnsafeTemporaryAllocation(byteCount: slot, alignment: 16) { buffer in
-            Result { () throws(ServiceError) -> Bool in
+            Result { () throws(ServiceError) -> (final: Bool, length: Int) in
                 try nextFromQueue(for: requestID, into: payload, slot: buffer, timeout: timeout)
             }
         }.get()
     }
 
     private func nextFromQueue(for requestID: UInt64, into payload: UnsafeMutableRawPointer, slot buffer: UnsafeMutableRawBufferPointer,
-                               timeout: Duration?) throws(ServiceError) -> Bool {
+                               timeout: Duration?) throws(ServiceError) -> (final: Bool, length: Int) {
         let end = deadline(after: timeout)
         let slot = buffer.count
         let responseSlot = buffer.baseAddress!
@@ -119,18 +129,20 @@ final class ClientPort: @unchecked Sendable {
                 if case .timedOut = error { throw .timedOut(timeout) }
                 throw .queue(error)
             }
-            guard n == slot, responseSlot.load(fromByteOffset: 16, as: UInt64.self) == UInt64(responseSize) else {
-                throw .corrupt(service: attachment.name.value, reason: "response of \(n) bytes")
+            // Never trust the length field: another process wrote it.
+            let length = responseSlot.load(fromByteOffset: 16, as: UInt64.self)
+            guard n == slot, length <= UInt64(responseSize) else {
+                throw .corrupt(service: attachment.name.value, reason: "response slot of \(n) bytes holding \(length)")
             }
             let id = responseSlot.load(fromByteOffset: 0, as: UInt64.self)
             let final = responseSlot.load(fromByteOffset: 8, as: UInt64.self) & 1 == 1
             if id == requestID {
-                payload.copyMemory(from: responsePayload, byteCount: responseSize)
-                return final
+                payload.copyMemory(from: responsePayload, byteCount: Int(length))
+                return (final, Int(length))
             }
             if id <= local.pointee { // an earlier request's: keep it; not ours at all: drop
                 if stash.count >= ClientPort.stashLimit, let oldest = stash.keys.min() { stash[oldest] = nil }
-                stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: responsePayload, count: responseSize)), final))
+                stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: responsePayload, count: Int(length))), final))
             }
         }
     }
@@ -138,10 +150,10 @@ final class ClientPort: @unchecked Sendable {
 
 /// A server's state and hot path, independent of the request and response types.
 @usableFromInline
-final class ServerPort: @unchecked Sendable {
+package final class ServerPort: @unchecked Sendable {
     let attachment: ServiceAttachment
     let requests: MPMCQueue
-    @usableFromInline let portID: UInt64
+    @usableFromInline package let portID: UInt64
     let slotIndex: Int
     let strategy: WaitStrategy
     let requestSize: Int, responseSize: Int
@@ -157,6 +169,11 @@ final class ServerPort: @unchecked Sendable {
     let emptyPolls: UnsafeMutablePointer<Int>
 
     let maxClients: Int
+
+    @usableFromInline
+    func shortMessage(_ what: String, _ length: Int, _ size: Int) -> ServiceError {
+        .corrupt(service: attachment.name.value, reason: "\(what) of \(length) bytes for a type of \(size)")
+    }
 
     init(attachment: ServiceAttachment, requests: MPMCQueue, requestSize: Int, responseSize: Int,
          maxClients: Int, strategy: WaitStrategy) throws(ServiceError) {
@@ -177,20 +194,22 @@ final class ServerPort: @unchecked Sendable {
         emptyPolls.deallocate()
     }
 
-    /// Takes the next request, copies its payload to `payload`
-    /// (`requestSize` bytes); returns its client and request IDs, or nil on
-    /// timeout when `throwOnTimeout` is false.
+    /// Takes the next request, copies its payload to `payload` (room for
+    /// `requestSize` bytes); returns its client and request IDs and its
+    /// length (≤ `requestSize`), or nil on timeout when `throwOnTimeout` is
+    /// false.
     @usableFromInline
-    func receive(into payload: UnsafeMutableRawPointer, timeout: Duration?, throwOnTimeout: Bool) throws(ServiceError) -> (UInt64, UInt64)? {
+    package func receive(into payload: UnsafeMutableRawPointer, timeout: Duration?,
+                 throwOnTimeout: Bool) throws(ServiceError) -> (clientID: UInt64, requestID: UInt64, length: Int)? {
         try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + requestSize, alignment: 16) { buffer in
-            Result { () throws(ServiceError) -> (UInt64, UInt64)? in
+            Result { () throws(ServiceError) -> (clientID: UInt64, requestID: UInt64, length: Int)? in
                 try receive(slot: buffer, into: payload, timeout: timeout, throwOnTimeout: throwOnTimeout)
             }
         }.get()
     }
 
     private func receive(slot buffer: UnsafeMutableRawBufferPointer, into payload: UnsafeMutableRawPointer, timeout: Duration?,
-                         throwOnTimeout: Bool) throws(ServiceError) -> (UInt64, UInt64)? {
+                         throwOnTimeout: Bool) throws(ServiceError) -> (clientID: UInt64, requestID: UInt64, length: Int)? {
         let slot = buffer.count
         let requestSlot = buffer.baseAddress!
         let n: Int
@@ -214,27 +233,30 @@ final class ServerPort: @unchecked Sendable {
             }
             throw .queue(error)
         }
-        guard n == slot, requestSlot.load(fromByteOffset: 16, as: UInt64.self) == UInt64(requestSize) else {
-            throw .corrupt(service: attachment.name.value, reason: "request of \(n) bytes")
+        // Never trust the length field: another process wrote it.
+        let length = requestSlot.load(fromByteOffset: 16, as: UInt64.self)
+        guard n == slot, length <= UInt64(requestSize) else {
+            throw .corrupt(service: attachment.name.value, reason: "request slot of \(n) bytes holding \(length)")
         }
-        payload.copyMemory(from: requestSlot + RequestEntry.header, byteCount: requestSize)
-        return (requestSlot.load(fromByteOffset: 0, as: UInt64.self), requestSlot.load(fromByteOffset: 8, as: UInt64.self))
+        payload.copyMemory(from: requestSlot + RequestEntry.header, byteCount: Int(length))
+        return (requestSlot.load(fromByteOffset: 0, as: UInt64.self), requestSlot.load(fromByteOffset: 8, as: UInt64.self), Int(length))
     }
 
-    /// Sends the response at `payload` (`responseSize` bytes) to
+    /// Sends the response at `payload` (`length` ≤ `responseSize` bytes) to
     /// `clientID`'s queue; the slot is built on this call's stack. Returns
     /// false if that client is gone.
     @usableFromInline
-    func respond(payload: UnsafeRawPointer, final: Bool, requestID: UInt64, clientID: UInt64,
+    package func respond(payload: UnsafeRawPointer, length: Int, final: Bool, requestID: UInt64, clientID: UInt64,
                  timeout: Duration?) throws(ServiceError) -> Bool {
+        precondition(length >= 0 && length <= responseSize, "response of \(length) bytes, at most \(responseSize)")
         guard let queue = responseQueue(of: clientID) else { return false }
         return try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + responseSize, alignment: 16) { slot in
             Result { () throws(ServiceError) -> Bool in
                 let base = slot.baseAddress!
                 base.storeBytes(of: requestID, toByteOffset: 0, as: UInt64.self)
                 base.storeBytes(of: UInt64(final ? 1 : 0), toByteOffset: 8, as: UInt64.self)
-                base.storeBytes(of: UInt64(responseSize), toByteOffset: 16, as: UInt64.self)
-                (base + RequestEntry.header).copyMemory(from: payload, byteCount: responseSize)
+                base.storeBytes(of: UInt64(length), toByteOffset: 16, as: UInt64.self)
+                (base + RequestEntry.header).copyMemory(from: payload, byteCount: length)
                 let bytes = UnsafeRawBufferPointer(slot)
                 do throws(QueueError) {
                     if try queue.tryEnqueue(bytes) { return true }

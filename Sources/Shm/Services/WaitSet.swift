@@ -30,6 +30,8 @@ public final class WaitSet: @unchecked Sendable {
         let isReady: () -> Bool
         let refresh: () -> Void
         let keepAlive: AnyObject
+        /// A read-only form of `isReady` for `Readiness`'s helper thread.
+        let watch: () -> Readiness.Watch
     }
 
     var entries: [Entry] = []
@@ -38,23 +40,42 @@ public final class WaitSet: @unchecked Sendable {
 
     /// Attaches a listener: ready when any of its event ids fired.
     public func attach(_ listener: Listener) -> Attachment {
-        add(Entry(parker: listener.event.parker, isReady: { listener.hasFired() }, refresh: {}, keepAlive: listener))
+        add(Entry(parker: listener.event.parker, isReady: { listener.hasFired() }, refresh: {}, keepAlive: listener,
+                  watch: { listener.readOnlyWatch() }))
     }
 
     /// Attaches a subscriber: ready when a sample may be waiting.
     public func attach<P: BitwiseCopyable>(_ subscriber: Subscriber<P>) -> Attachment {
         let port = subscriber.port
         return add(Entry(parker: port.inbox.parker, isReady: { port.hasSample() },
-                         refresh: { port.updateConnections() }, keepAlive: subscriber))
+                         refresh: { port.updateConnections() }, keepAlive: subscriber, watch: { port.readOnlyWatch() }))
     }
 
     /// Attaches a server: ready when a request is waiting.
     public func attach<Q: BitwiseCopyable, R: BitwiseCopyable>(_ server: Server<Q, R>) -> Attachment {
-        let queue = server.service.requests
+        attach(server.port, keepAlive: server)
+    }
+
+    /// Attaches a server's port (the C ABI's byte-sized servers).
+    package func attach(_ port: ServerPort, keepAlive: AnyObject) -> Attachment {
+        let queue = port.requests
         // Refreshing recovers head slots left claimed by killed processes,
         // which `looksNotEmpty` would otherwise never see past.
         return add(Entry(parker: queue.notEmpty, isReady: { queue.looksNotEmpty() },
-                         refresh: { _ = queue.recoverAbandonedSlots() }, keepAlive: server))
+                         refresh: { _ = queue.recoverAbandonedSlots() }, keepAlive: keepAlive,
+                         watch: { Readiness.Watch(parker: queue.notEmpty, keepAlive: queue) { queue.looksNotEmpty() } }))
+    }
+
+    /// How many attachments the wait set holds.
+    public var count: Int { entries.count }
+
+    /// A descriptor that becomes readable when an attachment may be ready,
+    /// for the caller's own event loop (see `Readiness`): on readability call
+    /// `ready()` (or `wait(timeout: .zero)`), handle what it returns, then
+    /// `rearm()` — which also takes in attachments added since. Keep the
+    /// returned object as long as the descriptor is used.
+    public func makeReadiness() throws(ServiceError) -> Readiness {
+        try Readiness(name: "wait set") { [weak self] in self?.entries.map { $0.watch() } ?? [] }
     }
 
     func add(_ entry: Entry) -> Attachment {

@@ -1,0 +1,173 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CShm
+import ShmSystem
+import ShmPrimitives
+
+/// A file descriptor that becomes readable when a subscriber, or any
+/// attachment of a wait set, may be ready — for programs that wait in their
+/// own event loop (epoll, `poll`, Python's asyncio). The C ABI's
+/// `shm_subscriber_fd` and `shm_waitset_fd`.
+///
+/// A helper thread (from `BlockingPool`; asleep in one `futex_waitv(2)` on
+/// every watched parker almost all the time: not a busy thread) announces
+/// itself as a sleeper on each parker, re-checks each watch's read-only
+/// condition, sleeps, and signals an `eventfd` when one holds. The owner
+/// then drains what it watches (`tryReceive` until nil, the wait set's
+/// `ready()`, …) and calls `rearm()`; the helper looks again and signals at
+/// once if more arrived meanwhile (level-triggered, like the wait set).
+///
+/// The helper only reads shared memory (delivery queue tags, inbox epochs,
+/// event counters, the request queue's head); everything that receives or
+/// changes a port stays on the owner's thread, where `rearm()` also takes
+/// each watch's baseline (the events a listener has already seen).
+///
+/// ```text
+/// state word: 0 armed (helper watching), 1 signalled (waiting for rearm), 2 stopping
+/// ```
+public final class Readiness: @unchecked Sendable {
+    /// One condition the helper watches: the parker its wakers bump, a
+    /// read-only test safe from any thread, and what keeps their memory mapped.
+    package struct Watch: @unchecked Sendable {
+        let parker: Parker
+        let isReady: @Sendable () -> Bool
+        let keepAlive: AnyObject
+        package init(parker: Parker, keepAlive: AnyObject, isReady: @escaping @Sendable () -> Bool) {
+            self.parker = parker
+            self.keepAlive = keepAlive
+            self.isReady = isReady
+        }
+    }
+
+    private let descriptor: EventDescriptor
+    private let shared: Shared
+    /// Builds the watches from the owner's state; called on the owner's thread.
+    private let makeWatches: () -> [Watch]
+
+    /// The readable-when-ready descriptor (owned: do not close it).
+    public var fileDescriptor: Int32 { descriptor.fileDescriptor }
+
+    /// What the helper thread keeps alive for as long as it runs.
+    final class Shared: @unchecked Sendable {
+        let state = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
+        let watches: Mutex<[Watch]>
+        let descriptor: EventDescriptor
+        init(watches: [Watch], descriptor: EventDescriptor) {
+            self.watches = Mutex(watches)
+            self.descriptor = descriptor
+            state.initialize(to: Atomic(0))
+        }
+        deinit { state.deallocate() }
+    }
+
+    /// - Parameter makeWatches: called now and on every `rearm()`, on the owner's thread.
+    package init(name: String, makeWatches: @escaping () -> [Watch]) throws(ServiceError) {
+        guard let descriptor = EventDescriptor() else {
+            throw .segment(.system(operation: "eventfd", name: name, Errno.current))
+        }
+        let watches = makeWatches()
+        guard watches.count < 128 else { throw .invalidConfiguration("at most 127 watched attachments per descriptor") }
+        self.descriptor = descriptor
+        self.makeWatches = makeWatches
+        let shared = Shared(watches: watches, descriptor: descriptor)
+        self.shared = shared
+        BlockingPool.shared.submit { Readiness.watch(shared) }
+    }
+
+    deinit {
+        // SYNC POINT: release pairs with the helper's acquire load of the state.
+        shared.state.pointee.store(2, ordering: .releasing)
+        _ = Futex.wake(UnsafeMutableRawPointer(shared.state), count: 1)
+    }
+
+    /// Consumes the descriptor's readiness after draining what it watches;
+    /// the helper watches again (and signals at once if anything is ready).
+    /// Also takes in attachments added to a wait set since the last call.
+    public func rearm() {
+        descriptor.drain()
+        let watches = makeWatches()
+        shared.watches.withLock { $0 = watches.count < 128 ? watches : Array(watches.prefix(127)) }
+        // SYNC POINT: release pairs with the helper's acquire load of the state.
+        if shared.state.pointee.compareExchange(expected: 1, desired: 0, ordering: .acquiringAndReleasing).exchanged {
+            _ = Futex.wake(UnsafeMutableRawPointer(shared.state), count: 1)
+        }
+    }
+
+    private static func watch(_ shared: Shared) {
+        while true {
+            // SYNC POINT: acquire pairs with the release stores in `deinit`/`rearm`.
+            let state = shared.state.pointee.load(ordering: .acquiring)
+            if state == 2 { return }
+            let slice = monotonicNanoseconds() &+ 100_000_000
+            if state == 1 {
+                _ = Futex.wait(UnsafeMutableRawPointer(shared.state), expected: 1, deadline: slice)
+                continue
+            }
+            let watches = shared.watches.withLock { $0 }
+            if sleep(on: watches, state: shared.state, until: slice) {
+                if shared.state.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
+                    shared.descriptor.signal()
+                }
+            }
+        }
+    }
+
+    /// Announces a sleeper on every parker, re-checks, and sleeps on all of
+    /// them and the state word; returns whether a watch is ready.
+    private static func sleep(on watches: [Watch], state: UnsafeMutablePointer<Atomic<UInt32>>, until deadline: UInt64) -> Bool {
+        // SYNC POINT: acquire pairs with the release bumps of each parker's seq (`Parker.wake`).
+        var expected = watches.map { $0.parker.seq.pointee.load(ordering: .acquiring) }
+        // SYNC POINT (Dekker): these seq_cst increments and the seq_cst loads
+        // in `isReady` pair with the wakers' seq_cst publish and their
+        // seq_cst load of `sleepers` (see `Parker`).
+        for watch in watches { watch.parker.sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+        defer { for watch in watches { watch.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) } }
+        if watches.contains(where: { $0.isReady() }) { return true }
+        var words = watches.map { UnsafeMutablePointer<UInt32>(OpaquePointer($0.parker.seq)) as UnsafeMutablePointer<UInt32>? }
+        words.append(UnsafeMutablePointer<UInt32>(OpaquePointer(state)))
+        expected.append(0)
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        let rc = words.withUnsafeMutableBufferPointer { w in
+            expected.withUnsafeBufferPointer { cshm_futex_waitv(w.baseAddress, $0.baseAddress, UInt32(w.count), &ts) }
+        }
+        if rc < 0 && cshm_errno() == ENOSYS {
+            // Kernels before 5.16: one parker can be slept on alone; several are polled.
+            if watches.count == 1 {
+                _ = Futex.wait(UnsafeMutableRawPointer(watches[0].parker.seq), expected: expected[0], deadline: deadline)
+            } else {
+                usleep(1000)
+            }
+        }
+        return watches.contains { $0.isReady() }
+    }
+}
+
+extension Subscriber {
+    /// A descriptor that becomes readable when samples may be waiting (see
+    /// `Readiness`): drain with `tryReceive()` until nil, then `rearm()`.
+    /// Keep the returned object as long as the descriptor is used; one per
+    /// subscriber is enough.
+    public func makeReadiness() throws(ServiceError) -> Readiness {
+        let port = self.port
+        return try Readiness(name: port.serviceName) { [port.readOnlyWatch()] }
+    }
+}
+
+extension SubscriberPort {
+    /// Ready when a delivery queue holds a sample or a publisher connected
+    /// since this call; reads only shared memory.
+    func readOnlyWatch() -> Readiness.Watch {
+        let inbox = self.inbox
+        // SYNC POINT (Dekker with the publishers' seq_cst publish, via the parker).
+        let seenEpoch = inbox.epoch.pointee.load(ordering: .sequentiallyConsistent)
+        return Readiness.Watch(parker: inbox.parker, keepAlive: inboxSegment) {
+            if inbox.epoch.pointee.load(ordering: .sequentiallyConsistent) != seenEpoch { return true }
+            for block in 0..<inbox.maxPublishers {
+                if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(block)), queue.hasValue { return true }
+            }
+            return false
+        }
+    }
+}
