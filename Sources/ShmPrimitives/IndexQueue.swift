@@ -102,10 +102,15 @@ public struct IndexQueue: @unchecked Sendable {
     public struct Writer: @unchecked Sendable {
         public let queue: IndexQueue
         @usableFromInline let state: UnsafeMutablePointer<UInt64> // [tail, cachedHead]
+        /// The most values the queue holds for this producer (≤ capacity): a
+        /// service's buffer size, which the power-of-two capacity may exceed.
+        /// Pools are sized by it, so a queue filled past it would starve them.
+        @usableFromInline let limit: UInt64
 
-        @usableFromInline init(queue: IndexQueue, state: UnsafeMutablePointer<UInt64>) {
+        @usableFromInline init(queue: IndexQueue, state: UnsafeMutablePointer<UInt64>, limit: UInt64) {
             self.queue = queue
             self.state = state
+            self.limit = limit
         }
 
         /// Pushes `value`; when full, drops the oldest value if `overwrite`.
@@ -115,17 +120,17 @@ public struct IndexQueue: @unchecked Sendable {
         public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> PushOutcome {
             let t = state[0]
             var dropped: UInt64?
-            if t &- state[1] >= UInt64(queue.capacity) {
+            if t &- state[1] >= limit {
                 // SYNC POINT: acquire pairs with the consumer's CAS of head in `pop`.
                 var h = queue.head.pointee.load(ordering: .acquiring)
                 guard h <= t, t &- h <= UInt64(queue.capacity) else {
                     throw .corruptIndices("index queue head \(h) read from shared memory, tail \(t)")
                 }
                 state[1] = h
-                if t &- h >= UInt64(queue.capacity) {
+                if t &- h >= limit {
                     guard overwrite else { return .full }
                     // Drop the oldest: read it, then take it with the same CAS the consumer uses.
-                    while t &- h >= UInt64(queue.capacity) {
+                    while t &- h >= limit {
                         let oldest = queue.entry(h).load(fromByteOffset: 8, as: UInt64.self)
                         // SYNC POINT: acquire-release CAS pairs with the consumer's CAS of head in `pop`.
                         let (done, actual) = queue.head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
@@ -169,7 +174,9 @@ public struct IndexQueue: @unchecked Sendable {
 
         public typealias Outcome = PushOutcome
 
-        public init(_ queue: IndexQueue) throws(QueueError) {
+        /// - Parameter limit: the most values to keep queued (default and at
+        ///   most the capacity).
+        public init(_ queue: IndexQueue, limit: Int? = nil) throws(QueueError) {
             // SYNC POINT: acquire pairs with the release stores of tail in `push` and of
             // head in `pop`/`popExclusive` by the previous producer and the consumer.
             let t = queue.tail.pointee.load(ordering: .acquiring)
@@ -180,7 +187,7 @@ public struct IndexQueue: @unchecked Sendable {
             let state = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
             state[0] = t
             state[1] = h
-            writer = Writer(queue: queue, state: state)
+            writer = Writer(queue: queue, state: state, limit: UInt64(min(queue.capacity, max(1, limit ?? queue.capacity))))
         }
 
         deinit { writer.state.deallocate() }

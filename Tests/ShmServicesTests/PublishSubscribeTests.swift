@@ -302,4 +302,40 @@ struct PublishSubscribeTests {
         #expect(!ServiceDirectory.serviceNames().contains(name))
         #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
     }
+
+    /// A subscriber's queue holds at most the configured buffer size even
+    /// when its power-of-two capacity is larger; the pool is sized by the
+    /// buffer size, so a queue filled past it starved the publisher
+    /// (`poolExhausted` on loan under every policy; found streaming 1080p
+    /// frames with a buffer of 43). Every policy, sizes 1…43, the subscriber
+    /// holding as many samples as it may borrow and reading nothing else.
+    @Test(arguments: [OverflowPolicy.overwriteOldest, .discard, .block])
+    func aSlowSubscriberNeverStarvesThePool(policy: OverflowPolicy) throws {
+        let node = try Node(name: "unit")
+        for buffer in [1, 3, 5, 6, 43] {
+            let borrowed = 2
+            let service = try node.publishSubscribe(TestSupport.uniqueName("starve"), of: UInt64.self,
+                                                    config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: buffer,
+                                                                  historySize: 0, maxLoans: 1, maxBorrowed: borrowed, overflow: policy))
+            let publisher = try service.publisher(), subscriber = try service.subscriber()
+            publisher.sendTimeout = .milliseconds(2)
+            var sent: UInt64 = 0
+            func send() throws { sent += 1; _ = try publisher.send(copyOf: sent) }
+            try send()
+            let first = try unwrap(try subscriber.tryReceive())
+            try send()
+            let second = try unwrap(try subscriber.tryReceive())
+            // Three times the buffer more: every loan must succeed.
+            for _ in 0..<(3 * buffer + 4) { try send() }
+            #expect(first.payload == 1 && second.payload == 2)
+            first.release()
+            second.release()
+            var queued: [UInt64] = []
+            while let sample = try subscriber.tryReceive() { queued.append(sample.payload) }
+            #expect(queued.count == buffer, "buffer \(buffer), \(policy)")
+            let newest = Array((sent - UInt64(buffer) + 1)...sent), oldest = Array(UInt64(borrowed + 1)...UInt64(borrowed + buffer))
+            #expect(queued == (policy == .overwriteOldest ? newest : oldest), "buffer \(buffer), \(policy)")
+            #expect(subscriber.lostSamples == sent - UInt64(borrowed + buffer))
+        }
+    }
 }

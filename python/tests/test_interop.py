@@ -257,3 +257,43 @@ def test_small_messages_by_copy_in_one_call(peer, name):
         assert subscriber.try_receive_copy() is None
         with pytest.raises(swiftshm.InvalidArgument):
             publisher.send_copy(bytes(65))
+
+
+SLOW_SUBSCRIBER_PUBLISHER = """
+import sys, swiftshm
+node = swiftshm.Node("py-fast")
+service = node.publish_subscribe(sys.argv[1], max_bytes=64, max_publishers=1, max_subscribers=1,
+                                 buffer_size=int(sys.argv[2]), max_loans=1, max_borrowed=1, overflow="block")
+publisher = service.publisher()
+publisher.wait_for_subscribers(1, timeout=30)
+publisher.set_send_timeout(30)
+for n in range(200):
+    loan = publisher.loan(8)
+    loan.memoryview[:] = n.to_bytes(8, "little")
+    loan.send()
+print("sent", flush=True)
+"""
+
+
+@pytest.mark.parametrize("buffer", [3, 43])
+def test_a_slow_subscriber_with_an_odd_buffer_size_never_starves_the_publisher(name, buffer):
+    # The queue's power-of-two capacity once let it hold more than the buffer
+    # size the pool is sized by: the publisher ran out of samples under block.
+    with swiftshm.Node("py-slow") as node:
+        service = node.publish_subscribe(name, max_bytes=64, max_publishers=1, max_subscribers=1, buffer_size=buffer,
+                                         max_loans=1, max_borrowed=1, overflow="block")
+        subscriber = service.subscriber()
+        fast = subprocess.Popen([sys.executable, "-c", SLOW_SUBSCRIBER_PUBLISHER, name, str(buffer)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for n in range(200):
+                sample = subscriber.receive(timeout=30)
+                assert int.from_bytes(sample.memoryview[:8], "little") == n
+                sample.release()
+                if n % 10 == 0:
+                    time.sleep(0.002)  # let the publisher fill the queue
+            out, err = fast.communicate(timeout=30)
+            assert fast.returncode == 0 and "sent" in out, err
+            assert subscriber.lost == 0
+        finally:
+            fast.kill()

@@ -51,6 +51,12 @@ def serve(frames, listener, server, ready, indices, counts):
             pass
 
 
+def done(counts):
+    # Notifications of one id coalesce until the listener looks (as in
+    # iceoryx2): three notifications of id 5 are seen one to three times.
+    return counts["frames"] == 3 and counts["requests"] == 3 and 1 <= counts["events"] <= 3
+
+
 def finish(peers):
     for process in peers:
         out, err = process.communicate(timeout=30)
@@ -69,10 +75,10 @@ def test_a_wait_set_wakes_for_samples_events_and_requests_from_swift(peer, name)
         try:
             counts = {"frames": 0, "events": 0, "requests": 0}
             deadline = 200
-            while counts != {"frames": 3, "events": 3, "requests": 3} and deadline:
+            while not done(counts) and deadline:
                 deadline -= 1
                 serve(frames, listener, server, waitset.wait(timeout=0.2), indices, counts)
-            assert counts == {"frames": 3, "events": 3, "requests": 3}
+            assert done(counts), counts
             finish(peers)
         finally:
             for process in peers:
@@ -94,7 +100,7 @@ def test_a_wait_set_descriptor_drives_asyncio_without_a_busy_thread(peer, name):
             try:
                 counts = {"frames": 0, "events": 0, "requests": 0}
                 cpu = os.times()
-                while counts != {"frames": 3, "events": 3, "requests": 3}:
+                while not done(counts):
                     ready = await asyncio.wait_for(waitset.wait_async(), 30)
                     serve(frames, listener, server, ready, indices, counts)
                 await loop.run_in_executor(None, finish, peers)

@@ -345,7 +345,7 @@ final class PublisherPort: @unchecked Sendable {
             let claimed = owner.pointee.compareExchange(expected: 0, desired: portID, ordering: .acquiringAndReleasing)
             guard claimed.exchanged || claimed.original == portID,
                   let delivery = try? IndexQueue(attaching: connection.inbox.deliveryRegion(slotIndex)),
-                  let producer = try? IndexQueue.Producer(delivery),
+                  let producer = try? IndexQueue.Producer(delivery, limit: config.subscriberBufferSize),
                   let returns = try? IndexQueue(attaching: connection.inbox.returnRegion(slotIndex)) else {
                 pending += 1
                 continue
