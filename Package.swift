@@ -3,7 +3,16 @@
 // swift-shm — memory-mapped I/O and shared-memory IPC for Swift on Linux.
 // Layering (see DESIGN.md): CShm → ShmSystem → ShmPrimitives → Shm / ShmLog → ShmCLI.
 
+import Foundation
 import PackageDescription
+
+/// The NATS bridge needs the official C client (Debian: libnats-dev). Where
+/// it is absent the package builds without the bridge; SWIFTSHM_NATS=0 or 1
+/// overrides the detection.
+let hasNATS: Bool = {
+    if let forced = ProcessInfo.processInfo.environment["SWIFTSHM_NATS"] { return forced == "1" }
+    return ["/usr/include/nats/nats.h", "/usr/local/include/nats/nats.h"].contains { FileManager.default.fileExists(atPath: $0) }
+}()
 
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -38,7 +47,7 @@ let package = Package(
         .target(name: "CSwiftShm"),
         // The C ABI: @_cdecl functions over Shm and ShmLog (swiftshm.h).
         .target(name: "ShmC", dependencies: ["Shm", "ShmLog", "CSwiftShm", "CShm"], swiftSettings: strict),
-        // The `shm` command-line tool.
+        // The `shm` command-line tool (`shm bridge` where the bridge is built).
         .executableTarget(
             name: "ShmCLI",
             dependencies: [
@@ -46,7 +55,7 @@ let package = Package(
                 "ShmLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ],
+            ] + (hasNATS ? ["ShmBridge"] : []),
             swiftSettings: strict
         ),
         // "The other process" that multi-process tests spawn.
@@ -96,3 +105,15 @@ let package = Package(
         ),
     ]
 )
+
+if hasNATS {
+    package.products.append(.library(name: "ShmBridge", targets: ["ShmBridge"]))
+    package.targets += [
+        // The official NATS C client (libnats-dev), through pkg-config.
+        .systemLibrary(name: "CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        // Services and logs to and from NATS: the bridge behind `shm bridge`.
+        .target(name: "ShmBridge", dependencies: ["Shm", "ShmLog", "ShmSystem", "CNats"], swiftSettings: strict),
+        .testTarget(name: "ShmBridgeTests", dependencies: ["ShmBridge", "Shm", "ShmTestSupport", "ShmPeer", "ShmCLI"],
+                    swiftSettings: strict),
+    ]
+}

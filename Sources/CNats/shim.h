@@ -1,0 +1,2 @@
+// The official NATS C client (nats.c, Debian libnats-dev), for ShmBridge.
+#include <nats/nats.h>

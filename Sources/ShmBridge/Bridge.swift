@@ -1,0 +1,102 @@
+import Shm
+import ShmSystem
+import Synchronization
+
+/// Forwards chosen services between this machine's shared memory and NATS
+/// (see `BridgeConfiguration` for what, `WireFormat` for how it looks on
+/// the wire). The library form of `shm bridge`.
+///
+/// ```swift
+/// let bridge = try Bridge(BridgeConfiguration(url: "nats://10.0.0.2:4222", exports: ["camera.*"]))
+/// try bridge.run()          // until bridge.stop() from another thread (or a signal handler's flag)
+/// ```
+///
+/// Two threads: the export thread waits on the exported services'
+/// subscribers (one wait set) and looks for new matching services every
+/// second; the import thread reads one NATS subscription. Loops: samples
+/// the import side published here are never exported again, and the NATS
+/// connection does not echo this bridge's own messages. Run one bridge per
+/// machine for a given service (two bridges exporting and importing the
+/// same service on one machine would pass samples back and forth).
+public final class Bridge: @unchecked Sendable {
+    public let configuration: BridgeConfiguration
+    /// This bridge's origin id on the wire (`Shm-Origin`).
+    public let origin: UInt64
+    public let connection: NatsConnection
+    let node: Node
+    let shared: BridgeShared
+    let importer: SampleImporter?
+    let exporter: SampleExporter?
+
+    /// Connects to NATS (in the background if no server answers yet),
+    /// registers a node and subscribes to the imported subjects (confirmed
+    /// by the server when connected: messages published after `init`
+    /// returns reach this bridge).
+    ///
+    /// - Parameter logger: receives one line per notable event (a service
+    ///   that cannot be opened, NATS errors, at most once a second each).
+    public init(_ configuration: BridgeConfiguration, logger: @escaping @Sendable (String) -> Void = { _ in }) throws(BridgeError) {
+        try configuration.validate()
+        self.configuration = configuration
+        origin = UInt64.random(in: 1...UInt64.max)
+        shared = BridgeShared(logger: logger)
+        do { node = try Node(name: configuration.name) } catch { throw .service(error) }
+        connection = try NatsConnection(url: configuration.url, name: configuration.name)
+        importer = configuration.imports.isEmpty ? nil
+            : try SampleImporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
+        exporter = configuration.exports.isEmpty ? nil
+            : SampleExporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
+        if connection.isConnected {
+            try connection.flush(timeout: .seconds(5))
+        } else {
+            logger("no NATS server at \(configuration.url) yet: retrying with back-off")
+        }
+    }
+
+    /// Forwards until `stop()`; returns after both threads ended. Call once.
+    public func run() throws(BridgeError) {
+        let importer = self.importer, exporter = self.exporter
+        let importDone = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
+        importDone.initialize(to: Atomic(importer == nil ? 1 : 0))
+        defer { importDone.deallocate() }
+        if let importer {
+            let box = UncheckedBox(importer), done = UncheckedBox(importDone), shared = self.shared
+            BlockingPool.shared.submit {
+                while !shared.isStopping { box.value.poll(timeout: .milliseconds(100)) }
+                // SYNC POINT: release pairs with the acquire load below.
+                done.value.pointee.store(1, ordering: .releasing)
+                _ = Futex.wakeAll(UnsafeMutableRawPointer(done.value))
+            }
+        }
+        var lastDiscovery: UInt64 = 0
+        while !shared.isStopping {
+            if let exporter {
+                let now = monotonicNanoseconds()
+                if now &- lastDiscovery >= 1_000_000_000 {
+                    exporter.discover()
+                    lastDiscovery = now
+                }
+                exporter.poll(timeout: .milliseconds(100))
+            } else {
+                shared.sleep(.milliseconds(100))
+            }
+        }
+        // SYNC POINT: acquire pairs with the import thread's release store.
+        while importDone.pointee.load(ordering: .acquiring) == 0 {
+            _ = Futex.wait(UnsafeMutableRawPointer(importDone), expected: 0, deadline: monotonicNanoseconds() &+ 100_000_000)
+        }
+        try? connection.flush(timeout: .seconds(2))
+    }
+
+    /// Ends `run()` (within ~100 ms). Safe from any thread.
+    public func stop() { shared.stop() }
+
+    /// Per-service counters, sorted by service name.
+    public var statistics: [ServiceStatistics] { shared.allStatistics }
+}
+
+/// Carries a non-Sendable value into the import thread, which alone uses it.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,55 @@
+/// What a bridge forwards, and where.
+///
+/// Services are chosen by name patterns: `*` matches any run of characters
+/// (dots included), anything else itself. *Exported* services go from this
+/// machine's shared memory to NATS; *imported* ones from NATS into this
+/// machine's shared memory. A service both exported and imported is
+/// bridged both ways (samples that came from NATS are never sent back).
+public struct BridgeConfiguration: Sendable, Equatable {
+    /// NATS server URL(s), comma-separated: "nats://127.0.0.1:4222".
+    public var url: String
+    /// The first subject token(s) of every message (see `WireFormat`).
+    public var prefix: String
+    public var exports: [String]
+    public var imports: [String]
+    /// The bridge's node name (`shm ls`) and NATS connection name.
+    public var name: String
+
+    public init(url: String = "nats://127.0.0.1:4222", prefix: String = WireFormat.defaultPrefix,
+                exports: [String] = [], imports: [String] = [], name: String = "bridge") {
+        self.url = url
+        self.prefix = prefix
+        self.exports = exports
+        self.imports = imports
+        self.name = name
+    }
+
+    /// Throws `.invalidConfiguration` naming the first problem.
+    public func validate() throws(BridgeError) {
+        guard !exports.isEmpty || !imports.isEmpty else { throw .invalidConfiguration("nothing to export or import") }
+        let tokens = prefix.split(separator: ".", omittingEmptySubsequences: false)
+        guard !prefix.isEmpty, tokens.allSatisfy({ !$0.isEmpty && !$0.contains(where: { " *>\t".contains($0) }) }) else {
+            throw .invalidConfiguration("prefix '\(prefix)': dot-separated NATS subject tokens without spaces, '*' or '>'")
+        }
+        for pattern in exports + imports where pattern.isEmpty || pattern.contains(where: { " >\t".contains($0) }) {
+            throw .invalidConfiguration("service pattern '\(pattern)'")
+        }
+    }
+
+    static func matches(_ name: String, _ patterns: [String]) -> Bool {
+        patterns.contains { glob($0[...], name[...]) }
+    }
+
+    /// `*` matches any run of characters.
+    static func glob(_ pattern: Substring, _ text: Substring) -> Bool {
+        guard let star = pattern.firstIndex(of: "*") else { return pattern == text }
+        let head = pattern[..<star], rest = pattern[pattern.index(after: star)...]
+        guard text.hasPrefix(head) else { return false }
+        var remainder = text.dropFirst(head.count)
+        while true {
+            if glob(rest, remainder) { return true }
+            if remainder.isEmpty { return false }
+            remainder = remainder.dropFirst()
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Shm
+import ShmSystem
+import Synchronization
+
+/// What the bridge's threads share: the stop word, the statistics, the
+/// publishers the importer created (whose samples the exporter must not
+/// send back), and the log.
+final class BridgeShared: @unchecked Sendable {
+    /// 0 running, 1 stopping; a futex word the idle threads sleep on.
+    let stopWord = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
+    private let state = Mutex(State())
+    let logger: @Sendable (String) -> Void
+
+    struct State {
+        var statistics: [String: ServiceStatistics] = [:]
+        var ownPublishers: Set<UInt64> = []
+        var lastLog: [String: UInt64] = [:]
+    }
+
+    init(logger: @escaping @Sendable (String) -> Void) {
+        self.logger = logger
+        stopWord.initialize(to: Atomic(0))
+    }
+
+    deinit { stopWord.deallocate() }
+
+    var isStopping: Bool { stopWord.pointee.load(ordering: .acquiring) != 0 }
+
+    func stop() {
+        // SYNC POINT: release pairs with the acquire load in `isStopping`.
+        stopWord.pointee.store(1, ordering: .releasing)
+        _ = Futex.wakeAll(UnsafeMutableRawPointer(stopWord))
+    }
+
+    /// Sleeps up to `duration`, or until `stop()`.
+    func sleep(_ duration: Duration) {
+        let deadline = monotonicNanoseconds() &+ UInt64(duration.milliseconds) * 1_000_000
+        _ = Futex.wait(UnsafeMutableRawPointer(stopWord), expected: 0, deadline: deadline)
+    }
+
+    func statistics(for service: String) -> ServiceStatistics {
+        state.withLock { state in
+            if let existing = state.statistics[service] { return existing }
+            let created = ServiceStatistics(service: service)
+            state.statistics[service] = created
+            return created
+        }
+    }
+
+    var allStatistics: [ServiceStatistics] {
+        state.withLock { $0.statistics.values.sorted { $0.service < $1.service } }
+    }
+
+    func addOwnPublisher(_ id: UInt64) { state.withLock { _ = $0.ownPublishers.insert(id) } }
+    func isOwnPublisher(_ id: UInt64) -> Bool { state.withLock { $0.ownPublishers.contains(id) } }
+
+    func log(_ message: String) { logger(message) }
+
+    /// Logs `message` at most once a second per distinct text.
+    func logThrottled(_ message: String) {
+        let now = monotonicNanoseconds()
+        let due = state.withLock { state -> Bool in
+            if let last = state.lastLog[message], now &- last < 1_000_000_000 { return false }
+            state.lastLog[message] = now
+            if state.lastLog.count > 1000 { state.lastLog.removeAll() }
+            return true
+        }
+        if due { logger(message) }
+    }
+}

@@ -1,0 +1,130 @@
+import Shm
+import ShmSystem
+import Synchronization
+
+/// Local publish/subscribe services → NATS: one subscriber per exported
+/// service, all in one wait set, drained by the bridge's export thread.
+/// Each sample goes out as one message, or as consecutive parts when it
+/// exceeds the server's payload limit (see `WireFormat`).
+///
+/// Back-pressure: the bridge's subscriber is an ordinary subscriber of the
+/// service, so a bridge that falls behind meets the service's overflow
+/// policy (`block` slows the local publishers, the others drop and count
+/// as lost in `shm service`). nats.c buffers what it cannot send yet (8 MiB
+/// while disconnected); past that a sample fails and counts as
+/// `send_failures`.
+final class SampleExporter {
+    struct Exported {
+        let name: String
+        let service: PublishSubscribeService<UInt8>
+        let subscriber: Subscriber<UInt8>
+        let subject: String
+        let headers: [(String, String)]
+        let statistics: ServiceStatistics
+    }
+
+    let node: Node
+    let connection: NatsConnection
+    let configuration: BridgeConfiguration
+    let origin: UInt64
+    let shared: BridgeShared
+    let waitSet = WaitSet()
+    var exported: [String: Exported] = [:]
+    var byAttachment: [WaitSet.Attachment: String] = [:]
+    /// Services that could not be opened, and when we tried (monotonic ns).
+    var failed: [String: UInt64] = [:]
+
+    init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64, shared: BridgeShared) {
+        self.node = node
+        self.connection = connection
+        self.configuration = configuration
+        self.origin = origin
+        self.shared = shared
+    }
+
+    /// Attaches to matching local services not attached yet.
+    func discover() {
+        for name in ServiceDirectory.serviceNames()
+        where exported[name] == nil && BridgeConfiguration.matches(name, configuration.exports) {
+            if let at = failed[name], monotonicNanoseconds() &- at < 5_000_000_000 { continue }
+            do throws(ServiceError) {
+                let info = try ServiceDirectory.inspect(name)
+                guard info.pattern == .publishSubscribe else { continue }
+                let service = try node.openAnyPublishSubscribe(name)
+                let subscriber = try service.subscriber()
+                let entry = Exported(
+                    name: name, service: service, subscriber: subscriber,
+                    subject: WireFormat.sampleSubject(prefix: configuration.prefix, service: name),
+                    headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config, origin: origin),
+                    statistics: shared.statistics(for: name))
+                exported[name] = entry
+                byAttachment[waitSet.attach(subscriber)] = name
+                failed[name] = nil
+            } catch {
+                failed[name] = monotonicNanoseconds()
+                shared.log("export of '\(name)' failed: \(error)")
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for samples and sends what arrived.
+    func poll(timeout: Duration) {
+        guard waitSet.count > 0 else {
+            shared.sleep(timeout)
+            return
+        }
+        let ready = (try? waitSet.wait(timeout: timeout)) ?? []
+        for attachment in ready {
+            guard let name = byAttachment[attachment], let entry = exported[name] else { continue }
+            drain(entry)
+        }
+    }
+
+    private func drain(_ entry: Exported) {
+        var budget = 1024 // then let other services have a turn
+        while budget > 0, !shared.isStopping {
+            let received: ReceivedSample<UInt8>?
+            do throws(ServiceError) { received = try entry.subscriber.tryReceive() } catch {
+                shared.log("'\(entry.name)': \(error)")
+                return
+            }
+            guard let sample = received else { return }
+            budget -= 1
+            forward(sample, entry)
+        }
+    }
+
+    private func forward(_ sample: borrowing ReceivedSample<UInt8>, _ entry: Exported) {
+        let stats = entry.statistics
+        if shared.isOwnPublisher(sample.publisherID) {
+            ServiceStatistics.add(stats.loopsSkipped)
+            return
+        }
+        let bytes = sample.bytes
+        var headers = entry.headers
+        headers.append((WireFormat.Header.publisher, WireFormat.hex(sample.publisherID)))
+        headers.append((WireFormat.Header.sequence, String(sample.sequence)))
+        headers.append((WireFormat.Header.timestamp, String(wallClockNanoseconds())))
+        headers.append((WireFormat.Header.length, String(bytes.count)))
+        let limit = max(64 << 10, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)
+        do throws(BridgeError) {
+            if bytes.count <= limit {
+                try connection.publish(entry.subject, headers: headers, payload: bytes)
+            } else {
+                let parts = (bytes.count + limit - 1) / limit
+                for part in 0..<parts {
+                    let start = part * limit, end = min(bytes.count, start + limit)
+                    try connection.publish(entry.subject,
+                                           headers: headers + [(WireFormat.Header.chunk, "\(part)/\(parts)"),
+                                                               (WireFormat.Header.offset, String(start))],
+                                           payload: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+                }
+            }
+            ServiceStatistics.add(stats.samplesOut)
+            ServiceStatistics.add(stats.bytesOut, UInt64(bytes.count))
+        } catch {
+            ServiceStatistics.add(stats.sendFailures)
+            shared.logThrottled("'\(entry.name)' → NATS: \(error)")
+        }
+    }
+}

@@ -1,0 +1,239 @@
+import Shm
+import ShmSystem
+
+/// NATS → local publish/subscribe services: one NATS subscription to every
+/// sample subject under the prefix, read by the bridge's import thread; a
+/// local publisher per imported service (created with the exporting
+/// service's type and configuration if the service does not exist here).
+///
+/// What it refuses, counted per service and never published: another
+/// payload type than the local service's (`type_mismatches`), a message
+/// without the headers or with a length the service cannot hold
+/// (`malformed`), a sample whose parts did not all arrive in order
+/// (`incomplete`), and a sample whose publisher sent a sequence number not
+/// newer than one already published (`duplicates`: NATS redelivery, two
+/// bridges exporting the same service).
+final class SampleImporter {
+    final class Imported {
+        let name: String
+        let service: PublishSubscribeService<UInt8>
+        let publisher: Publisher<UInt8>
+        let statistics: ServiceStatistics
+        /// The newest sequence number published, per remote publisher.
+        var newest: [UInt64: UInt64] = [:]
+        /// A sample arriving in parts: its loan and where the next part goes.
+        var partial: Partial?
+        init(name: String, service: PublishSubscribeService<UInt8>, publisher: Publisher<UInt8>, statistics: ServiceStatistics) {
+            self.name = name
+            self.service = service
+            self.publisher = publisher
+            self.statistics = statistics
+        }
+    }
+
+    final class Partial {
+        var loan: UninitializedSample<UInt8>?
+        /// Where the loan's bytes are (in the publisher's pool).
+        let base: UnsafeMutableRawPointer
+        let publisher: UInt64, sequence: UInt64, length: Int, parts: Int
+        var next = 0, filled = 0
+        init(loan: consuming UninitializedSample<UInt8>, publisher: UInt64, sequence: UInt64, length: Int, parts: Int) {
+            base = UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!)
+            self.loan = consume loan
+            self.publisher = publisher
+            self.sequence = sequence
+            self.length = length
+            self.parts = parts
+        }
+    }
+
+    let node: Node
+    let configuration: BridgeConfiguration
+    let origin: UInt64
+    let shared: BridgeShared
+    let subscription: NatsSubscription
+    var imported: [String: Imported] = [:]
+    /// Services whose local type differs, with the remote type seen (retried after a while).
+    var refused: [String: (PayloadType, UInt64)] = [:]
+
+    init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64,
+         shared: BridgeShared) throws(BridgeError) {
+        self.node = node
+        self.configuration = configuration
+        self.origin = origin
+        self.shared = shared
+        subscription = try connection.subscribe(WireFormat.allSamples(prefix: configuration.prefix))
+        // Up to 64 Ki messages or 256 MiB wait here; past that NATS drops (counted).
+        try subscription.setPendingLimits(messages: 65536, bytes: 256 << 20)
+    }
+
+    /// Publishes what arrives within `timeout`.
+    func poll(timeout: Duration) {
+        let message: NatsMessage?
+        do throws(BridgeError) { message = try subscription.next(timeout: timeout) } catch {
+            shared.logThrottled("NATS: \(error)")
+            shared.sleep(timeout)
+            return
+        }
+        guard let message else { return }
+        handle(message)
+        // Drain what is already here without waiting.
+        var budget = 1024
+        while budget > 0, !shared.isStopping, let more = try? subscription.next(timeout: .milliseconds(0)) {
+            handle(more)
+            budget -= 1
+        }
+    }
+
+    func handle(_ message: NatsMessage) {
+        guard let name = message.header(WireFormat.Header.service),
+              BridgeConfiguration.matches(name, configuration.imports),
+              message.subject == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return }
+        if message.header(WireFormat.Header.origin) == WireFormat.hex(origin) { // our own (echo is off; belt and braces)
+            ServiceStatistics.add(shared.statistics(for: name).loopsSkipped)
+            return
+        }
+        guard let remoteType = WireFormat.payloadType(of: message) else {
+            ServiceStatistics.add(shared.statistics(for: name).malformed)
+            return
+        }
+        guard let entry = open(name, remoteType: remoteType, message: message) else { return }
+        let stats = entry.statistics
+        guard entry.service.payloadType == remoteType else {
+            ServiceStatistics.add(stats.typeMismatches)
+            shared.logThrottled(BridgeError.typeMismatch(service: name, local: "\(entry.service.payloadType)",
+                                                         remote: "\(remoteType)").description)
+            return
+        }
+        guard let publisher = message.header(WireFormat.Header.publisher).flatMap({ UInt64($0, radix: 16) }),
+              let sequence = message.header(WireFormat.Header.sequence).flatMap({ UInt64($0) }),
+              let length = message.header(WireFormat.Header.length).flatMap({ Int($0) }),
+              length >= 1, length <= entry.service.payloadType.size else {
+            ServiceStatistics.add(stats.malformed)
+            return
+        }
+        let data = message.data
+        if let chunk = message.header(WireFormat.Header.chunk) {
+            let parts = chunk.split(separator: "/")
+            guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count >= 2, index >= 0, index < count,
+                  let offset = message.header(WireFormat.Header.offset).flatMap({ Int($0) }),
+                  offset >= 0, offset <= length, data.count <= length - offset else {
+                ServiceStatistics.add(stats.malformed)
+                return
+            }
+            assemble(entry, part: index, of: count, offset: offset, data: data, publisher: publisher, sequence: sequence, length: length)
+            return
+        }
+        guard data.count == length else {
+            ServiceStatistics.add(stats.malformed)
+            return
+        }
+        guard isNew(entry, publisher: publisher, sequence: sequence) else { return }
+        do throws(ServiceError) {
+            let loan = try entry.publisher.loanUninitialized(count: length)
+            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).copyMemory(from: data.baseAddress!, byteCount: length)
+            publish(loan, entry, publisher: publisher, sequence: sequence, length: length)
+        } catch {
+            ServiceStatistics.add(stats.localDrops)
+            shared.logThrottled("'\(name)': \(error)")
+        }
+    }
+
+    private func isNew(_ entry: Imported, publisher: UInt64, sequence: UInt64) -> Bool {
+        if let newest = entry.newest[publisher], sequence <= newest {
+            ServiceStatistics.add(entry.statistics.duplicates)
+            return false
+        }
+        return true
+    }
+
+    private func publish(_ loan: consuming UninitializedSample<UInt8>, _ entry: Imported, publisher: UInt64, sequence: UInt64,
+                         length: Int) {
+        do throws(ServiceError) {
+            _ = try loan.assumeInitialized().send()
+            entry.newest[publisher] = sequence
+            if entry.newest.count > 4096 { entry.newest.removeAll() } // publishers come and go
+            ServiceStatistics.add(entry.statistics.samplesIn)
+            ServiceStatistics.add(entry.statistics.bytesIn, UInt64(length))
+        } catch {
+            ServiceStatistics.add(entry.statistics.localDrops)
+            shared.logThrottled("'\(entry.name)': \(error)")
+        }
+    }
+
+    private func assemble(_ entry: Imported, part index: Int, of count: Int, offset: Int, data: UnsafeRawBufferPointer,
+                          publisher: UInt64, sequence: UInt64, length: Int) {
+        let stats = entry.statistics
+        if index == 0 {
+            if entry.partial != nil { ServiceStatistics.add(stats.incomplete) } // the previous one never finished
+            entry.partial = nil
+            guard offset == 0, isNew(entry, publisher: publisher, sequence: sequence) else { return }
+            do throws(ServiceError) {
+                entry.partial = Partial(loan: try entry.publisher.loanUninitialized(count: length), publisher: publisher,
+                                        sequence: sequence, length: length, parts: count)
+            } catch {
+                ServiceStatistics.add(stats.localDrops)
+                shared.logThrottled("'\(entry.name)': \(error)")
+                return
+            }
+        }
+        guard let partial = entry.partial, partial.publisher == publisher, partial.sequence == sequence,
+              partial.next == index, partial.parts == count, partial.length == length, offset == partial.filled else {
+            // A part missing or out of order: the sample cannot be completed.
+            if entry.partial != nil || index > 0 {
+                ServiceStatistics.add(stats.incomplete)
+                entry.partial = nil
+            }
+            return
+        }
+        if let source = data.baseAddress, data.count > 0 {
+            (partial.base + offset).copyMemory(from: source, byteCount: data.count)
+        }
+        partial.filled += data.count
+        partial.next += 1
+        guard partial.next == count else { return }
+        entry.partial = nil
+        guard partial.filled == length, let loan = partial.loan.take() else {
+            ServiceStatistics.add(stats.malformed)
+            return
+        }
+        publish(loan, entry, publisher: publisher, sequence: sequence, length: length)
+    }
+
+    /// The local side of `name`: opened (or created with the remote type and
+    /// configuration) on first use.
+    private func open(_ name: String, remoteType: PayloadType, message: NatsMessage) -> Imported? {
+        if let entry = imported[name] { return entry }
+        let stats = shared.statistics(for: name)
+        if let (seen, at) = refused[name], seen == remoteType, monotonicNanoseconds() &- at < 5_000_000_000 {
+            ServiceStatistics.add(stats.typeMismatches)
+            return nil
+        }
+        do throws(ServiceError) {
+            let service: PublishSubscribeService<UInt8>
+            if ServiceDirectory.serviceNames().contains(name) {
+                service = try node.openAnyPublishSubscribe(name)
+            } else {
+                let config = message.header(WireFormat.Header.config).flatMap(WireFormat.decodeConfig) ?? PublishSubscribeConfig()
+                service = try node.publishSubscribe(name, rawType: remoteType, config: config)
+            }
+            guard service.payloadType == remoteType else {
+                refused[name] = (remoteType, monotonicNanoseconds())
+                ServiceStatistics.add(stats.typeMismatches)
+                shared.logThrottled(BridgeError.typeMismatch(service: name, local: "\(service.payloadType)",
+                                                             remote: "\(remoteType)").description)
+                return nil
+            }
+            let publisher = try service.publisher()
+            publisher.sendTimeout = .seconds(1)
+            shared.addOwnPublisher(publisher.portID)
+            let entry = Imported(name: name, service: service, publisher: publisher, statistics: stats)
+            imported[name] = entry
+            return entry
+        } catch {
+            ServiceStatistics.add(stats.localDrops)
+            shared.logThrottled("import of '\(name)' failed: \(error)")
+            return nil
+        }
+    }
+}

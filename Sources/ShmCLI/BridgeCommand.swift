@@ -1,0 +1,142 @@
+#if canImport(ShmBridge)
+import ArgumentParser
+import Foundation
+import Shm
+import ShmBridge
+
+/// `shm bridge` — forward services between this machine and NATS.
+struct BridgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bridge",
+        abstract: "Forward publish/subscribe services between this machine's shared memory and NATS.",
+        discussion: """
+            Exported services go from here to NATS, imported ones from NATS to here (created here with the
+            exporter's type and configuration if they do not exist). Patterns: '*' matches any characters.
+            Subjects: <prefix>.ps.<service>; headers name the service, payload type, publisher, sequence
+            and origin (see ShmBridge's WireFormat). Samples larger than the server's max_payload travel in
+            parts. Runs until SIGINT/SIGTERM; prints per-service counters at exit (and every
+            --stats-interval seconds), one JSON object per line with --json.
+
+            A configuration file (JSON) may give the same settings:
+              {"url": "nats://10.0.0.2:4222", "prefix": "swiftshm", "name": "edge-1",
+               "export": ["camera.*"], "import": ["model.results"]}
+            Flags add to (export/import) or replace (url, prefix, name) what it says.
+            """
+    )
+
+    @Option(help: "NATS server URL(s), comma-separated.") var url: String?
+    @Option(name: .customLong("export"), help: "Services to send to NATS (pattern; repeatable).") var exports: [String] = []
+    @Option(name: .customLong("import"), help: "Services to take from NATS (pattern; repeatable).") var imports: [String] = []
+    @Option(help: "Subject prefix.") var prefix: String?
+    @Option(help: "Node and NATS connection name.") var name: String?
+    @Option(name: .customLong("config"), help: "A JSON configuration file.") var configFile: String?
+    @Option(name: .customLong("stats-interval"), help: "Print counters every N seconds (0: only at exit).")
+    var statsInterval: Double = 0
+    @Flag(help: "Counters as JSON lines.") var json = false
+
+    struct FileConfiguration: Decodable {
+        var url: String?
+        var prefix: String?
+        var name: String?
+        var export: [String]?
+        var `import`: [String]?
+    }
+
+    func resolved() throws -> BridgeConfiguration {
+        var configuration = BridgeConfiguration()
+        if let configFile {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: configFile)) } catch {
+                throw CommandFailure("cannot read \(configFile): \(error.localizedDescription)")
+            }
+            let file: FileConfiguration
+            do { file = try JSONDecoder().decode(FileConfiguration.self, from: data) } catch {
+                throw CommandFailure("\(configFile) is not a bridge configuration: \(error)")
+            }
+            configuration.url = file.url ?? configuration.url
+            configuration.prefix = file.prefix ?? configuration.prefix
+            configuration.name = file.name ?? configuration.name
+            configuration.exports = file.export ?? []
+            configuration.imports = file.import ?? []
+        }
+        configuration.url = url ?? configuration.url
+        configuration.prefix = prefix ?? configuration.prefix
+        configuration.name = name ?? configuration.name
+        configuration.exports += exports
+        configuration.imports += imports
+        return configuration
+    }
+
+    func run() throws {
+        let configuration = try resolved()
+        Interruptible.begin()
+        let bridge = try reporting { try Bridge(configuration) { StandardStreams.printError("bridge: \($0)") } }
+        StandardStreams.printLine("ready: exporting \(configuration.exports), importing \(configuration.imports) via \(configuration.url)")
+        let failure = UncheckedResult()
+        let finished = UncheckedFlag()
+        BlockingPool.shared.submit {
+            do { try bridge.run() } catch { failure.set("\(error)") }
+            finished.set()
+        }
+        let json = self.json
+        var lastStats = monotonicNanoseconds()
+        var caught: Error?
+        while !finished.isSet {
+            do { try Interruptible.check() } catch {
+                caught = error
+                bridge.stop()
+                break
+            }
+            usleep(50_000)
+            if statsInterval > 0, monotonicNanoseconds() &- lastStats >= UInt64(statsInterval * 1e9) {
+                lastStats = monotonicNanoseconds()
+                Self.printStatistics(bridge, json: json)
+            }
+        }
+        while !finished.isSet { usleep(10_000) }
+        Self.printStatistics(bridge, json: json)
+        if let message = failure.value { throw CommandFailure(message) }
+        if let caught { throw caught }
+    }
+
+    static func printStatistics(_ bridge: Bridge, json: Bool) {
+        for service in bridge.statistics {
+            let counts = service.counts
+            if json {
+                var object: [String: UInt64] = [:]
+                for (key, value) in counts { object[key] = value }
+                struct Row: Encodable { let service: String; let counts: [String: UInt64] }
+                try? printJSONLine(Row(service: service.service, counts: object))
+            } else {
+                StandardStreams.printLine("\(service.service): " + counts.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
+            }
+        }
+    }
+}
+
+/// A value the bridge thread sets and the main thread reads.
+final class UncheckedResult: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: String?
+    func set(_ value: String) { lock.withLock { stored = value } }
+    var value: String? { lock.withLock { stored } }
+}
+
+final class UncheckedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    func set() { lock.withLock { flag = true } }
+    var isSet: Bool { lock.withLock { flag } }
+}
+#else
+import ArgumentParser
+
+/// `shm bridge` in a build without libnats.
+struct BridgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bridge", abstract: "Forward services to and from NATS (this build has no NATS client).")
+    func run() throws {
+        throw CommandFailure("this shm was built without libnats (install libnats-dev and rebuild) — no bridge")
+    }
+}
+#endif

@@ -1,0 +1,38 @@
+import Testing
+import Shm
+@testable import ShmBridge
+
+@Suite("Bridge configuration and wire format")
+struct WireFormatTests {
+    @Test func patternsMatchWholeNamesWithStarsForAnyRun() {
+        #expect(BridgeConfiguration.matches("camera.front", ["camera.*"]))
+        #expect(BridgeConfiguration.matches("camera.front.left", ["camera.*"]))
+        #expect(!BridgeConfiguration.matches("camera", ["camera.*"]))
+        #expect(BridgeConfiguration.matches("a.b.c", ["*.c", "x"]))
+        #expect(BridgeConfiguration.matches("frames", ["frames"]))
+        #expect(!BridgeConfiguration.matches("frames2", ["frames"]))
+        #expect(BridgeConfiguration.matches("anything", ["*"]))
+        #expect(BridgeConfiguration.matches("a1b2c", ["a*b*c"]))
+        #expect(!BridgeConfiguration.matches("a1b2", ["a*b*c"]))
+    }
+
+    @Test func configurationsAreValidated() {
+        #expect(throws: BridgeError.self) { try BridgeConfiguration().validate() } // nothing to do
+        #expect(throws: BridgeError.self) { try BridgeConfiguration(prefix: "a..b", exports: ["x"]).validate() }
+        #expect(throws: BridgeError.self) { try BridgeConfiguration(prefix: "a.>", exports: ["x"]).validate() }
+        #expect(throws: BridgeError.self) { try BridgeConfiguration(exports: ["bad name"]).validate() }
+        #expect(throws: Never.self) { try BridgeConfiguration(prefix: "site.one", exports: ["camera.*"]).validate() }
+    }
+
+    @Test func serviceConfigurationsRoundTripAndHostileOnesAreRefused() {
+        let config = PublishSubscribeConfig(maxPublishers: 3, maxSubscribers: 5, subscriberBufferSize: 7, historySize: 2,
+                                            maxLoans: 1, maxBorrowed: 2, overflow: .block)
+        #expect(WireFormat.decodeConfig(WireFormat.encode(config)) == config)
+        for hostile in ["", "publishers=1", "publishers=x,subscribers=1,buffer=1,history=0,loans=1,borrowed=1,overflow=block",
+                        "publishers=1,subscribers=1,buffer=99999999999,history=0,loans=1,borrowed=1,overflow=block",
+                        "publishers=1,subscribers=1,buffer=1,history=0,loans=1,borrowed=1,overflow=sideways", "=,=,="] {
+            #expect(WireFormat.decodeConfig(hostile) == nil, "\(hostile)")
+        }
+        #expect(WireFormat.sampleSubject(prefix: "swiftshm", service: "camera.front") == "swiftshm.ps.camera.front")
+    }
+}
