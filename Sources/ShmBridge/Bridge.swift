@@ -27,6 +27,7 @@ public final class Bridge: @unchecked Sendable {
     let shared: BridgeShared
     let importer: SampleImporter?
     let exporter: SampleExporter?
+    let requests: RequestBridge
 
     /// Connects to NATS (in the background if no server answers yet),
     /// registers a node and subscribes to the imported subjects (confirmed
@@ -46,6 +47,7 @@ public final class Bridge: @unchecked Sendable {
             : try SampleImporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         exporter = configuration.exports.isEmpty ? nil
             : SampleExporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
+        requests = try RequestBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         if connection.isConnected {
             try connection.flush(timeout: .seconds(5))
         } else {
@@ -56,17 +58,27 @@ public final class Bridge: @unchecked Sendable {
     /// Forwards until `stop()`; returns after both threads ended. Call once.
     public func run() throws(BridgeError) {
         let importer = self.importer, exporter = self.exporter
-        let importDone = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
-        importDone.initialize(to: Atomic(importer == nil ? 1 : 0))
-        defer { importDone.deallocate() }
-        if let importer {
-            let box = UncheckedBox(importer), done = UncheckedBox(importDone), shared = self.shared
+        // Threads besides this one: samples from NATS, and local requests to NATS.
+        let threads = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
+        threads.initialize(to: Atomic(0))
+        defer { threads.deallocate() }
+        let running = UncheckedBox(threads), shared = self.shared
+        func start(_ loop: @escaping @Sendable () -> Void) {
+            running.value.pointee.wrappingAdd(1, ordering: .relaxed)
             BlockingPool.shared.submit {
-                while !shared.isStopping { box.value.poll(timeout: .milliseconds(100)) }
+                while !shared.isStopping { loop() }
                 // SYNC POINT: release pairs with the acquire load below.
-                done.value.pointee.store(1, ordering: .releasing)
-                _ = Futex.wakeAll(UnsafeMutableRawPointer(done.value))
+                running.value.pointee.wrappingSubtract(1, ordering: .releasing)
+                _ = Futex.wakeAll(UnsafeMutableRawPointer(running.value))
             }
+        }
+        if let importer {
+            let box = UncheckedBox(importer)
+            start { box.value.poll(timeout: .milliseconds(100)) }
+        }
+        if !configuration.imports.isEmpty {
+            let box = UncheckedBox(requests)
+            start { box.value.poll(timeout: .milliseconds(100)) }
         }
         var lastDiscovery: UInt64 = 0
         while !shared.isStopping {
@@ -81,9 +93,9 @@ public final class Bridge: @unchecked Sendable {
                 shared.sleep(.milliseconds(100))
             }
         }
-        // SYNC POINT: acquire pairs with the import thread's release store.
-        while importDone.pointee.load(ordering: .acquiring) == 0 {
-            _ = Futex.wait(UnsafeMutableRawPointer(importDone), expected: 0, deadline: monotonicNanoseconds() &+ 100_000_000)
+        // SYNC POINT: acquire pairs with the threads' release decrements.
+        while case let left = threads.pointee.load(ordering: .acquiring), left != 0 {
+            _ = Futex.wait(UnsafeMutableRawPointer(threads), expected: left, deadline: monotonicNanoseconds() &+ 100_000_000)
         }
         try? connection.flush(timeout: .seconds(2))
     }

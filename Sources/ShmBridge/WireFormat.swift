@@ -5,6 +5,8 @@ import Shm
 ///
 /// ```text
 /// subject  <prefix>.ps.<service>        samples of publish/subscribe <service>
+///          <prefix>.rr.<service>        requests to request/response <service>; responses go to
+///                                       the message's reply subject (the importing bridge's inbox)
 ///
 /// header   Shm-Service     the service name
 ///          Shm-Type        payload type name; Shm-Type-Size its size, Shm-Type-Align its alignment
@@ -16,6 +18,11 @@ import Shm
 ///          Shm-Length      the sample's bytes
 ///          Shm-Chunk       "i/n" when the sample is split into n messages (payload beyond the
 ///                          server's max_payload), Shm-Offset the byte offset of this part
+///
+/// header   Shm-Service, Shm-Type (the request type, as above), Shm-Response-Size,
+/// (request)  Shm-Origin, Shm-Request (the importing bridge's number for the exchange)
+/// header   Shm-Request (echoed), Shm-Final ("1" on the last response of the request),
+/// (response) Shm-Error (the exchange failed on the serving side: no server, another type)
 /// ```
 ///
 /// A sample larger than the server's `max_payload` (1 MiB by default) goes
@@ -28,6 +35,9 @@ public enum WireFormat {
     public static func sampleSubject(prefix: String, service: String) -> String { "\(prefix).ps.\(service)" }
     /// Every sample subject under `prefix`.
     public static func allSamples(prefix: String) -> String { "\(prefix).ps.>" }
+    public static func requestSubject(prefix: String, service: String) -> String { "\(prefix).rr.\(service)" }
+    /// Every request subject under `prefix`.
+    public static func allRequests(prefix: String) -> String { "\(prefix).rr.>" }
 
     /// Room left in a message for headers.
     static let headerAllowance = 4096
@@ -39,6 +49,7 @@ public enum WireFormat {
         static let origin = "Shm-Origin"
         static let publisher = "Shm-Publisher", sequence = "Shm-Sequence", timestamp = "Shm-Timestamp"
         static let length = "Shm-Length", chunk = "Shm-Chunk", offset = "Shm-Offset"
+        static let responseSize = "Shm-Response-Size", request = "Shm-Request", final = "Shm-Final", error = "Shm-Error"
     }
 
     /// The headers every sample of a service carries.

@@ -156,7 +156,7 @@ package final class ServerPort: @unchecked Sendable {
     @usableFromInline package let portID: UInt64
     let slotIndex: Int
     let strategy: WaitStrategy
-    let requestSize: Int, responseSize: Int
+    package let requestSize: Int, responseSize: Int
     /// Response queues of clients we answered, by client ID, and the last
     /// one answered (most exchanges answer the same client again). Behind a
     /// mutex: requests may be answered from several threads at once.

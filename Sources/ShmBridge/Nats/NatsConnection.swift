@@ -10,6 +10,14 @@ import Synchronization
 /// Thread-safety: nats.c connections are thread-safe; so is this wrapper.
 public final class NatsConnection: @unchecked Sendable {
     let handle: OpaquePointer
+    /// Handlers of callback subscriptions, released after the connection is
+    /// destroyed (nats.c may still be delivering until then).
+    private let handlers = Mutex<[CallbackSubscription]>([])
+
+    struct CallbackSubscription: @unchecked Sendable {
+        let handler: Unmanaged<MessageHandler>
+        let subscription: OpaquePointer
+    }
     /// The URL it was given (servers are tried in that order).
     public let url: String
 
@@ -51,6 +59,10 @@ public final class NatsConnection: @unchecked Sendable {
     deinit {
         natsConnection_Close(handle)
         natsConnection_Destroy(handle)
+        for entry in handlers.withLock({ $0 }) {
+            natsSubscription_Destroy(entry.subscription)
+            entry.handler.release()
+        }
     }
 
     /// Connected now (not connecting, reconnecting or closed).
@@ -88,6 +100,24 @@ public final class NatsConnection: @unchecked Sendable {
         return NatsSubscription(handle: subscription!, connection: self)
     }
 
+    /// A subscription whose messages `handler` gets on a thread of nats.c's
+    /// (one per subscription: messages of one subscription are handled one
+    /// at a time, in order). Lives as long as the connection.
+    public func subscribe(_ subject: String, handler: @escaping @Sendable (NatsMessage) -> Void) throws(BridgeError) {
+        let box = Unmanaged.passRetained(MessageHandler(handler))
+        var subscription: OpaquePointer?
+        let status = natsConnection_Subscribe(&subscription, handle, subject, { _, _, message, closure in
+            guard let message, let closure else { return }
+            Unmanaged<MessageHandler>.fromOpaque(closure).takeUnretainedValue().body(NatsMessage(handle: message))
+        }, box.toOpaque())
+        guard status == NATS_OK else {
+            box.release()
+            throw natsError("subscribe to \(subject)", status)
+        }
+        let entry = CallbackSubscription(handler: box, subscription: subscription!)
+        handlers.withLock { $0.append(entry) }
+    }
+
     /// A new unique inbox subject (for replies).
     public func newInbox() throws(BridgeError) -> String {
         var inbox: UnsafeMutablePointer<natsInbox>?
@@ -95,6 +125,11 @@ public final class NatsConnection: @unchecked Sendable {
         defer { natsInbox_Destroy(inbox) }
         return String(cString: inbox!)
     }
+}
+
+final class MessageHandler: Sendable {
+    let body: @Sendable (NatsMessage) -> Void
+    init(_ body: @escaping @Sendable (NatsMessage) -> Void) { self.body = body }
 }
 
 /// A synchronous subscription: messages wait in nats.c's pending queue
