@@ -11,9 +11,12 @@ import Synchronization
 /// try bridge.run()          // until bridge.stop() from another thread (or a signal handler's flag)
 /// ```
 ///
-/// Two threads: the export thread waits on the exported services'
+/// Threads: the one calling `run()` waits on the exported services'
 /// subscribers (one wait set) and looks for new matching services every
-/// second; the import thread reads one NATS subscription. Loops: samples
+/// second; one reads the NATS subscription of imported samples; one serves
+/// imported request/response services; one waits on exported events'
+/// listeners; nats.c's own threads deliver responses, remote requests and
+/// remote events (see `RequestBridge`, `EventBridge`). Loops: samples
 /// the import side published here are never exported again, and the NATS
 /// connection does not echo this bridge's own messages. Run one bridge per
 /// machine for a given service (two bridges exporting and importing the
@@ -28,6 +31,7 @@ public final class Bridge: @unchecked Sendable {
     let importer: SampleImporter?
     let exporter: SampleExporter?
     let requests: RequestBridge
+    let events: EventBridge
 
     /// Connects to NATS (in the background if no server answers yet),
     /// registers a node and subscribes to the imported subjects (confirmed
@@ -48,6 +52,7 @@ public final class Bridge: @unchecked Sendable {
         exporter = configuration.exports.isEmpty ? nil
             : SampleExporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         requests = try RequestBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
+        events = try EventBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         if connection.isConnected {
             try connection.flush(timeout: .seconds(5))
         } else {
@@ -78,6 +83,10 @@ public final class Bridge: @unchecked Sendable {
         }
         if !configuration.imports.isEmpty {
             let box = UncheckedBox(requests)
+            start { box.value.poll(timeout: .milliseconds(100)) }
+        }
+        if !configuration.exports.isEmpty {
+            let box = UncheckedBox(events)
             start { box.value.poll(timeout: .milliseconds(100)) }
         }
         var lastDiscovery: UInt64 = 0

@@ -5,6 +5,7 @@ import Shm
 ///
 /// ```text
 /// subject  <prefix>.ps.<service>        samples of publish/subscribe <service>
+///          <prefix>.ev.<service>        notifications of event service <service>
 ///          <prefix>.rr.<service>        requests to request/response <service>; responses go to
 ///                                       the message's reply subject (the importing bridge's inbox)
 ///
@@ -19,6 +20,8 @@ import Shm
 ///          Shm-Chunk       "i/n" when the sample is split into n messages (payload beyond the
 ///                          server's max_payload), Shm-Offset the byte offset of this part
 ///
+/// header   Shm-Service, Shm-Event (the id), Shm-Max-Event (the service's largest id), Shm-Origin
+/// (event)
 /// header   Shm-Service, Shm-Type (the request type, as above), Shm-Response-Size,
 /// (request)  Shm-Origin, Shm-Request (the importing bridge's number for the exchange)
 /// header   Shm-Request (echoed), Shm-Final ("1" on the last response of the request),
@@ -35,6 +38,8 @@ public enum WireFormat {
     public static func sampleSubject(prefix: String, service: String) -> String { "\(prefix).ps.\(service)" }
     /// Every sample subject under `prefix`.
     public static func allSamples(prefix: String) -> String { "\(prefix).ps.>" }
+    public static func eventSubject(prefix: String, service: String) -> String { "\(prefix).ev.\(service)" }
+    public static func allEvents(prefix: String) -> String { "\(prefix).ev.>" }
     public static func requestSubject(prefix: String, service: String) -> String { "\(prefix).rr.\(service)" }
     /// Every request subject under `prefix`.
     public static func allRequests(prefix: String) -> String { "\(prefix).rr.>" }
@@ -49,6 +54,7 @@ public enum WireFormat {
         static let origin = "Shm-Origin"
         static let publisher = "Shm-Publisher", sequence = "Shm-Sequence", timestamp = "Shm-Timestamp"
         static let length = "Shm-Length", chunk = "Shm-Chunk", offset = "Shm-Offset"
+        static let event = "Shm-Event", maxEvent = "Shm-Max-Event"
         static let responseSize = "Shm-Response-Size", request = "Shm-Request", final = "Shm-Final", error = "Shm-Error"
     }
 

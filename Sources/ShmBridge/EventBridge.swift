@@ -1,0 +1,140 @@
+import Shm
+import ShmSystem
+import Synchronization
+
+/// Events across NATS (subjects `<prefix>.ev.<service>`): a listener per
+/// exported event service (one wait set, the bridge's event thread) sends
+/// each id that fired; notifications from NATS are notified here by a
+/// notifier per imported service (created with the sender's largest id if
+/// the service does not exist).
+///
+/// Notifications of one id coalesce until a listener looks — here and
+/// across the bridge alike: an id notified three times may arrive once.
+/// A listener cannot tell who notified, so an event service matched by both
+/// the export and the import patterns is only imported (bridging it both
+/// ways would echo every notification back).
+final class EventBridge: @unchecked Sendable {
+    struct Exported {
+        let name: String
+        let service: EventService
+        let listener: Listener
+        let subject: String
+        let headers: [(String, String)]
+        let statistics: ServiceStatistics
+    }
+
+    let node: Node
+    let connection: NatsConnection
+    let configuration: BridgeConfiguration
+    let origin: UInt64
+    let shared: BridgeShared
+    let waitSet = WaitSet()
+    var exported: [String: Exported] = [:]
+    var byAttachment: [WaitSet.Attachment: String] = [:]
+    var failed: [String: UInt64] = [:]
+    var lastDiscovery: UInt64 = 0
+    /// Notifiers of imported services (nats.c's event thread only).
+    var notifiers: [String: Notifier] = [:]
+
+    init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64,
+         shared: BridgeShared) throws(BridgeError) {
+        self.node = node
+        self.connection = connection
+        self.configuration = configuration
+        self.origin = origin
+        self.shared = shared
+        if !configuration.imports.isEmpty {
+            try connection.subscribe(WireFormat.allEvents(prefix: configuration.prefix)) { [unowned self] message in
+                self.notify(message)
+            }
+        }
+    }
+
+    // MARK: Exported: listeners here → NATS
+
+    func poll(timeout: Duration) {
+        let now = monotonicNanoseconds()
+        if now &- lastDiscovery >= 1_000_000_000 {
+            discover()
+            lastDiscovery = now
+        }
+        guard waitSet.count > 0 else {
+            shared.sleep(timeout)
+            return
+        }
+        for attachment in (try? waitSet.wait(timeout: timeout)) ?? [] {
+            guard let name = byAttachment[attachment], let entry = exported[name] else { continue }
+            for id in entry.listener.tryWait() {
+                do throws(BridgeError) {
+                    try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.event, String(id.value))],
+                                           payload: UnsafeRawBufferPointer(start: nil, count: 0))
+                    ServiceStatistics.add(entry.statistics.samplesOut)
+                } catch {
+                    ServiceStatistics.add(entry.statistics.sendFailures)
+                    shared.logThrottled("'\(name)' → NATS: \(error)")
+                }
+            }
+        }
+    }
+
+    private func discover() {
+        for name in ServiceDirectory.serviceNames()
+        where exported[name] == nil && BridgeConfiguration.matches(name, configuration.exports) {
+            if let at = failed[name], monotonicNanoseconds() &- at < 5_000_000_000 { continue }
+            do throws(ServiceError) {
+                guard try ServiceDirectory.inspect(name).pattern == .event else { continue }
+                if BridgeConfiguration.matches(name, configuration.imports) {
+                    failed[name] = UInt64.max / 2 // never retried
+                    shared.log("event service '\(name)' is both exported and imported: imported only (a listener cannot tell "
+                               + "the bridge's own notifications from others)")
+                    continue
+                }
+                let service = try node.openAnyEvent(name)
+                let listener = try service.listener()
+                let entry = Exported(
+                    name: name, service: service, listener: listener,
+                    subject: WireFormat.eventSubject(prefix: configuration.prefix, service: name),
+                    headers: [(WireFormat.Header.service, name), (WireFormat.Header.maxEvent, String(service.config.maxEventID)),
+                              (WireFormat.Header.origin, WireFormat.hex(origin))],
+                    statistics: shared.statistics(for: name))
+                exported[name] = entry
+                byAttachment[waitSet.attach(listener)] = name
+                failed[name] = nil
+            } catch {
+                failed[name] = monotonicNanoseconds()
+                shared.log("export of event service '\(name)' failed: \(error)")
+            }
+        }
+    }
+
+    // MARK: Imported: NATS → notifiers here
+
+    private func notify(_ message: NatsMessage) {
+        guard let name = message.header(WireFormat.Header.service), BridgeConfiguration.matches(name, configuration.imports),
+              message.subject == WireFormat.eventSubject(prefix: configuration.prefix, service: name),
+              message.header(WireFormat.Header.origin) != WireFormat.hex(origin) else { return }
+        let stats = shared.statistics(for: name)
+        guard let id = message.header(WireFormat.Header.event).flatMap({ Int($0) }), id >= 0,
+              let maxID = message.header(WireFormat.Header.maxEvent).flatMap({ Int($0) }), (0...65535).contains(maxID) else {
+            ServiceStatistics.add(stats.malformed)
+            return
+        }
+        do throws(ServiceError) {
+            let notifier: Notifier
+            if let existing = notifiers[name] {
+                notifier = existing
+            } else {
+                let service = ServiceDirectory.serviceNames().contains(name)
+                    ? try node.openAnyEvent(name) : try node.event(name, config: EventConfig(maxEventID: maxID))
+                notifier = try service.notifier()
+                notifiers[name] = notifier
+            }
+            try notifier.notify(EventID(id))
+            ServiceStatistics.add(stats.samplesIn)
+        } catch {
+            // An id outside the local service's range counts as a type mismatch.
+            if case .invalidConfiguration = error { ServiceStatistics.add(stats.typeMismatches) } else { ServiceStatistics.add(stats.localDrops) }
+            shared.logThrottled("'\(name)': \(error)")
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import Shm
+import ShmTestSupport
+
+@Suite("NATS bridge: events between two hosts", .serialized)
+struct EventBridgeTests {
+    /// A notifier on host B, a listener here: the id arrives.
+    @Test func anEventNotifiedOnAnotherHostWakesAListenerHere() throws {
+        guard let server = try NatsServerProcess.start(), let hostB = try IsolatedHost.make() else { return }
+        let name = TestSupport.uniqueName("ev")
+        let localListenerB = try hostB.spawn(TestSupport.peerPath, ["ev-listen", name, "5"]) // creates the service on B
+        #expect(try localListenerB.readLine(timeout: .seconds(30)) == "listening")
+        let exporter = try BridgeProcess(try hostB.spawn(TestSupport.cliPath, ["bridge", "--url", server.url, "--export", name]))
+        let node = try Node(name: "test-a")
+        let listener = try node.event(name, config: .init(maxEventID: 15)).listener()
+        let importer = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--import", name]))
+        usleep(1_500_000) // B's bridge attaches its listener within a second
+        let notifier = try hostB.spawn(TestSupport.peerPath, ["ev-notify", name, "5", "50"])
+        var seen: [EventID] = []
+        let deadline = monotonicNanoseconds() + 20_000_000_000
+        while seen.isEmpty, monotonicNanoseconds() < deadline { seen = listener.wait(timeout: .milliseconds(200)) }
+        #expect(seen == [EventID(5)])
+        #expect(try notifier.wait(timeout: .seconds(30)) == .exited(0))
+        #expect(try localListenerB.wait(timeout: .seconds(30)) == .exited(0))
+        let a = try importer.stop(), b = try exporter.stop()
+        #expect((b[name]?["out"] ?? 0) >= 1 && (a[name]?["in"] ?? 0) >= 1,
+                "A: \(a) B: \(b) \(exporter.process.errorText) \(importer.process.errorText)")
+        #expect(a[name]?["in"] == b[name]?["out"], "every notification sent arrived: A: \(a) B: \(b)")
+    }
+}
