@@ -1,3 +1,5 @@
+import Shm
+
 /// What a bridge forwards, and where.
 ///
 /// Services are chosen by name patterns: `*` matches any run of characters
@@ -14,14 +16,28 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var imports: [String]
     /// The bridge's node name (`shm ls`) and NATS connection name.
     public var name: String
+    /// Imported services are named `<importPrefix><remote name>` here
+    /// ("site-b." keeps two sites' services of one name apart); "" by default.
+    public var importPrefix: String
 
     public init(url: String = "nats://127.0.0.1:4222", prefix: String = WireFormat.defaultPrefix,
-                exports: [String] = [], imports: [String] = [], name: String = "bridge") {
+                exports: [String] = [], imports: [String] = [], name: String = "bridge", importPrefix: String = "") {
         self.url = url
         self.prefix = prefix
         self.exports = exports
         self.imports = imports
         self.name = name
+        self.importPrefix = importPrefix
+    }
+
+    /// The local name of imported service `remote`.
+    func localName(ofImported remote: String) -> String { importPrefix + remote }
+
+    /// The remote name of local service `local` if it is an imported one.
+    func remoteName(ofLocal local: String) -> String? {
+        guard local.hasPrefix(importPrefix) else { return nil }
+        let remote = String(local.dropFirst(importPrefix.count))
+        return !remote.isEmpty && BridgeConfiguration.matches(remote, imports) ? remote : nil
     }
 
     /// Throws `.invalidConfiguration` naming the first problem.
@@ -33,6 +49,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
         }
         for pattern in exports + imports where pattern.isEmpty || pattern.contains(where: { " >\t".contains($0) }) {
             throw .invalidConfiguration("service pattern '\(pattern)'")
+        }
+        if !importPrefix.isEmpty, (try? ServiceName(importPrefix + "x")) == nil {
+            throw .invalidConfiguration("import prefix '\(importPrefix)': service-name characters only")
         }
     }
 

@@ -110,9 +110,10 @@ final class EventBridge: @unchecked Sendable {
     // MARK: Imported: NATS → notifiers here
 
     private func notify(_ message: NatsMessage) {
-        guard let name = message.header(WireFormat.Header.service), BridgeConfiguration.matches(name, configuration.imports),
-              message.subject == WireFormat.eventSubject(prefix: configuration.prefix, service: name),
+        guard let remote = message.header(WireFormat.Header.service), BridgeConfiguration.matches(remote, configuration.imports),
+              message.subject == WireFormat.eventSubject(prefix: configuration.prefix, service: remote),
               message.header(WireFormat.Header.origin) != WireFormat.hex(origin) else { return }
+        let name = configuration.localName(ofImported: remote)
         let stats = shared.statistics(for: name)
         guard let id = message.header(WireFormat.Header.event).flatMap({ Int($0) }), id >= 0,
               let maxID = message.header(WireFormat.Header.maxEvent).flatMap({ Int($0) }), (0...65535).contains(maxID) else {

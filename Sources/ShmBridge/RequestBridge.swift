@@ -83,8 +83,8 @@ final class RequestBridge: @unchecked Sendable {
     /// Registers as a server of matching local services not served yet.
     func discover() {
         guard !configuration.imports.isEmpty else { return }
-        for name in ServiceDirectory.serviceNames()
-        where served[name] == nil && BridgeConfiguration.matches(name, configuration.imports) {
+        for name in ServiceDirectory.serviceNames() where served[name] == nil {
+            guard let remote = configuration.remoteName(ofLocal: name) else { continue }
             if let at = failed[name], monotonicNanoseconds() &- at < 5_000_000_000 { continue }
             do throws(ServiceError) {
                 guard try ServiceDirectory.inspect(name).pattern == .requestResponse else { continue }
@@ -93,8 +93,8 @@ final class RequestBridge: @unchecked Sendable {
                 let type = service.requestType
                 let entry = Served(
                     name: name, service: service, server: server,
-                    subject: WireFormat.requestSubject(prefix: configuration.prefix, service: name),
-                    headers: [(WireFormat.Header.service, name), (WireFormat.Header.type, type.name),
+                    subject: WireFormat.requestSubject(prefix: configuration.prefix, service: remote),
+                    headers: [(WireFormat.Header.service, remote), (WireFormat.Header.type, type.name),
                               (WireFormat.Header.typeSize, String(type.size)), (WireFormat.Header.typeAlignment, String(type.alignment)),
                               (WireFormat.Header.responseSize, String(service.responseSize)),
                               (WireFormat.Header.origin, WireFormat.hex(origin))],

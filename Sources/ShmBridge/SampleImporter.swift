@@ -89,15 +89,16 @@ final class SampleImporter {
         guard let name = message.header(WireFormat.Header.service),
               BridgeConfiguration.matches(name, configuration.imports),
               message.subject == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return }
+        let local = configuration.localName(ofImported: name)
         if message.header(WireFormat.Header.origin) == WireFormat.hex(origin) { // our own (echo is off; belt and braces)
-            ServiceStatistics.add(shared.statistics(for: name).loopsSkipped)
+            ServiceStatistics.add(shared.statistics(for: local).loopsSkipped)
             return
         }
         guard let remoteType = WireFormat.payloadType(of: message) else {
-            ServiceStatistics.add(shared.statistics(for: name).malformed)
+            ServiceStatistics.add(shared.statistics(for: local).malformed)
             return
         }
-        guard let entry = open(name, remoteType: remoteType, message: message) else { return }
+        guard let entry = open(local, remoteType: remoteType, message: message) else { return }
         let stats = entry.statistics
         guard entry.service.payloadType == remoteType else {
             ServiceStatistics.add(stats.typeMismatches)

@@ -19,7 +19,7 @@ struct BridgeCommand: ParsableCommand {
 
             A configuration file (JSON) may give the same settings:
               {"url": "nats://10.0.0.2:4222", "prefix": "swiftshm", "name": "edge-1",
-               "export": ["camera.*"], "import": ["model.results"]}
+               "export": ["camera.*"], "import": ["model.results"], "importPrefix": ""}
             Flags add to (export/import) or replace (url, prefix, name) what it says.
             """
     )
@@ -29,6 +29,8 @@ struct BridgeCommand: ParsableCommand {
     @Option(name: .customLong("import"), help: "Services to take from NATS (pattern; repeatable).") var imports: [String] = []
     @Option(help: "Subject prefix.") var prefix: String?
     @Option(help: "Node and NATS connection name.") var name: String?
+    @Option(name: .customLong("import-prefix"), help: "Name imported services <prefix><name> here (e.g. site-b.).")
+    var importPrefix: String?
     @Option(name: .customLong("config"), help: "A JSON configuration file.") var configFile: String?
     @Option(name: .customLong("stats-interval"), help: "Print counters every N seconds (0: only at exit).")
     var statsInterval: Double = 0
@@ -40,6 +42,7 @@ struct BridgeCommand: ParsableCommand {
         var name: String?
         var export: [String]?
         var `import`: [String]?
+        var importPrefix: String?
     }
 
     func resolved() throws -> BridgeConfiguration {
@@ -58,12 +61,14 @@ struct BridgeCommand: ParsableCommand {
             configuration.name = file.name ?? configuration.name
             configuration.exports = file.export ?? []
             configuration.imports = file.import ?? []
+            configuration.importPrefix = file.importPrefix ?? ""
         }
         configuration.url = url ?? configuration.url
         configuration.prefix = prefix ?? configuration.prefix
         configuration.name = name ?? configuration.name
         configuration.exports += exports
         configuration.imports += imports
+        configuration.importPrefix = importPrefix ?? configuration.importPrefix
         return configuration
     }
 

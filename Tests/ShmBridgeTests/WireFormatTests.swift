@@ -35,4 +35,14 @@ struct WireFormatTests {
         }
         #expect(WireFormat.sampleSubject(prefix: "swiftshm", service: "camera.front") == "swiftshm.ps.camera.front")
     }
+
+    @Test func importedServicesTakeTheImportPrefixHere() throws {
+        let configuration = BridgeConfiguration(imports: ["camera.*"], importPrefix: "site-b.")
+        try configuration.validate()
+        #expect(configuration.localName(ofImported: "camera.front") == "site-b.camera.front")
+        #expect(configuration.remoteName(ofLocal: "site-b.camera.front") == "camera.front")
+        #expect(configuration.remoteName(ofLocal: "camera.front") == nil)
+        #expect(configuration.remoteName(ofLocal: "site-b.model") == nil)
+        #expect(throws: BridgeError.self) { try BridgeConfiguration(imports: ["x"], importPrefix: "bad prefix").validate() }
+    }
 }
