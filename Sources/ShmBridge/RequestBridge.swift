@@ -94,8 +94,7 @@ final class RequestBridge: @unchecked Sendable {
                 let entry = Served(
                     name: name, service: service, server: server,
                     subject: WireFormat.requestSubject(prefix: configuration.prefix, service: remote),
-                    headers: [(WireFormat.Header.service, remote), (WireFormat.Header.type, type.name),
-                              (WireFormat.Header.typeSize, String(type.size)), (WireFormat.Header.typeAlignment, String(type.alignment)),
+                    headers: [(WireFormat.Header.service, remote), (WireFormat.Header.type, WireFormat.typeHeader(type, config: nil)),
                               (WireFormat.Header.responseSize, String(service.responseSize)),
                               (WireFormat.Header.origin, WireFormat.hex(origin))],
                     statistics: shared.statistics(for: name))
@@ -218,7 +217,7 @@ final class RequestBridge: @unchecked Sendable {
             try? connection.publish(reply, headers: [(WireFormat.Header.request, exchange), (WireFormat.Header.error, why)],
                                     payload: UnsafeRawBufferPointer(start: nil, count: 0))
         }
-        guard let remoteType = WireFormat.payloadType(of: message),
+        guard let (remoteType, _) = message.header(WireFormat.Header.type).flatMap(WireFormat.decodeType),
               let responseSize = message.header(WireFormat.Header.responseSize).flatMap({ Int($0) }) else {
             ServiceStatistics.add(stats.malformed)
             refuse("malformed request headers")

@@ -55,7 +55,7 @@ final class SampleExporter {
                 let entry = Exported(
                     name: name, service: service, subscriber: subscriber,
                     subject: WireFormat.sampleSubject(prefix: configuration.prefix, service: name),
-                    headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config, origin: origin),
+                    headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config),
                     statistics: shared.statistics(for: name))
                 exported[name] = entry
                 byAttachment[waitSet.attach(subscriber)] = name
@@ -101,22 +101,18 @@ final class SampleExporter {
             return
         }
         let bytes = sample.bytes
-        var headers = entry.headers
-        headers.append((WireFormat.Header.publisher, WireFormat.hex(sample.publisherID)))
-        headers.append((WireFormat.Header.sequence, String(sample.sequence)))
-        headers.append((WireFormat.Header.timestamp, String(wallClockNanoseconds())))
-        headers.append((WireFormat.Header.length, String(bytes.count)))
+        var info = WireFormat.SampleInfo(origin: origin, publisher: sample.publisherID, sequence: sample.sequence,
+                                         timestamp: wallClockNanoseconds(), length: bytes.count)
         let limit = max(64 << 10, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)
         do throws(BridgeError) {
             if bytes.count <= limit {
-                try connection.publish(entry.subject, headers: headers, payload: bytes)
+                try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.sample, info.encoded)], payload: bytes)
             } else {
                 let parts = (bytes.count + limit - 1) / limit
                 for part in 0..<parts {
                     let start = part * limit, end = min(bytes.count, start + limit)
-                    try connection.publish(entry.subject,
-                                           headers: headers + [(WireFormat.Header.chunk, "\(part)/\(parts)"),
-                                                               (WireFormat.Header.offset, String(start))],
+                    info.part = (part, parts, start)
+                    try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.sample, info.encoded)],
                                            payload: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
                 }
             }

@@ -90,15 +90,16 @@ final class SampleImporter {
               BridgeConfiguration.matches(name, configuration.imports),
               message.subject == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return }
         let local = configuration.localName(ofImported: name)
-        if message.header(WireFormat.Header.origin) == WireFormat.hex(origin) { // our own (echo is off; belt and braces)
-            ServiceStatistics.add(shared.statistics(for: local).loopsSkipped)
-            return
-        }
-        guard let remoteType = WireFormat.payloadType(of: message) else {
+        guard let (remoteType, remoteConfig) = message.header(WireFormat.Header.type).flatMap(WireFormat.decodeType),
+              let info = message.header(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init) else {
             ServiceStatistics.add(shared.statistics(for: local).malformed)
             return
         }
-        guard let entry = open(local, remoteType: remoteType, message: message) else { return }
+        if info.origin == origin { // our own (echo is off; belt and braces)
+            ServiceStatistics.add(shared.statistics(for: local).loopsSkipped)
+            return
+        }
+        guard let entry = open(local, remoteType: remoteType, remoteConfig: remoteConfig) else { return }
         let stats = entry.statistics
         guard entry.service.payloadType == remoteType else {
             ServiceStatistics.add(stats.typeMismatches)
@@ -106,23 +107,19 @@ final class SampleImporter {
                                                          remote: "\(remoteType)").description)
             return
         }
-        guard let publisher = message.header(WireFormat.Header.publisher).flatMap({ UInt64($0, radix: 16) }),
-              let sequence = message.header(WireFormat.Header.sequence).flatMap({ UInt64($0) }),
-              let length = message.header(WireFormat.Header.length).flatMap({ Int($0) }),
-              length >= 1, length <= entry.service.payloadType.size else {
+        let publisher = info.publisher, sequence = info.sequence, length = info.length
+        guard length <= entry.service.payloadType.size else {
             ServiceStatistics.add(stats.malformed)
             return
         }
         let data = message.data
-        if let chunk = message.header(WireFormat.Header.chunk) {
-            let parts = chunk.split(separator: "/")
-            guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count >= 2, index >= 0, index < count,
-                  let offset = message.header(WireFormat.Header.offset).flatMap({ Int($0) }),
-                  offset >= 0, offset <= length, data.count <= length - offset else {
+        if let part = info.part {
+            guard data.count <= length - part.offset else {
                 ServiceStatistics.add(stats.malformed)
                 return
             }
-            assemble(entry, part: index, of: count, offset: offset, data: data, publisher: publisher, sequence: sequence, length: length)
+            assemble(entry, part: part.index, of: part.count, offset: part.offset, data: data, publisher: publisher,
+                     sequence: sequence, length: length)
             return
         }
         guard data.count == length else {
@@ -203,7 +200,7 @@ final class SampleImporter {
 
     /// The local side of `name`: opened (or created with the remote type and
     /// configuration) on first use.
-    private func open(_ name: String, remoteType: PayloadType, message: NatsMessage) -> Imported? {
+    private func open(_ name: String, remoteType: PayloadType, remoteConfig: PublishSubscribeConfig?) -> Imported? {
         if let entry = imported[name] { return entry }
         let stats = shared.statistics(for: name)
         if let (seen, at) = refused[name], seen == remoteType, monotonicNanoseconds() &- at < 5_000_000_000 {
@@ -215,7 +212,7 @@ final class SampleImporter {
             if ServiceDirectory.serviceNames().contains(name) {
                 service = try node.openAnyPublishSubscribe(name)
             } else {
-                let config = message.header(WireFormat.Header.config).flatMap(WireFormat.decodeConfig) ?? PublishSubscribeConfig()
+                let config = remoteConfig ?? PublishSubscribeConfig()
                 service = try node.publishSubscribe(name, rawType: remoteType, config: config)
             }
             guard service.payloadType == remoteType else {

@@ -10,28 +10,28 @@ import Shm
 ///                                       the message's reply subject (the importing bridge's inbox)
 ///
 /// header   Shm-Service     the service name
-///          Shm-Type        payload type name; Shm-Type-Size its size, Shm-Type-Align its alignment
-///          Shm-Config      the exporting service's configuration, e.g.
-///                          "publishers=4,subscribers=8,buffer=16,history=0,loans=4,borrowed=4,overflow=block"
-///          Shm-Origin      the bridge that put it on NATS (16 hex digits)
-///          Shm-Publisher   the sample's publisher port id (hex); Shm-Sequence its number (decimal)
-///          Shm-Timestamp   when the bridge took it (CLOCK_REALTIME, ns)
-///          Shm-Length      the sample's bytes
-///          Shm-Chunk       "i/n" when the sample is split into n messages (payload beyond the
-///                          server's max_payload), Shm-Offset the byte offset of this part
+/// (sample) Shm-Type        <size>;<alignment>;<configuration>;<type name>   the payload type, and the
+///                          exporting service's configuration, e.g. "6220800;1;publishers=4,subscribers=8,
+///                          buffer=16,history=0,loans=4,borrowed=4,overflow=block;[Swift.UInt8]"
+///          Shm-Sample      <origin>;<publisher>;<sequence>;<timestamp>;<length>[;<part>/<parts>;<offset>]
+///                          origin: the bridge that put it on NATS, publisher: the sample's publisher
+///                          port (both hex); sequence, timestamp (CLOCK_REALTIME ns when the bridge took
+///                          it), length (bytes), and for a sample split into parts (beyond the server's
+///                          max_payload) this part's number, their count and its byte offset (decimal)
 ///
 /// header   Shm-Service, Shm-Event (the id), Shm-Max-Event (the service's largest id), Shm-Origin
 /// (event)
-/// header   Shm-Service, Shm-Type (the request type, as above), Shm-Response-Size,
+/// header   Shm-Service, Shm-Type (the request type, configuration empty), Shm-Response-Size,
 /// (request)  Shm-Origin, Shm-Request (the importing bridge's number for the exchange)
 /// header   Shm-Request (echoed), Shm-Final ("1" on the last response of the request),
 /// (response) Shm-Error (the exchange failed on the serving side: no server, another type)
 /// ```
 ///
-/// A sample larger than the server's `max_payload` (1 MiB by default) goes
-/// as consecutive messages on the same subject; NATS keeps one connection's
-/// messages on one subject in order, and a receiver missing a part drops
-/// the sample (counted as incomplete).
+/// Three headers per sample (each costs nats.c an allocation on both
+/// sides). A sample larger than the server's `max_payload` (1 MiB by
+/// default) goes as consecutive messages on the same subject; NATS keeps
+/// one connection's messages on one subject in order, and a receiver
+/// missing a part drops the sample (counted as incomplete).
 public enum WireFormat {
     public static let defaultPrefix = "swiftshm"
 
@@ -48,21 +48,64 @@ public enum WireFormat {
     static let headerAllowance = 4096
 
     enum Header {
-        static let service = "Shm-Service"
-        static let type = "Shm-Type", typeSize = "Shm-Type-Size", typeAlignment = "Shm-Type-Align"
-        static let config = "Shm-Config"
+        static let service = "Shm-Service", type = "Shm-Type", sample = "Shm-Sample"
         static let origin = "Shm-Origin"
-        static let publisher = "Shm-Publisher", sequence = "Shm-Sequence", timestamp = "Shm-Timestamp"
-        static let length = "Shm-Length", chunk = "Shm-Chunk", offset = "Shm-Offset"
         static let event = "Shm-Event", maxEvent = "Shm-Max-Event"
         static let responseSize = "Shm-Response-Size", request = "Shm-Request", final = "Shm-Final", error = "Shm-Error"
     }
 
-    /// The headers every sample of a service carries.
-    static func serviceHeaders(service: String, payload: PayloadType, config: PublishSubscribeConfig,
-                               origin: UInt64) -> [(String, String)] {
-        [(Header.service, service), (Header.type, payload.name), (Header.typeSize, String(payload.size)),
-         (Header.typeAlignment, String(payload.alignment)), (Header.config, encode(config)), (Header.origin, hex(origin))]
+    /// The headers every sample of a service carries (`Shm-Sample` is per sample).
+    static func serviceHeaders(service: String, payload: PayloadType, config: PublishSubscribeConfig?) -> [(String, String)] {
+        [(Header.service, service), (Header.type, typeHeader(payload, config: config))]
+    }
+
+    static func typeHeader(_ payload: PayloadType, config: PublishSubscribeConfig?) -> String {
+        "\(payload.size);\(payload.alignment);\(config.map(encode) ?? "");\(payload.name)"
+    }
+
+    /// What `Shm-Sample` says about one sample (or one part of it).
+    struct SampleInfo: Equatable {
+        var origin: UInt64, publisher: UInt64, sequence: UInt64, timestamp: UInt64, length: Int
+        var part: (index: Int, count: Int, offset: Int)?
+
+        static func == (a: SampleInfo, b: SampleInfo) -> Bool {
+            a.origin == b.origin && a.publisher == b.publisher && a.sequence == b.sequence && a.timestamp == b.timestamp
+                && a.length == b.length && a.part?.index == b.part?.index && a.part?.count == b.part?.count
+                && a.part?.offset == b.part?.offset
+        }
+
+        var encoded: String {
+            var text = "\(hex(origin));\(hex(publisher));\(sequence);\(timestamp);\(length)"
+            if let part { text += ";\(part.index)/\(part.count);\(part.offset)" }
+            return text
+        }
+
+        /// Nil unless every field is present and in range (length 1…1 GiB,
+        /// parts 2…65536 with index < count, offset ≤ length).
+        init?(_ text: String) {
+            let fields = text.split(separator: ";", omittingEmptySubsequences: false)
+            guard fields.count == 5 || fields.count == 7,
+                  let origin = UInt64(fields[0], radix: 16), let publisher = UInt64(fields[1], radix: 16),
+                  let sequence = UInt64(fields[2]), let timestamp = UInt64(fields[3]),
+                  let length = Int(fields[4]), (1...(1 << 30)).contains(length) else { return nil }
+            self.init(origin: origin, publisher: publisher, sequence: sequence, timestamp: timestamp, length: length)
+            if fields.count == 7 {
+                let pieces = fields[5].split(separator: "/")
+                guard pieces.count == 2, let index = Int(pieces[0]), let count = Int(pieces[1]), (2...65536).contains(count),
+                      (0..<count).contains(index), let offset = Int(fields[6]), (0...length).contains(offset) else { return nil }
+                part = (index, count, offset)
+            }
+        }
+
+        init(origin: UInt64, publisher: UInt64, sequence: UInt64, timestamp: UInt64, length: Int,
+             part: (index: Int, count: Int, offset: Int)? = nil) {
+            self.origin = origin
+            self.publisher = publisher
+            self.sequence = sequence
+            self.timestamp = timestamp
+            self.length = length
+            self.part = part
+        }
     }
 
     static func hex(_ value: UInt64) -> String { String(value, radix: 16) }
@@ -99,11 +142,13 @@ public enum WireFormat {
                                       historySize: history, maxLoans: loans, maxBorrowed: borrowed, overflow: overflow)
     }
 
-    /// The payload type in a message's headers; nil if they do not name one.
-    static func payloadType(of message: NatsMessage) -> PayloadType? {
-        guard let name = message.header(Header.type), let size = message.header(Header.typeSize).flatMap({ Int($0) }),
-              let alignment = message.header(Header.typeAlignment).flatMap({ Int($0) }),
-              size >= 1, size <= Int(UInt32.max), alignment >= 1, alignment <= 4096 else { return nil }
-        return PayloadType(name: name, size: size, alignment: alignment)
+    /// The payload type and configuration in a `Shm-Type` header; nil if it
+    /// does not name a type (size 0…4 GiB, alignment 1…4096; the
+    /// configuration is nil when empty or not one).
+    static func decodeType(_ text: String) -> (PayloadType, PublishSubscribeConfig?)? {
+        let fields = text.split(separator: ";", maxSplits: 3, omittingEmptySubsequences: false)
+        guard fields.count == 4, let size = Int(fields[0]), let alignment = Int(fields[1]), !fields[3].isEmpty,
+              size >= 0, size <= Int(UInt32.max), alignment >= 1, alignment <= 4096 else { return nil }
+        return (PayloadType(name: String(fields[3]), size: size, alignment: alignment), decodeConfig(String(fields[2])))
     }
 }

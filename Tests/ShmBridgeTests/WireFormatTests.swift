@@ -45,4 +45,23 @@ struct WireFormatTests {
         #expect(configuration.remoteName(ofLocal: "site-b.model") == nil)
         #expect(throws: BridgeError.self) { try BridgeConfiguration(imports: ["x"], importPrefix: "bad prefix").validate() }
     }
+
+    @Test func sampleAndTypeHeadersRoundTripAndHostileOnesAreRefused() {
+        let whole = WireFormat.SampleInfo(origin: 0xabc, publisher: 0xdef, sequence: 42, timestamp: 1_700_000_000_000_000_000, length: 64)
+        #expect(WireFormat.SampleInfo(whole.encoded) == whole)
+        let part = WireFormat.SampleInfo(origin: 1, publisher: 2, sequence: 3, timestamp: 4, length: 6_220_800, part: (2, 7, 2_088_960))
+        #expect(WireFormat.SampleInfo(part.encoded) == part)
+        for hostile in ["", "1;2;3;4", "1;2;3;4;0", "1;2;3;4;99999999999", "g;2;3;4;5", "1;2;3;4;5;1/1;0", "1;2;3;4;5;3/2;0",
+                        "1;2;3;4;5;0/2;6", "1;2;3;4;5;0/2", "1;2;-3;4;5"] {
+            #expect(WireFormat.SampleInfo(hostile) == nil, "\(hostile)")
+        }
+        let type = PayloadType(name: "odd;name", size: 24, alignment: 8)
+        let config = PublishSubscribeConfig(overflow: .discard)
+        let decoded = WireFormat.decodeType(WireFormat.typeHeader(type, config: config))
+        #expect(decoded?.0 == type && decoded?.1 == config)
+        #expect(WireFormat.decodeType(WireFormat.typeHeader(type, config: nil))?.1 == nil)
+        for hostile in ["", "24;8;;", "x;8;;t", "24;0;;t", "24;8192;;t", "-1;8;;t", "24;8"] {
+            #expect(WireFormat.decodeType(hostile) == nil, "\(hostile)")
+        }
+    }
 }

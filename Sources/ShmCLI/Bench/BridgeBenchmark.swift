@@ -1,0 +1,319 @@
+#if canImport(ShmBridge)
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Shm
+import ShmBridge
+import Synchronization
+
+/// One row of `shm bench bridge`.
+struct BridgeBenchRow: Encodable {
+    let mechanism: String
+    let bytes: Int
+    let p50Ns: UInt64, p99Ns: UInt64
+    let messagesPerSecond: Double
+    let received: Int, sent: Int
+    enum CodingKeys: String, CodingKey {
+        case mechanism, bytes, p50Ns = "p50_ns", p99Ns = "p99_ns", messagesPerSecond = "messages_per_second", received, sent
+    }
+}
+
+/// `shm bench bridge`: the bridge (shared memory → NATS → shared memory)
+/// against NATS alone and the local shared-memory path, in one run.
+struct BridgeBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bridge",
+        abstract: "Latency and messages/s across the NATS bridge vs NATS alone vs local shared memory.",
+        discussion: """
+            Everything runs in this process against one nats-server (started here on a loopback port when \
+            --url is not given). Bridge: publisher → bridge X → NATS → bridge Y → subscriber, and back the \
+            same way for the ping-pong (two Bridge instances; Y imports under the prefix "y.", X under "x.", \
+            so one /dev/shm serves as both machines). NATS alone: the same payloads between two connections \
+            of the C client, split at the server's max_payload as the bridge splits them. Local: the same \
+            ping-pong through two shared-memory services, no NATS. One-way = round trip / 2; messages/s: a \
+            stream of --messages one way, counted at the receiver (what NATS dropped shows as received < sent).
+            """)
+
+    @Option(help: "NATS server URL (default: start nats-server on a free loopback port).") var url: String?
+    @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [64, 4096, 65536, 1 << 20, 6_220_800]
+    @Option(help: "Ping-pong rounds per size (fewer above 64 KiB).") var rounds = 2000
+    @Option(help: "Messages streamed per size (fewer above 64 KiB).") var messages = 20000
+    @Flag(help: "One JSON object per row.") var json = false
+
+    func run() throws {
+        warnIfDebugBuild()
+        var server: ChildProcess?
+        let target: String
+        if let url {
+            target = url
+        } else {
+            let candidates: [String] = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+            guard let binary = candidates.first(where: { path in access(path, X_OK) == 0 }) else { throw CommandFailure("no nats-server found: install it (apt-get install nats-server) or pass --url") }
+            let port = Int.random(in: 20000...60000)
+            server = try ChildProcess.spawn(binary, arguments: ["-a", "127.0.0.1", "-p", String(port)], captureOutput: true)
+            target = "nats://127.0.0.1:\(port)"
+            usleep(300_000)
+        }
+        defer {
+            server?.kill(SIGTERM)
+            _ = try? server?.wait(timeout: .seconds(10))
+        }
+        let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        var rows: [BridgeBenchRow] = []
+        for size in sizes {
+            guard size >= 8, size <= 64 << 20 else { throw ValidationError("sizes from 8 B to 64 MiB") }
+            let scale = size > 65536 ? max(1, size / 65536) : 1
+            let pings = max(20, rounds / scale), stream = max(50, messages / scale)
+            let tag = "\(id).\(size)"
+            rows.append(try reporting { try localRow(tag: tag, size: size, pings: pings, stream: stream) })
+            rows.append(try reporting { try natsRow(url: target, tag: tag, size: size, pings: pings, stream: stream) })
+            rows.append(try reporting { try bridgeRow(url: target, tag: tag, size: size, pings: pings, stream: stream) })
+            for row in rows.suffix(3) { print(row, against: rows[rows.count - 2]) }
+        }
+    }
+
+    func print(_ row: BridgeBenchRow, against nats: BridgeBenchRow) {
+        if json {
+            try? printJSONLine(row)
+            return
+        }
+        let ratio = row.mechanism == nats.mechanism ? "" :
+            "  latency \(formatRatio(Double(row.p50Ns) / Double(max(1, nats.p50Ns)))) of NATS, "
+            + "rate \(formatRatio(row.messagesPerSecond / max(1, nats.messagesPerSecond))) of NATS"
+        StandardStreams.printLine("\(row.mechanism.padding(toLength: 22, withPad: " ", startingAt: 0)) \(String(row.bytes).leftPad(9)) B"
+                                  + "  p50 \(formatNanoseconds(Double(row.p50Ns)).leftPad(9))  p99 \(formatNanoseconds(Double(row.p99Ns)).leftPad(9))"
+                                  + "  \(String(Int(row.messagesPerSecond)).leftPad(8)) msg/s  \(row.received)/\(row.sent)" + ratio)
+    }
+
+    // MARK: Local shared memory
+
+    func localRow(tag: String, size: Int, pings: Int, stream: Int) throws -> BridgeBenchRow {
+        let node = try Node(name: "bench-bridge")
+        let ping = try benchService(node, "bench.\(tag).lp", size), pong = try benchService(node, "bench.\(tag).lq", size)
+        let (p50, p99) = try pingPong(node: node, out: ping, back: pong, echoIn: ping, echoOut: pong, size: size, rounds: pings)
+        let (rate, received) = try streamRate(out: try benchService(node, "bench.\(tag).ls", size),
+                                              into: try benchService(node, "bench.\(tag).ls", size), size: size, count: stream)
+        return BridgeBenchRow(mechanism: "shared memory (local)", bytes: size, p50Ns: p50, p99Ns: p99, messagesPerSecond: rate,
+                              received: received, sent: stream)
+    }
+
+    // MARK: Across the bridge
+
+    func bridgeRow(url: String, tag: String, size: Int, pings: Int, stream: Int) throws -> BridgeBenchRow {
+        let p = "bench.\(tag).p", q = "bench.\(tag).q", s = "bench.\(tag).s"
+        let node = try Node(name: "bench-bridge")
+        // Both "machines" in one /dev/shm: Y's imports are named y.<name>, X's x.<name>.
+        let ping = try benchService(node, p, size), pongHere = try benchService(node, "x." + q, size)
+        let pingThere = try benchService(node, "y." + p, size), pong = try benchService(node, q, size)
+        let streamOut = try benchService(node, s, size), streamIn = try benchService(node, "y." + s, size)
+        let x = try Bridge(BridgeConfiguration(url: url, exports: [p, s], imports: [q], name: "bench-x", importPrefix: "x."))
+        let y = try Bridge(BridgeConfiguration(url: url, exports: [q], imports: [p, s], name: "bench-y", importPrefix: "y."))
+        let runners = [x, y].map { bridge in
+            let done = Done()
+            BlockingPool.shared.submit {
+                try? bridge.run()
+                done.set()
+            }
+            return done
+        }
+        defer {
+            x.stop()
+            y.stop()
+            for done in runners { done.wait() }
+        }
+        // The exporters attach within a second of the services existing.
+        let attached = monotonicNanoseconds() + 10_000_000_000
+        while [ping, pong, streamOut].contains(where: { !$0.ports.contains { $0.kind == "subscriber" } }), monotonicNanoseconds() < attached {
+            usleep(10_000)
+        }
+        let (p50, p99) = try pingPong(node: node, out: ping, back: pongHere, echoIn: pingThere, echoOut: pong, size: size, rounds: pings)
+        let (rate, received) = try streamRate(out: streamOut, into: streamIn, size: size, count: stream)
+        return BridgeBenchRow(mechanism: "bridge (shm→NATS→shm)", bytes: size, p50Ns: p50, p99Ns: p99, messagesPerSecond: rate,
+                              received: received, sent: stream)
+    }
+
+    // MARK: NATS alone
+
+    func natsRow(url: String, tag: String, size: Int, pings: Int, stream: Int) throws -> BridgeBenchRow {
+        let a = try NatsConnection(url: url, name: "bench-a", waitForServer: false)
+        let b = try NatsConnection(url: url, name: "bench-b", waitForServer: false)
+        let limit = max(64 << 10, a.maxPayload - 4096)
+        let parts = (size + limit - 1) / limit
+        let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { payload.deallocate() }
+        for i in 0..<size { payload[i] = UInt8(truncatingIfNeeded: i) }
+        func send(_ connection: NatsConnection, _ subject: String, _ seq: UInt64) throws {
+            payload.storeBytes(of: seq, as: UInt64.self)
+            for part in 0..<parts {
+                let start = part * limit, end = min(size, start + limit)
+                try connection.publish(subject, headers: [("Part", "\(part)/\(parts)")],
+                                       payload: UnsafeRawBufferPointer(rebasing: payload[start..<end]))
+            }
+        }
+        let ping = try b.subscribe("bench.\(tag).np"), pong = try a.subscribe("bench.\(tag).nq")
+        try a.flush()
+        try b.flush()
+        // The echo forwards each part as it comes.
+        let echo = Done(), stop = Done()
+        let echoSide = UncheckedPair(b, ping)
+        BlockingPool.shared.submit {
+            while !stop.isSet {
+                guard let message = try? echoSide.second.next(timeout: .milliseconds(100)) else { continue }
+                try? echoSide.first.publish("bench.\(tag).nq", headers: [("Part", message.header("Part") ?? "")], payload: message.data)
+            }
+            echo.set()
+        }
+        defer {
+            stop.set()
+            echo.wait()
+        }
+        var samples: [UInt64] = []
+        for round in 0..<(pings + pings / 10) {
+            let start = monotonicNanoseconds()
+            try send(a, "bench.\(tag).np", UInt64(round))
+            var got = 0
+            while got < parts {
+                guard try pong.next(timeout: .seconds(10)) != nil else { throw CommandFailure("NATS echo silent") }
+                got += 1
+            }
+            if round >= pings / 10 { samples.append((monotonicNanoseconds() - start) / 2) }
+        }
+        let summary = Summary(samples)
+        // Stream: count whole messages (all parts) at the receiver.
+        let sink = try b.subscribe("bench.\(tag).ns")
+        try sink.setPendingLimits(messages: -1, bytes: -1)
+        try b.flush()
+        let start = monotonicNanoseconds()
+        let receiver = Counted()
+        let receiverSide = UncheckedPair(sink, parts)
+        BlockingPool.shared.submit {
+            var partsSeen = 0
+            while let message = try? receiverSide.first.next(timeout: .seconds(2)) {
+                _ = message
+                partsSeen += 1
+                if partsSeen % receiverSide.second == 0 { receiver.increment(at: monotonicNanoseconds()) }
+                if partsSeen == stream * receiverSide.second { break }
+            }
+            receiver.finish()
+        }
+        for seq in 0..<stream { try send(a, "bench.\(tag).ns", UInt64(seq)) }
+        try a.flush(timeout: .seconds(60))
+        receiver.waitFinished()
+        let (count, last) = receiver.value
+        let rate = Double(count) / (Double(max(1, last &- start)) / 1e9)
+        return BridgeBenchRow(mechanism: "NATS alone (C client)", bytes: size, p50Ns: summary.p50, p99Ns: summary.p99,
+                              messagesPerSecond: rate, received: count, sent: stream)
+    }
+
+    // MARK: Shared parts
+
+    func benchService(_ node: Node, _ name: String, _ size: Int) throws -> PublishSubscribeService<UInt8> {
+        try node.publishSubscribe(name, slicesOf: UInt8.self, maxLength: size,
+                                  config: .init(maxPublishers: 2, maxSubscribers: 4, subscriberBufferSize: 64, historySize: 0,
+                                                maxLoans: 2, maxBorrowed: 2, overflow: .block))
+    }
+
+    /// Round trips: `out` → (echo: `echoIn` → `echoOut`) → `back`; one-way = half.
+    func pingPong(node: Node, out: PublishSubscribeService<UInt8>, back: PublishSubscribeService<UInt8>,
+                  echoIn: PublishSubscribeService<UInt8>, echoOut: PublishSubscribeService<UInt8>,
+                  size: Int, rounds: Int) throws -> (UInt64, UInt64) {
+        let publisher = try out.publisher(), subscriber = try back.subscriber()
+        let echoSubscriber = try echoIn.subscriber(), echoPublisher = try echoOut.publisher()
+        let stop = Done(), finished = Done()
+        let echo = UncheckedPair(echoSubscriber, echoPublisher)
+        BlockingPool.shared.submit {
+            while !stop.isSet {
+                guard let sample = try? echo.first.receive(timeout: .milliseconds(100)) else { continue }
+                let seq = sample.bytes.load(as: UInt64.self)
+                guard let reply = try? echo.second.loanUninitialized(count: sample.bytes.count) else { continue }
+                UnsafeMutableRawPointer(reply.unsafeBuffer.baseAddress!).storeBytes(of: seq, as: UInt64.self)
+                _ = try? reply.assumeInitialized().send()
+            }
+            finished.set()
+        }
+        defer {
+            stop.set()
+            finished.wait()
+        }
+        var samples: [UInt64] = []
+        let warmup = rounds / 10
+        for round in 0..<(rounds + warmup) {
+            let start = monotonicNanoseconds()
+            let loan = try publisher.loanUninitialized(count: size)
+            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt64(round), as: UInt64.self)
+            _ = try loan.assumeInitialized().send()
+            while true {
+                let sample = try subscriber.receive(timeout: .seconds(10))
+                if sample.bytes.load(as: UInt64.self) == UInt64(round) { break }
+            }
+            if round >= warmup { samples.append((monotonicNanoseconds() - start) / 2) }
+        }
+        let summary = Summary(samples)
+        return (summary.p50, summary.p99)
+    }
+
+    /// `count` samples published on `out` as fast as `block` allows, counted as they reach `into`.
+    func streamRate(out: PublishSubscribeService<UInt8>, into: PublishSubscribeService<UInt8>, size: Int,
+                    count: Int) throws -> (Double, Int) {
+        let subscriber = try into.subscriber(), publisher = try out.publisher()
+        publisher.sendTimeout = .seconds(10)
+        let receiver = Counted()
+        let side = UncheckedPair(subscriber, count)
+        BlockingPool.shared.submit {
+            while let _ = try? side.first.receive(timeout: .seconds(3)) {
+                receiver.increment(at: monotonicNanoseconds())
+                if receiver.value.0 == side.second { break }
+            }
+            receiver.finish()
+        }
+        usleep(1_500_000) // a bridge's exporter finds the new subscriber's service within a second
+        let start = monotonicNanoseconds()
+        for seq in 0..<count {
+            let loan = try publisher.loanUninitialized(count: size)
+            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt64(seq), as: UInt64.self)
+            _ = try loan.assumeInitialized().send()
+        }
+        receiver.waitFinished()
+        let (received, last) = receiver.value
+        return (Double(received) / (Double(max(1, last &- start)) / 1e9), received)
+    }
+}
+
+/// Two non-Sendable values handed to a helper thread that alone uses them.
+struct UncheckedPair<A, B>: @unchecked Sendable {
+    let first: A, second: B
+    init(_ first: A, _ second: B) {
+        self.first = first
+        self.second = second
+    }
+}
+
+/// A one-way flag a thread sets and another waits for.
+final class Done: @unchecked Sendable {
+    private let flag = Mutex(false)
+    func set() { flag.withLock { $0 = true } }
+    var isSet: Bool { flag.withLock { $0 } }
+    func wait() { while !isSet { usleep(1000) } }
+}
+
+/// Messages counted by a receiver thread, and when the last one came.
+final class Counted: @unchecked Sendable {
+    private let state = Mutex((count: 0, last: UInt64(0), finished: false))
+    func increment(at time: UInt64) { state.withLock { $0.count += 1; $0.last = time } }
+    func finish() { state.withLock { $0.finished = true } }
+    var value: (Int, UInt64) { state.withLock { ($0.count, $0.last) } }
+    func waitFinished() { while !state.withLock({ $0.finished }) { usleep(1000) } }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+#else
+import ArgumentParser
+
+struct BridgeBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bridge", abstract: "The NATS bridge (not in this build).")
+    func run() throws { throw CommandFailure("this shm was built without libnats: no bridge to measure") }
+}
+#endif
