@@ -46,7 +46,8 @@ public final class Bridge: @unchecked Sendable {
         origin = UInt64.random(in: 1...UInt64.max)
         shared = BridgeShared(logger: logger)
         do { node = try Node(name: configuration.name) } catch { throw .service(error) }
-        connection = try NatsConnection(url: configuration.url, name: configuration.name)
+        connection = try NatsConnection(url: configuration.url, name: configuration.name,
+                                        sendImmediately: configuration.sendImmediately)
         importer = configuration.imports.isEmpty ? nil
             : try SampleImporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         exporter = configuration.exports.isEmpty ? nil

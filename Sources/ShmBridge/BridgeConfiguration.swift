@@ -19,15 +19,20 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// Imported services are named `<importPrefix><remote name>` here
     /// ("site-b." keeps two sites' services of one name apart); "" by default.
     public var importPrefix: String
+    /// Write every message to the socket at once (lowest latency, a syscall
+    /// per message) rather than letting nats.c batch writes (up to ~1 ms).
+    public var sendImmediately: Bool
 
     public init(url: String = "nats://127.0.0.1:4222", prefix: String = WireFormat.defaultPrefix,
-                exports: [String] = [], imports: [String] = [], name: String = "bridge", importPrefix: String = "") {
+                exports: [String] = [], imports: [String] = [], name: String = "bridge", importPrefix: String = "",
+                sendImmediately: Bool = false) {
         self.url = url
         self.prefix = prefix
         self.exports = exports
         self.imports = imports
         self.name = name
         self.importPrefix = importPrefix
+        self.sendImmediately = sendImmediately
     }
 
     /// The local name of imported service `remote`.

@@ -34,6 +34,8 @@ struct BridgeCommand: ParsableCommand {
     @Option(name: .customLong("config"), help: "A JSON configuration file.") var configFile: String?
     @Option(name: .customLong("stats-interval"), help: "Print counters every N seconds (0: only at exit).")
     var statsInterval: Double = 0
+    @Flag(name: .customLong("send-immediately"), help: "Write each message to the socket at once (lower latency, more syscalls).")
+    var sendImmediately = false
     @Flag(help: "Counters as JSON lines.") var json = false
 
     struct FileConfiguration: Decodable {
@@ -43,6 +45,7 @@ struct BridgeCommand: ParsableCommand {
         var export: [String]?
         var `import`: [String]?
         var importPrefix: String?
+        var sendImmediately: Bool?
     }
 
     func resolved() throws -> BridgeConfiguration {
@@ -62,6 +65,7 @@ struct BridgeCommand: ParsableCommand {
             configuration.exports = file.export ?? []
             configuration.imports = file.import ?? []
             configuration.importPrefix = file.importPrefix ?? ""
+            configuration.sendImmediately = file.sendImmediately ?? false
         }
         configuration.url = url ?? configuration.url
         configuration.prefix = prefix ?? configuration.prefix
@@ -69,6 +73,7 @@ struct BridgeCommand: ParsableCommand {
         configuration.exports += exports
         configuration.imports += imports
         configuration.importPrefix = importPrefix ?? configuration.importPrefix
+        configuration.sendImmediately = sendImmediately || configuration.sendImmediately
         return configuration
     }
 

@@ -29,8 +29,13 @@ public final class NatsConnection: @unchecked Sendable {
     ///     connection's own messages back to its subscriptions.
     ///   - waitForServer: true keeps trying in the background when no server
     ///     answers yet (publishes are buffered); false fails at once.
+    ///   - sendImmediately: true writes each message to the socket at once
+    ///     (`natsOptions_SetSendAsap`: lowest latency, a syscall per message);
+    ///     false (nats.c's default) lets its flusher thread batch writes,
+    ///     which adds up to about a millisecond.
     /// - Throws: `.nats` naming the call and nats.c's status.
-    public init(url: String, name: String, echo: Bool = false, waitForServer: Bool = true) throws(BridgeError) {
+    public init(url: String, name: String, echo: Bool = false, waitForServer: Bool = true,
+                sendImmediately: Bool = false) throws(BridgeError) {
         self.url = url
         var options: OpaquePointer?
         try check(natsOptions_Create(&options), "natsOptions_Create")
@@ -45,6 +50,7 @@ public final class NatsConnection: @unchecked Sendable {
             Int64(min(2000, 50 << min(6, max(0, Int(attempts) - 1))))
         }, nil), "natsOptions_SetCustomReconnectDelay")
         try check(natsOptions_SetReconnectBufSize(options, 8 << 20), "natsOptions_SetReconnectBufSize")
+        try check(natsOptions_SetSendAsap(options, sendImmediately), "natsOptions_SetSendAsap")
         if waitForServer {
             try check(natsOptions_SetRetryOnFailedConnect(options, true, nil, nil), "natsOptions_SetRetryOnFailedConnect")
         }

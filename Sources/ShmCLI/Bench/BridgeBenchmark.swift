@@ -39,6 +39,8 @@ struct BridgeBenchCommand: ParsableCommand {
     @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [64, 4096, 65536, 1 << 20, 6_220_800]
     @Option(help: "Ping-pong rounds per size (fewer above 64 KiB).") var rounds = 2000
     @Option(help: "Messages streamed per size (fewer above 64 KiB).") var messages = 20000
+    @Flag(name: .customLong("send-immediately"), help: "Both NATS rows write each message at once (natsOptions_SetSendAsap).")
+    var sendImmediately = false
     @Flag(help: "One JSON object per row.") var json = false
 
     func run() throws {
@@ -107,8 +109,10 @@ struct BridgeBenchCommand: ParsableCommand {
         let ping = try benchService(node, p, size), pongHere = try benchService(node, "x." + q, size)
         let pingThere = try benchService(node, "y." + p, size), pong = try benchService(node, q, size)
         let streamOut = try benchService(node, s, size), streamIn = try benchService(node, "y." + s, size)
-        let x = try Bridge(BridgeConfiguration(url: url, exports: [p, s], imports: [q], name: "bench-x", importPrefix: "x."))
-        let y = try Bridge(BridgeConfiguration(url: url, exports: [q], imports: [p, s], name: "bench-y", importPrefix: "y."))
+        let x = try Bridge(BridgeConfiguration(url: url, exports: [p, s], imports: [q], name: "bench-x", importPrefix: "x.",
+                                           sendImmediately: sendImmediately))
+        let y = try Bridge(BridgeConfiguration(url: url, exports: [q], imports: [p, s], name: "bench-y", importPrefix: "y.",
+                                           sendImmediately: sendImmediately))
         let runners = [x, y].map { bridge in
             let done = Done()
             BlockingPool.shared.submit {
@@ -136,8 +140,8 @@ struct BridgeBenchCommand: ParsableCommand {
     // MARK: NATS alone
 
     func natsRow(url: String, tag: String, size: Int, pings: Int, stream: Int) throws -> BridgeBenchRow {
-        let a = try NatsConnection(url: url, name: "bench-a", waitForServer: false)
-        let b = try NatsConnection(url: url, name: "bench-b", waitForServer: false)
+        let a = try NatsConnection(url: url, name: "bench-a", waitForServer: false, sendImmediately: sendImmediately)
+        let b = try NatsConnection(url: url, name: "bench-b", waitForServer: false, sendImmediately: sendImmediately)
         let limit = max(64 << 10, a.maxPayload - 4096)
         let parts = (size + limit - 1) / limit
         let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
