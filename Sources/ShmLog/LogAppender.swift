@@ -139,6 +139,54 @@ public final class LogAppender: @unchecked Sendable {
         return try text.withUTF8 { b in Result { () throws(LogError) in try append(UnsafeRawBufferPointer(b)) } }.get()
     }
 
+    /// Appends a record with the sequence number and timestamp it has in the
+    /// log this one replicates (the replica's appender; see ShmBridge's
+    /// log replication). Numbers the source skipped (its aborted claims)
+    /// become skip records here too, so `verify` finds the same structure;
+    /// an empty log starts at the source's first number (a trimmed source).
+    ///
+    /// - Throws: `.replicaOutOfOrder` when `sequence` is behind this log's
+    ///   next number (the record is here already: callers skip it) or
+    ///   another appender took it; the usual append errors.
+    @discardableResult
+    public func appendReplicated(_ bytes: UnsafeRawBufferPointer, sequence: UInt64, timestamp: UInt64) throws(LogError) -> AppendedRecord {
+        let claimWord = hot.pointee.claim
+        // SYNC POINT: acquire pairs with the appenders' CAS of the claim word.
+        let current = claimWord.pointee.load(ordering: .acquiring)
+        guard UInt64(current.second) <= sequence else {
+            throw .replicaOutOfOrder(directory: log.directory, next: UInt64(current.second), offered: sequence)
+        }
+        // A log nothing was ever appended to starts at `sequence`, in its
+        // second segment (the first holds only an end marker), so that it
+        // reads as a trimmed log: `verify` expects sequence 1 in segment 0.
+        let start = LogPosition(packed: UInt64(current.first))
+        if current.second == 1, sequence > 1, start == log.startPosition {
+            let next = LogPosition(segment: start.segment &+ 1, offset: UInt32(log.dataOffset))
+            _ = try segment(next.segment)
+            let desired = WordPair(first: UInt(next.packed), second: UInt(sequence))
+            // SYNC POINT: acquiring-and-releasing CAS pairs with the other appenders' CAS in `claimSpace`.
+            if claimWord.pointee.compareExchange(expected: current, desired: desired, ordering: .acquiringAndReleasing).exchanged {
+                try closeSegment(at: start, mapped: nil)
+            }
+        }
+        while true {
+            if log.meta.loadClaim().sequence < sequence {
+                // The source skipped this number: an empty claim dropped leaves a skip record, as there.
+                _ = try claim(length: 0)
+                continue
+            }
+            var claimed = try claim(length: bytes.count)
+            guard claimed.sequence == sequence else {
+                throw .replicaOutOfOrder(directory: log.directory, next: claimed.sequence, offered: sequence)
+            }
+            if let source = bytes.baseAddress, bytes.count > 0 {
+                claimed.buffer.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
+            }
+            claimed.timestamp = timestamp
+            return try claimed.commit()
+        }
+    }
+
     /// Claims room for a record of `length` bytes to be written in place;
     /// `commit()` publishes it. A claim dropped without `commit` becomes a
     /// skip that tailers step over.
@@ -361,7 +409,8 @@ public struct LogClaim: ~Copyable {
     let offset: Int
     public let length: Int
     public let sequence: UInt64
-    let timestamp: UInt64
+    /// Set at the claim; a replica's appender sets the source's.
+    var timestamp: UInt64
     private var done = false
 
     init(appender: LogAppender, segment: SegmentFile, offset: Int, length: Int, sequence: UInt64, timestamp: UInt64) {

@@ -33,6 +33,9 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Recovery (the next appender when none is alive) extends it with
     /// zeros and marks it, and `verify` reports it from then on.
     case segmentShrunk(path: String, expectedBytes: Int, actualBytes: Int)
+    /// A replicated record's sequence number is behind the replica's next
+    /// one (it is there already), or another appender took the number.
+    case replicaOutOfOrder(directory: String, next: UInt64, offered: UInt64)
 
     public var description: String {
         switch self {
@@ -51,6 +54,8 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .mapping(let error): return "\(error)"
         case .segmentShrunk(let path, let expected, let actual):
             return "log segment '\(path)' is \(actual) bytes, not \(expected): it was cut short and what was past byte \(actual) is lost"
+        case .replicaOutOfOrder(let directory, let next, let offered):
+            return "replica log '\(directory)': record \(offered) offered, the next one here is \(next)"
         }
     }
 }
