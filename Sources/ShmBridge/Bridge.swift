@@ -32,6 +32,7 @@ public final class Bridge: @unchecked Sendable {
     let exporter: SampleExporter?
     let requests: RequestBridge
     let events: EventBridge
+    let jetStream: JetStream?
 
     /// Connects to NATS (in the background if no server answers yet),
     /// registers a node and subscribes to the imported subjects (confirmed
@@ -54,6 +55,7 @@ public final class Bridge: @unchecked Sendable {
             : SampleExporter(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         requests = try RequestBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         events = try EventBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
+        jetStream = configuration.logs.isEmpty ? nil : try JetStream(connection)
         if connection.isConnected {
             try connection.flush(timeout: .seconds(5))
         } else {
@@ -89,6 +91,19 @@ public final class Bridge: @unchecked Sendable {
         if !configuration.exports.isEmpty {
             let box = UncheckedBox(events)
             start { box.value.poll(timeout: .milliseconds(100)) }
+        }
+        if let jetStream {
+            for replication in configuration.logs {
+                switch replication.role {
+                case .mirror:
+                    let box = UncheckedBox(LogMirror(replication, prefix: configuration.prefix, jetStream: jetStream, shared: shared))
+                    start { box.value.step(timeout: .milliseconds(100)) }
+                case .replica:
+                    let box = UncheckedBox(LogReplica(replication, prefix: configuration.prefix, bridgeName: configuration.name,
+                                                      jetStream: jetStream, shared: shared))
+                    start { box.value.step(timeout: .milliseconds(100)) }
+                }
+            }
         }
         var lastDiscovery: UInt64 = 0
         while !shared.isStopping {

@@ -22,10 +22,12 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// Write every message to the socket at once (lowest latency, a syscall
     /// per message) rather than letting nats.c batch writes (up to ~1 ms).
     public var sendImmediately: Bool
+    /// Logs mirrored into JetStream streams or built from them.
+    public var logs: [LogReplication]
 
     public init(url: String = "nats://127.0.0.1:4222", prefix: String = WireFormat.defaultPrefix,
                 exports: [String] = [], imports: [String] = [], name: String = "bridge", importPrefix: String = "",
-                sendImmediately: Bool = false) {
+                sendImmediately: Bool = false, logs: [LogReplication] = []) {
         self.url = url
         self.prefix = prefix
         self.exports = exports
@@ -33,6 +35,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
         self.name = name
         self.importPrefix = importPrefix
         self.sendImmediately = sendImmediately
+        self.logs = logs
     }
 
     /// The local name of imported service `remote`.
@@ -47,7 +50,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
 
     /// Throws `.invalidConfiguration` naming the first problem.
     public func validate() throws(BridgeError) {
-        guard !exports.isEmpty || !imports.isEmpty else { throw .invalidConfiguration("nothing to export or import") }
+        guard !exports.isEmpty || !imports.isEmpty || !logs.isEmpty else {
+            throw .invalidConfiguration("nothing to export, import, mirror or replicate")
+        }
+        for log in logs { try log.validate() }
         let tokens = prefix.split(separator: ".", omittingEmptySubsequences: false)
         guard !prefix.isEmpty, tokens.allSatisfy({ !$0.isEmpty && !$0.contains(where: { " *>\t".contains($0) }) }) else {
             throw .invalidConfiguration("prefix '\(prefix)': dot-separated NATS subject tokens without spaces, '*' or '>'")

@@ -19,7 +19,11 @@ struct BridgeCommand: ParsableCommand {
 
             A configuration file (JSON) may give the same settings:
               {"url": "nats://10.0.0.2:4222", "prefix": "swiftshm", "name": "edge-1",
-               "export": ["camera.*"], "import": ["model.results"], "importPrefix": ""}
+               "export": ["camera.*"], "import": ["model.results"], "importPrefix": "",
+               "logs": [{"role": "mirror", "stream": "orders", "directory": "/var/lib/orders"}]}
+            Logs: --mirror-log STREAM=DIR publishes every record of the log in DIR to JetStream stream STREAM
+            (resuming after the stream's last record); --replica-log STREAM=DIR builds the log in DIR from it
+            with the same sequence numbers, timestamps and bytes (a durable consumer: resumes after restarts).
             Flags add to (export/import) or replace (url, prefix, name) what it says.
             """
     )
@@ -29,6 +33,10 @@ struct BridgeCommand: ParsableCommand {
     @Option(name: .customLong("import"), help: "Services to take from NATS (pattern; repeatable).") var imports: [String] = []
     @Option(help: "Subject prefix.") var prefix: String?
     @Option(help: "Node and NATS connection name.") var name: String?
+    @Option(name: .customLong("mirror-log"), help: "Mirror a log into a JetStream stream: STREAM=DIRECTORY (repeatable).")
+    var mirrorLogs: [String] = []
+    @Option(name: .customLong("replica-log"), help: "Build a log from a JetStream stream: STREAM=DIRECTORY (repeatable).")
+    var replicaLogs: [String] = []
     @Option(name: .customLong("import-prefix"), help: "Name imported services <prefix><name> here (e.g. site-b.).")
     var importPrefix: String?
     @Option(name: .customLong("config"), help: "A JSON configuration file.") var configFile: String?
@@ -46,6 +54,21 @@ struct BridgeCommand: ParsableCommand {
         var `import`: [String]?
         var importPrefix: String?
         var sendImmediately: Bool?
+        var logs: [FileLog]?
+    }
+
+    struct FileLog: Decodable {
+        var role: String
+        var stream: String
+        var directory: String
+        var durable: String?
+    }
+
+    static func parseLog(_ text: String, role: LogReplication.Role) throws -> LogReplication {
+        guard let equals = text.firstIndex(of: "=") else {
+            throw ValidationError("--\(role.rawValue)-log takes STREAM=DIRECTORY, not '\(text)'")
+        }
+        return LogReplication(role: role, stream: String(text[..<equals]), directory: String(text[text.index(after: equals)...]))
     }
 
     func resolved() throws -> BridgeConfiguration {
@@ -66,6 +89,12 @@ struct BridgeCommand: ParsableCommand {
             configuration.imports = file.import ?? []
             configuration.importPrefix = file.importPrefix ?? ""
             configuration.sendImmediately = file.sendImmediately ?? false
+            for log in file.logs ?? [] {
+                guard let role = LogReplication.Role(rawValue: log.role) else {
+                    throw CommandFailure("\(configFile): log role '\(log.role)' (mirror or replica)")
+                }
+                configuration.logs.append(LogReplication(role: role, stream: log.stream, directory: log.directory, durable: log.durable))
+            }
         }
         configuration.url = url ?? configuration.url
         configuration.prefix = prefix ?? configuration.prefix
@@ -74,6 +103,8 @@ struct BridgeCommand: ParsableCommand {
         configuration.imports += imports
         configuration.importPrefix = importPrefix ?? configuration.importPrefix
         configuration.sendImmediately = sendImmediately || configuration.sendImmediately
+        configuration.logs += try mirrorLogs.map { try Self.parseLog($0, role: .mirror) }
+        configuration.logs += try replicaLogs.map { try Self.parseLog($0, role: .replica) }
         return configuration
     }
 
@@ -81,7 +112,8 @@ struct BridgeCommand: ParsableCommand {
         let configuration = try resolved()
         Interruptible.begin()
         let bridge = try reporting { try Bridge(configuration) { StandardStreams.printError("bridge: \($0)") } }
-        StandardStreams.printLine("ready: exporting \(configuration.exports), importing \(configuration.imports) via \(configuration.url)")
+        StandardStreams.printLine("ready: exporting \(configuration.exports), importing \(configuration.imports), "
+                                  + "logs \(configuration.logs.map { "\($0.role.rawValue) \($0.stream)" }) via \(configuration.url)")
         let failure = UncheckedResult()
         let finished = UncheckedFlag()
         BlockingPool.shared.submit {

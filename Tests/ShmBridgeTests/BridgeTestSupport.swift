@@ -15,25 +15,30 @@ final class NatsServerProcess {
     var process: ChildProcess?
     var url: String { "nats://127.0.0.1:\(port)" }
 
-    /// Starts the server; nil (after printing why) if it cannot run here.
-    static func start(_ test: String = #function) throws -> NatsServerProcess? {
+    /// Starts the server (with JetStream, storing under a scratch directory,
+    /// if asked); nil (after printing why) if it cannot run here.
+    static func start(jetStream: Bool = false, _ test: String = #function) throws -> NatsServerProcess? {
         guard let binary else {
             print("skipped \(test): no nats-server (apt-get install nats-server)")
             return nil
         }
         for _ in 0..<20 {
-            let server = NatsServerProcess(port: Int.random(in: 20000...60000))
+            let server = NatsServerProcess(port: Int.random(in: 20000...60000), jetStream: jetStream)
             if try server.launch(binary) { return server }
         }
         throw TestFailure("nats-server did not start on any of 20 ports")
     }
 
-    private init(port: Int) {
+    let storeDirectory: String?
+
+    private init(port: Int, jetStream: Bool) {
         self.port = port
         configPath = TestSupport.temporaryPath("nats") + ".conf"
+        storeDirectory = jetStream ? TestSupport.temporaryPath("jetstream") : nil
         // Slow consumers get room: frames of several MB queue up while the
         // importing side writes them to shared memory.
-        let config = "listen: 127.0.0.1:\(port)\nmax_pending: 1GB\nwrite_deadline: \"30s\"\n"
+        var config = "listen: 127.0.0.1:\(port)\nmax_pending: 1GB\nwrite_deadline: \"30s\"\n"
+        if let storeDirectory { config += "jetstream { store_dir: \"\(storeDirectory)\" }\n" }
         let fd = open(configPath, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
         _ = config.withCString { write(fd, $0, strlen($0)) }
         close(fd)
@@ -42,6 +47,7 @@ final class NatsServerProcess {
     deinit {
         stop()
         unlink(configPath)
+        if let storeDirectory { _ = try? ChildProcess.spawn("/bin/rm", arguments: ["-rf", storeDirectory]).wait(timeout: .seconds(30)) }
     }
 
     /// Starts (or restarts) the server on the same port; false if the port was taken.
