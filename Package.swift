@@ -24,6 +24,7 @@ let package = Package(
     products: [
         .library(name: "Shm", targets: ["Shm"]),
         .library(name: "ShmLog", targets: ["ShmLog"]),
+        .library(name: "ShmReplay", targets: ["ShmReplay"]),
         // The C ABI (include: Sources/CSwiftShm/include/swiftshm.h): libswiftshm.so.
         .library(name: "swiftshm", type: .dynamic, targets: ["ShmC"]),
         .executable(name: "shm", targets: ["ShmCLI"]),
@@ -43,6 +44,8 @@ let package = Package(
         .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
         // Persistent append-only memory-mapped log: segments, index, tailers, recovery, retention.
         .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives", "CShm"], swiftSettings: strict),
+        // Recording a service into a log, and replay-then-live subscribers.
+        .target(name: "ShmReplay", dependencies: ["Shm", "ShmLog", "ShmSystem"], swiftSettings: strict),
         // The C ABI's public header, as a module ShmC can import.
         .target(name: "CSwiftShm"),
         // The C ABI: @_cdecl functions over Shm and ShmLog (swiftshm.h).
@@ -53,6 +56,7 @@ let package = Package(
             dependencies: [
                 "Shm",
                 "ShmLog",
+                "ShmReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ] + (hasNATS ? ["ShmBridge"] : []),
@@ -92,6 +96,8 @@ let package = Package(
             dependencies: ["Shm", "ShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
+        .testTarget(name: "ShmReplayTests", dependencies: ["ShmReplay", "Shm", "ShmLog", "ShmTestSupport", "ShmPeer", "ShmCLI"],
+                    swiftSettings: strict),
         .testTarget(
             name: "ShmLogTests",
             dependencies: ["ShmLog", "Shm", "ShmTestSupport", "ShmPeer"],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Shm
+import ShmReplay
 
 /// What `shm ls` and `shm service` report about a port, in JSON.
 struct PortReport: Encodable {
@@ -201,6 +202,8 @@ struct SubCommand: ParsableCommand {
     var timeout: Duration?
     @Flag(help: "Print samples as hex even if they are text.") var hex = false
     @Flag(help: "One JSON object per sample.") var json = false
+    @Option(help: "Replay the service's past from this recording (shm record) first, then continue live without a gap or duplicate.")
+    var replay: String?
     @OptionGroup var byteService: ByteServiceOptions
 
     struct Line: Encodable {
@@ -211,8 +214,36 @@ struct SubCommand: ParsableCommand {
         let hex: String?
     }
 
+    func printSample(sequence: UInt64, publisher: UInt64, bytes: [UInt8]) throws {
+        let text = hex ? nil : String(validating: bytes, as: UTF8.self).flatMap { $0.allSatisfy({ !$0.isASCII || $0.isPrintable }) ? $0 : nil }
+        let hexText = bytes.map { String(format: "%02x", $0) }.joined()
+        if json {
+            try printJSONLine(Line(sequence: sequence, publisher: String(publisher, radix: 16), bytes: bytes.count,
+                                   text: text, hex: text == nil ? hexText : nil))
+        } else {
+            StandardStreams.printLine(text ?? hexText)
+        }
+    }
+
+    func runReplaying(_ recording: String) throws {
+        let node = try reporting { try Node(name: "shm-sub") }
+        let replaying = try reporting { try ReplayingSubscriber(node: node, service: serviceName, recording: recording) }
+        var received = 0
+        while count.map({ received < $0 }) ?? true {
+            let next = try Interruptible.wait(timeout: timeout) { slice -> ReplayedSample? in
+                do { return try replaying.next(timeout: slice) } catch { throw CommandFailure("\(error)") }
+            }
+            guard let sample = consume next else {
+                throw CommandFailure("no sample within \(timeout.map { "\($0)" } ?? "the timeout") (\(received) received)")
+            }
+            received += 1
+            try printSample(sequence: sample.sequence, publisher: sample.publisherID, bytes: sample.withBytes { Array($0) })
+        }
+    }
+
     func run() throws {
         Interruptible.begin()
+        if let replay { return try runReplaying(replay) }
         let node = try reporting { try Node(name: "shm-sub") }
         let service = try reporting { try byteService.open(serviceName, node: node) }
         let subscriber = try reporting { try service.subscriber() }
@@ -230,15 +261,7 @@ struct SubCommand: ParsableCommand {
                 throw CommandFailure("no sample within \(timeout.map { "\($0)" } ?? "the timeout") (\(received) received)")
             }
             received += 1
-            let bytes = Array(sample.buffer)
-            let text = hex ? nil : String(validating: bytes, as: UTF8.self).flatMap { $0.allSatisfy({ !$0.isASCII || $0.isPrintable }) ? $0 : nil }
-            let hexText = bytes.map { String(format: "%02x", $0) }.joined()
-            if json {
-                try printJSONLine(Line(sequence: sample.sequence, publisher: String(sample.publisherID, radix: 16), bytes: bytes.count,
-                                       text: text, hex: text == nil ? hexText : nil))
-            } else {
-                StandardStreams.printLine(text ?? hexText)
-            }
+            try printSample(sequence: sample.sequence, publisher: sample.publisherID, bytes: Array(sample.buffer))
         }
     }
 }
