@@ -67,7 +67,7 @@ let package = Package(
                           swiftSettings: strict),
         // Fuzz targets for every decoder of untrusted bytes: a corpus replayer in
         // normal builds, a libFuzzer binary when built by Fuzz/run (see there).
-        .executableTarget(name: "shm-fuzz", dependencies: ["Shm", "ShmLog", "ShmPrimitives", "ShmSystem"], swiftSettings: strict),
+        .executableTarget(name: "shm-fuzz", dependencies: ["Shm", "ShmLog", "ShmPrimitives", "ShmSystem", "ShmReplay"], swiftSettings: strict),
         // Runnable examples the README points to (`swift run example-pubsub`, …).
         .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),

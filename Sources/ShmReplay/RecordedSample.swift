@@ -29,12 +29,12 @@ public enum RecordedSampleFormat {
 }
 
 /// One record of a recording, decoded.
-enum RecordedEntry {
+package enum RecordedEntry {
     case sample(publisher: UInt64, sequence: UInt64, payload: UnsafeRawBufferPointer)
     case descriptor(PayloadType)
 
     /// Nil for a record too short, of an unknown kind, or a malformed descriptor.
-    init?(_ record: UnsafeRawBufferPointer) {
+    package init?(_ record: UnsafeRawBufferPointer) {
         guard record.count >= RecordedSampleFormat.payloadOffset else { return nil }
         let kind = record.loadUnaligned(fromByteOffset: RecordedSampleFormat.kindOffset, as: UInt32.self).littleEndian
         let payload = UnsafeRawBufferPointer(rebasing: record[RecordedSampleFormat.payloadOffset...])

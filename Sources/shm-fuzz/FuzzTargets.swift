@@ -4,6 +4,7 @@ import Glibc
 import Shm
 import ShmLog
 import ShmPrimitives
+import ShmReplay
 import ShmSystem
 
 /// Every decoder of bytes that another process or an old file can hand us,
@@ -26,6 +27,7 @@ enum FuzzTargets {
         ("mpmc-queue", mpmcQueue),
         ("log-wire", logWire),
         ("log-files", logFiles),
+        ("recorded-sample", recordedSample),
     ]
 
     static func named(_ name: String) -> Target? { all.first { $0.name == name }?.run }
@@ -168,6 +170,16 @@ enum FuzzTargets {
         }
         _ = queue.recoverAbandonedSlots()
         _ = buffer.withUnsafeBytes { try? queue.tryEnqueue($0) }
+    }
+
+    /// A record of a service recording (`ShmReplay`), as a replaying
+    /// subscriber decodes it.
+    static func recordedSample(_ input: UnsafeRawBufferPointer) {
+        switch RecordedEntry(input) {
+        case .sample(_, _, let payload): _ = payload.reduce(0, &+)
+        case .descriptor(let type): _ = type.description
+        case nil: break
+        }
     }
 
     static func logWire(_ input: UnsafeRawBufferPointer) {

@@ -14,7 +14,7 @@ struct FuzzCorpusTests {
     }()
 
     @Test(arguments: ["segment-header", "layout-header", "service-layout", "publisher-pool", "subscriber-inbox",
-                      "index-queue", "spsc-ring", "mpmc-queue", "log-wire", "log-files"])
+                      "index-queue", "spsc-ring", "mpmc-queue", "log-wire", "log-files", "recorded-sample"])
     func replayCorpus(target: String) throws {
         let directory = FuzzCorpusTests.corpus + "/" + target
         let files = SegmentDirectory.names(in: directory)
