@@ -33,6 +33,7 @@ public final class Bridge: @unchecked Sendable {
     let requests: RequestBridge
     let events: EventBridge
     let jetStream: JetStream?
+    let statisticsSegment: StatisticsPublisher
 
     /// Connects to NATS (in the background if no server answers yet),
     /// registers a node and subscribes to the imported subjects (confirmed
@@ -56,6 +57,7 @@ public final class Bridge: @unchecked Sendable {
         requests = try RequestBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         events = try EventBridge(node: node, connection: connection, configuration: configuration, origin: origin, shared: shared)
         jetStream = configuration.logs.isEmpty ? nil : try JetStream(connection)
+        statisticsSegment = try StatisticsPublisher(bridge: configuration.name, origin: origin)
         if connection.isConnected {
             try connection.flush(timeout: .seconds(5))
         } else {
@@ -105,8 +107,13 @@ public final class Bridge: @unchecked Sendable {
                 }
             }
         }
-        var lastDiscovery: UInt64 = 0
+        var lastDiscovery: UInt64 = 0, lastStatistics: UInt64 = 0
         while !shared.isStopping {
+            let now = monotonicNanoseconds()
+            if now &- lastStatistics >= 1_000_000_000 {
+                statisticsSegment.publish(shared.allStatistics)
+                lastStatistics = now
+            }
             if let exporter {
                 let now = monotonicNanoseconds()
                 if now &- lastDiscovery >= 1_000_000_000 {
@@ -123,6 +130,7 @@ public final class Bridge: @unchecked Sendable {
             _ = Futex.wait(UnsafeMutableRawPointer(threads), expected: left, deadline: monotonicNanoseconds() &+ 100_000_000)
         }
         try? connection.flush(timeout: .seconds(2))
+        statisticsSegment.publish(shared.allStatistics)
     }
 
     /// Ends `run()` (within ~100 ms). Safe from any thread.

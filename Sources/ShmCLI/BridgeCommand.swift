@@ -44,6 +44,7 @@ struct BridgeCommand: ParsableCommand {
     var statsInterval: Double = 0
     @Flag(name: .customLong("send-immediately"), help: "Write each message to the socket at once (lower latency, more syscalls).")
     var sendImmediately = false
+    @Flag(help: "Print the counters of every bridge running on this machine and exit.") var stats = false
     @Flag(help: "Counters as JSON lines.") var json = false
 
     struct FileConfiguration: Decodable {
@@ -109,6 +110,7 @@ struct BridgeCommand: ParsableCommand {
     }
 
     func run() throws {
+        if stats { return Self.printRunningBridges(json: json, service: nil) }
         let configuration = try resolved()
         Interruptible.begin()
         let bridge = try reporting { try Bridge(configuration) { StandardStreams.printError("bridge: \($0)") } }
@@ -139,6 +141,24 @@ struct BridgeCommand: ParsableCommand {
         Self.printStatistics(bridge, json: json)
         if let message = failure.value { throw CommandFailure(message) }
         if let caught { throw caught }
+    }
+
+    /// The counters other bridges publish (`StatisticsSegment`), for one service or all.
+    static func printRunningBridges(json: Bool, service: String?) {
+        for report in StatisticsSegment.reports() {
+            let liveness = report.creator.map { "pid \($0.pid), \($0.liveness.display)" } ?? "creator unknown"
+            for entry in report.services where service == nil || entry.name == service {
+                if json {
+                    struct Row: Encodable { let bridge: String; let service: String; let counts: [String: UInt64] }
+                    var counts: [String: UInt64] = [:]
+                    for (key, value) in entry.counters { counts[key] = value }
+                    try? printJSONLine(Row(bridge: report.segment, service: entry.name, counts: counts))
+                } else {
+                    StandardStreams.printLine("\(entry.name) via \(report.segment) (\(liveness)): "
+                                              + entry.counters.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
+                }
+            }
+        }
     }
 
     static func printStatistics(_ bridge: Bridge, json: Bool) {

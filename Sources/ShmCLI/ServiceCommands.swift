@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import Shm
 import ShmReplay
+#if canImport(ShmBridge)
+import ShmBridge
+#endif
 
 /// What `shm ls` and `shm service` report about a port, in JSON.
 struct PortReport: Encodable {
@@ -86,6 +89,13 @@ struct ServiceCommand: ParsableCommand {
                       port.backlog.map(String.init) ?? "-", port.delivered.map(String.init) ?? "-", port.lost.map(String.init) ?? "-")
         }
         StandardStreams.printLine(info.ports.isEmpty ? "no ports" : table.render())
+        #if canImport(ShmBridge)
+        let bridged = StatisticsSegment.reports().filter { report in report.services.contains { $0.name == name } }
+        if !bridged.isEmpty {
+            StandardStreams.printLine("\nbridged to NATS:")
+            BridgeCommand.printRunningBridges(json: false, service: name)
+        }
+        #endif
     }
 }
 

@@ -127,26 +127,29 @@ public final class ReplayingSubscriber {
             }
         }
         // Then live samples.
-        if held == nil {
-            held = try subscriber.tryReceive()
-            heldSince = monotonicNanoseconds()
+        while true {
+            if held == nil {
+                held = try subscriber.tryReceive()
+                heldSince = monotonicNanoseconds()
+            }
+            guard let sample = held.take() else { return nil }
+            let publisher = sample.publisherID, sequence = sample.sequence
+            let last = delivered[publisher]
+            if let last, sequence <= last {
+                duplicates += 1
+                _ = consume sample // released now: the next one may need the slot
+                continue
+            }
+            let expected = (last ?? 0) &+ 1
+            if sequence > expected, monotonicNanoseconds() &- heldSince < catchUpTimeout.nanosecondsValue {
+                held = consume sample // the recorder may not have written the ones before it yet
+                return nil
+            }
+            if sequence > expected { gaps &+= sequence - expected }
+            delivered[publisher] = sequence
+            live += 1
+            return ReplayedSample(publisherID: publisher, sequence: sequence, fromRecording: false, live: consume sample, recorded: [])
         }
-        guard let sample = held.take() else { return nil }
-        let publisher = sample.publisherID, sequence = sample.sequence
-        let last = delivered[publisher]
-        if let last, sequence <= last {
-            duplicates += 1
-            return try step()
-        }
-        let expected = (last ?? 0) &+ 1
-        if sequence > expected, monotonicNanoseconds() &- heldSince < catchUpTimeout.nanosecondsValue {
-            held = consume sample // the recorder may not have written the ones before it yet
-            return nil
-        }
-        if sequence > expected { gaps &+= sequence - expected }
-        delivered[publisher] = sequence
-        live += 1
-        return ReplayedSample(publisherID: publisher, sequence: sequence, fromRecording: false, live: consume sample, recorded: [])
     }
 }
 

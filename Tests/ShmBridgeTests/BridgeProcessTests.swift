@@ -32,6 +32,13 @@ struct BridgeProcessTests {
         #expect(try publisher.wait(timeout: .seconds(120)) == .exited(0), "\(publisher.errorText)")
         #expect(try subscriber.wait(timeout: .seconds(120)) == .exited(0), "\(subscriber.errorText)")
         #expect(subscriber.outputText.contains("received \(count), \(count) intact, 0 lost"), "\(subscriber.outputText)")
+        // The exporting bridge's counters, seen from another process (published every second).
+        #expect(try TestSupport.eventually(.seconds(10)) {
+            let shown = try TestSupport.runCLI(["service", name])
+            return shown.output.contains("bridged to NATS") && shown.output.contains("out=\(count) ")
+        })
+        let listed = try TestSupport.runCLI(["bridge", "--stats", "--json"])
+        #expect(listed.status == .exited(0) && listed.output.contains("\"service\":\"\(name)\""), "\(listed.output)")
         let a = try exporter.stop(), b = try importer.stop()
         #expect(a[name]?["out"] == UInt64(count) && a[name]?["send_failures"] == 0, "\(a)")
         #expect(b[name]?["in"] == UInt64(count), "\(b)")
