@@ -80,8 +80,12 @@ final class SampleExporter {
         }
     }
 
+    /// Samples of one service waiting to go out together (`WireFormat.Batch`).
+    var batch = WireFormat.BatchWriter()
+
     private func drain(_ entry: Exported) {
         var budget = 1024 // then let other services have a turn
+        defer { flushBatch(entry) }
         while budget > 0, !shared.isStopping {
             let received: ReceivedSample<UInt8>?
             do throws(ServiceError) { received = try entry.subscriber.tryReceive() } catch {
@@ -90,7 +94,34 @@ final class SampleExporter {
             }
             guard let sample = received else { return }
             budget -= 1
+            if configuration.batching, !shared.isOwnPublisher(sample.publisherID),
+               batch.add(publisher: sample.publisherID, sequence: sample.sequence, timestamp: wallClockNanoseconds(),
+                         bytes: sample.bytes, limit: batchLimit) {
+                continue
+            }
+            flushBatch(entry)
             forward(sample, entry)
+        }
+    }
+
+    /// At most this many bytes of samples in one batch message.
+    var batchLimit: Int { min(64 << 10, max(4096, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)) }
+
+    /// Sends what the batch holds (samples that arrived together: no waiting is added).
+    private func flushBatch(_ entry: Exported) {
+        guard batch.count > 0 else { return }
+        defer { batch.reset() }
+        let count = UInt64(batch.count), bytes = UInt64(batch.payloadBytes)
+        do throws(BridgeError) {
+            try batch.withFrame { frame throws(BridgeError) in
+                try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.batch, "\(WireFormat.hex(origin));\(count)")],
+                                       payload: frame)
+            }
+            ServiceStatistics.add(entry.statistics.samplesOut, count)
+            ServiceStatistics.add(entry.statistics.bytesOut, bytes)
+        } catch {
+            ServiceStatistics.add(entry.statistics.sendFailures, count)
+            shared.logThrottled("'\(entry.name)' → NATS: \(error)")
         }
     }
 

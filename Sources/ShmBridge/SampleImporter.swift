@@ -90,12 +90,16 @@ final class SampleImporter {
               BridgeConfiguration.matches(name, configuration.imports),
               message.subject == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return }
         let local = configuration.localName(ofImported: name)
+        // One sample (Shm-Sample) or a batch of them (Shm-Batch "<origin>;<count>").
+        let batch = message.header(WireFormat.Header.batch).map { $0.split(separator: ";") }
+            .flatMap { $0.count == 2 ? (UInt64($0[0], radix: 16), Int($0[1])) : nil }
+        let info = message.header(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init)
         guard let (remoteType, remoteConfig) = message.header(WireFormat.Header.type).flatMap(WireFormat.decodeType),
-              let info = message.header(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init) else {
+              let messageOrigin = info?.origin ?? batch?.0 else {
             ServiceStatistics.add(shared.statistics(for: local).malformed)
             return
         }
-        if info.origin == origin { // our own (echo is off; belt and braces)
+        if messageOrigin == origin { // our own (echo is off; belt and braces)
             ServiceStatistics.add(shared.statistics(for: local).loopsSkipped)
             return
         }
@@ -105,6 +109,20 @@ final class SampleImporter {
             ServiceStatistics.add(stats.typeMismatches)
             shared.logThrottled(BridgeError.typeMismatch(service: name, local: "\(entry.service.payloadType)",
                                                          remote: "\(remoteType)").description)
+            return
+        }
+        guard let info else {
+            guard let count = batch?.1, let samples = WireFormat.batchEntries(message.data, count: count) else {
+                ServiceStatistics.add(stats.malformed)
+                return
+            }
+            for sample in samples {
+                guard sample.bytes.count <= entry.service.payloadType.size else {
+                    ServiceStatistics.add(stats.malformed)
+                    continue
+                }
+                deliver(sample.bytes, entry, publisher: sample.publisher, sequence: sample.sequence)
+            }
             return
         }
         let publisher = info.publisher, sequence = info.sequence, length = info.length
@@ -126,14 +144,19 @@ final class SampleImporter {
             ServiceStatistics.add(stats.malformed)
             return
         }
+        deliver(data, entry, publisher: publisher, sequence: sequence)
+    }
+
+    /// Publishes a copy of `data` here unless it is a duplicate.
+    private func deliver(_ data: UnsafeRawBufferPointer, _ entry: Imported, publisher: UInt64, sequence: UInt64) {
         guard isNew(entry, publisher: publisher, sequence: sequence) else { return }
         do throws(ServiceError) {
-            let loan = try entry.publisher.loanUninitialized(count: length)
-            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).copyMemory(from: data.baseAddress!, byteCount: length)
-            publish(loan, entry, publisher: publisher, sequence: sequence, length: length)
+            let loan = try entry.publisher.loanUninitialized(count: data.count)
+            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).copyMemory(from: data.baseAddress!, byteCount: data.count)
+            publish(loan, entry, publisher: publisher, sequence: sequence, length: data.count)
         } catch {
-            ServiceStatistics.add(stats.localDrops)
-            shared.logThrottled("'\(name)': \(error)")
+            ServiceStatistics.add(entry.statistics.localDrops)
+            shared.logThrottled("'\(entry.name)': \(error)")
         }
     }
 

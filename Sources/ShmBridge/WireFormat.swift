@@ -19,6 +19,12 @@ import Shm
 ///                          it), length (bytes), and for a sample split into parts (beyond the server's
 ///                          max_payload) this part's number, their count and its byte offset (decimal)
 ///
+/// batch    with `batching` on, samples of one service that are waiting together go as one message:
+///          Shm-Service, Shm-Type as above, Shm-Batch "<origin>;<count>", and a payload of
+///          <count> entries, each 8-aligned (little-endian):
+///            +0 publisher u64, +8 sequence u64, +16 timestamp u64, +24 length u32, +28 zero u32,
+///            +32 the sample's bytes, padded with zeros to a multiple of 8
+///
 /// header   Shm-Service, Shm-Event (the id), Shm-Max-Event (the service's largest id), Shm-Origin
 /// (event)
 /// header   Shm-Service, Shm-Type (the request type, configuration empty), Shm-Response-Size,
@@ -48,7 +54,7 @@ public enum WireFormat {
     static let headerAllowance = 4096
 
     enum Header {
-        static let service = "Shm-Service", type = "Shm-Type", sample = "Shm-Sample"
+        static let service = "Shm-Service", type = "Shm-Type", sample = "Shm-Sample", batch = "Shm-Batch"
         static let origin = "Shm-Origin"
         static let event = "Shm-Event", maxEvent = "Shm-Max-Event"
         static let responseSize = "Shm-Response-Size", request = "Shm-Request", final = "Shm-Final", error = "Shm-Error"
@@ -140,6 +146,65 @@ public enum WireFormat {
         }
         return PublishSubscribeConfig(maxPublishers: publishers, maxSubscribers: subscribers, subscriberBufferSize: buffer,
                                       historySize: history, maxLoans: loans, maxBorrowed: borrowed, overflow: overflow)
+    }
+
+    /// Builds a batch payload (see the layout above), reusing its buffer.
+    struct BatchWriter {
+        static let entryHeader = 32
+        private var buffer: [UInt8] = []
+        private(set) var count = 0, payloadBytes = 0
+
+        /// Adds a sample if the batch stays within `limit` bytes; false if it would not.
+        mutating func add(publisher: UInt64, sequence: UInt64, timestamp: UInt64, bytes: UnsafeRawBufferPointer, limit: Int) -> Bool {
+            let span = Self.entryHeader + (bytes.count + 7) & ~7
+            guard buffer.count + span <= limit else { return false }
+            let start = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: span))
+            buffer.withUnsafeMutableBytes { frame in
+                frame.storeBytes(of: publisher.littleEndian, toByteOffset: start, as: UInt64.self)
+                frame.storeBytes(of: sequence.littleEndian, toByteOffset: start + 8, as: UInt64.self)
+                frame.storeBytes(of: timestamp.littleEndian, toByteOffset: start + 16, as: UInt64.self)
+                frame.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: start + 24, as: UInt32.self)
+                if let source = bytes.baseAddress, bytes.count > 0 {
+                    (frame.baseAddress! + start + Self.entryHeader).copyMemory(from: source, byteCount: bytes.count)
+                }
+            }
+            count += 1
+            payloadBytes += bytes.count
+            return true
+        }
+
+        func withFrame<R>(_ body: (UnsafeRawBufferPointer) throws(BridgeError) -> R) throws(BridgeError) -> R {
+            try buffer.withUnsafeBytes { frame in Result { () throws(BridgeError) -> R in try body(frame) } }.get()
+        }
+
+        mutating func reset() {
+            buffer.removeAll(keepingCapacity: true)
+            count = 0
+            payloadBytes = 0
+        }
+    }
+
+    /// The entries of a batch payload, or nil if it is not exactly `count`
+    /// well-formed entries (lengths 1…1 GiB, within the payload).
+    static func batchEntries(_ frame: UnsafeRawBufferPointer, count: Int)
+        -> [(publisher: UInt64, sequence: UInt64, timestamp: UInt64, bytes: UnsafeRawBufferPointer)]? {
+        guard (1...65536).contains(count) else { return nil }
+        var entries: [(UInt64, UInt64, UInt64, UnsafeRawBufferPointer)] = []
+        entries.reserveCapacity(count)
+        var offset = 0
+        for _ in 0..<count {
+            guard frame.count - offset >= BatchWriter.entryHeader else { return nil }
+            let length = Int(UInt32(littleEndian: frame.loadUnaligned(fromByteOffset: offset + 24, as: UInt32.self)))
+            guard length >= 1, length <= frame.count - offset - BatchWriter.entryHeader else { return nil }
+            entries.append((UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
+                            UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
+                            UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)),
+                            UnsafeRawBufferPointer(rebasing: frame[(offset + BatchWriter.entryHeader)..<(offset + BatchWriter.entryHeader + length)])))
+            offset += BatchWriter.entryHeader + (length + 7) & ~7
+        }
+        guard offset == frame.count else { return nil }
+        return entries
     }
 
     /// The payload type and configuration in a `Shm-Type` header; nil if it

@@ -64,4 +64,28 @@ struct WireFormatTests {
             #expect(WireFormat.decodeType(hostile) == nil, "\(hostile)")
         }
     }
+
+    @Test func batchesRoundTripAndHostileFramesAreRefused() throws {
+        var writer = WireFormat.BatchWriter()
+        let payloads: [[UInt8]] = [[1], [2, 3, 4, 5, 6, 7, 8, 9], Array(repeating: 0xab, count: 100)]
+        for (i, payload) in payloads.enumerated() {
+            #expect(payload.withUnsafeBytes { writer.add(publisher: 0x10 + UInt64(i), sequence: UInt64(i + 1), timestamp: 99,
+                                                         bytes: $0, limit: 4096) })
+        }
+        #expect(!payloads[2].withUnsafeBytes { writer.add(publisher: 1, sequence: 9, timestamp: 0, bytes: $0, limit: 200) })
+        #expect(writer.count == 3 && writer.payloadBytes == 109)
+        try writer.withFrame { frame throws(BridgeError) in
+            let entries = WireFormat.batchEntries(frame, count: 3) ?? []
+            #expect(entries.count == 3)
+            #expect(entries.map(\.publisher) == [0x10, 0x11, 0x12] && entries.map(\.sequence) == [1, 2, 3])
+            #expect(entries.map { Array($0.bytes) } == payloads)
+            #expect(WireFormat.batchEntries(frame, count: 2) == nil) // bytes left over
+            #expect(WireFormat.batchEntries(frame, count: 4) == nil) // an entry missing
+            #expect(WireFormat.batchEntries(UnsafeRawBufferPointer(rebasing: frame[..<(frame.count - 8)]), count: 3) == nil)
+            var hostile = Array(frame)
+            hostile.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(1 << 30), toByteOffset: 24, as: UInt32.self) }
+            #expect(hostile.withUnsafeBytes { WireFormat.batchEntries($0, count: 3) } == nil)
+        }
+        #expect(WireFormat.batchEntries(UnsafeRawBufferPointer(start: nil, count: 0), count: 0) == nil)
+    }
 }

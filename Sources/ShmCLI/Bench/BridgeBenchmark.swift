@@ -41,6 +41,7 @@ struct BridgeBenchCommand: ParsableCommand {
     @Option(help: "Messages streamed per size (fewer above 64 KiB).") var messages = 20000
     @Flag(name: .customLong("send-immediately"), help: "Both NATS rows write each message at once (natsOptions_SetSendAsap).")
     var sendImmediately = false
+    @Flag(help: "The bridges batch samples waiting together (BridgeConfiguration.batching).") var batch = false
     @Flag(help: "One JSON object per row.") var json = false
 
     func run() throws {
@@ -110,9 +111,9 @@ struct BridgeBenchCommand: ParsableCommand {
         let pingThere = try benchService(node, "y." + p, size), pong = try benchService(node, q, size)
         let streamOut = try benchService(node, s, size), streamIn = try benchService(node, "y." + s, size)
         let x = try Bridge(BridgeConfiguration(url: url, exports: [p, s], imports: [q], name: "bench-x", importPrefix: "x.",
-                                           sendImmediately: sendImmediately))
+                                           sendImmediately: sendImmediately, batching: batch))
         let y = try Bridge(BridgeConfiguration(url: url, exports: [q], imports: [p, s], name: "bench-y", importPrefix: "y.",
-                                           sendImmediately: sendImmediately))
+                                           sendImmediately: sendImmediately, batching: batch))
         let runners = [x, y].map { bridge in
             let done = Done()
             BlockingPool.shared.submit {
