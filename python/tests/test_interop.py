@@ -103,6 +103,30 @@ def test_python_and_c_exchange_frames_both_ways(c_frames, name):
             c_sub.kill()
 
 
+def test_c_and_swift_exchange_frames_both_ways(c_frames, peer, name):
+    # The C example (cc + pkg-config against libswiftshm) against the Swift peer, no Python in between.
+    count, size = 40, 65536
+    swift_sub = subprocess.Popen([peer, "frames-sub", name, str(count), str(size)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert swift_sub.stdout.readline().strip() == "subscribed"
+        c_pub = subprocess.run([c_frames, "pub", name, str(count), str(size)], capture_output=True, text=True, timeout=60)
+        assert c_pub.returncode == 0, c_pub.stderr
+        out, err = swift_sub.communicate(timeout=60)
+        assert f"received {count}, {count} intact, 0 lost" in out, err
+    finally:
+        swift_sub.kill()
+    back = name + ".back"
+    c_sub = subprocess.Popen([c_frames, "sub", back, str(count), str(size)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        swift_pub = subprocess.run([peer, "frames-pub", back, str(count), str(size)], capture_output=True, text=True, timeout=60)
+        assert swift_pub.returncode == 0, swift_pub.stderr
+        out, err = c_sub.communicate(timeout=60)
+        assert f"received {count}, {count} intact, 0 lost" in out, err
+    finally:
+        c_sub.kill()
+
+
 def test_log_written_in_swift_is_tailed_in_python_while_written(peer, tmp_path):
     directory = str(tmp_path / "log")
     count = 500
