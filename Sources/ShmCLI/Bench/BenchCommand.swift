@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Measure; every figure is printed beside baselines from the same run.",
         discussion: "Run release builds: `swift run -c release shm bench …`.",
         subcommands: [LatencyBenchCommand.self, ThroughputBenchCommand.self, MmapBenchCommand.self, PubSubBenchCommand.self,
-                      RequestResponseBenchCommand.self, LogBenchCommand.self, BridgeBenchCommand.self]
+                      RequestResponseBenchCommand.self, LogBenchCommand.self, BridgeBenchCommand.self, InstructionBenchCommand.self]
     )
 }
 

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Shm
+import ShmLog
+
+/// `shm bench instructions`: one in-process hot path run N times, for
+/// counting instructions under callgrind (`.ci/instructions`, the CI's
+/// regression guard): the count of a run of 2N minus that of N, over N, is
+/// the cost of one operation with set-up and start-up cancelled out.
+struct InstructionBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "instructions",
+        abstract: "Run one hot path N times in this process (for callgrind instruction counts; see .ci/instructions).",
+        discussion: """
+            Operations: pubsub (loan 64 B, write, send, receive, read, release), request-response (an 8-byte \
+            request and its response), ring (send and receive a UInt64 through an SPSC ring), log-append \
+            (append a 40-byte record, no sync). 1,000 warm-up iterations come first.
+            """)
+
+    enum Operation: String, ExpressibleByArgument, CaseIterable {
+        case pubsub, requestResponse = "request-response", ring, logAppend = "log-append"
+    }
+
+    @Option(help: "The operation: pubsub, request-response, ring, log-append.") var operation: Operation
+    @Option(help: "Iterations after the warm-up.") var iterations = 10_000
+
+    func run() throws {
+        let name = "bench.instr.\(getpid())"
+        var checksum: UInt64 = 0
+        switch operation {
+        case .pubsub:
+            let node = try Node(name: "bench-instructions")
+            let service = try node.publishSubscribe(name, slicesOf: UInt8.self, maxLength: 64,
+                                                    config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
+            let publisher = try service.publisher(), subscriber = try service.subscriber()
+            for i in 0..<(1000 + iterations) {
+                let loan = try publisher.loanUninitialized(count: 64)
+                UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt64(i), as: UInt64.self)
+                _ = try loan.assumeInitialized().send()
+                guard let sample = try subscriber.tryReceive() else { throw CommandFailure("sample \(i) missing") }
+                checksum &+= sample.bytes.load(as: UInt64.self)
+            }
+        case .requestResponse:
+            let node = try Node(name: "bench-instructions")
+            let service = try node.requestResponse(name, request: UInt64.self, response: UInt64.self)
+            let client = try service.client(), server = try service.server()
+            for i in 0..<(1000 + iterations) {
+                let pending = try client.send(UInt64(i))
+                guard let request = try server.tryReceive() else { throw CommandFailure("request \(i) missing") }
+                try request.respond(request.request &+ 1)
+                checksum &+= try pending.response(timeout: .seconds(1))
+            }
+        case .ring:
+            let ring = try MessageRing.create(name, capacity: 1 << 16)
+            let producer = try ring.ring.producer(), consumer = try ring.ring.consumer()
+            for i in 0..<(1000 + iterations) {
+                guard try producer.trySend(value: UInt64(i)), let value = try consumer.tryReceive(UInt64.self) else {
+                    throw CommandFailure("message \(i) missing")
+                }
+                checksum &+= value
+            }
+        case .logAppend:
+            let directory = "/dev/shm/shm-bench-instructions.\(getpid())"
+            let log = try Log.create(directory: directory, config: LogConfig(segmentSize: 64 << 20))
+            defer { removeDirectoryOfFiles(directory) }
+            let appender = try log.appender()
+            var record = [UInt8](repeating: 0x5a, count: 40)
+            for i in 0..<(1000 + iterations) {
+                record.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(i), as: UInt64.self) }
+                checksum &+= try record.withUnsafeBytes { try appender.append($0) }.sequence
+            }
+        }
+        StandardStreams.printLine("\(operation.rawValue): \(iterations) iterations (checksum \(checksum))")
+    }
+}
