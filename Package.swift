@@ -93,14 +93,14 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmServicesTests",
-            dependencies: ["Shm", "ShmTestSupport", "ShmPeer"],
+            dependencies: ["Shm", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(name: "ShmReplayTests", dependencies: ["ShmReplay", "Shm", "ShmLog", "ShmTestSupport", "ShmPeer", "ShmCLI"],
                     swiftSettings: strict),
         .testTarget(
             name: "ShmLogTests",
-            dependencies: ["ShmLog", "Shm", "ShmTestSupport", "ShmPeer"],
+            dependencies: ["ShmLog", "Shm", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -35,7 +35,14 @@ final class PublisherPort: @unchecked Sendable {
         var knownVersion: UInt64 = .max
         /// Subscribers whose block we could not claim yet.
         var pendingClaims = 0
-        var sendsSinceSweep = 0
+        /// Sends that met a full queue since the last sweep for dead
+        /// subscribers. A dead subscriber's queue fills and stays full; a
+        /// live one that keeps up never does — so a healthy steady state
+        /// never sweeps (a sweep copies the port table into an array and
+        /// tests leases: allocations and syscalls on the hot path).
+        var congestedSends = 0
+        /// The send in progress met a full queue.
+        var congested = false
         /// Entries in `freeChunks`.
         var freeCount = 0
         /// Entries in `links`.
@@ -205,12 +212,15 @@ final class PublisherPort: @unchecked Sendable {
         // hand it back before we have pushed it to the others.
         holders[chunk] += 1
         defer { release(chunk) }
+        state.pointee.congested = false
         for i in 0..<state.pointee.linkCount {
             if try push(value, chunk: chunk, to: links + i) { reached += 1 }
         }
         if config.historySize > 0 { remember(chunk) }
-        state.pointee.sendsSinceSweep += 1
-        if state.pointee.sendsSinceSweep >= 4096 { sweepDeadSubscribers() }
+        if state.pointee.congested {
+            state.pointee.congestedSends += 1
+            if state.pointee.congestedSends >= 4096 { sweepDeadSubscribers() }
+        }
         // The next loan takes the top of the free stack: fetch its header
         // line for writing now, while nobody waits on us.
         if state.pointee.freeCount > 0 { CPU.prefetchForWrite(pool.chunk(Int(freeChunks[state.pointee.freeCount - 1]))) }
@@ -237,9 +247,11 @@ final class PublisherPort: @unchecked Sendable {
             case .pushed:
                 break
             case .pushedDropping(let dropped):
+                local.pointee.congested = true
                 link.count(lost: 1)
                 unhold(ChunkReference.index(dropped), by: link)
             case .full:
+                local.pointee.congested = true
                 if config.overflow == .discard {
                     link.count(lost: 1)
                     return false
@@ -385,7 +397,7 @@ final class PublisherPort: @unchecked Sendable {
     /// Reclaims the service slots of dead subscribers (which bumps the
     /// service version, so the next update disconnects them).
     func sweepDeadSubscribers() {
-        local.pointee.sendsSinceSweep = 0
+        local.pointee.congestedSends = 0
         let entries = layout.entries(.b)
         let deadSubscribers = connections.keys.filter { id in !entries.contains { $0.portID == id && $0.owner.isAlive } }
         guard !deadSubscribers.isEmpty else { return }

@@ -1,0 +1,50 @@
+import Testing
+import CShmTestSupport
+import ShmTestSupport
+@testable import Shm
+
+/// The steady state of the service hot paths allocates nothing (contract
+/// item 7): counted with an interposed `malloc` on the calling thread.
+@Suite("Steady state allocates nothing")
+struct SteadyStateAllocationTests {
+    @Test func publishSubscribeLoanSendReceiveRelease() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("alloc"), slicesOf: UInt8.self, maxLength: 256,
+                                                config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
+        let publisher = try service.publisher(), subscriber = try service.subscriber()
+        func round(_ i: Int) throws {
+            let loan = try publisher.loanUninitialized(count: 1 + i % 256)
+            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt8(truncatingIfNeeded: i), as: UInt8.self)
+            _ = try loan.assumeInitialized().send()
+            guard let sample = try subscriber.tryReceive() else { throw TestFailure("sample \(i) missing") }
+            if sample.bytes.count != 1 + i % 256 { throw TestFailure("sample \(i): \(sample.bytes.count) bytes") }
+        }
+        for i in 0..<1_000 { try round(i) }
+        let before = cshm_test_thread_allocations()
+        for i in 0..<20_000 { try round(i) }
+        let allocations = cshm_test_thread_allocations() - before
+        #expect(allocations == 0, "publish/subscribe allocated \(allocations) times in 20,000 rounds")
+    }
+
+    @Test func requestResponseRoundTrip() throws {
+        let node = try Node(name: "unit")
+        let service = try node.requestResponse(TestSupport.uniqueName("allocrr"), request: UInt64.self, response: UInt64.self)
+        let client = try service.client(), server = try service.server()
+        func round(_ i: Int) throws {
+            let pending = try client.send(UInt64(i))
+            guard let request = try server.tryReceive() else { throw TestFailure("request \(i) missing") }
+            try request.respond(request.request &+ 1)
+            if try pending.response(timeout: .seconds(1)) != UInt64(i) &+ 1 { throw TestFailure("response \(i)") }
+        }
+        for i in 0..<1_000 { try round(i) }
+        let before = cshm_test_thread_allocations()
+        for i in 0..<20_000 { try round(i) }
+        let allocations = cshm_test_thread_allocations() - before
+        #expect(allocations == 0, "request/response allocated \(allocations) times in 20,000 round trips")
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
