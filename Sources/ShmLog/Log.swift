@@ -176,17 +176,18 @@ public final class Log: @unchecked Sendable {
                     // record-like words must not cost a CRC each.
                     let record = UnsafeRawPointer(segment.base + offset)
                     if segment.fits(offset: offset, length: length),
-                       record.load(fromByteOffset: 12, as: UInt32.self) != 0,
-                       record.load(fromByteOffset: 24, as: UInt64.self) != 0 {
-                        let sequence = record.load(fromByteOffset: 16, as: UInt64.self)
+                       record.load(fromByteOffset: RecordFormat.Offset.appender, as: UInt32.self) != 0,
+                       record.load(fromByteOffset: RecordFormat.Offset.timestamp, as: UInt64.self) != 0 {
+                        let sequence = record.load(fromByteOffset: RecordFormat.Offset.sequence, as: UInt64.self)
                         if after.map({ sequence > $0 }) ?? (sequence > 0),
-                           RecordFormat.checksum(record: record, length: length) == record.load(fromByteOffset: 8, as: UInt32.self) {
+                           RecordFormat.checksum(record: record, length: length)
+                            == record.load(fromByteOffset: RecordFormat.Offset.checksum, as: UInt32.self) {
                             return offset
                         }
                     }
                 case .writing, .skip:
                     if length >= (kind == .writing ? RecordFormat.headerSize : 8), length % 8 == 0, offset + length <= segment.size,
-                       kind == .skip || UnsafeRawPointer(segment.base + offset).load(fromByteOffset: 12, as: UInt32.self) != 0 {
+                       kind == .skip || UnsafeRawPointer(segment.base + offset).load(fromByteOffset: RecordFormat.Offset.appender, as: UInt32.self) != 0 {
                         return offset
                     }
                 case .empty, .end:

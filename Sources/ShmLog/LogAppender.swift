@@ -252,7 +252,7 @@ public final class LogAppender: @unchecked Sendable {
             expected = actual
         }
         let record = hot.pointee.base + Int(position.offset)
-        record.storeBytes(of: appenderID, toByteOffset: 12, as: UInt32.self)
+        record.storeBytes(of: appenderID, toByteOffset: RecordFormat.Offset.appender, as: UInt32.self)
         UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record)).pointee
             .store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
         if let rolledFrom { try closeSegment(at: rolledFrom, mapped: previous) }
@@ -313,9 +313,10 @@ public final class LogAppender: @unchecked Sendable {
     func publish(offset: Int, length: Int, sequence: UInt64, timestamp: UInt64) throws(LogError) -> AppendedRecord {
         let h = hot
         let record = h.pointee.base + offset
-        record.storeBytes(of: sequence, toByteOffset: 16, as: UInt64.self)
-        record.storeBytes(of: timestamp, toByteOffset: 24, as: UInt64.self)
-        record.storeBytes(of: RecordFormat.checksum(record: UnsafeRawPointer(record), length: length), toByteOffset: 8, as: UInt32.self)
+        record.storeBytes(of: sequence, toByteOffset: RecordFormat.Offset.sequence, as: UInt64.self)
+        record.storeBytes(of: timestamp, toByteOffset: RecordFormat.Offset.timestamp, as: UInt64.self)
+        record.storeBytes(of: RecordFormat.checksum(record: UnsafeRawPointer(record), length: length),
+                          toByteOffset: RecordFormat.Offset.checksum, as: UInt32.self)
         let word = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record))
         if h.pointee.parkingTailers.pointee.load(ordering: .relaxed) == 0 {
             // SYNC POINT: release pairs with the tailers' acquire load of the word.

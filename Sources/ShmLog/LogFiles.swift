@@ -10,7 +10,11 @@ import CShm
 ///
 /// ```text
 /// offset  contents
-///    0    magic "SHMLOG01", version, segment size, index granularity, created (wall ns)
+///    0    magic UInt64 "SHMLOG01"
+///    8    version UInt32
+///   16    segment size UInt64
+///   24    index granularity UInt64
+///   32    created UInt64 (wall ns)
 ///  128    claim: (next position, next sequence) as one 16-byte word,
 ///         advanced with a double-width compare-and-swap by appenders
 ///  256    parker: tailers sleep here; appenders wake them after a commit
@@ -22,6 +26,10 @@ final class MetaFile: @unchecked Sendable {
     static let version: UInt32 = 1
     static let size = 4096
     static let claimOffset = 128, parkerOffset = 256, parkingTailersOffset = 384
+    /// The header fields (the table above).
+    enum Offset {
+        static let magic = 0, version = 8, segmentSize = 16, indexGranularity = 24, createdAt = 32
+    }
 
     let file: MappedFile
     let base: UnsafeMutableRawPointer
@@ -40,11 +48,11 @@ final class MetaFile: @unchecked Sendable {
         catch { throw .mapping(error) }
         let base = file.bytes.unsafeBaseAddress
         base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        base.storeBytes(of: magic, as: UInt64.self)
-        base.storeBytes(of: version, toByteOffset: 8, as: UInt32.self)
-        base.storeBytes(of: UInt64(segmentSize), toByteOffset: 16, as: UInt64.self)
-        base.storeBytes(of: UInt64(indexGranularity), toByteOffset: 24, as: UInt64.self)
-        base.storeBytes(of: wallClockNanoseconds(), toByteOffset: 32, as: UInt64.self)
+        base.storeBytes(of: magic, toByteOffset: Offset.magic, as: UInt64.self)
+        base.storeBytes(of: version, toByteOffset: Offset.version, as: UInt32.self)
+        base.storeBytes(of: UInt64(segmentSize), toByteOffset: Offset.segmentSize, as: UInt64.self)
+        base.storeBytes(of: UInt64(indexGranularity), toByteOffset: Offset.indexGranularity, as: UInt64.self)
+        base.storeBytes(of: wallClockNanoseconds(), toByteOffset: Offset.createdAt, as: UInt64.self)
         let start = LogPosition(segment: 0, offset: UInt32(SegmentFile.dataOffset(segmentSize: segmentSize, granularity: indexGranularity)))
         // SYNC POINT: release pairs with the acquire in `loadClaim` (the file is renamed
         // into place only after this; msync orders nothing between processes).
@@ -68,15 +76,15 @@ final class MetaFile: @unchecked Sendable {
         }
         guard file.count >= MetaFile.size else { throw .invalidLayout(path: path, reason: "\(file.count) bytes, expected \(MetaFile.size)") }
         base = file.bytes.unsafeBaseAddress
-        guard base.load(as: UInt64.self) == MetaFile.magic else { throw .invalidLayout(path: path, reason: "not a swift-shm log (magic)") }
-        let version = base.load(fromByteOffset: 8, as: UInt32.self)
+        guard base.load(fromByteOffset: Offset.magic, as: UInt64.self) == MetaFile.magic else { throw .invalidLayout(path: path, reason: "not a swift-shm log (magic)") }
+        let version = base.load(fromByteOffset: Offset.version, as: UInt32.self)
         guard version == MetaFile.version else {
             throw .invalidLayout(path: path, reason: "layout version \(version), this library reads \(MetaFile.version)")
         }
         // Never trust a value from the file: convert only what is in range.
-        segmentSize = Int(exactly: base.load(fromByteOffset: 16, as: UInt64.self)) ?? -1
-        indexGranularity = Int(exactly: base.load(fromByteOffset: 24, as: UInt64.self)) ?? -1
-        createdAt = base.load(fromByteOffset: 32, as: UInt64.self)
+        segmentSize = Int(exactly: base.load(fromByteOffset: Offset.segmentSize, as: UInt64.self)) ?? -1
+        indexGranularity = Int(exactly: base.load(fromByteOffset: Offset.indexGranularity, as: UInt64.self)) ?? -1
+        createdAt = base.load(fromByteOffset: Offset.createdAt, as: UInt64.self)
         guard LogConfig.segmentSizes.contains(segmentSize), segmentSize % 4096 == 0,
               LogConfig.granularities.contains(indexGranularity), indexGranularity & (indexGranularity - 1) == 0 else {
             throw .invalidLayout(path: path, reason: "segment size \(segmentSize) / index granularity \(indexGranularity) out of range")
@@ -113,12 +121,18 @@ final class MetaFile: @unchecked Sendable {
 ///
 /// ```text
 /// offset      contents
-///    0        magic "SHMLOGSG", version, segment number, size, data offset, index entries, created
+///    0        magic UInt64 "SHMLOGSG"
+///    8        version UInt32
+///   16        segment number UInt64
+///   24        segment size UInt64
+///   32        data offset UInt64
+///   40        index entries UInt64
+///   48        created UInt64 (wall ns)
 ///   56        cutTo UInt64: the size recovery found the file cut to (0: never cut)
 ///   64        cutFoundAt UInt64: when recovery found it (wall ns)
 ///  128        sparse index: entry k (32 bytes) = the record whose span covers
-///             byte k × granularity of the data area: offset (written last,
-///             release; 0 = unset), sequence, timestamp
+///             byte k × granularity of the data area: +0 offset (written last,
+///             release; 0 = unset), +8 sequence, +16 timestamp
 ///  dataOffset records, to the end of the file
 /// ```
 final class SegmentFile: @unchecked Sendable {
@@ -127,6 +141,14 @@ final class SegmentFile: @unchecked Sendable {
     static let headerSize = 128
     static let indexEntrySize = 32
     static let cutToOffset = 56, cutFoundAtOffset = 64
+    /// The header fields (the table above).
+    enum Offset {
+        static let magic = 0, version = 8, number = 16, segmentSize = 24, dataOffset = 32, indexEntries = 40, createdAt = 48
+    }
+    /// An index entry's fields.
+    enum IndexOffset {
+        static let offset = 0, sequence = 8, timestamp = 16
+    }
 
     let path: String
     let number: UInt32
@@ -182,13 +204,15 @@ final class SegmentFile: @unchecked Sendable {
         do { file = try MappedFile.create(path: temporary, size: meta.segmentSize, mode: 0o644, exclusive: true) }
         catch { throw .mapping(error) }
         let base = file.bytes.unsafeBaseAddress
-        base.storeBytes(of: magic, as: UInt64.self)
-        base.storeBytes(of: version, toByteOffset: 8, as: UInt32.self)
-        base.storeBytes(of: UInt64(number), toByteOffset: 16, as: UInt64.self)
-        base.storeBytes(of: UInt64(meta.segmentSize), toByteOffset: 24, as: UInt64.self)
-        base.storeBytes(of: UInt64(dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)), toByteOffset: 32, as: UInt64.self)
-        base.storeBytes(of: UInt64(indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)), toByteOffset: 40, as: UInt64.self)
-        base.storeBytes(of: wallClockNanoseconds(), toByteOffset: 48, as: UInt64.self)
+        base.storeBytes(of: magic, toByteOffset: Offset.magic, as: UInt64.self)
+        base.storeBytes(of: version, toByteOffset: Offset.version, as: UInt32.self)
+        base.storeBytes(of: UInt64(number), toByteOffset: Offset.number, as: UInt64.self)
+        base.storeBytes(of: UInt64(meta.segmentSize), toByteOffset: Offset.segmentSize, as: UInt64.self)
+        base.storeBytes(of: UInt64(dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)),
+                        toByteOffset: Offset.dataOffset, as: UInt64.self)
+        base.storeBytes(of: UInt64(indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)),
+                        toByteOffset: Offset.indexEntries, as: UInt64.self)
+        base.storeBytes(of: wallClockNanoseconds(), toByteOffset: Offset.createdAt, as: UInt64.self)
         // The header reaches the disk before the name does: a segment whose
         // name survives power loss is never headerless.
         try? file.mapping.sync(.synchronous, range: 0..<4096)
@@ -230,15 +254,15 @@ final class SegmentFile: @unchecked Sendable {
         base = file.bytes.unsafeBaseAddress
         size = file.count
         granularity = meta.indexGranularity
-        guard size >= SegmentFile.headerSize, base.load(as: UInt64.self) == SegmentFile.magic else {
+        guard size >= SegmentFile.headerSize, base.load(fromByteOffset: Offset.magic, as: UInt64.self) == SegmentFile.magic else {
             throw .invalidLayout(path: path, reason: "not a swift-shm log segment (magic)")
         }
-        let version = base.load(fromByteOffset: 8, as: UInt32.self)
+        let version = base.load(fromByteOffset: Offset.version, as: UInt32.self)
         guard version == SegmentFile.version else { throw .invalidLayout(path: path, reason: "segment layout version \(version)") }
         let expectedData = SegmentFile.dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)
-        guard base.load(fromByteOffset: 16, as: UInt64.self) == UInt64(number),
-              base.load(fromByteOffset: 24, as: UInt64.self) == UInt64(meta.segmentSize),
-              base.load(fromByteOffset: 32, as: UInt64.self) == UInt64(expectedData),
+        guard base.load(fromByteOffset: Offset.number, as: UInt64.self) == UInt64(number),
+              base.load(fromByteOffset: Offset.segmentSize, as: UInt64.self) == UInt64(meta.segmentSize),
+              base.load(fromByteOffset: Offset.dataOffset, as: UInt64.self) == UInt64(expectedData),
               size == meta.segmentSize else {
             throw .invalidLayout(path: path, reason: "header does not match the log (number \(number), size \(meta.segmentSize); file is \(size) bytes)")
         }
@@ -269,7 +293,7 @@ final class SegmentFile: @unchecked Sendable {
         }
     }
 
-    var createdAt: UInt64 { base.load(fromByteOffset: 48, as: UInt64.self) }
+    var createdAt: UInt64 { base.load(fromByteOffset: Offset.createdAt, as: UInt64.self) }
 
     // MARK: Records
 
@@ -286,9 +310,10 @@ final class SegmentFile: @unchecked Sendable {
     /// The committed record at `offset`, checked: its bounds and checksum.
     func record(at offset: Int, length: Int) -> (sequence: UInt64, timestamp: UInt64, payload: UnsafeRawBufferPointer, intact: Bool) {
         let record = UnsafeRawPointer(base + offset)
-        let crc = record.load(fromByteOffset: 8, as: UInt32.self)
+        let crc = record.load(fromByteOffset: RecordFormat.Offset.checksum, as: UInt32.self)
         let intact = RecordFormat.checksum(record: record, length: length) == crc
-        return (record.load(fromByteOffset: 16, as: UInt64.self), record.load(fromByteOffset: 24, as: UInt64.self),
+        return (record.load(fromByteOffset: RecordFormat.Offset.sequence, as: UInt64.self),
+                record.load(fromByteOffset: RecordFormat.Offset.timestamp, as: UInt64.self),
                 UnsafeRawBufferPointer(start: record + RecordFormat.headerSize, count: length), intact)
     }
 
@@ -306,7 +331,8 @@ final class SegmentFile: @unchecked Sendable {
         // SYNC POINT: acquire pairs with the release store of the entry's offset in `setIndexEntry`.
         let offset = Int(clamping: UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.load(ordering: .acquiring))
         guard offset >= dataOffset, offset < size, offset % 8 == 0 else { return nil }
-        return (offset, entry.load(fromByteOffset: 8, as: UInt64.self), entry.load(fromByteOffset: 16, as: UInt64.self))
+        return (offset, entry.load(fromByteOffset: IndexOffset.sequence, as: UInt64.self),
+                entry.load(fromByteOffset: IndexOffset.timestamp, as: UInt64.self))
     }
 
     /// Entry `k`'s offset word as stored, unchecked (0: unset), for audits.
@@ -320,8 +346,8 @@ final class SegmentFile: @unchecked Sendable {
     func setIndexEntry(_ k: Int, offset: Int, sequence: UInt64, timestamp: UInt64) {
         guard k >= 0, k < indexEntries else { return }
         let entry = base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize
-        entry.storeBytes(of: sequence, toByteOffset: 8, as: UInt64.self)
-        entry.storeBytes(of: timestamp, toByteOffset: 16, as: UInt64.self)
+        entry.storeBytes(of: sequence, toByteOffset: IndexOffset.sequence, as: UInt64.self)
+        entry.storeBytes(of: timestamp, toByteOffset: IndexOffset.timestamp, as: UInt64.self)
         // SYNC POINT: release pairs with the acquire load in `indexEntry`.
         UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(entry)).pointee.store(UInt64(offset), ordering: .releasing)
     }

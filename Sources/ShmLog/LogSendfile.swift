@@ -113,15 +113,17 @@ public struct LogWireDecoder: Sendable {
                     let record = UnsafeMutableRawPointer.allocate(byteCount: span, alignment: 8)
                     defer { record.deallocate() }
                     record.copyMemory(from: raw.baseAddress! + consumed, byteCount: span)
-                    let sequence = record.load(fromByteOffset: 16, as: UInt64.self)
-                    guard RecordFormat.checksum(record: record, length: length) == record.load(fromByteOffset: 8, as: UInt32.self) else {
+                    let sequence = record.load(fromByteOffset: RecordFormat.Offset.sequence, as: UInt64.self)
+                    guard RecordFormat.checksum(record: record, length: length)
+                            == record.load(fromByteOffset: RecordFormat.Offset.checksum, as: UInt32.self) else {
                         failure = .corruptRecord(position: LogPosition(segment: 0, offset: 0), sequence: sequence, reason: "checksum mismatch in stream")
                         consumed += span
                         break
                     }
                     let payload = UnsafeRawBufferPointer(start: record + RecordFormat.headerSize, count: length)
                     records.append(LogRecord(sequence: sequence, position: LogPosition(segment: 0, offset: 0),
-                                             timestamp: record.load(fromByteOffset: 24, as: UInt64.self), bytes: Array(payload)))
+                                             timestamp: record.load(fromByteOffset: RecordFormat.Offset.timestamp, as: UInt64.self),
+                                             bytes: Array(payload)))
                 }
                 consumed += span
             }

@@ -182,7 +182,7 @@ public final class LogTailer: @unchecked Sendable {
     /// Whether the appender that claimed the slot at `offset` is proven
     /// gone (its lease, from any pid namespace); asks at most every millisecond.
     private func claimantIsGone(_ segment: SegmentFile, at offset: Int) -> Bool {
-        let appender = (segment.base + offset).load(fromByteOffset: 12, as: UInt32.self)
+        let appender = (segment.base + offset).load(fromByteOffset: RecordFormat.Offset.appender, as: UInt32.self)
         guard appender != 0 else { return false }
         let now = monotonicNanoseconds()
         if let (at, checked) = lastLivenessCheck, at == position, now &- checked < 1_000_000 { return false }

@@ -17,7 +17,11 @@ import CShm
 /// ```
 /// Records start 8-byte aligned and take `align8(32 + n)` bytes.
 public enum RecordFormat {
-    public static let headerSize = 32
+    /// The fields' offsets from the start of a record (the table above).
+    public enum Offset {
+        public static let word = 0, checksum = 8, appender = 12, sequence = 16, timestamp = 24, payload = 32
+    }
+    public static let headerSize = Offset.payload
     static let kindShift: UInt64 = 60
     static let lengthMask: UInt64 = 0xFFFF_FFFF
 
@@ -54,7 +58,7 @@ public enum RecordFormat {
     static func checksum(record: UnsafeRawPointer, length: Int) -> UInt32 {
         var seed = UInt32(truncatingIfNeeded: length).littleEndian
         let start = withUnsafeBytes(of: &seed) { cshm_crc32c(0, $0.baseAddress, 4) }
-        return cshm_crc32c(start, record + 16, 16 + length)
+        return cshm_crc32c(start, record + Offset.sequence, headerSize - Offset.sequence + length)
     }
 
     /// CRC32C of `bytes` (exposed for tests and tools).

@@ -165,6 +165,11 @@ do {
     case ("ps-leak", 2):
         try serviceLeakAndHang(args[1])
 
+    case ("lease", 1):
+        // Takes this process's lease (at start-up, as every participant does), says its token, waits.
+        print("lease \(ProcessLease.hex(ProcessLease.token))")
+        while true { sleep(60) }
+
     case ("ps-one-process", 5):
         try servicePublishAndSubscribeInOneProcess(args[1], publishers: int(args[2]), subscribers: int(args[3]), rounds: int(args[4]))
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import CShm
 
 /// Proof of life that works across pid namespaces and pid reuse.
 ///
@@ -15,8 +16,14 @@ import Synchronization
 /// /dev/shm/swiftshm.live.<token>      token: 8 hex digits, random, 1 ..< 2^29
 /// ```
 ///
-/// created with `O_EXCL` and locked with `flock(LOCK_EX)` for the life of
-/// the process, through a descriptor that is closed on `exec`. The kernel
+/// locked with `flock(LOCK_EX)` for the life of the process, through a
+/// descriptor that is closed on `exec`. It is created and locked under a
+/// hidden temporary name and only then renamed into place
+/// (`renameat2(RENAME_NOREPLACE)`), so a lease file that exists unlocked
+/// always means a dead holder: a tester or `removeStale` racing with a
+/// process that is still starting can never take it for dead (they did,
+/// in the window between `open` and `flock`, and reclaimed a live
+/// process's queue claims and ports). The kernel
 /// drops the lock when the process dies, however it dies, and any process
 /// that can open the file can test it (`flock(LOCK_SH | LOCK_NB)`) from any
 /// pid namespace. The token travels with every record of the process
@@ -57,11 +64,15 @@ public enum ProcessLease {
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
+    /// Hidden names of leases being made (locked, not yet renamed into place).
+    static let creatingPrefix = ".swiftshm.live-creating."
+
     private static func acquire() -> Held {
         for _ in 0..<8 {
             let token = UInt32.random(in: 1..<ProcessLease.tokenLimit)
             let path = path(token: token)
-            let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let temporary = directory + "/" + creatingPrefix + hex(token) + "." + String(getpid(), radix: 16)
+            let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if fd < 0 {
                 if Errno.current == .exists { continue }
                 return Held(token: 0, path: "")
@@ -70,7 +81,17 @@ public enum ProcessLease {
             _ = fchmod(fd, 0o644)
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 closeOwnedDescriptor(fd)
-                unlink(path)
+                unlink(temporary)
+                return Held(token: 0, path: "")
+            }
+            // Locked first, visible second: the lease file never exists unlocked while we live.
+            guard cshm_rename_noreplace(temporary, path) == 0 else {
+                let error = Errno.current
+                closeOwnedDescriptor(fd)
+                unlink(temporary)
+                // Another process has this token, or a cleanup removed our temporary file
+                // before we locked it (it looked like a dead maker's): try again.
+                if error == .exists || error == .notFound { continue }
                 return Held(token: 0, path: "")
             }
             // The descriptor stays open (and the lock held) until the process ends.
@@ -115,7 +136,15 @@ public enum ProcessLease {
     @discardableResult
     public static func removeStale() -> [String] {
         var removed: [String] = []
-        for name in SegmentDirectory.entries() where name.hasPrefix(prefix) {
+        for name in SegmentDirectory.entries() where name.hasPrefix(prefix) || name.hasPrefix(creatingPrefix) {
+            if name.hasPrefix(creatingPrefix) {
+                // A process killed while making its lease: unlocked means dead (a live maker holds the lock).
+                let fd = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                if flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(directory + "/" + name) == 0 { removed.append(name) }
+                closeOwnedDescriptor(fd)
+                continue
+            }
             guard let token = UInt32(name.dropFirst(prefix.count), radix: 16), token != 0, token != current.token else { continue }
             // Take the lock ourselves while unlinking, so a racing tester
             // sees either the file or nothing; a holder cannot come back.

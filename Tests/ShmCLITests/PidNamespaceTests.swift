@@ -5,6 +5,7 @@ import Testing
 import ShmTestSupport
 import Shm
 import ShmSystem
+import Synchronization
 
 /// Liveness across pid namespaces and pid reuse, with real namespaces
 /// (`unshare -p -f --mount-proc`, as root). Processes in different pid
@@ -96,5 +97,43 @@ struct PidNamespaceTests {
             _ = ServiceDirectory.cleanup()
             #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name)") })
         }
+    }
+}
+
+/// A process that is starting up is never taken for dead: its lease file
+/// exists only once it is locked (made under a hidden name, then renamed).
+/// Before, a cleanup or a liveness test in the window between `open` and
+/// `flock` saw an unlocked lease — "dead" — and reclaimed the live process's
+/// queue claims and ports (a release CI run lost requests that way).
+@Suite("Leases of starting processes")
+struct StartingLeaseTests {
+    @Test func aLeaseIsNeverSeenUnlockedWhileItsProcessLives() throws {
+        let stop = Atomic<Bool>(false)
+        var seenDead = 0
+        let hammers = (0..<2).map { _ in
+            TestThread {
+                while !stop.load(ordering: .relaxed) {
+                    // What cleanups and liveness checks do, as fast as possible.
+                    _ = ProcessLease.removeStale()
+                }
+            }
+        }
+        var peers: [ChildProcess] = []
+        defer {
+            stop.store(true, ordering: .relaxed)
+            for hammer in hammers { hammer.join() }
+            for peer in peers { peer.kill(); _ = try? peer.wait(timeout: .seconds(5)) }
+        }
+        for _ in 0..<8 {
+            let batch = try (0..<6).map { _ in try TestSupport.spawnPeer(["lease"]) }
+            peers += batch
+            for peer in batch {
+                let line = try #require(try peer.readLine(timeout: .seconds(20)))
+                let token = try #require(UInt32(line.dropFirst("lease ".count), radix: 16))
+                #expect(token != 0, "the peer made no lease")
+                if ProcessLease.state(token: token) != .held { seenDead += 1 }
+            }
+        }
+        #expect(seenDead == 0, "live peers whose lease was not held: \(seenDead)")
     }
 }
