@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
+import ShmTestSupport
 import Shm
 @testable import ShmBridge
 
@@ -87,5 +91,36 @@ struct WireFormatTests {
             #expect(hostile.withUnsafeBytes { WireFormat.batchEntries($0, count: 3) } == nil)
         }
         #expect(WireFormat.batchEntries(UnsafeRawBufferPointer(start: nil, count: 0), count: 0) == nil)
+    }
+}
+
+/// `shm bridge --config FILE`: the file's settings are used (and flags add
+/// to them); a file that is not a configuration is refused by name.
+@Suite("Bridge configuration files", .serialized)
+struct BridgeConfigFileTests {
+    @Test func aConfigurationFileIsReadAndABadOneIsRefused() throws {
+        guard let server = try NatsServerProcess.start() else { return }
+        let path = TestSupport.temporaryPath("bridge") + ".json"
+        defer { unlink(path) }
+        let text = """
+            {"url": "\(server.url)", "name": "from-file", "export": ["camera.*"], "import": ["model.results"],
+             "importPrefix": "site-b.", "batching": true}
+            """
+        _ = text.withCString { text in
+            let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+            defer { close(fd) }
+            return write(fd, text, strlen(text))
+        }
+        let bridge = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--config", path, "--export", "extra"]))
+        #expect(bridge.process.outputText.contains("exporting [\"camera.*\", \"extra\"], importing [\"model.results\"]"),
+                "\(bridge.process.outputText)")
+        _ = try bridge.stop()
+        _ = "not json".withCString { text in
+            let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+            defer { close(fd) }
+            return write(fd, text, strlen(text))
+        }
+        let refused = try TestSupport.runCLI(["bridge", "--config", path])
+        #expect(refused.status != .exited(0) && refused.error.contains("is not a bridge configuration"), "\(refused.error)")
     }
 }
