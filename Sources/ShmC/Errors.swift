@@ -66,7 +66,7 @@ func status(of error: LogError) -> Int32 {
     case .invalidConfiguration, .recordTooLarge: SHM_E_INVALID_ARGUMENT
     case .timedOut: SHM_E_TIMED_OUT
     case .segmentShrunk: SHM_E_TRUNCATED
-    case .replicaOutOfOrder: SHM_E_STATE
+    case .replicaOutOfOrder, .appendersBusy: SHM_E_STATE
     case .mapping(let error): status(of: error)
     default: SHM_E_SYSTEM
     }

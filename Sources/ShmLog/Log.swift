@@ -74,6 +74,16 @@ public final class Log: @unchecked Sendable {
         try LogAppender(log: self, durability: durability)
     }
 
+    /// The log's only appender: claims take no compare-and-swap (two plain
+    /// stores of the claim word instead), so appends cost fewer locked
+    /// instructions. Holds `appenders.lock` exclusively for its life; other
+    /// appenders (in any process) get `.appendersBusy` until it closes.
+    ///
+    /// - Throws: `.appendersBusy` if other appenders are open.
+    public func exclusiveAppender(durability: Durability = .none) throws(LogError) -> LogAppender {
+        try LogAppender(log: self, durability: durability, exclusive: true)
+    }
+
     /// A tailer reading from `start`.
     public func tailer(from start: TailStart = .start, onDeletedSegment: DeletedSegmentPolicy = .moveToOldest,
                        waitStrategy: WaitStrategy = .default) throws(LogError) -> LogTailer {

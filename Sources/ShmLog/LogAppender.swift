@@ -54,6 +54,11 @@ public final class LogAppender: @unchecked Sendable {
         let parker: Parker
         /// Pages up to here were made present and writable.
         var prefaulted = 0
+        /// The only appender of the log (`appenders.lock` held exclusively):
+        /// claims need no compare-and-swap.
+        let exclusive: Bool
+        /// The claim word as this exclusive appender last stored it.
+        var cachedClaim = WordPair(first: 0, second: 0)
     }
     let hot: UnsafeMutablePointer<Hot>
     /// Bytes written and not yet synced: segment and offset range.
@@ -61,7 +66,7 @@ public final class LogAppender: @unchecked Sendable {
     var unsynced = 0
     var lastSync = monotonicNanoseconds()
 
-    init(log: Log, durability: Durability) throws(LogError) {
+    init(log: Log, durability: Durability, exclusive: Bool = false) throws(LogError) {
         if case .everyRecords(let n) = durability, n < 1 { throw .invalidConfiguration("sync every \(n) records") }
         self.log = log
         self.durability = durability
@@ -69,24 +74,37 @@ public final class LogAppender: @unchecked Sendable {
         hot = .allocate(capacity: 1)
         hot.initialize(to: Hot(base: UnsafeMutableRawPointer(bitPattern: 8)!, logDataOffset: log.dataOffset,
                                granularity: log.meta.indexGranularity, segmentSize: log.meta.segmentSize, claim: log.meta.claim,
-                               parkingTailers: log.meta.parkingTailers, parker: log.meta.parker))
+                               parkingTailers: log.meta.parkingTailers, parker: log.meta.parker, exclusive: exclusive))
         let serial = try LogAppender.lockFile(log.directory + "/log.lock")
         defer { closeOwnedDescriptor(serial) }
         try LogAppender.flockBounded(serial, LOCK_EX, path: log.directory + "/log.lock")
         appendersLock = try LogAppender.lockFile(log.directory + "/appenders.lock")
-        do {
+        // `recovery` is assigned last: if a check throws, the object is not
+        // fully initialized, so `deinit` (which closes the lock) does not run
+        // and the catch closes it once.
+        var recovered: RecoveryReport?
+        do throws(LogError) {
             if flock(appendersLock, LOCK_EX | LOCK_NB) == 0 {
                 // No appender is alive: nobody is writing; repair what the last ones left.
-                recovery = try log.recover()
-            } else {
-                recovery = nil
+                recovered = try log.recover()
+            } else if exclusive {
+                throw .appendersBusy(directory: log.directory, exclusiveWanted: true)
             }
-            // Shared from now on (a conversion: safe while we hold log.lock).
-            try LogAppender.flockBounded(appendersLock, LOCK_SH, path: log.directory + "/appenders.lock")
+            if exclusive {
+                // Kept exclusive for the appender's life: no other appender can open.
+                // SYNC POINT: acquire pairs with the last appenders' CAS of the claim word (and recovery's store).
+                hot.pointee.cachedClaim = log.meta.claim.pointee.load(ordering: .acquiring)
+            } else if flock(appendersLock, LOCK_SH | LOCK_NB) != 0 {
+                // Shared from now on (a conversion: safe while we hold log.lock); refused
+                // only if an exclusive appender is alive.
+                throw .appendersBusy(directory: log.directory, exclusiveWanted: false)
+            }
         } catch {
             closeOwnedDescriptor(appendersLock)
+            hot.deallocate()
             throw error
         }
+        recovery = recovered
         _ = flock(serial, LOCK_UN)
     }
 
@@ -166,6 +184,7 @@ public final class LogAppender: @unchecked Sendable {
             let desired = WordPair(first: UInt(next.packed), second: UInt(sequence))
             // SYNC POINT: acquiring-and-releasing CAS pairs with the other appenders' CAS in `claimSpace`.
             if claimWord.pointee.compareExchange(expected: current, desired: desired, ordering: .acquiringAndReleasing).exchanged {
+                if hot.pointee.exclusive { hot.pointee.cachedClaim = desired }
                 try closeSegment(at: start, mapped: nil)
             }
         }
@@ -209,12 +228,14 @@ public final class LogAppender: @unchecked Sendable {
             throw .recordTooLarge(bytes: length, maximum: segmentSize - dataOffset - RecordFormat.headerSize)
         }
         let claimWord = hot.pointee.claim
+        let exclusive = hot.pointee.exclusive
         // A 16-byte atomic load is a locked CMPXCHG16B. Starting from a guess
         // (our last CAS's value) instead was tried: appends got no faster in
         // the median, and a tailer in another process saw records ~6 µs
-        // later (measured twice); so the claim word is loaded.
+        // later (measured twice); so the claim word is loaded — except by an
+        // exclusive appender, whose own last store is the value.
         // SYNC POINT: acquire pairs with other appenders' CAS below.
-        var expected = claimWord.pointee.load(ordering: .acquiring)
+        var expected = exclusive ? hot.pointee.cachedClaim : claimWord.pointee.load(ordering: .acquiring)
         var position: LogPosition
         var rolledFrom: LogPosition?
         var previous: SegmentFile?
@@ -242,10 +263,22 @@ public final class LogAppender: @unchecked Sendable {
                 if let current = segment, current.number == at.segment { previous = current }
                 _ = try segment(position.segment)
                 // SYNC POINT: acquire pairs with other appenders' CAS below.
-                expected = claimWord.pointee.load(ordering: .acquiring)
+                if !exclusive { expected = claimWord.pointee.load(ordering: .acquiring) }
                 continue
             }
             let desired = WordPair(first: UInt(next.packed), second: expected.second &+ 1)
+            if exclusive {
+                // No other appender: two plain 8-byte stores instead of a CAS.
+                // Tailers read only the position half (`loadClaimPosition`);
+                // a reader of the whole pair may see the new sequence with the
+                // old position for an instant (only informational readers do).
+                let halves = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(claimWord))
+                halves[1].store(UInt64(desired.second), ordering: .relaxed)
+                // SYNC POINT: release pairs with the tailers' acquire load of the position (`loadClaimPosition`).
+                halves[0].store(UInt64(desired.first), ordering: .releasing)
+                hot.pointee.cachedClaim = desired
+                break
+            }
             // SYNC POINT: acquiring-and-releasing CAS pairs with the other appenders' CAS and loads of the claim word.
             let (done, actual) = claimWord.pointee.compareExchange(expected: expected, desired: desired, ordering: .acquiringAndReleasing)
             if done { break }

@@ -36,6 +36,9 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A replicated record's sequence number is behind the replica's next
     /// one (it is there already), or another appender took the number.
     case replicaOutOfOrder(directory: String, next: UInt64, offered: UInt64)
+    /// An exclusive appender was asked for while other appenders are open,
+    /// or an appender while an exclusive one is.
+    case appendersBusy(directory: String, exclusiveWanted: Bool)
 
     public var description: String {
         switch self {
@@ -54,6 +57,10 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .mapping(let error): return "\(error)"
         case .segmentShrunk(let path, let expected, let actual):
             return "log segment '\(path)' is \(actual) bytes, not \(expected): it was cut short and what was past byte \(actual) is lost"
+        case .appendersBusy(let directory, let exclusiveWanted):
+            return exclusiveWanted
+                ? "log '\(directory)' has other appenders open: an exclusive appender must be the only one"
+                : "log '\(directory)' has an exclusive appender: no other appender can open until it closes"
         case .replicaOutOfOrder(let directory, let next, let offered):
             return "replica log '\(directory)': record \(offered) offered, the next one here is \(next)"
         }

@@ -21,9 +21,12 @@ func parseLogPayload(_ text: String) -> (tag: String, index: Int)? {
 /// Appends `count` records (0: until killed) tagged `tag`; prints
 /// "ack INDEX SEQUENCE" after each append returns.
 func logAppend(_ directory: String, tag: String, count: Int, durability: String) throws {
-    guard let policy = Durability(parsing: durability) else { fail("bad durability \(durability)") }
+    // "<durability>+exclusive": the log's only appender (no CAS per claim).
+    let exclusive = durability.hasSuffix("+exclusive")
+    let policyText = exclusive ? String(durability.dropLast("+exclusive".count)) : durability
+    guard let policy = Durability(parsing: policyText) else { fail("bad durability \(durability)") }
     let log = try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: 64 << 10, indexGranularity: 512))
-    let appender = try log.appender(durability: policy)
+    let appender = exclusive ? try log.exclusiveAppender(durability: policy) : try log.appender(durability: policy)
     print("ready")
     var index = 0
     while count == 0 || index < count {

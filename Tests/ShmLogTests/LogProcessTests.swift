@@ -172,3 +172,62 @@ struct LogProcessTests {
         #expect(log.meta.parker.sleeperCount == 0)
     }
 }
+
+/// The exclusive appender (no CAS per claim): alone, killed at random points
+/// again and again; each time a shared appender recovers the log, which
+/// verifies and keeps every acknowledged record; a tailer in another process
+/// reads what it writes; and it refuses company by name.
+@Suite("Exclusive appender")
+struct ExclusiveAppenderTests {
+    @Test func anExclusiveAppenderKilledAtRandomPointsLosesNothingAcknowledged() throws {
+        let scratch = ScratchLog("xkill")
+        let log = try scratch.create()
+        var acknowledged = -1
+        for round in 0..<5 {
+            let tag = "x\(round)"
+            let peer = try TestSupport.spawnPeer(["log-append", scratch.directory, tag, "0", "none+exclusive"])
+            #expect(try peer.readLine(timeout: .seconds(20)) == "ready")
+            usleep(UInt32.random(in: 2_000...30_000))
+            peer.kill()
+            _ = try peer.wait(timeout: .seconds(10))
+            acknowledged = lastAck(peer.outputText) ?? -1
+            let appender = try log.appender() // shared: recovery runs here
+            #expect(appender.recovery != nil)
+            let verification = log.verify()
+            #expect(verification.isIntact, "round \(round): \(verification.problems)")
+            var last = -1
+            for record in try readAll(log) {
+                guard let (recordTag, index) = parsePeerPayload(record.text), recordTag == tag else { continue }
+                #expect(index == last + 1, "\(tag): \(index) after \(last)")
+                last = index
+            }
+            #expect(last >= acknowledged, "\(tag): acknowledged \(acknowledged), log has \(last)")
+            try appender.append("check \(round)")
+        }
+        #expect(log.verify().isIntact)
+    }
+
+    @Test func anExclusiveAppenderIsTailedByAnotherProcessAndRefusesCompany() throws {
+        let scratch = ScratchLog("xtail")
+        let log = try scratch.create()
+        let tailer = try TestSupport.spawnPeer(["log-tail", scratch.directory, "3000"])
+        #expect(try tailer.readLine(timeout: .seconds(20)) == "ready")
+        do {
+            let exclusive = try log.exclusiveAppender()
+            #expect { _ = try log.appender() } throws: { error in
+                guard case LogError.appendersBusy(_, false) = error else { return false }
+                return true
+            }
+            for i in 0..<3000 { try exclusive.append("solo:\(i):" + String(repeating: "x", count: i % 37)) }
+        }
+        #expect(try tailer.wait(timeout: .seconds(30)) == .exited(0), "\(tailer.errorText)")
+        #expect(tailer.outputText.contains("tailed 3000 solo=2999"), "\(tailer.outputText)")
+        let shared = try log.appender()
+        #expect { _ = try log.exclusiveAppender() } throws: { error in
+            guard case LogError.appendersBusy(_, true) = error else { return false }
+            return true
+        }
+        try shared.append("after")
+        #expect(log.verify().isIntact)
+    }
+}

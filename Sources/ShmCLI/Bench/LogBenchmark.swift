@@ -60,6 +60,7 @@ struct LogBenchCommand: ParsableCommand {
         let childCPU = try options.pinParent()
         let policies: [(String, Durability, Bool)] = [
             ("log append, no msync", .none, false),
+            (Self.exclusiveCell, .none, false),
             ("log append, msync every 100", .everyRecords(100), false),
             ("log append, msync every 10 ms", .interval(.milliseconds(10)), false),
             ("log append, msync every append", .everyAppend, true),
@@ -145,12 +146,16 @@ struct LogBenchCommand: ParsableCommand {
         return bytes
     }
 
+    static let exclusiveCell = "log append, exclusive appender"
+
     /// Per-append latency, then the rate of an untimed burst; returns this round's p50.
     func measureAppend(_ durability: Durability, count: Int, into cell: inout Cell) throws -> UInt64 {
         let directory = scratch("append")
         defer { removeDirectoryOfFiles(directory) }
         let log = try reporting { try Log.create(directory: directory, config: LogConfig(segmentSize: 256 << 20)) }
-        let appender = try reporting { try log.appender(durability: durability) }
+        let appender = try reporting {
+            cell.name == Self.exclusiveCell ? try log.exclusiveAppender(durability: durability) : try log.appender(durability: durability)
+        }
         let payload = record(0)
         var round = latencyHistogram()
         try payload.withUnsafeBytes { bytes in
