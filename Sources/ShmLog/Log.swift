@@ -70,8 +70,8 @@ public final class Log: @unchecked Sendable {
 
     /// An appender (see `LogAppender`). The first one after all appenders
     /// have gone runs recovery.
-    public func appender(durability: Durability = .none) throws(LogError) -> LogAppender {
-        try LogAppender(log: self, durability: durability)
+    public func appender(durability: Durability = .none, timestamps: LogTimestamps = .precise) throws(LogError) -> LogAppender {
+        try LogAppender(log: self, durability: durability, timestamps: timestamps)
     }
 
     /// The log's only appender: claims take no compare-and-swap (two plain
@@ -80,8 +80,8 @@ public final class Log: @unchecked Sendable {
     /// appenders (in any process) get `.appendersBusy` until it closes.
     ///
     /// - Throws: `.appendersBusy` if other appenders are open.
-    public func exclusiveAppender(durability: Durability = .none) throws(LogError) -> LogAppender {
-        try LogAppender(log: self, durability: durability, exclusive: true)
+    public func exclusiveAppender(durability: Durability = .none, timestamps: LogTimestamps = .precise) throws(LogError) -> LogAppender {
+        try LogAppender(log: self, durability: durability, exclusive: true, timestamps: timestamps)
     }
 
     /// A tailer reading from `start`.

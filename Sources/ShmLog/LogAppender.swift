@@ -59,6 +59,11 @@ public final class LogAppender: @unchecked Sendable {
         let exclusive: Bool
         /// The claim word as this exclusive appender last stored it.
         var cachedClaim = WordPair(first: 0, second: 0)
+        /// Stamp records from the coarse clock (`LogTimestamps.coarse`).
+        let coarseClock: Bool
+
+        @inline(__always)
+        func timestamp() -> UInt64 { coarseClock ? coarseWallClockNanoseconds() : wallClockNanoseconds() }
     }
     let hot: UnsafeMutablePointer<Hot>
     /// Bytes written and not yet synced: segment and offset range.
@@ -66,15 +71,20 @@ public final class LogAppender: @unchecked Sendable {
     var unsynced = 0
     var lastSync = monotonicNanoseconds()
 
-    init(log: Log, durability: Durability, exclusive: Bool = false) throws(LogError) {
+    /// How this appender stamps its records.
+    public let timestamps: LogTimestamps
+
+    init(log: Log, durability: Durability, exclusive: Bool = false, timestamps: LogTimestamps = .precise) throws(LogError) {
         if case .everyRecords(let n) = durability, n < 1 { throw .invalidConfiguration("sync every \(n) records") }
         self.log = log
         self.durability = durability
+        self.timestamps = timestamps
         appenderID = ProcessIdentity.current.compact
         hot = .allocate(capacity: 1)
         hot.initialize(to: Hot(base: UnsafeMutableRawPointer(bitPattern: 8)!, logDataOffset: log.dataOffset,
                                granularity: log.meta.indexGranularity, segmentSize: log.meta.segmentSize, claim: log.meta.claim,
-                               parkingTailers: log.meta.parkingTailers, parker: log.meta.parker, exclusive: exclusive))
+                               parkingTailers: log.meta.parkingTailers, parker: log.meta.parker, exclusive: exclusive,
+                               coarseClock: timestamps == .coarse))
         let serial = try LogAppender.lockFile(log.directory + "/log.lock")
         defer { closeOwnedDescriptor(serial) }
         try LogAppender.flockBounded(serial, LOCK_EX, path: log.directory + "/log.lock")
@@ -141,7 +151,7 @@ public final class LogAppender: @unchecked Sendable {
         if let source = bytes.baseAddress {
             (hot.pointee.base + offset + RecordFormat.headerSize).copyMemory(from: source, byteCount: bytes.count)
         }
-        return try publish(offset: offset, length: bytes.count, sequence: sequence, timestamp: wallClockNanoseconds())
+        return try publish(offset: offset, length: bytes.count, sequence: sequence, timestamp: hot.pointee.timestamp())
     }
 
     /// Appends a copy of `bytes` as one record.
@@ -212,7 +222,7 @@ public final class LogAppender: @unchecked Sendable {
     public func claim(length: Int) throws(LogError) -> LogClaim {
         let (offset, sequence) = try claimSpace(length: length)
         return LogClaim(appender: self, segment: segment!, offset: offset, length: length, sequence: sequence,
-                        timestamp: wallClockNanoseconds())
+                        timestamp: hot.pointee.timestamp())
     }
 
     /// Claims `length` bytes and a sequence number with one 16-byte CAS;

@@ -31,6 +31,19 @@ public struct LogConfig: Hashable, Sendable {
 /// policy; durability is about power loss and kernel crashes. A killed
 /// *process* loses nothing it committed under any policy: the pages are in
 /// the page cache, which belongs to the kernel.
+/// How an appender stamps its records (wall-clock nanoseconds since 1970).
+public enum LogTimestamps: Hashable, Sendable {
+    /// `clock_gettime(CLOCK_REALTIME)`: nanosecond resolution, ~20 ns a read.
+    case precise
+    /// `clock_gettime(CLOCK_REALTIME_COARSE)`: the kernel's last tick — a
+    /// few ns a read, resolution `coarseWallClockResolution` (1–4 ms on
+    /// common kernels), and it may lag further after idle periods (a
+    /// tickless kernel updates it when a CPU takes a tick). Records of one
+    /// tick share a timestamp; seeking by time (`TailStart.time`) is then as
+    /// fine as that.
+    case coarse
+}
+
 public enum Durability: Hashable, Sendable, CustomStringConvertible {
     /// Page cache only; the kernel writes back when it likes (typically
     /// within 30 s). Fastest.

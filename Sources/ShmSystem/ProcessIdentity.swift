@@ -166,6 +166,21 @@ public func wallClockNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// Wall-clock time from the kernel's last tick (`clock_gettime(CLOCK_REALTIME_COARSE)`):
+/// a few nanoseconds to read, `coarseWallClockResolution` fine.
+public func coarseWallClockNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// The resolution of `coarseWallClockNanoseconds` (`clock_getres`), nanoseconds.
+public let coarseWallClockResolution: UInt64 = {
+    var ts = timespec()
+    clock_getres(CLOCK_REALTIME_COARSE, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}()
+
 /// Monotonic time in nanoseconds (`clock_gettime(CLOCK_MONOTONIC)`), for timeouts.
 @inlinable
 public func monotonicNanoseconds() -> UInt64 {

@@ -1,5 +1,6 @@
 import Testing
 import ShmTestSupport
+import ShmSystem
 @testable import ShmLog
 
 /// `appendReplicated`: the replica side of log replication.
@@ -46,5 +47,33 @@ struct LogReplicaTests {
         let all = try readAll(replica)
         #expect(all.map(\.sequence) == [1_000_000, 1_000_001] && all.map(\.timestamp) == [42, 43])
         #expect(replica.verify().isIntact)
+    }
+}
+
+@Suite("Coarse timestamps")
+struct CoarseTimestampTests {
+    /// Coarse stamps: never ahead of the precise clock, behind it by about a
+    /// tick (more after idle periods: a tickless kernel updates the coarse
+    /// clock only when a CPU takes a tick — bounded here by 100 ms), and
+    /// non-decreasing in one appender.
+    @Test func coarseStampsLagThePreciseClockByAboutATick() throws {
+        let scratch = ScratchLog("coarse")
+        let log = try scratch.create()
+        let appender = try log.exclusiveAppender(timestamps: .coarse)
+        #expect(appender.timestamps == .coarse)
+        #expect(coarseWallClockResolution > 0 && coarseWallClockResolution <= 10_000_000, "tick \(coarseWallClockResolution) ns")
+        var previous: UInt64 = 0, maximumLag: UInt64 = 0
+        for i in 0..<2000 {
+            let before = wallClockNanoseconds()
+            let record = try appender.append("c\(i)")
+            let after = wallClockNanoseconds()
+            #expect(record.timestamp >= previous)
+            #expect(record.timestamp <= after, "stamp \(record.timestamp) ahead of the precise clock \(after)")
+            maximumLag = max(maximumLag, before > record.timestamp ? before - record.timestamp : 0)
+            previous = record.timestamp
+        }
+        print("coarse clock: tick \(coarseWallClockResolution) ns, largest lag behind the precise clock \(maximumLag) ns")
+        #expect(maximumLag <= 100_000_000)
+        #expect(try readAll(log).map(\.timestamp).allSatisfy { $0 > 0 })
     }
 }

@@ -61,6 +61,7 @@ struct LogBenchCommand: ParsableCommand {
         let policies: [(String, Durability, Bool)] = [
             ("log append, no msync", .none, false),
             (Self.exclusiveCell, .none, false),
+            (Self.exclusiveCoarseCell, .none, false),
             ("log append, msync every 100", .everyRecords(100), false),
             ("log append, msync every 10 ms", .interval(.milliseconds(10)), false),
             ("log append, msync every append", .everyAppend, true),
@@ -147,6 +148,7 @@ struct LogBenchCommand: ParsableCommand {
     }
 
     static let exclusiveCell = "log append, exclusive appender"
+    static let exclusiveCoarseCell = "log append, exclusive, coarse clock"
 
     /// Per-append latency, then the rate of an untimed burst; returns this round's p50.
     func measureAppend(_ durability: Durability, count: Int, into cell: inout Cell) throws -> UInt64 {
@@ -154,7 +156,11 @@ struct LogBenchCommand: ParsableCommand {
         defer { removeDirectoryOfFiles(directory) }
         let log = try reporting { try Log.create(directory: directory, config: LogConfig(segmentSize: 256 << 20)) }
         let appender = try reporting {
-            cell.name == Self.exclusiveCell ? try log.exclusiveAppender(durability: durability) : try log.appender(durability: durability)
+            switch cell.name {
+            case Self.exclusiveCell: try log.exclusiveAppender(durability: durability)
+            case Self.exclusiveCoarseCell: try log.exclusiveAppender(durability: durability, timestamps: .coarse)
+            default: try log.appender(durability: durability)
+            }
         }
         let payload = record(0)
         var round = latencyHistogram()
