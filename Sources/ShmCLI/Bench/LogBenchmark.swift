@@ -125,12 +125,17 @@ struct LogBenchCommand: ParsableCommand {
                                       + "\(`repeat`) rounds; each operation timed alone (timer cost \(timer) ns, included).\n")
             StandardStreams.printLine(table.render())
             let none = rows[1], tailRow = rows.last!, floorRow = rows[0]
-            let writeRatio = none.ratioToWrite ?? 0
             let bound = 2 * (floorRow.p50Ns + none.p50Ns)
+            // The fastest append mode (shared, exclusive, exclusive + coarse clock), for #12's rate targets.
+            let modes = rows[1...3]
+            let best = modes.max { ($0.perSecond ?? 0) < ($1.perSecond ?? 0) }!
+            let bestRate = best.perSecond ?? 0, bestRatio = best.ratioToWrite ?? 0
             StandardStreams.printLine("""
 
-                Targets (40-byte records without msync):
-                  \(writeRatio >= 10 ? "met   " : "MISSED") median append vs write() without fsync: \(formatRatio(writeRatio)) faster (target ≥ 10x)
+                Targets (40-byte records without msync; shared appender unless named):
+                  \(none.p50Ns <= 110 ? "met   " : "MISSED") p50 append: \(formatNanoseconds(Double(none.p50Ns))) with the timer (target ≤ 110 ns)
+                  \(bestRate >= 15e6 ? "met   " : "MISSED") untimed appends/s: \(formatRate(bestRate)) (\(best.mechanism); target ≥ 15 M)
+                  \(bestRatio >= 8 ? "met   " : "MISSED") append vs write() without fsync: \(formatRatio(bestRatio)) faster (\(best.mechanism); target ≥ 8x)
                   \(none.p99Ns < 780 ? "met   " : "MISSED") p99 append: \(formatNanoseconds(Double(none.p99Ns))) (Chronicle Queue's published p99: 0.78 µs, other hardware)
                   \(tailRow.p50Ns <= bound ? "met   " : "MISSED") tailer end-to-end median: \(formatNanoseconds(Double(tailRow.p50Ns))) (target ≤ 2 × (floor \(floorRow.p50Ns) ns + append \(none.p50Ns) ns) = \(bound) ns)
                 """)
