@@ -68,7 +68,7 @@ public enum ProcessLease {
     static let creatingPrefix = ".swiftshm.live-creating."
 
     private static func acquire() -> Held {
-        for _ in 0..<8 {
+        for _ in 0..<32 {
             let token = UInt32.random(in: 1..<ProcessLease.tokenLimit)
             let path = path(token: token)
             let temporary = directory + "/" + creatingPrefix + hex(token) + "." + String(getpid(), radix: 16)
@@ -80,9 +80,11 @@ public enum ProcessLease {
             // Readable by everyone whatever the umask: others test the lock.
             _ = fchmod(fd, 0o644)
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                // Someone else holds it: a cleanup testing what looked like a dead
+                // maker's file (it removes only old ones, but be robust). Another token.
                 closeOwnedDescriptor(fd)
                 unlink(temporary)
-                return Held(token: 0, path: "")
+                continue
             }
             // Locked first, visible second: the lease file never exists unlocked while we live.
             guard cshm_rename_noreplace(temporary, path) == 0 else {
@@ -138,7 +140,11 @@ public enum ProcessLease {
         var removed: [String] = []
         for name in SegmentDirectory.entries() where name.hasPrefix(prefix) || name.hasPrefix(creatingPrefix) {
             if name.hasPrefix(creatingPrefix) {
-                // A process killed while making its lease: unlocked means dead (a live maker holds the lock).
+                // A process killed while making its lease: unlocked and older than a
+                // few seconds (a live maker locks it within microseconds of creating it).
+                var status = stat()
+                guard stat(directory + "/" + name, &status) == 0,
+                      time(nil) - status.st_mtim.tv_sec >= 10 else { continue }
                 let fd = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { continue }
                 if flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(directory + "/" + name) == 0 { removed.append(name) }
