@@ -179,13 +179,7 @@ extension Node {
     /// Opens an existing event service whatever its configuration (for the
     /// NATS bridge and tools).
     package func openAnyEvent(_ service: String) throws(ServiceError) -> EventService {
-        let info = try ServiceDirectory.inspect(service)
-        guard info.pattern == .event else {
-            throw .incompatible(service: service, differences: ["pattern: requested events, service has \(info.pattern)"])
-        }
-        let name = try ServiceName(service)
-        let segment = try ServiceDirectory.openReadOnly(name)
-        let existing = try ServiceLayout(opening: segment.data, name: name).config
+        let (name, existing) = try ServiceLayout.existingConfig(of: service, pattern: .event, requested: "events")
         return try EventService(node: self, name: name,
                                 // The layout stores the number of ids (maxEventID + 1).
                                 config: EventConfig(maxNotifiers: existing.maxA, maxListeners: existing.maxB,

@@ -118,13 +118,7 @@ extension Node {
     /// Opens an existing publish/subscribe service whatever its payload type,
     /// seeing every sample as raw bytes (for tools: `shm sub`, `shm hz`).
     public func openAnyPublishSubscribe(_ service: String) throws(ServiceError) -> PublishSubscribeService<UInt8> {
-        let info = try ServiceDirectory.inspect(service)
-        guard info.pattern == .publishSubscribe else {
-            throw .incompatible(service: service, differences: ["pattern: requested publish/subscribe, service has \(info.pattern)"])
-        }
-        let name = try ServiceName(service)
-        let segment = try ServiceDirectory.openReadOnly(name)
-        let existing = try ServiceLayout(opening: segment.data, name: name).config
+        let (name, existing) = try ServiceLayout.existingConfig(of: service, pattern: .publishSubscribe, requested: "publish/subscribe")
         let config = PublishSubscribeConfig(
             maxPublishers: existing.maxA, maxSubscribers: existing.maxB, subscriberBufferSize: existing.bufferSize,
             historySize: existing.history, maxLoans: existing.maxLoans, maxBorrowed: existing.maxBorrowed,

@@ -267,13 +267,8 @@ extension Node {
     /// Opens an existing request/response service whatever its types, as
     /// sizes (for the NATS bridge and tools).
     package func openAnyRequestResponse(_ service: String) throws(ServiceError) -> RawRequestResponseService {
-        let info = try ServiceDirectory.inspect(service)
-        guard info.pattern == .requestResponse else {
-            throw .incompatible(service: service, differences: ["pattern: requested request/response, service has \(info.pattern)"])
-        }
-        let name = try ServiceName(service)
-        let segment = try ServiceDirectory.openReadOnly(name)
-        let existing = try ServiceLayout(opening: segment.data, name: name).config
+        let (name, existing) = try ServiceLayout.existingConfig(of: service, pattern: .requestResponse,
+                                                                requested: "request/response")
         return try RawRequestResponseService(
             node: self, name: name, request: existing.payload, responseSize: existing.responseSize,
             config: RequestResponseConfig(maxClients: existing.maxA, maxServers: existing.maxB, queueDepth: existing.bufferSize),

@@ -338,3 +338,19 @@ package struct ServiceLayout: @unchecked Sendable {
     /// Live attachments (open service handles).
     var liveAttachments: Int { entries(.attachments).filter { $0.owner.isAlive }.count }
 }
+
+extension ServiceLayout {
+    /// The stored configuration of the existing service `service`, which
+    /// must be of `pattern` (`openAny…`: tools and the NATS bridge open a
+    /// service whatever its types by reading what it was created with).
+    package static func existingConfig(of service: String, pattern: MessagingPattern,
+                                       requested: String) throws(ServiceError) -> (ServiceName, Config) {
+        let info = try ServiceDirectory.inspect(service)
+        guard info.pattern == pattern else {
+            throw .incompatible(service: service, differences: ["pattern: requested \(requested), service has \(info.pattern)"])
+        }
+        let name = try ServiceName(service)
+        let segment = try ServiceDirectory.openReadOnly(name)
+        return (name, try ServiceLayout(opening: segment.data, name: name).config)
+    }
+}
