@@ -24,6 +24,7 @@ final class BridgeShared: @unchecked Sendable {
 
     deinit { stopWord.deallocate() }
 
+    // SYNC POINT: acquire pairs with the release store in `stop()`.
     var isStopping: Bool { stopWord.pointee.load(ordering: .acquiring) != 0 }
 
     func stop() {

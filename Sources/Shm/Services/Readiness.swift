@@ -107,6 +107,7 @@ public final class Readiness: @unchecked Sendable {
             }
             let watches = shared.watches.withLock { $0 }
             if sleep(on: watches, state: shared.state, until: slice) {
+                // SYNC POINT: acquire-release CAS pairs with `rearm()`'s CAS and `deinit`'s release store.
                 if shared.state.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
                     shared.descriptor.signal()
                 }
