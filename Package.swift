@@ -36,6 +36,9 @@ let package = Package(
     targets: [
         // What Swift cannot call: variadic syscalls, cmsg macros, _GNU_SOURCE things.
         .target(name: "CShm"),
+        // C the tools need and the library does not: benchmark baselines
+        // (POSIX message queues, pipe2) and libFuzzer's driver.
+        .target(name: "CShmTools"),
         // Typed, throwing wrappers over the OS: mappings, segments, futexes, processes.
         .target(name: "ShmSystem", dependencies: ["CShm"], swiftSettings: strict),
         // Data structures laid out in raw shared memory: rings, queues, futex primitives.
@@ -43,7 +46,7 @@ let package = Package(
         // Public API; re-exports the layers below it.
         .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
         // Persistent append-only memory-mapped log: segments, index, tailers, recovery, retention.
-        .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives", "CShm"], swiftSettings: strict),
+        .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
         // Recording a service into a log, and replay-then-live subscribers.
         .target(name: "ShmReplay", dependencies: ["Shm", "ShmLog", "ShmSystem"], swiftSettings: strict),
         // The C ABI's public header, as a module ShmC can import.
@@ -57,6 +60,7 @@ let package = Package(
                 "Shm",
                 "ShmLog",
                 "ShmReplay",
+                "CShmTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ] + (hasNATS ? ["ShmBridge"] : []),
@@ -67,7 +71,7 @@ let package = Package(
                           swiftSettings: strict),
         // Fuzz targets for every decoder of untrusted bytes: a corpus replayer in
         // normal builds, a libFuzzer binary when built by Fuzz/run (see there).
-        .executableTarget(name: "shm-fuzz", dependencies: ["Shm", "ShmLog", "ShmPrimitives", "ShmSystem", "ShmReplay"], swiftSettings: strict),
+        .executableTarget(name: "shm-fuzz", dependencies: ["Shm", "ShmLog", "ShmPrimitives", "ShmSystem", "ShmReplay", "CShmTools"], swiftSettings: strict),
         // Runnable examples the README points to (`swift run example-pubsub`, …).
         .executableTarget(name: "example-pubsub", dependencies: ["Shm"], path: "Examples/PublishSubscribe", swiftSettings: strict),
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
@@ -83,12 +87,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmSystemTests",
-            dependencies: ["ShmSystem", "ShmTestSupport", "ShmPeer"],
+            dependencies: ["ShmSystem", "CShm", "ShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "ShmPrimitivesTests",
-            dependencies: ["Shm", "ShmPrimitives", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
+            dependencies: ["Shm", "ShmSystem", "ShmPrimitives", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -100,12 +104,12 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(
             name: "ShmLogTests",
-            dependencies: ["ShmLog", "Shm", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
+            dependencies: ["ShmLog", "Shm", "ShmSystem", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "ShmCLITests",
-            dependencies: ["Shm", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
+            dependencies: ["Shm", "ShmSystem", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
                            "example-pubsub", "example-request-response", "example-events", "example-camera"],
             swiftSettings: strict
         ),
@@ -119,7 +123,7 @@ if hasNATS {
         .systemLibrary(name: "CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         // Services and logs to and from NATS: the bridge behind `shm bridge`.
         .target(name: "ShmBridge", dependencies: ["Shm", "ShmLog", "ShmSystem", "CNats"], swiftSettings: strict),
-        .testTarget(name: "ShmBridgeTests", dependencies: ["ShmBridge", "Shm", "ShmTestSupport", "ShmPeer", "ShmCLI"],
+        .testTarget(name: "ShmBridgeTests", dependencies: ["ShmBridge", "Shm", "ShmLog", "ShmTestSupport", "ShmPeer", "ShmCLI"],
                     swiftSettings: strict),
     ]
 }

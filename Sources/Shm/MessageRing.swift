@@ -1,13 +1,10 @@
 import ShmSystem
 import ShmPrimitives
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Creates a named segment of `kind` whose data area is laid out by `layout`
 /// before anyone can open it.
 func createStructureSegment(
-    _ name: String, dataSize: Int, kind: SegmentKind, mode: mode_t,
+    _ name: String, dataSize: Int, kind: SegmentKind, mode: FileMode,
     lifetime: SharedMemorySegment.Lifetime, layout: @escaping (MappedBytes) throws -> Void
 ) throws -> SharedMemorySegment {
     try SharedMemorySegment.create(SegmentName(name), size: dataSize, mode: mode, kind: kind, lifetime: lifetime,
@@ -37,7 +34,7 @@ public final class MessageRing: Sendable {
     /// Creates the segment `name` with a ring of `capacity` data bytes (a
     /// power of two).
     public static func create(
-        _ name: String, capacity: Int, maxMessageSize: Int? = nil, mode: mode_t = 0o600,
+        _ name: String, capacity: Int, maxMessageSize: Int? = nil, mode: FileMode = 0o600,
         lifetime: SharedMemorySegment.Lifetime = .removedWithCreator
     ) throws -> MessageRing {
         let segment = try createStructureSegment(name, dataSize: SPSCRing.requiredSize(capacity: capacity), kind: kind,
@@ -80,7 +77,7 @@ public final class MessageQueue: Sendable {
     /// Creates the segment `name` with `capacity` slots (a power of two) of
     /// `slotSize` bytes.
     public static func create(
-        _ name: String, capacity: Int, slotSize: Int, mode: mode_t = 0o600,
+        _ name: String, capacity: Int, slotSize: Int, mode: FileMode = 0o600,
         lifetime: SharedMemorySegment.Lifetime = .removedWithCreator
     ) throws -> MessageQueue {
         let segment = try createStructureSegment(name, dataSize: MPMCQueue.requiredSize(capacity: capacity, slotSize: slotSize),
@@ -108,7 +105,7 @@ public final class SharedMutex: Sendable {
     public let segment: any Segment
     public let mutex: RobustMutex
 
-    public static func create(_ name: String, mode: mode_t = 0o600,
+    public static func create(_ name: String, mode: FileMode = 0o600,
                               lifetime: SharedMemorySegment.Lifetime = .removedWithCreator) throws -> SharedMutex {
         let segment = try createStructureSegment(name, dataSize: RobustMutex.size, kind: kind, mode: mode, lifetime: lifetime) { data in
             _ = try RobustMutex.initialize(data)
@@ -132,7 +129,7 @@ public final class SharedSemaphore: Sendable {
     public let segment: any Segment
     public let semaphore: FutexSemaphore
 
-    public static func create(_ name: String, initialValue: UInt32 = 0, mode: mode_t = 0o600,
+    public static func create(_ name: String, initialValue: UInt32 = 0, mode: FileMode = 0o600,
                               lifetime: SharedMemorySegment.Lifetime = .removedWithCreator) throws -> SharedSemaphore {
         let segment = try createStructureSegment(name, dataSize: FutexSemaphore.size, kind: kind, mode: mode, lifetime: lifetime) { data in
             _ = try FutexSemaphore.initialize(data, initialValue: initialValue)
@@ -156,7 +153,7 @@ public final class SharedEvent: Sendable {
     public let segment: any Segment
     public let event: FutexEvent
 
-    public static func create(_ name: String, mode: mode_t = 0o600,
+    public static func create(_ name: String, mode: FileMode = 0o600,
                               lifetime: SharedMemorySegment.Lifetime = .removedWithCreator) throws -> SharedEvent {
         let segment = try createStructureSegment(name, dataSize: FutexEvent.size, kind: kind, mode: mode, lifetime: lifetime) { data in
             _ = try FutexEvent.initialize(data)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Shm
 import ShmSystem
 import Synchronization
@@ -87,7 +84,7 @@ final class StatisticsPublisher {
     init(bridge name: String, origin: UInt64) throws(BridgeError) {
         do {
             segment = try SharedMemorySegment.create(
-                SegmentName(StatisticsSegment.segmentName(bridge: name, pid: getpid())),
+                SegmentName(StatisticsSegment.segmentName(bridge: name, pid: ProcessIdentity.current.pid)),
                 size: StatisticsSegment.size(capacity: StatisticsSegment.capacity), kind: StatisticsSegment.kind,
                 lifetime: .removedWithCreator) { data in
                     let base = data.unsafeBaseAddress

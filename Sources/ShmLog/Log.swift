@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import ShmSystem
 import ShmPrimitives
@@ -40,9 +37,7 @@ public final class Log: @unchecked Sendable {
     /// `.alreadyExists` if it holds one.
     public static func create(directory: String, config: LogConfig = LogConfig()) throws(LogError) -> Log {
         try config.validate()
-        if mkdir(directory, 0o755) != 0, Errno.current != .exists {
-            throw .system(operation: "mkdir", path: directory, Errno.current)
-        }
+        do { try FileSystem.makeDirectory(directory) } catch { throw .system(operation: "mkdir", path: directory, error) }
         let meta: MetaFile
         do {
             meta = try MetaFile.create(path: directory + "/log.meta", segmentSize: config.segmentSize,
@@ -94,14 +89,7 @@ public final class Log: @unchecked Sendable {
 
     /// Segment numbers present, ascending.
     public func segmentNumbers() -> [UInt32] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var numbers: [UInt32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let n = SegmentFile.number(fromName: name) { numbers.append(n) }
-        }
-        return numbers.sorted()
+        FileSystem.entries(in: directory).compactMap(SegmentFile.number(fromName:)).sorted()
     }
 
     func segmentPath(_ number: UInt32) -> String { directory + "/" + SegmentFile.name(number) }

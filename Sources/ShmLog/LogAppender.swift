@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import ShmSystem
 import ShmPrimitives
@@ -36,7 +33,7 @@ public final class LogAppender: @unchecked Sendable {
     /// appenders were alive, the log needed none).
     public let recovery: RecoveryReport?
 
-    let appendersLock: Int32
+    let appendersLock: FileLock
     /// This process as the record header names it (`ProcessIdentity.compact`).
     let appenderID: UInt32
     var segment: SegmentFile?
@@ -86,15 +83,15 @@ public final class LogAppender: @unchecked Sendable {
                                parkingTailers: log.meta.parkingTailers, parker: log.meta.parker, exclusive: exclusive,
                                coarseClock: timestamps == .coarse))
         let serial = try LogAppender.lockFile(log.directory + "/log.lock")
-        defer { closeOwnedDescriptor(serial) }
-        try LogAppender.flockBounded(serial, LOCK_EX, path: log.directory + "/log.lock")
+        try LogAppender.lockBounded(serial, .exclusive)
         appendersLock = try LogAppender.lockFile(log.directory + "/appenders.lock")
         // `recovery` is assigned last: if a check throws, the object is not
-        // fully initialized, so `deinit` (which closes the lock) does not run
-        // and the catch closes it once.
+        // fully initialized, so `deinit` (which deallocates `hot`) does not
+        // run and the catch deallocates it once; the locks close with their
+        // `FileLock`s.
         var recovered: RecoveryReport?
         do throws(LogError) {
-            if flock(appendersLock, LOCK_EX | LOCK_NB) == 0 {
+            if try LogAppender.tryLock(appendersLock, .exclusive) {
                 // No appender is alive: nobody is writing; repair what the last ones left.
                 recovered = try log.recover()
             } else if exclusive {
@@ -104,42 +101,37 @@ public final class LogAppender: @unchecked Sendable {
                 // Kept exclusive for the appender's life: no other appender can open.
                 // SYNC POINT: acquire pairs with the last appenders' CAS of the claim word (and recovery's store).
                 hot.pointee.cachedClaim = log.meta.claim.pointee.load(ordering: .acquiring)
-            } else if flock(appendersLock, LOCK_SH | LOCK_NB) != 0 {
+            } else if !(try LogAppender.tryLock(appendersLock, .shared)) {
                 // Shared from now on (a conversion: safe while we hold log.lock); refused
                 // only if an exclusive appender is alive.
                 throw .appendersBusy(directory: log.directory, exclusiveWanted: false)
             }
         } catch {
-            closeOwnedDescriptor(appendersLock)
             hot.deallocate()
             throw error
         }
         recovery = recovered
-        _ = flock(serial, LOCK_UN)
+        serial.unlock()
     }
 
     deinit {
         try? flush()
-        closeOwnedDescriptor(appendersLock) // releases the flock
         hot.deallocate()
     }
 
-    static func lockFile(_ path: String) throws(LogError) -> Int32 {
-        switch valueOrErrno({ open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }) {
-        case .success(let fd): return fd
-        case .failure(let e): throw .system(operation: "open", path: path, e)
-        }
+    static func lockFile(_ path: String) throws(LogError) -> FileLock {
+        do { return try FileLock(path: path) } catch { throw .system(operation: "open", path: path, error) }
     }
 
-    /// `flock` with a 10 s bound (a lock holder is opening or recovering).
-    static func flockBounded(_ fd: Int32, _ operation: Int32, path: String) throws(LogError) {
-        let end = monotonicNanoseconds() + 10_000_000_000
-        while flock(fd, operation | LOCK_NB) != 0 {
-            let e = Errno.current
-            guard e == .tryAgain || e == .interrupted else { throw .system(operation: "flock", path: path, e) }
-            if monotonicNanoseconds() > end { throw .timedOut(.seconds(10)) }
-            usleep(1000)
-        }
+    static func tryLock(_ lock: FileLock, _ mode: FileLock.Mode) throws(LogError) -> Bool {
+        do { return try lock.tryLock(mode) } catch { throw .system(operation: "flock", path: lock.path, error) }
+    }
+
+    /// Takes `lock` within 10 s (its holder is opening or recovering the log).
+    static func lockBounded(_ lock: FileLock, _ mode: FileLock.Mode) throws(LogError) {
+        let acquired: Bool
+        do { acquired = try lock.lock(mode, timeout: .seconds(10)) } catch { throw .system(operation: "flock", path: lock.path, error) }
+        if !acquired { throw .timedOut(.seconds(10)) }
     }
 
     // MARK: Appending
@@ -397,7 +389,8 @@ public final class LogAppender: @unchecked Sendable {
         guard let segment, h.pointee.prefaulted < segment.size else { return }
         let length = min(LogAppender.prefaultStep, segment.size - h.pointee.prefaulted)
         let start = h.pointee.prefaulted & ~4095
-        _ = madvise(segment.base + start, length, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */)
+        // MADV_POPULATE_WRITE (Linux 5.14); an older kernel refuses it and appends fault as they go.
+        try? segment.file.mapping.advise(.populateWrite, range: start..<(start + length))
         h.pointee.prefaulted = start + length
     }
 

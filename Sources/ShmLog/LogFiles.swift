@@ -1,10 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import ShmSystem
 import ShmPrimitives
-import CShm
 
 /// `log.meta`: the log's configuration and the state appenders share.
 ///
@@ -42,9 +38,10 @@ final class MetaFile: @unchecked Sendable {
 
     static func create(path: String, segmentSize: Int, indexGranularity: Int) throws(LogError) -> MetaFile {
         // pid-lease: unique across pid namespaces (a bare pid is not).
-        let temporary = path + ".creating.\(getpid())-\(ProcessLease.hex(ProcessIdentity.current.lease)).\(UInt32.random(in: 0...UInt32.max))"
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        let staged = StagedFile(path: path, temporaryPath: StagedFile.temporaryName(in: directory, prefix: creatingPrefix, suffix: ".meta"))
         let file: MappedFile
-        do { file = try MappedFile.create(path: temporary, size: size, mode: 0o644, exclusive: false) }
+        do { file = try MappedFile.create(path: staged.temporaryPath, size: size, mode: 0o644, exclusive: false) }
         catch { throw .mapping(error) }
         let base = file.bytes.unsafeBaseAddress
         base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
@@ -60,10 +57,9 @@ final class MetaFile: @unchecked Sendable {
             .pointee.store(WordPair(first: UInt(start.packed), second: 1), ordering: .releasing)
         do { try file.sync() } catch { throw .mapping(error) }
         // Appear complete or not at all.
-        if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(temporary, path) }) {
-            unlink(temporary)
-            if e == .exists { throw .alreadyExists(directory: path) }
-            throw .system(operation: "rename", path: path, e)
+        do { try staged.publish() } catch {
+            if error == .exists { throw .alreadyExists(directory: path) }
+            throw .system(operation: "rename", path: path, error)
         }
         return try MetaFile(path: path)
     }
@@ -198,10 +194,10 @@ final class SegmentFile: @unchecked Sendable {
 
     private static func createOrOpenOnce(directory: String, number: UInt32, meta: MetaFile, syncDirectory: Bool) throws(LogError) -> SegmentFile {
         let path = directory + "/" + name(number)
-        if access(path, F_OK) == 0 { return try SegmentFile(path: path, number: number, meta: meta, writable: true) }
-        let temporary = directory + "/.creating.\(getpid())-\(ProcessLease.hex(ProcessIdentity.current.lease)).\(UInt32.random(in: 0...UInt32.max)).seg"
+        if FileSystem.exists(path) { return try SegmentFile(path: path, number: number, meta: meta, writable: true) }
+        let staged = StagedFile(path: path, temporaryPath: StagedFile.temporaryName(in: directory, prefix: creatingPrefix, suffix: ".seg"))
         let file: MappedFile
-        do { file = try MappedFile.create(path: temporary, size: meta.segmentSize, mode: 0o644, exclusive: true) }
+        do { file = try MappedFile.create(path: staged.temporaryPath, size: meta.segmentSize, mode: 0o644, exclusive: true) }
         catch { throw .mapping(error) }
         let base = file.bytes.unsafeBaseAddress
         base.storeBytes(of: magic, toByteOffset: Offset.magic, as: UInt64.self)
@@ -216,11 +212,11 @@ final class SegmentFile: @unchecked Sendable {
         // The header reaches the disk before the name does: a segment whose
         // name survives power loss is never headerless.
         try? file.mapping.sync(.synchronous, range: 0..<4096)
-        if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(temporary, path) }) {
-            unlink(temporary)
-            guard e == .exists else { throw .system(operation: "rename", path: path, e) }
-        } else if syncDirectory {
-            fsyncDirectory(directory)
+        do {
+            try staged.publish()
+            if syncDirectory { FileSystem.syncDirectory(directory) }
+        } catch {
+            guard error == .exists else { throw .system(operation: "rename", path: path, error) }
         }
         return try SegmentFile(path: path, number: number, meta: meta, writable: true)
     }
@@ -384,21 +380,10 @@ final class SegmentFile: @unchecked Sendable {
 }
 
 func fileSize(_ path: String) throws(LogError) -> Int {
-    var info = stat()
-    if case .failure(let e) = valueOrErrno({ stat(path, &info) }) { throw .system(operation: "stat", path: path, e) }
-    return Int(info.st_size)
+    do { return try FileSystem.size(of: path) } catch { throw .system(operation: "stat", path: path, error) }
 }
 
-/// Bytes the file occupies on disk (`st_blocks` × 512), 0 if it is gone.
-func allocatedBytes(_ path: String) -> Int {
-    var info = stat()
-    return stat(path, &info) == 0 ? Int(info.st_blocks) * 512 : 0
-}
-
-/// `fsync` of a directory, so a created or renamed entry survives power loss.
-func fsyncDirectory(_ path: String) {
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    _ = fsync(fd)
-    close(fd)
-}
+/// Hidden names of metadata and segment files being made (`StagedFile`):
+/// `.creating.<pid>-<lease>.<random>.meta|.seg`; recovery removes those
+/// whose creator died.
+let creatingPrefix = ".creating."

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmSystem
 
 /// A summary of a log (`Log.stat()`).
@@ -83,7 +80,7 @@ extension Log {
         var stats = LogStats(segments: numbers.count, bytes: 0, records: 0, nextPosition: nextPosition.position,
                              segmentSize: meta.segmentSize)
         for number in numbers {
-            stats.bytes += allocatedBytes(segmentPath(number))
+            stats.bytes += FileSystem.allocatedBytes(of: segmentPath(number))
         }
         var audit = StructureAudit(log: self, numbers: numbers)
         walk(unreadable: { audit.unreadable($0, $1) }) { segment, step in
@@ -166,7 +163,7 @@ extension Log {
                 tooOld = now &- next.createdAt > maxAge.nanoseconds
             }
             guard tooBig || tooOld else { break }
-            if unlink(segmentPath(number)) != 0 { throw .system(operation: "unlink", path: segmentPath(number), Errno.current) }
+            do { try FileSystem.remove(segmentPath(number)) } catch { throw .system(operation: "unlink", path: segmentPath(number), error) }
             total -= meta.segmentSize
             deleted.append(number)
         }

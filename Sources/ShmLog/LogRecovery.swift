@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmSystem
 
 /// What recovery found and did (`LogAppender.recovery`).
@@ -45,7 +42,7 @@ extension Log {
                 if segment.repairedCut { report.cutSegments.append(number) }
             } catch .invalidLayout(_, _) where number == numbers.last && number > numbers[0] {
                 // The newest segment's header did not reach the disk: it holds nothing.
-                unlink(segmentPath(number))
+                FileSystem.removeIfPresent(segmentPath(number))
                 continue
             }
             let result = scan(segment, report: &report, bound: claimBound(in: segment))
@@ -59,7 +56,7 @@ extension Log {
         var tail = scanned.last!
         if let i = withRecord { tail = scanned[i] }
         let empties = scanned.prefix(withRecord ?? scanned.count - 1) // later segments, newest first
-        for empty in empties.dropLast() { unlink(empty.segment.path) }
+        for empty in empties.dropLast() { FileSystem.removeIfPresent(empty.segment.path) }
         if !tail.endMarker {
             clear(tail.segment, from: tail.end, report: &report)
         }
@@ -174,12 +171,9 @@ extension Log {
     /// a process creating the log (`Log.create` makes segment 0 outside the
     /// appenders' lock) may be: a file whose creator's lease is held stays.
     private func removeCreatingFiles() {
-        for name in SegmentDirectory.names(in: directory) where name.hasPrefix(".creating.") {
-            // .creating.<pid>-<lease>.<random>.seg
-            let creator = name.dropFirst(".creating.".count).prefix { $0 != "." }.split(separator: "-")
-            if creator.count == 2, let pid = Int32(creator[0]), let lease = UInt32(creator[1], radix: 16),
-               ProcessIdentity(pid: pid, startTime: 0, lease: lease).isAlive { continue }
-            unlink(directory + "/" + name)
+        for name in FileSystem.entries(in: directory) where name.hasPrefix(creatingPrefix) {
+            if let creator = StagedFile.creator(ofTemporaryName: name, prefix: creatingPrefix), creator.isAlive { continue }
+            FileSystem.removeIfPresent(directory + "/" + name)
         }
     }
 
@@ -187,12 +181,9 @@ extension Log {
     /// (every append would then pay a seq_cst store and a futex wake). When
     /// no sleeping-capable tailer holds `tailers.lock`, both are reset.
     private func resetWaitCountsIfNoTailer() {
-        let fd = Glibc.open(directory + "/tailers.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return }
+        guard let lock = try? FileLock(path: directory + "/tailers.lock"), (try? lock.tryLock(.exclusive)) == true else { return }
         meta.parkingTailers.pointee.store(0, ordering: .relaxed)
         meta.parker.resetSleepers()
-        _ = flock(fd, LOCK_UN)
+        lock.unlock()
     }
 }

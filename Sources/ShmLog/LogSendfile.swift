@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmSystem
 
 /// What `Log.send(from:maxRecords:to:)` sent.
@@ -43,37 +40,15 @@ extension Log {
                     break scan
                 }
             }
-            if end > start { try sendfileAll(segment.path, from: start, count: end - start, to: fd) }
+            if end > start {
+                do { try FileTransfer.sendfile(path: segment.path, offset: start, count: end - start, to: fd) }
+                catch { throw .system(operation: error.operation, path: segment.path, error.errno) }
+            }
             result.bytes += end - start
             guard rolled, position.segment < UInt32.max - 1, segmentNumbers().contains(position.segment + 1) else { break }
             position = LogPosition(segment: position.segment + 1, offset: UInt32(dataOffset))
         }
         return result
-    }
-
-    private func sendfileAll(_ path: String, from offset: Int, count: Int, to fd: Int32) throws(LogError) {
-        let source: Int32
-        switch valueOrErrno({ Glibc.open(path, O_RDONLY | O_CLOEXEC) }) {
-        case .success(let value): source = value
-        case .failure(let e): throw .system(operation: "open", path: path, e)
-        }
-        defer { closeOwnedDescriptor(source) }
-        var position = off_t(offset)
-        var remaining = count
-        while remaining > 0 {
-            switch valueOrErrno({ sendfile(fd, source, &position, remaining) }) {
-            case .success(let sent):
-                guard sent > 0 else { throw .system(operation: "sendfile", path: path, .ioError) }
-                remaining -= sent
-            case .failure(let e):
-                if e == .tryAgain {
-                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 1000)
-                    continue
-                }
-                throw .system(operation: "sendfile", path: path, e)
-            }
-        }
     }
 }
 

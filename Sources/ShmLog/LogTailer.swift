@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ShmSystem
 import ShmPrimitives
 
@@ -55,7 +52,7 @@ public final class LogTailer: @unchecked Sendable {
     var holeSince: (LogPosition, UInt64)?
     var lastLivenessCheck: (LogPosition, UInt64)?
     /// `tailers.lock`, held shared by tailers that may sleep (-1: none).
-    let tailersLock: Int32
+    let tailersLock: FileLock?
     /// Registered in `log.meta`'s parking-tailers count. A tailer killed
     /// while registered leaves it one too high (appenders then check for
     /// sleepers needlessly). A tailer registering while an appender decides
@@ -80,19 +77,18 @@ public final class LogTailer: @unchecked Sendable {
         if parks {
             // Held shared while we live, so recovery can tell that no tailer
             // is left and reset counts that killed tailers left too high.
-            tailersLock = open(log.directory + "/tailers.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            if tailersLock >= 0 { _ = flock(tailersLock, LOCK_SH) }
+            tailersLock = try? FileLock(path: log.directory + "/tailers.lock")
+            _ = try? tailersLock?.lock(.shared, timeout: nil)
             // SYNC POINT: seq_cst pairs with the appenders' load of the count in `publish`
             // (a race with one publish costs at most one 20 ms sleep slice).
             log.meta.parkingTailers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
         } else {
-            tailersLock = -1
+            tailersLock = nil
         }
     }
 
     deinit {
         if parks { log.meta.parkingTailers.pointee.wrappingSubtract(1, ordering: .relaxed) }
-        if tailersLock >= 0 { close(tailersLock) }
     }
 
     /// Moves to `position` (a position from `append` or a record).
@@ -285,7 +281,7 @@ public final class LogTailer: @unchecked Sendable {
                         word0.pointee.load(ordering: .sequentiallyConsistent) != word
                     }
                 } else {
-                    usleep(1000)
+                    sleepNanoseconds(1_000_000)
                 }
             }
         }

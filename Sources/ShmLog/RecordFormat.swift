@@ -1,4 +1,5 @@
-import CShm
+import ShmSystem
+
 
 /// The on-disk record format, shared by appenders, tailers, recovery,
 /// `verify` and the sendfile wire format (records go out as they are stored).
@@ -57,12 +58,12 @@ public enum RecordFormat {
     /// The checksum of a record whose header starts at `record`.
     static func checksum(record: UnsafeRawPointer, length: Int) -> UInt32 {
         var seed = UInt32(truncatingIfNeeded: length).littleEndian
-        let start = withUnsafeBytes(of: &seed) { cshm_crc32c(0, $0.baseAddress, 4) }
-        return cshm_crc32c(start, record + Offset.sequence, headerSize - Offset.sequence + length)
+        let start = withUnsafeBytes(of: &seed) { CRC32C.update(0, $0.baseAddress, count: 4) }
+        return CRC32C.update(start, record + Offset.sequence, count: headerSize - Offset.sequence + length)
     }
 
     /// CRC32C of `bytes` (exposed for tests and tools).
     public static func crc32c(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
-        cshm_crc32c(crc, bytes.baseAddress, bytes.count)
+        CRC32C.update(crc, bytes.baseAddress, count: bytes.count)
     }
 }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CShm
 import Synchronization
 import ShmSystem
 
@@ -113,8 +109,8 @@ public final class RobustMutex: @unchecked Sendable {
         mixed.pointee.load(ordering: .sequentiallyConsistent) == 0
     }
 
-    static let tidMask = cshm_futex_tid_mask()
-    static let waitersBit = cshm_futex_waiters_bit()
+    static let tidMask = PIFutex.ownerMask
+    static let waitersBit = PIFutex.waitersBit
 
     /// Locks, waiting at most `timeout` (nil: for ever).
     ///
@@ -122,7 +118,7 @@ public final class RobustMutex: @unchecked Sendable {
     ///   died holding the lock (you hold it either way).
     /// - Throws: `.timedOut`, `.wouldDeadlock` (this thread holds it already).
     public func lock(timeout: Duration? = nil) throws(SyncError) -> Acquisition {
-        let me = UInt32(bitPattern: cshm_thread_id())
+        let me = PIFutex.currentThreadID
         // Fast path, and a short spin for a holder that is about to unlock.
         for _ in 0..<64 {
             // SYNC POINT: acquire pairs with the release CAS in `unlock`
@@ -150,15 +146,8 @@ public final class RobustMutex: @unchecked Sendable {
                 pause = min(pause * 2, 2_000_000)
                 continue
             }
-            var ts = timespec()
-            let rc: Int32
-            if let deadlineRealtime {
-                ts = timespec(tv_sec: Int(deadlineRealtime / 1_000_000_000), tv_nsec: Int(deadlineRealtime % 1_000_000_000))
-                rc = cshm_futex_lock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), &ts)
-            } else {
-                rc = cshm_futex_lock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), nil)
-            }
-            if rc == 0 {
+            switch PIFutex.lock(UnsafeMutableRawPointer(word), deadline: deadlineRealtime) {
+            case .acquired:
                 // The kernel wrote our TID into the word (possibly after the
                 // previous holder died while we slept).
                 // SYNC POINT: the kernel's hand-over orders the previous
@@ -166,15 +155,13 @@ public final class RobustMutex: @unchecked Sendable {
                 // makes that explicit for the holder fields.
                 atomicMemoryFence(ordering: .acquiring)
                 return takeOwnership()
-            }
-            switch cshm_errno() {
-            case EINTR, EAGAIN:
+            case .retry:
                 continue
-            case ETIMEDOUT:
+            case .timedOut:
                 throw .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
-            case EDEADLK:
+            case .wouldDeadlock:
                 throw .wouldDeadlock
-            case ESRCH:
+            case .ownerGone:
                 // The TID in the word belongs to no living thread and the
                 // kernel had no waiter to hand the lock to: take it over
                 // (unless the mutex turned mixed meanwhile: then poll).
@@ -189,15 +176,15 @@ public final class RobustMutex: @unchecked Sendable {
                                                 ordering: .acquiring).exchanged {
                     return takeOwnership()
                 }
-            case let e:
-                throw .system(operation: "FUTEX_LOCK_PI", errno: e)
+            case .failed(let e):
+                throw .system(operation: "FUTEX_LOCK_PI", errno: e.rawValue)
             }
         }
     }
 
     /// Locks if the mutex is free right now; nil if it is held.
     public func tryLock() throws(SyncError) -> Acquisition? {
-        let me = UInt32(bitPattern: cshm_thread_id())
+        let me = PIFutex.currentThreadID
         // SYNC POINT: acquire pairs with the release CAS in `unlock`.
         if word.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
             return takeOwnership()
@@ -205,11 +192,13 @@ public final class RobustMutex: @unchecked Sendable {
         guard usesKernelPI else { return takeFreeOrAbandonedWord(me) }
         if word.pointee.load(ordering: .relaxed) & RobustMutex.tidMask == me { throw .wouldDeadlock }
         // FUTEX_TRYLOCK_PI resolves a dead owner in the kernel.
-        if cshm_futex_trylock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)) == 0 {
+        let attempt = PIFutex.tryLock(UnsafeMutableRawPointer(word))
+        if attempt == .acquired {
+            // SYNC POINT: as in `lock`: the kernel's hand-over, made explicit for the holder fields.
             atomicMemoryFence(ordering: .acquiring)
             return takeOwnership()
         }
-        if cshm_errno() == ESRCH {
+        if attempt == .ownerGone {
             let observed = word.pointee.load(ordering: .acquiring)
             let owner = observed & RobustMutex.tidMask
             if owner != 0, holderProvenGone(tid: owner),
@@ -228,7 +217,7 @@ public final class RobustMutex: @unchecked Sendable {
         // SYNC POINT: acquire pairs with the release store of holderID in `takeOwnership`.
         let recorded = holderID.pointee.load(ordering: .acquiring)
         if recorded != 0 { return ProcessIdentity(packed: recorded).liveness == .dead }
-        return kill(pid_t(tid), 0) != 0
+        return !PIFutex.threadExists(tid)
     }
 
     /// Takes the word if it is free, or if its holder is proven dead by its
@@ -251,7 +240,7 @@ public final class RobustMutex: @unchecked Sendable {
     /// the previous holder died holding it.
     private func takeOwnership() -> Acquisition {
         let previous = holder.pointee.load(ordering: .relaxed)
-        holder.pointee.store(UInt32(bitPattern: getpid()), ordering: .relaxed)
+        holder.pointee.store(UInt32(bitPattern: ProcessIdentity.current.pid), ordering: .relaxed)
         // SYNC POINT: release pairs with the acquire load in
         // `takeFreeOrAbandonedWord`: a locker that sees our identity tests our lease.
         holderID.pointee.store(ProcessIdentity.current.packed, ordering: .releasing)
@@ -264,7 +253,7 @@ public final class RobustMutex: @unchecked Sendable {
 
     /// Unlocks. Must be called by the thread that locked.
     public func unlock() throws(SyncError) {
-        let me = UInt32(bitPattern: cshm_thread_id())
+        let me = PIFutex.currentThreadID
         let current = word.pointee.load(ordering: .relaxed)
         guard current & RobustMutex.tidMask == me else { throw .notOwner(holderTID: current & RobustMutex.tidMask) }
         holder.pointee.store(0, ordering: .relaxed)
@@ -274,8 +263,8 @@ public final class RobustMutex: @unchecked Sendable {
         // is visible to the next owner.
         if word.pointee.compareExchange(expected: me, desired: 0, ordering: .releasing).exchanged { return }
         // Waiters are queued in the kernel: let it hand the lock over.
-        if cshm_futex_unlock_pi(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)) != 0 {
-            throw .system(operation: "FUTEX_UNLOCK_PI", errno: cshm_errno())
+        do { try PIFutex.unlock(UnsafeMutableRawPointer(word)) } catch {
+            throw .system(operation: "FUTEX_UNLOCK_PI", errno: error.rawValue)
         }
     }
 

@@ -11,7 +11,7 @@ import ShmSystem
 //   chosen by the SHM_FUZZ_TARGET environment variable.
 
 #if SHM_LIBFUZZER
-import CShm
+import CShmTools
 
 let selectedTarget: FuzzTargets.Target = {
     let name = getenv("SHM_FUZZ_TARGET").map { String(cString: $0) } ?? ""

@@ -4,7 +4,6 @@ import Glibc
 import Testing
 import ShmTestSupport
 @testable import ShmLog
-import CShm
 import ShmSystem
 
 @Suite("Log in one process")
@@ -232,4 +231,4 @@ struct LogTests {
     }
 }
 
-func cshmSoftwareCRC(_ bytes: UnsafeRawBufferPointer) -> UInt32 { cshm_crc32c_software(0, bytes.baseAddress, bytes.count) }
+func cshmSoftwareCRC(_ bytes: UnsafeRawBufferPointer) -> UInt32 { CRC32C.softwareUpdate(0, bytes.baseAddress, count: bytes.count) }

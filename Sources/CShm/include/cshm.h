@@ -122,24 +122,6 @@ uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length);
 
 void cshm_set_errno(int value);
 
-/// mq_open(name, O_RDWR|O_CREAT|O_EXCL, 0600, &attr) with the given message
-/// size and count (mq_open is variadic). Returns the descriptor or -1.
-int cshm_mq_create(const char *name, long max_messages, long message_size);
-
-/// mq_open(name, O_RDWR) of an existing queue.
-int cshm_mq_open(const char *name);
-
-/// mq_send / mq_timedreceive (absolute CLOCK_REALTIME deadline) / mq_close /
-/// mq_unlink: <mqueue.h> is not part of Swift's Glibc module.
-int cshm_mq_send(int mq, const void *data, size_t length);
-ssize_t cshm_mq_timedreceive(int mq, void *buffer, size_t capacity, const struct timespec *abs_realtime);
-int cshm_mq_close(int mq);
-int cshm_mq_unlink(const char *name);
-
-/// Raises RLIMIT_MSGQUEUE to `bytes` (soft and hard; needs privilege to go
-/// above the hard limit). Returns 0 or -1.
-int cshm_raise_mqueue_limit(unsigned long bytes);
-
 /// pipe2(O_CLOEXEC) (a GNU extension).
 int cshm_pipe_cloexec(int fds[2]);
 
@@ -199,11 +181,6 @@ int cshm_termination_install(void);
 
 /// The first termination signal received since install, or 0.
 int cshm_termination_received(void);
-
-// libFuzzer's driver, for a program with its own main (shm-fuzz built by
-// Fuzz/run). Declared here, defined only when linking with
-// -sanitize=fuzzer; nothing references it in other builds.
-int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 
 // The C ABI's last error, per thread (lasterror.c).
 void cshm_set_last_error(const char *message);

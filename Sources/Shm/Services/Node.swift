@@ -1,8 +1,5 @@
 import ShmSystem
 import ShmPrimitives
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 
 /// A participant in services: one per process or component. A node is

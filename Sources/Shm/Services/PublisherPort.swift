@@ -1,9 +1,6 @@
 import Synchronization
 import ShmSystem
 import ShmPrimitives
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The machinery of a publisher, independent of its payload type (so the
 /// hot path runs as plain, non-generic code): the sample pool, the
@@ -270,7 +267,7 @@ final class PublisherPort: @unchecked Sendable {
                     for _ in 0..<64 { CPU.relax() }
                 } else {
                     reclaimReturns()
-                    usleep(spins < 256 ? 1 : 20)
+                    sleepNanoseconds(spins < 256 ? 1_000 : 20_000)
                 }
                 continue
             }
@@ -422,7 +419,7 @@ final class PublisherPort: @unchecked Sendable {
             try updateConnections(force: false)
             if connectedSubscribers >= count { return true }
             if monotonicNanoseconds() >= end { return false }
-            usleep(1000)
+            sleepNanoseconds(1_000_000)
         }
     }
 }

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
-import CShm
 import ShmSystem
 import ShmPrimitives
 
@@ -126,19 +122,15 @@ public final class Readiness: @unchecked Sendable {
         for watch in watches { watch.parker.sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
         defer { for watch in watches { watch.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) } }
         if watches.contains(where: { $0.isReady() }) { return true }
-        var words = watches.map { UnsafeMutablePointer<UInt32>(OpaquePointer($0.parker.seq)) as UnsafeMutablePointer<UInt32>? }
-        words.append(UnsafeMutablePointer<UInt32>(OpaquePointer(state)))
+        var words = watches.map { UnsafeMutableRawPointer($0.parker.seq) }
+        words.append(UnsafeMutableRawPointer(state))
         expected.append(0)
-        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        let rc = words.withUnsafeMutableBufferPointer { w in
-            expected.withUnsafeBufferPointer { cshm_futex_waitv(w.baseAddress, $0.baseAddress, UInt32(w.count), &ts) }
-        }
-        if rc < 0 && cshm_errno() == ENOSYS {
+        if Futex.waitAny(words, expected: expected, deadline: deadline) == .unsupported {
             // Kernels before 5.16: one parker can be slept on alone; several are polled.
             if watches.count == 1 {
                 _ = Futex.wait(UnsafeMutableRawPointer(watches[0].parker.seq), expected: expected[0], deadline: deadline)
             } else {
-                usleep(1000)
+                sleepNanoseconds(1_000_000)
             }
         }
         return watches.contains { $0.isReady() }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CShm
 import ShmSystem
 import ShmPrimitives
 
@@ -104,21 +100,10 @@ public final class WaitSet: @unchecked Sendable {
             for entry in entries { entry.parker.sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
             var ready = self.ready()
             if ready.isEmpty {
-                var words = entries.map { UnsafeMutablePointer<UInt32>(OpaquePointer($0.parker.seq)) as UnsafeMutablePointer<UInt32>? }
-                let rc: Int32
-                if let end {
-                    var ts = timespec(tv_sec: Int(end / 1_000_000_000), tv_nsec: Int(end % 1_000_000_000))
-                    rc = words.withUnsafeMutableBufferPointer { w in
-                        expected.withUnsafeBufferPointer { cshm_futex_waitv(w.baseAddress, $0.baseAddress, UInt32(entries.count), &ts) }
-                    }
-                } else {
-                    rc = words.withUnsafeMutableBufferPointer { w in
-                        expected.withUnsafeBufferPointer { cshm_futex_waitv(w.baseAddress, $0.baseAddress, UInt32(entries.count), nil) }
-                    }
-                }
-                if rc < 0 && cshm_errno() == ENOSYS {
+                let words = entries.map { UnsafeMutableRawPointer($0.parker.seq) }
+                if Futex.waitAny(words, expected: expected, deadline: end) == .unsupported {
                     // Kernels before 5.16: poll the conditions at a short interval.
-                    usleep(200)
+                    sleepNanoseconds(200_000)
                 }
                 ready = self.ready()
             }

@@ -1,5 +1,5 @@
 import Shm
-import CShm
+import CShmTools
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -268,13 +268,13 @@ final class MessageQueueEndpoint: BenchEndpoint {
 
     deinit {
         buffer.deallocate()
-        cshm_mq_close(out)
-        cshm_mq_close(inbound)
+        cshmtools_mq_close(out)
+        cshmtools_mq_close(inbound)
     }
 
     func send(_ seq: UInt64) throws {
         buffer.storeBytes(of: seq, as: UInt64.self)
-        while cshm_mq_send(out, buffer.baseAddress!, size) != 0 {
+        while cshmtools_mq_send(out, buffer.baseAddress!, size) != 0 {
             if errno != EINTR { throw BenchFailure("mq_send: \(Errno.current)") }
         }
     }
@@ -283,7 +283,7 @@ final class MessageQueueEndpoint: BenchEndpoint {
         let deadline = wallClockNanoseconds() + benchReceiveTimeout.nanoseconds
         var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
         while true {
-            let n = cshm_mq_timedreceive(inbound, buffer.baseAddress!, max(size, 8), &ts)
+            let n = cshmtools_mq_timedreceive(inbound, buffer.baseAddress!, max(size, 8), &ts)
             if n >= 0 { return buffer.load(as: UInt64.self) }
             if errno != EINTR { throw BenchFailure("mq_receive: \(Errno.current)") }
         }

@@ -1,6 +1,6 @@
 import Foundation
 import Shm
-import CShm
+import CShmTools
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -138,7 +138,7 @@ enum BenchSetup {
             return BenchSession(endpoint: endpoint, childArguments: args, keep: [segment])
         case .pipe:
             var toChild: [Int32] = [0, 0], toParent: [Int32] = [0, 0]
-            guard cshm_pipe_cloexec(&toChild) == 0, cshm_pipe_cloexec(&toParent) == 0 else {
+            guard cshmtools_pipe_cloexec(&toChild) == 0, cshmtools_pipe_cloexec(&toParent) == 0 else {
                 throw BenchFailure("pipe: \(Errno.current)")
             }
             for fd in [toChild[1], toParent[0]] { _ = fcntl(fd, 1031 /* F_SETPIPE_SZ */, 1 << 20) }
@@ -156,21 +156,21 @@ enum BenchSetup {
                                 inherit: [3: fds[1]], cleanup: { close(fds[1]) })
         case .mq:
             let base = "/swiftshm-bench-\(getpid())-\(size)"
-            _ = cshm_raise_mqueue_limit(64 << 20)
+            _ = cshmtools_raise_mqueue_limit(64 << 20)
             let maxMessages = max(2, min(10, (16 << 20) / max(size, 1)))
-            let toChild = cshm_mq_create(base + "-a", maxMessages, max(size, 8))
-            let toParent = cshm_mq_create(base + "-b", maxMessages, max(size, 8))
+            let toChild = cshmtools_mq_create(base + "-a", maxMessages, max(size, 8))
+            let toParent = cshmtools_mq_create(base + "-b", maxMessages, max(size, 8))
             guard toChild >= 0, toParent >= 0 else {
                 let e = Errno.current
-                if toChild >= 0 { _ = cshm_mq_close(toChild) }
-                _ = cshm_mq_unlink(base + "-a"); _ = cshm_mq_unlink(base + "-b")
+                if toChild >= 0 { _ = cshmtools_mq_close(toChild) }
+                _ = cshmtools_mq_unlink(base + "-a"); _ = cshmtools_mq_unlink(base + "-b")
                 let limit = (try? String(contentsOfFile: "/proc/sys/fs/mqueue/msgsize_max", encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
                 throw BenchFailure("mq_open with \(size)-byte messages: \(e) (fs.mqueue.msgsize_max is \(limit))")
             }
             let endpoint = MessageQueueEndpoint(out: toChild, in: toParent, size: size)
             return BenchSession(endpoint: endpoint, childArguments: args + ["--name", base],
-                                cleanup: { _ = cshm_mq_unlink(base + "-a"); _ = cshm_mq_unlink(base + "-b") })
+                                cleanup: { _ = cshmtools_mq_unlink(base + "-a"); _ = cshmtools_mq_unlink(base + "-b") })
         case .tcp:
             let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var address = sockaddr_in()
@@ -222,7 +222,7 @@ enum BenchSetup {
             return StreamEndpoint(readFD: readFD ?? 3, writeFD: writeFD ?? 4, size: size)
         case .mq:
             let base = name ?? ""
-            let fromParent = cshm_mq_open(base + "-a"), toParent = cshm_mq_open(base + "-b")
+            let fromParent = cshmtools_mq_open(base + "-a"), toParent = cshmtools_mq_open(base + "-b")
             guard fromParent >= 0, toParent >= 0 else { throw BenchFailure("mq_open: \(Errno.current)") }
             return MessageQueueEndpoint(out: toParent, in: fromParent, size: size)
         case .tcp:

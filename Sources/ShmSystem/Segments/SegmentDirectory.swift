@@ -8,7 +8,7 @@ public struct SegmentListing: Sendable {
     public let name: SegmentName
     /// Size of the object in `/dev/shm`.
     public let size: Int
-    public let mode: mode_t
+    public let mode: FileMode
     public let ownerUID: uid_t
     /// The validated header, or nil if it could not be read.
     public let info: SegmentHeader.Info?

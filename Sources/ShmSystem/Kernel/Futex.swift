@@ -56,6 +56,52 @@ public enum Futex {
     /// Wakes every waiter.
     @inlinable @discardableResult
     public static func wakeAll(_ word: UnsafeMutableRawPointer) -> Int { wake(word, count: Int32.max) }
+
+    /// How a `waitAny` ended.
+    public enum WaitAnyResult: Sendable, Equatable {
+        /// Woken (or spuriously returned), or a word no longer held its
+        /// expected value: re-check the conditions.
+        case woken
+        /// The deadline passed (`ETIMEDOUT`).
+        case timedOut
+        /// A signal interrupted the wait (`EINTR`).
+        case interrupted
+        /// The kernel has no `futex_waitv` (before Linux 5.16, `ENOSYS`):
+        /// the caller polls instead.
+        case unsupported
+    }
+
+    /// The most words `waitAny` takes (the kernel's `FUTEX_WAITV_MAX`).
+    public static let waitAnyLimit = 128
+
+    /// `futex_waitv(2)`: sleeps until any of `words[i]` differs from
+    /// `expected[i]`, a wake on any of them, or the absolute
+    /// `CLOCK_MONOTONIC` deadline (nil: no deadline). 32-bit words, shared
+    /// (not process-private) futexes; at most `waitAnyLimit` of them.
+    public static func waitAny(_ words: [UnsafeMutableRawPointer], expected: [UInt32], deadline: UInt64?) -> WaitAnyResult {
+        precondition(words.count == expected.count && !words.isEmpty && words.count <= waitAnyLimit,
+                     "waitAny takes 1…\(waitAnyLimit) words, each with its expected value")
+        var addresses = words.map { $0.assumingMemoryBound(to: UInt32.self) as UnsafeMutablePointer<UInt32>? }
+        let rc: Int32 = addresses.withUnsafeMutableBufferPointer { w in
+            expected.withUnsafeBufferPointer { e in
+                if let deadline {
+                    var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+                    return cshm_futex_waitv(w.baseAddress, e.baseAddress, UInt32(w.count), &ts)
+                }
+                return cshm_futex_waitv(w.baseAddress, e.baseAddress, UInt32(w.count), nil)
+            }
+        }
+        if rc >= 0 { return .woken }
+        switch cshm_errno() {
+        case EAGAIN: return .woken
+        case ETIMEDOUT: return .timedOut
+        case EINTR: return .interrupted
+        case ENOSYS: return .unsupported
+        case let e:
+            // EFAULT/EINVAL: an address is not a mapped, aligned word.
+            preconditionFailure("futex_waitv failed: \(Errno(rawValue: e))")
+        }
+    }
 }
 
 /// CPU placement and spin hints.

@@ -53,7 +53,7 @@ public final class SharedMemorySegment: Segment {
     /// True for the handle that created the segment.
     public let isCreator: Bool
     /// File mode (permission bits) of the object when it was opened.
-    public let mode: mode_t
+    public let mode: FileMode
     /// Owner of the object in `/dev/shm`.
     public let ownerUID: uid_t
     /// What the creator asked to back the data area with (`.normal` for openers).
@@ -103,7 +103,7 @@ public final class SharedMemorySegment: Segment {
     ///   - populate: pre-fault every page now (`MAP_POPULATE`).
     ///   - initialize: fills the data area before anyone can open the segment.
     public static func create(
-        _ name: SegmentName, size: Int, mode: mode_t = 0o600, kind: SegmentKind = .raw, kindVersion: UInt32 = 1,
+        _ name: SegmentName, size: Int, mode: FileMode = 0o600, kind: SegmentKind = .raw, kindVersion: UInt32 = 1,
         lifetime: Lifetime = .removedWithCreator, hugePages: HugePagePolicy = .none, populate: Bool = false,
         initialize: SegmentInitializer? = nil
     ) throws(SegmentError) -> SharedMemorySegment {
@@ -163,7 +163,7 @@ public final class SharedMemorySegment: Segment {
 
     /// `create` taking the name as a string.
     public static func create(
-        _ name: String, size: Int, mode: mode_t = 0o600, kind: SegmentKind = .raw, kindVersion: UInt32 = 1,
+        _ name: String, size: Int, mode: FileMode = 0o600, kind: SegmentKind = .raw, kindVersion: UInt32 = 1,
         lifetime: Lifetime = .removedWithCreator, hugePages: HugePagePolicy = .none, populate: Bool = false,
         initialize: SegmentInitializer? = nil
     ) throws(SegmentError) -> SharedMemorySegment {
@@ -260,7 +260,7 @@ public final class SharedMemorySegment: Segment {
     /// An existing segment whose data area is smaller than `size` is an error
     /// (`.truncated`), so a caller never gets less than it asked for.
     public static func openOrCreate(
-        _ name: SegmentName, size: Int, mode: mode_t = 0o600, kind: SegmentKind = .raw, kindVersion: UInt32 = 1,
+        _ name: SegmentName, size: Int, mode: FileMode = 0o600, kind: SegmentKind = .raw, kindVersion: UInt32 = 1,
         lifetime: Lifetime = .removedWithCreator, timeout: Duration = .seconds(2),
         initialize: SegmentInitializer? = nil
     ) throws(SegmentError) -> SharedMemorySegment {
@@ -351,17 +351,6 @@ public final class SharedMemorySegment: Segment {
         if (size >= 0 && size < mapping.length) || mapping.truncatedPages > 0 {
             throw .truncated(name: name.name, actualSize: max(size, 0), expectedSize: mapping.length)
         }
-    }
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds, clamped to `UInt64`.
-    @inlinable
-    public var nanoseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        if seconds < 0 { return 0 }
-        let (total, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : total &+ UInt64(attoseconds / 1_000_000_000)
     }
 }
 

@@ -98,7 +98,7 @@ public final class MappedFile {
     /// read-write.
     ///
     /// - Parameter exclusive: fail with `EEXIST` if the file exists (`O_EXCL`).
-    public static func create(path: String, size: Int, mode: mode_t = 0o644, exclusive: Bool = false, populate: Bool = false) throws(MappingError) -> MappedFile {
+    public static func create(path: String, size: Int, mode: FileMode = 0o644, exclusive: Bool = false, populate: Bool = false) throws(MappingError) -> MappedFile {
         guard size > 0 else { throw .invalidRange(path: path, offset: 0, length: size, reason: "size must be positive") }
         var flags = O_RDWR | O_CREAT | O_CLOEXEC
         if exclusive { flags |= O_EXCL }

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The clocks every layer reads (`clock_gettime(2)`), and the one sleep
+// bounded polling loops use. Nanoseconds as UInt64 throughout.
+
+/// Wall-clock time in nanoseconds since the Unix epoch (`clock_gettime(CLOCK_REALTIME)`).
+public func wallClockNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// Wall-clock time from the kernel's last tick (`clock_gettime(CLOCK_REALTIME_COARSE)`):
+/// a few nanoseconds to read, `coarseWallClockResolution` fine.
+public func coarseWallClockNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// The resolution of `coarseWallClockNanoseconds` (`clock_getres`), nanoseconds.
+public let coarseWallClockResolution: UInt64 = {
+    var ts = timespec()
+    clock_getres(CLOCK_REALTIME_COARSE, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}()
+
+/// Monotonic time in nanoseconds (`clock_gettime(CLOCK_MONOTONIC)`), for timeouts.
+@inlinable
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// Sleeps the calling thread (`nanosleep`), used only by bounded polling loops.
+package func sleepNanoseconds(_ ns: UInt64) {
+    var request = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && Errno.current == .interrupted {
+        request = remaining
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, clamped to `UInt64`.
+    @inlinable
+    public var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        if seconds < 0 { return 0 }
+        let (total, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : total &+ UInt64(attoseconds / 1_000_000_000)
+    }
+}
