@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "Shm", targets: ["Shm"]),
         .library(name: "ShmLog", targets: ["ShmLog"]),
         .library(name: "ShmReplay", targets: ["ShmReplay"]),
+        .library(name: "ShmMetrics", targets: ["ShmMetrics"]),
         // The C ABI (include: Sources/CSwiftShm/include/swiftshm.h): libswiftshm.so.
         .library(name: "swiftshm", type: .dynamic, targets: ["ShmC"]),
         .executable(name: "shm", targets: ["ShmCLI"]),
@@ -32,6 +33,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // What Swift cannot call: variadic syscalls, cmsg macros, _GNU_SOURCE things.
@@ -40,13 +44,21 @@ let package = Package(
         // (POSIX message queues, pipe2) and libFuzzer's driver.
         .target(name: "CShmTools"),
         // Typed, throwing wrappers over the OS: mappings, segments, futexes, processes.
-        .target(name: "ShmSystem", dependencies: ["CShm"], swiftSettings: strict),
+        // Operator events through swift-log (`ShmLogging.logger`, silent unless
+        // set) and swift-metrics counters (`Diagnostics`).
+        .target(name: "ShmSystem", dependencies: ["CShm", .product(name: "Logging", package: "swift-log"),
+                                                 .product(name: "CoreMetrics", package: "swift-metrics")],
+                swiftSettings: strict),
         // Data structures laid out in raw shared memory: rings, queues, futex primitives.
         .target(name: "ShmPrimitives", dependencies: ["ShmSystem"], swiftSettings: strict),
         // Public API; re-exports the layers below it.
         .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
         // Persistent append-only memory-mapped log: segments, index, tailers, recovery, retention.
         .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
+        // Services' and logs' counters, read from shared memory and reported
+        // through swift-metrics (any backend: swift-prometheus, swift-otel).
+        .target(name: "ShmMetrics", dependencies: ["Shm", "ShmLog", "ShmSystem", .product(name: "CoreMetrics", package: "swift-metrics")],
+                swiftSettings: strict),
         // Recording a service into a log, and replay-then-live subscribers.
         .target(name: "ShmReplay", dependencies: ["Shm", "ShmLog", "ShmSystem"], swiftSettings: strict),
         // The C ABI's public header, as a module ShmC can import.
@@ -61,6 +73,9 @@ let package = Package(
                 "ShmLog",
                 "ShmReplay",
                 "CShmTools",
+                "ShmMetrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ] + (hasNATS ? ["ShmBridge"] : []),
@@ -81,7 +96,9 @@ let package = Package(
         .target(name: "CShmTestSupport", path: "Tests/CShmTestSupport"),
         .target(
             name: "ShmTestSupport",
-            dependencies: ["Shm", "CShmTestSupport"],
+            dependencies: ["Shm", "CShmTestSupport", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "MetricsTestKit", package: "swift-metrics")],
             path: "Tests/ShmTestSupport",
             swiftSettings: strict
         ),
@@ -97,14 +114,16 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmServicesTests",
-            dependencies: ["Shm", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
+            dependencies: ["Shm", "ShmMetrics", "ShmTestSupport", "CShmTestSupport", "ShmPeer",
+                           .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strict
         ),
         .testTarget(name: "ShmReplayTests", dependencies: ["ShmReplay", "Shm", "ShmLog", "ShmTestSupport", "ShmPeer", "ShmCLI"],
                     swiftSettings: strict),
         .testTarget(
             name: "ShmLogTests",
-            dependencies: ["ShmLog", "Shm", "ShmSystem", "ShmTestSupport", "CShmTestSupport", "ShmPeer"],
+            dependencies: ["ShmLog", "Shm", "ShmSystem", "ShmTestSupport", "CShmTestSupport", "ShmPeer",
+                           .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -114,7 +114,10 @@ struct BridgeCommand: ParsableCommand {
         return configuration
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         if stats { return Self.printRunningBridges(json: json, service: nil) }
         let configuration = try resolved()
         Interruptible.begin()
@@ -202,7 +205,10 @@ import ArgumentParser
 struct BridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bridge", abstract: "Forward services to and from NATS (this build has no NATS client).")
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         throw CommandFailure("this shm was built without libnats (install libnats-dev and rebuild) — no bridge")
     }
 }

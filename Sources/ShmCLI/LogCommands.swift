@@ -25,7 +25,10 @@ struct LogAppendCommand: ParsableCommand {
     @Option(help: "none, always, records:N or interval:DURATION (e.g. interval:100ms).") var durability = "none"
     @Flag(help: "Print each record's sequence number and position.") var verbose = false
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         guard let policy = Durability(parsing: durability) else {
             throw ValidationError("durability '\(durability)': use none, always, records:N or interval:DURATION")
         }
@@ -75,7 +78,10 @@ struct LogTailCommand: ParsableCommand {
         enum CodingKeys: String, CodingKey { case sequence, position, bytes, text, timestamp = "timestamp_ns" }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         let start: TailStart
         switch from {
         case "start": start = .start
@@ -162,7 +168,10 @@ struct LogStatCommand: ParsableCommand {
         }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         let log = try reporting { try Log.open(directory: directory) }
         let s = log.stat()
         let report = Report(directory: directory, segments: s.segments, segmentSize: s.segmentSize, bytes: s.bytes, records: s.records,
@@ -196,7 +205,10 @@ struct LogVerifyCommand: ParsableCommand {
         let problems: [String]
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         let log = try reporting { try Log.open(directory: directory) }
         let result = log.verify()
         if json {
@@ -218,7 +230,10 @@ struct LogTrimCommand: ParsableCommand {
     @Option(name: .customLong("max-age"), help: "Delete segments whose records are all older than this, e.g. 7d is 168h.", transform: parseDuration)
     var maxAge: Duration?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         guard maxSize != nil || maxAge != nil else { throw ValidationError("give --max-size and/or --max-age") }
         let log = try reporting { try Log.open(directory: directory) }
         let deleted = try reporting { try log.trim(maxBytes: maxSize?.bytes, maxAge: maxAge) }

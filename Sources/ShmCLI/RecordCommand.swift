@@ -17,7 +17,10 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "The log directory (created if missing).") var log: String
     @Option(help: "Stop after this many samples.") var count: Int?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         Interruptible.begin()
         let node = try reporting { try Node(name: "shm-record") }
         let recorder = try reporting { try ServiceRecorder(node: node, service: serviceName, log: log) }

@@ -16,10 +16,12 @@ struct PortReport: Encodable {
     let backlog: Int?
     let lost: UInt64?
     let delivered: UInt64?
+    let sent: UInt64?
+    let memoryBytes: Int?
 
     enum CodingKeys: String, CodingKey {
-        case kind, pid, alive, backlog, lost, delivered
-        case portID = "port_id", registeredAt = "registered_at"
+        case kind, pid, alive, backlog, lost, delivered, sent
+        case portID = "port_id", registeredAt = "registered_at", memoryBytes = "memory_bytes"
     }
 
     init(_ port: ServiceDirectory.PortInfo) {
@@ -31,6 +33,8 @@ struct PortReport: Encodable {
         backlog = port.backlog
         lost = port.lost
         delivered = port.delivered
+        sent = port.sent
+        memoryBytes = port.memoryBytes
     }
 }
 
@@ -41,8 +45,12 @@ struct ServiceReport: Encodable {
     let payload: String
     let settings: [String: String]
     let ports: [PortReport]
+    let memoryBytes: Int
+
+    enum CodingKeys: String, CodingKey { case name, pattern, payload, settings, ports, memoryBytes = "memory_bytes" }
 
     init(_ info: ServiceDirectory.ServiceInfo) {
+        memoryBytes = info.memoryBytes
         name = info.name
         pattern = info.pattern.description
         payload = info.payload.description
@@ -75,17 +83,23 @@ struct ServiceCommand: ParsableCommand {
     @Argument(help: "Service name.") var name: String
     @Flag(help: "Output JSON.") var json = false
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         let info = try reporting { try ServiceDirectory.inspect(name) }
         if json { return try printJSON(ServiceReport(info)) }
         var lines = ["service:  \(info.name)", "pattern:  \(info.pattern)", "payload:  \(info.payload)"]
         for (key, value) in info.settings { lines.append("\(key):".padding(toLength: 20, withPad: " ", startingAt: 0) + value) }
+        lines.append("memory:".padding(toLength: 20, withPad: " ", startingAt: 0)
+                     + "\(ByteCount.format(info.memoryBytes)) in /dev/shm (service \(ByteCount.format(info.serviceSegmentBytes)), the rest in ports' pools and inboxes)")
         StandardStreams.printLine(lines.joined(separator: "\n") + "\n")
-        var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "BACKLOG", "DELIVERED", "LOST")
-        table.rightAligned = [2, 5, 6, 7]
+        var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "MEMORY", "SENT", "BACKLOG", "DELIVERED", "LOST")
+        table.rightAligned = [2, 5, 6, 7, 8, 9]
         for port in info.ports {
             table.add(port.kind, String(port.portID, radix: 16), String(port.process.pid), port.process.liveness.display,
                       port.registeredAt > 0 ? shortTime(nanoseconds: port.registeredAt) : "-",
+                      port.memoryBytes.map(ByteCount.format) ?? "-", port.sent.map(String.init) ?? "-",
                       port.backlog.map(String.init) ?? "-", port.delivered.map(String.init) ?? "-", port.lost.map(String.init) ?? "-")
         }
         StandardStreams.printLine(info.ports.isEmpty ? "no ports" : table.render())
@@ -115,7 +129,10 @@ struct CleanupCommand: ParsableCommand {
         }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         let report = ServiceDirectory.cleanup()
         if json {
             return try printJSON(Report(deadNodes: report.deadNodes, deadPorts: report.deadPorts, removedServices: report.removedServices,
@@ -161,7 +178,10 @@ struct PubCommand: ParsableCommand {
     @Option(name: .customLong("wait-subscribers"), help: "Wait (up to 10 s) for this many subscribers first.") var waitSubscribers = 0
     @OptionGroup var byteService: ByteServiceOptions
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         Interruptible.begin()
         let node = try reporting { try Node(name: "shm-pub") }
         let service = try reporting { try byteService.open(serviceName, node: node) }
@@ -251,7 +271,10 @@ struct SubCommand: ParsableCommand {
         }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         Interruptible.begin()
         if let replay { return try runReplaying(replay) }
         let node = try reporting { try Node(name: "shm-sub") }
@@ -297,7 +320,10 @@ struct HzCommand: ParsableCommand {
         enum CodingKeys: String, CodingKey { case samples, seconds, rate = "msgs_per_s" }
     }
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        logging.apply()
         Interruptible.begin()
         let node = try reporting { try Node(name: "shm-hz") }
         let service = try reporting { try byteService.open(serviceName, node: node) }

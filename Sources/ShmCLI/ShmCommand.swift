@@ -14,7 +14,7 @@ struct ShmCommand: ParsableCommand {
             """,
         subcommands: [
             ListCommand.self, CreateCommand.self, StatCommand.self, RemoveCommand.self, ServiceCommand.self,
-            PubCommand.self, SubCommand.self, HzCommand.self, CleanupCommand.self, LogCommand.self, RecordCommand.self, BridgeCommand.self,
+            PubCommand.self, SubCommand.self, HzCommand.self, MetricsCommand.self, CleanupCommand.self, LogCommand.self, RecordCommand.self, BridgeCommand.self,
             DemoCommand.self, BenchCommand.self, DemoPeerCommand.self, BenchPeerCommand.self, LogBenchPeerCommand.self,
         ]
     )

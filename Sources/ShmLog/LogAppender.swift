@@ -112,6 +112,14 @@ public final class LogAppender: @unchecked Sendable {
         }
         recovery = recovered
         serial.unlock()
+        if let report = recovered, report.repairedAnything {
+            Diagnostics.notice("recovered the log after appenders died", [
+                "log": log.directory, "abandonedClaims": "\(report.abandonedClaims)",
+                "corruptRecordsKept": "\(report.corruptRecordsKept)", "corruptRecordsSkipped": "\(report.corruptRecordsSkipped)",
+                "truncatedBytes": "\(report.truncatedBytes)", "cutSegments": "\(report.cutSegments)",
+            ])
+            Diagnostics.count("shm_log_recoveries_total", [("log", log.directory)])
+        }
     }
 
     deinit {

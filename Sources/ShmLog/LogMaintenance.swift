@@ -72,6 +72,13 @@ extension Log {
         }
     }
 
+    /// Segment files and the bytes they occupy on disk (allocated size),
+    /// without reading any record: cheap enough to sample for metrics.
+    public func footprint() -> (segments: Int, bytes: Int) {
+        let numbers = segmentNumbers()
+        return (numbers.count, numbers.reduce(0) { $0 + FileSystem.allocatedBytes(of: segmentPath($1)) })
+    }
+
     /// Counts, sizes and the first and last records (reads every record
     /// header), and warnings for damage that needs no checksum to see:
     /// unreadable, missing or cut segments and unexplained sequence gaps.

@@ -18,6 +18,12 @@ public struct RecoveryReport: Sendable, Equatable {
     /// Segments found cut short (someone truncated them): extended back with
     /// zeros and marked, so `verify` reports what was lost.
     public var cutSegments: [UInt32] = []
+
+    /// Whether recovery found anything to repair (abandoned claims, damage,
+    /// a torn tail, cut segments).
+    public var repairedAnything: Bool {
+        abandonedClaims > 0 || corruptRecordsKept > 0 || corruptRecordsSkipped > 0 || truncatedBytes > 0 || !cutSegments.isEmpty
+    }
 }
 
 extension Log {

@@ -160,6 +160,8 @@ public final class LogTailer: @unchecked Sendable {
     /// else by the record's own span while that stays below the claim word,
     /// or else to the claim word's position (records continue there).
     private func skipDamage(in segment: SegmentFile, at offset: Int, claimedSpan: Int?) {
+        Diagnostics.warning("skipped a corrupt log record", ["log": log.directory, "position": "\(position)"])
+        Diagnostics.count("shm_log_corrupt_records_total", [("log", log.directory)])
         let bound = log.claimBound(in: segment)
         if let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: bound) {
             position.offset = UInt32(next)

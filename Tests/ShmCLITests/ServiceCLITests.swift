@@ -30,6 +30,31 @@ struct ServiceCLITests {
         #expect(!ServiceDirectory.serviceNames().contains(name))
     }
 
+    @Test func metricsAndOperatorLogOfAServiceAnotherProcessUsed() throws {
+        try TestSupport.aroundDeadPeers {
+            let name = TestSupport.uniqueName("climetrics")
+            let sub = try TestSupport.spawnCLI(["sub", name, "--count", "3", "--timeout", "30s"])
+            let pub = try TestSupport.spawnCLI(["pub", name, "--message", "one", "--count", "1000000", "--interval", "1ms",
+                                                "--wait-subscribers", "1"])
+            #expect(try sub.wait(timeout: .seconds(30)) == .exited(0), "\(sub.errorText)")
+            #expect(TestSupport.eventually { (try? ServiceDirectory.inspect(name).ports.first { $0.kind == "publisher" }?.sent ?? 0) ?? 0 >= 3 })
+            let metrics = try TestSupport.runCLI(["metrics", "--service", name])
+            #expect(metrics.status == .exited(0), "\(metrics.error)")
+            #expect(metrics.output.contains("# TYPE shm_publisher_samples_sent_total counter"), "\(metrics.output)")
+            #expect(metrics.output.contains("shm_service_ports{service=\"\(name)\",kind=\"publisher\"} 1"), "\(metrics.output)")
+            let service = try TestSupport.runCLI(["service", name])
+            #expect(service.output.contains("memory:") && service.output.contains("SENT"), "\(service.output)")
+            // Kill the publisher: `cleanup --log-level notice` says what it reclaimed, on stderr.
+            pub.kill(SIGKILL)
+            _ = try pub.wait(timeout: .seconds(10))
+            let silent = try TestSupport.runCLI(["service", name])
+            #expect(silent.error.isEmpty, "\(silent.error)")
+            let cleanup = try TestSupport.runCLI(["cleanup", "--log-level", "notice"])
+            #expect(cleanup.status == .exited(0), "\(cleanup.error)")
+            #expect(cleanup.error.contains("reclaimed the port of a dead process") && cleanup.error.contains(name), "\(cleanup.error)")
+        }
+    }
+
     @Test func typedServiceSeenFromTheToolsWhileAPeerPublishes() throws {
         let name = TestSupport.uniqueName("clityped")
         let peer = try TestSupport.spawnPeer(["ps-pub-forever", name, "7", "1000", "1"])

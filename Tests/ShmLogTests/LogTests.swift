@@ -5,6 +5,7 @@ import Testing
 import ShmTestSupport
 @testable import ShmLog
 import ShmSystem
+import MetricsTestKit
 
 @Suite("Log in one process")
 struct LogTests {
@@ -108,6 +109,7 @@ struct LogTests {
     }
 
     @Test func aCorruptRecordIsReportedAndNeverReturned() throws {
+        CapturedDiagnostics.install()
         let scratch = ScratchLog("corrupt")
         let log = try scratch.create()
         let appended = try appendPayloads(log, count: 100)
@@ -120,10 +122,18 @@ struct LogTests {
         let (seen, corrupt) = drain(try log.tailer())
         #expect(corrupt == [50])
         #expect(seen == Array(1...49) + Array(51...100))
+        // The operator hears of it: one warning and one count, naming the log.
+        let warnings = CapturedDiagnostics.lines(where: "log", is: log.directory)
+        #expect(warnings.count == 1 && warnings.first?.level == .warning, "\(warnings)")
+        #expect(warnings.first?.message.contains("corrupt") == true)
+        #expect(CapturedDiagnostics.metrics.counterTotal(label: "shm_log_corrupt_records_total", dimensions: [("log", log.directory)]) == 1)
         // Recovery (a new appender once all are gone) keeps what follows it.
         let next = try log.appender()
         #expect(next.recovery?.corruptRecordsKept == 1)
         #expect(try next.append("after").sequence == 101)
+        let recovered = CapturedDiagnostics.lines(where: "log", is: log.directory).filter { $0.level == .notice }
+        #expect(recovered.count == 1 && recovered.first?.metadata["corruptRecordsKept"] == "1", "\(recovered)")
+        #expect(CapturedDiagnostics.metrics.counterTotal(label: "shm_log_recoveries_total", dimensions: [("log", log.directory)]) == 1)
     }
 
     @Test func aRecordWithADamagedLengthCostsOnlyItself() throws {

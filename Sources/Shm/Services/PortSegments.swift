@@ -81,6 +81,16 @@ package struct PublisherPool: @unchecked Sendable {
 
     @inline(__always)
     func payload(_ index: Int) -> UnsafeMutableRawPointer { chunk(index) + payloadOffset }
+
+    /// The highest sample sequence number in any chunk: how many samples
+    /// the publisher has sent (monitoring; reads every chunk's header).
+    func highestSequence() -> UInt64 {
+        var highest: UInt64 = 0
+        for i in 0..<chunkCount {
+            highest = max(highest, chunk(i).load(fromByteOffset: 0, as: UInt64.self))
+        }
+        return highest
+    }
 }
 
 /// A subscriber's inbox: segment `svc.<service>.s<portID>`, one connection

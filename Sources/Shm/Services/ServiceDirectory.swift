@@ -20,10 +20,16 @@ public enum ServiceDirectory {
         public let process: ProcessIdentity
         public let alive: Bool
         public let registeredAt: UInt64
-        /// For subscribers: samples waiting per publisher, and lost to overflow.
+        /// For subscribers: samples waiting (over all publishers), lost to
+        /// the overflow policy, and delivered into the inbox, since it was made.
         public var backlog: Int?
         public var lost: UInt64?
         public var delivered: UInt64?
+        /// For publishers: samples sent since the publisher was made (the
+        /// highest sample sequence number in its pool).
+        public var sent: UInt64?
+        /// Bytes of the port's own segment in /dev/shm (its pool or inbox), if any.
+        public var memoryBytes: Int?
     }
 
     /// A service and its ports.
@@ -33,6 +39,13 @@ public enum ServiceDirectory {
         public let payload: PayloadType
         public let settings: [(String, String)]
         public let ports: [PortInfo]
+        /// Bytes reserved in /dev/shm by the service segment and its live
+        /// ports' pools and inboxes (the footprint `shm service` shows).
+        public var memoryBytes: Int {
+            ports.reduce(serviceSegmentBytes) { $0 + ($1.memoryBytes ?? 0) }
+        }
+        /// Bytes of the service segment itself.
+        public let serviceSegmentBytes: Int
     }
 
     /// Nodes of the calling user.
@@ -51,6 +64,8 @@ public enum ServiceDirectory {
         ProcessLease.removeStale()
         return nodes().filter { !$0.alive }.compactMap { node in
             guard let name = try? SegmentName(node.segment), (try? SharedMemorySegment.unlink(name)) != nil else { return nil }
+            Diagnostics.notice("removed the node of a dead process", ["node": node.name, "process": node.process.description])
+            Diagnostics.count("shm_nodes_reclaimed_total")
             return node.segment
         }
     }
@@ -87,6 +102,19 @@ public enum ServiceDirectory {
             for entry in layout.entries(table) {
                 var port = PortInfo(kind: kind, portID: entry.portID, process: entry.owner, alive: entry.owner.isAlive,
                                     registeredAt: entry.registeredAt)
+                if config.pattern == .publishSubscribe, table == .a {
+                    let poolName = name.portSegmentName("p", entry.portID)
+                    port.memoryBytes = (try? SegmentName(poolName)).flatMap(SegmentDirectory.inspect)?.size
+                    if let poolSegment = try? SharedMemorySegment.open(poolName, access: .readOnly, kind: PublisherPool.kind,
+                                                                       timeout: .milliseconds(50)),
+                       let pool = try? PublisherPool(poolSegment.data, expectedPortID: entry.portID,
+                                                     serviceHash: ServiceLayout.hash(service), service: service) {
+                        port.sent = pool.highestSequence()
+                    }
+                }
+                if config.pattern == .publishSubscribe, table == .b {
+                    port.memoryBytes = (try? SegmentName(name.portSegmentName("s", entry.portID))).flatMap(SegmentDirectory.inspect)?.size
+                }
                 if config.pattern == .publishSubscribe, table == .b,
                    let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName("s", entry.portID), access: .readOnly,
                                                                     kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
@@ -104,7 +132,8 @@ public enum ServiceDirectory {
                 ports.append(port)
             }
         }
-        return ServiceInfo(name: service, pattern: config.pattern, payload: config.payload, settings: settings, ports: ports)
+        return ServiceInfo(name: service, pattern: config.pattern, payload: config.payload, settings: settings, ports: ports,
+                           serviceSegmentBytes: (try? SegmentName(name.segmentName)).flatMap(SegmentDirectory.inspect)?.size ?? segment.data.count)
     }
 
     /// Maps the service's segment read-only; a missing one is `.notFound`.
@@ -176,13 +205,19 @@ public enum ServiceDirectory {
             let file = listing.name.name
             guard file.hasPrefix("svc."), let info = listing.info, info.kind != ServiceLayout.kind,
                   !livePorts.contains(file), !info.creator.isAlive else { continue }
-            if (try? SharedMemorySegment.unlink(listing.name)) != nil { report.orphanSegments.append(file) }
+            if (try? SharedMemorySegment.unlink(listing.name)) != nil {
+                report.orphanSegments.append(file)
+                Diagnostics.notice("removed a port segment no service refers to", ["segment": file, "process": info.creator.description])
+            }
         }
         // Segments of the creator-owned lifetime whose creator died holding them.
         for listing in SegmentDirectory.list() {
             guard let info = listing.info, info.ownedByCreator, !info.creator.isAlive,
                   !listing.name.name.hasPrefix("svc."), !listing.name.name.hasPrefix("node.") else { continue }
-            if (try? SharedMemorySegment.unlink(listing.name)) != nil { report.abandonedSegments.append(listing.name.name) }
+            if (try? SharedMemorySegment.unlink(listing.name)) != nil {
+                report.abandonedSegments.append(listing.name.name)
+                Diagnostics.notice("removed a segment its dead creator meant to remove", ["segment": listing.name.name, "process": info.creator.description])
+            }
         }
         return report
     }

@@ -316,10 +316,24 @@ package struct ServiceLayout: @unchecked Sendable {
                 s.portID.pointee.store(0, ordering: .relaxed)
                 onDeadPort(entry)
                 reclaimed += 1
+                let kind = portKind(table)
+                Diagnostics.notice("reclaimed the port of a dead process",
+                                   ["service": name.value, "port": kind, "process": entry.owner.description])
+                Diagnostics.count("shm_ports_reclaimed_total", [("service", name.value), ("kind", kind)])
             }
         }
         if reclaimed > 0 { bumpVersion() }
         return reclaimed
+    }
+
+    /// What a slot of `table` holds, in words ("publisher", "client", …, "handle").
+    func portKind(_ table: Table) -> String {
+        let (a, b) = ServiceLayout.tableNames(config.pattern)
+        switch table {
+        case .a: return a
+        case .b: return b
+        case .attachments: return "handle"
+        }
     }
 
     func bumpVersion() {

@@ -1,4 +1,5 @@
 import CNats
+import ShmSystem
 import Synchronization
 
 /// One connection to a NATS server through the official C client (nats.c):
@@ -51,6 +52,18 @@ public final class NatsConnection: @unchecked Sendable {
         }, nil), "natsOptions_SetCustomReconnectDelay")
         try check(natsOptions_SetReconnectBufSize(options, 8 << 20), "natsOptions_SetReconnectBufSize")
         try check(natsOptions_SetSendAsap(options, sendImmediately), "natsOptions_SetSendAsap")
+        // Operator events (ShmLogging, swift-metrics); nats.c calls these on its own thread.
+        try check(natsOptions_SetDisconnectedCB(options, { _, _ in
+            Diagnostics.notice("disconnected from NATS; reconnecting (messages wait in the reconnect buffer)")
+            Diagnostics.count("shm_bridge_disconnects_total")
+        }, nil), "natsOptions_SetDisconnectedCB")
+        try check(natsOptions_SetReconnectedCB(options, { connection, _ in
+            var url = [CChar](repeating: 0, count: 256)
+            _ = natsConnection_GetConnectedUrl(connection, &url, url.count)
+            let text = String(decoding: url.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            Diagnostics.notice("reconnected to NATS", ["url": text])
+            Diagnostics.count("shm_bridge_reconnects_total")
+        }, nil), "natsOptions_SetReconnectedCB")
         if waitForServer {
             try check(natsOptions_SetRetryOnFailedConnect(options, true, nil, nil), "natsOptions_SetRetryOnFailedConnect")
         }

@@ -71,7 +71,9 @@ public enum ProcessLease {
         for _ in 0..<32 {
             let token = UInt32.random(in: 1..<ProcessLease.tokenLimit)
             let path = path(token: token)
-            let temporary = directory + "/" + creatingPrefix + hex(token) + "." + String(getpid(), radix: 16)
+            // Not `StagedFile.temporaryName`: that names our lease, which this makes.
+            let staged = StagedFile(path: path, temporaryPath: directory + "/" + creatingPrefix + hex(token) + "." + String(getpid(), radix: 16))
+            let temporary = staged.temporaryPath
             let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if fd < 0 {
                 if Errno.current == .exists { continue }
@@ -87,10 +89,8 @@ public enum ProcessLease {
                 continue
             }
             // Locked first, visible second: the lease file never exists unlocked while we live.
-            guard cshm_rename_noreplace(temporary, path) == 0 else {
-                let error = Errno.current
+            do { try staged.publish() } catch {
                 closeOwnedDescriptor(fd)
-                unlink(temporary)
                 // Another process has this token, or a cleanup removed our temporary file
                 // before we locked it (it looked like a dead maker's): try again.
                 if error == .exists || error == .notFound { continue }
@@ -159,6 +159,7 @@ public enum ProcessLease {
             if flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(directory + "/" + name) == 0 { removed.append(name) }
             closeOwnedDescriptor(fd)
         }
+        if !removed.isEmpty { Diagnostics.debug("removed the leases of dead processes", ["leases": removed.joined(separator: ",")]) }
         return removed
     }
 }
