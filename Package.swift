@@ -92,6 +92,11 @@ let package = Package(
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
         .executableTarget(name: "example-events", dependencies: ["Shm"], path: "Examples/Events", swiftSettings: strict),
         .executableTarget(name: "example-camera", dependencies: ["Shm"], path: "Examples/Camera", swiftSettings: strict),
+        .executableTarget(name: "example-metrics",
+                          dependencies: ["Shm", "ShmMetrics", .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "Metrics", package: "swift-metrics"),
+                                         .product(name: "Prometheus", package: "swift-prometheus")],
+                          path: "Examples/Metrics", swiftSettings: strict),
         // Test-only helpers: fork-based checks done entirely in C (see the header).
         .target(name: "CShmTestSupport", path: "Tests/CShmTestSupport"),
         .target(
@@ -129,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "ShmCLITests",
             dependencies: ["Shm", "ShmSystem", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
-                           "example-pubsub", "example-request-response", "example-events", "example-camera"],
+                           "example-pubsub", "example-request-response", "example-events", "example-camera", "example-metrics"],
             swiftSettings: strict
         ),
     ]

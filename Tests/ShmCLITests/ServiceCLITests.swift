@@ -156,6 +156,9 @@ struct ServiceCLITests {
             ("example-pubsub", ["subscriber: tick 10 at (10.0, 0.5, -1.0)", "subscriber: lost 0 sample(s)", "subscriber exited with status 0"]),
             ("example-request-response", ["client: 40 + 2 = 42", "client: streamed [1, 2, 3, 4, 5]", "server exited with status 0"]),
             ("example-events", ["child: event 3", "parent: child acknowledged [2]", "child exited with status 0"]),
+            // 20 sent into an 8-deep inbox, 10 read: 8 wait, 2 were overwritten.
+            ("example-metrics", ["# TYPE shm_publisher_samples_sent_total counter", "shm_publisher_samples_sent_total{service=\"example.metrics.",
+                                 "} 20\n", "shm_subscriber_backlog_samples{service=\"example.metrics.", "} 8.0", "shm_subscriber_samples_lost_total"]),
         ]
         for (example, lines) in expectations {
             let child = try ChildProcess.spawn(TestSupport.productsDirectory + "/" + example, captureOutput: true)
