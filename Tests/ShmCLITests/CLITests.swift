@@ -106,15 +106,27 @@ struct CLITests {
         }
     }
 
-    @Test func demoMovesDataBetweenTwoProcesses() throws {
-        let result = try TestSupport.runCLI(["demo", "--messages", "2", "--round-trips", "1000"], timeout: .seconds(60))
+    @Test func demoSharesFramesBetweenTwoProcessesAndTimesThemAgainstASocket() throws {
+        let result = try TestSupport.runCLI(["demo", "--frames", "2", "--width", "64", "--height", "48", "--duration", "0.05"],
+                                            timeout: .seconds(60))
         #expect(result.status == .exited(0), "\(result.error)")
-        let lines = result.output.split(separator: "\n")
+        let lines = result.output.split(separator: "\n").map(String.init)
         let parents = Set(lines.filter { $0.hasPrefix("[parent") }.map { $0.split(separator: "]")[0] })
         let children = Set(lines.filter { $0.hasPrefix("[child") }.map { $0.split(separator: "]")[0] })
-        #expect(parents.count == 1 && children.count == 1)
-        #expect(result.output.contains("read reply: \"pid"))
-        #expect(result.output.contains("1000 round trips"))
+        #expect(parents.count == 1 && children.count == 1, "\(result.output)")
+        // Each frame's checksum, as drawn by the parent and as read in place by the child.
+        func checksums(_ who: String) -> [String] {
+            lines.filter { $0.hasPrefix("[\(who)") && $0.contains("checksum ") }.map { String($0.split(separator: "checksum ")[1].prefix(16)) }
+        }
+        #expect(checksums("parent").count == 2 && checksums("parent") == checksums("child"), "\(result.output)")
+        #expect(Set(checksums("parent")).count == 2)
+        for row in ["publish/subscribe, zero-copy", "Unix domain socket", "publish/subscribe, 8 B sample"] {
+            #expect(lines.contains { $0.hasPrefix(row) && $0.contains("9 KiB") || $0.hasPrefix(row) && $0.contains("8 B") }, "\(row): \(result.output)")
+        }
+        #expect(result.output.contains("What happened:") && result.output.contains("Next:"))
+        // The last user gone, the service is gone.
+        let parentPID = parents.first.map { $0.dropFirst("[parent ".count) } ?? "?"
+        #expect(!ServiceDirectory.serviceNames().contains("demo.\(parentPID).frames"))
     }
 
     @Test func benchLatencyEmitsOneJSONObjectPerRow() throws {
