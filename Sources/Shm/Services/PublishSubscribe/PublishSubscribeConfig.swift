@@ -1,34 +1,5 @@
 import ShmSystem
 
-/// What travels on a service: a fixed-size trivially copyable type, or byte
-/// slices up to a maximum length. Two processes may talk only if they agree.
-public struct PayloadType: Hashable, Sendable, CustomStringConvertible {
-    /// The type's name (`String(reflecting:)`), in brackets for slices
-    /// (`[Swift.UInt8]`).
-    public let name: String
-    /// Bytes of one value, or the maximum slice length.
-    public let size: Int
-    public let alignment: Int
-
-    /// The payload type of `T` (its name, size and alignment).
-    public static func of<T: BitwiseCopyable>(_ type: T.Type) -> PayloadType {
-        PayloadType(name: String(reflecting: T.self), size: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
-    }
-
-    /// The name of the payload type of byte slices (`slicesOf: UInt8.self`).
-    public static let byteSliceName = "[Swift.UInt8]"
-
-    public init(name: String, size: Int, alignment: Int) {
-        self.name = name
-        self.size = size
-        self.alignment = alignment
-    }
-
-    public var description: String {
-        name == Self.byteSliceName ? "bytes (up to \(size))" : "\(name) (\(size) bytes, alignment \(alignment))"
-    }
-}
-
 /// What happens when a subscriber's buffer is full.
 public enum OverflowPolicy: UInt32, Sendable, CustomStringConvertible {
     /// The oldest undelivered sample is dropped for that subscriber.
@@ -89,24 +60,5 @@ public struct PublishSubscribeConfig: Hashable, Sendable {
     /// while every subscriber's buffer and borrow allowance are full.
     var chunksPerPublisher: Int {
         maxSubscribers * (subscriberBufferSize + maxBorrowed) + historySize + maxLoans
-    }
-}
-
-/// Validated service name: the same characters as segment names, at most
-/// 60 of them (the port segments append their own suffixes).
-public struct ServiceName: Hashable, Sendable, CustomStringConvertible {
-    public let value: String
-
-    public init(_ value: String) throws(ServiceError) {
-        if let problem = SegmentName.problem(with: value) { throw .invalidName(value, reason: problem) }
-        guard value.utf8.count <= 60 else { throw .invalidName(value, reason: "a service name is at most 60 bytes") }
-        self.value = value
-    }
-
-    public var description: String { value }
-
-    var segmentName: String { "svc.\(value)" }
-    func portSegmentName(_ kind: Character, _ id: UInt64) -> String {
-        "svc.\(value).\(kind)\(String(id, radix: 16))"
     }
 }

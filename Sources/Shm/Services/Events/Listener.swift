@@ -1,0 +1,67 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// Waits for event ids on an event service.
+public final class Listener: @unchecked Sendable {
+    public let service: EventService
+    public let portID: UInt64
+    let slotIndex: Int
+    let event: FutexEvent
+    let strategy: WaitStrategy
+    var seen: [UInt64]
+
+    init(service: EventService, waitStrategy: WaitStrategy) throws(ServiceError) {
+        self.service = service
+        portID = UInt64.random(in: 1...UInt64.max)
+        event = service.event
+        strategy = waitStrategy
+        seen = (0...service.config.maxEventID).map { service.counter($0).pointee.load(ordering: .acquiring) }
+        slotIndex = try service.attachment.layout.register(.b, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
+    }
+
+    deinit { service.attachment.layout.unregister(.b, index: slotIndex, portID: portID) }
+
+    /// The ids that fired since the last look, without waiting.
+    public func tryWait() -> [EventID] { fired() }
+
+    /// Waits at most `timeout` for any id to fire; returns the ids (empty on timeout).
+    public func wait(timeout: Duration? = nil) -> [EventID] {
+        let end = deadline(after: timeout)
+        while true {
+            let sequence = event.sequence
+            let ids = fired()
+            if !ids.isEmpty { return ids }
+            let remaining: Duration? = end.map { .nanoseconds(Int64(max(0, Int64(bitPattern: $0 &- monotonicNanoseconds())))) }
+            if let remaining, remaining <= .zero { return [] }
+            if event.wait(after: sequence, timeout: remaining, strategy: strategy) == nil { return fired() }
+        }
+    }
+
+    func fired() -> [EventID] {
+        var ids: [EventID] = []
+        for id in seen.indices {
+            // SYNC POINT: acquire pairs with the release increment in `Notifier.notify`.
+            let now = service.counter(id).pointee.load(ordering: .acquiring)
+            if now != seen[id] {
+                seen[id] = now
+                ids.append(EventID(id))
+            }
+        }
+        return ids
+    }
+
+    /// Ready when an id fires that this listener has not seen as of this
+    /// call (taken on the listener's thread); reads only shared memory.
+    func readOnlyWatch() -> Readiness.Watch {
+        let service = self.service, baseline = seen
+        return Readiness.Watch(parker: event.parker, keepAlive: service) {
+            baseline.indices.contains { service.counter($0).pointee.load(ordering: .sequentiallyConsistent) != baseline[$0] }
+        }
+    }
+
+    /// True if an id fired since the last look (for wait sets).
+    func hasFired() -> Bool {
+        seen.indices.contains { service.counter($0).pointee.load(ordering: .sequentiallyConsistent) != seen[$0] }
+    }
+}

@@ -1,0 +1,30 @@
+import Synchronization
+import ShmSystem
+import ShmPrimitives
+
+/// Signals event ids on an event service.
+public final class Notifier: @unchecked Sendable {
+    public let service: EventService
+    public let portID: UInt64
+    let slotIndex: Int
+    let event: FutexEvent
+
+    init(service: EventService) throws(ServiceError) {
+        self.service = service
+        portID = UInt64.random(in: 1...UInt64.max)
+        event = service.event
+        slotIndex = try service.attachment.layout.register(.a, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
+    }
+
+    deinit { service.attachment.layout.unregister(.a, index: slotIndex, portID: portID) }
+
+    /// Signals `id`, waking every waiting listener (no syscall if none sleeps).
+    public func notify(_ id: EventID = 0) throws(ServiceError) {
+        guard (0...service.config.maxEventID).contains(id.value) else {
+            throw .invalidConfiguration("event id \(id) outside 0…\(service.config.maxEventID)")
+        }
+        // SYNC POINT: release pairs with the acquire loads in `Listener.fired`.
+        service.counter(id.value).pointee.wrappingAdd(1, ordering: .releasing)
+        event.signal(all: true)
+    }
+}

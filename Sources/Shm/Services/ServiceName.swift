@@ -1,0 +1,20 @@
+import ShmSystem
+
+/// Validated service name: the same characters as segment names, at most
+/// 60 of them (the port segments append their own suffixes).
+public struct ServiceName: Hashable, Sendable, CustomStringConvertible {
+    public let value: String
+
+    public init(_ value: String) throws(ServiceError) {
+        if let problem = SegmentName.problem(with: value) { throw .invalidName(value, reason: problem) }
+        guard value.utf8.count <= 60 else { throw .invalidName(value, reason: "a service name is at most 60 bytes") }
+        self.value = value
+    }
+
+    public var description: String { value }
+
+    var segmentName: String { "svc.\(value)" }
+    func portSegmentName(_ kind: Character, _ id: UInt64) -> String {
+        "svc.\(value).\(kind)\(String(id, radix: 16))"
+    }
+}
