@@ -1,6 +1,5 @@
 import Shm
 import ShmSystem
-import Synchronization
 
 /// Forwards chosen services between this machine's shared memory and NATS
 /// (see `BridgeConfiguration` for what, `WireFormat` for how it looks on
@@ -69,17 +68,12 @@ public final class Bridge: @unchecked Sendable {
     public func run() throws(BridgeError) {
         let importer = self.importer, exporter = self.exporter
         // Threads besides this one: samples from NATS, and local requests to NATS.
-        let threads = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
-        threads.initialize(to: Atomic(0))
-        defer { threads.deallocate() }
-        let running = UncheckedBox(threads), shared = self.shared
+        let running = RunningThreads(), shared = self.shared
         func start(_ loop: @escaping @Sendable () -> Void) {
-            running.value.pointee.wrappingAdd(1, ordering: .relaxed)
+            running.starting()
             BlockingPool.shared.submit {
                 while !shared.isStopping { loop() }
-                // SYNC POINT: release pairs with the acquire load below.
-                running.value.pointee.wrappingSubtract(1, ordering: .releasing)
-                _ = Futex.wakeAll(UnsafeMutableRawPointer(running.value))
+                running.finished()
             }
         }
         if let importer {
@@ -125,10 +119,7 @@ public final class Bridge: @unchecked Sendable {
                 shared.sleep(.milliseconds(100))
             }
         }
-        // SYNC POINT: acquire pairs with the threads' release decrements.
-        while case let left = threads.pointee.load(ordering: .acquiring), left != 0 {
-            _ = Futex.wait(UnsafeMutableRawPointer(threads), expected: left, deadline: monotonicNanoseconds() &+ 100_000_000)
-        }
+        running.waitUntilNoneRuns()
         try? connection.flush(timeout: .seconds(2))
         statisticsSegment.publish(shared.allStatistics)
     }

@@ -6,8 +6,8 @@ import Synchronization
 /// publishers the importer created (whose samples the exporter must not
 /// send back), and the log.
 final class BridgeShared: @unchecked Sendable {
-    /// 0 running, 1 stopping; a futex word the idle threads sleep on.
-    let stopWord = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
+    /// Set once to stop; the idle threads sleep on it.
+    let stopSignal = StopSignal()
     private let state = Mutex(State())
     let logger: @Sendable (String) -> Void
 
@@ -19,24 +19,15 @@ final class BridgeShared: @unchecked Sendable {
 
     init(logger: @escaping @Sendable (String) -> Void) {
         self.logger = logger
-        stopWord.initialize(to: Atomic(0))
     }
 
-    deinit { stopWord.deallocate() }
+    var isStopping: Bool { stopSignal.isStopping }
 
-    // SYNC POINT: acquire pairs with the release store in `stop()`.
-    var isStopping: Bool { stopWord.pointee.load(ordering: .acquiring) != 0 }
-
-    func stop() {
-        // SYNC POINT: release pairs with the acquire load in `isStopping`.
-        stopWord.pointee.store(1, ordering: .releasing)
-        _ = Futex.wakeAll(UnsafeMutableRawPointer(stopWord))
-    }
+    func stop() { stopSignal.stop() }
 
     /// Sleeps up to `duration`, or until `stop()`.
     func sleep(_ duration: Duration) {
-        let deadline = monotonicNanoseconds() &+ UInt64(duration.milliseconds) * 1_000_000
-        _ = Futex.wait(UnsafeMutableRawPointer(stopWord), expected: 0, deadline: deadline)
+        stopSignal.sleep(until: monotonicNanoseconds() &+ UInt64(duration.milliseconds) * 1_000_000)
     }
 
     func statistics(for service: String) -> ServiceStatistics {

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Shm
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Message for MPMC tests: producer id (UInt32), sequence (UInt64), and a checksum.
 struct QueueRecord {

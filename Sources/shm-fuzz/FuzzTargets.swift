@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Shm
 import ShmLog
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 import ShmReplay
 import ShmSystem
 
@@ -98,12 +98,12 @@ enum FuzzTargets {
         let (a, b) = knobs(input)
         let chunks = 1 + a % 32, capacity = 8 * (1 + b % 64)
         let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0),
-                          size: PublisherPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: 8))
-        PublisherPool.initialize(bytes, chunkCount: chunks, payloadCapacity: capacity, alignment: 8, portID: 7, serviceHash: 9)
-        overlay(input, on: bytes, from: PublisherPool.chunksOffset) // chunk headers and payloads
-        guard let pool = try? PublisherPool(bytes, expectedPortID: 7, serviceHash: 9, service: "fuzz") else { return }
+                          size: ChunkPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: 8))
+        ChunkPool.initialize(bytes, chunkCount: chunks, payloadCapacity: capacity, alignment: 8, portID: 7, serviceHash: 9)
+        overlay(input, on: bytes, from: ChunkPool.chunksOffset) // chunk headers and payloads
+        guard let pool = try? ChunkPool(bytes, expectedPortID: 7, serviceHash: 9) else { return }
         for index in 0..<pool.chunkCount {
-            _ = bytes.unsafeBaseAddress.load(fromByteOffset: PublisherPool.chunksOffset + index * pool.chunkStride, as: UInt64.self)
+            _ = bytes.unsafeBaseAddress.load(fromByteOffset: ChunkPool.chunksOffset + index * pool.chunkStride, as: UInt64.self)
         }
     }
 
@@ -111,11 +111,11 @@ enum FuzzTargets {
         let (a, b) = knobs(input)
         let publishers = 1 + a % 4, capacity = 2 << (b % 6)
         let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0),
-                          size: SubscriberInbox.size(maxPublishers: publishers, deliveryCapacity: capacity, returnCapacity: capacity))
-        guard (try? SubscriberInbox.initialize(bytes, maxPublishers: publishers, deliveryCapacity: capacity,
+                          size: SampleInbox.size(maxPublishers: publishers, deliveryCapacity: capacity, returnCapacity: capacity))
+        guard (try? SampleInbox.initialize(bytes, maxPublishers: publishers, deliveryCapacity: capacity,
                                                returnCapacity: capacity, portID: 5)) != nil else { return }
         overlay(input, on: bytes, from: 128) // parker, epoch, blocks: owners, counters, both queues
-        guard let inbox = try? SubscriberInbox(bytes, expectedPortID: 5, service: "fuzz") else { return }
+        guard let inbox = try? SampleInbox(bytes, expectedPortID: 5) else { return }
         for block in 0..<inbox.maxPublishers {
             if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(block)) { drain(queue) }
             if let queue = try? IndexQueue(attaching: inbox.returnRegion(block)) { drain(queue) }

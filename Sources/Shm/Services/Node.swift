@@ -1,6 +1,6 @@
-import ShmSystem
-import ShmPrimitives
 import Synchronization
+import ShmSystem
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A participant in services: one per process or component. A node is
 /// registered as a small segment `node.<name>.<pid>-<lease>.<n>` whose

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// An open service: the mapped service segment, its validated layout, and
 /// this handle's registration in the attachments table. Shared by the

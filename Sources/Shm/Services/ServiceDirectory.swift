@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// What `shm ls`, `shm service` and `shm cleanup` see of nodes and services.
 public enum ServiceDirectory {
@@ -105,9 +105,9 @@ public enum ServiceDirectory {
                 if config.pattern == .publishSubscribe, table == .a {
                     let poolName = name.portSegmentName("p", entry.portID)
                     port.memoryBytes = (try? SegmentName(poolName)).flatMap(SegmentDirectory.inspect)?.size
-                    if let poolSegment = try? SharedMemorySegment.open(poolName, access: .readOnly, kind: PublisherPool.kind,
+                    if let poolSegment = try? SharedMemorySegment.open(poolName, access: .readOnly, kind: ChunkPool.kind,
                                                                        timeout: .milliseconds(50)),
-                       let pool = try? PublisherPool(poolSegment.data, expectedPortID: entry.portID,
+                       let pool = try? ChunkPool(poolSegment.data, expectedPortID: entry.portID,
                                                      serviceHash: ServiceLayout.hash(service), service: service) {
                         port.sent = pool.highestSequence()
                     }
@@ -117,13 +117,13 @@ public enum ServiceDirectory {
                 }
                 if config.pattern == .publishSubscribe, table == .b,
                    let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName("s", entry.portID), access: .readOnly,
-                                                                    kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
-                   let inbox = try? SubscriberInbox(inboxSegment.data, expectedPortID: entry.portID, service: service) {
+                                                                    kind: SampleInbox.kind, timeout: .milliseconds(50)),
+                   let inbox = try? SampleInbox(inboxSegment.data, expectedPortID: entry.portID, service: service) {
                     var backlog = 0, lost: UInt64 = 0, delivered: UInt64 = 0
-                    for i in 0..<inbox.maxPublishers where inbox.owner(i).pointee.load(ordering: .relaxed) != 0 {
+                    for i in 0..<inbox.maxPublishers where inbox.owner(of: i) != 0 {
                         if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(i)) { backlog += queue.count }
-                        lost &+= inbox.lost(i).pointee.load(ordering: .relaxed)
-                        delivered &+= inbox.delivered(i).pointee.load(ordering: .relaxed)
+                        lost &+= inbox.lost(in: i)
+                        delivered &+= inbox.delivered(in: i)
                     }
                     port.backlog = backlog
                     port.lost = lost

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Why an operation on a node, service or port failed.
 public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// The messaging pattern of a service.
 public enum MessagingPattern: UInt64, Sendable, CustomStringConvertible {
@@ -146,9 +145,6 @@ package struct ServiceLayout: @unchecked Sendable {
     let config: Config
     let name: ServiceName
 
-    var versionWord: UnsafeMutablePointer<Atomic<UInt64>> {
-        UnsafeMutablePointer(OpaquePointer(data.unsafeBaseAddress + ServiceLayout.versionOffset))
-    }
     var patternArea: MappedBytes {
         let start = ServiceLayout.patternAreaStart(config)
         return data.view(start..<start + ServiceLayout.patternAreaSize(config))
@@ -217,14 +213,16 @@ package struct ServiceLayout: @unchecked Sendable {
 
     package enum Table { case a, b, attachments }
 
-    func slot(_ table: Table, _ index: Int) -> Slot {
+    /// The port table `table` (slots of 64 bytes, see `PortTable`).
+    func portTable(_ table: Table) -> PortTable {
         let first: Int
         switch table {
         case .a: first = 0
         case .b: first = config.maxA
         case .attachments: first = config.maxA + config.maxB
         }
-        return Slot(address: data.unsafeBaseAddress + ServiceLayout.tablesOffset + (first + index) * ServiceLayout.slotSize)
+        return PortTable(base: data.unsafeBaseAddress + ServiceLayout.tablesOffset + first * PortTable.slotSize,
+                         count: count(table), version: versionCounter)
     }
 
     func count(_ table: Table) -> Int {
@@ -235,56 +233,20 @@ package struct ServiceLayout: @unchecked Sendable {
         }
     }
 
-    struct Slot {
-        let address: UnsafeMutableRawPointer
-        var owner: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address)) }
-        var portID: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address + 8)) }
-        var registeredAt: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address + 16)) }
-        var nodeHash: UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(address + 24)) }
-    }
-
     /// A registered port as seen by a reader of the table.
-    package struct PortEntry: Equatable {
-        let index: Int
-        let owner: ProcessIdentity
-        let portID: UInt64
-        let registeredAt: UInt64
-        let nodeHash: UInt64
-    }
+    package typealias PortEntry = PortTable.Entry
 
     /// Registered ports of `table` (slots whose registration is complete).
-    package func entries(_ table: Table) -> [PortEntry] {
-        (0..<count(table)).compactMap { i in
-            let s = slot(table, i)
-            // SYNC POINT: acquire pairs with the release stores in `register`.
-            let owner = s.owner.pointee.load(ordering: .acquiring)
-            let id = s.portID.pointee.load(ordering: .acquiring)
-            guard owner != 0, id != 0 else { return nil }
-            return PortEntry(index: i, owner: ProcessIdentity(packed: owner), portID: id,
-                             registeredAt: s.registeredAt.pointee.load(ordering: .relaxed),
-                             nodeHash: s.nodeHash.pointee.load(ordering: .relaxed))
-        }
-    }
+    package func entries(_ table: Table) -> [PortEntry] { portTable(table).entries() }
 
     /// Claims a free slot of `table` for this process, taking over slots of
     /// dead processes; free slots in `avoiding` are taken only when no other
     /// is free. Returns the slot index.
     func register(_ table: Table, portID: UInt64, nodeHash: UInt64, avoiding: Set<Int> = [],
                   onDeadPort: (PortEntry) -> Void) throws(ServiceError) -> Int {
-        let me = ProcessIdentity.current.packed
         let order = (0..<count(table)).filter { !avoiding.contains($0) } + (0..<count(table)).filter { avoiding.contains($0) }
         for _ in 0..<2 {
-            for i in order {
-                let s = slot(table, i)
-                if s.owner.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing).exchanged {
-                    s.registeredAt.pointee.store(wallClockNanoseconds(), ordering: .relaxed)
-                    s.nodeHash.pointee.store(nodeHash, ordering: .relaxed)
-                    // SYNC POINT: release pairs with the acquire loads in `entries`.
-                    s.portID.pointee.store(portID, ordering: .releasing)
-                    bumpVersion()
-                    return i
-                }
-            }
+            if let index = portTable(table).claim(portID: portID, nodeHash: nodeHash, order: order) { return index }
             // Full: reclaim dead ports, then try once more.
             if reclaimDeadPorts(table, onDeadPort: onDeadPort) == 0 { break }
         }
@@ -294,36 +256,21 @@ package struct ServiceLayout: @unchecked Sendable {
 
     /// Frees this process's slot.
     func unregister(_ table: Table, index: Int, portID: UInt64) {
-        let s = slot(table, index)
-        guard s.portID.pointee.compareExchange(expected: portID, desired: 0, ordering: .acquiringAndReleasing).exchanged else { return }
-        // SYNC POINT: release pairs with the CAS in `register` of the next owner.
-        s.owner.pointee.store(0, ordering: .releasing)
-        bumpVersion()
+        portTable(table).release(index: index, portID: portID)
     }
 
     /// Takes back the slots of `table` whose owners are dead, calling
-    /// `onDeadPort` for each (to remove its segment). Returns how many.
+    /// `onDeadPort` for each (to remove its segment), and tells the operator.
+    /// Returns how many.
     @discardableResult
     func reclaimDeadPorts(_ table: Table, onDeadPort: (PortEntry) -> Void) -> Int {
-        var reclaimed = 0
-        for i in 0..<count(table) {
-            let s = slot(table, i)
-            let owner = s.owner.pointee.load(ordering: .acquiring)
-            guard owner != 0, !ProcessIdentity(packed: owner).isAlive else { continue }
-            let entry = PortEntry(index: i, owner: ProcessIdentity(packed: owner), portID: s.portID.pointee.load(ordering: .acquiring),
-                                  registeredAt: 0, nodeHash: 0)
-            if s.owner.pointee.compareExchange(expected: owner, desired: 0, ordering: .acquiringAndReleasing).exchanged {
-                s.portID.pointee.store(0, ordering: .relaxed)
-                onDeadPort(entry)
-                reclaimed += 1
-                let kind = portKind(table)
-                Diagnostics.notice("reclaimed the port of a dead process",
-                                   ["service": name.value, "port": kind, "process": entry.owner.description])
-                Diagnostics.count("shm_ports_reclaimed_total", [("service", name.value), ("kind", kind)])
-            }
+        portTable(table).reclaimDead { entry in
+            onDeadPort(entry)
+            let kind = portKind(table)
+            Diagnostics.notice("reclaimed the port of a dead process",
+                               ["service": name.value, "port": kind, "process": entry.owner.description])
+            Diagnostics.count("shm_ports_reclaimed_total", [("service", name.value), ("kind", kind)])
         }
-        if reclaimed > 0 { bumpVersion() }
-        return reclaimed
     }
 
     /// What a slot of `table` holds, in words ("publisher", "client", …, "handle").
@@ -336,15 +283,13 @@ package struct ServiceLayout: @unchecked Sendable {
         }
     }
 
-    func bumpVersion() {
-        // SYNC POINT: release pairs with the acquire load in `version`.
-        versionWord.pointee.wrappingAdd(1, ordering: .releasing)
-    }
+    /// The version of the port tables: bumped whenever a port comes or goes.
+    var versionCounter: PortTable.Version { PortTable.Version(data.unsafeBaseAddress + ServiceLayout.versionOffset) }
 
-    var version: UInt64 {
-        // SYNC POINT: acquire pairs with the release increment in `bumpVersion`.
-        versionWord.pointee.load(ordering: .acquiring)
-    }
+    func bumpVersion() { versionCounter.bump() }
+
+    @inline(__always)
+    var version: UInt64 { versionCounter.current }
 
     /// Live attachments (open service handles).
     var liveAttachments: Int { entries(.attachments).filter { $0.owner.isAlive }.count }

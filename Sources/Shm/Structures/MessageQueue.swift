@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A bounded multi-producer multi-consumer queue of fixed-size slots in a
 /// named segment (kind `MPMC`).

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A single-producer single-consumer message ring in a named shared-memory
 /// segment (kind `RING`): the easy way to stream bytes from one process to

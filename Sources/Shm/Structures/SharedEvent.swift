@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// An event (notification word) in a named segment (kind `EVNT`).
 public final class SharedEvent: Sendable {

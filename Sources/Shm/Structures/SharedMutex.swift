@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A robust process-shared mutex in a named segment (kind `MUTX`).
 public final class SharedMutex: Sendable {

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A counting semaphore in a named segment (kind `SEMA`).
 public final class SharedSemaphore: Sendable {

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Creates a named segment of `kind` whose data area is laid out by `layout`
 /// before anyone can open it.

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Configuration of an event service.
 public struct EventConfig: Hashable, Sendable {

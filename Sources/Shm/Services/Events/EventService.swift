@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 extension Node {
     /// Opens or creates an event service: notifiers signal event ids,
@@ -56,8 +55,9 @@ public final class EventService: @unchecked Sendable {
 
     let event: FutexEvent
 
-    func counter(_ id: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        UnsafeMutablePointer(OpaquePointer(attachment.layout.patternArea.unsafeBaseAddress + FutexEvent.size + 8 * id))
+    /// One counter per id, after the futex event in the service's pattern area.
+    var counters: EventCounters {
+        EventCounters(base: attachment.layout.patternArea.unsafeBaseAddress + FutexEvent.size, count: config.maxEventID + 1)
     }
 }
 

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Waits for event ids on an event service.
 public final class Listener: @unchecked Sendable {
@@ -16,7 +15,7 @@ public final class Listener: @unchecked Sendable {
         portID = UInt64.random(in: 1...UInt64.max)
         event = service.event
         strategy = waitStrategy
-        seen = (0...service.config.maxEventID).map { service.counter($0).pointee.load(ordering: .acquiring) }
+        seen = service.counters.snapshot()
         slotIndex = try service.attachment.layout.register(.b, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
     }
 
@@ -40,9 +39,9 @@ public final class Listener: @unchecked Sendable {
 
     func fired() -> [EventID] {
         var ids: [EventID] = []
+        let counters = service.counters
         for id in seen.indices {
-            // SYNC POINT: acquire pairs with the release increment in `Notifier.notify`.
-            let now = service.counter(id).pointee.load(ordering: .acquiring)
+            let now = counters.value(id)
             if now != seen[id] {
                 seen[id] = now
                 ids.append(EventID(id))
@@ -56,12 +55,12 @@ public final class Listener: @unchecked Sendable {
     func readOnlyWatch() -> Readiness.Watch {
         let service = self.service, baseline = seen
         return Readiness.Watch(parker: event.parker, keepAlive: service) {
-            baseline.indices.contains { service.counter($0).pointee.load(ordering: .sequentiallyConsistent) != baseline[$0] }
+            service.counters.changedBeforeSleeping(since: baseline)
         }
     }
 
     /// True if an id fired since the last look (for wait sets).
     func hasFired() -> Bool {
-        seen.indices.contains { service.counter($0).pointee.load(ordering: .sequentiallyConsistent) != seen[$0] }
+        service.counters.changedBeforeSleeping(since: seen)
     }
 }

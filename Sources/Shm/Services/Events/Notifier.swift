@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Signals event ids on an event service.
 public final class Notifier: @unchecked Sendable {
@@ -23,8 +22,7 @@ public final class Notifier: @unchecked Sendable {
         guard (0...service.config.maxEventID).contains(id.value) else {
             throw .invalidConfiguration("event id \(id) outside 0…\(service.config.maxEventID)")
         }
-        // SYNC POINT: release pairs with the acquire loads in `Listener.fired`.
-        service.counter(id.value).pointee.wrappingAdd(1, ordering: .releasing)
+        service.counters.fire(id.value)
         event.signal(all: true)
     }
 }

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// What a publisher leaves behind when it is dropped.
 ///
@@ -20,37 +19,17 @@ import ShmPrimitives
 /// nothing awaiting unlinks the name. `shm cleanup` keeps awaited pools.
 ///
 /// SYNC POINT (Dekker): the publisher unregisters, fences (seq_cst), then
-/// reads `attached`; a subscriber stores `attached` (or frees its block),
-/// fences (seq_cst), then reads the port table. One of the two sees the
-/// other, so an awaited pool is never unlinked and the last party always
-/// sees that nothing is awaited.
-extension SubscriberInbox {
-    /// True if block `index` holds references from `publisherID` that this
-    /// inbox's subscriber has not mapped the pool for.
-    func awaits(_ publisherID: UInt64, block index: Int) -> Bool {
-        guard index < maxPublishers,
-              owner(index).pointee.load(ordering: .sequentiallyConsistent) == publisherID,
-              attached(index).pointee.load(ordering: .sequentiallyConsistent) != publisherID,
-              let queue = try? IndexQueue(attaching: deliveryRegion(index)) else { return false }
-        return queue.hasValue
-    }
-
-    /// Publishers whose references wait in this inbox unmapped.
-    package var awaitedPublishers: [UInt64] {
-        (0..<maxPublishers).compactMap { block in
-            let owner = owner(block).pointee.load(ordering: .sequentiallyConsistent)
-            return owner != 0 && awaits(owner, block: block) ? owner : nil
-        }
-    }
-}
-
+/// reads `attached` (`SampleInbox.awaits`); a subscriber stores `attached`
+/// (`markAttached`, or frees its block), fences (seq_cst), then reads the
+/// port table. One of the two sees the other, so an awaited pool is never
+/// unlinked and the last party always sees that nothing is awaited.
 extension ServiceLayout {
     /// Unlinks the pool of `publisherID` if its publisher has left and no
     /// subscriber's inbox awaits it (see above). Slow path: maps each
     /// subscriber's inbox, and only when the pool's name still exists.
     func removeDepartedPoolIfUnawaited(_ publisherID: UInt64) {
-        // SYNC POINT: pairs with the fence in `PublisherPort.deinit` (Dekker).
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        // Dekker with the departing publisher (`PublisherPort.deinit`).
+        SampleInbox.fenceAfterAttaching()
         guard let poolName = try? SegmentName(name.portSegmentName("p", publisherID)),
               SharedMemorySegment.exists(poolName),
               !entries(.a).contains(where: { $0.portID == publisherID }) else { return }
@@ -75,7 +54,7 @@ extension ServiceLayout {
     func blocksInUse() -> Set<Int> {
         var used = Set<Int>()
         forEachSubscriberInbox { inbox in
-            for block in 0..<inbox.maxPublishers where inbox.owner(block).pointee.load(ordering: .acquiring) != 0 {
+            for block in 0..<inbox.maxPublishers where inbox.owner(of: block) != 0 {
                 used.insert(block)
             }
         }
@@ -84,11 +63,11 @@ extension ServiceLayout {
 
     /// Maps each registered subscriber's inbox in turn (those that cannot be
     /// mapped or are damaged are passed over).
-    private func forEachSubscriberInbox(_ body: (SubscriberInbox) -> Void) {
+    private func forEachSubscriberInbox(_ body: (SampleInbox) -> Void) {
         for subscriber in entries(.b) {
             guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriber.portID),
-                                                              kind: SubscriberInbox.kind, timeout: .milliseconds(50)),
-                  let inbox = try? SubscriberInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)
+                                                              kind: SampleInbox.kind, timeout: .milliseconds(50)),
+                  let inbox = try? SampleInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)
             else { continue }
             withExtendedLifetime(segment) { body(inbox) }
         }

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 extension Node {
     /// Opens or creates a publish/subscribe service carrying one `Payload`

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// The machinery of a publisher, independent of its payload type (so the
 /// hot path runs as plain, non-generic code): the sample pool, the
@@ -20,7 +19,7 @@ final class PublisherPort: @unchecked Sendable {
     let portID: UInt64
     let slotIndex: Int
     let poolSegment: SharedMemorySegment
-    let pool: PublisherPool
+    let pool: ChunkPool
 
     var sendTimeout: Duration = .seconds(1)
 
@@ -81,13 +80,13 @@ final class PublisherPort: @unchecked Sendable {
         // see the registration can always map it.
         poolSegment = try serviceCall {
             try SharedMemorySegment.create(attachment.name.portSegmentName("p", id),
-                                           size: PublisherPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: alignment),
-                                           mode: 0o600, kind: PublisherPool.kind, lifetime: .persistent) { data in
-                PublisherPool.initialize(data, chunkCount: chunks, payloadCapacity: capacity, alignment: alignment,
+                                           size: ChunkPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: alignment),
+                                           mode: 0o600, kind: ChunkPool.kind, lifetime: .persistent) { data in
+                ChunkPool.initialize(data, chunkCount: chunks, payloadCapacity: capacity, alignment: alignment,
                                          portID: id, serviceHash: hash)
             }
         }
-        pool = try PublisherPool(poolSegment.data, expectedPortID: id, serviceHash: hash, service: attachment.name.value)
+        pool = try ChunkPool(poolSegment.data, expectedPortID: id, serviceHash: hash, service: attachment.name.value)
         portID = id
         chunkCount = chunks
         local = .allocate(capacity: 1)
@@ -113,11 +112,10 @@ final class PublisherPort: @unchecked Sendable {
 
     deinit {
         layout.unregister(.a, index: slotIndex, portID: portID)
-        // SYNC POINT (Dekker): this fence pairs with the one in
-        // `ServiceLayout.removeDepartedPoolIfUnawaited`, which subscribers
-        // run after mapping our pool or freeing our block: either we see
-        // their `attached`, or they see us gone from the table.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        // Dekker with `ServiceLayout.removeDepartedPoolIfUnawaited`, which
+        // subscribers run after mapping our pool or freeing our block: either
+        // we see their `attached`, or they see us gone from the table.
+        SampleInbox.fenceAfterLeaving()
         // Samples we sent stay receivable: the pool keeps its name while a
         // subscriber that has not mapped it has references from us queued
         // (DepartedPools.swift); that subscriber removes the name.
@@ -199,9 +197,7 @@ final class PublisherPort: @unchecked Sendable {
         let state = local
         state.pointee.loanedCount -= 1
         state.pointee.sequence &+= 1
-        let header = pool.chunk(chunk)
-        header.storeBytes(of: state.pointee.sequence, as: UInt64.self)
-        header.storeBytes(of: UInt64(bytes), toByteOffset: 8, as: UInt64.self)
+        pool.setHeader(chunk, sequence: state.pointee.sequence, length: UInt64(bytes))
         if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
         let value = ChunkReference.encode(index: chunk, length: bytes)
         var reached = 0
@@ -335,8 +331,8 @@ final class PublisherPort: @unchecked Sendable {
             for (id, connection) in connections where !current.contains(id) { disconnect(connection) }
             for entry in subscribers where connections[entry.portID] == nil {
                 guard let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName("s", entry.portID),
-                                                                  kind: SubscriberInbox.kind, timeout: .milliseconds(100)),
-                      let inbox = try? SubscriberInbox(segment.data, expectedPortID: entry.portID, service: serviceName),
+                                                                  kind: SampleInbox.kind, timeout: .milliseconds(100)),
+                      let inbox = try? SampleInbox(segment.data, expectedPortID: entry.portID, service: serviceName),
                       slotIndex < inbox.maxPublishers else { continue }
                 connections[entry.portID] = OutboundConnection(portID: entry.portID, segment: segment, inbox: inbox)
             }
@@ -348,11 +344,7 @@ final class PublisherPort: @unchecked Sendable {
     func claimPendingBlocks() {
         var pending = 0
         for connection in connections.values where connection.link == nil {
-            let owner = connection.inbox.owner(slotIndex)
-            // SYNC POINT: acquire-release CAS pairs with the subscriber's release CAS
-            // freeing the block in `recycle` (its reset of the queues happens before).
-            let claimed = owner.pointee.compareExchange(expected: 0, desired: portID, ordering: .acquiringAndReleasing)
-            guard claimed.exchanged || claimed.original == portID,
+            guard connection.inbox.claim(slotIndex, for: portID),
                   let delivery = try? IndexQueue(attaching: connection.inbox.deliveryRegion(slotIndex)),
                   let producer = try? IndexQueue.Producer(delivery, limit: config.subscriberBufferSize),
                   let returns = try? IndexQueue(attaching: connection.inbox.returnRegion(slotIndex)) else {
@@ -366,13 +358,12 @@ final class PublisherPort: @unchecked Sendable {
             let state = UnsafeMutablePointer<DeliveryLink.State>.allocate(capacity: 1)
             state.initialize(to: link.state)
             for chunk in history[historyStart...] + history[..<historyStart] {
-                let bytes = Int(clamping: pool.chunk(chunk).load(fromByteOffset: 8, as: UInt64.self))
+                let bytes = Int(clamping: pool.header(chunk).length)
                 _ = try? push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: state)
             }
             state.deallocate()
-            // SYNC POINT: release pairs with the subscriber's acquire load of
-            // the epoch before it scans the owners of its blocks.
-            connection.inbox.epoch.pointee.wrappingAdd(1, ordering: .releasing)
+            // The subscriber loads the epoch before it scans the owners of its blocks.
+            connection.inbox.epoch.advance()
             connection.inbox.parker.wake(count: 1)
         }
         local.pointee.pendingClaims = pending
@@ -428,11 +419,11 @@ final class PublisherPort: @unchecked Sendable {
 final class OutboundConnection {
     let portID: UInt64
     let segment: SharedMemorySegment
-    let inbox: SubscriberInbox
+    let inbox: SampleInbox
     /// Set once our block in the inbox is claimed.
     var link: DeliveryLink?
 
-    init(portID: UInt64, segment: SharedMemorySegment, inbox: SubscriberInbox) {
+    init(portID: UInt64, segment: SharedMemorySegment, inbox: SampleInbox) {
         self.portID = portID
         self.segment = segment
         self.inbox = inbox
@@ -449,8 +440,7 @@ final class DeliveryLink {
         let writer: IndexQueue.Writer
         let returns: IndexQueue
         let parker: Parker
-        let lostCounter: UnsafeMutablePointer<Atomic<UInt64>>
-        let deliveredCounter: UnsafeMutablePointer<Atomic<UInt64>>
+        let counters: SampleInbox.SenderCounters
         /// The subscriber may sleep: publish with seq_cst and wake it.
         let mayPark: Bool
         /// Per chunk: how many references this subscriber holds.
@@ -462,18 +452,18 @@ final class DeliveryLink {
         @inline(__always)
         func count(delivered n: UInt64) {
             totals[1] &+= n
-            deliveredCounter.pointee.store(totals[1], ordering: .relaxed)
+            counters.store(delivered: totals[1])
         }
 
         @inline(__always)
         func count(lost n: UInt64) {
             totals[0] &+= n
-            lostCounter.pointee.store(totals[0], ordering: .relaxed)
+            counters.store(lost: totals[0])
         }
     }
 
     let segment: SharedMemorySegment
-    let inbox: SubscriberInbox
+    let inbox: SampleInbox
     let producer: IndexQueue.Producer
     let state: State
 
@@ -486,8 +476,7 @@ final class DeliveryLink {
         let totals = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
         totals.initialize(repeating: 0, count: 2)
         state = State(portID: connection.portID, writer: producer.writer, returns: returns, parker: inbox.parker,
-                      lostCounter: inbox.lost(block), deliveredCounter: inbox.delivered(block),
-                      mayPark: inbox.mayPark.pointee.load(ordering: .relaxed) != 0, outstanding: outstanding, totals: totals)
+                      counters: inbox.counters(of: block), mayPark: inbox.subscriberMayPark, outstanding: outstanding, totals: totals)
     }
 
     deinit {

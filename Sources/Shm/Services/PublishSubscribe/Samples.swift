@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A sample loaned from a publisher's pool whose payload has not been
 /// written yet. It cannot be sent: `write` (one value) or

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Receives samples from every publisher of a service, in place.
 ///

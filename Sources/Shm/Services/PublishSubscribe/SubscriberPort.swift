@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// The machinery of a subscriber, independent of its payload type: the
 /// inbox segment, the connections to publishers' pools, and the hand-back
@@ -26,8 +25,8 @@ final class SubscriberPort: @unchecked Sendable {
     let portID: UInt64
     let slotIndex: Int
     let inboxSegment: SharedMemorySegment
-    let inbox: SubscriberInbox
-    let epoch: UnsafeMutablePointer<Atomic<UInt32>>
+    let inbox: SampleInbox
+    let epoch: SampleInbox.Epoch
     var waiter: Waiter
 
     /// Scalars the hot path updates, behind a pointer (no exclusivity
@@ -81,24 +80,18 @@ final class SubscriberPort: @unchecked Sendable {
         let maxPublishers = config.maxPublishers
         inboxSegment = try serviceCall {
             try SharedMemorySegment.create(attachment.name.portSegmentName("s", id),
-                                           size: SubscriberInbox.size(maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
+                                           size: SampleInbox.size(maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
                                                                       returnCapacity: returnCapacity),
-                                           kind: SubscriberInbox.kind, lifetime: .persistent) { data in
-                try SubscriberInbox.initialize(data, maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
+                                           kind: SampleInbox.kind, lifetime: .persistent) { data in
+                try SampleInbox.initialize(data, maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
                                                returnCapacity: returnCapacity, portID: id)
             }
         }
-        inbox = try SubscriberInbox(inboxSegment.data, expectedPortID: id, service: attachment.name.value)
+        inbox = try SampleInbox(inboxSegment.data, expectedPortID: id, service: attachment.name.value)
         epoch = inbox.epoch
         localBox = LocalBox(Local())
         inbound = .allocate(capacity: config.maxPublishers)
-        if case .busySpin = waitStrategy {
-            // SYNC POINT: seq_cst stores pair with the publisher's load of `mayPark` before
-            // it decides whether to publish with seq_cst and check for sleepers.
-            inbox.mayPark.pointee.store(0, ordering: .sequentiallyConsistent)
-        } else {
-            inbox.mayPark.pointee.store(1, ordering: .sequentiallyConsistent)
-        }
+        if case .busySpin = waitStrategy { inbox.setMayPark(false) } else { inbox.setMayPark(true) }
         portID = id
         waiter = Waiter(waitStrategy)
         connections = Array(repeating: nil, count: maxPublishers)
@@ -148,9 +141,7 @@ final class SubscriberPort: @unchecked Sendable {
     @inline(__always)
     func tryReceive() throws(ServiceError) -> Delivery? {
         let state = local
-        // SYNC POINT: acquire pairs with the publisher's release bump of the
-        // epoch after it claimed a block.
-        if state.pointee.unsettled || epoch.pointee.load(ordering: .acquiring) != state.pointee.knownEpoch
+        if state.pointee.unsettled || epoch.current() != state.pointee.knownEpoch
             || layout.version != state.pointee.knownVersion {
             updateConnections()
         }
@@ -210,7 +201,7 @@ final class SubscriberPort: @unchecked Sendable {
         let layout = self.layout, version = local.pointee.knownVersion, epoch = self.epoch, seenEpoch = local.pointee.knownEpoch
         return waiter.wait(on: inbox.parker, deadline: end, slice: 50_000_000) {
             queues.contains { $0.hasValue } || layout.version != version
-                || epoch.pointee.load(ordering: .sequentiallyConsistent) != seenEpoch
+                || epoch.currentBeforeSleeping() != seenEpoch
         } keepWaiting: { true }
     }
 
@@ -220,13 +211,13 @@ final class SubscriberPort: @unchecked Sendable {
     /// True if `tryReceive()` may find a sample, or the connections changed.
     func mayHaveSample() -> Bool {
         hasSample() || local.pointee.unsettled || layout.version != local.pointee.knownVersion
-            || epoch.pointee.load(ordering: .sequentiallyConsistent) != local.pointee.knownEpoch
+            || epoch.currentBeforeSleeping() != local.pointee.knownEpoch
     }
 
     var backlog: Int { active.reduce(0) { $0 + $1.delivery.count } }
 
     var lostSamples: UInt64 {
-        (0..<inbox.maxPublishers).reduce(local.pointee.lostInRecycledBlocks) { $0 &+ inbox.lost($1).pointee.load(ordering: .relaxed) }
+        (0..<inbox.maxPublishers).reduce(local.pointee.lostInRecycledBlocks) { $0 &+ inbox.lost(in: $1) }
     }
 
     // MARK: Connections
@@ -234,15 +225,13 @@ final class SubscriberPort: @unchecked Sendable {
     /// Attaches to blocks that publishers claimed; recycles blocks whose
     /// publisher is gone once they are drained.
     func updateConnections() {
-        // SYNC POINT: acquire pairs with the publishers' release bumps of the
-        // epoch; loaded before the owners so a later claim is noticed next time.
-        local.pointee.knownEpoch = epoch.pointee.load(ordering: .acquiring)
+        // Loaded before the owners, so a later claim is noticed next time.
+        local.pointee.knownEpoch = epoch.current()
         let version = layout.version
         if version != local.pointee.knownVersion { refreshPublishers(version) }
         var settled = true
         for block in 0..<inbox.maxPublishers {
-            // SYNC POINT: acquire pairs with the publisher's CAS claiming the block.
-            let owner = inbox.owner(block).pointee.load(ordering: .acquiring)
+            let owner = inbox.owner(of: block)
             if let connection = connections[block] {
                 if connection.publisherID == owner {
                     if !registeredPublishers.contains(owner) {
@@ -301,11 +290,11 @@ final class SubscriberPort: @unchecked Sendable {
             return true
         }
         let poolSegment: SharedMemorySegment
-        let pool: PublisherPool
+        let pool: ChunkPool
         do {
             poolSegment = try SharedMemorySegment.open(attachment.name.portSegmentName("p", publisherID),
-                                                       access: .readOnly, kind: PublisherPool.kind, timeout: .milliseconds(100))
-            pool = try PublisherPool(poolSegment.data, expectedPortID: publisherID, serviceHash: serviceHash, service: serviceName)
+                                                       access: .readOnly, kind: ChunkPool.kind, timeout: .milliseconds(100))
+            pool = try ChunkPool(poolSegment.data, expectedPortID: publisherID, serviceHash: serviceHash, service: serviceName)
         } catch let error as SegmentError {
             // Not there yet, or still being created: try again later. Anything
             // else (no memory or address space for the mapping, no
@@ -328,10 +317,9 @@ final class SubscriberPort: @unchecked Sendable {
                                            inboxSegment: inboxSegment, delivery: delivery, returns: producer, local: localBox)
         connections[block] = connection
         active.append(connection)
-        // SYNC POINT: seq_cst store, then the fence in
-        // `removeDepartedPoolIfUnawaited` (Dekker with the publisher's
-        // deinit): once it reads its ID here, it may remove its pool's name.
-        inbox.attached(block).pointee.store(publisherID, ordering: .sequentiallyConsistent)
+        // Then the fence in `removeDepartedPoolIfUnawaited` (Dekker with the
+        // publisher's deinit): once it reads its ID here, it may remove its pool's name.
+        inbox.markAttached(block, to: publisherID)
         if !registeredPublishers.contains(publisherID) { layout.removeDepartedPoolIfUnawaited(publisherID) }
         return true
     }
@@ -346,15 +334,12 @@ final class SubscriberPort: @unchecked Sendable {
     /// Lays the block out afresh and frees it for the next publisher.
     func recycle(_ block: Int) {
         detach(block)
-        let owner = inbox.owner(block)
-        // SYNC POINT: acquire pairs with the publisher's CAS claiming the block.
-        let current = owner.pointee.load(ordering: .acquiring)
+        let current = inbox.owner(of: block)
         guard current != 0 else { return }
         // Keep the count of what its publisher lost for us.
-        local.pointee.lostInRecycledBlocks &+= inbox.lost(block).pointee.load(ordering: .relaxed)
+        local.pointee.lostInRecycledBlocks &+= inbox.lost(in: block)
         try? inbox.resetBlock(block)
-        // SYNC POINT: release pairs with the publisher's CAS claiming the block.
-        _ = owner.pointee.compareExchange(expected: current, desired: 0, ordering: .acquiringAndReleasing)
+        inbox.free(block, from: current)
         // A departed publisher's pool may have waited for this block only.
         layout.removeDepartedPoolIfUnawaited(current)
     }
@@ -406,7 +391,7 @@ final class InboundConnection {
     let publisherID: UInt64
     let poolSegment: SharedMemorySegment
     let inboxSegment: SharedMemorySegment
-    let pool: PublisherPool
+    let pool: ChunkPool
     let delivery: IndexQueue
     let returns: IndexQueue.Producer
     let local: LocalBox<SubscriberPort.Local>
@@ -425,7 +410,7 @@ final class InboundConnection {
 
     let flags: UnsafeMutablePointer<Flags>
 
-    init(block: Int, publisherID: UInt64, pool: PublisherPool, poolSegment: SharedMemorySegment,
+    init(block: Int, publisherID: UInt64, pool: ChunkPool, poolSegment: SharedMemorySegment,
          inboxSegment: SharedMemorySegment, delivery: IndexQueue, returns: IndexQueue.Producer,
          local: LocalBox<SubscriberPort.Local>) {
         self.block = block

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Configuration of a request/response service.
 public struct RequestResponseConfig: Hashable, Sendable {

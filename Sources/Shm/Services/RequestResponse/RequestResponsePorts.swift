@@ -1,6 +1,6 @@
 import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A client's state and hot path, independent of the request and response
 /// types (sizes are given): the typed `Client` stores a request into

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 extension Node {
     /// Opens or creates a request/response service.

@@ -1,6 +1,5 @@
-import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Receives requests and answers them. Use a server from one thread at a time.
 public final class Server<Request: BitwiseCopyable, Response: BitwiseCopyable>: @unchecked Sendable {

@@ -1,6 +1,6 @@
 import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Waits on a dedicated pool thread (never on the cooperative pool) until
 /// `ready()` holds, the timeout passes, or the task is cancelled (which

@@ -1,6 +1,6 @@
 import Synchronization
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// A file descriptor that becomes readable when a subscriber, or any
 /// attachment of a wait set, may be ready — for programs that wait in their
@@ -47,15 +47,13 @@ public final class Readiness: @unchecked Sendable {
 
     /// What the helper thread keeps alive for as long as it runs.
     final class Shared: @unchecked Sendable {
-        let state = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: 1)
+        let state = ReadinessState()
         let watches: Mutex<[Watch]>
         let descriptor: EventDescriptor
         init(watches: [Watch], descriptor: EventDescriptor) {
             self.watches = Mutex(watches)
             self.descriptor = descriptor
-            state.initialize(to: Atomic(0))
         }
-        deinit { state.deallocate() }
     }
 
     /// - Parameter makeWatches: called now and on every `rearm()`, on the owner's thread.
@@ -72,11 +70,7 @@ public final class Readiness: @unchecked Sendable {
         BlockingPool.shared.submit { Readiness.watch(shared) }
     }
 
-    deinit {
-        // SYNC POINT: release pairs with the helper's acquire load of the state.
-        shared.state.pointee.store(2, ordering: .releasing)
-        _ = Futex.wake(UnsafeMutableRawPointer(shared.state), count: 1)
-    }
+    deinit { shared.state.stop() }
 
     /// Consumes the descriptor's readiness after draining what it watches;
     /// the helper watches again (and signals at once if anything is ready).
@@ -85,55 +79,24 @@ public final class Readiness: @unchecked Sendable {
         descriptor.drain()
         let watches = makeWatches()
         shared.watches.withLock { $0 = watches.count < 128 ? watches : Array(watches.prefix(127)) }
-        // SYNC POINT: release pairs with the helper's acquire load of the state.
-        if shared.state.pointee.compareExchange(expected: 1, desired: 0, ordering: .acquiringAndReleasing).exchanged {
-            _ = Futex.wake(UnsafeMutableRawPointer(shared.state), count: 1)
-        }
+        shared.state.rearm()
     }
 
     private static func watch(_ shared: Shared) {
         while true {
-            // SYNC POINT: acquire pairs with the release stores in `deinit`/`rearm`.
-            let state = shared.state.pointee.load(ordering: .acquiring)
-            if state == 2 { return }
+            let state = shared.state.state
+            if state == .stopping { return }
             let slice = monotonicNanoseconds() &+ 100_000_000
-            if state == 1 {
-                _ = Futex.wait(UnsafeMutableRawPointer(shared.state), expected: 1, deadline: slice)
+            if state == .signalled {
+                shared.state.sleepWhileSignalled(until: slice)
                 continue
             }
             let watches = shared.watches.withLock { $0 }
-            if sleep(on: watches, state: shared.state, until: slice) {
-                // SYNC POINT: acquire-release CAS pairs with `rearm()`'s CAS and `deinit`'s release store.
-                if shared.state.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
-                    shared.descriptor.signal()
-                }
+            let ready = ParkerSet.wait(on: watches.map(\.parker), also: shared.state.whileArmed, until: slice, pollInterval: 1_000_000) {
+                watches.contains { $0.isReady() } ? true : nil
             }
+            if ready == true, shared.state.signal() { shared.descriptor.signal() }
         }
-    }
-
-    /// Announces a sleeper on every parker, re-checks, and sleeps on all of
-    /// them and the state word; returns whether a watch is ready.
-    private static func sleep(on watches: [Watch], state: UnsafeMutablePointer<Atomic<UInt32>>, until deadline: UInt64) -> Bool {
-        // SYNC POINT: acquire pairs with the release bumps of each parker's seq (`Parker.wake`).
-        var expected = watches.map { $0.parker.seq.pointee.load(ordering: .acquiring) }
-        // SYNC POINT (Dekker): these seq_cst increments and the seq_cst loads
-        // in `isReady` pair with the wakers' seq_cst publish and their
-        // seq_cst load of `sleepers` (see `Parker`).
-        for watch in watches { watch.parker.sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
-        defer { for watch in watches { watch.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) } }
-        if watches.contains(where: { $0.isReady() }) { return true }
-        var words = watches.map { UnsafeMutableRawPointer($0.parker.seq) }
-        words.append(UnsafeMutableRawPointer(state))
-        expected.append(0)
-        if Futex.waitAny(words, expected: expected, deadline: deadline) == .unsupported {
-            // Kernels before 5.16: one parker can be slept on alone; several are polled.
-            if watches.count == 1 {
-                _ = Futex.wait(UnsafeMutableRawPointer(watches[0].parker.seq), expected: expected[0], deadline: deadline)
-            } else {
-                sleepNanoseconds(1_000_000)
-            }
-        }
-        return watches.contains { $0.isReady() }
     }
 }
 
@@ -153,10 +116,10 @@ extension SubscriberPort {
     /// since this call; reads only shared memory.
     func readOnlyWatch() -> Readiness.Watch {
         let inbox = self.inbox
-        // SYNC POINT (Dekker with the publishers' seq_cst publish, via the parker).
-        let seenEpoch = inbox.epoch.pointee.load(ordering: .sequentiallyConsistent)
+        // Dekker with the publishers' seq_cst publish, via the parker.
+        let seenEpoch = inbox.epoch.currentBeforeSleeping()
         return Readiness.Watch(parker: inbox.parker, keepAlive: inboxSegment) {
-            if inbox.epoch.pointee.load(ordering: .sequentiallyConsistent) != seenEpoch { return true }
+            if inbox.epoch.currentBeforeSleeping() != seenEpoch { return true }
             for block in 0..<inbox.maxPublishers {
                 if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(block)), queue.hasValue { return true }
             }

@@ -1,5 +1,5 @@
 import ShmSystem
-import ShmPrimitives
+@_spi(ShmInternals) import ShmPrimitives
 
 /// Waits on several listeners, subscribers and servers at once.
 ///
@@ -93,22 +93,11 @@ public final class WaitSet: @unchecked Sendable {
         while true {
             // Take in new publishers first, so that their arrival is not mistaken for data.
             for entry in entries { entry.refresh() }
-            // SYNC POINT: acquire pairs with the release bumps of each parker's seq.
-            let expected = entries.map { $0.parker.seq.pointee.load(ordering: .acquiring) }
-            // SYNC POINT (Dekker): seq_cst increments pair with the wakers'
-            // seq_cst publish and sleeper load (see `Parker`).
-            for entry in entries { entry.parker.sleepers.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent) }
-            var ready = self.ready()
-            if ready.isEmpty {
-                let words = entries.map { UnsafeMutableRawPointer($0.parker.seq) }
-                if Futex.waitAny(words, expected: expected, deadline: end) == .unsupported {
-                    // Kernels before 5.16: poll the conditions at a short interval.
-                    sleepNanoseconds(200_000)
-                }
-                ready = self.ready()
+            let ready = ParkerSet.wait(on: entries.map(\.parker), until: end, pollInterval: 200_000) {
+                let ready = self.ready()
+                return ready.isEmpty ? nil : ready
             }
-            for entry in entries { entry.parker.sleepers.pointee.wrappingSubtract(1, ordering: .relaxed) }
-            if !ready.isEmpty { return ready }
+            if let ready { return ready }
             if let end, monotonicNanoseconds() >= end { return [] }
         }
     }

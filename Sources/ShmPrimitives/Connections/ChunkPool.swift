@@ -1,0 +1,122 @@
+import ShmSystem
+
+/// A sender's pool of fixed-size chunks in shared memory: segment
+/// `svc.<service>.p<portID>`, mapped read-write by its publisher and
+/// read-only by subscribers, who read samples in place.
+///
+/// ```text
+/// offset  contents
+///    0    header: magic "PUBD", version, chunkCount, chunkStride, payloadCapacity,
+///           portID, serviceHash, payloadOffset, checksum
+/// 4096    chunk[0] … chunk[chunkCount-1], chunkStride bytes each (a multiple of 64):
+///           +0  sequence UInt64     number of the sample, per publisher (from 1)
+///           +8  length   UInt64     payload bytes in this sample
+///           +payloadOffset payload[payloadCapacity]   (16, or the payload's
+///                                   alignment if larger: a small payload shares
+///                                   the header's cache line)
+/// ```
+/// Receivers check every chunk index and length they receive against this
+/// header before touching the chunk (`ChunkReference`). The chunk header
+/// is written by the sender before it publishes the chunk's reference (the
+/// delivery queue's release/acquire orders it); it holds no atomics.
+@_spi(ShmInternals) public struct ChunkPool: @unchecked Sendable {
+    package static let kind = SegmentKind("PUBD")
+    static let magic = SegmentKind("PUBD")
+    static let version: UInt32 = 2
+    public static let chunksOffset = 4096
+    static let headerBytes = 16
+
+    /// Byte offsets inside a chunk (the table above).
+    public enum ChunkOffset {
+        public static let sequence = 0, length = 8
+    }
+
+    let data: MappedBytes
+    @usableFromInline let base: UnsafeMutableRawPointer
+    package let chunkCount: Int
+    @usableFromInline package let chunkStride: Int
+    package let payloadCapacity: Int
+    @usableFromInline package let payloadOffset: Int
+    let portID: UInt64
+
+    static func payloadOffset(alignment: Int) -> Int { max(headerBytes, alignment) }
+
+    static func stride(payloadCapacity: Int, alignment: Int) -> Int {
+        let unit = max(64, alignment)
+        return (payloadOffset(alignment: alignment) + payloadCapacity + unit - 1) / unit * unit
+    }
+
+    package static func size(chunkCount: Int, payloadCapacity: Int, alignment: Int) -> Int {
+        chunksOffset + chunkCount * stride(payloadCapacity: payloadCapacity, alignment: alignment)
+    }
+
+    package static func initialize(_ data: MappedBytes, chunkCount: Int, payloadCapacity: Int, alignment: Int, portID: UInt64, serviceHash: UInt64) {
+        data.view(0..<chunksOffset).fill(with: 0)
+        LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: version,
+                           fields: [UInt64(chunkCount), UInt64(stride(payloadCapacity: payloadCapacity, alignment: alignment)),
+                                    UInt64(payloadCapacity), portID, serviceHash, UInt64(payloadOffset(alignment: alignment))])
+    }
+
+    /// Validates the header another process wrote.
+    /// - Throws: `.invalidLayout` naming what does not fit.
+    package init(_ data: MappedBytes, expectedPortID: UInt64, serviceHash: UInt64) throws(QueueError) {
+        let f = try LayoutHeader.read(data, magic: ChunkPool.magic, version: ChunkPool.version, count: 6, what: "publisher pool")
+        guard f[3] == expectedPortID, f[4] == serviceHash else {
+            throw .invalidLayout("publisher pool belongs to another port or service")
+        }
+        // Bounded before any arithmetic: a hostile header must not trap us.
+        guard f[0] >= 1, f[0] <= 1 << 24, f[2] <= 1 << 34, f[5] >= UInt64(ChunkPool.headerBytes), f[5] <= 4096,
+              f[5] % 16 == 0, f[1] <= 1 << 36, f[1] >= f[5] + f[2], f[1] % 64 == 0,
+              case let (total, overflow) = f[0].multipliedReportingOverflow(by: f[1]), !overflow,
+              UInt64(ChunkPool.chunksOffset) + total <= UInt64(data.count) else {
+            throw .invalidLayout("publisher pool header does not fit its segment")
+        }
+        self.data = data
+        base = data.unsafeBaseAddress
+        chunkCount = Int(f[0])
+        chunkStride = Int(f[1])
+        payloadCapacity = Int(f[2])
+        portID = f[3]
+        payloadOffset = Int(f[5])
+    }
+
+    @inlinable @inline(__always)
+    public func chunk(_ index: Int) -> UnsafeMutableRawPointer {
+        base + ChunkPool.chunksOffset + index * chunkStride
+    }
+
+    @inlinable @inline(__always)
+    public func payload(_ index: Int) -> UnsafeMutableRawPointer { chunk(index) + payloadOffset }
+
+    /// The chunk's sample sequence number and payload length (its header).
+    @inlinable @inline(__always)
+    public func header(_ index: Int) -> (sequence: UInt64, length: UInt64) {
+        let c = chunk(index)
+        return (c.load(fromByteOffset: ChunkOffset.sequence, as: UInt64.self), c.load(fromByteOffset: ChunkOffset.length, as: UInt64.self))
+    }
+
+    /// Writes the chunk's header (the sender, before publishing its reference).
+    @inlinable @inline(__always)
+    public func setHeader(_ index: Int, sequence: UInt64, length: UInt64) {
+        let c = chunk(index)
+        c.storeBytes(of: sequence, toByteOffset: ChunkOffset.sequence, as: UInt64.self)
+        c.storeBytes(of: length, toByteOffset: ChunkOffset.length, as: UInt64.self)
+    }
+
+    /// The highest sample sequence number in any chunk: how many samples
+    /// the sender has sent (monitoring; reads every chunk's header).
+    package func highestSequence() -> UInt64 {
+        (0..<chunkCount).reduce(0) { max($0, header($1).sequence) }
+    }
+}
+
+/// A chunk reference as it travels in the delivery and return queues: the
+/// chunk's index (low 32 bits) and the sample's length (high 32 bits).
+@_spi(ShmInternals) public enum ChunkReference {
+    @inlinable @inline(__always)
+    public static func encode(index: Int, length: Int) -> UInt64 { UInt64(UInt32(index)) | UInt64(UInt32(length)) << 32 }
+    @inlinable @inline(__always)
+    public static func index(_ value: UInt64) -> Int { Int(value & 0xffff_ffff) }
+    @inlinable @inline(__always)
+    public static func length(_ value: UInt64) -> Int { Int(value >> 32) }
+}
