@@ -26,6 +26,10 @@ import ShmSystem
 /// The queue is plain pointers (copying it costs nothing and retains
 /// nothing): whoever attaches keeps the mapping alive.
 public struct IndexQueue: @unchecked Sendable {
+    /// Byte offsets inside an entry (the table above).
+    public enum EntryOffset {
+        public static let tag = 0, value = 8
+    }
     static let magic = SegmentKind("IDXQ")
     static let version: UInt32 = 1
     static let tailOffset = 128, headOffset = 256, entriesOffset = 384
@@ -114,10 +118,10 @@ public struct IndexQueue: @unchecked Sendable {
         }
 
         /// Pushes `value`; when full, drops the oldest value if `overwrite`.
-        /// `sequentiallyConsistent` publishes with a seq_cst store (needed when
-        /// the consumer may sleep: see `Parker`).
+        /// `ordering`: `.sequentiallyConsistent` when the consumer may sleep
+        /// (see `PublishOrdering`).
         @inlinable
-        public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> PushOutcome {
+        public func push(_ value: UInt64, overwrite: Bool, ordering: PublishOrdering) throws(QueueError) -> PushOutcome {
             let t = state[0]
             var dropped: UInt64?
             if t &- state[1] >= limit {
@@ -131,7 +135,7 @@ public struct IndexQueue: @unchecked Sendable {
                     guard overwrite else { return .full }
                     // Drop the oldest: read it, then take it with the same CAS the consumer uses.
                     while t &- h >= limit {
-                        let oldest = queue.entry(h).load(fromByteOffset: 8, as: UInt64.self)
+                        let oldest = queue.entry(h).load(fromByteOffset: EntryOffset.value, as: UInt64.self)
                         // SYNC POINT: acquire-release CAS pairs with the consumer's CAS of head in `pop`.
                         let (done, actual) = queue.head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
                         if done {
@@ -148,8 +152,8 @@ public struct IndexQueue: @unchecked Sendable {
                 }
             }
             let at = queue.entry(t)
-            at.storeBytes(of: value, toByteOffset: 8, as: UInt64.self)
-            if sequentiallyConsistent {
+            at.storeBytes(of: value, toByteOffset: EntryOffset.value, as: UInt64.self)
+            if ordering == .sequentiallyConsistent {
                 // SYNC POINT: seq_cst store releases the value to the consumer's
                 // acquire load of the tag in `pop`, and orders the caller's
                 // sleeper check after it (Dekker with `Parker.sleep`).
@@ -194,8 +198,8 @@ public struct IndexQueue: @unchecked Sendable {
 
         /// Pushes `value` (see `Writer.push`).
         @inlinable
-        public func push(_ value: UInt64, overwrite: Bool, sequentiallyConsistent: Bool = true) throws(QueueError) -> PushOutcome {
-            try writer.push(value, overwrite: overwrite, sequentiallyConsistent: sequentiallyConsistent)
+        public func push(_ value: UInt64, overwrite: Bool, ordering: PublishOrdering) throws(QueueError) -> PushOutcome {
+            try writer.push(value, overwrite: overwrite, ordering: ordering)
         }
     }
 
@@ -207,7 +211,7 @@ public struct IndexQueue: @unchecked Sendable {
         while true {
             // SYNC POINT: acquire pairs with the producer's store of this tag in `push`.
             guard tagWord(h).pointee.load(ordering: .acquiring) == tag(h) else { return nil }
-            let value = entry(h).load(fromByteOffset: 8, as: UInt64.self)
+            let value = entry(h).load(fromByteOffset: EntryOffset.value, as: UInt64.self)
             let (done, actual) = head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
             if done { return value }
             h = actual // the producer dropped it: look at the new oldest
@@ -223,7 +227,7 @@ public struct IndexQueue: @unchecked Sendable {
         let h = head.pointee.load(ordering: .relaxed)
         // SYNC POINT: acquire pairs with the producer's store of this tag in `push`.
         guard tagWord(h).pointee.load(ordering: .acquiring) == tag(h) else { return nil }
-        let value = entry(h).load(fromByteOffset: 8, as: UInt64.self)
+        let value = entry(h).load(fromByteOffset: EntryOffset.value, as: UInt64.self)
         // SYNC POINT: release pairs with the producer's acquire load of head
         // in `push` (the entry's slot may be reused only after we read it).
         head.pointee.store(h &+ 1, ordering: .releasing)

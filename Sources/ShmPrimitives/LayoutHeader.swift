@@ -12,11 +12,15 @@ import ShmSystem
 /// offset 8+8n checksum UInt64, FNV-1a of bytes 0..<8+8n
 /// ```
 package enum LayoutHeader {
+    /// Byte offsets of the header (the table above); fields follow at 8.
+    package enum Offset {
+        package static let magic = 0, version = 4, fields = 8
+    }
     package static func size(fields: Int) -> Int { 16 + 8 * fields }
 
     package static func write(_ base: UnsafeMutableRawPointer, magic: SegmentKind, version: UInt32, fields: [UInt64]) {
-        base.storeBytes(of: magic.rawValue, toByteOffset: 0, as: UInt32.self)
-        base.storeBytes(of: version, toByteOffset: 4, as: UInt32.self)
+        base.storeBytes(of: magic.rawValue, toByteOffset: Offset.magic, as: UInt32.self)
+        base.storeBytes(of: version, toByteOffset: Offset.version, as: UInt32.self)
         for (i, field) in fields.enumerated() { base.storeBytes(of: field, toByteOffset: 8 + 8 * i, as: UInt64.self) }
         base.storeBytes(of: checksum(base, bytes: 8 + 8 * fields.count), toByteOffset: 8 + 8 * fields.count, as: UInt64.self)
     }
@@ -28,11 +32,11 @@ package enum LayoutHeader {
             throw .regionTooSmall(needed: size(fields: count), available: region.count)
         }
         let base = region.unsafeBaseAddress
-        let foundMagic = base.load(fromByteOffset: 0, as: UInt32.self)
+        let foundMagic = base.load(fromByteOffset: Offset.magic, as: UInt32.self)
         guard foundMagic == magic.rawValue else {
             throw .invalidLayout("expected a \(what) (magic \(magic)), found magic \(SegmentKind(rawValue: foundMagic))")
         }
-        let foundVersion = base.load(fromByteOffset: 4, as: UInt32.self)
+        let foundVersion = base.load(fromByteOffset: Offset.version, as: UInt32.self)
         guard foundVersion == version else {
             throw .invalidLayout("\(what) layout version \(foundVersion); this build supports \(version)")
         }
@@ -44,9 +48,7 @@ package enum LayoutHeader {
     }
 
     static func checksum(_ base: UnsafeRawPointer, bytes: Int) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for i in 0..<bytes { hash = (hash ^ UInt64(base.load(fromByteOffset: i, as: UInt8.self))) &* 0x0000_0100_0000_01b3 }
-        return hash
+        FNV1a.hash(base, count: bytes)
     }
 }
 

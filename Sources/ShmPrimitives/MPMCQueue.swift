@@ -41,6 +41,10 @@ public final class MPMCQueue: @unchecked Sendable {
     static let lostProducersOffset = 640, lostConsumersOffset = 648, corruptOffset = 656
     static let slotsOffset = 768
     static let slotHeader = 16
+    /// Byte offsets inside a slot (the table above).
+    public enum SlotOffset {
+        public static let state = 0, length = 8, payload = 16
+    }
 
     static let free: UInt64 = 0, writing: UInt64 = 1, ready: UInt64 = 2, reading: UInt64 = 3
     static let lapMask: UInt64 = (1 << 32) - 1
@@ -157,7 +161,7 @@ public final class MPMCQueue: @unchecked Sendable {
     public func tryEnqueue(_ bytes: UnsafeRawBufferPointer) throws(QueueError) -> Bool {
         guard bytes.count <= slotSize else { throw .messageTooLarge(size: bytes.count, maximum: slotSize) }
         guard let (slot, lap) = try claimForWriting() else { return false }
-        slot.storeBytes(of: UInt32(bytes.count), toByteOffset: 8, as: UInt32.self)
+        slot.storeBytes(of: UInt32(bytes.count), toByteOffset: SlotOffset.length, as: UInt32.self)
         if bytes.count > 0 { (slot + MPMCQueue.slotHeader).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         publish(slot, lap: lap)
         return true
@@ -302,7 +306,7 @@ public final class MPMCQueue: @unchecked Sendable {
             let distance = MPMCQueue.lapDistance(w, from: lap)
             let state = MPMCQueue.state(w)
             if distance == 0 && state == MPMCQueue.ready {
-                let length = Int(slot.load(fromByteOffset: 8, as: UInt32.self))
+                let length = Int(slot.load(fromByteOffset: SlotOffset.length, as: UInt32.self))
                 guard length <= slotSize else {
                     // A length no producer could write: drop the slot, keep the queue.
                     if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, claimant: 0),

@@ -66,6 +66,10 @@ public final class SPSCRing: @unchecked Sendable {
     static let dataParkerOffset = 512, spaceParkerOffset = 640
     static let dataOffset = 768
     @usableFromInline static let recordHeader = 16
+    /// Byte offsets inside a record (the table above).
+    public enum RecordOffset {
+        public static let tag = 0, meta = 8, payload = 16
+    }
     @usableFromInline static let typeMessage: UInt64 = 1
     @usableFromInline static let typePadding: UInt64 = 2
 

@@ -89,7 +89,7 @@ extension SPSCRing {
             // seq_cst) store of this tag in `Producer.store`: the meta word
             // and payload written before it are visible.
             guard view.tagWord(at: offset).pointee.load(ordering: .acquiring) == view.tag(position) else { return nil }
-            return (view.data + offset).load(fromByteOffset: 8, as: UInt64.self)
+            return (view.data + offset).load(fromByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
         }
 
         /// The next record's payload position, length and the head after it,

@@ -65,7 +65,7 @@ extension SPSCRing {
                 let offset = Int(t & view.mask)
                 // SYNC POINT: acquire pairs with the release of that tag in `store`.
                 guard view.tagWord(at: offset).pointee.load(ordering: .acquiring) == view.tag(t) else { break }
-                let word = (view.data + offset).load(fromByteOffset: 8, as: UInt64.self)
+                let word = (view.data + offset).load(fromByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
                 let length = Int(word & 0xffff_ffff), type = word >> 32
                 if type == SPSCRing.typeMessage, length <= view.maxMessageSize,
                    SPSCRing.recordSize(length) <= view.capacity - offset {
@@ -266,13 +266,14 @@ extension SPSCRing {
             let next = reservation.start &+ UInt64(SPSCRing.recordSize(length))
             let consumerMayPark = view.consumerMayPark.pointee.load(ordering: .relaxed) != 0
             let offset = Int(reservation.start & view.mask)
-            (view.data + offset).storeBytes(of: UInt64(length) | SPSCRing.typeMessage << 32, toByteOffset: 8, as: UInt64.self)
-            store(view.tag(reservation.start), at: offset, sequentiallyConsistent: consumerMayPark)
+            (view.data + offset).storeBytes(of: UInt64(length) | SPSCRing.typeMessage << 32, toByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
+            let ordering = PublishOrdering.forConsumer(mayPark: consumerMayPark)
+            store(view.tag(reservation.start), at: offset, ordering: ordering)
             if let padding = reservation.paddingAt {
                 let at = Int(padding & view.mask)
                 (view.data + at).storeBytes(of: UInt64(view.capacity - at - SPSCRing.recordHeader) | SPSCRing.typePadding << 32,
-                                            toByteOffset: 8, as: UInt64.self)
-                store(view.tag(padding), at: at, sequentiallyConsistent: consumerMayPark)
+                                            toByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
+                store(view.tag(padding), at: at, ordering: ordering)
             }
             tail = next
             view.tail.pointee.store(next, ordering: .releasing)
@@ -280,8 +281,8 @@ extension SPSCRing {
         }
 
         @inlinable @inline(__always)
-        func store(_ tag: UInt64, at offset: Int, sequentiallyConsistent: Bool) {
-            if sequentiallyConsistent {
+        func store(_ tag: UInt64, at offset: Int, ordering: PublishOrdering) {
+            if ordering == .sequentiallyConsistent {
                 // SYNC POINT: release (seq_cst) pairs with the consumer's
                 // acquire load of this tag in `Consumer.peek`/`drain`: the meta
                 // word and payload written before it are visible. seq_cst so

@@ -14,7 +14,7 @@ import Shm
 /// Records are read from files another process wrote: every field is
 /// checked before use (`RecordedSample.init?(_:)`).
 public enum RecordedSampleFormat {
-    public static let kindOffset = 0, publisherOffset = 8, sequenceOffset = 16, payloadOffset = 24
+    public static let kindOffset = 0, reservedOffset = 4, publisherOffset = 8, sequenceOffset = 16, payloadOffset = 24
     static let sampleKind: UInt32 = 1, descriptorKind: UInt32 = 2
 
     static func descriptor(_ type: PayloadType) -> String { "\(type.size);\(type.alignment);\(type.name)" }

@@ -59,7 +59,7 @@ public final class ServiceRecorder {
         let claim = try appender.claim(length: RecordedSampleFormat.payloadOffset + count)
         let record = claim.buffer
         record.storeBytes(of: kind.littleEndian, toByteOffset: RecordedSampleFormat.kindOffset, as: UInt32.self)
-        record.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+        record.storeBytes(of: UInt32(0), toByteOffset: RecordedSampleFormat.reservedOffset, as: UInt32.self)
         record.storeBytes(of: publisher.littleEndian, toByteOffset: RecordedSampleFormat.publisherOffset, as: UInt64.self)
         record.storeBytes(of: sequence.littleEndian, toByteOffset: RecordedSampleFormat.sequenceOffset, as: UInt64.self)
         fill(UnsafeMutableRawBufferPointer(rebasing: record[RecordedSampleFormat.payloadOffset...]))

@@ -132,7 +132,7 @@ enum FuzzTargets {
         guard let queue = try? IndexQueue(attaching: bytes) else { return }
         drain(queue)
         if let producer = try? IndexQueue.Producer(queue) {
-            for value in 0..<8 { _ = try? producer.writer.push(UInt64(value), overwrite: value % 2 == 0, sequentiallyConsistent: false) }
+            for value in 0..<8 { _ = try? producer.writer.push(UInt64(value), overwrite: value % 2 == 0, ordering: .release) }
         }
         drain(queue)
     }

@@ -6,8 +6,13 @@ import ShmSystem
 /// registered as a small segment `node.<name>.<pid>-<lease>.<n>` whose
 /// header records the process's pid, start time and lease, so survivors
 /// (and `shm cleanup`, from any pid namespace) can tell when it died.
+///
+/// ```text
+/// data area: +0 name length UInt32, +4 name (UTF-8, ≤ 40 bytes)
+/// ```
 public final class Node: Sendable {
     public static let kind = SegmentKind("NODE")
+    enum Offset { static let nameLength = 0, name = 4 }
     private static let counter = Atomic<UInt64>(0)
 
     /// The name given at creation.
@@ -31,8 +36,8 @@ public final class Node: Sendable {
         self.segment = try serviceCall {
             try SharedMemorySegment.create(segmentName, size: 256, kind: Node.kind) { data in
                 let bytes = Array(name.utf8)
-                data.storeBytes(of: UInt32(bytes.count), toByteOffset: 0, as: UInt32.self)
-                data.write(bytes, at: 4)
+                data.storeBytes(of: UInt32(bytes.count), toByteOffset: Offset.nameLength, as: UInt32.self)
+                data.write(bytes, at: Offset.name)
             }
         }
         _ = ServiceDirectory.removeDeadNodes()

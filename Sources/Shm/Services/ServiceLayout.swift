@@ -118,9 +118,7 @@ package struct ServiceLayout: @unchecked Sendable {
 
     /// FNV-1a 64 of a string (payload type names).
     static func hash(_ text: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        return h
+        FNV1a.hash(text)
     }
 
     static func patternAreaSize(_ config: Config) -> Int {

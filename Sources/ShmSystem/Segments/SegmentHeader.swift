@@ -115,12 +115,11 @@ public enum SegmentHeader {
 
     /// FNV-1a 64 over the static part of the header, `state` read as zero.
     static func checksum(_ base: UnsafeRawPointer) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var hash = FNV1a()
         for i in 0..<checksummedBytes {
-            let byte = (Offset.state..<Offset.state + 4).contains(i) ? 0 : base.load(fromByteOffset: i, as: UInt8.self)
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            hash.add((Offset.state..<Offset.state + 4).contains(i) ? 0 : base.load(fromByteOffset: i, as: UInt8.self))
         }
-        return hash
+        return hash.value
     }
 
     /// What the header of a segment says, once validated.

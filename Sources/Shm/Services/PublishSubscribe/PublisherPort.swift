@@ -230,7 +230,7 @@ final class PublisherPort: @unchecked Sendable {
             let outcome: IndexQueue.Producer.Outcome
             do {
                 outcome = try link.writer.push(value, overwrite: config.overflow == .overwriteOldest,
-                                               sequentiallyConsistent: link.mayPark)
+                                               ordering: .forConsumer(mayPark: link.mayPark))
             } catch {
                 // The subscriber's queue is damaged: stop delivering to it.
                 if let connection = connections[link.portID] { disconnect(connection) }

@@ -24,4 +24,14 @@ public struct RequestResponseConfig: Hashable, Sendable {
 /// ```
 enum RequestEntry {
     static let header = 24
+    /// Byte offsets in a request slot (the table above).
+    enum Offset { static let clientID = 0, requestID = 8, length = 16, payload = 24 }
+}
+
+/// A response slot (the table above).
+enum ResponseEntry {
+    /// Byte offsets in a response slot.
+    enum Offset { static let requestID = 0, flags = 8, length = 16, payload = 24 }
+    /// `flags` bit 0: the last response to the request.
+    static let finalFlag: UInt64 = 1
 }

@@ -80,10 +80,10 @@ package final class ClientPort: @unchecked Sendable {
         return try withUnsafeTemporaryAllocation(byteCount: count, alignment: 16) { slot in
             Result { () throws(ServiceError) -> UInt64 in
                 let base = slot.baseAddress!
-                base.storeBytes(of: portID, toByteOffset: 0, as: UInt64.self)
-                base.storeBytes(of: id, toByteOffset: 8, as: UInt64.self)
-                base.storeBytes(of: UInt64(length), toByteOffset: 16, as: UInt64.self)
-                (base + RequestEntry.header).copyMemory(from: payload, byteCount: length)
+                base.storeBytes(of: portID, toByteOffset: RequestEntry.Offset.clientID, as: UInt64.self)
+                base.storeBytes(of: id, toByteOffset: RequestEntry.Offset.requestID, as: UInt64.self)
+                base.storeBytes(of: UInt64(length), toByteOffset: RequestEntry.Offset.length, as: UInt64.self)
+                (base + RequestEntry.Offset.payload).copyMemory(from: payload, byteCount: length)
                 do throws(QueueError) {
                     try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, strategy: strategy)
                 } catch {
@@ -120,7 +120,7 @@ package final class ClientPort: @unchecked Sendable {
         let end = deadline(after: timeout)
         let slot = buffer.count
         let responseSlot = buffer.baseAddress!
-        let responsePayload = responseSlot + RequestEntry.header
+        let responsePayload = responseSlot + ResponseEntry.Offset.payload
         while true {
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             let n: Int
@@ -130,12 +130,12 @@ package final class ClientPort: @unchecked Sendable {
                 throw .queue(error)
             }
             // Never trust the length field: another process wrote it.
-            let length = responseSlot.load(fromByteOffset: 16, as: UInt64.self)
+            let length = responseSlot.load(fromByteOffset: ResponseEntry.Offset.length, as: UInt64.self)
             guard n == slot, length <= UInt64(responseSize) else {
                 throw .corrupt(service: attachment.name.value, reason: "response slot of \(n) bytes holding \(length)")
             }
-            let id = responseSlot.load(fromByteOffset: 0, as: UInt64.self)
-            let final = responseSlot.load(fromByteOffset: 8, as: UInt64.self) & 1 == 1
+            let id = responseSlot.load(fromByteOffset: ResponseEntry.Offset.requestID, as: UInt64.self)
+            let final = responseSlot.load(fromByteOffset: ResponseEntry.Offset.flags, as: UInt64.self) & ResponseEntry.finalFlag != 0
             if id == requestID {
                 payload.copyMemory(from: responsePayload, byteCount: Int(length))
                 return (final, Int(length))
@@ -234,12 +234,13 @@ package final class ServerPort: @unchecked Sendable {
             throw .queue(error)
         }
         // Never trust the length field: another process wrote it.
-        let length = requestSlot.load(fromByteOffset: 16, as: UInt64.self)
+        let length = requestSlot.load(fromByteOffset: RequestEntry.Offset.length, as: UInt64.self)
         guard n == slot, length <= UInt64(requestSize) else {
             throw .corrupt(service: attachment.name.value, reason: "request slot of \(n) bytes holding \(length)")
         }
-        payload.copyMemory(from: requestSlot + RequestEntry.header, byteCount: Int(length))
-        return (requestSlot.load(fromByteOffset: 0, as: UInt64.self), requestSlot.load(fromByteOffset: 8, as: UInt64.self), Int(length))
+        payload.copyMemory(from: requestSlot + RequestEntry.Offset.payload, byteCount: Int(length))
+        return (requestSlot.load(fromByteOffset: RequestEntry.Offset.clientID, as: UInt64.self),
+                requestSlot.load(fromByteOffset: RequestEntry.Offset.requestID, as: UInt64.self), Int(length))
     }
 
     /// Sends the response at `payload` (`length` ≤ `responseSize` bytes) to
@@ -253,10 +254,10 @@ package final class ServerPort: @unchecked Sendable {
         return try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + responseSize, alignment: 16) { slot in
             Result { () throws(ServiceError) -> Bool in
                 let base = slot.baseAddress!
-                base.storeBytes(of: requestID, toByteOffset: 0, as: UInt64.self)
-                base.storeBytes(of: UInt64(final ? 1 : 0), toByteOffset: 8, as: UInt64.self)
-                base.storeBytes(of: UInt64(length), toByteOffset: 16, as: UInt64.self)
-                (base + RequestEntry.header).copyMemory(from: payload, byteCount: length)
+                base.storeBytes(of: requestID, toByteOffset: ResponseEntry.Offset.requestID, as: UInt64.self)
+                base.storeBytes(of: final ? ResponseEntry.finalFlag : 0, toByteOffset: ResponseEntry.Offset.flags, as: UInt64.self)
+                base.storeBytes(of: UInt64(length), toByteOffset: ResponseEntry.Offset.length, as: UInt64.self)
+                (base + ResponseEntry.Offset.payload).copyMemory(from: payload, byteCount: length)
                 let bytes = UnsafeRawBufferPointer(slot)
                 do throws(QueueError) {
                     if try queue.tryEnqueue(bytes) { return true }
