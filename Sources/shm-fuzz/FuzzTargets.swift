@@ -83,13 +83,13 @@ enum FuzzTargets {
         let (a, b) = knobs(input)
         let pattern: MessagingPattern = [.publishSubscribe, .requestResponse, .event][a % 3]
         let config = ServiceLayout.Config(pattern: pattern, payload: PayloadType(name: "fuzz", size: 8, alignment: 8),
-                                          maxA: 1 + a % 16, maxB: 1 + b % 16, bufferSize: 4, history: 0, maxLoans: 4,
+                                          maxProducers: 1 + a % 16, maxConsumers: 1 + b % 16, bufferSize: 4, history: 0, maxLoans: 4,
                                           maxBorrowed: 4, overflow: 0, requestSize: 16, responseSize: 16, maxEventID: 8)
         let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0), size: ServiceLayout.size(for: config))
         ServiceLayout.initialize(bytes, config: config)
         overlay(input, on: bytes, from: ServiceLayout.versionOffset) // tables and pattern area
         guard let name = try? ServiceName("fuzz"), let layout = try? ServiceLayout(opening: bytes, name: name) else { return }
-        for table in [ServiceLayout.Table.a, .b, .attachments] {
+        for table in [ServiceLayout.Table.producers, .consumers, .attachments] {
             _ = layout.entries(table).count
         }
     }

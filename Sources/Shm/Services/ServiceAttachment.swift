@@ -70,20 +70,10 @@ final class ServiceAttachment: @unchecked Sendable {
     @discardableResult
     func reclaimDeadPorts() -> Int {
         var reclaimed = 0
-        for table in [ServiceLayout.Table.a, .b] {
+        for table in [ServiceLayout.Table.producers, .consumers] {
             reclaimed += layout.reclaimDeadPorts(table) { entry in
-                guard entry.portID != 0 else { return }
-                // Port segments: publishers' pools (p), subscribers' inboxes (s),
-                // request/response clients' response queues (c); servers,
-                // notifiers and listeners have none.
-                let kind: Character
-                switch (self.layout.config.pattern, table) {
-                case (.publishSubscribe, .a): kind = "p"
-                case (.publishSubscribe, _): kind = "s"
-                case (.requestResponse, .a): kind = "c"
-                default: return
-                }
-                if kind == "p" {
+                guard entry.portID != 0, let kind = self.layout.segmentKind(of: table) else { return }
+                if kind == .pool {
                     // What it had delivered stays receivable (DepartedPools.swift).
                     self.layout.removeDepartedPoolIfUnawaited(entry.portID)
                 } else if let name = try? SegmentName(self.name.portSegmentName(kind, entry.portID)) {
@@ -98,7 +88,7 @@ final class ServiceAttachment: @unchecked Sendable {
     /// Unlinks the service segment when no live handle or port uses it.
     func removeIfUnused() {
         reclaimDeadPorts()
-        let inUse = !layout.entries(.attachments).isEmpty || !layout.entries(.a).isEmpty || !layout.entries(.b).isEmpty
+        let inUse = !layout.entries(.attachments).isEmpty || !layout.entries(.producers).isEmpty || !layout.entries(.consumers).isEmpty
         if !inUse { segment.unlinkIfStillLinked() }
     }
 

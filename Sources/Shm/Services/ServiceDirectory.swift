@@ -85,7 +85,7 @@ public enum ServiceDirectory {
         let layout = try ServiceLayout(opening: segment.data, name: name)
         let config = layout.config
         let (a, b) = ServiceLayout.tableNames(config.pattern)
-        var settings: [(String, String)] = [("max \(a)s", "\(config.maxA)"), ("max \(b)s", "\(config.maxB)")]
+        var settings: [(String, String)] = [("max \(a)s", "\(config.maxProducers)"), ("max \(b)s", "\(config.maxConsumers)")]
         switch config.pattern {
         case .publishSubscribe:
             settings += [("subscriber buffer", "\(config.bufferSize)"), ("history", "\(config.history)"),
@@ -98,12 +98,12 @@ public enum ServiceDirectory {
             settings += [("max event id", "\(config.maxEventID)")]
         }
         var ports: [PortInfo] = []
-        for (table, kind) in [(ServiceLayout.Table.a, a), (.b, b), (.attachments, "handle")] {
+        for (table, kind) in [(ServiceLayout.Table.producers, a), (.consumers, b), (.attachments, "handle")] {
             for entry in layout.entries(table) {
                 var port = PortInfo(kind: kind, portID: entry.portID, process: entry.owner, alive: entry.owner.isAlive,
                                     registeredAt: entry.registeredAt)
-                if config.pattern == .publishSubscribe, table == .a {
-                    let poolName = name.portSegmentName("p", entry.portID)
+                if config.pattern == .publishSubscribe, table == .producers {
+                    let poolName = name.portSegmentName(.pool, entry.portID)
                     port.memoryBytes = (try? SegmentName(poolName)).flatMap(SegmentDirectory.inspect)?.size
                     if let poolSegment = try? SharedMemorySegment.open(poolName, access: .readOnly, kind: ChunkPool.kind,
                                                                        timeout: .milliseconds(50)),
@@ -112,11 +112,11 @@ public enum ServiceDirectory {
                         port.sent = pool.highestSequence()
                     }
                 }
-                if config.pattern == .publishSubscribe, table == .b {
-                    port.memoryBytes = (try? SegmentName(name.portSegmentName("s", entry.portID))).flatMap(SegmentDirectory.inspect)?.size
+                if config.pattern == .publishSubscribe, table == .consumers {
+                    port.memoryBytes = (try? SegmentName(name.portSegmentName(.inbox, entry.portID))).flatMap(SegmentDirectory.inspect)?.size
                 }
-                if config.pattern == .publishSubscribe, table == .b,
-                   let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName("s", entry.portID), access: .readOnly,
+                if config.pattern == .publishSubscribe, table == .consumers,
+                   let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName(.inbox, entry.portID), access: .readOnly,
                                                                     kind: SampleInbox.kind, timeout: .milliseconds(50)),
                    let inbox = try? SampleInbox(inboxSegment.data, expectedPortID: entry.portID, service: service) {
                     var backlog = 0, lost: UInt64 = 0, delivered: UInt64 = 0
@@ -177,25 +177,27 @@ public enum ServiceDirectory {
             guard let name = try? ServiceName(service),
                   let segment = try? SharedMemorySegment.open(name.segmentName, kind: ServiceLayout.kind, timeout: .milliseconds(50)),
                   let layout = try? ServiceLayout(opening: segment.data, name: name) else { continue }
-            for (table, kind) in [(ServiceLayout.Table.a, "p"), (.b, "s")] {
+            for table in [ServiceLayout.Table.producers, .consumers] {
+                let kind = layout.segmentKind(of: table)
                 layout.reclaimDeadPorts(table) { entry in
-                    guard entry.portID != 0 else { return }
-                    let port = name.portSegmentName(Character(kind), entry.portID)
-                    if kind == "p" && layout.config.pattern == .publishSubscribe {
+                    report.deadPorts.append("\(service): \(layout.portKind(table)) of pid \(entry.owner.pid)")
+                    guard entry.portID != 0, let kind else { return }
+                    if kind == .pool {
                         layout.removeDepartedPoolIfUnawaited(entry.portID) // kept while a subscriber awaits it
-                    } else if let segmentName = try? SegmentName(port) {
+                    } else if let segmentName = try? SegmentName(name.portSegmentName(kind, entry.portID)) {
                         try? SharedMemorySegment.unlink(segmentName)
                     }
-                    report.deadPorts.append("\(service): \(kind == "p" ? ServiceLayout.tableNames(layout.config.pattern).0 : ServiceLayout.tableNames(layout.config.pattern).1) of pid \(entry.owner.pid)")
                 }
-                for entry in layout.entries(table) { livePorts.insert(name.portSegmentName(Character(kind), entry.portID)) }
+                if let kind {
+                    for entry in layout.entries(table) { livePorts.insert(name.portSegmentName(kind, entry.portID)) }
+                }
             }
             // Pools of departed publishers that a live subscriber has not mapped yet.
             livePorts.formUnion(layout.awaitedPools())
             layout.reclaimDeadPorts(.attachments) { entry in
                 report.deadPorts.append("\(service): handle of pid \(entry.owner.pid)")
             }
-            if layout.entries(.attachments).isEmpty && layout.entries(.a).isEmpty && layout.entries(.b).isEmpty,
+            if layout.entries(.attachments).isEmpty && layout.entries(.producers).isEmpty && layout.entries(.consumers).isEmpty,
                segment.unlinkIfStillLinked() {
                 report.removedServices.append(service)
             }

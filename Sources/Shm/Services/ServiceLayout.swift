@@ -25,9 +25,9 @@ public enum MessagingPattern: UInt64, Sendable, CustomStringConvertible {
 ///    0    header: magic "SVCE", version, 16 configuration fields, checksum
 ///  256    payload type name: UInt32 length + 124 bytes (hash in the header)
 ///  384    version: UInt64, bumped whenever a port comes or goes
-///  512    table A: maxA slots of 64 bytes (publishers / clients / notifiers)
-///   …     table B: maxB slots of 64 bytes (subscribers / servers / listeners)
-///   …     table C: 64 slots of 64 bytes: open service handles (attachments)
+///  512    producers table: maxProducers slots of 64 bytes (publishers / clients / notifiers)
+///   …     consumers table: maxConsumers slots of 64 bytes (subscribers / servers / listeners)
+///   …     attachments table: 64 slots of 64 bytes: open service handles (attachments)
 ///   …     pattern area (events: counters and a futex event)
 ///
 /// slot: +0 owner UInt64 (packed ProcessIdentity; 0 free), +8 portID UInt64
@@ -52,8 +52,8 @@ package struct ServiceLayout: @unchecked Sendable {
     package struct Config: Equatable {
         var pattern: MessagingPattern
         var payload: PayloadType
-        var maxA: Int
-        var maxB: Int
+        var maxProducers: Int
+        var maxConsumers: Int
         var bufferSize: Int
         var history: Int
         var maxLoans: Int
@@ -63,12 +63,12 @@ package struct ServiceLayout: @unchecked Sendable {
         var responseSize: Int
         var maxEventID: Int
 
-        package init(pattern: MessagingPattern, payload: PayloadType, maxA: Int, maxB: Int, bufferSize: Int, history: Int,
+        package init(pattern: MessagingPattern, payload: PayloadType, maxProducers: Int, maxConsumers: Int, bufferSize: Int, history: Int,
                      maxLoans: Int, maxBorrowed: Int, overflow: UInt64, requestSize: Int, responseSize: Int, maxEventID: Int) {
             self.pattern = pattern
             self.payload = payload
-            self.maxA = maxA
-            self.maxB = maxB
+            self.maxProducers = maxProducers
+            self.maxConsumers = maxConsumers
             self.bufferSize = bufferSize
             self.history = history
             self.maxLoans = maxLoans
@@ -81,7 +81,7 @@ package struct ServiceLayout: @unchecked Sendable {
 
         var fields: [UInt64] {
             [pattern.rawValue, UInt64(payload.size), UInt64(payload.alignment), ServiceLayout.hash(payload.name),
-             UInt64(maxA), UInt64(maxB), UInt64(bufferSize), UInt64(history), UInt64(maxLoans), UInt64(maxBorrowed),
+             UInt64(maxProducers), UInt64(maxConsumers), UInt64(bufferSize), UInt64(history), UInt64(maxLoans), UInt64(maxBorrowed),
              overflow, UInt64(requestSize), UInt64(responseSize), UInt64(maxEventID), 0, 0]
         }
 
@@ -94,8 +94,8 @@ package struct ServiceLayout: @unchecked Sendable {
             compare("pattern", pattern.description, existing.pattern.description)
             compare("payload type", payload.description, existing.payload.description)
             let (a, b) = ServiceLayout.tableNames(pattern)
-            compare("max \(a)s", maxA, existing.maxA)
-            compare("max \(b)s", maxB, existing.maxB)
+            compare("max \(a)s", maxProducers, existing.maxProducers)
+            compare("max \(b)s", maxConsumers, existing.maxConsumers)
             compare("buffer size", bufferSize, existing.bufferSize)
             compare("history size", history, existing.history)
             compare("max loans", maxLoans, existing.maxLoans)
@@ -132,7 +132,7 @@ package struct ServiceLayout: @unchecked Sendable {
 
     /// The pattern area starts on a 128-byte line after the tables.
     static func patternAreaStart(_ config: Config) -> Int {
-        (tablesOffset + (config.maxA + config.maxB + attachmentSlots) * slotSize + 127) & ~127
+        (tablesOffset + (config.maxProducers + config.maxConsumers + attachmentSlots) * slotSize + 127) & ~127
     }
 
     package static func size(for config: Config) -> Int {
@@ -195,7 +195,7 @@ package struct ServiceLayout: @unchecked Sendable {
         let config = Config(
             pattern: pattern,
             payload: PayloadType(name: typeName, size: try int(1, max: 1 << 34), alignment: try int(2, max: 4096)),
-            maxA: try int(4, max: 4096), maxB: try int(5, max: 4096), bufferSize: try int(6, max: 1 << 20),
+            maxProducers: try int(4, max: 4096), maxConsumers: try int(5, max: 4096), bufferSize: try int(6, max: 1 << 20),
             history: try int(7, max: 1 << 20), maxLoans: try int(8, max: 1 << 20), maxBorrowed: try int(9, max: 1 << 20),
             overflow: fields[10], requestSize: try int(11, max: 1 << 30), responseSize: try int(12, max: 1 << 30),
             maxEventID: try int(13, max: 1 << 20))
@@ -209,15 +209,18 @@ package struct ServiceLayout: @unchecked Sendable {
 
     // MARK: Slots
 
-    package enum Table { case a, b, attachments }
+    /// The port tables: the side that sends into the service (publishers,
+    /// clients, notifiers), the side that receives from it (subscribers,
+    /// servers, listeners), and open service handles.
+    package enum Table { case producers, consumers, attachments }
 
     /// The port table `table` (slots of 64 bytes, see `PortTable`).
     func portTable(_ table: Table) -> PortTable {
         let first: Int
         switch table {
-        case .a: first = 0
-        case .b: first = config.maxA
-        case .attachments: first = config.maxA + config.maxB
+        case .producers: first = 0
+        case .consumers: first = config.maxProducers
+        case .attachments: first = config.maxProducers + config.maxConsumers
         }
         return PortTable(base: data.unsafeBaseAddress + ServiceLayout.tablesOffset + first * PortTable.slotSize,
                          count: count(table), version: versionCounter)
@@ -225,8 +228,8 @@ package struct ServiceLayout: @unchecked Sendable {
 
     func count(_ table: Table) -> Int {
         switch table {
-        case .a: config.maxA
-        case .b: config.maxB
+        case .producers: config.maxProducers
+        case .consumers: config.maxConsumers
         case .attachments: ServiceLayout.attachmentSlots
         }
     }
@@ -249,7 +252,7 @@ package struct ServiceLayout: @unchecked Sendable {
             if reclaimDeadPorts(table, onDeadPort: onDeadPort) == 0 { break }
         }
         let (a, b) = ServiceLayout.tableNames(config.pattern)
-        throw .tooManyPorts(service: name.value, kind: table == .a ? a : table == .b ? b : "attachment", maximum: count(table))
+        throw .tooManyPorts(service: name.value, kind: table == .producers ? a : table == .consumers ? b : "attachment", maximum: count(table))
     }
 
     /// Frees this process's slot.
@@ -271,12 +274,23 @@ package struct ServiceLayout: @unchecked Sendable {
         }
     }
 
+    /// The segment a port of `table` owns, if any (servers, notifiers,
+    /// listeners and handles own none).
+    func segmentKind(of table: Table) -> PortSegmentKind? {
+        switch (config.pattern, table) {
+        case (.publishSubscribe, .producers): .pool
+        case (.publishSubscribe, .consumers): .inbox
+        case (.requestResponse, .producers): .responses
+        default: nil
+        }
+    }
+
     /// What a slot of `table` holds, in words ("publisher", "client", …, "handle").
     func portKind(_ table: Table) -> String {
         let (a, b) = ServiceLayout.tableNames(config.pattern)
         switch table {
-        case .a: return a
-        case .b: return b
+        case .producers: return a
+        case .consumers: return b
         case .attachments: return "handle"
         }
     }

@@ -14,7 +14,18 @@ public struct ServiceName: Hashable, Sendable, CustomStringConvertible {
     public var description: String { value }
 
     var segmentName: String { "svc.\(value)" }
-    func portSegmentName(_ kind: Character, _ id: UInt64) -> String {
-        "svc.\(value).\(kind)\(String(id, radix: 16))"
+    /// `svc.<service>.<kind letter><port id hex>`.
+    func portSegmentName(_ kind: PortSegmentKind, _ id: UInt64) -> String {
+        "svc.\(value).\(kind.rawValue)\(String(id, radix: 16))"
     }
+}
+
+/// The segments ports own, by the letter in their names.
+package enum PortSegmentKind: Character, Sendable {
+    /// A publisher's chunk pool (`ChunkPool`).
+    case pool = "p"
+    /// A subscriber's inbox (`SampleInbox`).
+    case inbox = "s"
+    /// A request/response client's response queue.
+    case responses = "c"
 }

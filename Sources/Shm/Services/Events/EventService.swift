@@ -35,8 +35,8 @@ public final class EventService: @unchecked Sendable {
             throw .invalidConfiguration("notifiers and listeners 1…4096, maxEventID 0…65535")
         }
         let layoutConfig = ServiceLayout.Config(
-            pattern: .event, payload: PayloadType(name: "event", size: 0, alignment: 1), maxA: config.maxNotifiers,
-            maxB: config.maxListeners, bufferSize: 0, history: 0, maxLoans: 0, maxBorrowed: 0, overflow: 0,
+            pattern: .event, payload: PayloadType(name: "event", size: 0, alignment: 1), maxProducers: config.maxNotifiers,
+            maxConsumers: config.maxListeners, bufferSize: 0, history: 0, maxLoans: 0, maxBorrowed: 0, overflow: 0,
             requestSize: 0, responseSize: 0, maxEventID: config.maxEventID + 1)
         attachment = try ServiceAttachment(node: node, name: name, config: layoutConfig, mode: mode)
         self.config = config
@@ -68,7 +68,7 @@ extension Node {
         let (name, existing) = try ServiceLayout.existingConfig(of: service, pattern: .event, requested: "events")
         return try EventService(node: self, name: name,
                                 // The layout stores the number of ids (maxEventID + 1).
-                                config: EventConfig(maxNotifiers: existing.maxA, maxListeners: existing.maxB,
+                                config: EventConfig(maxNotifiers: existing.maxProducers, maxListeners: existing.maxConsumers,
                                                     maxEventID: existing.maxEventID - 1),
                                 mode: .open)
     }

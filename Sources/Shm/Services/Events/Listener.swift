@@ -16,10 +16,10 @@ public final class Listener: @unchecked Sendable {
         event = service.event
         strategy = waitStrategy
         seen = service.counters.snapshot()
-        slotIndex = try service.attachment.layout.register(.b, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
+        slotIndex = try service.attachment.layout.register(.consumers, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
     }
 
-    deinit { service.attachment.layout.unregister(.b, index: slotIndex, portID: portID) }
+    deinit { service.attachment.layout.unregister(.consumers, index: slotIndex, portID: portID) }
 
     /// The ids that fired since the last look, without waiting.
     public func tryWait() -> [EventID] { fired() }

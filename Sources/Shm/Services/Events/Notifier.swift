@@ -12,10 +12,10 @@ public final class Notifier: @unchecked Sendable {
         self.service = service
         portID = UInt64.random(in: 1...UInt64.max)
         event = service.event
-        slotIndex = try service.attachment.layout.register(.a, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
+        slotIndex = try service.attachment.layout.register(.producers, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
     }
 
-    deinit { service.attachment.layout.unregister(.a, index: slotIndex, portID: portID) }
+    deinit { service.attachment.layout.unregister(.producers, index: slotIndex, portID: portID) }
 
     /// Signals `id`, waking every waiting listener (no syscall if none sleeps).
     public func notify(_ id: EventID = 0) throws(ServiceError) {

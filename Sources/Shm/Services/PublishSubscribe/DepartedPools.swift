@@ -30,9 +30,9 @@ extension ServiceLayout {
     func removeDepartedPoolIfUnawaited(_ publisherID: UInt64) {
         // Dekker with the departing publisher (`PublisherPort.deinit`).
         SampleInbox.fenceAfterAttaching()
-        guard let poolName = try? SegmentName(name.portSegmentName("p", publisherID)),
+        guard let poolName = try? SegmentName(name.portSegmentName(.pool, publisherID)),
               SharedMemorySegment.exists(poolName),
-              !entries(.a).contains(where: { $0.portID == publisherID }) else { return }
+              !entries(.producers).contains(where: { $0.portID == publisherID }) else { return }
         var awaited = false
         forEachSubscriberInbox { inbox in
             awaited = awaited || (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0) }
@@ -44,7 +44,7 @@ extension ServiceLayout {
     func awaitedPools() -> Set<String> {
         var names = Set<String>()
         forEachSubscriberInbox { inbox in
-            for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName("p", publisher)) }
+            for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName(.pool, publisher)) }
         }
         return names
     }
@@ -64,8 +64,8 @@ extension ServiceLayout {
     /// Maps each registered subscriber's inbox in turn (those that cannot be
     /// mapped or are damaged are passed over).
     private func forEachSubscriberInbox(_ body: (SampleInbox) -> Void) {
-        for subscriber in entries(.b) {
-            guard let segment = try? SharedMemorySegment.open(name.portSegmentName("s", subscriber.portID),
+        for subscriber in entries(.consumers) {
+            guard let segment = try? SharedMemorySegment.open(name.portSegmentName(.inbox, subscriber.portID),
                                                               kind: SampleInbox.kind, timeout: .milliseconds(50)),
                   let inbox = try? SampleInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)
             else { continue }

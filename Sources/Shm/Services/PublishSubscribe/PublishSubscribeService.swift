@@ -78,7 +78,7 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
             throw .invalidConfiguration("historySize \(config.historySize) exceeds subscriberBufferSize \(config.subscriberBufferSize)")
         }
         let layoutConfig = ServiceLayout.Config(
-            pattern: .publishSubscribe, payload: payload, maxA: config.maxPublishers, maxB: config.maxSubscribers,
+            pattern: .publishSubscribe, payload: payload, maxProducers: config.maxPublishers, maxConsumers: config.maxSubscribers,
             bufferSize: config.subscriberBufferSize, history: config.historySize, maxLoans: config.maxLoans,
             maxBorrowed: config.maxBorrowed, overflow: UInt64(config.overflow.rawValue), requestSize: 0, responseSize: 0,
             maxEventID: 0)
@@ -120,7 +120,7 @@ extension Node {
     public func openAnyPublishSubscribe(_ service: String) throws(ServiceError) -> PublishSubscribeService<UInt8> {
         let (name, existing) = try ServiceLayout.existingConfig(of: service, pattern: .publishSubscribe, requested: "publish/subscribe")
         let config = PublishSubscribeConfig(
-            maxPublishers: existing.maxA, maxSubscribers: existing.maxB, subscriberBufferSize: existing.bufferSize,
+            maxPublishers: existing.maxProducers, maxSubscribers: existing.maxConsumers, subscriberBufferSize: existing.bufferSize,
             historySize: existing.history, maxLoans: existing.maxLoans, maxBorrowed: existing.maxBorrowed,
             overflow: OverflowPolicy(rawValue: UInt32(truncatingIfNeeded: existing.overflow)) ?? .overwriteOldest)
         return try PublishSubscribeService(node: self, name: name, payload: existing.payload,

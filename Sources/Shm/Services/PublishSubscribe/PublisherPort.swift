@@ -79,7 +79,7 @@ final class PublisherPort: @unchecked Sendable {
         // The pool exists before the port is registered, so subscribers that
         // see the registration can always map it.
         poolSegment = try serviceCall {
-            try SharedMemorySegment.create(attachment.name.portSegmentName("p", id),
+            try SharedMemorySegment.create(attachment.name.portSegmentName(.pool, id),
                                            size: ChunkPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: alignment),
                                            mode: 0o600, kind: ChunkPool.kind, lifetime: .persistent) { data in
                 ChunkPool.initialize(data, chunkCount: chunks, payloadCapacity: capacity, alignment: alignment,
@@ -101,7 +101,7 @@ final class PublisherPort: @unchecked Sendable {
             // Block i of every inbox belongs to publisher slot i: prefer a slot
             // whose blocks are free, not one whose departed publisher's
             // samples still wait to be read (we could not deliver there yet).
-            slotIndex = try layout.register(.a, portID: id, nodeHash: attachment.node.hash,
+            slotIndex = try layout.register(.producers, portID: id, nodeHash: attachment.node.hash,
                                             avoiding: layout.blocksInUse()) { _ in }
         } catch {
             poolSegment.unlinkIfStillLinked()
@@ -111,7 +111,7 @@ final class PublisherPort: @unchecked Sendable {
     }
 
     deinit {
-        layout.unregister(.a, index: slotIndex, portID: portID)
+        layout.unregister(.producers, index: slotIndex, portID: portID)
         // Dekker with `ServiceLayout.removeDepartedPoolIfUnawaited`, which
         // subscribers run after mapping our pool or freeing our block: either
         // we see their `attached`, or they see us gone from the table.
@@ -326,11 +326,11 @@ final class PublisherPort: @unchecked Sendable {
         let version = layout.version
         if force || version != local.pointee.knownVersion {
             local.pointee.knownVersion = version
-            let subscribers = layout.entries(.b)
+            let subscribers = layout.entries(.consumers)
             let current = Set(subscribers.map(\.portID))
             for (id, connection) in connections where !current.contains(id) { disconnect(connection) }
             for entry in subscribers where connections[entry.portID] == nil {
-                guard let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName("s", entry.portID),
+                guard let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName(.inbox, entry.portID),
                                                                   kind: SampleInbox.kind, timeout: .milliseconds(100)),
                       let inbox = try? SampleInbox(segment.data, expectedPortID: entry.portID, service: serviceName),
                       slotIndex < inbox.maxPublishers else { continue }
@@ -386,14 +386,14 @@ final class PublisherPort: @unchecked Sendable {
     /// service version, so the next update disconnects them).
     func sweepDeadSubscribers() {
         local.pointee.congestedSends = 0
-        let entries = layout.entries(.b)
+        let entries = layout.entries(.consumers)
         let deadSubscribers = connections.keys.filter { id in !entries.contains { $0.portID == id && $0.owner.isAlive } }
         guard !deadSubscribers.isEmpty else { return }
         attachment.reclaimDeadPorts()
         // Only those that are really gone from the table: a liveness check
         // that failed for another reason (a /proc read) must not free the
         // chunks a live subscriber holds.
-        let remaining = Set(layout.entries(.b).map(\.portID))
+        let remaining = Set(layout.entries(.consumers).map(\.portID))
         for id in deadSubscribers where !remaining.contains(id) {
             if let connection = connections[id] { disconnect(connection) }
         }

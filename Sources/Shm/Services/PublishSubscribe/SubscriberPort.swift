@@ -79,7 +79,7 @@ final class SubscriberPort: @unchecked Sendable {
         let id = UInt64.random(in: 1...UInt64.max)
         let maxPublishers = config.maxPublishers
         inboxSegment = try serviceCall {
-            try SharedMemorySegment.create(attachment.name.portSegmentName("s", id),
+            try SharedMemorySegment.create(attachment.name.portSegmentName(.inbox, id),
                                            size: SampleInbox.size(maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
                                                                       returnCapacity: returnCapacity),
                                            kind: SampleInbox.kind, lifetime: .persistent) { data in
@@ -96,7 +96,7 @@ final class SubscriberPort: @unchecked Sendable {
         waiter = Waiter(waitStrategy)
         connections = Array(repeating: nil, count: maxPublishers)
         do {
-            slotIndex = try layout.register(.b, portID: id, nodeHash: attachment.node.hash) { _ in }
+            slotIndex = try layout.register(.consumers, portID: id, nodeHash: attachment.node.hash) { _ in }
         } catch {
             inboxSegment.unlinkIfStillLinked()
             throw error
@@ -107,7 +107,7 @@ final class SubscriberPort: @unchecked Sendable {
     deinit {
         for connection in active { connection.retire(detaching: false) }
         let awaited = inbox.awaitedPublishers
-        layout.unregister(.b, index: slotIndex, portID: portID)
+        layout.unregister(.consumers, index: slotIndex, portID: portID)
         inboxSegment.unlinkIfStillLinked()
         // Departed publishers' pools that waited for us may be unneeded now.
         for publisher in awaited { layout.removeDepartedPoolIfUnawaited(publisher) }
@@ -273,7 +273,7 @@ final class SubscriberPort: @unchecked Sendable {
     /// Publishers registered (and alive) in the service now.
     func refreshPublishers(_ version: UInt64) {
         local.pointee.knownVersion = version
-        registeredPublishers = Set(layout.entries(.a).filter { $0.owner.isAlive }.map(\.portID))
+        registeredPublishers = Set(layout.entries(.producers).filter { $0.owner.isAlive }.map(\.portID))
     }
 
     func inboxHasQueued(_ block: Int) -> Bool {
@@ -292,7 +292,7 @@ final class SubscriberPort: @unchecked Sendable {
         let poolSegment: SharedMemorySegment
         let pool: ChunkPool
         do {
-            poolSegment = try SharedMemorySegment.open(attachment.name.portSegmentName("p", publisherID),
+            poolSegment = try SharedMemorySegment.open(attachment.name.portSegmentName(.pool, publisherID),
                                                        access: .readOnly, kind: ChunkPool.kind, timeout: .milliseconds(100))
             pool = try ChunkPool(poolSegment.data, expectedPortID: publisherID, serviceHash: serviceHash, service: serviceName)
         } catch let error as SegmentError {

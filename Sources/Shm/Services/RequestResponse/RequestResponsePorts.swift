@@ -41,7 +41,7 @@ package final class ClientPort: @unchecked Sendable {
         let id = UInt64.random(in: 1...UInt64.max)
         let slot = RequestEntry.header + responseSize
         segment = try serviceCall {
-            try SharedMemorySegment.create(attachment.name.portSegmentName("c", id),
+            try SharedMemorySegment.create(attachment.name.portSegmentName(.responses, id),
                                            size: MPMCQueue.requiredSize(capacity: responseCapacity, slotSize: slot),
                                            kind: ClientPort.kind, lifetime: .persistent) { data in
                 _ = try MPMCQueue.initialize(data, capacity: responseCapacity, slotSize: slot)
@@ -54,7 +54,7 @@ package final class ClientPort: @unchecked Sendable {
         }
         portID = id
         do {
-            slotIndex = try attachment.layout.register(.a, portID: id, nodeHash: attachment.node.hash) { _ in }
+            slotIndex = try attachment.layout.register(.producers, portID: id, nodeHash: attachment.node.hash) { _ in }
         } catch {
             segment.unlinkIfStillLinked()
             throw error
@@ -64,7 +64,7 @@ package final class ClientPort: @unchecked Sendable {
     }
 
     deinit {
-        attachment.layout.unregister(.a, index: slotIndex, portID: portID)
+        attachment.layout.unregister(.producers, index: slotIndex, portID: portID)
         segment.unlinkIfStillLinked()
         local.deallocate()
     }
@@ -184,13 +184,13 @@ package final class ServerPort: @unchecked Sendable {
         self.requestSize = requestSize
         self.responseSize = responseSize
         portID = UInt64.random(in: 1...UInt64.max)
-        slotIndex = try attachment.layout.register(.b, portID: portID, nodeHash: attachment.node.hash) { _ in }
+        slotIndex = try attachment.layout.register(.consumers, portID: portID, nodeHash: attachment.node.hash) { _ in }
         emptyPolls = .allocate(capacity: 1)
         emptyPolls.initialize(to: 0)
     }
 
     deinit {
-        attachment.layout.unregister(.b, index: slotIndex, portID: portID)
+        attachment.layout.unregister(.consumers, index: slotIndex, portID: portID)
         emptyPolls.deallocate()
     }
 
@@ -280,7 +280,7 @@ package final class ServerPort: @unchecked Sendable {
     }
 
     private func clientIsRegistered(_ clientID: UInt64) -> Bool {
-        attachment.layout.entries(.a).contains { $0.portID == clientID && $0.owner.isAlive }
+        attachment.layout.entries(.producers).contains { $0.portID == clientID && $0.owner.isAlive }
     }
 
     private func forget(_ clientID: UInt64) {
@@ -300,7 +300,7 @@ package final class ServerPort: @unchecked Sendable {
             return nil
         }) { return queue }
         guard clientIsRegistered(clientID),
-              let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName("c", clientID),
+              let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName(.responses, clientID),
                                                           kind: ClientPort.kind, timeout: .milliseconds(100)),
               let queue = try? MPMCQueue(attaching: segment.data, anchor: segment),
               queue.slotSize == RequestEntry.header + responseSize else { return nil }

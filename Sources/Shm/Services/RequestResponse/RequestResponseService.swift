@@ -78,7 +78,7 @@ package final class RawRequestResponseService: @unchecked Sendable {
         }
         let layoutConfig = ServiceLayout.Config(
             pattern: .requestResponse, payload: request,
-            maxA: config.maxClients, maxB: config.maxServers, bufferSize: config.queueDepth, history: 0, maxLoans: 0,
+            maxProducers: config.maxClients, maxConsumers: config.maxServers, bufferSize: config.queueDepth, history: 0, maxLoans: 0,
             maxBorrowed: 0, overflow: 0, requestSize: request.size, responseSize: responseSize,
             maxEventID: 0)
         attachment = try ServiceAttachment(node: node, name: name, config: layoutConfig, mode: mode)
@@ -105,7 +105,7 @@ package final class RawRequestResponseService: @unchecked Sendable {
     }
 
     /// Live servers registered now.
-    package var liveServers: Int { attachment.layout.entries(.b).filter { $0.owner.isAlive }.count }
+    package var liveServers: Int { attachment.layout.entries(.consumers).filter { $0.owner.isAlive }.count }
 
     var responseQueueCapacity: Int { IndexQueue.capacity(atLeast: config.queueDepth * config.maxServers) }
 }
@@ -118,7 +118,7 @@ extension Node {
                                                                 requested: "request/response")
         return try RawRequestResponseService(
             node: self, name: name, request: existing.payload, responseSize: existing.responseSize,
-            config: RequestResponseConfig(maxClients: existing.maxA, maxServers: existing.maxB, queueDepth: existing.bufferSize),
+            config: RequestResponseConfig(maxClients: existing.maxProducers, maxServers: existing.maxConsumers, queueDepth: existing.bufferSize),
             mode: .open)
     }
 }
