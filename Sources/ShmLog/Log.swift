@@ -101,44 +101,6 @@ public final class Log: @unchecked Sendable {
     /// Where the next record will go, and its sequence number.
     public var nextPosition: (position: LogPosition, sequence: UInt64) { meta.loadClaim() }
 
-    // MARK: Walking records
-
-    /// One step through a segment.
-    enum Step {
-        case record(offset: Int, length: Int, sequence: UInt64, timestamp: UInt64, intact: Bool)
-        case skip(offset: Int, span: Int)
-        case endOfSegment(offset: Int)
-        /// Nothing (yet) at this offset: empty, or claimed and not committed.
-        case open(offset: Int, word: UInt64)
-        /// A word that cannot start a record.
-        case garbage(offset: Int, word: UInt64)
-    }
-
-    /// Reads the slot at `offset` without trusting anything in it.
-    static func step(_ segment: SegmentFile, at offset: Int) -> Step {
-        guard offset + 8 <= segment.size else { return .endOfSegment(offset: offset) }
-        let word = segment.word(at: offset)
-        guard let (kind, length) = RecordFormat.decode(word) else { return .garbage(offset: offset, word: word) }
-        switch kind {
-        case .empty, .writing:
-            return .open(offset: offset, word: word)
-        case .end:
-            return .endOfSegment(offset: offset)
-        case .skip:
-            guard length >= 8, length % 8 == 0, offset + length <= segment.size else { return .garbage(offset: offset, word: word) }
-            return .skip(offset: offset, span: length)
-        case .data:
-            guard segment.fits(offset: offset, length: length) else { return .garbage(offset: offset, word: word) }
-            let r = segment.record(at: offset, length: length)
-            return .record(offset: offset, length: length, sequence: r.sequence, timestamp: r.timestamp, intact: r.intact)
-        }
-    }
-
-    /// Zero bytes after which a resynchronizing scan gives up beyond the
-    /// claim word's bound: records are contiguous, so past the last claimed
-    /// byte a run of 64 KiB of zeros is the end of what was written.
-    static let zeroRunLimit = 64 << 10
-
     /// How far records may extend in `segment` by the claim word: its offset
     /// if it is in this segment, the whole segment if it is past it, nil if
     /// it is behind (a stale claim word after power loss).
@@ -148,60 +110,11 @@ public final class Log: @unchecked Sendable {
         return claim.segment > segment.number ? segment.size : nil
     }
 
-    /// The next offset at or after `from` where a record slot plausibly
-    /// starts: an intact record (sequence above `after`), or a claim or skip
-    /// word with a plausible span (a live appender's record in progress is
-    /// not stepped over). Zeros are scanned to `bound`; past it, a 64 KiB
-    /// run of zeros ends the search.
-    static func resynchronize(_ segment: SegmentFile, from: Int, after: UInt64?, bound: Int?) -> Int? {
-        var offset = (from + 7) & ~7
-        let end = segment.size - 8
-        let zeroBound = bound ?? 0
-        var zeros = 0
-        while offset <= end {
-            let word = segment.word(at: offset)
-            if word == 0 {
-                zeros += 8
-                if zeros >= zeroRunLimit && offset >= zeroBound { return nil }
-                offset += 8
-                continue
-            }
-            zeros = 0
-            if let (kind, length) = RecordFormat.decode(word) {
-                switch kind {
-                case .data:
-                    // Cheap checks before the CRC: a payload full of
-                    // record-like words must not cost a CRC each.
-                    let record = UnsafeRawPointer(segment.base + offset)
-                    if segment.fits(offset: offset, length: length),
-                       record.load(fromByteOffset: RecordFormat.Offset.appender, as: UInt32.self) != 0,
-                       record.load(fromByteOffset: RecordFormat.Offset.timestamp, as: UInt64.self) != 0 {
-                        let sequence = record.load(fromByteOffset: RecordFormat.Offset.sequence, as: UInt64.self)
-                        if after.map({ sequence > $0 }) ?? (sequence > 0),
-                           RecordFormat.checksum(record: record, length: length)
-                            == record.load(fromByteOffset: RecordFormat.Offset.checksum, as: UInt32.self) {
-                            return offset
-                        }
-                    }
-                case .writing, .skip:
-                    if length >= (kind == .writing ? RecordFormat.headerSize : 8), length % 8 == 0, offset + length <= segment.size,
-                       kind == .skip || UnsafeRawPointer(segment.base + offset).load(fromByteOffset: RecordFormat.Offset.appender, as: UInt32.self) != 0 {
-                        return offset
-                    }
-                case .empty, .end:
-                    break
-                }
-            }
-            offset += 8
-        }
-        return nil
-    }
-
     /// The first intact record of a segment: (offset, sequence, timestamp).
     func firstRecord(of segment: SegmentFile) -> (offset: Int, sequence: UInt64, timestamp: UInt64)? {
         var offset = segment.dataOffset
         for _ in 0..<1024 {
-            switch Log.step(segment, at: offset) {
+            switch RecordWalker.step(segment, at: offset) {
             case .record(_, let length, let sequence, let timestamp, let intact):
                 if intact { return (offset, sequence, timestamp) }
                 offset += RecordFormat.span(payload: length)
@@ -239,14 +152,14 @@ public final class Log: @unchecked Sendable {
             guard let entry = segment.indexEntry(k) else { continue }
             if notAfter((entry.sequence, entry.timestamp)) {
                 // Trust an entry only if it points at the record it names.
-                if case .record(_, _, let sequence, _, true) = Log.step(segment, at: entry.offset), sequence == entry.sequence {
+                if case .record(_, _, let sequence, _, true) = RecordWalker.step(segment, at: entry.offset), sequence == entry.sequence {
                     offset = max(offset, entry.offset)
                 }
             } else { break }
         }
         // Scan forward, into later segments if needed.
         while true {
-            switch Log.step(segment, at: offset) {
+            switch RecordWalker.step(segment, at: offset) {
             case .record(_, let length, let sequence, let timestamp, let intact):
                 if intact && exact(sequence, timestamp) { return LogPosition(segment: segment.number, offset: UInt32(offset)) }
                 if intact && past(sequence, timestamp) { throw .noSuchRecord(description) }
@@ -262,7 +175,7 @@ public final class Log: @unchecked Sendable {
                 throw .noSuchRecord(description + " (a record before it is still being written)")
             case .open, .garbage:
                 // A hole or damage below the claim word: look past it.
-                guard let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: claimBound(in: segment)) else {
+                guard let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: claimBound(in: segment)) else {
                     throw .noSuchRecord(description)
                 }
                 offset = next

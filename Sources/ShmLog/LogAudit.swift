@@ -48,7 +48,7 @@ struct StructureAudit {
         sawRecord = true
     }
 
-    mutating func see(_ segment: SegmentFile, _ step: Log.Step) {
+    mutating func see(_ segment: SegmentFile, _ step: RecordWalker.Step) {
         if current !== segment {
             finishSegment()
             current = segment

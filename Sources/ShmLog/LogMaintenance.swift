@@ -35,7 +35,7 @@ public struct LogVerification: Sendable, Equatable {
 extension Log {
     /// Walks every segment (read-only): `body` sees each step; segments that
     /// cannot be opened (damaged header, cut short) go to `unreadable`.
-    func walk(unreadable: (UInt32, LogError) -> Void = { _, _ in }, _ body: (SegmentFile, Step) -> Void) {
+    func walk(unreadable: (UInt32, LogError) -> Void = { _, _ in }, _ body: (SegmentFile, RecordWalker.Step) -> Void) {
         let numbers = segmentNumbers()
         for number in numbers {
             let segment: SegmentFile
@@ -46,7 +46,7 @@ extension Log {
             var offset = segment.dataOffset
             let claim = meta.loadClaimPosition()
             walkSegment: while true {
-                let step = Log.step(segment, at: offset)
+                let step = RecordWalker.step(segment, at: offset)
                 body(segment, step)
                 switch step {
                 case .record(_, let length, _, _, let intact):
@@ -55,7 +55,7 @@ extension Log {
                     } else {
                         // Its length is not to be trusted: find the next record.
                         let limit = claim.segment == number ? Int(claim.offset) : segment.size
-                        guard let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else { break walkSegment }
+                        guard let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else { break walkSegment }
                         offset = next
                     }
                 case .skip(_, let span): offset += span
@@ -63,7 +63,7 @@ extension Log {
                 case .open, .garbage:
                     // Past the claim: the end. Before it: look for the next record.
                     let limit = claim.segment == number ? Int(claim.offset) : segment.size
-                    guard offset < limit, let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else {
+                    guard offset < limit, let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else {
                         break walkSegment
                     }
                     offset = next
@@ -136,7 +136,7 @@ extension Log {
                     // A hole below the claim word with data after it: a claim
                     // whose appender was killed before marking it. Nothing
                     // was committed there; it is stepped over, not damage.
-                    if Log.resynchronize(segment, from: offset + 8, after: nil,
+                    if RecordWalker.resynchronize(segment, from: offset + 8, after: nil,
                                          bound: claim.segment == segment.number ? Int(claim.offset) : segment.size) != nil {
                         result.skipped += 1
                     }

@@ -86,7 +86,7 @@ extension Log {
         // counting from the claim word.
         report.nextSequence = lastSequence.map { $0 &+ 1 } ?? max(1, meta.loadClaim().sequence)
         guard report.nextSequence != 0 else { throw .invalidLayout(path: directory, reason: "sequence numbers exhausted") }
-        try? tail.segment.sync(tail.segment.dataOffset..<min(tail.segment.size, tail.end + Log.zeroRunLimit + 4096))
+        try? tail.segment.sync(tail.segment.dataOffset..<min(tail.segment.size, tail.end + RecordWalker.zeroRunLimit + 4096))
         meta.storeClaim(report.position, sequence: report.nextSequence)
         do { try meta.file.sync() } catch { throw .mapping(error) }
         return report
@@ -98,13 +98,13 @@ extension Log {
         var offset = segment.dataOffset
         var last: UInt64?
         while true {
-            switch Log.step(segment, at: offset) {
+            switch RecordWalker.step(segment, at: offset) {
             case .record(_, let length, let sequence, _, let intact):
                 let span = RecordFormat.span(payload: length)
                 if intact {
                     last = sequence
                     offset += span
-                } else if let next = Log.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                } else if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
                     if next == offset + span {
                         report.corruptRecordsKept += 1 // its length holds: keep it for verify to report
                     } else {
@@ -127,14 +127,14 @@ extension Log {
                     segment.wordPointer(offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .releasing)
                     report.abandonedClaims += 1
                     offset += span
-                } else if let next = Log.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                } else if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
                     closeHole(segment, from: offset, to: next, report: &report)
                     offset = next
                 } else {
                     return (offset, last, false)
                 }
             case .garbage:
-                if let next = Log.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
                     closeHole(segment, from: offset, to: next, report: &report)
                     offset = next
                 } else {
@@ -157,7 +157,7 @@ extension Log {
         var at = offset
         var zeros = 0
         // Stop after 64 KiB of zeros: nothing was written beyond (see `zeroRunLimit`).
-        while at < segment.size && zeros < Log.zeroRunLimit {
+        while at < segment.size && zeros < RecordWalker.zeroRunLimit {
             let end = min(segment.size, (at + 4096) & ~4095)
             let chunk = UnsafeMutableRawBufferPointer(start: segment.base + at, count: end - at)
             if chunk.contains(where: { $0 != 0 }) {

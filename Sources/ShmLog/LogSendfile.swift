@@ -25,7 +25,7 @@ extension Log {
             var end = start
             var rolled = false
             scan: while result.records < maxRecords {
-                switch Log.step(segment, at: end) {
+                switch RecordWalker.step(segment, at: end) {
                 case .record(_, let length, let sequence, _, let intact):
                     guard intact else { break scan }
                     end += RecordFormat.span(payload: length)

@@ -37,7 +37,10 @@ public struct LogRecordView {
 public final class LogTailer: @unchecked Sendable {
     public let log: Log
     public let onDeletedSegment: DeletedSegmentPolicy
-    let waiter: WaitStrategy
+    /// How this tailer waits: its strategy and adaptive spin budget (kept
+    /// across reads, so a busy log keeps the tailer spinning and a quiet one
+    /// lets it sleep), the same engine as every port's.
+    var waiter: Waiter
     var segment: SegmentFile?
     /// The next slot to read.
     public private(set) var position: LogPosition
@@ -63,7 +66,7 @@ public final class LogTailer: @unchecked Sendable {
     init(log: Log, start: TailStart, onDeletedSegment: DeletedSegmentPolicy, waitStrategy: WaitStrategy) throws(LogError) {
         self.log = log
         self.onDeletedSegment = onDeletedSegment
-        waiter = waitStrategy
+        waiter = Waiter(waitStrategy)
         if case .busySpin = waitStrategy { parks = false } else { parks = true }
         switch start {
         case .start: position = log.startPosition
@@ -117,7 +120,7 @@ public final class LogTailer: @unchecked Sendable {
                 return .waiting(segment: nil, offset: 0, word: 0)
             }
             let offset = Int(position.offset)
-            switch Log.step(segment, at: offset) {
+            switch RecordWalker.step(segment, at: offset) {
             case .record(_, let length, let sequence, let timestamp, let intact):
                 let at = position
                 holeSince = nil
@@ -163,7 +166,7 @@ public final class LogTailer: @unchecked Sendable {
         Diagnostics.warning("skipped a corrupt log record", ["log": log.directory, "position": "\(position)"])
         Diagnostics.count("shm_log_corrupt_records_total", [("log", log.directory)])
         let bound = log.claimBound(in: segment)
-        if let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: bound) {
+        if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: bound) {
             position.offset = UInt32(next)
         } else if let span = claimedSpan, let bound, offset + span <= bound {
             position.offset = UInt32(offset + span)
@@ -203,7 +206,7 @@ public final class LogTailer: @unchecked Sendable {
             guard now &- since >= abandonedClaimTimeout.nanoseconds else { return nil }
         }
         holeSince = nil
-        if let next = Log.resynchronize(segment, from: offset + 8, after: nil, bound: log.claimBound(in: segment)) { return next }
+        if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: log.claimBound(in: segment)) { return next }
         // Nothing more in this segment and the claim word is past it: its
         // roller was killed before writing the end marker. Go on to the next.
         return claim.segment > segment.number ? segment.size : nil
@@ -249,7 +252,6 @@ public final class LogTailer: @unchecked Sendable {
     /// Waits for the next record and hands it to `body` in place (no copy).
     public func withNext<R>(timeout: Duration? = nil, _ body: (LogRecordView) throws(LogError) -> R) throws(LogError) -> R {
         let end = timeout.map { monotonicNanoseconds() &+ $0.nanoseconds }
-        var spins = 0
         while true {
             switch try poll() {
             case .record(let view):
@@ -257,72 +259,63 @@ public final class LogTailer: @unchecked Sendable {
             case .waiting(let segment, let offset, let word):
                 let now = monotonicNanoseconds()
                 if let end, now >= end { throw .timedOut(timeout) }
-                spins += 1
-                if case .busySpin = waiter {
-                    // A spinner checks its file now and then (a syscall).
-                    if spins & 0xFFFF == 0, let segment { try segment.checkIntact() }
-                    CPU.relax()
-                    continue
-                }
-                if waiter.spinsFirst && spins < 2000 {
-                    CPU.relax()
-                    continue
-                }
-                // Before each sleep: has someone cut the file under us? What
-                // we read as "nothing yet" may be zeros where records were.
-                if let segment { try segment.checkIntact() }
-                // Sleep until the slot changes (or a slice passes: segments
-                // appear, holes time out).
-                let slice = now &+ 20_000_000
-                let until = end.map { min($0, slice) } ?? slice
-                if let segment {
-                    let word0 = segment.wordPointer(offset)
-                    _ = log.meta.parker.sleep(until: until) {
-                        // SYNC POINT (Dekker): seq_cst load pairs with the appender's seq_cst store
-                        // of the word in `publish` before its sleeper check.
-                        word0.pointee.load(ordering: .sequentiallyConsistent) != word
-                    }
-                } else {
+                guard let segment else {
+                    // The next segment does not exist yet: look again shortly.
                     sleepNanoseconds(1_000_000)
+                    continue
                 }
+                // Has someone cut the file under us? What we read as "nothing
+                // yet" may be zeros where records were. Checked before waiting,
+                // and while waiting each time a slice passes.
+                try segment.checkIntact()
+                let word0 = segment.wordPointer(offset)
+                var damage: LogError?
+                // Wait until the slot changes (or a slice passes: segments
+                // appear, holes time out), with this tailer's wait strategy.
+                let slice = now &+ 20_000_000
+                _ = waiter.wait(on: log.meta.parker, deadline: end.map { min($0, slice) } ?? slice, slice: 20_000_000) {
+                    // SYNC POINT (Dekker): seq_cst load pairs with the appender's seq_cst store
+                    // of the word in `publish` before its sleeper check.
+                    word0.pointee.load(ordering: .sequentiallyConsistent) != word
+                } keepWaiting: {
+                    do throws(LogError) { try segment.checkIntact() } catch { damage = error; return false }
+                    return true
+                }
+                if let damage { throw damage }
             }
         }
     }
 
     /// Records as they are appended, for `for try await`; ends with the task
-    /// or at the first error (a corrupt record: create a new sequence, the
-    /// tailer continues after it). Take one sequence per tailer: the tailer
-    /// is not safe to use from two tasks at once.
+    /// (cancellation wakes the waiting thread at once) or at the first error
+    /// (a corrupt record: create a new sequence, the tailer continues after
+    /// it). Each record is one hop through `AsyncBridge`; nothing polls.
+    /// Take one sequence per tailer: the tailer is not safe to use from two
+    /// tasks at once.
     public var records: AsyncThrowingStream<LogRecord, any Error> {
         let tailer = self
         return AsyncThrowingStream { continuation in
             let task = Task {
-                while !Task.isCancelled {
-                    do {
-                        let record = try await BlockingPool.shared.run { () throws(LogError) -> LogRecord? in
-                            do throws(LogError) { return try tailer.next(timeout: .milliseconds(100)) } catch {
+                do {
+                    while true {
+                        let record = try await AsyncBridge.wait(wakingOnCancel: [tailer.log.meta.parker], deadline: nil,
+                                                                slice: .milliseconds(100)) {
+                            (until: UInt64) throws(LogError) -> LogRecord? in
+                            do throws(LogError) { return try tailer.next(timeout: AsyncBridge.remaining(until: until)) } catch {
                                 if case .timedOut = error { return nil }
                                 throw error
                             }
                         }
                         if let record { continuation.yield(record) }
-                    } catch {
-                        continuation.finish(throwing: error)
-                        return
                     }
+                } catch is CancellationError {
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
                 }
-                continuation.finish()
             }
             continuation.onTermination = { _ in task.cancel() }
         }
     }
 }
 
-extension WaitStrategy {
-    var spinsFirst: Bool {
-        switch self {
-        case .block: return false
-        default: return true
-        }
-    }
-}

@@ -1,17 +1,6 @@
 import Synchronization
 import ShmSystem
 
-/// A flag a cancelled task sets for the pool thread waiting on its behalf.
-final class CancellationFlag: Sendable {
-    let cancelled = Atomic<Bool>(false)
-    var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
-    func cancel() { cancelled.store(true, ordering: .releasing) }
-}
-
-/// How long a pool thread sleeps at most before looking at its task's
-/// cancellation flag again (cancellation also wakes it at once).
-let asyncWaitSlice: Duration = .milliseconds(50)
-
 // MARK: - SPSC ring
 
 extension SPSCRing.Consumer {
@@ -30,25 +19,11 @@ extension SPSCRing.Consumer {
 
     /// Waits (on a pool thread) until a message is there or `timeout` passes.
     func waitForMessageAsync(timeout: Duration?) async throws {
-        let flag = CancellationFlag()
-        let end = deadline(after: timeout)
-        let parker = view.dataParker
-        let arrived = try await withTaskCancellationHandler {
-            try await BlockingPool.shared.run { () throws(QueueError) -> Bool in
-                while !flag.isCancelled {
-                    let now = monotonicNanoseconds()
-                    if let end, now >= end { return false }
-                    let slice = min(end.map { $0 - now } ?? .max, asyncWaitSlice.nanoseconds)
-                    if try self.waitForMessage(timeout: .nanoseconds(Int64(slice))) { return true }
-                }
-                return false
-            }
-        } onCancel: {
-            flag.cancel()
-            parker.wake(count: Int32.max) // we are the only sleeper on this parker
+        let arrived = try await AsyncBridge.wait(wakingOnCancel: [view.dataParker], deadline: deadline(after: timeout)) {
+            (until: UInt64) throws(QueueError) -> Bool? in
+            try self.waitForMessage(timeout: AsyncBridge.remaining(until: until)) ? true : nil
         }
-        try Task.checkCancellation()
-        if !arrived { throw QueueError.timedOut(timeout) }
+        if arrived == nil { throw QueueError.timedOut(timeout) }
     }
 
     /// The messages arriving on this ring, as copies, for `for try await`.
@@ -84,25 +59,12 @@ extension SPSCRing.Producer {
         let end = deadline(after: timeout)
         while true {
             if try trySend(bytes) { return }
-            let flag = CancellationFlag()
-            let parker = view.spaceParker
             let count = bytes.count
-            let room = try await withTaskCancellationHandler {
-                try await BlockingPool.shared.run { () throws(QueueError) -> Bool in
-                    while !flag.isCancelled {
-                        let now = monotonicNanoseconds()
-                        if let end, now >= end { return false }
-                        let slice = min(end.map { $0 - now } ?? .max, asyncWaitSlice.nanoseconds)
-                        if try self.waitForSpace(count: count, timeout: .nanoseconds(Int64(slice))) { return true }
-                    }
-                    return false
-                }
-            } onCancel: {
-                flag.cancel()
-                parker.wake(count: Int32.max) // we are the only sleeper on this parker
+            let room = try await AsyncBridge.wait(wakingOnCancel: [view.spaceParker], deadline: end) {
+                (until: UInt64) throws(QueueError) -> Bool? in
+                try self.waitForSpace(count: count, timeout: AsyncBridge.remaining(until: until)) ? true : nil
             }
-            try Task.checkCancellation()
-            if !room { throw QueueError.timedOut(timeout) }
+            if room == nil { throw QueueError.timedOut(timeout) }
         }
     }
 }
@@ -113,28 +75,14 @@ extension MPMCQueue {
     /// Dequeues a message from `async` code, waiting on a dedicated thread
     /// if the queue is empty. Cancelling ends the wait with `CancellationError`.
     public func dequeue(timeout: Duration? = nil, strategy: WaitStrategy = .default) async throws -> [UInt8] {
-        let flag = CancellationFlag()
-        let end = deadline(after: timeout)
-        let parker = notEmpty
-        let message = try await withTaskCancellationHandler {
-            try await BlockingPool.shared.run { () throws(QueueError) -> [UInt8]? in
-                while !flag.isCancelled {
-                    let now = monotonicNanoseconds()
-                    if let end, now >= end { return nil }
-                    let slice = min(end.map { $0 - now } ?? .max, asyncWaitSlice.nanoseconds)
-                    do throws(QueueError) {
-                        return try self.dequeue(timeout: .nanoseconds(Int64(slice)), strategy: strategy)
-                    } catch .timedOut {
-                        continue
-                    }
-                }
+        let message = try await AsyncBridge.wait(wakingOnCancel: [notEmpty], deadline: deadline(after: timeout)) {
+            (until: UInt64) throws(QueueError) -> [UInt8]? in
+            do throws(QueueError) {
+                return try self.dequeue(timeout: AsyncBridge.remaining(until: until), strategy: strategy)
+            } catch .timedOut {
                 return nil
             }
-        } onCancel: {
-            flag.cancel()
-            parker.wake(count: Int32.max) // spurious wake-ups are harmless to other waiters
         }
-        try Task.checkCancellation()
         guard let message else { throw QueueError.timedOut(timeout) }
         return message
     }
@@ -142,29 +90,15 @@ extension MPMCQueue {
     /// Enqueues from `async` code, waiting on a dedicated thread if full.
     public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil, strategy: WaitStrategy = .default) async throws {
         if try tryEnqueue(bytes) { return }
-        let flag = CancellationFlag()
-        let end = deadline(after: timeout)
-        let parker = notFull
-        let done = try await withTaskCancellationHandler {
-            try await BlockingPool.shared.run { () throws(QueueError) -> Bool in
-                while !flag.isCancelled {
-                    let now = monotonicNanoseconds()
-                    if let end, now >= end { return false }
-                    let slice = min(end.map { $0 - now } ?? .max, asyncWaitSlice.nanoseconds)
-                    do throws(QueueError) {
-                        try self.enqueue(bytes, timeout: .nanoseconds(Int64(slice)), strategy: strategy)
-                        return true
-                    } catch .timedOut {
-                        continue
-                    }
-                }
-                return false
+        let done = try await AsyncBridge.wait(wakingOnCancel: [notFull], deadline: deadline(after: timeout)) {
+            (until: UInt64) throws(QueueError) -> Bool? in
+            do throws(QueueError) {
+                try self.enqueue(bytes, timeout: AsyncBridge.remaining(until: until), strategy: strategy)
+                return true
+            } catch .timedOut {
+                return nil
             }
-        } onCancel: {
-            flag.cancel()
-            parker.wake(count: Int32.max)
         }
-        try Task.checkCancellation()
-        if !done { throw QueueError.timedOut(timeout) }
+        if done == nil { throw QueueError.timedOut(timeout) }
     }
 }

@@ -2,36 +2,18 @@ import Synchronization
 import ShmSystem
 @_spi(ShmInternals) import ShmPrimitives
 
-/// Waits on a dedicated pool thread (never on the cooperative pool) until
+/// Waits from `async` code, through the one bridge (`AsyncBridge`), until
 /// `ready()` holds, the timeout passes, or the task is cancelled (which
-/// wakes the futex at once). Returns whether `ready()` held.
+/// wakes the futex at once). Returns whether `ready()` held. The waiting
+/// itself is the handle's wait strategy (`Waiter`), slice by slice.
 func waitOffThePool(parker: Parker, strategy: WaitStrategy, timeout: Duration?,
                     ready: @escaping @Sendable () -> Bool) async throws -> Bool {
-    let flag = CancelBox()
-    let end = deadline(after: timeout)
-    let result = await withTaskCancellationHandler {
-        await BlockingPool.shared.run { () -> Bool in
-            var waiter = Waiter(strategy)
-            while !flag.isCancelled {
-                let now = monotonicNanoseconds()
-                if let end, now >= end { return ready() }
-                let sliceEnd = min(end ?? .max, now &+ 50_000_000)
-                if waiter.wait(on: parker, deadline: sliceEnd, ready: ready) { return true }
-            }
-            return false
-        }
-    } onCancel: {
-        flag.cancel()
-        parker.wake(count: Int32.max)
+    let found = try await AsyncBridge.wait(wakingOnCancel: [parker], deadline: deadline(after: timeout)) {
+        (until: UInt64) throws(Never) -> Bool? in
+        var waiter = Waiter(strategy)
+        return waiter.wait(on: parker, deadline: until, ready: ready) ? true : nil
     }
-    try Task.checkCancellation()
-    return result
-}
-
-final class CancelBox: Sendable {
-    private let state = Atomic<Bool>(false)
-    var isCancelled: Bool { state.load(ordering: .acquiring) }
-    func cancel() { state.store(true, ordering: .releasing) }
+    return found ?? ready()
 }
 
 extension Subscriber {
@@ -137,25 +119,11 @@ extension WaitSet {
         let now = ready()
         if !now.isEmpty { return now }
         let waitSet = SendableBox(self)
-        let cancel = CancelBox()
-        let parkers = entries.map(\.parker)
-        let end = deadline(after: timeout)
-        let result = try await withTaskCancellationHandler {
-            try await BlockingPool.shared.run { () throws(ServiceError) -> [Int] in
-                while !cancel.isCancelled {
-                    let now = monotonicNanoseconds()
-                    if let end, now >= end { return [] }
-                    let slice = min(end.map { $0 - now } ?? .max, 50_000_000)
-                    let ready = try waitSet.value.wait(timeout: .nanoseconds(Int64(slice)))
-                    if !ready.isEmpty { return ready.map(\.index) }
-                }
-                return []
-            }
-        } onCancel: {
-            cancel.cancel()
-            for parker in parkers { parker.wake(count: Int32.max) }
-        }
-        try Task.checkCancellation()
+        let result = try await AsyncBridge.wait(wakingOnCancel: entries.map(\.parker), deadline: deadline(after: timeout)) {
+            (until: UInt64) throws(ServiceError) -> [Int]? in
+            let ready = try waitSet.value.wait(timeout: AsyncBridge.remaining(until: until))
+            return ready.isEmpty ? nil : ready.map(\.index)
+        } ?? []
         return result.map(Attachment.init)
     }
 }
@@ -166,27 +134,21 @@ struct SendableBox<T>: @unchecked Sendable {
 }
 
 extension PendingResponse {
-    /// The next response, waited for from `async` code on a dedicated thread.
-    /// Waits in slices of at most 100 ms, so cancelling the task ends the
-    /// wait (with `CancellationError`) even if no response ever comes.
+    /// The next response, waited for from `async` code on a dedicated thread
+    /// (cancelling the task ends the wait with `CancellationError` at once).
     public func next(timeout: Duration? = .seconds(1)) async throws -> (value: Response, isFinal: Bool) {
         let pending = SendableBox(self)
-        let end = deadline(after: timeout)
-        while true {
-            try Task.checkCancellation()
-            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
-            let slice = min(remaining ?? .milliseconds(100), .milliseconds(100))
-            let got = try await BlockingPool.shared.run { () throws(ServiceError) -> SendableBox<(value: Response, isFinal: Bool)?> in
-                do throws(ServiceError) {
-                    return SendableBox(try pending.value.next(timeout: slice))
-                } catch {
-                    if case .timedOut = error { return SendableBox(nil) }
-                    throw error
-                }
+        let got = try await AsyncBridge.wait(wakingOnCancel: [client.port.responses.notEmpty], deadline: deadline(after: timeout)) {
+            (until: UInt64) throws(ServiceError) -> SendableBox<(value: Response, isFinal: Bool)>? in
+            do throws(ServiceError) {
+                return SendableBox(try pending.value.next(timeout: AsyncBridge.remaining(until: until)))
+            } catch {
+                if case .timedOut = error { return nil }
+                throw error
             }
-            if let value = got.value { return value }
         }
+        guard let got else { throw ServiceError.timedOut(timeout) }
+        return got.value
     }
 }
 
