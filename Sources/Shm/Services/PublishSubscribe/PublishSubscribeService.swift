@@ -5,10 +5,16 @@ extension Node {
     /// Opens or creates a publish/subscribe service carrying one `Payload`
     /// value per sample.
     ///
-    /// - Parameter typeName: the payload type's name as the service records
-    ///   it; defaults to the module-qualified Swift name (`MyMessages.Pose`).
-    ///   Programs that declare the same type in different modules agree on a
-    ///   name here.
+    /// - Parameters:
+    ///   - service: the service's name (`camera.frames`; segment `svc.<name>` in /dev/shm).
+    ///   - payload: the `BitwiseCopyable` type of one sample.
+    ///   - typeName: the payload type's name as the service records it;
+    ///     defaults to the module-qualified Swift name (`MyMessages.Pose`).
+    ///     Programs that declare the same type in different modules agree on
+    ///     a name here.
+    ///   - config: limits and policies, used when this call creates the
+    ///     service and compared with the stored ones when it opens it.
+    ///   - mode: open, create, or either (`.openOrCreate`).
     /// - Throws: `.incompatible` naming every difference if the service exists
     ///   with another payload type or configuration.
     public func publishSubscribe<Payload: BitwiseCopyable>(

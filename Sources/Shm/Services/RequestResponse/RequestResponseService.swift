@@ -4,8 +4,17 @@ import ShmSystem
 extension Node {
     /// Opens or creates a request/response service.
     ///
-    /// - Parameter typeName: names the pair of types across programs; defaults
-    ///   to `"<Request> -> <Response>"` with module-qualified names.
+    /// - Parameters:
+    ///   - service: the service's name (segment `svc.<name>` in /dev/shm).
+    ///   - request: the `BitwiseCopyable` type clients send.
+    ///   - response: the `BitwiseCopyable` type servers answer with.
+    ///   - typeName: names the pair of types across programs; defaults to
+    ///     `"<Request> -> <Response>"` with module-qualified names.
+    ///   - config: limits, used when this call creates the service and
+    ///     compared with the stored ones when it opens it.
+    ///   - mode: open, create, or either (`.openOrCreate`).
+    /// - Throws: `.incompatible` naming every difference if the service exists
+    ///   with other types or limits.
     public func requestResponse<Request: BitwiseCopyable, Response: BitwiseCopyable>(
         _ service: String, request: Request.Type, response: Response.Type, typeName: String? = nil,
         config: RequestResponseConfig = .init(), mode: OpenMode = .openOrCreate
