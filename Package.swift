@@ -94,6 +94,8 @@ let package = Package(
         .executableTarget(name: "example-request-response", dependencies: ["Shm"], path: "Examples/RequestResponse", swiftSettings: strict),
         .executableTarget(name: "example-events", dependencies: ["Shm"], path: "Examples/Events", swiftSettings: strict),
         .executableTarget(name: "example-camera", dependencies: ["Shm"], path: "Examples/Camera", swiftSettings: strict),
+        // The DocC articles' code, compiled and run by DocExamplesTests.
+        .executableTarget(name: "doc-examples", dependencies: ["Shm", "ShmLog"], path: "Examples/DocExamples", swiftSettings: strict),
         .executableTarget(name: "example-metrics",
                           dependencies: ["Shm", "ShmMetrics", .product(name: "Logging", package: "swift-log"),
                                          .product(name: "Metrics", package: "swift-metrics"),
@@ -136,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "ShmCLITests",
             dependencies: ["Shm", "ShmSystem", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
-                           "example-pubsub", "example-request-response", "example-events", "example-camera", "example-metrics"],
+                           "example-pubsub", "example-request-response", "example-events", "example-camera", "example-metrics", "doc-examples"],
             swiftSettings: strict
         ),
     ]
