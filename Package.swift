@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         // `swift package generate-documentation --target Shm` (DocC catalogs in Sources/*/*.docc).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -47,16 +48,20 @@ let package = Package(
         .target(name: "CShmTools"),
         // Typed, throwing wrappers over the OS: mappings, segments, futexes, processes.
         // Operator events through swift-log (`ShmLogging.logger`, silent unless
-        // set) and swift-metrics counters (`Diagnostics`).
+        // set) and swift-metrics counters (`Diagnostics`); swift-system's
+        // FileDescriptor and Errno where descriptors and errnos cross the API.
         .target(name: "ShmSystem", dependencies: ["CShm", .product(name: "Logging", package: "swift-log"),
-                                                 .product(name: "CoreMetrics", package: "swift-metrics")],
+                                                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                 .product(name: "SystemPackage", package: "swift-system")],
                 swiftSettings: strict),
         // Data structures laid out in raw shared memory: rings, queues, futex primitives.
         .target(name: "ShmPrimitives", dependencies: ["ShmSystem"], swiftSettings: strict),
         // Public API; re-exports the layers below it.
-        .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
+        .target(name: "Shm", dependencies: ["ShmSystem", "ShmPrimitives", .product(name: "SystemPackage", package: "swift-system")],
+                swiftSettings: strict),
         // Persistent append-only memory-mapped log: segments, index, tailers, recovery, retention.
-        .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives"], swiftSettings: strict),
+        .target(name: "ShmLog", dependencies: ["ShmSystem", "ShmPrimitives", .product(name: "SystemPackage", package: "swift-system")],
+                swiftSettings: strict),
         // Services' and logs' counters, read from shared memory and reported
         // through swift-metrics (any backend: swift-prometheus, swift-otel).
         .target(name: "ShmMetrics", dependencies: ["Shm", "ShmLog", "ShmSystem", .product(name: "CoreMetrics", package: "swift-metrics")],
@@ -113,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmSystemTests",
-            dependencies: ["ShmSystem", "CShm", "ShmTestSupport", "ShmPeer"],
+            dependencies: ["ShmSystem", "CShm", "ShmTestSupport", "ShmPeer", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import ShmSystem
+import SystemPackage
 
 /// What `Log.send(from:maxRecords:to:)` sent.
 public struct SendResult: Sendable, Equatable {
@@ -115,4 +116,11 @@ public struct LogWireDecoder: Sendable {
 
     /// Records decoded before a failure, returned by the next call.
     var pending: [LogRecord] = []
+}
+
+extension Log {
+    /// `send(from:maxRecords:to:)` to swift-system's `FileDescriptor`.
+    public func send(from first: UInt64, maxRecords: Int = .max, to descriptor: FileDescriptor) throws(LogError) -> SendResult {
+        try send(from: first, maxRecords: maxRecords, to: descriptor.rawValue)
+    }
 }

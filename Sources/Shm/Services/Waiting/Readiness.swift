@@ -1,5 +1,6 @@
 import Synchronization
 import ShmSystem
+import SystemPackage
 @_spi(ShmInternals) import ShmPrimitives
 
 /// A file descriptor that becomes readable when a subscriber, or any
@@ -44,6 +45,9 @@ public final class Readiness: @unchecked Sendable {
 
     /// The readable-when-ready descriptor (owned: do not close it).
     public var fileDescriptor: Int32 { descriptor.fileDescriptor }
+
+    /// The same descriptor as swift-system's `FileDescriptor` (owned: do not close it).
+    public var systemDescriptor: FileDescriptor { descriptor.descriptor }
 
     /// What the helper thread keeps alive for as long as it runs.
     final class Shared: @unchecked Sendable {
