@@ -23,7 +23,7 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     /// No record with this sequence number (or at/after this time) exists.
     case noSuchRecord(String)
     /// Nothing arrived in time.
-    case timedOut(Duration?)
+    case timedOut(Duration)
     /// A system call failed.
     case system(operation: String, path: String, Errno)
     /// Mapping a segment failed.
@@ -52,7 +52,7 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .positionDeleted(let position, let oldest):
             return "position \(position) was deleted by retention; the oldest retained record is at \(oldest)"
         case .noSuchRecord(let what): return "no record \(what)"
-        case .timedOut(let timeout): return "no record within \(timeout.map { "\($0)" } ?? "the wait")"
+        case .timedOut(let timeout): return "no record within \(timeout.timeoutDescription)"
         case .system(let operation, let path, let errno): return "\(operation) '\(path)' failed: \(errno)"
         case .mapping(let error): return "\(error)"
         case .segmentShrunk(let path, let expected, let actual):
@@ -65,4 +65,9 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
             return "replica log '\(directory)': record \(offered) offered, the next one here is \(next)"
         }
     }
+}
+
+extension LogError {
+    /// `.timedOut` after a wait of `timeout` (nil: none was given).
+    static func timedOut(after timeout: Duration?) -> LogError { .timedOut(timeout ?? .zero) }
 }

@@ -258,7 +258,7 @@ public final class LogTailer: @unchecked Sendable {
                 return try body(view)
             case .waiting(let segment, let offset, let word):
                 let now = monotonicNanoseconds()
-                if let end, now >= end { throw .timedOut(timeout) }
+                if let end, now >= end { throw .timedOut(after: timeout) }
                 guard let segment else {
                     // The next segment does not exist yet: look again shortly.
                     sleepNanoseconds(1_000_000)

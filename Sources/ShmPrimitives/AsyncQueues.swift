@@ -23,7 +23,7 @@ extension SPSCRing.Consumer {
             (until: UInt64) throws(QueueError) -> Bool? in
             try self.waitForMessage(timeout: AsyncBridge.remaining(until: until)) ? true : nil
         }
-        if arrived == nil { throw QueueError.timedOut(timeout) }
+        if arrived == nil { throw QueueError.timedOut(after: timeout) }
     }
 
     /// The messages arriving on this ring, as copies, for `for try await`.
@@ -64,7 +64,7 @@ extension SPSCRing.Producer {
                 (until: UInt64) throws(QueueError) -> Bool? in
                 try self.waitForSpace(count: count, timeout: AsyncBridge.remaining(until: until)) ? true : nil
             }
-            if room == nil { throw QueueError.timedOut(timeout) }
+            if room == nil { throw QueueError.timedOut(after: timeout) }
         }
     }
 }
@@ -83,7 +83,7 @@ extension MPMCQueue {
                 return nil
             }
         }
-        guard let message else { throw QueueError.timedOut(timeout) }
+        guard let message else { throw QueueError.timedOut(after: timeout) }
         return message
     }
 
@@ -99,6 +99,6 @@ extension MPMCQueue {
                 return nil
             }
         }
-        if done == nil { throw QueueError.timedOut(timeout) }
+        if done == nil { throw QueueError.timedOut(after: timeout) }
     }
 }

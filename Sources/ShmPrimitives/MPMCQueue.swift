@@ -176,7 +176,7 @@ public final class MPMCQueue: @unchecked Sendable {
             let ready = waiter.wait(on: notFull, deadline: end, slice: 20_000_000, ready: { self.looksNotFull() },
                                     keepWaiting: { self.recoverAbandonedSlots(); return true })
             if try tryEnqueue(bytes) { return }
-            if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(timeout) }
+            if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(after: timeout) }
         }
     }
 
@@ -264,7 +264,7 @@ public final class MPMCQueue: @unchecked Sendable {
             let ready = waiter.wait(on: notEmpty, deadline: end, slice: 20_000_000, ready: { self.looksNotEmpty() },
                                     keepWaiting: { self.recoverAbandonedSlots(); return true })
             if let n = try tryDequeue(into: buffer) { return n }
-            if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(timeout) }
+            if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(after: timeout) }
             if ready { recoverAbandonedSlots() } // a READY-looking head we could not take: maybe a dead writer
         }
     }

@@ -17,7 +17,7 @@ public enum QueueError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A typed receive found a message of another size.
     case sizeMismatch(expected: Int, actual: Int)
     /// Nothing happened within the timeout.
-    case timedOut(milliseconds: Int)
+    case timedOut(Duration)
     /// The shared read/write positions are inconsistent; the structure
     /// cannot be used until it is re-created.
     case corruptIndices(String)
@@ -36,7 +36,7 @@ public enum QueueError: Error, Equatable, Sendable, CustomStringConvertible {
         case .messageTooLarge(let size, let maximum): "message of \(size) bytes exceeds the maximum of \(maximum)"
         case .bufferTooSmall(let needed, let available): "the next message needs \(needed) bytes; the buffer has \(available)"
         case .sizeMismatch(let expected, let actual): "expected a message of \(expected) bytes, got \(actual)"
-        case .timedOut(let ms): "timed out after \(ms) ms"
+        case .timedOut(let timeout): "timed out after \(timeout.timeoutDescription)"
         case .corruptIndices(let reason): "corrupt shared indices: \(reason)"
         case .corruptRecord(let offset, let reason): "corrupt record at offset \(offset) skipped: \(reason)"
         case .roleTaken(let role, let pid): "the \(role) role is held by live process \(pid)"
@@ -45,10 +45,9 @@ public enum QueueError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension QueueError {
+    /// `.timedOut` after a wait of `timeout` (nil: none was given).
     @usableFromInline
-    static func timedOut(_ timeout: Duration?) -> QueueError {
-        .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
-    }
+    static func timedOut(after timeout: Duration?) -> QueueError { .timedOut(timeout ?? .zero) }
 }
 
 import ShmSystem

@@ -140,7 +140,7 @@ public final class RobustMutex: @unchecked Sendable {
                 // TID from the other one. Poll, and prove death by lease.
                 if let acquisition = takeFreeOrAbandonedWord(me) { return acquisition }
                 if let deadlineRealtime, wallClockNanoseconds() >= deadlineRealtime {
-                    throw .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
+                    throw .timedOut(after: timeout)
                 }
                 sleepNanoseconds(pause)
                 pause = min(pause * 2, 2_000_000)
@@ -158,7 +158,7 @@ public final class RobustMutex: @unchecked Sendable {
             case .retry:
                 continue
             case .timedOut:
-                throw .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
+                throw .timedOut(after: timeout)
             case .wouldDeadlock:
                 throw .wouldDeadlock
             case .ownerGone:

@@ -180,7 +180,7 @@ extension SPSCRing {
         /// Copies the next message into `buffer`, waiting at most `timeout`.
         @inlinable
         public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(QueueError) -> Int {
-            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
+            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(after: timeout) }
             return try copyOut(record, into: buffer)
         }
 
@@ -192,7 +192,7 @@ extension SPSCRing {
 
         /// The next message as a new array (allocates), waiting at most `timeout`.
         public func receive(timeout: Duration? = nil) throws(QueueError) -> [UInt8] {
-            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
+            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(after: timeout) }
             return takeArray(record)
         }
 
@@ -200,7 +200,7 @@ extension SPSCRing {
         /// place; the message must be exactly `MemoryLayout<T>.size` bytes.
         @inlinable
         public func receive<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil) throws(QueueError) -> T {
-            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
+            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(after: timeout) }
             return try takeValue(record, as: type)
         }
 
@@ -243,7 +243,7 @@ extension SPSCRing {
         public func receive<R, E: Error>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(ReceiveError<E>) -> R {
             let found: (offset: Int, length: Int, next: UInt64)?
             do { found = try peekWaiting(timeout: timeout) } catch { throw .queue(error) }
-            guard let record = found else { throw .queue(.timedOut(timeout)) }
+            guard let record = found else { throw .queue(.timedOut(after: timeout)) }
             defer { release(next: record.next) }
             do { return try body(UnsafeRawBufferPointer(start: view.data + record.offset, count: record.length)) }
             catch { throw .body(error) }
@@ -260,7 +260,7 @@ extension SPSCRing {
 
         /// The next message in place, waiting at most `timeout`.
         public func read(timeout: Duration? = nil) throws(QueueError) -> RingMessage {
-            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(timeout) }
+            guard let record = try peekWaiting(timeout: timeout) else { throw .timedOut(after: timeout) }
             lentOut = true
             return RingMessage(consumer: self, next: record.next,
                                bytes: UnsafeRawBufferPointer(start: view.data + record.offset, count: record.length))

@@ -256,7 +256,7 @@ extension SPSCRing {
                 tail &- view.head.pointee.load(ordering: .sequentiallyConsistent) &+ needed <= capacity
             }
             if ready, let reservation = try reserve(length) { return reservation }
-            throw .timedOut(timeout)
+            throw .timedOut(after: timeout)
         }
 
         /// Makes the record visible: its meta word, then its tag; then (if it

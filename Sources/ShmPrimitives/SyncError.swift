@@ -5,7 +5,7 @@ public enum SyncError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Attaching found no valid header (magic, version, checksum).
     case invalidLayout(String)
     /// Nothing happened within the timeout.
-    case timedOut(milliseconds: Int)
+    case timedOut(Duration)
     /// The calling thread already holds the mutex (`EDEADLK`).
     case wouldDeadlock
     /// Unlock by a thread that does not hold the mutex.
@@ -19,7 +19,7 @@ public enum SyncError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .regionTooSmall(let needed, let available): "region of \(available) bytes is too small; needs \(needed)"
         case .invalidLayout(let reason): "not a valid primitive: \(reason)"
-        case .timedOut(let ms): "timed out after \(ms) ms"
+        case .timedOut(let timeout): "timed out after \(timeout.timeoutDescription)"
         case .wouldDeadlock: "the calling thread already holds this mutex"
         case .notOwner(let tid): "unlock by a thread that does not hold the mutex (held by thread \(tid))"
         case .corrupt(let reason): "corrupt primitive: \(reason)"
@@ -36,4 +36,9 @@ extension QueueError {
         default: .invalidLayout(description)
         }
     }
+}
+
+extension SyncError {
+    /// `.timedOut` after a wait of `timeout` (nil: none was given).
+    static func timedOut(after timeout: Duration?) -> SyncError { .timedOut(timeout ?? .zero) }
 }

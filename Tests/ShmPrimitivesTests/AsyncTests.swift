@@ -70,14 +70,14 @@ struct AsyncTests {
         let ring = try makeRing(capacity: 256)
         let producer = try ring.producer(waitStrategy: .block), consumer = try ring.consumer()
         while try producer.trySend(Array(repeating: 1, count: 100)) {}
-        await #expect(throws: QueueError.timedOut(milliseconds: 50)) {
+        await #expect(throws: QueueError.timedOut(.milliseconds(50))) {
             try await producer.send(Array(repeating: 2, count: 100), timeout: .milliseconds(50))
         }
         let sender = Task { try await producer.send(Array(repeating: 3, count: 100), timeout: .seconds(20)) }
         try await Task.sleep(for: .milliseconds(50))
         _ = try await consumer.receive(timeout: .seconds(1)) // frees room
         try await sender.value
-        await #expect(throws: QueueError.timedOut(milliseconds: 30)) {
+        await #expect(throws: QueueError.timedOut(.milliseconds(30))) {
             try await makeRing(capacity: 1024).consumer().receive(timeout: .milliseconds(30))
         }
     }

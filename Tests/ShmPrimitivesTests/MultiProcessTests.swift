@@ -75,7 +75,7 @@ struct RingProcessTests {
         var sent = 0
         while try producer.trySend(Array(repeating: 1, count: 100)) { sent += 1 }
         #expect(sent > 0)
-        #expect(throws: QueueError.timedOut(milliseconds: 100)) {
+        #expect(throws: QueueError.timedOut(.milliseconds(100))) {
             try producer.send(Array(repeating: 1, count: 100), timeout: .milliseconds(100))
         }
         // A new consumer takes over where the dead one stopped.
@@ -167,7 +167,7 @@ struct SyncProcessTests {
         let shared = try SharedMutex.create(name)
         let peer = try TestSupport.spawnPeer(["mutex-lock-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "locked acquired")
-        #expect(throws: SyncError.timedOut(milliseconds: 100)) { try shared.mutex.lock(timeout: .milliseconds(100)) }
+        #expect(throws: SyncError.timedOut(.milliseconds(100))) { try shared.mutex.lock(timeout: .milliseconds(100)) }
         #expect(shared.mutex.holderProcess?.pid == peer.pid)
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))

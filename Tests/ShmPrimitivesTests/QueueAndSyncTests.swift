@@ -21,9 +21,9 @@ struct MPMCQueueTests {
         for i in 0..<8 { #expect(try queue.tryEnqueue([UInt8(i), 1, 2])) }
         #expect(try !queue.tryEnqueue([9]))
         #expect(queue.approximateCount == 8)
-        #expect(throws: QueueError.timedOut(milliseconds: 30)) { try queue.enqueue([9], timeout: .milliseconds(30), strategy: .block) }
+        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.enqueue([9], timeout: .milliseconds(30), strategy: .block) }
         for i in 0..<8 { #expect(try queue.dequeue(timeout: .seconds(1)) == [UInt8(i), 1, 2]) }
-        #expect(throws: QueueError.timedOut(milliseconds: 30)) { try queue.dequeue(timeout: .milliseconds(30)) }
+        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.dequeue(timeout: .milliseconds(30)) }
         // Many laps.
         for i in 0..<10_000 {
             try queue.enqueue(value: UInt64(i))
@@ -148,7 +148,7 @@ struct SyncPrimitiveTests {
         }
         while !held.value { usleep(1000) }
         let start = monotonicNanoseconds()
-        #expect(throws: SyncError.timedOut(milliseconds: 50)) { try mutex.lock(timeout: .milliseconds(50)) }
+        #expect(throws: SyncError.timedOut(.milliseconds(50))) { try mutex.lock(timeout: .milliseconds(50)) }
         #expect(monotonicNanoseconds() - start >= 40_000_000)
         #expect(try mutex.tryLock() == nil)
         release.set(true)

@@ -55,11 +55,11 @@ struct RingTests {
         #expect(sent == 256 / SPSCRing.recordSize(24))
 
         let start = monotonicNanoseconds()
-        #expect(throws: QueueError.timedOut(milliseconds: 50)) {
+        #expect(throws: QueueError.timedOut(.milliseconds(50))) {
             try producer.send(Array(repeating: 0, count: 24), timeout: .milliseconds(50))
         }
         for i in 0..<sent { #expect(try consumer.receive(timeout: .seconds(1)) == Array(repeating: UInt8(i), count: 24)) }
-        #expect(throws: QueueError.timedOut(milliseconds: 50)) { try consumer.receive(timeout: .milliseconds(50)) }
+        #expect(throws: QueueError.timedOut(.milliseconds(50))) { try consumer.receive(timeout: .milliseconds(50)) }
         #expect(monotonicNanoseconds() - start < 5_000_000_000)
     }
 
@@ -196,7 +196,7 @@ struct RingTests {
         try producer.send([1])
         ring.data.storeBytes(of: UInt64(12345), as: UInt64.self) // the tag: now it looks unpublished
         #expect(try consumer.tryReceive() == nil)
-        #expect(throws: QueueError.timedOut(milliseconds: 10)) { try consumer.receive(timeout: .milliseconds(10)) }
+        #expect(throws: QueueError.timedOut(.milliseconds(10))) { try consumer.receive(timeout: .milliseconds(10)) }
     }
 
     @Test func aRestartedProducerContinuesAfterWhatItsPredecessorPublished() throws {

@@ -25,7 +25,7 @@ struct RequestEventWaitTests {
         let active = try server.receive(timeout: .seconds(1))
         for part in 0..<3 { try active.respond(TestResponse(sum: 30, part: Int64(part)), final: part == 2) }
         // Responses for the second request arrive first; the first is still waited for.
-        #expect(throws: ServiceError.timedOut(milliseconds: 50)) { try first.response(timeout: .milliseconds(50)) }
+        #expect(throws: ServiceError.timedOut(.milliseconds(50))) { try first.response(timeout: .milliseconds(50)) }
         var parts: [TestResponse] = []
         while true {
             let (value, isFinal) = try second.next()
@@ -100,7 +100,7 @@ struct RequestEventWaitTests {
             doomed.kill(SIGKILL)
             _ = try doomed.wait(timeout: .seconds(10))
             // Detected: the waiting client is not stuck (bounded), the dead server is visible and reclaimed.
-            #expect(throws: ServiceError.timedOut(milliseconds: 200)) { try lost.response(timeout: .milliseconds(200)) }
+            #expect(throws: ServiceError.timedOut(.milliseconds(200))) { try lost.response(timeout: .milliseconds(200)) }
             #expect(service.liveServers == 0)
             #expect(try ServiceDirectory.inspect(name).ports.contains { $0.kind == "server" && !$0.alive })
             #expect(service.attachment.reclaimDeadPorts() >= 1)

@@ -58,7 +58,7 @@ struct MemfdSegmentTests {
         let (a, b) = try UnixSocket.pair()
         try a.send([1, 2, 3])
         #expect(throws: SocketError.noDescriptor) { try b.receiveDescriptor(timeout: .seconds(2)) }
-        #expect(throws: SocketError.timedOut(milliseconds: 50)) { try b.receiveDescriptor(timeout: .milliseconds(50)) }
+        #expect(throws: SocketError.timedOut(.milliseconds(50))) { try b.receiveDescriptor(timeout: .milliseconds(50)) }
     }
 
     @Test func listenerAcceptsAndPassesADescriptor() throws {

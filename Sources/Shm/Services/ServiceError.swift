@@ -25,7 +25,7 @@ public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A subscriber holds as many samples as it may.
     case tooManyBorrowed(maximum: Int)
     /// Nothing happened within the timeout.
-    case timedOut(milliseconds: Int)
+    case timedOut(Duration)
     /// A peer's shared structure is damaged or was written by a foreign program.
     case corrupt(service: String, reason: String)
     /// A segment operation failed.
@@ -48,7 +48,7 @@ public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooManyLoans(let maximum): "the publisher already has its maximum of \(maximum) samples loaned; send or drop some"
         case .payloadTooLarge(let size, let maximum): "payload of \(size) bytes exceeds the maximum of \(maximum)"
         case .tooManyBorrowed(let maximum): "the subscriber already holds its maximum of \(maximum) samples; release some"
-        case .timedOut(let ms): "timed out after \(ms) ms"
+        case .timedOut(let timeout): "timed out after \(timeout.timeoutDescription)"
         case .corrupt(let service, let reason): "service '\(service)': \(reason)"
         case .segment(let error): error.description
         case .queue(let error): error.description
@@ -57,9 +57,8 @@ public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension ServiceError {
-    static func timedOut(_ timeout: Duration?) -> ServiceError {
-        .timedOut(milliseconds: Int((timeout?.nanoseconds ?? 0) / 1_000_000))
-    }
+    /// `.timedOut` after a wait of `timeout` (nil: none was given).
+    static func timedOut(after timeout: Duration?) -> ServiceError { .timedOut(timeout ?? .zero) }
 }
 
 /// Runs `body`, turning segment and queue errors into `ServiceError`.

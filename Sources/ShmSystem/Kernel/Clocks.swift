@@ -54,3 +54,12 @@ extension Duration {
         return overflow ? .max : total &+ UInt64(attoseconds / 1_000_000_000)
     }
 }
+
+extension Duration {
+    /// "300 ms", "2.5 s": how error messages print a timeout.
+    public var timeoutDescription: String {
+        let ns = nanoseconds
+        if ns < 10_000_000_000 { return "\(ns / 1_000_000) ms" }
+        return "\(ns / 1_000_000_000).\(ns % 1_000_000_000 / 100_000_000) s"
+    }
+}

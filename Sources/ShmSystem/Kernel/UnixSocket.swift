@@ -12,7 +12,7 @@ public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The peer closed the connection.
     case closed
     /// Nothing arrived within the timeout.
-    case timedOut(milliseconds: Int)
+    case timedOut(Duration)
     /// The socket path does not fit in `sockaddr_un` (107 bytes).
     case pathTooLong(String)
 
@@ -21,7 +21,7 @@ public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
         case .system(let op, let path, let e): path.isEmpty ? "\(op) failed: \(e)" : "\(op) on '\(path)' failed: \(e)"
         case .noDescriptor: "the message carried no file descriptor"
         case .closed: "the peer closed the socket"
-        case .timedOut(let ms): "nothing arrived within \(ms) ms"
+        case .timedOut(let timeout): "nothing arrived within \(timeout.timeoutDescription)"
         case .pathTooLong(let path): "socket path '\(path)' is longer than 107 bytes"
         }
     }
@@ -169,7 +169,7 @@ func waitReadable(_ fd: Int32, timeout: Duration) throws(SocketError) {
     var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     let ms = Int32(clamping: timeout.nanoseconds / 1_000_000)
     switch valueOrErrno({ poll(&pfd, 1, ms) }) {
-    case .success(0): throw .timedOut(milliseconds: Int(ms))
+    case .success(0): throw .timedOut(.milliseconds(Int64(ms)))
     case .success: return
     case .failure(let e): throw .system(operation: "poll", path: "", e)
     }

@@ -189,7 +189,7 @@ final class SubscriberPort: @unchecked Sendable {
             if !waitForSample(until: end) {
                 // Samples may be waiting that we cannot map: say why, not "timed out".
                 if let attachFailure { throw attachFailure }
-                throw .timedOut(timeout)
+                throw .timedOut(after: timeout)
             }
         }
     }

@@ -87,7 +87,7 @@ package final class ClientPort: @unchecked Sendable {
                 do throws(QueueError) {
                     try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, strategy: strategy)
                 } catch {
-                    if case .timedOut = error { throw .timedOut(timeout) }
+                    if case .timedOut = error { throw .timedOut(after: timeout) }
                     throw .queue(error)
                 }
                 return id
@@ -126,7 +126,7 @@ package final class ClientPort: @unchecked Sendable {
             let n: Int
             do throws(QueueError) { n = try responses.dequeue(into: buffer, timeout: remaining, strategy: strategy) }
             catch {
-                if case .timedOut = error { throw .timedOut(timeout) }
+                if case .timedOut = error { throw .timedOut(after: timeout) }
                 throw .queue(error)
             }
             // Never trust the length field: another process wrote it.
@@ -220,7 +220,7 @@ package final class ServerPort: @unchecked Sendable {
                     // the blocking path recovers it, polls do now and then.
                     emptyPolls.pointee &+= 1
                     if emptyPolls.pointee & 1023 == 0 { _ = requests.recoverAbandonedSlots() }
-                    throw QueueError.timedOut(milliseconds: 0) // reported below per `throwOnTimeout`
+                    throw QueueError.timedOut(.zero) // reported below per `throwOnTimeout`
                 }
                 n = got
             } else {
@@ -228,7 +228,7 @@ package final class ServerPort: @unchecked Sendable {
             }
         } catch {
             if case .timedOut = error {
-                if throwOnTimeout { throw .timedOut(timeout) }
+                if throwOnTimeout { throw .timedOut(after: timeout) }
                 return nil
             }
             throw .queue(error)
@@ -272,7 +272,7 @@ package final class ServerPort: @unchecked Sendable {
                 } catch {
                     // A client that stopped reading: forget it.
                     forget(clientID)
-                    if case .timedOut = error { throw .timedOut(timeout) }
+                    if case .timedOut = error { throw .timedOut(after: timeout) }
                     throw .queue(error)
                 }
             }

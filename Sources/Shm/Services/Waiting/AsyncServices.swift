@@ -24,7 +24,7 @@ extension Subscriber {
         while true {
             if let sample = try tryReceive() { return sample }
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
+            if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
             let port = self.port
             _ = try await waitOffThePool(parker: port.inbox.parker, strategy: port.waiter.strategy, timeout: remaining) {
                 port.mayHaveSample()
@@ -147,7 +147,7 @@ extension PendingResponse {
                 throw error
             }
         }
-        guard let got else { throw ServiceError.timedOut(timeout) }
+        guard let got else { throw ServiceError.timedOut(after: timeout) }
         return got.value
     }
 }
@@ -162,7 +162,7 @@ extension Server {
         while true {
             if let request = try tryReceive() { return request }
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            if let remaining, remaining <= .zero { throw ServiceError.timedOut(timeout) }
+            if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
             let slice = min(remaining ?? .milliseconds(50), .milliseconds(50))
             _ = try await waitOffThePool(parker: queue.notEmpty, strategy: strategy, timeout: slice) {
                 queue.looksNotEmpty()
