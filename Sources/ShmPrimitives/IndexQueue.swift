@@ -25,7 +25,7 @@ import ShmSystem
 ///
 /// The queue is plain pointers (copying it costs nothing and retains
 /// nothing): whoever attaches keeps the mapping alive.
-public struct IndexQueue: @unchecked Sendable {
+@_spi(ShmInternals) public struct IndexQueue: @unchecked Sendable {
     /// Byte offsets inside an entry (the table above).
     public enum EntryOffset {
         public static let tag = 0, value = 8

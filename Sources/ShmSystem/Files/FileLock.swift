@@ -9,20 +9,20 @@ import Glibc
 ///
 /// The lock file is opened `O_RDWR | O_CREAT | O_CLOEXEC`, mode 0644 (a
 /// child started with `exec` does not inherit the lock).
-public final class FileLock: @unchecked Sendable {
+package final class FileLock: @unchecked Sendable {
     /// `LOCK_SH` (many holders) or `LOCK_EX` (one).
-    public enum Mode: Sendable {
+    package enum Mode: Sendable {
         case shared, exclusive
         var operation: Int32 { self == .shared ? LOCK_SH : LOCK_EX }
     }
 
     /// The lock file.
-    public let path: String
+    package let path: String
     private let descriptor: Int32
 
     /// Opens (creating if missing) the lock file at `path`; takes no lock.
     /// - Throws: the `Errno` of `open(2)`.
-    public init(path: String) throws(Errno) {
+    package init(path: String) throws(Errno) {
         self.path = path
         switch valueOrErrno({ open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }) {
         case .success(let fd): descriptor = fd
@@ -37,7 +37,7 @@ public final class FileLock: @unchecked Sendable {
     /// Converting shared ↔ exclusive is not atomic in the kernel: another
     /// process may take the lock in between unless something else (another
     /// lock) serialises the converters.
-    public func tryLock(_ mode: Mode) throws(Errno) -> Bool {
+    package func tryLock(_ mode: Mode) throws(Errno) -> Bool {
         switch zeroOrErrno({ flock(descriptor, mode.operation | LOCK_NB) == 0 ? 0 : Errno.current.rawValue }) {
         case .success: return true
         case .failure(let e) where e == .tryAgain: return false
@@ -47,7 +47,7 @@ public final class FileLock: @unchecked Sendable {
 
     /// Takes `mode`, polling every millisecond for at most `timeout`
     /// (nil: blocks in `flock` until granted). Returns false on timeout.
-    public func lock(_ mode: Mode, timeout: Duration?) throws(Errno) -> Bool {
+    package func lock(_ mode: Mode, timeout: Duration?) throws(Errno) -> Bool {
         guard let timeout else {
             if case .failure(let e) = zeroOrErrno({ flock(descriptor, mode.operation) == 0 ? 0 : Errno.current.rawValue }) { throw e }
             return true
@@ -61,5 +61,5 @@ public final class FileLock: @unchecked Sendable {
     }
 
     /// Releases the lock (`LOCK_UN`); the descriptor stays open.
-    public func unlock() { _ = flock(descriptor, LOCK_UN) }
+    package func unlock() { _ = flock(descriptor, LOCK_UN) }
 }

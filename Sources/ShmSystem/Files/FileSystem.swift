@@ -4,10 +4,10 @@ import Glibc
 
 /// The file-system calls of the persistent parts (the log, its segments and
 /// locks), typed: each throws the `Errno` of the one syscall it makes.
-public enum FileSystem {
+package enum FileSystem {
     /// Creates a directory (`mkdir(2)`); returns false if it exists already.
     @discardableResult
-    public static func makeDirectory(_ path: String, mode: UInt32 = 0o755) throws(Errno) -> Bool {
+    package static func makeDirectory(_ path: String, mode: UInt32 = 0o755) throws(Errno) -> Bool {
         switch valueOrErrno({ mkdir(path, mode_t(mode)) }) {
         case .success: return true
         case .failure(let e) where e == .exists: return false
@@ -16,33 +16,33 @@ public enum FileSystem {
     }
 
     /// Removes a file (`unlink(2)`).
-    public static func remove(_ path: String) throws(Errno) {
+    package static func remove(_ path: String) throws(Errno) {
         if case .failure(let e) = valueOrErrno({ unlink(path) }) { throw e }
     }
 
     /// Removes a file if it is there; a missing file or any failure is
     /// ignored (cleanup of leftovers that others may remove too).
-    public static func removeIfPresent(_ path: String) { _ = unlink(path) }
+    package static func removeIfPresent(_ path: String) { _ = unlink(path) }
 
     /// Whether a directory entry exists at `path` (`access(F_OK)`).
-    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+    package static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     /// The file's length in bytes (`stat(2)` `st_size`).
-    public static func size(of path: String) throws(Errno) -> Int {
+    package static func size(of path: String) throws(Errno) -> Int {
         var info = stat()
         if case .failure(let e) = valueOrErrno({ stat(path, &info) }) { throw e }
         return Int(info.st_size)
     }
 
     /// Bytes the file occupies on disk (`st_blocks` × 512), 0 if it is gone.
-    public static func allocatedBytes(of path: String) -> Int {
+    package static func allocatedBytes(of path: String) -> Int {
         var info = stat()
         return stat(path, &info) == 0 ? Int(info.st_blocks) * 512 : 0
     }
 
     /// `fsync(2)` of a directory, so an entry created or renamed in it
     /// survives power loss. Best effort: failures are ignored.
-    public static func syncDirectory(_ path: String) {
+    package static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         _ = fsync(fd)
@@ -51,7 +51,7 @@ public enum FileSystem {
 
     /// Names in the directory at `path` (`opendir`/`readdir`), without "."
     /// and ".."; empty if it cannot be read.
-    public static func entries(in path: String) -> [String] {
+    package static func entries(in path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []

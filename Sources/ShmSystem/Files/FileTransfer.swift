@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Copies between descriptors inside the kernel.
-public enum FileTransfer {
+package enum FileTransfer {
     /// Sends `count` bytes of the file at `path`, from byte `offset`, to
     /// `destination` (a socket, pipe or file) with `sendfile(2)`: the kernel
     /// copies from the page cache, nothing passes through user space. A
@@ -11,7 +11,7 @@ public enum FileTransfer {
     /// slices).
     /// - Throws: the failing call's name and `Errno` (`open`, `sendfile`;
     ///   `EIO` if the file ended before `count` bytes).
-    public static func sendfile(path: String, offset: Int, count: Int, to destination: Int32) throws(FileTransferError) {
+    package static func sendfile(path: String, offset: Int, count: Int, to destination: Int32) throws(FileTransferError) {
         let source: Int32
         switch valueOrErrno({ open(path, O_RDONLY | O_CLOEXEC) }) {
         case .success(let value): source = value
@@ -38,7 +38,7 @@ public enum FileTransfer {
 }
 
 /// A failed `FileTransfer` call: which syscall, and its `Errno`.
-public struct FileTransferError: Error, Sendable, Equatable {
-    public let operation: String
-    public let errno: Errno
+package struct FileTransferError: Error, Sendable, Equatable {
+    package let operation: String
+    package let errno: Errno
 }

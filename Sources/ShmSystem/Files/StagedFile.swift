@@ -15,13 +15,13 @@ import CShm
 ///
 /// Used by the log's metadata and segment files and by process leases
 /// (which lock the file before publishing it).
-public struct StagedFile: Sendable {
+package struct StagedFile: Sendable {
     /// Where the file ends up.
-    public let path: String
+    package let path: String
     /// Where it is built.
-    public let temporaryPath: String
+    package let temporaryPath: String
 
-    public init(path: String, temporaryPath: String) {
+    package init(path: String, temporaryPath: String) {
         self.path = path
         self.temporaryPath = temporaryPath
     }
@@ -29,14 +29,14 @@ public struct StagedFile: Sendable {
     /// `<directory>/<prefix><pid>-<lease>.<random><suffix>`: unique across
     /// pid namespaces (the lease token), and parseable by cleanups that
     /// remove the leftovers of dead creators (`creator(ofTemporaryName:prefix:)`).
-    public static func temporaryName(in directory: String, prefix: String, suffix: String = "") -> String {
+    package static func temporaryName(in directory: String, prefix: String, suffix: String = "") -> String {
         directory + "/" + prefix + "\(ProcessIdentity.current.pid)-\(ProcessLease.hex(ProcessIdentity.current.lease))"
             + ".\(UInt32.random(in: 0...UInt32.max))" + suffix
     }
 
     /// The creator recorded in a name made by `temporaryName` (nil if the
     /// name is not one).
-    public static func creator(ofTemporaryName name: String, prefix: String) -> ProcessIdentity? {
+    package static func creator(ofTemporaryName name: String, prefix: String) -> ProcessIdentity? {
         guard name.hasPrefix(prefix) else { return nil }
         let fields = name.dropFirst(prefix.count).prefix { $0 != "." }.split(separator: "-")
         guard fields.count == 2, let pid = Int32(fields[0]), let lease = UInt32(fields[1], radix: 16) else { return nil }
@@ -47,7 +47,7 @@ public struct StagedFile: Sendable {
     /// is removed and the `Errno` thrown: `.exists` when a file is already
     /// at `path`, `.notFound` when the temporary file vanished (a cleanup
     /// took its creator for dead).
-    public func publish() throws(Errno) {
+    package func publish() throws(Errno) {
         if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(temporaryPath, path) }) {
             discard()
             throw e
@@ -55,5 +55,5 @@ public struct StagedFile: Sendable {
     }
 
     /// Removes the temporary file (giving up).
-    public func discard() { _ = unlink(temporaryPath) }
+    package func discard() { _ = unlink(temporaryPath) }
 }

@@ -6,7 +6,7 @@ import Glibc
 // bounded polling loops use. Nanoseconds as UInt64 throughout.
 
 /// Wall-clock time in nanoseconds since the Unix epoch (`clock_gettime(CLOCK_REALTIME)`).
-public func wallClockNanoseconds() -> UInt64 {
+package func wallClockNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
@@ -14,14 +14,14 @@ public func wallClockNanoseconds() -> UInt64 {
 
 /// Wall-clock time from the kernel's last tick (`clock_gettime(CLOCK_REALTIME_COARSE)`):
 /// a few nanoseconds to read, `coarseWallClockResolution` fine.
-public func coarseWallClockNanoseconds() -> UInt64 {
+package func coarseWallClockNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME_COARSE, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
 /// The resolution of `coarseWallClockNanoseconds` (`clock_getres`), nanoseconds.
-public let coarseWallClockResolution: UInt64 = {
+package let coarseWallClockResolution: UInt64 = {
     var ts = timespec()
     clock_getres(CLOCK_REALTIME_COARSE, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
@@ -29,7 +29,7 @@ public let coarseWallClockResolution: UInt64 = {
 
 /// Monotonic time in nanoseconds (`clock_gettime(CLOCK_MONOTONIC)`), for timeouts.
 @inlinable
-public func monotonicNanoseconds() -> UInt64 {
+package func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
@@ -47,7 +47,7 @@ package func sleepNanoseconds(_ ns: UInt64) {
 extension Duration {
     /// The duration in whole nanoseconds, clamped to `UInt64`.
     @inlinable
-    public var nanoseconds: UInt64 {
+    package var nanoseconds: UInt64 {
         let (seconds, attoseconds) = components
         if seconds < 0 { return 0 }
         let (total, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
@@ -57,7 +57,7 @@ extension Duration {
 
 extension Duration {
     /// "300 ms", "2.5 s": how error messages print a timeout.
-    public var timeoutDescription: String {
+    package var timeoutDescription: String {
         let ns = nanoseconds
         if ns < 10_000_000_000 { return "\(ns / 1_000_000) ms" }
         return "\(ns / 1_000_000_000).\(ns % 1_000_000_000 / 100_000_000) s"

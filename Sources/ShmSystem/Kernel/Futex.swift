@@ -8,9 +8,11 @@ import CShm
 ///
 /// These are the raw operations; the primitives in `ShmPrimitives` build the
 /// protocols (who announces sleeping, who wakes) on top.
-public enum Futex {
+@usableFromInline
+package enum Futex {
     /// How a wait ended.
-    public enum WaitResult: Sendable, Equatable {
+    @usableFromInline
+    package enum WaitResult: Sendable, Equatable {
         /// Woken by `wake`, or returned spuriously: re-check the condition.
         case woken
         /// The word no longer held `expected` when the kernel looked (`EAGAIN`).
@@ -25,7 +27,7 @@ public enum Futex {
     /// `CLOCK_MONOTONIC` deadline (`monotonicNanoseconds()` scale; nil waits
     /// for ever).
     @inlinable
-    public static func wait(_ word: UnsafeMutableRawPointer, expected: UInt32, deadline: UInt64?) -> WaitResult {
+    package static func wait(_ word: UnsafeMutableRawPointer, expected: UInt32, deadline: UInt64?) -> WaitResult {
         let address = word.assumingMemoryBound(to: UInt32.self)
         let rc: Int32
         if let deadline {
@@ -47,7 +49,7 @@ public enum Futex {
 
     /// `FUTEX_WAKE`: wakes up to `count` waiters; returns how many woke.
     @inlinable @discardableResult
-    public static func wake(_ word: UnsafeMutableRawPointer, count: Int32 = 1) -> Int {
+    package static func wake(_ word: UnsafeMutableRawPointer, count: Int32 = 1) -> Int {
         let rc = cshm_futex_wake(word.assumingMemoryBound(to: UInt32.self), count)
         precondition(rc >= 0, "futex wake failed: \(Errno.current)")
         return Int(rc)
@@ -55,10 +57,10 @@ public enum Futex {
 
     /// Wakes every waiter.
     @inlinable @discardableResult
-    public static func wakeAll(_ word: UnsafeMutableRawPointer) -> Int { wake(word, count: Int32.max) }
+    package static func wakeAll(_ word: UnsafeMutableRawPointer) -> Int { wake(word, count: Int32.max) }
 
     /// How a `waitAny` ended.
-    public enum WaitAnyResult: Sendable, Equatable {
+    package enum WaitAnyResult: Sendable, Equatable {
         /// Woken (or spuriously returned), or a word no longer held its
         /// expected value: re-check the conditions.
         case woken
@@ -72,13 +74,13 @@ public enum Futex {
     }
 
     /// The most words `waitAny` takes (the kernel's `FUTEX_WAITV_MAX`).
-    public static let waitAnyLimit = 128
+    package static let waitAnyLimit = 128
 
     /// `futex_waitv(2)`: sleeps until any of `words[i]` differs from
     /// `expected[i]`, a wake on any of them, or the absolute
     /// `CLOCK_MONOTONIC` deadline (nil: no deadline). 32-bit words, shared
     /// (not process-private) futexes; at most `waitAnyLimit` of them.
-    public static func waitAny(_ words: [UnsafeMutableRawPointer], expected: [UInt32], deadline: UInt64?) -> WaitAnyResult {
+    package static func waitAny(_ words: [UnsafeMutableRawPointer], expected: [UInt32], deadline: UInt64?) -> WaitAnyResult {
         precondition(words.count == expected.count && !words.isEmpty && words.count <= waitAnyLimit,
                      "waitAny takes 1…\(waitAnyLimit) words, each with its expected value")
         var addresses = words.map { $0.assumingMemoryBound(to: UInt32.self) as UnsafeMutablePointer<UInt32>? }

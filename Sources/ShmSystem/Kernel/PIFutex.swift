@@ -9,18 +9,18 @@ import CShm
 /// and the kernel's `waitersBit`; the kernel queues waiters, hands the lock
 /// over on unlock, and reports an owner thread that no longer exists.
 /// `RobustMutex` builds the protocol on top.
-public enum PIFutex {
+package enum PIFutex {
     /// `FUTEX_TID_MASK`: the owner's thread id in the word.
-    public static let ownerMask: UInt32 = cshm_futex_tid_mask()
+    package static let ownerMask: UInt32 = cshm_futex_tid_mask()
     /// `FUTEX_WAITERS`: the kernel has waiters queued on the word.
-    public static let waitersBit: UInt32 = cshm_futex_waiters_bit()
+    package static let waitersBit: UInt32 = cshm_futex_waiters_bit()
 
     /// The calling thread's id (`gettid(2)`), the value a PI word holds.
     @inlinable
-    public static var currentThreadID: UInt32 { UInt32(bitPattern: cshm_thread_id()) }
+    package static var currentThreadID: UInt32 { UInt32(bitPattern: cshm_thread_id()) }
 
     /// How `lock` ended.
-    public enum LockResult: Sendable, Equatable {
+    package enum LockResult: Sendable, Equatable {
         /// The kernel wrote our thread id into the word.
         case acquired
         /// The deadline passed.
@@ -38,7 +38,7 @@ public enum PIFutex {
 
     /// `FUTEX_LOCK_PI` until acquired or the absolute `CLOCK_REALTIME`
     /// deadline (`wallClockNanoseconds()` scale; nil: no deadline).
-    public static func lock(_ word: UnsafeMutableRawPointer, deadline: UInt64?) -> LockResult {
+    package static func lock(_ word: UnsafeMutableRawPointer, deadline: UInt64?) -> LockResult {
         let address = word.assumingMemoryBound(to: UInt32.self)
         let rc: Int32
         if let deadline {
@@ -58,25 +58,25 @@ public enum PIFutex {
     }
 
     /// How `tryLock` ended.
-    public enum TryLockResult: Sendable, Equatable {
+    package enum TryLockResult: Sendable, Equatable {
         case acquired, busy, ownerGone
     }
 
     /// `FUTEX_TRYLOCK_PI`: takes the word if it is free, or if its owner
     /// died and the kernel can tell (robust-list hand-over).
-    public static func tryLock(_ word: UnsafeMutableRawPointer) -> TryLockResult {
+    package static func tryLock(_ word: UnsafeMutableRawPointer) -> TryLockResult {
         if cshm_futex_trylock_pi(word.assumingMemoryBound(to: UInt32.self)) == 0 { return .acquired }
         return cshm_errno() == ESRCH ? .ownerGone : .busy
     }
 
     /// `FUTEX_UNLOCK_PI`: hands the word to the highest-priority waiter.
-    public static func unlock(_ word: UnsafeMutableRawPointer) throws(Errno) {
+    package static func unlock(_ word: UnsafeMutableRawPointer) throws(Errno) {
         if cshm_futex_unlock_pi(word.assumingMemoryBound(to: UInt32.self)) != 0 { throw Errno.current }
     }
 
     /// Whether a thread (or process) with this id exists in our pid
     /// namespace and may be signalled by us (`kill(id, 0) == 0`).
-    public static func threadExists(_ id: UInt32) -> Bool {
+    package static func threadExists(_ id: UInt32) -> Bool {
         kill(pid_t(bitPattern: id), 0) == 0
     }
 }

@@ -5,15 +5,15 @@ import Glibc
 /// Unbuffered writes to the standard streams with `write(2)`: a line is on
 /// the pipe when the call returns (peers and the CLI use this so that a
 /// parent reading their output never waits on a stdio buffer).
-public enum StandardStreams {
+package enum StandardStreams {
     /// Writes `text` + newline to stdout (fd 1).
-    public static func printLine(_ text: String) { write(text + "\n", to: 1) }
+    package static func printLine(_ text: String) { write(text + "\n", to: 1) }
 
     /// Writes `text` + newline to stderr (fd 2).
-    public static func printError(_ text: String) { write(text + "\n", to: 2) }
+    package static func printError(_ text: String) { write(text + "\n", to: 2) }
 
     /// Writes `text` to `fd`, retrying short writes and EINTR.
-    public static func write(_ text: String, to fd: Int32) {
+    package static func write(_ text: String, to fd: Int32) {
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
             let n = bytes.withUnsafeBytes { b in valueOrErrno { Glibc.write(fd, b.baseAddress, b.count) } }
@@ -26,8 +26,8 @@ public enum StandardStreams {
 /// Lines from a descriptor (default: stdin), read with `poll(2)` + `read(2)`
 /// so that a caller can stop between waits: Swift's `readLine()` retries
 /// EINTR inside and cannot be interrupted by a signal.
-public final class LineReader {
-    public enum Next: Equatable, Sendable {
+package final class LineReader {
+    package enum Next: Equatable, Sendable {
         /// A line, without its newline.
         case line(String)
         /// Nothing arrived within the wait.
@@ -40,10 +40,10 @@ public final class LineReader {
     private var buffer: [UInt8] = []
     private var finished = false
 
-    public init(fd: Int32 = 0) { self.fd = fd }
+    package init(fd: Int32 = 0) { self.fd = fd }
 
     /// The next line, waiting at most `waiting` for input.
-    public func next(waiting: Duration) -> Next {
+    package func next(waiting: Duration) -> Next {
         while true {
             if let newline = buffer.firstIndex(of: 10) {
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)

@@ -14,15 +14,15 @@ import CShm
 /// they are installed without `SA_RESTART`). Waits of this library that
 /// have a deadline go back to sleep after EINTR, so loops should wait in
 /// slices (say 100 ms) and check `received` between them.
-public enum TerminationSignals {
+package enum TerminationSignals {
     /// Installs the handlers (`sigaction`); call once, from the thread that
     /// runs the loop.
-    public static func install() {
+    package static func install() {
         _ = cshm_termination_install()
     }
 
     /// The first termination signal received since `install`, or nil.
-    public static var received: Int32? {
+    package static var received: Int32? {
         let signal = cshm_termination_received()
         return signal == 0 ? nil : signal
     }
