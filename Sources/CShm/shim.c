@@ -23,10 +23,6 @@
 
 // MARK: - Futex (futex(2) is only reachable through variadic syscall(2))
 
-int cshm_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *timeout) {
-    return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout, NULL, 0);
-}
-
 int cshm_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *abs_monotonic) {
     return (int)syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, abs_monotonic, NULL, FUTEX_BITSET_MATCH_ANY);
 }
@@ -63,12 +59,9 @@ int cshm_futex_unlock_pi(uint32_t *word) {
 }
 
 uint32_t cshm_futex_waiters_bit(void) { return FUTEX_WAITERS; }
-uint32_t cshm_futex_owner_died_bit(void) { return FUTEX_OWNER_DIED; }
 uint32_t cshm_futex_tid_mask(void) { return FUTEX_TID_MASK; }
 
 // MARK: - Threads and processes
-
-pid_t cshm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 pid_t cshm_thread_id(void) {
     static _Thread_local pid_t cached = 0;
@@ -111,31 +104,10 @@ unsigned int cshm_mfd_hugetlb(void) { return MFD_HUGETLB; }
 int cshm_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
 int cshm_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
 
-int cshm_set_cloexec(int fd, int on) {
-    int flags = fcntl(fd, F_GETFD);
-    if (flags < 0) return -1;
-    flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
-    return fcntl(fd, F_SETFD, flags);
-}
-
-int cshm_get_cloexec(int fd) {
-    int flags = fcntl(fd, F_GETFD);
-    if (flags < 0) return -1;
-    return (flags & FD_CLOEXEC) ? 1 : 0;
-}
-
 int cshm_seal_seal(void) { return F_SEAL_SEAL; }
 int cshm_seal_shrink(void) { return F_SEAL_SHRINK; }
 int cshm_seal_grow(void) { return F_SEAL_GROW; }
 int cshm_seal_write(void) { return F_SEAL_WRITE; }
-int cshm_seal_future_write(void) {
-#ifdef F_SEAL_FUTURE_WRITE
-    return F_SEAL_FUTURE_WRITE;
-#else
-    return 0x0010;
-#endif
-}
-
 int cshm_rename_noreplace(const char *from, const char *to) {
     return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
 }
@@ -195,8 +167,6 @@ ssize_t cshm_recv_fd(int sock, int *fd_out, void *data, size_t len) {
 
 // MARK: - System V shared memory
 
-int cshm_ipc_private(void) { return IPC_PRIVATE; }
-
 int cshm_sysv_stat(int shmid, size_t *size, uint32_t *uid, uint32_t *mode,
                    int32_t *creator_pid, uint64_t *attach_count) {
     struct shmid_ds ds;
@@ -220,8 +190,6 @@ int cshm_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOC
 // MARK: - errno
 
 int cshm_errno(void) { return errno; }
-void cshm_set_errno(int value) { errno = value; }
-
 // MARK: - CRC32C (Castagnoli), for log records
 
 #if defined(__x86_64__)

@@ -19,10 +19,6 @@
 #include <sys/types.h>
 #include <time.h>
 
-/// FUTEX_WAIT on a word that other processes also map (no FUTEX_PRIVATE_FLAG).
-/// `timeout` is relative (CLOCK_MONOTONIC) or NULL for no timeout.
-int cshm_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *timeout);
-
 /// FUTEX_WAKE: wakes up to `count` waiters; returns how many were woken.
 int cshm_futex_wake(uint32_t *word, int count);
 
@@ -37,11 +33,7 @@ int cshm_futex_unlock_pi(uint32_t *word);
 
 uint32_t cshm_futex_waiters_bit(void);
 
-uint32_t cshm_futex_owner_died_bit(void);
-
 uint32_t cshm_futex_tid_mask(void);
-
-pid_t cshm_gettid(void);
 
 /// The calling thread's kernel TID, cached in thread-local storage (the
 /// futex lock word holds it, so it is read on every lock and unlock).
@@ -76,11 +68,6 @@ int cshm_add_seals(int fd, int seals);
 /// fcntl(F_GET_SEALS).
 int cshm_get_seals(int fd);
 
-/// fcntl(F_GETFD) / fcntl(F_SETFD) for FD_CLOEXEC.
-int cshm_set_cloexec(int fd, int on);
-
-int cshm_get_cloexec(int fd);
-
 int cshm_seal_seal(void);
 
 int cshm_seal_shrink(void);
@@ -88,8 +75,6 @@ int cshm_seal_shrink(void);
 int cshm_seal_grow(void);
 
 int cshm_seal_write(void);
-
-int cshm_seal_future_write(void);
 
 /// renameat2(RENAME_NOREPLACE): atomically moves `from` to `to`, failing
 /// with EEXIST if `to` exists.
@@ -102,8 +87,6 @@ ssize_t cshm_send_fd(int sock, int fd, const void *data, size_t len);
 /// -1 if none arrived). The received descriptor is close-on-exec. Extra
 /// descriptors a hostile peer packs into the message are closed, not leaked.
 ssize_t cshm_recv_fd(int sock, int *fd_out, void *data, size_t len);
-
-int cshm_ipc_private(void);
 
 /// shmctl(IPC_STAT) reduced to the fields we report.
 int cshm_sysv_stat(int shmid, size_t *size, uint32_t *uid, uint32_t *mode,
@@ -119,8 +102,6 @@ int cshm_errno(void);
 uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length);
 /// The table-driven CRC32C, for checking the hardware path in tests.
 uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length);
-
-void cshm_set_errno(int value);
 
 /// pipe2(O_CLOEXEC) (a GNU extension).
 int cshm_pipe_cloexec(int fds[2]);
