@@ -31,7 +31,7 @@ final class EventBridge: @unchecked Sendable {
     let waitSet = WaitSet()
     var exported: [String: Exported] = [:]
     var byAttachment: [WaitSet.Attachment: String] = [:]
-    var failed: [String: UInt64] = [:]
+    var discovery = ServiceDiscovery(.event, action: "export")
     var lastDiscovery: UInt64 = 0
     /// Notifiers of imported services (nats.c's event thread only).
     var notifiers: [String: Notifier] = [:]
@@ -78,32 +78,25 @@ final class EventBridge: @unchecked Sendable {
     }
 
     private func discover() {
-        for name in ServiceDirectory.serviceNames()
-        where exported[name] == nil && BridgeConfiguration.matches(name, configuration.exports) {
-            if let at = failed[name], monotonicNanoseconds() &- at < 5_000_000_000 { continue }
-            do throws(ServiceError) {
-                guard try ServiceDirectory.inspect(name).pattern == .event else { continue }
-                if BridgeConfiguration.matches(name, configuration.imports) {
-                    failed[name] = UInt64.max / 2 // never retried
-                    shared.log("event service '\(name)' is both exported and imported: imported only (a listener cannot tell "
-                               + "the bridge's own notifications from others)")
-                    continue
-                }
-                let service = try node.openAnyEvent(name)
-                let listener = try service.listener()
-                let entry = Exported(
-                    name: name, service: service, listener: listener,
-                    subject: WireFormat.eventSubject(prefix: configuration.prefix, service: name),
-                    headers: [(WireFormat.Header.service, name), (WireFormat.Header.maxEvent, String(service.config.maxEventID)),
-                              (WireFormat.Header.origin, WireFormat.hex(origin))],
-                    statistics: shared.statistics(for: name))
-                exported[name] = entry
-                byAttachment[waitSet.attach(listener)] = name
-                failed[name] = nil
-            } catch {
-                failed[name] = monotonicNanoseconds()
-                shared.log("export of event service '\(name)' failed: \(error)")
+        let configuration = self.configuration, shared = self.shared
+        discovery.discover(wants: { BridgeConfiguration.matches($0, configuration.exports) }, handled: { exported[$0] != nil },
+                           log: { shared.log($0) }) { (name: String) throws(ServiceError) -> ServiceDiscovery.Outcome in
+            if BridgeConfiguration.matches(name, configuration.imports) {
+                shared.log("event service '\(name)' is both exported and imported: imported only (a listener cannot tell "
+                           + "the bridge's own notifications from others)")
+                return .refused
             }
+            let service = try node.openAnyEvent(name)
+            let listener = try service.listener()
+            let entry = Exported(
+                name: name, service: service, listener: listener,
+                subject: WireFormat.eventSubject(prefix: configuration.prefix, service: name),
+                headers: [(WireFormat.Header.service, name), (WireFormat.Header.maxEvent, String(service.config.maxEventID)),
+                          (WireFormat.Header.origin, WireFormat.hex(origin))],
+                statistics: shared.statistics(for: name))
+            exported[name] = entry
+            byAttachment[waitSet.attach(listener)] = name
+            return .taken
         }
     }
 

@@ -47,7 +47,7 @@ final class RequestBridge: @unchecked Sendable {
     /// Imported services whose requests this bridge takes (import thread only).
     var served: [String: Served] = [:]
     var byAttachment: [WaitSet.Attachment: String] = [:]
-    var failed: [String: UInt64] = [:]
+    var discovery = ServiceDiscovery(.requestResponse, action: "import")
     var lastDiscovery: UInt64 = 0
     var nextExchange: UInt64 = 0
     var requestBuffer: UnsafeMutableRawPointer
@@ -83,33 +83,28 @@ final class RequestBridge: @unchecked Sendable {
     /// Registers as a server of matching local services not served yet.
     func discover() {
         guard !configuration.imports.isEmpty else { return }
-        for name in ServiceDirectory.serviceNames() where served[name] == nil {
-            guard let remote = configuration.remoteName(ofLocal: name) else { continue }
-            if let at = failed[name], monotonicNanoseconds() &- at < 5_000_000_000 { continue }
-            do throws(ServiceError) {
-                guard try ServiceDirectory.inspect(name).pattern == .requestResponse else { continue }
-                let service = try node.openAnyRequestResponse(name)
-                let server = try service.serverPort(waitStrategy: .default)
-                let type = service.requestType
-                let entry = Served(
-                    name: name, service: service, server: server,
-                    subject: WireFormat.requestSubject(prefix: configuration.prefix, service: remote),
-                    headers: [(WireFormat.Header.service, remote), (WireFormat.Header.type, WireFormat.typeHeader(type, config: nil)),
-                              (WireFormat.Header.responseSize, String(service.responseSize)),
-                              (WireFormat.Header.origin, WireFormat.hex(origin))],
-                    statistics: shared.statistics(for: name))
-                served[name] = entry
-                byAttachment[waitSet.attach(server, keepAlive: service)] = name
-                if service.requestSize > requestBufferSize {
-                    requestBuffer.deallocate()
-                    requestBuffer = .allocate(byteCount: max(1, service.requestSize), alignment: 16)
-                    requestBufferSize = service.requestSize
-                }
-                failed[name] = nil
-            } catch {
-                failed[name] = monotonicNanoseconds()
-                shared.log("import of request/response '\(name)' failed: \(error)")
+        let configuration = self.configuration, shared = self.shared
+        discovery.discover(wants: { configuration.remoteName(ofLocal: $0) != nil }, handled: { served[$0] != nil },
+                           log: { shared.log($0) }) { (name: String) throws(ServiceError) -> ServiceDiscovery.Outcome in
+            guard let remote = configuration.remoteName(ofLocal: name) else { return .refused }
+            let service = try node.openAnyRequestResponse(name)
+            let server = try service.serverPort(waitStrategy: .default)
+            let type = service.requestType
+            let entry = Served(
+                name: name, service: service, server: server,
+                subject: WireFormat.requestSubject(prefix: configuration.prefix, service: remote),
+                headers: [(WireFormat.Header.service, remote), (WireFormat.Header.type, WireFormat.typeHeader(type, config: nil)),
+                          (WireFormat.Header.responseSize, String(service.responseSize)),
+                          (WireFormat.Header.origin, WireFormat.hex(origin))],
+                statistics: shared.statistics(for: name))
+            served[name] = entry
+            byAttachment[waitSet.attach(server, keepAlive: service)] = name
+            if service.requestSize > requestBufferSize {
+                requestBuffer.deallocate()
+                requestBuffer = .allocate(byteCount: max(1, service.requestSize), alignment: 16)
+                requestBufferSize = service.requestSize
             }
+            return .taken
         }
     }
 

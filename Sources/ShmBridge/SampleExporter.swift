@@ -31,8 +31,7 @@ final class SampleExporter {
     let waitSet = WaitSet()
     var exported: [String: Exported] = [:]
     var byAttachment: [WaitSet.Attachment: String] = [:]
-    /// Services that could not be opened, and when we tried (monotonic ns).
-    var failed: [String: UInt64] = [:]
+    var discovery = ServiceDiscovery(.publishSubscribe, action: "export")
 
     init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64, shared: BridgeShared) {
         self.node = node
@@ -44,26 +43,19 @@ final class SampleExporter {
 
     /// Attaches to matching local services not attached yet.
     func discover() {
-        for name in ServiceDirectory.serviceNames()
-        where exported[name] == nil && BridgeConfiguration.matches(name, configuration.exports) {
-            if let at = failed[name], monotonicNanoseconds() &- at < 5_000_000_000 { continue }
-            do throws(ServiceError) {
-                let info = try ServiceDirectory.inspect(name)
-                guard info.pattern == .publishSubscribe else { continue }
-                let service = try node.openAnyPublishSubscribe(name)
-                let subscriber = try service.subscriber()
-                let entry = Exported(
-                    name: name, service: service, subscriber: subscriber,
-                    subject: WireFormat.sampleSubject(prefix: configuration.prefix, service: name),
-                    headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config),
-                    statistics: shared.statistics(for: name))
-                exported[name] = entry
-                byAttachment[waitSet.attach(subscriber)] = name
-                failed[name] = nil
-            } catch {
-                failed[name] = monotonicNanoseconds()
-                shared.log("export of '\(name)' failed: \(error)")
-            }
+        let configuration = self.configuration, shared = self.shared
+        discovery.discover(wants: { BridgeConfiguration.matches($0, configuration.exports) }, handled: { exported[$0] != nil },
+                           log: { shared.log($0) }) { (name: String) throws(ServiceError) -> ServiceDiscovery.Outcome in
+            let service = try node.openAnyPublishSubscribe(name)
+            let subscriber = try service.subscriber()
+            let entry = Exported(
+                name: name, service: service, subscriber: subscriber,
+                subject: WireFormat.sampleSubject(prefix: configuration.prefix, service: name),
+                headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config),
+                statistics: shared.statistics(for: name))
+            exported[name] = entry
+            byAttachment[waitSet.attach(subscriber)] = name
+            return .taken
         }
     }
 
