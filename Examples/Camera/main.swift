@@ -43,7 +43,7 @@ do {
         for _ in 0..<frames {
             let sample = try subscriber.receive(timeout: .seconds(30))
             var sum = 0
-            for byte in sample.buffer { sum &+= Int(byte) }
+            for byte in sample.unsafeBuffer { sum &+= Int(byte) }
             print("frame \(sample.sequence): mean \(Double(sum) / Double(sample.count))")
         }
     default:

@@ -39,7 +39,7 @@ let log = try Log.openOrCreate(directory: directory, config: LogConfig(segmentSi
 let appender = try log.appender(durability: .none)     // or .everyAppend: msync before append returns
 _ = try appender.append("hello")
 let claim = try appender.claim(length: 8)               // or write in place
-claim.buffer.storeBytes(of: UInt64(42), as: UInt64.self)
+claim.unsafeBytes.storeBytes(of: UInt64(42), as: UInt64.self)
 _ = try claim.commit()
 // end
 // snippet: tail

@@ -88,7 +88,7 @@ final class SampleExporter {
             budget -= 1
             if configuration.batching, !shared.isOwnPublisher(sample.publisherID),
                batch.add(publisher: sample.publisherID, sequence: sample.sequence, timestamp: wallClockNanoseconds(),
-                         bytes: sample.bytes, limit: batchLimit) {
+                         bytes: sample.unsafeBytes, limit: batchLimit) {
                 continue
             }
             flushBatch(entry)
@@ -123,7 +123,7 @@ final class SampleExporter {
             ServiceStatistics.add(stats.loopsSkipped)
             return
         }
-        let bytes = sample.bytes
+        let bytes = sample.unsafeBytes
         var info = WireFormat.SampleInfo(origin: origin, publisher: sample.publisherID, sequence: sample.sequence,
                                          timestamp: wallClockNanoseconds(), length: bytes.count)
         let limit = max(64 << 10, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)

@@ -79,7 +79,7 @@ public func shm_appender_claim(_ appender: OpaquePointer?, _ bytes: UInt64, _ cl
         guard !owner.claimed else { throw CABIError.state("the appender holds a claim: commit or abort it first") }
         guard bytes <= UInt64(Int.max) else { throw CABIError.invalid("a claim of \(bytes) bytes") }
         let claimed = try owner.appender.claim(length: Int(bytes))
-        let address = claimed.buffer.baseAddress
+        let address = claimed.unsafeBytes.baseAddress
         sequence?.pointee = claimed.sequence
         owner.claimed = true
         claim!.pointee = handle(ClaimHandle(claimed, owner: owner))
@@ -129,7 +129,7 @@ public func shm_tailer_next(_ tailer: OpaquePointer?, _ nanoseconds: Int64, _ re
             copy = next.bytes.withUnsafeBytes { (RecordHandle(copying: $0), next.sequence, next.timestamp) }
         } else {
             copy = try t.withNext(timeout: timeout(nanoseconds)) { view in
-                (RecordHandle(copying: view.bytes), view.sequence, view.timestamp)
+                (RecordHandle(copying: view.unsafeBytes), view.sequence, view.timestamp)
             }
         }
         record!.pointee = handle(copy.0)

@@ -217,8 +217,8 @@ public func shm_subscriber_receive(_ subscriber: OpaquePointer?, _ nanoseconds: 
         } else {
             received = try owner.subscriber.receive(timeout: timeout(nanoseconds))
         }
-        data!.pointee = received.bytes.baseAddress
-        bytes!.pointee = UInt64(received.bytes.count)
+        data!.pointee = received.unsafeBytes.baseAddress
+        bytes!.pointee = UInt64(received.unsafeBytes.count)
         sample!.pointee = handle(SampleHandle(received, owner: owner))
         return SHM_OK
     }
@@ -237,7 +237,7 @@ public func shm_subscriber_receive_copy(_ subscriber: OpaquePointer?, _ nanoseco
         } else {
             received = try s.receive(timeout: timeout(nanoseconds))
         }
-        let payload = received.bytes
+        let payload = received.unsafeBytes
         bytes.pointee = UInt64(payload.count)
         guard UInt64(payload.count) <= capacity else {
             throw CABIError.invalid("a sample of \(payload.count) bytes does not fit \(capacity)")

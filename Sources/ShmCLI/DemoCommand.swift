@@ -141,7 +141,7 @@ struct DemoPeerCommand: ParsableCommand {
         let subscriber = try reporting { try service.subscriber() }
         for n in 1...max(1, frames) {
             let sample = try subscriber.receive(timeout: .seconds(20))
-            let checksum = DemoFrame.checksum(UnsafeRawBufferPointer(sample.buffer))
+            let checksum = DemoFrame.checksum(UnsafeRawBufferPointer(sample.unsafeBuffer))
             say("child  \(me)", "frame \(n): read \(ByteCount.format(sample.count)) in place from the publisher's pool, checksum \(checksum)")
         }
     }

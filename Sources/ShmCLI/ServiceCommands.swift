@@ -294,7 +294,7 @@ struct SubCommand: ParsableCommand {
                 throw CommandFailure("no sample within \(timeout.map { "\($0)" } ?? "the timeout") (\(received) received)")
             }
             received += 1
-            try printSample(sequence: sample.sequence, publisher: sample.publisherID, bytes: Array(sample.buffer))
+            try printSample(sequence: sample.sequence, publisher: sample.publisherID, bytes: Array(sample.unsafeBuffer))
         }
     }
 }

@@ -209,7 +209,7 @@ public final class LogAppender: @unchecked Sendable {
                 throw .replicaOutOfOrder(directory: log.directory, next: claimed.sequence, offered: sequence)
             }
             if let source = bytes.baseAddress, bytes.count > 0 {
-                claimed.buffer.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
+                claimed.unsafeBytes.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
             }
             claimed.timestamp = timestamp
             return try claimed.commit()
@@ -467,10 +467,17 @@ public struct LogClaim: ~Copyable {
         self.timestamp = timestamp
     }
 
-    /// The record's payload, in the mapped segment.
-    public var buffer: UnsafeMutableRawBufferPointer {
+    /// The record's payload, in the mapped segment: write it before
+    /// `commit` (valid until commit or abort).
+    public var unsafeBytes: UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: segment.base + offset + RecordFormat.headerSize, count: length)
     }
+
+    /// Bytes claimed.
+    public var count: Int { length }
+
+    @available(*, deprecated, renamed: "unsafeBytes")
+    public var buffer: UnsafeMutableRawBufferPointer { unsafeBytes }
 
     /// Publishes the record to tailers (and syncs it per the durability policy).
     @discardableResult
@@ -479,6 +486,10 @@ public struct LogClaim: ~Copyable {
         done = true
         return record
     }
+
+    /// Gives the claim up: tailers step over it (the same as dropping it;
+    /// its sequence number stays unused).
+    public consuming func abort() {}
 
     deinit { if !done { appender.abandon(self) } }
 }

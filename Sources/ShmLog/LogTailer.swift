@@ -14,13 +14,18 @@ public struct LogRecord: Hashable, Sendable {
 }
 
 /// A record in place, valid only inside `LogTailer.withNext` (do not let
-/// `bytes` escape: the mapping may go when the tailer changes segment).
+/// `unsafeBytes` escape: the mapping may go when the tailer changes segment).
 public struct LogRecordView {
     public let sequence: UInt64
     public let position: LogPosition
     public let timestamp: UInt64
-    /// The payload in the mapped segment.
-    public let bytes: UnsafeRawBufferPointer
+    /// The payload in the mapped segment (valid inside `withNext` only).
+    public let unsafeBytes: UnsafeRawBufferPointer
+    /// Bytes in the payload.
+    public var count: Int { unsafeBytes.count }
+
+    @available(*, deprecated, renamed: "unsafeBytes")
+    public var bytes: UnsafeRawBufferPointer { unsafeBytes }
 }
 
 /// Reads a log in order, in any process, while it is written. Use each
@@ -132,7 +137,7 @@ public final class LogTailer: @unchecked Sendable {
                 }
                 position.offset += UInt32(RecordFormat.span(payload: length))
                 let payload = UnsafeRawBufferPointer(start: segment.base + offset + RecordFormat.headerSize, count: length)
-                return .record(LogRecordView(sequence: sequence, position: at, timestamp: timestamp, bytes: payload))
+                return .record(LogRecordView(sequence: sequence, position: at, timestamp: timestamp, unsafeBytes: payload))
             case .skip(_, let span):
                 position.offset += UInt32(span)
             case .endOfSegment:
@@ -239,13 +244,13 @@ public final class LogTailer: @unchecked Sendable {
     /// The next record if one is there, without waiting.
     public func tryNext() throws(LogError) -> LogRecord? {
         guard case .record(let view) = try poll() else { return nil }
-        return LogRecord(sequence: view.sequence, position: view.position, timestamp: view.timestamp, bytes: Array(view.bytes))
+        return LogRecord(sequence: view.sequence, position: view.position, timestamp: view.timestamp, bytes: Array(view.unsafeBytes))
     }
 
     /// The next record, waiting at most `timeout` (nil: for ever).
     public func next(timeout: Duration? = nil) throws(LogError) -> LogRecord {
         try withNext(timeout: timeout) { view in
-            LogRecord(sequence: view.sequence, position: view.position, timestamp: view.timestamp, bytes: Array(view.bytes))
+            LogRecord(sequence: view.sequence, position: view.position, timestamp: view.timestamp, bytes: Array(view.unsafeBytes))
         }
     }
 

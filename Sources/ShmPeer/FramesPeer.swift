@@ -38,7 +38,7 @@ func framesSubscribe(_ name: String, count: Int, bytes: Int) throws {
     var intact = 0
     for n in 0..<UInt64(count) {
         let sample = try subscriber.receive(timeout: .seconds(30))
-        let frame = sample.buffer
+        let frame = sample.unsafeBuffer
         var number: UInt64 = 0
         withUnsafeMutableBytes(of: &number) { for i in 0..<8 { $0[i] = frame[i] } }
         var ok = number == n && frame.count >= 8

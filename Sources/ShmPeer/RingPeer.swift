@@ -23,7 +23,7 @@ func ringProduce(_ name: String, count: UInt64, strategy: WaitStrategy) throws {
             }
         default:
             let claim = try producer.claim(count: 256, timeout: .seconds(30))
-            Payload.fill(claim.bytes, seq: seq)
+            Payload.fill(claim.unsafeBytes, seq: seq)
             claim.commit(count: length)
         }
     }
@@ -49,7 +49,7 @@ func ringConsume(_ name: String, count: UInt64, strategy: WaitStrategy) throws {
             }
         case 1:
             let message = try consumer.read(timeout: .seconds(30))
-            try verify(message.bytes)
+            try verify(message.unsafeBytes)
             message.release()
         default:
             var failure: (any Error)?
@@ -67,7 +67,7 @@ func ringConsume(_ name: String, count: UInt64, strategy: WaitStrategy) throws {
 func ringClaimAndHang(_ name: String) throws {
     let producer = try MessageRing.open(name).producer()
     let claim = try producer.claim(count: 64, timeout: .seconds(5))
-    claim.bytes.storeBytes(of: UInt64.max, as: UInt64.self)
+    claim.unsafeBytes.storeBytes(of: UInt64.max, as: UInt64.self)
     print("claimed")
     while true { sleep(60) }
 }

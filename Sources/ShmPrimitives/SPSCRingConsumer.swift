@@ -320,13 +320,19 @@ public enum ReceiveError<Failure: Error>: Error {
 public struct RingMessage: ~Copyable {
     let consumer: SPSCRing.Consumer
     let next: UInt64
-    /// The message, in shared memory.
-    public let bytes: UnsafeRawBufferPointer
+    /// The message, in shared memory (valid until released).
+    public let unsafeBytes: UnsafeRawBufferPointer
+
+    /// Bytes in the message.
+    public var count: Int { unsafeBytes.count }
+
+    @available(*, deprecated, renamed: "unsafeBytes")
+    public var bytes: UnsafeRawBufferPointer { unsafeBytes }
 
     init(consumer: SPSCRing.Consumer, next: UInt64, bytes: UnsafeRawBufferPointer) {
         self.consumer = consumer
         self.next = next
-        self.bytes = bytes
+        self.unsafeBytes = bytes
     }
 
     /// Frees the message's bytes (the same as dropping it).

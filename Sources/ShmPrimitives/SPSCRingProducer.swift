@@ -312,23 +312,29 @@ public enum SendError<Failure: Error>: Error {
 public struct RingClaim: ~Copyable {
     let producer: SPSCRing.Producer
     let reservation: SPSCRing.Reservation
-    /// Where to write the message (valid until commit or drop).
-    public let bytes: UnsafeMutableRawBufferPointer
+    /// Where to write the message, in shared memory (valid until commit or drop).
+    public let unsafeBytes: UnsafeMutableRawBufferPointer
+
+    /// Bytes claimed.
+    public var count: Int { unsafeBytes.count }
+
+    @available(*, deprecated, renamed: "unsafeBytes")
+    public var bytes: UnsafeMutableRawBufferPointer { unsafeBytes }
 
     init(producer: SPSCRing.Producer, reservation: SPSCRing.Reservation, bytes: UnsafeMutableRawBufferPointer) {
         self.producer = producer
         self.reservation = reservation
-        self.bytes = bytes
+        self.unsafeBytes = bytes
     }
 
     /// Publishes the message with all claimed bytes.
     public consuming func commit() {
-        producer.publish(reservation, length: bytes.count)
+        producer.publish(reservation, length: unsafeBytes.count)
     }
 
     /// Publishes the message with its first `count` bytes.
     public consuming func commit(count: Int) {
-        precondition(count >= 0 && count <= bytes.count, "commit of \(count) bytes from a claim of \(bytes.count)")
+        precondition(count >= 0 && count <= unsafeBytes.count, "commit of \(count) bytes from a claim of \(unsafeBytes.count)")
         producer.publish(reservation, length: count)
     }
 

@@ -21,7 +21,7 @@ public struct ReplayedSample: ~Copyable {
         self.fromRecording = fromRecording
         switch consume live {
         case .some(let sample):
-            liveBytes = sample.bytes
+            liveBytes = sample.unsafeBytes
             self.live = consume sample
         case .none:
             liveBytes = nil

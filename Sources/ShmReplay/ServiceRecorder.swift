@@ -41,7 +41,7 @@ public final class ServiceRecorder {
             throw error
         }
         while true {
-            let bytes = next.bytes
+            let bytes = next.unsafeBytes
             try write(kind: RecordedSampleFormat.sampleKind, publisher: next.publisherID, sequence: next.sequence,
                       count: bytes.count) { buffer in
                 if bytes.count > 0 { buffer.copyMemory(from: bytes) }
@@ -57,7 +57,7 @@ public final class ServiceRecorder {
     private func write(kind: UInt32, publisher: UInt64, sequence: UInt64, count: Int,
                        _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws {
         let claim = try appender.claim(length: RecordedSampleFormat.payloadOffset + count)
-        let record = claim.buffer
+        let record = claim.unsafeBytes
         record.storeBytes(of: kind.littleEndian, toByteOffset: RecordedSampleFormat.kindOffset, as: UInt32.self)
         record.storeBytes(of: UInt32(0), toByteOffset: RecordedSampleFormat.reservedOffset, as: UInt32.self)
         record.storeBytes(of: publisher.littleEndian, toByteOffset: RecordedSampleFormat.publisherOffset, as: UInt64.self)

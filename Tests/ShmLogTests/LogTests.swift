@@ -25,7 +25,7 @@ struct LogTests {
         for i in 0..<1500 { appended.append(try appender.append(payload(i))) }
         // Claim, write in place, commit.
         let claim = try appender.claim(length: 8)
-        claim.buffer.storeBytes(of: UInt64(0xFEED), as: UInt64.self)
+        claim.unsafeBytes.storeBytes(of: UInt64(0xFEED), as: UInt64.self)
         appended.append(try claim.commit())
         #expect(appended.map(\.sequence) == Array(1...1501))
         #expect(appended.map(\.position) == appended.map(\.position).sorted())

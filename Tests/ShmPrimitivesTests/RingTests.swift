@@ -88,22 +88,22 @@ struct RingTests {
             Issue.record("an empty ring had no room")
             return
         }
-        claim.bytes.storeBytes(of: UInt64(42), as: UInt64.self)
+        claim.unsafeBytes.storeBytes(of: UInt64(42), as: UInt64.self)
         #expect(try consumer.tryReceive() == nil) // not visible before commit
         claim.commit(count: 8)
         let aborted = try producer.claim(count: 32)
-        aborted.bytes.storeBytes(of: UInt64(99), as: UInt64.self)
+        aborted.unsafeBytes.storeBytes(of: UInt64(99), as: UInt64.self)
         aborted.abort()
         do {
             let dropped = try producer.claim(count: 16) // dropped without commit
-            _ = dropped.bytes
+            _ = dropped.unsafeBytes
         }
         try producer.send(count: 16) { (buffer) throws(Never) -> Int in
             buffer.storeBytes(of: UInt64(7), as: UInt64.self)
             return 8
         }
         let message = try consumer.read(timeout: .seconds(1))
-        #expect(message.bytes.count == 8 && message.bytes.load(as: UInt64.self) == 42)
+        #expect(message.unsafeBytes.count == 8 && message.unsafeBytes.load(as: UInt64.self) == 42)
         message.release()
         let value = try consumer.receive(timeout: .seconds(1)) { (bytes) throws(Never) -> UInt64 in bytes.load(as: UInt64.self) }
         #expect(value == 7)

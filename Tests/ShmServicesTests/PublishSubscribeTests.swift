@@ -109,8 +109,8 @@ struct PublishSubscribeTests {
         let loaned = try publisher.loanUninitialized(count: 3)
         try loaned.initialize { $0.initialize(repeating: 7) }.send()
         #expect(throws: ServiceError.self) { _ = try publisher.loanUninitialized(count: 1001) }
-        #expect(Array(try unwrap(try subscriber.tryReceive()).buffer) == Array("hello".utf8))
-        #expect(Array(try unwrap(try subscriber.tryReceive()).buffer) == [7, 7, 7])
+        #expect(Array(try unwrap(try subscriber.tryReceive()).unsafeBuffer) == Array("hello".utf8))
+        #expect(Array(try unwrap(try subscriber.tryReceive()).unsafeBuffer) == [7, 7, 7])
     }
 
     @Test func everySubscriberGetsEverySampleFromEveryPublisher() throws {

@@ -17,7 +17,7 @@ struct SteadyStateAllocationTests {
             UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt8(truncatingIfNeeded: i), as: UInt8.self)
             _ = try loan.assumeInitialized().send()
             guard let sample = try subscriber.tryReceive() else { throw TestFailure("sample \(i) missing") }
-            if sample.bytes.count != 1 + i % 256 { throw TestFailure("sample \(i): \(sample.bytes.count) bytes") }
+            if sample.unsafeBytes.count != 1 + i % 256 { throw TestFailure("sample \(i): \(sample.unsafeBytes.count) bytes") }
         }
         for i in 0..<1_000 { try round(i) }
         let before = cshm_test_thread_allocations()

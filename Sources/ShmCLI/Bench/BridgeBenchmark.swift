@@ -230,8 +230,8 @@ struct BridgeBenchCommand: ParsableCommand {
         BlockingPool.shared.submit {
             while !stop.isSet {
                 guard let sample = try? echo.first.receive(timeout: .milliseconds(100)) else { continue }
-                let seq = sample.bytes.load(as: UInt64.self)
-                guard let reply = try? echo.second.loanUninitialized(count: sample.bytes.count) else { continue }
+                let seq = sample.unsafeBytes.load(as: UInt64.self)
+                guard let reply = try? echo.second.loanUninitialized(count: sample.unsafeBytes.count) else { continue }
                 UnsafeMutableRawPointer(reply.unsafeBuffer.baseAddress!).storeBytes(of: seq, as: UInt64.self)
                 _ = try? reply.assumeInitialized().send()
             }
@@ -250,7 +250,7 @@ struct BridgeBenchCommand: ParsableCommand {
             _ = try loan.assumeInitialized().send()
             while true {
                 let sample = try subscriber.receive(timeout: .seconds(10))
-                if sample.bytes.load(as: UInt64.self) == UInt64(round) { break }
+                if sample.unsafeBytes.load(as: UInt64.self) == UInt64(round) { break }
             }
             if round >= warmup { samples.append((monotonicNanoseconds() - start) / 2) }
         }

@@ -40,7 +40,7 @@ struct InstructionBenchCommand: ParsableCommand {
                 UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt64(i), as: UInt64.self)
                 _ = try loan.assumeInitialized().send()
                 guard let sample = try subscriber.tryReceive() else { throw CommandFailure("sample \(i) missing") }
-                checksum &+= sample.bytes.load(as: UInt64.self)
+                checksum &+= sample.unsafeBytes.load(as: UInt64.self)
             }
         case .requestResponse:
             let node = try Node(name: "bench-instructions")

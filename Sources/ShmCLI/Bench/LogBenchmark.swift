@@ -276,7 +276,7 @@ struct LogBenchPeerCommand: ParsableCommand {
         var values: [UInt64: UInt64] = [:]
         for _ in 0..<count {
             let age = try tailer.withNext(timeout: .seconds(20)) { view in
-                monotonicNanoseconds() &- view.bytes.load(as: UInt64.self)
+                monotonicNanoseconds() &- view.unsafeBytes.load(as: UInt64.self)
             }
             values[age, default: 0] += 1
         }

@@ -239,7 +239,7 @@ struct PubSubBenchCommand: ParsableCommand {
                         UnsafeMutableRawPointer(sample.unsafeBuffer.baseAddress!).storeBytes(of: seq, as: UInt64.self)
                         _ = try sample.assumeInitialized().send()
                         for sub in subs {
-                            guard let got = try sub.tryReceive(), got.bytes.load(as: UInt64.self) == seq else {
+                            guard let got = try sub.tryReceive(), got.unsafeBytes.load(as: UInt64.self) == seq else {
                                 throw BenchFailure("lost \(seq)")
                             }
                         }

@@ -111,12 +111,12 @@ final class PubSubEndpoint: BenchEndpoint {
     /// The next sequence number from one subscriber, waiting as configured.
     func next(from subscriber: Subscriber<UInt8>) throws -> UInt64 {
         guard parameters.wait == .spin else {
-            return try subscriber.receive(timeout: benchReceiveTimeout).bytes.load(as: UInt64.self)
+            return try subscriber.receive(timeout: benchReceiveTimeout).unsafeBytes.load(as: UInt64.self)
         }
         var spins: UInt32 = 0
         var deadline: UInt64 = 0
         while true {
-            if let sample = try subscriber.tryReceive() { return sample.bytes.load(as: UInt64.self) }
+            if let sample = try subscriber.tryReceive() { return sample.unsafeBytes.load(as: UInt64.self) }
             spins &+= 1
             if spins & 0xfff == 0 {
                 let now = monotonicNanoseconds()
@@ -146,7 +146,7 @@ final class PubSubEndpoint: BenchEndpoint {
             var progressed = false
             for (i, subscriber) in subscribers.enumerated() where expected[i] < UInt64(count) {
                 while expected[i] < UInt64(count), let sample = try subscriber.tryReceive() {
-                    let seq = sample.bytes.load(as: UInt64.self)
+                    let seq = sample.unsafeBytes.load(as: UInt64.self)
                     guard seq == expected[i] else { throw BenchFailure("subscriber \(i): expected \(expected[i]), got \(seq)") }
                     expected[i] += 1
                     progressed = true

@@ -42,7 +42,10 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
         return assumeInitialized()
     }
 
-    /// Declares every element of `unsafeBuffer` written.
+    /// Declares every element of `unsafeBuffer` written. Unsafe: the
+    /// compiler cannot check it; an element left unwritten is sent as
+    /// whatever the pool chunk held before (an earlier sample's bytes).
+    @unsafe
     public consuming func assumeInitialized() -> Sample<Payload> {
         handedOver = true
         return Sample(port: port, chunk: chunk, count: count)
@@ -78,10 +81,13 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
         nonmutating set { payloadAddress.storeBytes(of: newValue, as: Payload.self) }
     }
 
-    /// The payload elements, in shared memory.
-    public var buffer: UnsafeMutableBufferPointer<Payload> {
+    /// The payload elements, in shared memory (valid until sent or dropped).
+    public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
         UnsafeMutableBufferPointer(start: payloadAddress.assumingMemoryBound(to: Payload.self), count: count)
     }
+
+    @available(*, deprecated, renamed: "unsafeBuffer")
+    public var buffer: UnsafeMutableBufferPointer<Payload> { unsafeBuffer }
 
     /// Delivers the sample to every connected subscriber without copying it;
     /// returns how many it reached.
@@ -128,13 +134,20 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// The payload (single-value samples).
     public var payload: Payload { address.loadUnaligned(as: Payload.self) }
 
-    /// The payload elements, read in place.
-    public var buffer: UnsafeBufferPointer<Payload> {
+    /// The payload elements, read in place in the publisher's memory (valid
+    /// until the sample is released or dropped).
+    public var unsafeBuffer: UnsafeBufferPointer<Payload> {
         UnsafeBufferPointer(start: address.assumingMemoryBound(to: Payload.self), count: count)
     }
 
-    /// The payload as raw bytes.
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: address, count: count * MemoryLayout<Payload>.stride) }
+    /// The payload as raw bytes, in place (valid until released or dropped).
+    public var unsafeBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: address, count: count * MemoryLayout<Payload>.stride) }
+
+    @available(*, deprecated, renamed: "unsafeBuffer")
+    public var buffer: UnsafeBufferPointer<Payload> { unsafeBuffer }
+
+    @available(*, deprecated, renamed: "unsafeBytes")
+    public var bytes: UnsafeRawBufferPointer { unsafeBytes }
 
     /// Hands the sample back now (the same as dropping it).
     public consuming func release() {}
