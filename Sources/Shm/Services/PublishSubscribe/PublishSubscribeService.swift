@@ -95,7 +95,14 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
     }
 
     /// Creates a publisher (registers it in the service).
-    public func publisher() throws(ServiceError) -> Publisher<Payload> { try Publisher(service: self) }
+    /// A publisher (a port with a pool of its own in /dev/shm).
+    /// - Parameter sendTimeout: how long a send waits for room under the
+    ///   `.block` overflow policy (then `.timedOut`); also settable later.
+    public func publisher(sendTimeout: Duration = .seconds(1)) throws(ServiceError) -> Publisher<Payload> {
+        let publisher = try Publisher(service: self)
+        publisher.sendTimeout = sendTimeout
+        return publisher
+    }
 
     /// Creates a subscriber (registers it in the service).
     public func subscriber(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Subscriber<Payload> {

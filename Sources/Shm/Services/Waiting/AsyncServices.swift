@@ -71,7 +71,7 @@ public struct AsyncSlices<Payload: BitwiseCopyable>: AsyncSequence, Sendable {
         public mutating func next() async throws -> [Payload]? {
             do {
                 let sample = try await subscriber.receive()
-                return Array(sample.buffer)
+                return Array(sample.unsafeBuffer)
             } catch is CancellationError {
                 return nil
             }
