@@ -42,6 +42,7 @@ public final class Bridge: @unchecked Sendable {
     /// - Parameter logger: receives one line per notable event (a service
     ///   that cannot be opened, NATS errors, at most once a second each).
     public init(_ configuration: BridgeConfiguration, logger: @escaping @Sendable (String) -> Void = { _ in }) throws(BridgeError) {
+        ServiceClaims.removeStale() // claims of bridges that died
         try configuration.validate()
         self.configuration = configuration
         origin = UInt64.random(in: 1...UInt64.max)

@@ -10,6 +10,8 @@ final class BridgeShared: @unchecked Sendable {
     let stopSignal = StopSignal()
     private let state = Mutex(State())
     let logger: @Sendable (String) -> Void
+    /// The services this bridge holds the machine-wide claim of (`ServiceClaims`).
+    let claims = ServiceClaims()
 
     struct State {
         var statistics: [String: ServiceStatistics] = [:]
@@ -47,6 +49,15 @@ final class BridgeShared: @unchecked Sendable {
     func isOwnPublisher(_ id: UInt64) -> Bool { state.withLock { $0.ownPublishers.contains(id) } }
 
     func log(_ message: String) { logger(message) }
+
+    /// Takes `service`'s machine-wide claim; false (and a throttled log line)
+    /// if another bridge on this machine bridges it.
+    func claim(_ service: String) -> Bool {
+        if claims.claim(service) { return true }
+        logThrottled("'\(service)' is bridged by another bridge on this machine: this one stands by and takes it over "
+                     + "if that one stops (one bridge per machine per service)")
+        return false
+    }
 
     /// Logs `message` at most once a second per distinct text.
     func logThrottled(_ message: String) {

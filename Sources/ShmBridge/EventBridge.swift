@@ -86,6 +86,7 @@ final class EventBridge: @unchecked Sendable {
                            + "the bridge's own notifications from others)")
                 return .refused
             }
+            guard shared.claim(name) else { return .deferred }
             let service = try node.openAnyEvent(name)
             let listener = try service.listener()
             let entry = Exported(
@@ -118,6 +119,11 @@ final class EventBridge: @unchecked Sendable {
             if let existing = notifiers[name] {
                 notifier = existing
             } else {
+                // Another bridge on this machine imports it: its notification is the one listeners get.
+                guard shared.claim(name) else {
+                    ServiceStatistics.add(stats.localDrops)
+                    return
+                }
                 let service = ServiceDirectory.serviceNames().contains(name)
                     ? try node.openAnyEvent(name) : try node.event(name, config: EventConfig(maxEventID: maxID))
                 notifier = try service.notifier()

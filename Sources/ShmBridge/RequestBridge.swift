@@ -87,6 +87,7 @@ final class RequestBridge: @unchecked Sendable {
         discovery.discover(wants: { configuration.remoteName(ofLocal: $0) != nil }, handled: { served[$0] != nil },
                            log: { shared.log($0) }) { (name: String) throws(ServiceError) -> ServiceDiscovery.Outcome in
             guard let remote = configuration.remoteName(ofLocal: name) else { return .refused }
+            guard shared.claim(name) else { return .deferred }
             let service = try node.openAnyRequestResponse(name)
             let server = try service.serverPort(waitStrategy: .default)
             let type = service.requestType
@@ -222,6 +223,9 @@ final class RequestBridge: @unchecked Sendable {
         if let existing = clients[name] {
             local = existing
         } else {
+            // Another bridge on this machine serves it: that one answers (a
+            // refusal from us would race its answer to the requester).
+            guard shared.claim(name) else { return }
             do throws(ServiceError) {
                 let service = try node.openAnyRequestResponse(name)
                 local = (service, try service.clientPort(waitStrategy: .default))

@@ -46,6 +46,7 @@ final class SampleExporter {
         let configuration = self.configuration, shared = self.shared
         discovery.discover(wants: { BridgeConfiguration.matches($0, configuration.exports) }, handled: { exported[$0] != nil },
                            log: { shared.log($0) }) { (name: String) throws(ServiceError) -> ServiceDiscovery.Outcome in
+            guard shared.claim(name) else { return .deferred }
             let service = try node.openAnyPublishSubscribe(name)
             let subscriber = try service.subscriber()
             let entry = Exported(

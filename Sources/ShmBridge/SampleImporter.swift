@@ -226,6 +226,11 @@ final class SampleImporter {
     private func open(_ name: String, remoteType: PayloadType, remoteConfig: PublishSubscribeConfig?) -> Imported? {
         if let entry = imported[name] { return entry }
         let stats = shared.statistics(for: name)
+        // Another bridge on this machine imports it: its copy is the one local subscribers get.
+        guard shared.claim(name) else {
+            ServiceStatistics.add(stats.localDrops)
+            return nil
+        }
         if let (seen, at) = refused[name], seen == remoteType, monotonicNanoseconds() &- at < 5_000_000_000 {
             ServiceStatistics.add(stats.typeMismatches)
             return nil

@@ -19,11 +19,12 @@ struct ServiceDiscovery {
     }
 
     /// What `take` did with a service.
-    enum Outcome { case taken, refused }
+    enum Outcome { case taken, refused, deferred }
 
     /// Calls `take` for each service of `pattern` that `wants` and that is
     /// not `handled` (and did not fail within `retryAfter`); logs failures
-    /// through `log`. A service `take` refuses is never offered again.
+    /// through `log`. A service `take` refuses is never offered again; one it
+    /// defers (another bridge holds it) is offered again after `retryAfter`.
     mutating func discover(wants: (String) -> Bool, handled: (String) -> Bool, log: (String) -> Void,
                            take: (String) throws(ServiceError) -> Outcome) {
         for name in ServiceDirectory.serviceNames() where !handled(name) && wants(name) {
@@ -33,6 +34,7 @@ struct ServiceDiscovery {
                 switch try take(name) {
                 case .taken: failed[name] = nil
                 case .refused: failed[name] = UInt64.max / 2
+                case .deferred: failed[name] = monotonicNanoseconds() // looked at again after `retryAfter`
                 }
             } catch {
                 failed[name] = monotonicNanoseconds()

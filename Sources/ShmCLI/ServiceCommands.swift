@@ -133,7 +133,11 @@ struct CleanupCommand: ParsableCommand {
 
     func run() throws {
         logging.apply()
-        let report = ServiceDirectory.cleanup()
+        var report = ServiceDirectory.cleanup()
+        #if canImport(ShmBridge)
+        // Service claims of bridges that died (one bridge per machine per service).
+        report.staleCreations += BridgeCleanup.removeStaleClaims()
+        #endif
         if json {
             return try printJSON(Report(deadNodes: report.deadNodes, deadPorts: report.deadPorts, removedServices: report.removedServices,
                                         orphanSegments: report.orphanSegments, staleCreations: report.staleCreations,

@@ -171,3 +171,47 @@ struct BridgeProcessTests {
         _ = try importer.stop()
     }
 }
+
+/// One bridge per machine per service: two bridges sharing a `/dev/shm`
+/// export a service once, and the second takes it over when the first dies.
+@Suite("One bridge per machine per service")
+struct BridgeClaimTests {
+    @Test func twoBridgesOnOneMachineExportAServiceOnceAndTheSecondTakesOver() throws {
+        guard let server = try NatsServerProcess.start(), let hostB = try IsolatedHost.make() else { return }
+        let name = TestSupport.uniqueName("claimed")
+        let node = try Node(name: "test-a")
+        let service = try testService(node, name, buffer: 64, history: 0, overflow: .overwriteOldest)
+        let subscriber = try service.subscriber()
+        let importer = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--import", name]))
+        let publisher = try hostB.spawn(TestSupport.peerPath, ["ps-pub-forever", name, "3", "2000", "0"])
+        defer { publisher.kill() }
+        #expect(try publisher.readLine(timeout: .seconds(20))?.hasPrefix("publisher ") == true)
+        let first = try BridgeProcess(try hostB.spawn(TestSupport.cliPath, ["bridge", "--url", server.url, "--export", name]))
+        sleepNanoseconds(1_500_000_000) // its discovery takes the service's claim
+        let second = try BridgeProcess(try hostB.spawn(TestSupport.cliPath, ["bridge", "--url", server.url, "--export", name]))
+        func receive(_ count: Int) -> [UInt64] {
+            var sequences: [UInt64] = []
+            let deadline = monotonicNanoseconds() + 30_000_000_000
+            while sequences.count < count, monotonicNanoseconds() < deadline {
+                if let sample = try? subscriber.receive(timeout: .milliseconds(200)) { sequences.append(sample.payload.sequence) }
+            }
+            return sequences
+        }
+        let before = receive(100)
+        #expect(before.count == 100 && before == before.sorted() && Set(before).count == before.count, "\(before)")
+        // The first dies: the second takes the service over at its next look.
+        first.process.kill()
+        _ = try first.process.wait(timeout: .seconds(10))
+        while (try? subscriber.tryReceive()) != nil {}
+        let after = receive(50)
+        #expect(after.count == 50, "the second bridge did not take over")
+        let secondCounters = try second.stop()
+        let importerCounters = try importer.stop()
+        // Only the second bridge sent anything after the takeover; while both ran it stood by
+        // (with both exporting, the importer sees every sample twice and counts duplicates).
+        #expect((secondCounters[name]?["out"] ?? 0) > 0, "\(secondCounters)")
+        #expect((importerCounters[name]?["duplicates"] ?? 0) == 0, "importer: \(importerCounters)")
+        #expect(second.process.errorText.contains("bridged by another bridge on this machine") || second.process.outputText.contains("bridged by another bridge on this machine"),
+                "\(second.process.outputText) \(second.process.errorText)")
+    }
+}

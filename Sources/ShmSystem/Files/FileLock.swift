@@ -62,4 +62,18 @@ package final class FileLock: @unchecked Sendable {
 
     /// Releases the lock (`LOCK_UN`); the descriptor stays open.
     package func unlock() { _ = flock(descriptor, LOCK_UN) }
+
+    /// Whether `path` still names the file this lock holds (`fstat` and
+    /// `stat` agree on the inode, and it has a link). A lock file its holder
+    /// unlinks while holding it (`removeWhileHeld`) can be opened by a
+    /// contender just before: after locking, the contender checks this and
+    /// tries again with a fresh file.
+    package var isCurrent: Bool {
+        var held = stat(), named = stat()
+        guard fstat(descriptor, &held) == 0, held.st_nlink > 0, stat(path, &named) == 0 else { return false }
+        return held.st_ino == named.st_ino && held.st_dev == named.st_dev
+    }
+
+    /// Removes the lock file while holding the lock (then `deinit` releases it).
+    package func removeWhileHeld() { _ = unlink(path) }
 }

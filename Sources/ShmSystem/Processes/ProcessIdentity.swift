@@ -31,6 +31,9 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
         return ProcessIdentity(pid: pid, startTime: ProcessIdentity.startTime(of: pid) ?? 0, lease: ProcessLease.token)
     }()
 
+    /// The calling process's user id (`getuid(2)`): names of per-user files.
+    package static var userID: UInt32 { getuid() }
+
     /// The inode of this process's pid namespace (`stat` of
     /// `/proc/self/ns/pid`), 0 if it cannot be read. Two processes with
     /// the same value see the same pids.
