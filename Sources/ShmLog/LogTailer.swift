@@ -265,8 +265,9 @@ public final class LogTailer: @unchecked Sendable {
                 let now = monotonicNanoseconds()
                 if let end, now >= end { throw .timedOut(after: timeout) }
                 guard let segment else {
-                    // The next segment does not exist yet: look again shortly.
-                    sleepNanoseconds(1_000_000)
+                    // The next segment does not exist yet (the appender is rolling):
+                    // a spinner keeps spinning, others look again in a millisecond.
+                    if case .busySpin = waiter.strategy { CPU.relax() } else { sleepNanoseconds(1_000_000) }
                     continue
                 }
                 // Has someone cut the file under us? What we read as "nothing

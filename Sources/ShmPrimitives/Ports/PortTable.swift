@@ -139,9 +139,11 @@ import ShmSystem
                                                     ordering: .acquiringAndReleasing).exchanged else { continue }
             PortTable.betweenReclaimStepsForTesting.withLock { $0 }?()
             let portID = word(i, SlotOffset.portID).pointee.exchange(0, ordering: .acquiring)
-            onDead(Entry(index: i, owner: ProcessIdentity(packed: owner), portID: portID, registeredAt: 0, nodeHash: 0))
             // SYNC POINT: release pairs with the next holder's CAS in `claim`.
             ownerWord.pointee.store(0, ordering: .releasing)
+            // Freed before the (possibly slow) clean-up of its segments, so a port
+            // registering meanwhile finds the slot.
+            onDead(Entry(index: i, owner: ProcessIdentity(packed: owner), portID: portID, registeredAt: 0, nodeHash: 0))
             reclaimed += 1
         }
         if reclaimed > 0 { version.bump() }
