@@ -66,6 +66,12 @@ public final class FutexEvent: @unchecked Sendable {
     /// - Returns: the new sequence, or nil if the timeout passed.
     public func wait(after seen: UInt32, timeout: Duration? = nil, strategy: WaitStrategy = .default) -> UInt32? {
         var waiter = Waiter(strategy)
+        return wait(after: seen, timeout: timeout, waiter: &waiter)
+    }
+
+    /// `wait(after:)` with a caller's `Waiter`, whose spin budget adapts
+    /// across calls (a listener keeps one for its life).
+    package func wait(after seen: UInt32, timeout: Duration?, waiter: inout Waiter) -> UInt32? {
         let parker = self.parker
         let changed = waiter.wait(on: parker, deadline: deadline(after: timeout)) {
             parker.seq.pointee.load(ordering: .sequentiallyConsistent) != seen

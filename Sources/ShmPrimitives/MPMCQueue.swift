@@ -169,9 +169,15 @@ public final class MPMCQueue: @unchecked Sendable {
 
     /// Copies `bytes` into the queue, waiting at most `timeout` for a free slot.
     public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
+        var waiter = Waiter(strategy)
+        try enqueue(bytes, timeout: timeout, waiter: &waiter)
+    }
+
+    /// `enqueue` with a caller's `Waiter`, whose spin budget adapts across
+    /// calls (a port keeps one for its life).
+    package func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration?, waiter: inout Waiter) throws(QueueError) {
         if try tryEnqueue(bytes) { return }
         let end = deadline(after: timeout)
-        var waiter = Waiter(strategy)
         while true {
             let ready = waiter.wait(on: notFull, deadline: end, slice: 20_000_000, ready: { self.looksNotFull() },
                                     keepWaiting: { self.recoverAbandonedSlots(); return true })
@@ -257,9 +263,15 @@ public final class MPMCQueue: @unchecked Sendable {
     /// Copies the next message into `buffer`, waiting at most `timeout`.
     public func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil,
                         strategy: WaitStrategy = .default) throws(QueueError) -> Int {
+        var waiter = Waiter(strategy)
+        return try dequeue(into: buffer, timeout: timeout, waiter: &waiter)
+    }
+
+    /// `dequeue(into:)` with a caller's `Waiter`, whose spin budget adapts
+    /// across calls (a port keeps one for its life).
+    package func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration?, waiter: inout Waiter) throws(QueueError) -> Int {
         if let n = try tryDequeue(into: buffer) { return n }
         let end = deadline(after: timeout)
-        var waiter = Waiter(strategy)
         while true {
             let ready = waiter.wait(on: notEmpty, deadline: end, slice: 20_000_000, ready: { self.looksNotEmpty() },
                                     keepWaiting: { self.recoverAbandonedSlots(); return true })

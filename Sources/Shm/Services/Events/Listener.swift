@@ -8,6 +8,8 @@ public final class Listener: @unchecked Sendable {
     let slotIndex: Int
     let event: FutexEvent
     let strategy: WaitStrategy
+    /// This listener's waits: its spin budget adapts across calls.
+    var waiter: Waiter
     var seen: [UInt64]
 
     init(service: EventService, waitStrategy: WaitStrategy) throws(ServiceError) {
@@ -15,6 +17,7 @@ public final class Listener: @unchecked Sendable {
         portID = UInt64.random(in: 1...UInt64.max)
         event = service.event
         strategy = waitStrategy
+        waiter = Waiter(waitStrategy)
         seen = service.counters.snapshot()
         slotIndex = try service.attachment.layout.register(.consumers, portID: portID, nodeHash: service.attachment.node.hash) { _ in }
     }
@@ -33,7 +36,10 @@ public final class Listener: @unchecked Sendable {
             if !ids.isEmpty { return ids }
             let remaining: Duration? = end.map { .nanoseconds(Int64(max(0, Int64(bitPattern: $0 &- monotonicNanoseconds())))) }
             if let remaining, remaining <= .zero { return [] }
-            if event.wait(after: sequence, timeout: remaining, strategy: strategy) == nil { return fired() }
+            var w = waiter // a local copy, stored back: no access to the listener held across the wait
+            let changed = event.wait(after: sequence, timeout: remaining, waiter: &w)
+            waiter = w
+            if changed == nil { return fired() }
         }
     }
 

@@ -14,6 +14,9 @@ package final class ClientPort: @unchecked Sendable {
     @usableFromInline package let portID: UInt64
     let slotIndex: Int
     let strategy: WaitStrategy
+    /// This port's waits (its adaptive spin budget lives as long as the port;
+    /// a client is used from one thread at a time).
+    var waiter: Waiter
     let requestSize: Int, responseSize: Int
     /// [next request ID]
     let local: UnsafeMutablePointer<UInt64>
@@ -36,6 +39,7 @@ package final class ClientPort: @unchecked Sendable {
         self.attachment = attachment
         self.requests = requests
         self.strategy = strategy
+        self.waiter = Waiter(strategy)
         self.requestSize = requestSize
         self.responseSize = responseSize
         let id = UInt64.random(in: 1...UInt64.max)
@@ -85,7 +89,10 @@ package final class ClientPort: @unchecked Sendable {
                 base.storeBytes(of: UInt64(length), toByteOffset: RequestEntry.Offset.length, as: UInt64.self)
                 (base + RequestEntry.Offset.payload).copyMemory(from: payload, byteCount: length)
                 do throws(QueueError) {
-                    try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, strategy: strategy)
+                    // A local copy, stored back: no access to the port held across the wait.
+                    var w = waiter
+                    defer { waiter = w }
+                    try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, waiter: &w)
                 } catch {
                     if case .timedOut = error { throw .timedOut(after: timeout) }
                     throw .queue(error)
@@ -124,7 +131,9 @@ package final class ClientPort: @unchecked Sendable {
         while true {
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             let n: Int
-            do throws(QueueError) { n = try responses.dequeue(into: buffer, timeout: remaining, strategy: strategy) }
+            var w = waiter // a local copy, stored back: no access to the port held across the wait
+            defer { waiter = w }
+            do throws(QueueError) { n = try responses.dequeue(into: buffer, timeout: remaining, waiter: &w) }
             catch {
                 if case .timedOut = error { throw .timedOut(after: timeout) }
                 throw .queue(error)
@@ -156,6 +165,9 @@ package final class ServerPort: @unchecked Sendable {
     @usableFromInline package let portID: UInt64
     let slotIndex: Int
     let strategy: WaitStrategy
+    /// The receiving thread's waits (adaptive spin budget for the port's life;
+    /// `respond`, which may run on several threads, waits per call).
+    var waiter: Waiter
     package let requestSize: Int, responseSize: Int
     /// Response queues of clients we answered, by client ID, and the last
     /// one answered (most exchanges answer the same client again). Behind a
@@ -181,6 +193,7 @@ package final class ServerPort: @unchecked Sendable {
         self.attachment = attachment
         self.requests = requests
         self.strategy = strategy
+        self.waiter = Waiter(strategy)
         self.requestSize = requestSize
         self.responseSize = responseSize
         portID = UInt64.random(in: 1...UInt64.max)
@@ -224,7 +237,9 @@ package final class ServerPort: @unchecked Sendable {
                 }
                 n = got
             } else {
-                n = try requests.dequeue(into: buffer, timeout: timeout, strategy: strategy)
+                var w = waiter // a local copy, stored back: no access to the port held across the wait
+                defer { waiter = w }
+                n = try requests.dequeue(into: buffer, timeout: timeout, waiter: &w)
             }
         } catch {
             if case .timedOut = error {

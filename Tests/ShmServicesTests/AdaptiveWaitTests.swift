@@ -1,0 +1,34 @@
+import Testing
+import ShmTestSupport
+@testable import Shm
+
+/// A handle's spin budget lives as long as the handle (one waiting engine):
+/// waits that had to park shrink it for the next wait, instead of every call
+/// starting again at the maximum.
+@Suite("Adaptive waits per handle")
+struct AdaptiveWaitTests {
+    @Test func aListenersSpinBudgetCarriesFromOneWaitToTheNext() throws {
+        let node = try Node(name: "adaptive")
+        let service = try node.event(TestSupport.uniqueName("adaptive"))
+        let policy = SpinPolicy(minimumSpin: .microseconds(2), maximumSpin: .microseconds(40))
+        let listener = try service.listener(waitStrategy: .spinThenPark(policy))
+        #expect(listener.waiter.spinBudget == 40_000)
+        #expect(listener.wait(timeout: .milliseconds(5)).isEmpty) // spins 40 µs, then parks: halves
+        #expect(listener.waiter.spinBudget == 20_000)
+        #expect(listener.wait(timeout: .milliseconds(5)).isEmpty)
+        #expect(listener.waiter.spinBudget == 10_000)
+    }
+
+    @Test func aClientsSpinBudgetCarriesFromOneWaitToTheNext() throws {
+        let node = try Node(name: "adaptive-rr")
+        let service = try node.requestResponse(TestSupport.uniqueName("adaptive-rr"), request: UInt64.self, response: UInt64.self)
+        let policy = SpinPolicy(minimumSpin: .microseconds(2), maximumSpin: .microseconds(40))
+        let client = try service.client(waitStrategy: .spinThenPark(policy))
+        #expect(client.port.waiter.spinBudget == 40_000)
+        let pending = try client.send(1)
+        #expect(throws: ServiceError.self) { try pending.response(timeout: .milliseconds(5)) } // no server: parks, halves
+        #expect(client.port.waiter.spinBudget == 20_000)
+        #expect(throws: ServiceError.self) { try pending.response(timeout: .milliseconds(5)) }
+        #expect(client.port.waiter.spinBudget == 10_000)
+    }
+}
