@@ -39,23 +39,37 @@ public func shm_notify(_ notifier: OpaquePointer?, _ id: UInt32) -> Int32 {
 @_cdecl("shm_listener_create")
 public func shm_listener_create(_ event: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     cabi {
-        try store(handle(Box(try object(event, Box<EventService>.self, "event").value.listener())), out, "out")
+        try store(handle(ListenerHandle(try object(event, Box<EventService>.self, "event").value.listener())), out, "out")
         return SHM_OK
     }
 }
 
 @_cdecl("shm_listener_free")
-public func shm_listener_free(_ listener: OpaquePointer?) { release(listener, Box<Listener>.self) }
+public func shm_listener_free(_ listener: OpaquePointer?) { release(listener, ListenerHandle.self) }
+
+/// A C listener: the Swift listener, and the ids that fired but did not fit
+/// the caller's array yet (the next call returns them first, without waiting).
+final class ListenerHandle {
+    let value: Listener
+    var pending: [EventID] = []
+    init(_ value: Listener) { self.value = value }
+}
 
 @_cdecl("shm_listener_wait")
 public func shm_listener_wait(_ listener: OpaquePointer?, _ nanoseconds: Int64, _ ids: UnsafeMutablePointer<UInt32>?,
                               _ capacity: UInt32, _ count: UnsafeMutablePointer<UInt32>?) -> Int32 {
     cabi {
-        let l = try object(listener, Box<Listener>.self, "listener").value
+        let state = try object(listener, ListenerHandle.self, "listener")
         guard count != nil, ids != nil || capacity == 0 else { throw CABIError.invalid("ids or count is NULL") }
-        let fired = nanoseconds == 0 ? l.tryWait() : l.wait(timeout: timeout(nanoseconds))
-        let n = min(fired.count, Int(capacity))
-        for i in 0..<n { ids![i] = UInt32(fired[i].value) }
+        if state.pending.isEmpty {
+            let l = state.value
+            state.pending = nanoseconds == 0 ? l.tryWait() : l.wait(timeout: timeout(nanoseconds))
+        }
+        // Ids past `capacity` stay pending for the next call (they were
+        // dropped: the listener had marked them seen).
+        let n = min(state.pending.count, Int(capacity))
+        for i in 0..<n { ids![i] = UInt32(state.pending[i].value) }
+        state.pending.removeFirst(n)
         count!.pointee = UInt32(n)
         return SHM_OK
     }

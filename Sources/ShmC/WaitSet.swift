@@ -47,7 +47,7 @@ public func shm_waitset_attach_subscriber(_ waitset: OpaquePointer?, _ subscribe
 public func shm_waitset_attach_listener(_ waitset: OpaquePointer?, _ listener: OpaquePointer?,
                                         _ index: UnsafeMutablePointer<UInt32>?) -> Int32 {
     attach(waitset, index) { owner in
-        let l = try object(listener, Box<Listener>.self, "listener")
+        let l = try object(listener, ListenerHandle.self, "listener")
         owner.attached.append(l)
         return owner.waitSet.attach(l.value)
     }

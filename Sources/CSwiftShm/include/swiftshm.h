@@ -290,7 +290,9 @@ int shm_notify(shm_notifier_t *notifier, uint32_t event_id);
 int shm_listener_create(shm_event_t *event, shm_listener_t **out);
 void shm_listener_free(shm_listener_t *listener);
 /* Waits up to timeout_ns; writes up to `capacity` ids that fired to `ids`
- * and their number to *count (0 on timeout, which is not an error). */
+ * and their number to *count (0 on timeout, which is not an error). Ids that
+ * fired but did not fit are returned by the next call, at once: call again
+ * with timeout 0 until *count is 0 to drain. */
 int shm_listener_wait(shm_listener_t *listener, int64_t timeout_ns, uint32_t *ids, uint32_t capacity, uint32_t *count);
 
 /* ---- Named segments --------------------------------------------------- */
