@@ -32,6 +32,11 @@ extension SPSCRing {
             /// Last `head` we read from shared memory.
             @usableFromInline var cachedHead: UInt64
             @usableFromInline var claimOpen: Bool
+            /// Inside `publishBatch`: the tag the consumer reads first is
+            /// withheld until the batch ends (offset -1: none yet).
+            @usableFromInline var batching: Bool = false
+            @usableFromInline var heldOffset: Int = -1
+            @usableFromInline var heldTag: UInt64 = 0
         }
 
         @inlinable var tail: UInt64 {
@@ -233,7 +238,12 @@ extension SPSCRing {
                     throw .corruptIndices("head \(h) read from shared memory, our tail \(tail), capacity \(view.capacity)")
                 }
                 cachedHead = h
-                if tail &- h &+ needed > UInt64(view.capacity) { return nil }
+                if tail &- h &+ needed > UInt64(view.capacity) {
+                    // Full: what a batch withholds must go out, or the consumer
+                    // never frees the room we wait for.
+                    if local.pointee.heldOffset >= 0 { releaseHeld() }
+                    return nil
+                }
             }
             let record = SPSCRing.recordSize(length)
             let contiguous = view.capacity - Int(tail & view.mask)
@@ -268,16 +278,31 @@ extension SPSCRing {
             let offset = Int(reservation.start & view.mask)
             (view.data + offset).storeBytes(of: UInt64(length) | SPSCRing.typeMessage << 32, toByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
             let ordering = PublishOrdering.forConsumer(mayPark: consumerMayPark)
-            store(view.tag(reservation.start), at: offset, ordering: ordering)
+            // In a batch, the first tag the consumer will read (the padding's if
+            // the record wrapped) waits for the batch's end: the consumer then
+            // finds every record of the batch complete, one line transfer each
+            // instead of a ping-pong per record.
+            let withhold = local.pointee.batching && local.pointee.heldOffset < 0
+            if withhold && reservation.paddingAt == nil {
+                local.pointee.heldOffset = offset
+                local.pointee.heldTag = view.tag(reservation.start)
+            } else {
+                store(view.tag(reservation.start), at: offset, ordering: ordering)
+            }
             if let padding = reservation.paddingAt {
                 let at = Int(padding & view.mask)
                 (view.data + at).storeBytes(of: UInt64(view.capacity - at - SPSCRing.recordHeader) | SPSCRing.typePadding << 32,
                                             toByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
-                store(view.tag(padding), at: at, ordering: ordering)
+                if withhold {
+                    local.pointee.heldOffset = at
+                    local.pointee.heldTag = view.tag(padding)
+                } else {
+                    store(view.tag(padding), at: at, ordering: ordering)
+                }
             }
             tail = next
             view.tail.pointee.store(next, ordering: .releasing)
-            if consumerMayPark { view.dataParker.wakeIfSleeping() }
+            if consumerMayPark && local.pointee.heldOffset < 0 { view.dataParker.wakeIfSleeping() }
         }
 
         @inlinable @inline(__always)
@@ -298,6 +323,32 @@ extension SPSCRing {
         }
 
         func claimEnded() { claimOpen = false }
+
+        /// Publishes every message `body` sends or commits as one batch: the
+        /// consumer sees none of them until `body` returns, then all. A ring
+        /// that fills up inside `body` publishes what it holds first (the
+        /// consumer must free room). For streams of small messages: the
+        /// consumer pulls each line once instead of fighting the producer for
+        /// it message by message.
+        @inlinable
+        public func publishBatch<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+            precondition(!local.pointee.batching, "publishBatch does not nest")
+            local.pointee.batching = true
+            defer {
+                local.pointee.batching = false
+                if local.pointee.heldOffset >= 0 { releaseHeld() }
+            }
+            return try body()
+        }
+
+        /// Stores the withheld tag (and wakes a sleeping consumer).
+        @usableFromInline @inline(never)
+        func releaseHeld() {
+            let consumerMayPark = view.consumerMayPark.pointee.load(ordering: .relaxed) != 0
+            store(local.pointee.heldTag, at: local.pointee.heldOffset, ordering: .forConsumer(mayPark: consumerMayPark))
+            local.pointee.heldOffset = -1
+            if consumerMayPark { view.dataParker.wakeIfSleeping() }
+        }
     }
 }
 

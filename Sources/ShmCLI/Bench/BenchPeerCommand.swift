@@ -18,6 +18,7 @@ struct BenchPeerCommand: ParsableCommand {
     @Option var subscribers: Int = 1
     @Option var wait: BenchWait = .spin
     @Flag var streaming = false
+    @Option var batch: Int = 1
 
     func run() throws {
         guard let mechanism = BenchMechanism(rawValue: mechanism) else { throw BenchFailure("unknown mechanism") }
@@ -46,7 +47,17 @@ struct BenchPeerCommand: ParsableCommand {
 
     /// Streams `count` messages as fast as the mechanism takes them.
     private func produce(_ endpoint: some BenchEndpoint, count: Int) throws {
-        for seq in 0..<UInt64(count) { try endpoint.send(seq) }
+        if batch > 1, let ring = endpoint as? RingEndpoint {
+            var seq: UInt64 = 0
+            while seq < UInt64(count) {
+                let end = min(UInt64(count), seq + UInt64(batch))
+                try ring.producer.publishBatch { () throws -> Void in
+                    while seq < end { try ring.send(seq); seq += 1 }
+                }
+            }
+        } else {
+            for seq in 0..<UInt64(count) { try endpoint.send(seq) }
+        }
         // Wait for the consumer's acknowledgement so our end stays open until it has read everything.
         _ = try? endpoint.receive()
     }

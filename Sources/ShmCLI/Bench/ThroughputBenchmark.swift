@@ -35,6 +35,8 @@ struct ThroughputBenchCommand: ParsableCommand {
     var mechanisms: [Mechanism] = Mechanism.allCases
     @Option(help: "Rounds over all cells; figures are medians over rounds, ratios are medians of per-round ratios.")
     var `repeat` = 3
+    @Option(help: "Ring producers publish this many messages per batch (`publishBatch`; 1: each on its own).")
+    var batch = 1
 
     enum Mechanism: String, CaseIterable, Sendable {
         case ringZeroCopy = "ring-zero-copy", ringCopy = "ring-copy", pipe, unix, memcpy
@@ -152,7 +154,8 @@ struct ThroughputBenchCommand: ParsableCommand {
             while capacity < requested || SPSCRing.maximumMessageSize(capacity: capacity) < size { capacity <<= 1 }
         }
         let session = try BenchSetup.parent(latencyMechanism, size: size, ringCapacity: capacity)
-        let child = try spawnBenchPeer(session, role: "produce", childCPU: childCPU, extra: ["--count", String(count)])
+        let child = try spawnBenchPeer(session, role: "produce", childCPU: childCPU,
+                                       extra: ["--count", String(count), "--batch", String(max(1, batch))])
         let elapsed: UInt64
         do {
             elapsed = try consume(session.endpoint, count: count)
