@@ -30,7 +30,7 @@ struct ServiceDiscovery {
         for name in ServiceDirectory.serviceNames() where !handled(name) && wants(name) {
             if let at = failed[name], monotonicNanoseconds() &- at < retryAfter { continue }
             do throws(ServiceError) {
-                guard try ServiceDirectory.inspect(name).pattern == pattern else { continue }
+                guard try ServiceDirectory.pattern(of: name) == pattern else { continue }
                 switch try take(name) {
                 case .taken: failed[name] = nil
                 case .refused: failed[name] = UInt64.max / 2

@@ -78,6 +78,14 @@ public enum ServiceDirectory {
         }
     }
 
+    /// The messaging pattern of a service (reads only its layout header; no
+    /// port segment is mapped, unlike `inspect`).
+    public static func pattern(of service: String) throws(ServiceError) -> MessagingPattern {
+        let name = try ServiceName(service)
+        let segment = try openReadOnly(name)
+        return try ServiceLayout(opening: segment.data, name: name).config.pattern
+    }
+
     /// Reads one service's configuration and ports (without registering).
     public static func inspect(_ service: String) throws(ServiceError) -> ServiceInfo {
         let name = try ServiceName(service)

@@ -313,12 +313,12 @@ extension ServiceLayout {
     /// service whatever its types by reading what it was created with).
     package static func existingConfig(of service: String, pattern: MessagingPattern,
                                        requested: String) throws(ServiceError) -> (ServiceName, Config) {
-        let info = try ServiceDirectory.inspect(service)
-        guard info.pattern == pattern else {
-            throw .incompatible(service: service, differences: ["pattern: requested \(requested), service has \(info.pattern)"])
-        }
         let name = try ServiceName(service)
         let segment = try ServiceDirectory.openReadOnly(name)
-        return (name, try ServiceLayout(opening: segment.data, name: name).config)
+        let config = try ServiceLayout(opening: segment.data, name: name).config
+        guard config.pattern == pattern else {
+            throw .incompatible(service: service, differences: ["pattern: requested \(requested), service has \(config.pattern)"])
+        }
+        return (name, config)
     }
 }

@@ -86,16 +86,5 @@ public enum SegmentDirectory {
     static func entries() -> [String] { names(in: SharedMemorySegment.directory) }
 
     /// Names in the directory at `path` (`opendir`/`readdir`), without "." and "..".
-    package static func names(in path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    package static func names(in path: String) -> [String] { FileSystem.entries(in: path) }
 }
