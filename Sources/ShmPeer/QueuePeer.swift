@@ -25,7 +25,7 @@ struct QueueRecord {
 
 /// Enqueues `count` records as producer `id`.
 func queueProduce(_ name: String, id: UInt32, count: UInt64) throws {
-    let queue = try MessageQueue.open(name).queue
+    let queue = try MessageQueue.open(name)
     for seq in 0..<count {
         try queue.enqueue(value: QueueRecord(producer: id, seq: seq), timeout: .seconds(60))
     }
@@ -38,7 +38,7 @@ func queueProduce(_ name: String, id: UInt32, count: UInt64) throws {
 /// Results segment layout: [taken: UInt64 (atomic)] then, per consumer, a
 /// bitmap of producers × perProducer bits.
 func queueConsume(_ name: String, results: String, consumer: Int, producers: Int, perProducer: UInt64) throws {
-    let queue = try MessageQueue.open(name).queue
+    let queue = try MessageQueue.open(name)
     let shared = try SharedMemorySegment.open(results)
     let taken = SharedAtomic<UInt64>(shared.data, offset: 0)
     let bitsPerConsumer = producers * Int(perProducer)
@@ -72,7 +72,7 @@ func queueConsume(_ name: String, results: String, consumer: Int, producers: Int
 
 /// Claims a slot and hangs without publishing (killed mid-write).
 func queueClaimAndHang(_ name: String) throws {
-    let queue = try MessageQueue.open(name).queue
+    let queue = try MessageQueue.open(name)
     guard try queue.claimAndAbandonForTesting() else { throw PayloadError("queue full") }
     print("claimed")
     while true { sleep(60) }

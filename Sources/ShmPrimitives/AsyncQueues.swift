@@ -3,7 +3,7 @@ import ShmSystem
 
 // MARK: - SPSC ring
 
-extension SPSCRing.Consumer {
+extension MessageRing.Consumer {
     /// Waits for a message from `async` code and returns a copy of it.
     ///
     /// If one is there it is taken at once; otherwise the wait happens on a
@@ -34,10 +34,10 @@ extension SPSCRing.Consumer {
 /// `for try await message in consumer.messages { … }`
 public struct RingMessages: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
-    let consumer: SPSCRing.Consumer
+    let consumer: MessageRing.Consumer
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let consumer: SPSCRing.Consumer
+        let consumer: MessageRing.Consumer
 
         public mutating func next() async throws -> [UInt8]? {
             do {
@@ -51,7 +51,7 @@ public struct RingMessages: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer) }
 }
 
-extension SPSCRing.Producer {
+extension MessageRing.Producer {
     /// Sends `bytes` from `async` code, waiting for room on a dedicated
     /// thread (never on the cooperative pool) if the ring is full.
     /// Cancelling the task ends the wait with `CancellationError`.
@@ -71,14 +71,14 @@ extension SPSCRing.Producer {
 
 // MARK: - MPMC queue
 
-extension MPMCQueue {
+extension MessageQueue {
     /// Dequeues a message from `async` code, waiting on a dedicated thread
     /// if the queue is empty. Cancelling ends the wait with `CancellationError`.
-    public func dequeue(timeout: Duration? = nil, strategy: WaitStrategy = .default) async throws -> [UInt8] {
+    public func dequeue(timeout: Duration? = nil) async throws -> [UInt8] {
         let message = try await AsyncBridge.wait(wakingOnCancel: [notEmpty], deadline: deadline(after: timeout)) {
             (until: UInt64) throws(QueueError) -> [UInt8]? in
             do throws(QueueError) {
-                return try self.dequeue(timeout: AsyncBridge.remaining(until: until), strategy: strategy)
+                return try self.dequeue(timeout: AsyncBridge.remaining(until: until))
             } catch .timedOut {
                 return nil
             }
@@ -88,12 +88,12 @@ extension MPMCQueue {
     }
 
     /// Enqueues from `async` code, waiting on a dedicated thread if full.
-    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil, strategy: WaitStrategy = .default) async throws {
+    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil) async throws {
         if try tryEnqueue(bytes) { return }
         let done = try await AsyncBridge.wait(wakingOnCancel: [notFull], deadline: deadline(after: timeout)) {
             (until: UInt64) throws(QueueError) -> Bool? in
             do throws(QueueError) {
-                try self.enqueue(bytes, timeout: AsyncBridge.remaining(until: until), strategy: strategy)
+                try self.enqueue(bytes, timeout: AsyncBridge.remaining(until: until))
                 return true
             } catch .timedOut {
                 return nil

@@ -50,7 +50,7 @@ public struct SpinPolicy: Sendable, Hashable {
 /// Process-local state of one waiter: its strategy and the adaptive spin
 /// budget. Not shared between processes; one per waiting handle.
 @usableFromInline
-package struct Waiter {
+package struct Waiter: Sendable {
     @usableFromInline package let strategy: WaitStrategy
     @usableFromInline var budget: UInt64
     @usableFromInline let minimum: UInt64

@@ -145,10 +145,10 @@ enum FuzzTargets {
     static func spscRing(_ input: UnsafeRawBufferPointer) {
         let (a, _) = knobs(input)
         let capacity = 256 << (a % 6)
-        let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0), size: SPSCRing.requiredSize(capacity: capacity))
-        guard (try? SPSCRing.initialize(bytes, capacity: capacity)) != nil else { return }
+        let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0), size: MessageRing.requiredSize(capacity: capacity))
+        guard (try? MessageRing.initialize(bytes, capacity: capacity)) != nil else { return }
         overlay(input, on: bytes, from: 128) // indices, role slots, flags, parkers, records
-        guard let ring = try? SPSCRing(attaching: bytes), let consumer = try? ring.consumer() else { return }
+        guard let ring = try? MessageRing(attaching: bytes), let consumer = try? ring.consumer() else { return }
         var buffer = [UInt8](repeating: 0, count: capacity)
         for _ in 0..<256 {
             let got = buffer.withUnsafeMutableBytes { try? consumer.tryReceive(into: $0) }
@@ -159,10 +159,10 @@ enum FuzzTargets {
     static func mpmcQueue(_ input: UnsafeRawBufferPointer) {
         let (a, b) = knobs(input)
         let capacity = 2 << (a % 5), slotSize = 8 * (1 + b % 16)
-        let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0), size: MPMCQueue.requiredSize(capacity: capacity, slotSize: slotSize))
-        guard (try? MPMCQueue.initialize(bytes, capacity: capacity, slotSize: slotSize)) != nil else { return }
+        let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0), size: MessageQueue.requiredSize(capacity: capacity, slotSize: slotSize))
+        guard (try? MessageQueue.initialize(bytes, capacity: capacity, slotSize: slotSize)) != nil else { return }
         overlay(input, on: bytes, from: 128) // positions, parkers, counters, slot states and lengths
-        guard let queue = try? MPMCQueue(attaching: bytes) else { return }
+        guard let queue = try? MessageQueue(attaching: bytes) else { return }
         var buffer = [UInt8](repeating: 0, count: slotSize)
         for _ in 0..<64 {
             let got = buffer.withUnsafeMutableBytes { try? queue.tryDequeue(into: $0) }

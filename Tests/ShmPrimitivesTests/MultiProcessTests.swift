@@ -24,8 +24,8 @@ struct RingProcessTests {
         try expectSuccess(producer, "producer")
         try expectSuccess(consumer, "consumer")
         #expect(consumer.outputText == "consumed \(count) in order\n")
-        #expect(ring.ring.lostRecords == 0)
-        #expect(ring.ring.usedBytes == 0)
+        #expect(ring.lostRecords == 0)
+        #expect(ring.usedBytes == 0)
     }
 
     @Test func thisProcessConsumesWhatAPeerProduces() throws {
@@ -67,8 +67,8 @@ struct RingProcessTests {
         #expect(try peer.readLine(timeout: .seconds(20)) == "parking")
         // Wait until it is really asleep on the futex.
         let deadline = monotonicNanoseconds() + 10_000_000_000
-        while ring.ring.dataParker.sleeperCount == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
-        #expect(ring.ring.dataParker.sleeperCount == 1)
+        while ring.dataParker.sleeperCount == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
+        #expect(ring.dataParker.sleeperCount == 1)
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))
         // The producer carries on until the ring is full, then times out (bounded).
@@ -80,7 +80,7 @@ struct RingProcessTests {
         }
         // A new consumer takes over where the dead one stopped.
         let consumer = try ring.consumer()
-        #expect(ring.ring.dataParker.sleeperCount == 0)
+        #expect(ring.dataParker.sleeperCount == 0)
         for _ in 0..<sent { #expect(try consumer.receive(timeout: .seconds(5)).count == 100) }
     }
 
@@ -90,7 +90,7 @@ struct RingProcessTests {
         let producer = try ring.producer(), consumer = try ring.consumer()
         try producer.send([1, 2, 3])
         // The record's meta word (data + 8) becomes garbage.
-        let typeOffset = SPSCRing.dataOffset + 8
+        let typeOffset = MessageRing.dataOffset + 8
         let scribble = try TestSupport.runPeer(["scribble", name, String(typeOffset), String(0xffff_ffff_0000_0003 as UInt64)])
         #expect(scribble.status == .exited(0), "\(scribble.error)")
         let error = #expect(throws: QueueError.self) { try consumer.tryReceive() }
@@ -99,9 +99,9 @@ struct RingProcessTests {
         #expect(try consumer.receive(timeout: .seconds(5)) == [4])
         // A garbage meta word and a garbage tail: every call is an error, none hangs or crashes.
         try producer.send([5])
-        let head = Int(ring.ring.head.pointee.load(ordering: .relaxed)) & (ring.ring.capacity - 1)
-        _ = try TestSupport.runPeer(["scribble", name, String(SPSCRing.dataOffset + head + 8), String(0xbad0_0000_0001 as UInt64)])
-        _ = try TestSupport.runPeer(["scribble", name, String(SPSCRing.tailOffset), String(UInt64.max - 7)])
+        let head = Int(ring.head.pointee.load(ordering: .relaxed)) & (ring.capacity - 1)
+        _ = try TestSupport.runPeer(["scribble", name, String(MessageRing.dataOffset + head + 8), String(0xbad0_0000_0001 as UInt64)])
+        _ = try TestSupport.runPeer(["scribble", name, String(MessageRing.tailOffset), String(UInt64.max - 7)])
         for _ in 0..<3 {
             #expect(throws: QueueError.self) { try consumer.receive(timeout: .milliseconds(20)) }
         }
@@ -139,12 +139,12 @@ struct RingProcessTests {
             Int(peer.outputText.split(whereSeparator: { $0 == " " || $0 == "\n" }).last ?? "") ?? 0
         }
         #expect(reported.reduce(0, +) == total)
-        #expect(queue.queue.approximateCount == 0)
+        #expect(queue.approximateCount == 0)
     }
 
     @Test func mpmcProducerKilledMidWriteIsSkippedAndCounted() throws {
         let name = TestSupport.uniqueName("mpmc")
-        let queue = try MessageQueue.create(name, capacity: 8, slotSize: 8).queue
+        let queue = try MessageQueue.create(name, capacity: 8, slotSize: 8)
         let peer = try TestSupport.spawnPeer(["queue-claim-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "claimed")
         try queue.enqueue(value: UInt64(77))
@@ -167,15 +167,15 @@ struct SyncProcessTests {
         let shared = try SharedMutex.create(name)
         let peer = try TestSupport.spawnPeer(["mutex-lock-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "locked acquired")
-        #expect(throws: SyncError.timedOut(.milliseconds(100))) { try shared.mutex.lock(timeout: .milliseconds(100)) }
-        #expect(shared.mutex.holderProcess?.pid == peer.pid)
+        #expect(throws: SyncError.timedOut(.milliseconds(100))) { try shared.lock(timeout: .milliseconds(100)) }
+        #expect(shared.holderProcess?.pid == peer.pid)
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))
-        #expect(try shared.mutex.lock(timeout: .seconds(5)) == .ownerDied(pid: peer.pid))
-        #expect(shared.mutex.ownerDeaths == 1)
-        try shared.mutex.unlock()
-        #expect(try shared.mutex.lock(timeout: .seconds(5)) == .acquired)
-        try shared.mutex.unlock()
+        #expect(try shared.lock(timeout: .seconds(5)) == .ownerDied(pid: peer.pid))
+        #expect(shared.ownerDeaths == 1)
+        try shared.unlock()
+        #expect(try shared.lock(timeout: .seconds(5)) == .acquired)
+        try shared.unlock()
     }
 
     @Test func aWaiterAlreadyBlockedWhenTheOwnerDiesGetsTheLock() throws {
@@ -186,8 +186,8 @@ struct SyncProcessTests {
         let result = Locked<String?>(nil)
         let waiter = TestThread {
             do {
-                let acquisition = try shared.mutex.lock(timeout: .seconds(20))
-                try shared.mutex.unlock()
+                let acquisition = try shared.lock(timeout: .seconds(20))
+                try shared.unlock()
                 result.set("\(acquisition)")
             } catch { result.set("error \(error)") }
         }
@@ -203,7 +203,7 @@ struct SyncProcessTests {
         let shared = try SharedMutex.create(name)
         let peers = try (0..<3).map { _ in try TestSupport.spawnPeer(["mutex-hammer", name, "20000"]) }
         for peer in peers { try expectSuccess(peer) }
-        let data = shared.segment.data
+        let data = shared.segment!.data
         #expect(data.load(fromByteOffset: 1024, as: UInt64.self) == 60_000)
         #expect(data.load(fromByteOffset: 1032, as: UInt64.self) == 60_000)
     }
@@ -215,12 +215,12 @@ struct SyncProcessTests {
         let taker = try TestSupport.spawnPeer(["semaphore-take", semaphoreName, "1000"])
         let listener = try TestSupport.spawnPeer(["event-wait", eventName])
         #expect(try listener.readLine(timeout: .seconds(20))?.hasPrefix("waiting") == true)
-        for _ in 0..<1000 { semaphore.semaphore.post() }
+        for _ in 0..<1000 { semaphore.post() }
         try expectSuccess(taker)
-        #expect(semaphore.semaphore.value == 0)
+        #expect(semaphore.value == 0)
         let deadline = monotonicNanoseconds() + 10_000_000_000
-        while event.event.sleepingWaiters == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
-        event.event.signal()
+        while event.sleepingWaiters == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
+        event.signal()
         try expectSuccess(listener)
         #expect(listener.outputText.contains("signalled"))
     }

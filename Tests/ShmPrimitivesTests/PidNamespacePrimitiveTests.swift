@@ -53,7 +53,7 @@ struct PidNamespacePrimitiveTests {
     @Test func anMPMCClaimInAnotherPidNamespaceWaitsForItsOwnerThenIsSkipped() throws {
         if TestSupport.skipWithoutPidNamespaces() { return }
         let name = TestSupport.uniqueName("nsmpmc")
-        let queue = try MessageQueue.create(name, capacity: 8, slotSize: 8).queue
+        let queue = try MessageQueue.create(name, capacity: 8, slotSize: 8)
         let peer = try TestSupport.spawnInNewPidNamespace(TestSupport.peerPath, ["queue-claim-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "claimed")
         try queue.enqueue(value: UInt64(77))
@@ -73,15 +73,15 @@ struct PidNamespacePrimitiveTests {
         let peer = try TestSupport.spawnInNewPidNamespace(TestSupport.peerPath, ["mutex-lock-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "locked acquired")
         var timedOut = false
-        do { _ = try shared.mutex.lock(timeout: .milliseconds(200)) } catch { if case .timedOut = error { timedOut = true } }
+        do { _ = try shared.lock(timeout: .milliseconds(200)) } catch { if case .timedOut = error { timedOut = true } }
         #expect(timedOut, "the lock held in another pid namespace was not held here")
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))
         var outcome: String = "none"
         do {
-            let acquisition = try shared.mutex.lock(timeout: .seconds(5))
+            let acquisition = try shared.lock(timeout: .seconds(5))
             if case .ownerDied = acquisition { outcome = "ownerDied" } else { outcome = "acquired" }
-            try shared.mutex.unlock()
+            try shared.unlock()
         } catch {
             outcome = "\(error)"
         }
@@ -103,7 +103,7 @@ struct PidNamespacePrimitiveTests {
             let status = try peer.wait(timeout: .seconds(120))
             #expect(status == .exited(0), "\(peer.errorText)")
         }
-        let data = shared.segment.data
+        let data = shared.segment!.data
         #expect(data.load(fromByteOffset: 1024, as: UInt64.self) == 20_000)
         #expect(data.load(fromByteOffset: 1032, as: UInt64.self) == 20_000)
     }

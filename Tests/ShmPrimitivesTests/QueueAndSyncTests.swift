@@ -7,9 +7,9 @@ import ShmTestSupport
 @testable import ShmPrimitives
 @testable import ShmSystem
 
-func makeQueue(capacity: Int, slotSize: Int) throws -> MPMCQueue {
-    let (mapping, _) = try AnonymousSharedMemory.map(size: MPMCQueue.requiredSize(capacity: capacity, slotSize: slotSize))
-    return try MPMCQueue.initialize(mapping.bytes, capacity: capacity, slotSize: slotSize)
+func makeQueue(capacity: Int, slotSize: Int) throws -> MessageQueue {
+    let (mapping, _) = try AnonymousSharedMemory.map(size: MessageQueue.requiredSize(capacity: capacity, slotSize: slotSize))
+    return try MessageQueue.initialize(mapping.bytes, capacity: capacity, slotSize: slotSize)
 }
 
 @Suite("MPMC queue")
@@ -21,7 +21,7 @@ struct MPMCQueueTests {
         for i in 0..<8 { #expect(try queue.tryEnqueue([UInt8(i), 1, 2])) }
         #expect(try !queue.tryEnqueue([9]))
         #expect(queue.approximateCount == 8)
-        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.enqueue([9], timeout: .milliseconds(30), strategy: .block) }
+        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.enqueue([9], timeout: .milliseconds(30)) }
         for i in 0..<8 { #expect(try queue.dequeue(timeout: .seconds(1)) == [UInt8(i), 1, 2]) }
         #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.dequeue(timeout: .milliseconds(30)) }
         // Many laps.
@@ -79,7 +79,7 @@ struct MPMCQueueTests {
         let queue = try makeQueue(capacity: 4, slotSize: 8)
         try queue.enqueue([1])
         // A lap no legal transition leads to.
-        queue.slots.storeBytes(of: MPMCQueue.encode(lap: 0x12345, state: MPMCQueue.ready, claimant: 1), as: UInt64.self)
+        queue.slots.storeBytes(of: MessageQueue.encode(lap: 0x12345, state: MessageQueue.ready, claimant: 1), as: UInt64.self)
         var b = [UInt8](repeating: 0, count: 8)
         #expect(throws: QueueError.self) { try b.withUnsafeMutableBytes { _ = try queue.tryDequeue(into: $0) } }
         #expect(throws: QueueError.self) { try queue.dequeue(timeout: .milliseconds(50)) }
@@ -109,7 +109,7 @@ func makeRegion(_ size: Int = 4096) throws -> MappedBytes {
 @Suite("Mutex, semaphore and event")
 struct SyncPrimitiveTests {
     @Test func mutexBasics() throws {
-        let mutex = try RobustMutex.initialize(makeRegion())
+        let mutex = try SharedMutex.initialize(makeRegion())
         #expect(try mutex.lock(timeout: .seconds(1)) == .acquired)
         #expect(mutex.holderProcess?.pid == getpid())
         #expect(throws: SyncError.wouldDeadlock) { try mutex.lock(timeout: .milliseconds(10)) }
@@ -123,7 +123,7 @@ struct SyncPrimitiveTests {
     }
 
     @Test func mutexExcludesThreadsAndTimesOut() throws {
-        let mutex = try RobustMutex.initialize(makeRegion())
+        let mutex = try SharedMutex.initialize(makeRegion())
         let region = mutex.region
         let threads = (0..<4).map { _ in
             TestThread {
@@ -158,10 +158,10 @@ struct SyncPrimitiveTests {
     }
 
     @Test func semaphoreCountsAndTimesOut() throws {
-        let semaphore = try FutexSemaphore.initialize(makeRegion(), initialValue: 2)
+        let semaphore = try SharedSemaphore.initialize(makeRegion(), initialValue: 2)
         #expect(semaphore.tryWait() && semaphore.tryWait())
         #expect(!semaphore.tryWait())
-        #expect(!semaphore.wait(timeout: .milliseconds(20), strategy: .block))
+        #expect(!semaphore.wait(timeout: .milliseconds(20)))
         semaphore.post(3)
         #expect(semaphore.value == 3)
         #expect(semaphore.wait(timeout: .seconds(1)))
@@ -169,24 +169,52 @@ struct SyncPrimitiveTests {
     }
 
     @Test func eventWaitsForASignal() throws {
-        let event = try FutexEvent.initialize(makeRegion())
+        let event = try SharedEvent.initialize(makeRegion())
         let seen = event.sequence
         #expect(event.wait(after: seen, timeout: .milliseconds(20)) == nil)
         event.signal()
         #expect(event.wait(after: seen, timeout: .seconds(1)) == seen &+ 1)
-        let waiter = TestThread { _ = event.wait(after: seen &+ 1, timeout: .seconds(10), strategy: .block) }
+        let blocking = try SharedEvent(attaching: event.region, waitStrategy: .block)
+        #expect(blocking.waitStrategy == .block)
+        let waiter = TestThread { _ = blocking.wait(after: seen &+ 1, timeout: .seconds(10)) }
         while event.sleepingWaiters == 0 { usleep(1000) }
         event.signal(all: false)
         waiter.join()
         #expect(event.sleepingWaiters == 0)
     }
 
+    /// A handle's wait strategy is its own, and its spin budget learns from
+    /// every wait through the handle (a per-call waiter started at the
+    /// maximum each time): each wait that has to park halves it.
+    @Test func handlesKeepTheirWaitStrategyAndLearn() throws {
+        let policy = SpinPolicy(minimumSpin: .microseconds(1), maximumSpin: .microseconds(400))
+        let (mapping, _) = try AnonymousSharedMemory.map(size: MessageQueue.requiredSize(capacity: 4, slotSize: 8))
+        let queue = try MessageQueue.initialize(mapping.bytes, capacity: 4, slotSize: 8, waitStrategy: .spinThenPark(policy))
+        #expect(queue.waitStrategy == .spinThenPark(policy))
+        #expect(queue.waiter.spinBudget == 400_000)
+        #expect(throws: QueueError.timedOut(.milliseconds(5))) { try queue.dequeue(timeout: .milliseconds(5)) }
+        #expect(queue.waiter.spinBudget == 200_000)
+        #expect(throws: QueueError.timedOut(.milliseconds(5))) { try queue.dequeue(timeout: .milliseconds(5)) }
+        #expect(queue.waiter.spinBudget == 100_000)
+        // Another handle on the same memory has its own strategy and budget.
+        let other = try MessageQueue(attaching: mapping.bytes, waitStrategy: .block)
+        #expect(other.waitStrategy == .block && queue.waiter.spinBudget == 100_000)
+
+        let semaphore = try SharedSemaphore.initialize(makeRegion(), waitStrategy: .spinThenPark(policy))
+        #expect(!semaphore.wait(timeout: .milliseconds(5)))
+        #expect(semaphore.waiter.spinBudget == 200_000)
+        let event = try SharedEvent.initialize(makeRegion(), waitStrategy: .spinThenPark(policy))
+        #expect(event.wait(after: event.sequence, timeout: .milliseconds(5)) == nil)
+        #expect(event.wait(after: event.sequence, timeout: .milliseconds(5)) == nil)
+        #expect(event.waiter.spinBudget == 100_000)
+    }
+
     @Test func layoutsAreValidated() throws {
         let region = try makeRegion()
-        #expect(throws: SyncError.self) { try RobustMutex(attaching: region) }
-        _ = try FutexEvent.initialize(region)
-        #expect(throws: SyncError.self) { try FutexSemaphore(attaching: region) }
-        #expect(throws: SyncError.self) { try RobustMutex.initialize(region.view(0..<64)) }
+        #expect(throws: SyncError.self) { try SharedMutex(attaching: region) }
+        _ = try SharedEvent.initialize(region)
+        #expect(throws: SyncError.self) { try SharedSemaphore(attaching: region) }
+        #expect(throws: SyncError.self) { try SharedMutex.initialize(region.view(0..<64)) }
     }
 }
 

@@ -8,9 +8,9 @@ import ShmTestSupport
 @testable import ShmSystem
 
 /// A ring in private anonymous shared memory, for single-process unit tests.
-func makeRing(capacity: Int, maxMessageSize: Int? = nil) throws -> SPSCRing {
-    let (mapping, _) = try AnonymousSharedMemory.map(size: SPSCRing.requiredSize(capacity: capacity))
-    return try SPSCRing.initialize(mapping.bytes, capacity: capacity, maxMessageSize: maxMessageSize)
+func makeRing(capacity: Int, maxMessageSize: Int? = nil) throws -> MessageRing {
+    let (mapping, _) = try AnonymousSharedMemory.map(size: MessageRing.requiredSize(capacity: capacity))
+    return try MessageRing.initialize(mapping.bytes, capacity: capacity, maxMessageSize: maxMessageSize)
 }
 
 @Suite("SPSC ring")
@@ -52,7 +52,7 @@ struct RingTests {
         let producer = try ring.producer(waitStrategy: .block), consumer = try ring.consumer(waitStrategy: .block)
         var sent = 0
         while try producer.trySend(Array(repeating: UInt8(sent), count: 24)) { sent += 1 }
-        #expect(sent == 256 / SPSCRing.recordSize(24))
+        #expect(sent == 256 / MessageRing.recordSize(24))
 
         let start = monotonicNanoseconds()
         #expect(throws: QueueError.timedOut(.milliseconds(50))) {
@@ -76,8 +76,8 @@ struct RingTests {
         #expect(throws: QueueError.self) { try makeRing(capacity: 1000) }
         #expect(throws: QueueError.self) { try makeRing(capacity: 1024, maxMessageSize: 600) }
         let (tiny, _) = try AnonymousSharedMemory.map(size: 4096)
-        #expect(throws: QueueError.regionTooSmall(needed: SPSCRing.dataOffset + 8192, available: 4096)) {
-            try SPSCRing.initialize(tiny.bytes, capacity: 8192)
+        #expect(throws: QueueError.regionTooSmall(needed: MessageRing.dataOffset + 8192, available: 4096)) {
+            try MessageRing.initialize(tiny.bytes, capacity: 8192)
         }
     }
 
@@ -162,7 +162,7 @@ struct RingTests {
         #expect(try consumer.receive(timeout: .seconds(1)) == [7])
         // A length that runs past what was written.
         try producer.send([8, 8])
-        ring.data.storeBytes(of: UInt32(900), toByteOffset: (Int(producer.tail) - SPSCRing.recordSize(2)) & 1023 + 8, as: UInt32.self)
+        ring.data.storeBytes(of: UInt32(900), toByteOffset: (Int(producer.tail) - MessageRing.recordSize(2)) & 1023 + 8, as: UInt32.self)
         #expect(throws: QueueError.self) { try consumer.tryReceive() }
         try producer.send([9])
         #expect(try consumer.receive(timeout: .seconds(1)) == [9])
@@ -175,7 +175,7 @@ struct RingTests {
             let producer = try? ring.producer(), consumer = try? ring.consumer()
             _ = try? producer?.trySend(Array(repeating: 3, count: Int.random(in: 0...200)))
             // Scribble over a random shared word or data byte.
-            let offset = [SPSCRing.tailOffset, SPSCRing.headOffset, SPSCRing.dataOffset + Int.random(in: 0..<512)].randomElement()!
+            let offset = [MessageRing.tailOffset, MessageRing.headOffset, MessageRing.dataOffset + Int.random(in: 0..<512)].randomElement()!
             ring.region.storeBytes(of: UInt64.random(in: 0...UInt64.max, using: &generator) & [0xff, 0xffff, .max, 8 * 0x3f].randomElement()!,
                                    toByteOffset: offset & ~7, as: UInt64.self)
             _ = try? consumer?.tryReceive()
@@ -206,7 +206,7 @@ struct RingTests {
             let first = try ring.producer()
             try first.send([1])
             try first.send([2])
-            ring.tail.pointee.store(UInt64(SPSCRing.recordSize(1)), ordering: .relaxed)
+            ring.tail.pointee.store(UInt64(MessageRing.recordSize(1)), ordering: .relaxed)
             // As if it died after publishing [2] but before storing tail.
         }
         let second = try ring.producer()
@@ -218,11 +218,11 @@ struct RingTests {
 
     @Test func headerIsValidatedOnAttach() throws {
         let ring = try makeRing(capacity: 1024)
-        #expect(try SPSCRing(attaching: ring.region).capacity == 1024)
+        #expect(try MessageRing(attaching: ring.region).capacity == 1024)
         ring.region.storeBytes(of: UInt64(2048), toByteOffset: 8, as: UInt64.self) // capacity, under the checksum
-        #expect(throws: QueueError.invalidLayout("SPSC ring header checksum mismatch")) { try SPSCRing(attaching: ring.region) }
+        #expect(throws: QueueError.invalidLayout("SPSC ring header checksum mismatch")) { try MessageRing(attaching: ring.region) }
         let (blank, _) = try AnonymousSharedMemory.map(size: 8192)
-        #expect(throws: QueueError.self) { try SPSCRing(attaching: blank.bytes) }
+        #expect(throws: QueueError.self) { try MessageRing(attaching: blank.bytes) }
     }
 
     @Test func steadyStateSendAndReceiveAllocateNothing() throws {

@@ -123,8 +123,8 @@ package struct ServiceLayout: @unchecked Sendable {
 
     static func patternAreaSize(_ config: Config) -> Int {
         switch config.pattern {
-        case .event: FutexEvent.size + 8 * config.maxEventID
-        case .requestResponse: MPMCQueue.requiredSize(capacity: IndexQueue.capacity(atLeast: config.bufferSize),
+        case .event: SharedEvent.size + 8 * config.maxEventID
+        case .requestResponse: MessageQueue.requiredSize(capacity: IndexQueue.capacity(atLeast: config.bufferSize),
                                                        slotSize: RequestEntry.header + config.requestSize)
         case .publishSubscribe: 0
         }
@@ -158,9 +158,9 @@ package struct ServiceLayout: @unchecked Sendable {
         let start = patternAreaStart(config)
         switch config.pattern {
         case .event:
-            _ = try? FutexEvent.initialize(data.view(start..<start + FutexEvent.size))
+            _ = try? SharedEvent.initialize(data.view(start..<start + SharedEvent.size))
         case .requestResponse:
-            _ = try? MPMCQueue.initialize(data.view(start..<start + patternAreaSize(config)),
+            _ = try? MessageQueue.initialize(data.view(start..<start + patternAreaSize(config)),
                                           capacity: IndexQueue.capacity(atLeast: config.bufferSize),
                                           slotSize: RequestEntry.header + config.requestSize)
         case .publishSubscribe:

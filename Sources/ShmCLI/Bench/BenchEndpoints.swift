@@ -101,11 +101,11 @@ final class FutexEndpoint: BenchEndpoint {
 final class RingEndpoint: BenchEndpoint {
     let size: Int
     let zeroCopy: Bool
-    let producer: SPSCRing.Producer
-    let consumer: SPSCRing.Consumer
+    let producer: MessageRing.Producer
+    let consumer: MessageRing.Consumer
     let scratch: UnsafeMutableRawBufferPointer
 
-    init(out: SPSCRing, in inbound: SPSCRing, size: Int, zeroCopy: Bool, strategy: WaitStrategy) throws {
+    init(out: MessageRing, in inbound: MessageRing, size: Int, zeroCopy: Bool, strategy: WaitStrategy) throws {
         self.size = size
         self.zeroCopy = zeroCopy
         producer = try out.producer(waitStrategy: strategy)
@@ -196,7 +196,7 @@ final class RingEndpoint: BenchEndpoint {
     /// Capacity for messages of `size` bytes (any message fits at any position).
     static func capacity(for size: Int) -> Int {
         var capacity = 4096
-        while SPSCRing.maximumMessageSize(capacity: capacity) < size { capacity <<= 1 }
+        while MessageRing.maximumMessageSize(capacity: capacity) < size { capacity <<= 1 }
         return capacity
     }
 }

@@ -103,7 +103,7 @@ enum BenchSetup {
 
     /// Byte offset of the second ring in a two-ring segment.
     static func secondRingOffset(capacity: Int) -> Int {
-        (SPSCRing.requiredSize(capacity: capacity) + 4095) & ~4095
+        (MessageRing.requiredSize(capacity: capacity) + 4095) & ~4095
     }
 
     /// Sets up the parent's side; `ringCapacity` overrides the ring size (throughput).
@@ -127,11 +127,11 @@ enum BenchSetup {
             let capacity = ringCapacity ?? RingEndpoint.capacity(for: size)
             let second = secondRingOffset(capacity: capacity)
             let segment = try SharedMemorySegment.create(name, size: second * 2, populate: true) { data in
-                _ = try SPSCRing.initialize(data.view(0..<second), capacity: capacity)
-                _ = try SPSCRing.initialize(data.view(second..<2 * second), capacity: capacity)
+                _ = try MessageRing.initialize(data.view(0..<second), capacity: capacity)
+                _ = try MessageRing.initialize(data.view(second..<2 * second), capacity: capacity)
             }
-            let out = try SPSCRing(attaching: segment.data.view(0..<second), anchor: segment)
-            let inbound = try SPSCRing(attaching: segment.data.view(second..<2 * second), anchor: segment)
+            let out = try MessageRing(attaching: segment.data.view(0..<second), anchor: segment)
+            let inbound = try MessageRing(attaching: segment.data.view(second..<2 * second), anchor: segment)
             let endpoint = try RingEndpoint(out: out, in: inbound, size: size, zeroCopy: mechanism != .ringCopy,
                                             strategy: mechanism.ringStrategy)
             args += ["--name", name, "--capacity", String(capacity)]
@@ -214,8 +214,8 @@ enum BenchSetup {
         case .ringSpin, .ringDefault, .ringBlock, .ringCopy:
             let segment = try SharedMemorySegment.open(name ?? "")
             let second = secondRingOffset(capacity: capacity ?? 0)
-            let fromParent = try SPSCRing(attaching: segment.data.view(0..<second), anchor: segment)
-            let toParent = try SPSCRing(attaching: segment.data.view(second..<2 * second), anchor: segment)
+            let fromParent = try MessageRing(attaching: segment.data.view(0..<second), anchor: segment)
+            let toParent = try MessageRing(attaching: segment.data.view(second..<2 * second), anchor: segment)
             return try RingEndpoint(out: toParent, in: fromParent, size: size, zeroCopy: mechanism != .ringCopy,
                                     strategy: mechanism.ringStrategy)
         case .pipe, .unix:

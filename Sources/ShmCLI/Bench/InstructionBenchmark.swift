@@ -54,7 +54,7 @@ struct InstructionBenchCommand: ParsableCommand {
             }
         case .ring:
             let ring = try MessageRing.create(name, capacity: 1 << 16)
-            let producer = try ring.ring.producer(), consumer = try ring.ring.consumer()
+            let producer = try ring.producer(), consumer = try ring.consumer()
             for i in 0..<(1000 + iterations) {
                 guard try producer.trySend(value: UInt64(i)), let value = try consumer.tryReceive(UInt64.self) else {
                     throw CommandFailure("message \(i) missing")

@@ -151,7 +151,7 @@ struct ThroughputBenchCommand: ParsableCommand {
         var capacity = Self.ringCapacity(for: size)
         if let requested = ringCapacity?.bytes {
             capacity = 4096
-            while capacity < requested || SPSCRing.maximumMessageSize(capacity: capacity) < size { capacity <<= 1 }
+            while capacity < requested || MessageRing.maximumMessageSize(capacity: capacity) < size { capacity <<= 1 }
         }
         let session = try BenchSetup.parent(latencyMechanism, size: size, ringCapacity: capacity)
         let child = try spawnBenchPeer(session, role: "produce", childCPU: childCPU,

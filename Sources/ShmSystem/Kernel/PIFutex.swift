@@ -8,7 +8,7 @@ import CShm
 /// process-private). The word holds the owner's thread id (`ownerMask`)
 /// and the kernel's `waitersBit`; the kernel queues waiters, hands the lock
 /// over on unlock, and reports an owner thread that no longer exists.
-/// `RobustMutex` builds the protocol on top.
+/// `SharedMutex` builds the protocol on top.
 package enum PIFutex {
     /// `FUTEX_TID_MASK`: the owner's thread id in the word.
     package static let ownerMask: UInt32 = cshm_futex_tid_mask()

@@ -42,7 +42,7 @@ public final class EventService: @unchecked Sendable {
         self.config = config
         // Laid out by the creator before the service became visible.
         do {
-            event = try FutexEvent(attaching: attachment.layout.patternArea.view(0..<FutexEvent.size), anchor: attachment)
+            event = try SharedEvent(attaching: attachment.layout.patternArea.view(0..<SharedEvent.size), anchor: attachment)
         } catch {
             throw .corrupt(service: name.value, reason: "event area: \(error)")
         }
@@ -53,11 +53,11 @@ public final class EventService: @unchecked Sendable {
         try Listener(service: self, waitStrategy: waitStrategy)
     }
 
-    let event: FutexEvent
+    let event: SharedEvent
 
     /// One counter per id, after the futex event in the service's pattern area.
     var counters: EventCounters {
-        EventCounters(base: attachment.layout.patternArea.unsafeBaseAddress + FutexEvent.size, count: config.maxEventID + 1)
+        EventCounters(base: attachment.layout.patternArea.unsafeBaseAddress + SharedEvent.size, count: config.maxEventID + 1)
     }
 }
 

@@ -6,7 +6,7 @@ public final class Listener: @unchecked Sendable {
     public let service: EventService
     public let portID: UInt64
     let slotIndex: Int
-    let event: FutexEvent
+    let event: SharedEvent
     let strategy: WaitStrategy
     /// This listener's waits: its spin budget adapts across calls.
     var waiter: Waiter

@@ -6,7 +6,7 @@ public final class Notifier: @unchecked Sendable {
     public let service: EventService
     public let portID: UInt64
     let slotIndex: Int
-    let event: FutexEvent
+    let event: SharedEvent
 
     init(service: EventService) throws(ServiceError) {
         self.service = service

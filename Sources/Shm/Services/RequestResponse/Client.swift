@@ -18,7 +18,7 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     }
 
     /// Sends `request`, waiting at most `timeout` for room in the request
-    /// queue (`MPMCQueue` in the service segment; copies the value).
+    /// queue (`MessageQueue` in the service segment; copies the value).
     @inlinable
     public func send(_ request: Request, timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
         var copy = request

@@ -8,8 +8,8 @@ import ShmSystem
 @usableFromInline
 package final class ClientPort: @unchecked Sendable {
     let attachment: ServiceAttachment
-    let requests: MPMCQueue
-    let responses: MPMCQueue
+    let requests: MessageQueue
+    let responses: MessageQueue
     let segment: SharedMemorySegment
     @usableFromInline package let portID: UInt64
     let slotIndex: Int
@@ -34,7 +34,7 @@ package final class ClientPort: @unchecked Sendable {
         .corrupt(service: attachment.name.value, reason: "\(what) of \(length) bytes for a type of \(size)")
     }
 
-    init(attachment: ServiceAttachment, requests: MPMCQueue, requestSize: Int, responseSize: Int,
+    init(attachment: ServiceAttachment, requests: MessageQueue, requestSize: Int, responseSize: Int,
          responseCapacity: Int, strategy: WaitStrategy) throws(ServiceError) {
         self.attachment = attachment
         self.requests = requests
@@ -46,12 +46,12 @@ package final class ClientPort: @unchecked Sendable {
         let slot = RequestEntry.header + responseSize
         segment = try serviceCall {
             try SharedMemorySegment.create(attachment.name.portSegmentName(.responses, id),
-                                           size: MPMCQueue.requiredSize(capacity: responseCapacity, slotSize: slot),
+                                           size: MessageQueue.requiredSize(capacity: responseCapacity, slotSize: slot),
                                            kind: ClientPort.kind, lifetime: .persistent) { data in
-                _ = try MPMCQueue.initialize(data, capacity: responseCapacity, slotSize: slot)
+                _ = try MessageQueue.initialize(data, capacity: responseCapacity, slotSize: slot)
             }
         }
-        do { responses = try MPMCQueue(attaching: segment.data, anchor: segment) }
+        do { responses = try MessageQueue(attaching: segment.data, anchor: segment) }
         catch {
             segment.unlinkIfStillLinked()
             throw .queue(error)
@@ -161,7 +161,7 @@ package final class ClientPort: @unchecked Sendable {
 @usableFromInline
 package final class ServerPort: @unchecked Sendable {
     let attachment: ServiceAttachment
-    let requests: MPMCQueue
+    let requests: MessageQueue
     @usableFromInline package let portID: UInt64
     let slotIndex: Int
     let strategy: WaitStrategy
@@ -173,8 +173,8 @@ package final class ServerPort: @unchecked Sendable {
     /// one answered (most exchanges answer the same client again). Behind a
     /// mutex: requests may be answered from several threads at once.
     struct ClientCache {
-        var clients: [UInt64: (SharedMemorySegment, MPMCQueue)] = [:]
-        var last: (id: UInt64, queue: MPMCQueue)?
+        var clients: [UInt64: (SharedMemorySegment, MessageQueue)] = [:]
+        var last: (id: UInt64, queue: MessageQueue)?
     }
     let clientCache = Mutex(ClientCache())
     /// Empty polls since we last looked for slots abandoned by killed processes.
@@ -187,7 +187,7 @@ package final class ServerPort: @unchecked Sendable {
         .corrupt(service: attachment.name.value, reason: "\(what) of \(length) bytes for a type of \(size)")
     }
 
-    init(attachment: ServiceAttachment, requests: MPMCQueue, requestSize: Int, responseSize: Int,
+    init(attachment: ServiceAttachment, requests: MessageQueue, requestSize: Int, responseSize: Int,
          maxClients: Int, strategy: WaitStrategy) throws(ServiceError) {
         self.maxClients = maxClients
         self.attachment = attachment
@@ -282,7 +282,9 @@ package final class ServerPort: @unchecked Sendable {
                         forget(clientID)
                         return false
                     }
-                    try queue.enqueue(bytes, timeout: timeout, strategy: strategy)
+                    var w = waiter // a local copy, stored back: no access to the port held across the wait
+                    defer { waiter = w }
+                    try queue.enqueue(bytes, timeout: timeout, waiter: &w)
                     return true
                 } catch {
                     // A client that stopped reading: forget it.
@@ -305,8 +307,8 @@ package final class ServerPort: @unchecked Sendable {
         }
     }
 
-    func responseQueue(of clientID: UInt64) -> MPMCQueue? {
-        if let queue = clientCache.withLock({ cache -> MPMCQueue? in
+    func responseQueue(of clientID: UInt64) -> MessageQueue? {
+        if let queue = clientCache.withLock({ cache -> MessageQueue? in
             if let last = cache.last, last.id == clientID { return last.queue }
             if let (_, queue) = cache.clients[clientID] {
                 cache.last = (clientID, queue)
@@ -317,7 +319,7 @@ package final class ServerPort: @unchecked Sendable {
         guard clientIsRegistered(clientID),
               let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName(.responses, clientID),
                                                           kind: ClientPort.kind, timeout: .milliseconds(100)),
-              let queue = try? MPMCQueue(attaching: segment.data, anchor: segment),
+              let queue = try? MessageQueue(attaching: segment.data, anchor: segment),
               queue.slotSize == RequestEntry.header + responseSize else { return nil }
         clientCache.withLock { cache in
             if cache.clients.count > 4 * maxClients { cache.clients.removeAll() }

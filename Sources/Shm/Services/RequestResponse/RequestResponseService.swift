@@ -33,7 +33,7 @@ public final class RequestResponseService<Request: BitwiseCopyable, Response: Bi
     package let core: RawRequestResponseService
     public var config: RequestResponseConfig { core.config }
     public var name: String { core.name }
-    var requests: MPMCQueue { core.requests }
+    var requests: MessageQueue { core.requests }
     var attachment: ServiceAttachment { core.attachment }
 
     init(node: Node, name: ServiceName, typeName: String?, config: RequestResponseConfig, mode: OpenMode) throws(ServiceError) {
@@ -69,7 +69,7 @@ package final class RawRequestResponseService: @unchecked Sendable {
     let attachment: ServiceAttachment
     package let config: RequestResponseConfig
     package var name: String { attachment.name.value }
-    let requests: MPMCQueue
+    let requests: MessageQueue
     /// The most bytes a request / a response holds.
     package let requestSize: Int, responseSize: Int
     /// The request type's name, size and alignment, as stored in the service.
@@ -95,7 +95,7 @@ package final class RawRequestResponseService: @unchecked Sendable {
         requestSize = request.size
         self.responseSize = responseSize
         requestType = request
-        do { requests = try MPMCQueue(attaching: attachment.layout.patternArea, anchor: attachment) }
+        do { requests = try MessageQueue(attaching: attachment.layout.patternArea, anchor: attachment) }
         catch { throw .corrupt(service: name.value, reason: "request queue: \(error)") }
         // Never trust the queue header: a slot of another size would wedge every server.
         guard requests.slotSize == RequestEntry.header + request.size else {

@@ -32,7 +32,7 @@ import ShmSystem
 /// Every state word read from shared memory is decoded and checked against
 /// the lap the reader expects; a value that fits no legal transition is
 /// reported as `QueueError.corruptIndices`, never trusted.
-public final class MPMCQueue: @unchecked Sendable {
+public final class MessageQueue: @unchecked Sendable {
     static let magic = SegmentKind("MPMC")
     static let version: UInt32 = 2
     static let headerFields = 4 // capacity, slotSize, slotStride, regionSize
@@ -69,6 +69,12 @@ public final class MPMCQueue: @unchecked Sendable {
     package let notEmpty: Parker
     package let notFull: Parker
     let me: UInt64
+    /// The handle's waiter: waits through this object use its strategy and
+    /// adapt its spin budget (`HandleWaiter`).
+    package let waiter: HandleWaiter
+
+    /// How waits through this handle wait, set when attaching.
+    public var waitStrategy: WaitStrategy { waiter.strategy }
 
     /// Bytes of region a queue needs.
     public static func requiredSize(capacity: Int, slotSize: Int) -> Int {
@@ -78,7 +84,8 @@ public final class MPMCQueue: @unchecked Sendable {
     static func stride(slotSize: Int) -> Int { (slotHeader + slotSize + 63) & ~63 }
 
     /// Lays out an empty queue of `capacity` slots of `slotSize` bytes.
-    public static func initialize(_ region: MappedBytes, capacity: Int, slotSize: Int, anchor: AnyObject? = nil) throws(QueueError) -> MPMCQueue {
+    public static func initialize(_ region: MappedBytes, capacity: Int, slotSize: Int, anchor: AnyObject? = nil,
+                                  waitStrategy: WaitStrategy = .default) throws(QueueError) -> MessageQueue {
         guard capacity >= 2, capacity <= 1 << 30, capacity & (capacity - 1) == 0 else {
             throw .invalidConfiguration("capacity \(capacity) must be a power of two from 2 to 2^30")
         }
@@ -95,38 +102,40 @@ public final class MPMCQueue: @unchecked Sendable {
         }
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
                            fields: [UInt64(capacity), UInt64(slotSize), UInt64(stride), UInt64(needed)])
-        return try MPMCQueue(attaching: region, anchor: anchor)
+        return try MessageQueue(attaching: region, anchor: anchor, waitStrategy: waitStrategy)
     }
 
-    /// Attaches to a queue laid out by another process.
-    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(QueueError) {
-        let f = try LayoutHeader.read(region, magic: MPMCQueue.magic, version: MPMCQueue.version,
-                                      count: MPMCQueue.headerFields, what: "MPMC queue")
+    /// Attaches to a queue laid out by another process; waits through this
+    /// handle (`enqueue`, `dequeue`) use `waitStrategy`.
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil, waitStrategy: WaitStrategy = .default) throws(QueueError) {
+        let f = try LayoutHeader.read(region, magic: MessageQueue.magic, version: MessageQueue.version,
+                                      count: MessageQueue.headerFields, what: "MPMC queue")
         let capacity = f[0], slotSize = f[1], stride = f[2], size = f[3]
         guard capacity >= 2, capacity <= 1 << 30, capacity & (capacity - 1) == 0,
-              slotSize >= 1, slotSize <= 1 << 30, stride == UInt64(MPMCQueue.stride(slotSize: Int(slotSize))),
-              size == UInt64(MPMCQueue.requiredSize(capacity: Int(capacity), slotSize: Int(slotSize))) else {
+              slotSize >= 1, slotSize <= 1 << 30, stride == UInt64(MessageQueue.stride(slotSize: Int(slotSize))),
+              size == UInt64(MessageQueue.requiredSize(capacity: Int(capacity), slotSize: Int(slotSize))) else {
             throw .invalidLayout("inconsistent queue header: capacity \(capacity), slotSize \(slotSize), stride \(stride), size \(size)")
         }
         guard Int(size) <= region.count else { throw .regionTooSmall(needed: Int(size), available: region.count) }
         precondition(Int(bitPattern: region.unsafeBaseAddress) % 128 == 0, "queue region must be 128-byte aligned")
         self.region = region
         self.anchor = anchor
+        self.waiter = HandleWaiter(waitStrategy)
         self.capacity = Int(capacity)
         self.slotSize = Int(slotSize)
         self.slotStride = Int(stride)
         self.mask = capacity - 1
         self.lapShift = UInt64(capacity.trailingZeroBitCount)
         let base = region.unsafeBaseAddress
-        slots = base + MPMCQueue.slotsOffset
-        enqueuePos = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.enqueueOffset))
-        dequeuePos = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.dequeueOffset))
-        lostProducers = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.lostProducersOffset))
-        lostConsumers = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.lostConsumersOffset))
-        corruptSlots = UnsafeMutablePointer(OpaquePointer(base + MPMCQueue.corruptOffset))
-        notEmpty = Parker(base + MPMCQueue.notEmptyOffset)
-        notFull = Parker(base + MPMCQueue.notFullOffset)
-        me = UInt64(ProcessIdentity.current.compact) & MPMCQueue.claimantMask
+        slots = base + MessageQueue.slotsOffset
+        enqueuePos = UnsafeMutablePointer(OpaquePointer(base + MessageQueue.enqueueOffset))
+        dequeuePos = UnsafeMutablePointer(OpaquePointer(base + MessageQueue.dequeueOffset))
+        lostProducers = UnsafeMutablePointer(OpaquePointer(base + MessageQueue.lostProducersOffset))
+        lostConsumers = UnsafeMutablePointer(OpaquePointer(base + MessageQueue.lostConsumersOffset))
+        corruptSlots = UnsafeMutablePointer(OpaquePointer(base + MessageQueue.corruptOffset))
+        notEmpty = Parker(base + MessageQueue.notEmptyOffset)
+        notFull = Parker(base + MessageQueue.notFullOffset)
+        me = UInt64(ProcessIdentity.current.compact) & MessageQueue.claimantMask
     }
 
     // MARK: State words
@@ -141,7 +150,7 @@ public final class MPMCQueue: @unchecked Sendable {
         ProcessIdentity(compact: UInt32(word & claimantMask)).liveness == .dead
     }
 
-    @inline(__always) func lap(ofPosition p: UInt64) -> UInt64 { (p >> lapShift) & MPMCQueue.lapMask }
+    @inline(__always) func lap(ofPosition p: UInt64) -> UInt64 { (p >> lapShift) & MessageQueue.lapMask }
 
     @inline(__always) func slot(_ p: UInt64) -> UnsafeMutableRawPointer { slots + Int(p & mask) * slotStride }
 
@@ -151,7 +160,7 @@ public final class MPMCQueue: @unchecked Sendable {
 
     /// How far the word's lap is ahead of `lap` (0 same, 1 next, lapMask previous).
     @inline(__always) static func lapDistance(_ word: UInt64, from lap: UInt64) -> UInt64 {
-        (MPMCQueue.lap(word) &- lap) & lapMask
+        (MessageQueue.lap(word) &- lap) & lapMask
     }
 
     // MARK: Enqueue
@@ -162,13 +171,23 @@ public final class MPMCQueue: @unchecked Sendable {
         guard bytes.count <= slotSize else { throw .messageTooLarge(size: bytes.count, maximum: slotSize) }
         guard let (slot, lap) = try claimForWriting() else { return false }
         slot.storeBytes(of: UInt32(bytes.count), toByteOffset: SlotOffset.length, as: UInt32.self)
-        if bytes.count > 0 { (slot + MPMCQueue.slotHeader).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        if bytes.count > 0 { (slot + MessageQueue.slotHeader).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         publish(slot, lap: lap)
         return true
     }
 
-    /// Copies `bytes` into the queue, waiting at most `timeout` for a free slot.
-    public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
+    /// Copies `bytes` into the queue, waiting at most `timeout` (nil: for
+    /// ever) for a free slot with the handle's wait strategy.
+    ///
+    /// - Throws: `.messageTooLarge` past `slotSize`, `.timedOut`,
+    ///   `.corruptIndices` when the shared positions make no sense.
+    public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(QueueError) {
+        if try tryEnqueue(bytes) { return }
+        try waiter.withWaiter { (waiter: inout Waiter) throws(QueueError) in try enqueue(bytes, timeout: timeout, waiter: &waiter) }
+    }
+
+    @available(*, deprecated, message: "the wait strategy is set per handle: MessageQueue.create/open/init(…, waitStrategy:)")
+    public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil, strategy: WaitStrategy) throws(QueueError) {
         var waiter = Waiter(strategy)
         try enqueue(bytes, timeout: timeout, waiter: &waiter)
     }
@@ -190,14 +209,14 @@ public final class MPMCQueue: @unchecked Sendable {
         try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try tryEnqueue(raw) } }.get()
     }
 
-    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
-        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout, strategy: strategy) } }.get()
+    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil) throws(QueueError) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout) } }.get()
     }
 
     /// Enqueues a trivially copyable value, written in place.
-    public func enqueue<T: BitwiseCopyable>(value: T, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) {
+    public func enqueue<T: BitwiseCopyable>(value: T, timeout: Duration? = nil) throws(QueueError) {
         var copy = value
-        try withUnsafeBytes(of: &copy) { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout, strategy: strategy) } }.get()
+        try withUnsafeBytes(of: &copy) { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout) } }.get()
     }
 
     /// Claims the slot at the enqueue position: returns it and its lap, or
@@ -213,27 +232,27 @@ public final class MPMCQueue: @unchecked Sendable {
             // FREE(lap) in `release(slot:)`: its reads of the old payload are
             // done before we overwrite it.
             let w = word.pointee.load(ordering: .acquiring)
-            let distance = MPMCQueue.lapDistance(w, from: lap)
-            let state = MPMCQueue.state(w)
-            if distance == 0 && state == MPMCQueue.free {
-                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.writing, claimant: me),
+            let distance = MessageQueue.lapDistance(w, from: lap)
+            let state = MessageQueue.state(w)
+            if distance == 0 && state == MessageQueue.free {
+                if word.pointee.compareExchange(expected: w, desired: MessageQueue.encode(lap: lap, state: MessageQueue.writing, claimant: me),
                                                 ordering: .acquiring).exchanged {
                     _ = enqueuePos.pointee.compareExchange(expected: p, desired: p &+ 1, ordering: .relaxed)
                     return (slot, lap)
                 }
                 p = enqueuePos.pointee.load(ordering: .relaxed)
-            } else if distance == 0 || (distance == 1 && state == MPMCQueue.free) {
+            } else if distance == 0 || (distance == 1 && state == MessageQueue.free) {
                 // Taken in this lap by another producer, or already consumed: help the position on.
                 _ = enqueuePos.pointee.compareExchange(expected: p, desired: p &+ 1, ordering: .relaxed)
                 p = enqueuePos.pointee.load(ordering: .relaxed)
-            } else if distance == MPMCQueue.lapMask {
+            } else if distance == MessageQueue.lapMask {
                 return nil // the previous lap's message is still there: full
             } else {
                 // Our position is stale (others moved on a lap or more), or the word is garbage.
                 let fresh = enqueuePos.pointee.load(ordering: .relaxed)
                 if fresh == p { stale += 1 } else { stale = 0 }
                 if stale > 2 {
-                    throw .corruptIndices("slot \(p & mask) holds lap \(MPMCQueue.lap(w)) state \(state) at enqueue position \(p) (lap \(lap))")
+                    throw .corruptIndices("slot \(p & mask) holds lap \(MessageQueue.lap(w)) state \(state) at enqueue position \(p) (lap \(lap))")
                 }
                 p = fresh
             }
@@ -245,7 +264,7 @@ public final class MPMCQueue: @unchecked Sendable {
         // SYNC POINT: seq_cst store releases the payload and length to the
         // consumer's acquire load in `claimForReading`, and orders the
         // sleepers check after it (Dekker with `Parker.sleep`).
-        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap, state: MPMCQueue.ready, claimant: me), ordering: .sequentiallyConsistent)
+        stateWord(slot).pointee.store(MessageQueue.encode(lap: lap, state: MessageQueue.ready, claimant: me), ordering: .sequentiallyConsistent)
         notEmpty.wakeIfSleeping()
     }
 
@@ -255,14 +274,26 @@ public final class MPMCQueue: @unchecked Sendable {
     /// the queue is empty (or its head slot is still being written).
     public func tryDequeue(into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int? {
         guard let (slot, lap, length) = try claimForReading(bufferSize: buffer.count) else { return nil }
-        if length > 0 { buffer.baseAddress!.copyMemory(from: slot + MPMCQueue.slotHeader, byteCount: length) }
+        if length > 0 { buffer.baseAddress!.copyMemory(from: slot + MessageQueue.slotHeader, byteCount: length) }
         release(slot, lap: lap)
         return length
     }
 
-    /// Copies the next message into `buffer`, waiting at most `timeout`.
+    /// Copies the next message into `buffer`, waiting at most `timeout`
+    /// (nil: for ever) with the handle's wait strategy.
+    ///
+    /// - Returns: the message's length in bytes.
+    /// - Throws: `.bufferTooSmall`, `.timedOut`, `.corruptIndices`.
+    public func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(QueueError) -> Int {
+        if let n = try tryDequeue(into: buffer) { return n }
+        return try waiter.withWaiter { (waiter: inout Waiter) throws(QueueError) -> Int in
+            try dequeue(into: buffer, timeout: timeout, waiter: &waiter)
+        }
+    }
+
+    @available(*, deprecated, message: "the wait strategy is set per handle: MessageQueue.create/open/init(…, waitStrategy:)")
     public func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil,
-                        strategy: WaitStrategy = .default) throws(QueueError) -> Int {
+                        strategy: WaitStrategy) throws(QueueError) -> Int {
         var waiter = Waiter(strategy)
         return try dequeue(into: buffer, timeout: timeout, waiter: &waiter)
     }
@@ -282,21 +313,21 @@ public final class MPMCQueue: @unchecked Sendable {
     }
 
     /// The next message as a new array (allocates), waiting at most `timeout`.
-    public func dequeue(timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) -> [UInt8] {
+    public func dequeue(timeout: Duration? = nil) throws(QueueError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: slotSize)
         let n = try buffer.withUnsafeMutableBytes { raw in
-            Result { () throws(QueueError) in try dequeue(into: raw, timeout: timeout, strategy: strategy) }
+            Result { () throws(QueueError) in try dequeue(into: raw, timeout: timeout) }
         }.get()
         buffer.removeLast(slotSize - n)
         return buffer
     }
 
     /// A trivially copyable value; the message must be exactly its size.
-    public func dequeue<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(QueueError) -> T {
+    public func dequeue<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil) throws(QueueError) -> T {
         precondition(MemoryLayout<T>.size <= slotSize, "\(T.self) is larger than a slot")
         return try withUnsafeTemporaryAllocation(byteCount: slotSize, alignment: 16) { buffer in
             Result { () throws(QueueError) -> T in
-                let n = try dequeue(into: buffer, timeout: timeout, strategy: strategy)
+                let n = try dequeue(into: buffer, timeout: timeout)
                 guard n == MemoryLayout<T>.size else { throw .sizeMismatch(expected: MemoryLayout<T>.size, actual: n) }
                 return buffer.load(as: T.self)
             }
@@ -315,13 +346,13 @@ public final class MPMCQueue: @unchecked Sendable {
             // SYNC POINT: acquire pairs with the producer's seq_cst store of
             // READY in `publish`: the payload and length are visible.
             let w = word.pointee.load(ordering: .acquiring)
-            let distance = MPMCQueue.lapDistance(w, from: lap)
-            let state = MPMCQueue.state(w)
-            if distance == 0 && state == MPMCQueue.ready {
+            let distance = MessageQueue.lapDistance(w, from: lap)
+            let state = MessageQueue.state(w)
+            if distance == 0 && state == MessageQueue.ready {
                 let length = Int(slot.load(fromByteOffset: SlotOffset.length, as: UInt32.self))
                 guard length <= slotSize else {
                     // A length no producer could write: drop the slot, keep the queue.
-                    if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, claimant: 0),
+                    if word.pointee.compareExchange(expected: w, desired: MessageQueue.encode(lap: lap &+ 1, state: MessageQueue.free, claimant: 0),
                                                     ordering: .acquiringAndReleasing).exchanged {
                         corruptSlots.pointee.wrappingAdd(1, ordering: .relaxed)
                         _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
@@ -332,25 +363,25 @@ public final class MPMCQueue: @unchecked Sendable {
                     continue
                 }
                 guard length <= bufferSize else { throw .bufferTooSmall(needed: length, available: bufferSize) }
-                if word.pointee.compareExchange(expected: w, desired: MPMCQueue.encode(lap: lap, state: MPMCQueue.reading, claimant: me),
+                if word.pointee.compareExchange(expected: w, desired: MessageQueue.encode(lap: lap, state: MessageQueue.reading, claimant: me),
                                                 ordering: .acquiring).exchanged {
                     _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
                     return (slot, lap, length)
                 }
                 d = dequeuePos.pointee.load(ordering: .relaxed)
-            } else if distance == 0 && (state == MPMCQueue.free || state == MPMCQueue.writing) {
+            } else if distance == 0 && (state == MessageQueue.free || state == MessageQueue.writing) {
                 return nil // nothing written here yet, or still being written
-            } else if (distance == 0 && state == MPMCQueue.reading) || (distance == 1 && state == MPMCQueue.free) {
+            } else if (distance == 0 && state == MessageQueue.reading) || (distance == 1 && state == MessageQueue.free) {
                 // Taken by another consumer, or already drained: help the position on.
                 _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
                 d = dequeuePos.pointee.load(ordering: .relaxed)
-            } else if distance == MPMCQueue.lapMask {
+            } else if distance == MessageQueue.lapMask {
                 return nil // the previous lap's reader is still finishing here: empty for us
             } else {
                 let fresh = dequeuePos.pointee.load(ordering: .relaxed)
                 if fresh == d { stale += 1 } else { stale = 0 }
                 if stale > 2 {
-                    throw .corruptIndices("slot \(d & mask) holds lap \(MPMCQueue.lap(w)) state \(state) at dequeue position \(d) (lap \(lap))")
+                    throw .corruptIndices("slot \(d & mask) holds lap \(MessageQueue.lap(w)) state \(state) at dequeue position \(d) (lap \(lap))")
                 }
                 d = fresh
             }
@@ -362,7 +393,7 @@ public final class MPMCQueue: @unchecked Sendable {
         // SYNC POINT: seq_cst store hands the slot back to producers (pairs
         // with the acquire load in `claimForWriting`) and orders the sleepers
         // check after it.
-        stateWord(slot).pointee.store(MPMCQueue.encode(lap: lap &+ 1, state: MPMCQueue.free, claimant: 0), ordering: .sequentiallyConsistent)
+        stateWord(slot).pointee.store(MessageQueue.encode(lap: lap &+ 1, state: MessageQueue.free, claimant: 0), ordering: .sequentiallyConsistent)
         notFull.wakeIfSleeping()
     }
 
@@ -371,13 +402,13 @@ public final class MPMCQueue: @unchecked Sendable {
     package func looksNotEmpty() -> Bool {
         let d = dequeuePos.pointee.load(ordering: .sequentiallyConsistent)
         let w = stateWord(slot(d)).pointee.load(ordering: .sequentiallyConsistent)
-        return MPMCQueue.lapDistance(w, from: lap(ofPosition: d)) == 0 && MPMCQueue.state(w) == MPMCQueue.ready
+        return MessageQueue.lapDistance(w, from: lap(ofPosition: d)) == 0 && MessageQueue.state(w) == MessageQueue.ready
     }
 
     func looksNotFull() -> Bool {
         let p = enqueuePos.pointee.load(ordering: .sequentiallyConsistent)
         let w = stateWord(slot(p)).pointee.load(ordering: .sequentiallyConsistent)
-        return MPMCQueue.lapDistance(w, from: lap(ofPosition: p)) != MPMCQueue.lapMask
+        return MessageQueue.lapDistance(w, from: lap(ofPosition: p)) != MessageQueue.lapMask
     }
 
     // MARK: Recovery
@@ -397,21 +428,21 @@ public final class MPMCQueue: @unchecked Sendable {
         let headLap = lap(ofPosition: d)
         // A reader or writer of the previous lap that died here leaves the
         // slot unusable for this lap: give it to this lap's producers.
-        if MPMCQueue.lapDistance(hw, from: headLap) == MPMCQueue.lapMask,
-           MPMCQueue.state(hw) == MPMCQueue.writing || MPMCQueue.state(hw) == MPMCQueue.reading,
-           MPMCQueue.claimantIsDead(hw),
-           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap, state: MPMCQueue.free, claimant: 0),
+        if MessageQueue.lapDistance(hw, from: headLap) == MessageQueue.lapMask,
+           MessageQueue.state(hw) == MessageQueue.writing || MessageQueue.state(hw) == MessageQueue.reading,
+           MessageQueue.claimantIsDead(hw),
+           headSlot.pointee.compareExchange(expected: hw, desired: MessageQueue.encode(lap: headLap, state: MessageQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
-            (MPMCQueue.state(hw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
+            (MessageQueue.state(hw) == MessageQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
             recovered += 1
             notFull.wake(count: .max)
         }
-        if MPMCQueue.lapDistance(hw, from: headLap) == 0,
-           MPMCQueue.state(hw) == MPMCQueue.writing || MPMCQueue.state(hw) == MPMCQueue.reading,
-           MPMCQueue.claimantIsDead(hw),
-           headSlot.pointee.compareExchange(expected: hw, desired: MPMCQueue.encode(lap: headLap &+ 1, state: MPMCQueue.free, claimant: 0),
+        if MessageQueue.lapDistance(hw, from: headLap) == 0,
+           MessageQueue.state(hw) == MessageQueue.writing || MessageQueue.state(hw) == MessageQueue.reading,
+           MessageQueue.claimantIsDead(hw),
+           headSlot.pointee.compareExchange(expected: hw, desired: MessageQueue.encode(lap: headLap &+ 1, state: MessageQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
-            (MPMCQueue.state(hw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
+            (MessageQueue.state(hw) == MessageQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
             _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
             recovered += 1
             notFull.wake(count: .max)
@@ -421,12 +452,12 @@ public final class MPMCQueue: @unchecked Sendable {
         let tailSlot = stateWord(slot(p))
         let tw = tailSlot.pointee.load(ordering: .acquiring)
         let tailLap = lap(ofPosition: p)
-        if MPMCQueue.lapDistance(tw, from: tailLap) == MPMCQueue.lapMask,
-           MPMCQueue.state(tw) == MPMCQueue.writing || MPMCQueue.state(tw) == MPMCQueue.reading,
-           MPMCQueue.claimantIsDead(tw),
-           tailSlot.pointee.compareExchange(expected: tw, desired: MPMCQueue.encode(lap: tailLap, state: MPMCQueue.free, claimant: 0),
+        if MessageQueue.lapDistance(tw, from: tailLap) == MessageQueue.lapMask,
+           MessageQueue.state(tw) == MessageQueue.writing || MessageQueue.state(tw) == MessageQueue.reading,
+           MessageQueue.claimantIsDead(tw),
+           tailSlot.pointee.compareExchange(expected: tw, desired: MessageQueue.encode(lap: tailLap, state: MessageQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
-            (MPMCQueue.state(tw) == MPMCQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
+            (MessageQueue.state(tw) == MessageQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
             recovered += 1
             notFull.wake(count: .max)
         }

@@ -1,11 +1,11 @@
 import Synchronization
 import ShmSystem
 
-extension SPSCRing {
-    /// The reading end of an `SPSCRing`. One per ring across all processes;
+extension MessageRing {
+    /// The reading end of an `MessageRing`. One per ring across all processes;
     /// use it from one thread at a time.
     public final class Consumer: @unchecked Sendable {
-        public let ring: SPSCRing
+        public let ring: MessageRing
         @usableFromInline let view: RingView
         /// This process's private state (see `Producer.local`).
         @usableFromInline let local: UnsafeMutablePointer<Local>
@@ -27,7 +27,7 @@ extension SPSCRing {
             set { local.pointee.lentOut = newValue }
         }
 
-        init(ring: SPSCRing, waitStrategy: WaitStrategy) throws(QueueError) {
+        init(ring: MessageRing, waitStrategy: WaitStrategy) throws(QueueError) {
             try ring.consumerSlot.claim(role: "consumer")
             let view = ring.view
             // SYNC POINT: acquire pairs with the stores of head/tail.
@@ -66,14 +66,14 @@ extension SPSCRing {
             let length = Int(word & 0xffff_ffff)
             let room = view.capacity - offset
             switch word >> 32 {
-            case SPSCRing.typeMessage:
-                let size = SPSCRing.recordSize(length)
+            case MessageRing.typeMessage:
+                let size = MessageRing.recordSize(length)
                 guard length <= view.maxMessageSize, size <= room else {
                     return .invalid("message length \(length) does not fit in the \(room) bytes to the end")
                 }
                 return .message(length: length, size: size)
-            case SPSCRing.typePadding:
-                guard offset > 0, length == room - SPSCRing.recordHeader else {
+            case MessageRing.typePadding:
+                guard offset > 0, length == room - MessageRing.recordHeader else {
                     return .invalid("padding of \(length) bytes at \(offset) does not reach the end")
                 }
                 return .padding(size: room)
@@ -89,7 +89,7 @@ extension SPSCRing {
             // seq_cst) store of this tag in `Producer.store`: the meta word
             // and payload written before it are visible.
             guard view.tagWord(at: offset).pointee.load(ordering: .acquiring) == view.tag(position) else { return nil }
-            return (view.data + offset).load(fromByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
+            return (view.data + offset).load(fromByteOffset: MessageRing.RecordOffset.meta, as: UInt64.self)
         }
 
         /// The next record's payload position, length and the head after it,
@@ -102,7 +102,7 @@ extension SPSCRing {
                 guard let word = published(at: head, offset: offset) else { return nil }
                 switch decode(word, at: offset) {
                 case .message(let length, let size):
-                    return (offset + SPSCRing.recordHeader, length, head &+ UInt64(size))
+                    return (offset + MessageRing.recordHeader, length, head &+ UInt64(size))
                 case .padding(let size):
                     head &+= UInt64(size)
                     publishHead()
@@ -283,7 +283,7 @@ extension SPSCRing {
                 guard let word = published(at: next, offset: offset) else { break }
                 switch decode(word, at: offset) {
                 case .message(let length, let size):
-                    body(UnsafeRawBufferPointer(start: view.data + offset + SPSCRing.recordHeader, count: length))
+                    body(UnsafeRawBufferPointer(start: view.data + offset + MessageRing.recordHeader, count: length))
                     next &+= UInt64(size)
                     handled += 1
                 case .padding(let size):
@@ -318,7 +318,7 @@ public enum ReceiveError<Failure: Error>: Error {
 /// A message read in place from a ring. Its bytes are valid until it is
 /// released; releasing (or dropping) it frees the space for the producer.
 public struct RingMessage: ~Copyable {
-    let consumer: SPSCRing.Consumer
+    let consumer: MessageRing.Consumer
     let next: UInt64
     /// The message, in shared memory (valid until released).
     public let unsafeBytes: UnsafeRawBufferPointer
@@ -329,7 +329,7 @@ public struct RingMessage: ~Copyable {
     @available(*, deprecated, renamed: "unsafeBytes")
     public var bytes: UnsafeRawBufferPointer { unsafeBytes }
 
-    init(consumer: SPSCRing.Consumer, next: UInt64, bytes: UnsafeRawBufferPointer) {
+    init(consumer: MessageRing.Consumer, next: UInt64, bytes: UnsafeRawBufferPointer) {
         self.consumer = consumer
         self.next = next
         self.unsafeBytes = bytes

@@ -42,7 +42,7 @@ import ShmSystem
 ///
 /// The owner is a *thread*: unlock from the thread that locked, and do not
 /// hold the mutex across an `await`.
-public final class RobustMutex: @unchecked Sendable {
+public final class SharedMutex: @unchecked Sendable {
     static let magic = SegmentKind("RMTX")
     static let version: UInt32 = 2
     static let wordOffset = 64, holderOffset = 68, holderIDOffset = 72, deathsOffset = 80
@@ -70,29 +70,29 @@ public final class RobustMutex: @unchecked Sendable {
     }
 
     /// Lays out a new, unlocked mutex at the start of `region`.
-    public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) -> RobustMutex {
+    public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) -> SharedMutex {
         guard region.count >= size else { throw .regionTooSmall(needed: size, available: region.count) }
         region.view(0..<size).fill(with: 0)
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version, fields: [])
-        return try RobustMutex(attaching: region, anchor: anchor)
+        return try SharedMutex(attaching: region, anchor: anchor)
     }
 
     /// Attaches to a mutex laid out by another process.
     public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) {
         do {
-            _ = try LayoutHeader.read(region, magic: RobustMutex.magic, version: RobustMutex.version, count: 0, what: "robust mutex")
+            _ = try LayoutHeader.read(region, magic: SharedMutex.magic, version: SharedMutex.version, count: 0, what: "robust mutex")
         } catch { throw error.asSyncError }
-        guard region.count >= RobustMutex.size else { throw .regionTooSmall(needed: RobustMutex.size, available: region.count) }
+        guard region.count >= SharedMutex.size else { throw .regionTooSmall(needed: SharedMutex.size, available: region.count) }
         let base = region.unsafeBaseAddress
         precondition(Int(bitPattern: base) % 8 == 0, "mutex must be 8-byte aligned")
         self.region = region
         self.anchor = anchor
-        word = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.wordOffset))
-        holder = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.holderOffset))
-        holderID = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.holderIDOffset))
-        deaths = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.deathsOffset))
-        mixed = UnsafeMutablePointer(OpaquePointer(base + RobustMutex.mixedOffset))
-        let firstNamespace = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + RobustMutex.firstNamespaceOffset))
+        word = UnsafeMutablePointer(OpaquePointer(base + SharedMutex.wordOffset))
+        holder = UnsafeMutablePointer(OpaquePointer(base + SharedMutex.holderOffset))
+        holderID = UnsafeMutablePointer(OpaquePointer(base + SharedMutex.holderIDOffset))
+        deaths = UnsafeMutablePointer(OpaquePointer(base + SharedMutex.deathsOffset))
+        mixed = UnsafeMutablePointer(OpaquePointer(base + SharedMutex.mixedOffset))
+        let firstNamespace = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + SharedMutex.firstNamespaceOffset))
         let ours = ProcessIdentity.currentPIDNamespace
         let (_, first) = firstNamespace.pointee.compareExchange(expected: 0, desired: ours, ordering: .sequentiallyConsistent)
         if ours == 0 || (first != 0 && first != ours) {
@@ -127,7 +127,7 @@ public final class RobustMutex: @unchecked Sendable {
                 return takeOwnership()
             }
             let current = word.pointee.load(ordering: .relaxed)
-            if current & RobustMutex.tidMask == me && (usesKernelPI || holderID.pointee.load(ordering: .relaxed) == ProcessIdentity.current.packed) {
+            if current & SharedMutex.tidMask == me && (usesKernelPI || holderID.pointee.load(ordering: .relaxed) == ProcessIdentity.current.packed) {
                 throw .wouldDeadlock
             }
             CPU.relax()
@@ -167,12 +167,12 @@ public final class RobustMutex: @unchecked Sendable {
                 // (unless the mutex turned mixed meanwhile: then poll).
                 if !usesKernelPI { continue }
                 let observed = word.pointee.load(ordering: .acquiring)
-                let owner = observed & RobustMutex.tidMask
+                let owner = observed & SharedMutex.tidMask
                 if owner == 0 { continue }
                 if !holderProvenGone(tid: owner) { continue } // alive again (a reused TID): retry in the kernel
                 // SYNC POINT: acquire pairs with the dead holder's last
                 // release (if it got that far); its writes are what they are.
-                if word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
+                if word.pointee.compareExchange(expected: observed, desired: me | (observed & SharedMutex.waitersBit),
                                                 ordering: .acquiring).exchanged {
                     return takeOwnership()
                 }
@@ -190,7 +190,7 @@ public final class RobustMutex: @unchecked Sendable {
             return takeOwnership()
         }
         guard usesKernelPI else { return takeFreeOrAbandonedWord(me) }
-        if word.pointee.load(ordering: .relaxed) & RobustMutex.tidMask == me { throw .wouldDeadlock }
+        if word.pointee.load(ordering: .relaxed) & SharedMutex.tidMask == me { throw .wouldDeadlock }
         // FUTEX_TRYLOCK_PI resolves a dead owner in the kernel.
         let attempt = PIFutex.tryLock(UnsafeMutableRawPointer(word))
         if attempt == .acquired {
@@ -200,9 +200,9 @@ public final class RobustMutex: @unchecked Sendable {
         }
         if attempt == .ownerGone {
             let observed = word.pointee.load(ordering: .acquiring)
-            let owner = observed & RobustMutex.tidMask
+            let owner = observed & SharedMutex.tidMask
             if owner != 0, holderProvenGone(tid: owner),
-               word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
+               word.pointee.compareExchange(expected: observed, desired: me | (observed & SharedMutex.waitersBit),
                                             ordering: .acquiring).exchanged {
                 return takeOwnership()
             }
@@ -231,7 +231,7 @@ public final class RobustMutex: @unchecked Sendable {
         // writing its fields (or died there). Wait for it.
         guard observed != 0, recorded != 0, ProcessIdentity(packed: recorded).liveness == .dead else { return nil }
         // SYNC POINT: acquire pairs with the dead holder's last release.
-        guard word.pointee.compareExchange(expected: observed, desired: me | (observed & RobustMutex.waitersBit),
+        guard word.pointee.compareExchange(expected: observed, desired: me | (observed & SharedMutex.waitersBit),
                                            ordering: .acquiring).exchanged else { return nil }
         return takeOwnership()
     }
@@ -255,7 +255,7 @@ public final class RobustMutex: @unchecked Sendable {
     public func unlock() throws(SyncError) {
         let me = PIFutex.currentThreadID
         let current = word.pointee.load(ordering: .relaxed)
-        guard current & RobustMutex.tidMask == me else { throw .notOwner(holderTID: current & RobustMutex.tidMask) }
+        guard current & SharedMutex.tidMask == me else { throw .notOwner(holderTID: current & SharedMutex.tidMask) }
         holder.pointee.store(0, ordering: .relaxed)
         holderID.pointee.store(0, ordering: .relaxed)
         // SYNC POINT: release pairs with the acquire CAS in `lock`/`tryLock`:

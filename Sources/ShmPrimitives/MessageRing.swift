@@ -56,7 +56,7 @@ import ShmSystem
 /// consumer that record (`QueueError.corruptRecord`, after which it skips to
 /// the producer's published position); bad positions are reported as
 /// `corruptIndices` on every call.
-public final class SPSCRing: @unchecked Sendable {
+public final class MessageRing: @unchecked Sendable {
     static let magic = SegmentKind("SPSC")
     static let version: UInt32 = 2
     static let headerFields = 4 // capacity, maxMessage, regionSize, salt
@@ -120,7 +120,7 @@ public final class SPSCRing: @unchecked Sendable {
     /// - Parameters:
     ///   - capacity: data bytes, a power of two from 64 to 2^40.
     ///   - maxMessageSize: defaults to (and may not exceed) `capacity/2 - 16`.
-    public static func initialize(_ region: MappedBytes, capacity: Int, maxMessageSize: Int? = nil, anchor: AnyObject? = nil) throws(QueueError) -> SPSCRing {
+    public static func initialize(_ region: MappedBytes, capacity: Int, maxMessageSize: Int? = nil, anchor: AnyObject? = nil) throws(QueueError) -> MessageRing {
         guard capacity >= 64, capacity <= 1 << 40, capacity & (capacity - 1) == 0 else {
             throw .invalidConfiguration("capacity \(capacity) must be a power of two from 64 to 2^40")
         }
@@ -137,18 +137,18 @@ public final class SPSCRing: @unchecked Sendable {
         // Until a side attaches and says otherwise, assume it may park.
         region.storeBytes(of: UInt32(1), toByteOffset: flagsOffset, as: UInt32.self)
         region.storeBytes(of: UInt32(1), toByteOffset: flagsOffset + 4, as: UInt32.self)
-        return try SPSCRing(attaching: region, anchor: anchor)
+        return try MessageRing(attaching: region, anchor: anchor)
     }
 
     /// Attaches to a ring another process laid out, validating its header.
     public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(QueueError) {
-        let fields = try LayoutHeader.read(region, magic: SPSCRing.magic, version: SPSCRing.version,
-                                           count: SPSCRing.headerFields, what: "SPSC ring")
+        let fields = try LayoutHeader.read(region, magic: MessageRing.magic, version: MessageRing.version,
+                                           count: MessageRing.headerFields, what: "SPSC ring")
         let capacity = fields[0], maximum = fields[1], size = fields[2]
         self.salt = fields[3]
         guard capacity >= 64, capacity <= 1 << 40, capacity & (capacity - 1) == 0,
-              size == UInt64(SPSCRing.requiredSize(capacity: Int(capacity))),
-              maximum > 0, maximum <= UInt64(SPSCRing.maximumMessageSize(capacity: Int(capacity))) else {
+              size == UInt64(MessageRing.requiredSize(capacity: Int(capacity))),
+              maximum > 0, maximum <= UInt64(MessageRing.maximumMessageSize(capacity: Int(capacity))) else {
             throw .invalidLayout("inconsistent ring header: capacity \(capacity), maxMessage \(maximum), size \(size)")
         }
         guard Int(size) <= region.count else { throw .regionTooSmall(needed: Int(size), available: region.count) }
@@ -159,16 +159,16 @@ public final class SPSCRing: @unchecked Sendable {
         self.maxMessageSize = Int(maximum)
         self.mask = capacity - 1
         base = region.unsafeBaseAddress
-        data = base + SPSCRing.dataOffset
-        tail = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.tailOffset))
-        head = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.headOffset))
-        lost = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.lostOffset))
-        producerSlot = RoleSlot(base + SPSCRing.producerSlotOffset)
-        consumerSlot = RoleSlot(base + SPSCRing.consumerSlotOffset)
-        dataParker = Parker(base + SPSCRing.dataParkerOffset)
-        spaceParker = Parker(base + SPSCRing.spaceParkerOffset)
-        producerMayPark = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.flagsOffset))
-        consumerMayPark = UnsafeMutablePointer(OpaquePointer(base + SPSCRing.flagsOffset + 4))
+        data = base + MessageRing.dataOffset
+        tail = UnsafeMutablePointer(OpaquePointer(base + MessageRing.tailOffset))
+        head = UnsafeMutablePointer(OpaquePointer(base + MessageRing.headOffset))
+        lost = UnsafeMutablePointer(OpaquePointer(base + MessageRing.lostOffset))
+        producerSlot = RoleSlot(base + MessageRing.producerSlotOffset)
+        consumerSlot = RoleSlot(base + MessageRing.consumerSlotOffset)
+        dataParker = Parker(base + MessageRing.dataParkerOffset)
+        spaceParker = Parker(base + MessageRing.spaceParkerOffset)
+        producerMayPark = UnsafeMutablePointer(OpaquePointer(base + MessageRing.flagsOffset))
+        consumerMayPark = UnsafeMutablePointer(OpaquePointer(base + MessageRing.flagsOffset + 4))
         view = RingView(data: data, mask: mask, capacity: Int(capacity), maxMessageSize: Int(maximum), salt: salt,
                         tail: tail, head: head, lost: lost, producerMayPark: producerMayPark,
                         consumerMayPark: consumerMayPark, dataParker: dataParker, spaceParker: spaceParker)
@@ -216,7 +216,7 @@ public final class SPSCRing: @unchecked Sendable {
 
 /// The ring's layout resolved to raw pointers and constants: what the
 /// producer and consumer hot paths use, free of reference counting. Valid
-/// while the `SPSCRing` (and so its mapping) is alive, which every holder
+/// while the `MessageRing` (and so its mapping) is alive, which every holder
 /// guarantees by also holding the ring.
 @usableFromInline
 struct RingView {

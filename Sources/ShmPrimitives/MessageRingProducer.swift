@@ -1,7 +1,7 @@
 import Synchronization
 import ShmSystem
 
-extension SPSCRing {
+extension MessageRing {
     /// Where a reserved record goes: its position and, when it wraps, the
     /// position of the padding record that sends the consumer to offset 0.
     @usableFromInline
@@ -14,10 +14,10 @@ extension SPSCRing {
         }
     }
 
-    /// The writing end of an `SPSCRing`. One per ring across all processes;
+    /// The writing end of an `MessageRing`. One per ring across all processes;
     /// use it from one thread at a time.
     public final class Producer: @unchecked Sendable {
-        public let ring: SPSCRing
+        public let ring: MessageRing
         @usableFromInline let view: RingView
         /// This process's private state, in memory of its own: class stored
         /// `var`s would cost a dynamic exclusivity check on every access from
@@ -52,7 +52,7 @@ extension SPSCRing {
             set { local.pointee.claimOpen = newValue }
         }
 
-        init(ring: SPSCRing, waitStrategy: WaitStrategy) throws(QueueError) {
+        init(ring: MessageRing, waitStrategy: WaitStrategy) throws(QueueError) {
             try ring.producerSlot.claim(role: "producer")
             let view = ring.view
             // SYNC POINT: acquire pairs with the stores of tail/head by a
@@ -70,12 +70,12 @@ extension SPSCRing {
                 let offset = Int(t & view.mask)
                 // SYNC POINT: acquire pairs with the release of that tag in `store`.
                 guard view.tagWord(at: offset).pointee.load(ordering: .acquiring) == view.tag(t) else { break }
-                let word = (view.data + offset).load(fromByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
+                let word = (view.data + offset).load(fromByteOffset: MessageRing.RecordOffset.meta, as: UInt64.self)
                 let length = Int(word & 0xffff_ffff), type = word >> 32
-                if type == SPSCRing.typeMessage, length <= view.maxMessageSize,
-                   SPSCRing.recordSize(length) <= view.capacity - offset {
-                    t &+= UInt64(SPSCRing.recordSize(length))
-                } else if type == SPSCRing.typePadding, offset > 0, length == view.capacity - offset - SPSCRing.recordHeader {
+                if type == MessageRing.typeMessage, length <= view.maxMessageSize,
+                   MessageRing.recordSize(length) <= view.capacity - offset {
+                    t &+= UInt64(MessageRing.recordSize(length))
+                } else if type == MessageRing.typePadding, offset > 0, length == view.capacity - offset - MessageRing.recordHeader {
                     t &+= UInt64(view.capacity - offset)
                 } else {
                     break
@@ -210,13 +210,13 @@ extension SPSCRing {
         // MARK: Internals
 
         @inlinable @inline(__always)
-        func payloadOffset(_ start: UInt64) -> Int { Int(start & view.mask) + SPSCRing.recordHeader }
+        func payloadOffset(_ start: UInt64) -> Int { Int(start & view.mask) + MessageRing.recordHeader }
 
         /// Bytes a record of `length` payload bytes takes from `tail`,
         /// counting the padding to the end if it must wrap.
         @inlinable @inline(__always)
         func footprint(_ length: Int) -> UInt64 {
-            let record = SPSCRing.recordSize(length)
+            let record = MessageRing.recordSize(length)
             let contiguous = view.capacity - Int(tail & view.mask)
             return UInt64((record > contiguous ? contiguous : 0) + record)
         }
@@ -245,7 +245,7 @@ extension SPSCRing {
                     return nil
                 }
             }
-            let record = SPSCRing.recordSize(length)
+            let record = MessageRing.recordSize(length)
             let contiguous = view.capacity - Int(tail & view.mask)
             if record > contiguous { return Reservation(start: tail &+ UInt64(contiguous), paddingAt: tail) }
             return Reservation(start: tail, paddingAt: nil)
@@ -273,10 +273,10 @@ extension SPSCRing {
         /// wrapped) the padding record that leads the consumer to it.
         @inlinable @inline(__always)
         func publish(_ reservation: Reservation, length: Int) {
-            let next = reservation.start &+ UInt64(SPSCRing.recordSize(length))
+            let next = reservation.start &+ UInt64(MessageRing.recordSize(length))
             let consumerMayPark = view.consumerMayPark.pointee.load(ordering: .relaxed) != 0
             let offset = Int(reservation.start & view.mask)
-            (view.data + offset).storeBytes(of: UInt64(length) | SPSCRing.typeMessage << 32, toByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
+            (view.data + offset).storeBytes(of: UInt64(length) | MessageRing.typeMessage << 32, toByteOffset: MessageRing.RecordOffset.meta, as: UInt64.self)
             let ordering = PublishOrdering.forConsumer(mayPark: consumerMayPark)
             // In a batch, the first tag the consumer will read (the padding's if
             // the record wrapped) waits for the batch's end: the consumer then
@@ -291,8 +291,8 @@ extension SPSCRing {
             }
             if let padding = reservation.paddingAt {
                 let at = Int(padding & view.mask)
-                (view.data + at).storeBytes(of: UInt64(view.capacity - at - SPSCRing.recordHeader) | SPSCRing.typePadding << 32,
-                                            toByteOffset: SPSCRing.RecordOffset.meta, as: UInt64.self)
+                (view.data + at).storeBytes(of: UInt64(view.capacity - at - MessageRing.recordHeader) | MessageRing.typePadding << 32,
+                                            toByteOffset: MessageRing.RecordOffset.meta, as: UInt64.self)
                 if withhold {
                     local.pointee.heldOffset = at
                     local.pointee.heldTag = view.tag(padding)
@@ -361,8 +361,8 @@ public enum SendError<Failure: Error>: Error {
 /// Room for one message, claimed in a ring and written in place. `commit()`
 /// publishes it; dropping the claim without committing publishes nothing.
 public struct RingClaim: ~Copyable {
-    let producer: SPSCRing.Producer
-    let reservation: SPSCRing.Reservation
+    let producer: MessageRing.Producer
+    let reservation: MessageRing.Reservation
     /// Where to write the message, in shared memory (valid until commit or drop).
     public let unsafeBytes: UnsafeMutableRawBufferPointer
 
@@ -372,7 +372,7 @@ public struct RingClaim: ~Copyable {
     @available(*, deprecated, renamed: "unsafeBytes")
     public var bytes: UnsafeMutableRawBufferPointer { unsafeBytes }
 
-    init(producer: SPSCRing.Producer, reservation: SPSCRing.Reservation, bytes: UnsafeMutableRawBufferPointer) {
+    init(producer: MessageRing.Producer, reservation: MessageRing.Reservation, bytes: UnsafeMutableRawBufferPointer) {
         self.producer = producer
         self.reservation = reservation
         self.unsafeBytes = bytes

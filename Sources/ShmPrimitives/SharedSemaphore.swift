@@ -13,7 +13,7 @@ import ShmSystem
 /// spins or parks according to its `WaitStrategy`. A waiter killed while
 /// parked leaves `sleepers` high, which costs later posts a needless
 /// `FUTEX_WAKE`, never a lost wake-up or a hang.
-public final class FutexSemaphore: @unchecked Sendable {
+public final class SharedSemaphore: @unchecked Sendable {
     static let magic = SegmentKind("SEMA")
     static let version: UInt32 = 1
     static let parkerOffset = 64
@@ -25,26 +25,35 @@ public final class FutexSemaphore: @unchecked Sendable {
     package let anchor: AnyObject?
     let count: UnsafeMutablePointer<Atomic<UInt32>>
     let parker: Parker
+    /// The handle's waiter: `wait` uses its strategy and adapts its spin
+    /// budget (`HandleWaiter`).
+    package let waiter: HandleWaiter
+
+    /// How waits through this handle wait, set when attaching.
+    public var waitStrategy: WaitStrategy { waiter.strategy }
 
     /// Lays out a semaphore holding `initialValue` at the start of `region`.
-    public static func initialize(_ region: MappedBytes, initialValue: UInt32 = 0, anchor: AnyObject? = nil) throws(SyncError) -> FutexSemaphore {
+    public static func initialize(_ region: MappedBytes, initialValue: UInt32 = 0, anchor: AnyObject? = nil,
+                                  waitStrategy: WaitStrategy = .default) throws(SyncError) -> SharedSemaphore {
         guard region.count >= size else { throw .regionTooSmall(needed: size, available: region.count) }
         region.view(0..<size).fill(with: 0)
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version, fields: [])
-        let semaphore = try FutexSemaphore(attaching: region, anchor: anchor)
+        let semaphore = try SharedSemaphore(attaching: region, anchor: anchor, waitStrategy: waitStrategy)
         semaphore.count.pointee.store(initialValue, ordering: .releasing)
         return semaphore
     }
 
-    /// Attaches to a semaphore laid out by another process.
-    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) {
+    /// Attaches to a semaphore laid out by another process; `wait` through
+    /// this handle uses `waitStrategy`.
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil, waitStrategy: WaitStrategy = .default) throws(SyncError) {
         do {
-            _ = try LayoutHeader.read(region, magic: FutexSemaphore.magic, version: FutexSemaphore.version, count: 0, what: "semaphore")
+            _ = try LayoutHeader.read(region, magic: SharedSemaphore.magic, version: SharedSemaphore.version, count: 0, what: "semaphore")
         } catch { throw error.asSyncError }
-        guard region.count >= FutexSemaphore.size else { throw .regionTooSmall(needed: FutexSemaphore.size, available: region.count) }
+        guard region.count >= SharedSemaphore.size else { throw .regionTooSmall(needed: SharedSemaphore.size, available: region.count) }
         self.region = region
         self.anchor = anchor
-        let base = region.unsafeBaseAddress + FutexSemaphore.parkerOffset
+        self.waiter = HandleWaiter(waitStrategy)
+        let base = region.unsafeBaseAddress + SharedSemaphore.parkerOffset
         count = UnsafeMutablePointer(OpaquePointer(base))
         parker = Parker(base) // the parker's seq word *is* the count
     }
@@ -74,11 +83,23 @@ public final class FutexSemaphore: @unchecked Sendable {
         return false
     }
 
-    /// Takes one unit, waiting at most `timeout` (nil: for ever).
+    /// Takes one unit, waiting at most `timeout` (nil: for ever) with the
+    /// handle's wait strategy (`FUTEX_WAIT` on the count word when it parks).
     /// - Returns: false if the timeout passed first.
-    public func wait(timeout: Duration? = nil, strategy: WaitStrategy = .default) -> Bool {
-        let end = deadline(after: timeout)
+    public func wait(timeout: Duration? = nil) -> Bool {
+        if tryWait() { return true }
+        return waiter.withWaiter { (waiter: inout Waiter) in wait(timeout: timeout, waiter: &waiter) }
+    }
+
+    @available(*, deprecated, message: "the wait strategy is set per handle: SharedSemaphore.create/open/init(…, waitStrategy:)")
+    public func wait(timeout: Duration? = nil, strategy: WaitStrategy) -> Bool {
         var waiter = Waiter(strategy)
+        return wait(timeout: timeout, waiter: &waiter)
+    }
+
+    /// `wait(timeout:)` with a caller's `Waiter`.
+    package func wait(timeout: Duration?, waiter: inout Waiter) -> Bool {
+        let end = deadline(after: timeout)
         while true {
             if tryWait() { return true }
             if let end, monotonicNanoseconds() >= end { return false }

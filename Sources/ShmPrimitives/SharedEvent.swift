@@ -13,7 +13,7 @@ import ShmSystem
 /// A waiter takes a snapshot of `sequence`, checks whatever condition it
 /// cares about, and waits until the sequence moves on from the snapshot, so
 /// a signal between the check and the wait is never lost.
-public final class FutexEvent: @unchecked Sendable {
+public final class SharedEvent: @unchecked Sendable {
     static let magic = SegmentKind("EVNT")
     static let version: UInt32 = 1
     static let parkerOffset = 64
@@ -24,24 +24,33 @@ public final class FutexEvent: @unchecked Sendable {
     /// Whatever owns the memory (a segment), kept alive as long as this is.
     package let anchor: AnyObject?
     package let parker: Parker
+    /// The handle's waiter: `wait` uses its strategy and adapts its spin
+    /// budget (`HandleWaiter`).
+    package let waiter: HandleWaiter
+
+    /// How waits through this handle wait, set when attaching.
+    public var waitStrategy: WaitStrategy { waiter.strategy }
 
     /// Lays out a new event at the start of `region`.
-    public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) -> FutexEvent {
+    public static func initialize(_ region: MappedBytes, anchor: AnyObject? = nil,
+                                  waitStrategy: WaitStrategy = .default) throws(SyncError) -> SharedEvent {
         guard region.count >= size else { throw .regionTooSmall(needed: size, available: region.count) }
         region.view(0..<size).fill(with: 0)
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version, fields: [])
-        return try FutexEvent(attaching: region, anchor: anchor)
+        return try SharedEvent(attaching: region, anchor: anchor, waitStrategy: waitStrategy)
     }
 
-    /// Attaches to an event laid out by another process.
-    public init(attaching region: MappedBytes, anchor: AnyObject? = nil) throws(SyncError) {
+    /// Attaches to an event laid out by another process; `wait` through this
+    /// handle uses `waitStrategy`.
+    public init(attaching region: MappedBytes, anchor: AnyObject? = nil, waitStrategy: WaitStrategy = .default) throws(SyncError) {
         do {
-            _ = try LayoutHeader.read(region, magic: FutexEvent.magic, version: FutexEvent.version, count: 0, what: "event")
+            _ = try LayoutHeader.read(region, magic: SharedEvent.magic, version: SharedEvent.version, count: 0, what: "event")
         } catch { throw error.asSyncError }
-        guard region.count >= FutexEvent.size else { throw .regionTooSmall(needed: FutexEvent.size, available: region.count) }
+        guard region.count >= SharedEvent.size else { throw .regionTooSmall(needed: SharedEvent.size, available: region.count) }
         self.region = region
         self.anchor = anchor
-        parker = Parker(region.unsafeBaseAddress + FutexEvent.parkerOffset)
+        self.waiter = HandleWaiter(waitStrategy)
+        parker = Parker(region.unsafeBaseAddress + SharedEvent.parkerOffset)
     }
 
     /// The current sequence number: pass it to `wait(after:)`.
@@ -62,9 +71,17 @@ public final class FutexEvent: @unchecked Sendable {
         }
     }
 
-    /// Waits until the sequence differs from `seen`, at most `timeout`.
+    /// Waits until the sequence differs from `seen`, at most `timeout` (nil:
+    /// for ever), with the handle's wait strategy (`FUTEX_WAIT` on the
+    /// sequence word when it parks).
     /// - Returns: the new sequence, or nil if the timeout passed.
-    public func wait(after seen: UInt32, timeout: Duration? = nil, strategy: WaitStrategy = .default) -> UInt32? {
+    public func wait(after seen: UInt32, timeout: Duration? = nil) -> UInt32? {
+        if parker.seq.pointee.load(ordering: .sequentiallyConsistent) != seen { return sequence }
+        return waiter.withWaiter { (waiter: inout Waiter) in wait(after: seen, timeout: timeout, waiter: &waiter) }
+    }
+
+    @available(*, deprecated, message: "the wait strategy is set per handle: SharedEvent.create/open/init(…, waitStrategy:)")
+    public func wait(after seen: UInt32, timeout: Duration? = nil, strategy: WaitStrategy) -> UInt32? {
         var waiter = Waiter(strategy)
         return wait(after: seen, timeout: timeout, waiter: &waiter)
     }
