@@ -101,6 +101,14 @@ let package = Package(
         .executableTarget(name: "example-camera", dependencies: ["Shm"], path: "Examples/Camera", swiftSettings: strict),
         // The DocC articles' code, compiled and run by DocExamplesTests.
         .executableTarget(name: "doc-examples", dependencies: ["Shm", "ShmLog"], path: "Examples/DocExamples", swiftSettings: strict),
+        // The README's code, compiled with the package (never run: fragments of
+        // two processes); ReadmeExamplesTests checks it is the README's, verbatim.
+        .executableTarget(name: "readme-examples",
+                          dependencies: ["Shm", "ShmLog", "ShmMetrics", .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "Metrics", package: "swift-metrics"),
+                                         .product(name: "Prometheus", package: "swift-prometheus"),
+                                         .product(name: "SystemPackage", package: "swift-system")],
+                          path: "Examples/ReadmeExamples", swiftSettings: strict),
         .executableTarget(name: "example-metrics",
                           dependencies: ["Shm", "ShmMetrics", .product(name: "Logging", package: "swift-log"),
                                          .product(name: "Metrics", package: "swift-metrics"),
@@ -143,7 +151,8 @@ let package = Package(
         .testTarget(
             name: "ShmCLITests",
             dependencies: ["Shm", "ShmSystem", "ShmTestSupport", "ShmPeer", "ShmCLI", "shm-fuzz",
-                           "example-pubsub", "example-request-response", "example-events", "example-camera", "example-metrics", "doc-examples"],
+                           "example-pubsub", "example-request-response", "example-events", "example-camera", "example-metrics", "doc-examples",
+                           "readme-examples"],
             swiftSettings: strict
         ),
     ]

@@ -27,7 +27,7 @@ struct QueueRecord {
 func queueProduce(_ name: String, id: UInt32, count: UInt64) throws {
     let queue = try MessageQueue.open(name)
     for seq in 0..<count {
-        try queue.enqueue(value: QueueRecord(producer: id, seq: seq), timeout: .seconds(60))
+        try queue.send(value: QueueRecord(producer: id, seq: seq), timeout: .seconds(60))
     }
     print("produced \(count)")
 }
@@ -49,7 +49,7 @@ func queueConsume(_ name: String, results: String, consumer: Int, producers: Int
     while taken.atomic.pointee.load(ordering: .relaxed) < total {
         let record: QueueRecord
         do {
-            record = try queue.dequeue(QueueRecord.self, timeout: .milliseconds(200))
+            record = try queue.receive(QueueRecord.self, timeout: .milliseconds(200))
         } catch .timedOut {
             continue
         }

@@ -72,13 +72,13 @@ extension MessageRing.Producer {
 // MARK: - MPMC queue
 
 extension MessageQueue {
-    /// Dequeues a message from `async` code, waiting on a dedicated thread
+    /// Receives a message from `async` code, waiting on a dedicated thread
     /// if the queue is empty. Cancelling ends the wait with `CancellationError`.
-    public func dequeue(timeout: Duration? = nil) async throws -> [UInt8] {
+    public func receive(timeout: Duration? = nil) async throws -> [UInt8] {
         let message = try await AsyncBridge.wait(wakingOnCancel: [notEmpty], deadline: deadline(after: timeout)) {
             (until: UInt64) throws(QueueError) -> [UInt8]? in
             do throws(QueueError) {
-                return try self.dequeue(timeout: AsyncBridge.remaining(until: until))
+                return try self.receive(timeout: AsyncBridge.remaining(until: until))
             } catch .timedOut {
                 return nil
             }
@@ -87,13 +87,13 @@ extension MessageQueue {
         return message
     }
 
-    /// Enqueues from `async` code, waiting on a dedicated thread if full.
-    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil) async throws {
-        if try tryEnqueue(bytes) { return }
+    /// Sends from `async` code, waiting on a dedicated thread if full.
+    public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws {
+        if try trySend(bytes) { return }
         let done = try await AsyncBridge.wait(wakingOnCancel: [notFull], deadline: deadline(after: timeout)) {
             (until: UInt64) throws(QueueError) -> Bool? in
             do throws(QueueError) {
-                try self.enqueue(bytes, timeout: AsyncBridge.remaining(until: until))
+                try self.send(bytes, timeout: AsyncBridge.remaining(until: until))
                 return true
             } catch .timedOut {
                 return nil

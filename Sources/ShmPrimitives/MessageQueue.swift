@@ -106,7 +106,7 @@ public final class MessageQueue: @unchecked Sendable {
     }
 
     /// Attaches to a queue laid out by another process; waits through this
-    /// handle (`enqueue`, `dequeue`) use `waitStrategy`.
+    /// handle (`send`, `receive`) use `waitStrategy`.
     public init(attaching region: MappedBytes, anchor: AnyObject? = nil, waitStrategy: WaitStrategy = .default) throws(QueueError) {
         let f = try LayoutHeader.read(region, magic: MessageQueue.magic, version: MessageQueue.version,
                                       count: MessageQueue.headerFields, what: "MPMC queue")
@@ -167,7 +167,7 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// Copies `bytes` into a free slot if there is one; returns false if full.
     @discardableResult
-    public func tryEnqueue(_ bytes: UnsafeRawBufferPointer) throws(QueueError) -> Bool {
+    public func trySend(_ bytes: UnsafeRawBufferPointer) throws(QueueError) -> Bool {
         guard bytes.count <= slotSize else { throw .messageTooLarge(size: bytes.count, maximum: slotSize) }
         guard let (slot, lap) = try claimForWriting() else { return false }
         slot.storeBytes(of: UInt32(bytes.count), toByteOffset: SlotOffset.length, as: UInt32.self)
@@ -181,42 +181,37 @@ public final class MessageQueue: @unchecked Sendable {
     ///
     /// - Throws: `.messageTooLarge` past `slotSize`, `.timedOut`,
     ///   `.corruptIndices` when the shared positions make no sense.
-    public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(QueueError) {
-        if try tryEnqueue(bytes) { return }
-        try waiter.withWaiter { (waiter: inout Waiter) throws(QueueError) in try enqueue(bytes, timeout: timeout, waiter: &waiter) }
+    public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(QueueError) {
+        if try trySend(bytes) { return }
+        try waiter.withWaiter { (waiter: inout Waiter) throws(QueueError) in try send(bytes, timeout: timeout, waiter: &waiter) }
     }
 
-    @available(*, deprecated, message: "the wait strategy is set per handle: MessageQueue.create/open/init(…, waitStrategy:)")
-    public func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil, strategy: WaitStrategy) throws(QueueError) {
-        var waiter = Waiter(strategy)
-        try enqueue(bytes, timeout: timeout, waiter: &waiter)
-    }
 
-    /// `enqueue` with a caller's `Waiter`, whose spin budget adapts across
+    /// `send` with a caller's `Waiter`, whose spin budget adapts across
     /// calls (a port keeps one for its life).
-    package func enqueue(_ bytes: UnsafeRawBufferPointer, timeout: Duration?, waiter: inout Waiter) throws(QueueError) {
-        if try tryEnqueue(bytes) { return }
+    package func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration?, waiter: inout Waiter) throws(QueueError) {
+        if try trySend(bytes) { return }
         let end = deadline(after: timeout)
         while true {
             let ready = waiter.wait(on: notFull, deadline: end, slice: 20_000_000, ready: { self.looksNotFull() },
                                     keepWaiting: { self.recoverAbandonedSlots(); return true })
-            if try tryEnqueue(bytes) { return }
+            if try trySend(bytes) { return }
             if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(after: timeout) }
         }
     }
 
-    public func tryEnqueue(_ bytes: [UInt8]) throws(QueueError) -> Bool {
-        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try tryEnqueue(raw) } }.get()
+    public func trySend(_ bytes: [UInt8]) throws(QueueError) -> Bool {
+        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try trySend(raw) } }.get()
     }
 
-    public func enqueue(_ bytes: [UInt8], timeout: Duration? = nil) throws(QueueError) {
-        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout) } }.get()
+    public func send(_ bytes: [UInt8], timeout: Duration? = nil) throws(QueueError) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(QueueError) in try send(raw, timeout: timeout) } }.get()
     }
 
-    /// Enqueues a trivially copyable value, written in place.
-    public func enqueue<T: BitwiseCopyable>(value: T, timeout: Duration? = nil) throws(QueueError) {
+    /// Sends a trivially copyable value, written in place.
+    public func send<T: BitwiseCopyable>(value: T, timeout: Duration? = nil) throws(QueueError) {
         var copy = value
-        try withUnsafeBytes(of: &copy) { raw in Result { () throws(QueueError) in try enqueue(raw, timeout: timeout) } }.get()
+        try withUnsafeBytes(of: &copy) { raw in Result { () throws(QueueError) in try send(raw, timeout: timeout) } }.get()
     }
 
     /// Claims the slot at the enqueue position: returns it and its lap, or
@@ -272,7 +267,7 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// Copies the next message into `buffer`; returns its length, or nil if
     /// the queue is empty (or its head slot is still being written).
-    public func tryDequeue(into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int? {
+    public func tryReceive(into buffer: UnsafeMutableRawBufferPointer) throws(QueueError) -> Int? {
         guard let (slot, lap, length) = try claimForReading(bufferSize: buffer.count) else { return nil }
         if length > 0 { buffer.baseAddress!.copyMemory(from: slot + MessageQueue.slotHeader, byteCount: length) }
         release(slot, lap: lap)
@@ -284,50 +279,62 @@ public final class MessageQueue: @unchecked Sendable {
     ///
     /// - Returns: the message's length in bytes.
     /// - Throws: `.bufferTooSmall`, `.timedOut`, `.corruptIndices`.
-    public func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(QueueError) -> Int {
-        if let n = try tryDequeue(into: buffer) { return n }
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(QueueError) -> Int {
+        if let n = try tryReceive(into: buffer) { return n }
         return try waiter.withWaiter { (waiter: inout Waiter) throws(QueueError) -> Int in
-            try dequeue(into: buffer, timeout: timeout, waiter: &waiter)
+            try receive(into: buffer, timeout: timeout, waiter: &waiter)
         }
     }
 
-    @available(*, deprecated, message: "the wait strategy is set per handle: MessageQueue.create/open/init(…, waitStrategy:)")
-    public func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil,
-                        strategy: WaitStrategy) throws(QueueError) -> Int {
-        var waiter = Waiter(strategy)
-        return try dequeue(into: buffer, timeout: timeout, waiter: &waiter)
-    }
 
-    /// `dequeue(into:)` with a caller's `Waiter`, whose spin budget adapts
+    /// `receive(into:)` with a caller's `Waiter`, whose spin budget adapts
     /// across calls (a port keeps one for its life).
-    package func dequeue(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration?, waiter: inout Waiter) throws(QueueError) -> Int {
-        if let n = try tryDequeue(into: buffer) { return n }
+    package func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration?, waiter: inout Waiter) throws(QueueError) -> Int {
+        if let n = try tryReceive(into: buffer) { return n }
         let end = deadline(after: timeout)
         while true {
             let ready = waiter.wait(on: notEmpty, deadline: end, slice: 20_000_000, ready: { self.looksNotEmpty() },
                                     keepWaiting: { self.recoverAbandonedSlots(); return true })
-            if let n = try tryDequeue(into: buffer) { return n }
+            if let n = try tryReceive(into: buffer) { return n }
             if !ready, let end, monotonicNanoseconds() >= end { throw .timedOut(after: timeout) }
             if ready { recoverAbandonedSlots() } // a READY-looking head we could not take: maybe a dead writer
         }
     }
 
     /// The next message as a new array (allocates), waiting at most `timeout`.
-    public func dequeue(timeout: Duration? = nil) throws(QueueError) -> [UInt8] {
+    public func receive(timeout: Duration? = nil) throws(QueueError) -> [UInt8] {
+        try receiveArray { (raw) throws(QueueError) in try receive(into: raw, timeout: timeout) }!
+    }
+
+    /// The next message as a new array (allocates), or nil if empty.
+    public func tryReceive() throws(QueueError) -> [UInt8]? {
+        try receiveArray { (raw) throws(QueueError) in try tryReceive(into: raw) }
+    }
+
+    /// The next message as a value of a trivially copyable type; the message
+    /// must be exactly `MemoryLayout<T>.size` bytes (`.sizeMismatch`).
+    public func receive<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil) throws(QueueError) -> T {
+        try receiveValue(type) { (buffer) throws(QueueError) in try receive(into: buffer, timeout: timeout) }!
+    }
+
+    /// Like `receive(_:timeout:)` without waiting: nil if empty.
+    public func tryReceive<T: BitwiseCopyable>(_ type: T.Type) throws(QueueError) -> T? {
+        try receiveValue(type) { (buffer) throws(QueueError) in try tryReceive(into: buffer) }
+    }
+
+    func receiveArray(_ take: (UnsafeMutableRawBufferPointer) throws(QueueError) -> Int?) throws(QueueError) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: slotSize)
-        let n = try buffer.withUnsafeMutableBytes { raw in
-            Result { () throws(QueueError) in try dequeue(into: raw, timeout: timeout) }
-        }.get()
+        let n = try buffer.withUnsafeMutableBytes { raw in Result { () throws(QueueError) in try take(raw) } }.get()
+        guard let n else { return nil }
         buffer.removeLast(slotSize - n)
         return buffer
     }
 
-    /// A trivially copyable value; the message must be exactly its size.
-    public func dequeue<T: BitwiseCopyable>(_ type: T.Type, timeout: Duration? = nil) throws(QueueError) -> T {
+    func receiveValue<T: BitwiseCopyable>(_ type: T.Type, _ take: (UnsafeMutableRawBufferPointer) throws(QueueError) -> Int?) throws(QueueError) -> T? {
         precondition(MemoryLayout<T>.size <= slotSize, "\(T.self) is larger than a slot")
         return try withUnsafeTemporaryAllocation(byteCount: slotSize, alignment: 16) { buffer in
-            Result { () throws(QueueError) -> T in
-                let n = try dequeue(into: buffer, timeout: timeout)
+            Result { () throws(QueueError) -> T? in
+                guard let n = try take(buffer) else { return nil }
                 guard n == MemoryLayout<T>.size else { throw .sizeMismatch(expected: MemoryLayout<T>.size, actual: n) }
                 return buffer.load(as: T.self)
             }

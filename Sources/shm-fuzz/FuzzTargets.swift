@@ -165,11 +165,11 @@ enum FuzzTargets {
         guard let queue = try? MessageQueue(attaching: bytes) else { return }
         var buffer = [UInt8](repeating: 0, count: slotSize)
         for _ in 0..<64 {
-            let got = buffer.withUnsafeMutableBytes { try? queue.tryDequeue(into: $0) }
+            let got = buffer.withUnsafeMutableBytes { try? queue.tryReceive(into: $0) }
             if got == nil { break }
         }
         _ = queue.recoverAbandonedSlots()
-        _ = buffer.withUnsafeBytes { try? queue.tryEnqueue($0) }
+        _ = buffer.withUnsafeBytes { try? queue.trySend($0) }
     }
 
     /// A record of a service recording (`ShmReplay`), as a replaying

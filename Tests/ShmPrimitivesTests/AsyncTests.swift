@@ -84,16 +84,16 @@ struct AsyncTests {
 
     @Test func asyncMPMCAcrossTasks() async throws {
         let queue = try makeQueue(capacity: 4, slotSize: 8)
-        let reader = Task { try await queue.dequeue(timeout: .seconds(20)) }
+        let reader = Task { try await queue.receive(timeout: .seconds(20)) }
         try await Task.sleep(for: .milliseconds(20))
-        try await queue.enqueue([1, 2, 3])
+        try await queue.send([1, 2, 3])
         #expect(try await reader.value == [1, 2, 3])
-        for i in 0..<4 { try await queue.enqueue([UInt8(i)]) }
-        let writer = Task { try await queue.enqueue([9], timeout: .seconds(20)) }
+        for i in 0..<4 { try await queue.send([UInt8(i)]) }
+        let writer = Task { try await queue.send([9], timeout: .seconds(20)) }
         try await Task.sleep(for: .milliseconds(20))
-        #expect(try await queue.dequeue() == [0])
+        #expect(try await queue.receive() == [0])
         try await writer.value
-        let cancelled = Task { try await makeQueue(capacity: 2, slotSize: 8).dequeue(timeout: .seconds(30)) }
+        let cancelled = Task { try await makeQueue(capacity: 2, slotSize: 8).receive(timeout: .seconds(30)) }
         cancelled.cancel()
         await #expect(throws: CancellationError.self) { try await cancelled.value }
     }

@@ -56,13 +56,13 @@ struct PidNamespacePrimitiveTests {
         let queue = try MessageQueue.create(name, capacity: 8, slotSize: 8)
         let peer = try TestSupport.spawnInNewPidNamespace(TestSupport.peerPath, ["queue-claim-hang", name])
         #expect(try peer.readLine(timeout: .seconds(20)) == "claimed")
-        try queue.enqueue(value: UInt64(77))
+        try queue.send(value: UInt64(77))
         var buffer = [UInt8](repeating: 0, count: 8)
         #expect(queue.recoverAbandonedSlots() == 0, "a live writer in another pid namespace was taken for dead")
-        #expect(try buffer.withUnsafeMutableBytes { try queue.tryDequeue(into: $0) } == nil)
+        #expect(try buffer.withUnsafeMutableBytes { try queue.tryReceive(into: $0) } == nil)
         peer.kill(SIGKILL)
         _ = try peer.wait(timeout: .seconds(10))
-        #expect(try queue.dequeue(UInt64.self, timeout: .seconds(5)) == 77)
+        #expect(try queue.receive(UInt64.self, timeout: .seconds(5)) == 77)
         #expect(queue.lostToDeadProducers == 1)
     }
 

@@ -17,27 +17,27 @@ struct MPMCQueueTests {
     @Test func fifoFullAndEmpty() throws {
         let queue = try makeQueue(capacity: 8, slotSize: 16)
         var buffer = [UInt8](repeating: 0, count: 16)
-        #expect(try buffer.withUnsafeMutableBytes { try queue.tryDequeue(into: $0) } == nil)
-        for i in 0..<8 { #expect(try queue.tryEnqueue([UInt8(i), 1, 2])) }
-        #expect(try !queue.tryEnqueue([9]))
+        #expect(try buffer.withUnsafeMutableBytes { try queue.tryReceive(into: $0) } == nil)
+        for i in 0..<8 { #expect(try queue.trySend([UInt8(i), 1, 2])) }
+        #expect(try !queue.trySend([9]))
         #expect(queue.approximateCount == 8)
-        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.enqueue([9], timeout: .milliseconds(30)) }
-        for i in 0..<8 { #expect(try queue.dequeue(timeout: .seconds(1)) == [UInt8(i), 1, 2]) }
-        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.dequeue(timeout: .milliseconds(30)) }
+        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.send([9], timeout: .milliseconds(30)) }
+        for i in 0..<8 { #expect(try queue.receive(timeout: .seconds(1)) == [UInt8(i), 1, 2]) }
+        #expect(throws: QueueError.timedOut(.milliseconds(30))) { try queue.receive(timeout: .milliseconds(30)) }
         // Many laps.
         for i in 0..<10_000 {
-            try queue.enqueue(value: UInt64(i))
-            #expect(try queue.dequeue(UInt64.self) == UInt64(i))
+            try queue.send(value: UInt64(i))
+            #expect(try queue.receive(UInt64.self) == UInt64(i))
         }
     }
 
     @Test func sizesAreChecked() throws {
         let queue = try makeQueue(capacity: 4, slotSize: 8)
-        #expect(throws: QueueError.messageTooLarge(size: 9, maximum: 8)) { try queue.tryEnqueue(Array(repeating: 0, count: 9)) }
-        try queue.enqueue([1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(throws: QueueError.messageTooLarge(size: 9, maximum: 8)) { try queue.trySend(Array(repeating: 0, count: 9)) }
+        try queue.send([1, 2, 3, 4, 5, 6, 7, 8])
         var small = [UInt8](repeating: 0, count: 4)
-        #expect(throws: QueueError.bufferTooSmall(needed: 8, available: 4)) { try small.withUnsafeMutableBytes { try queue.tryDequeue(into: $0) } }
-        #expect(try queue.dequeue() == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(throws: QueueError.bufferTooSmall(needed: 8, available: 4)) { try small.withUnsafeMutableBytes { try queue.tryReceive(into: $0) } }
+        #expect(try queue.receive() == [1, 2, 3, 4, 5, 6, 7, 8])
         #expect(throws: QueueError.self) { try makeQueue(capacity: 3, slotSize: 8) }
         #expect(throws: QueueError.self) { try makeQueue(capacity: 4, slotSize: 0) }
     }
@@ -54,7 +54,7 @@ struct MPMCQueueTests {
         for p in 0..<producers {
             threads.append(TestThread {
                 for i in 0..<perProducer {
-                    do { try queue.enqueue(value: UInt64(p * perProducer + i), timeout: .seconds(30)) }
+                    do { try queue.send(value: UInt64(p * perProducer + i), timeout: .seconds(30)) }
                     catch { failures.withLock { $0 += 1 } }
                 }
             })
@@ -64,7 +64,7 @@ struct MPMCQueueTests {
                 let deadline = monotonicNanoseconds() + 60_000_000_000
                 while monotonicNanoseconds() < deadline {
                     if taken.value >= producers * perProducer { return }
-                    guard let value = try? queue.dequeue(UInt64.self, timeout: .milliseconds(100)) else { continue }
+                    guard let value = try? queue.receive(UInt64.self, timeout: .milliseconds(100)) else { continue }
                     seen.withLock { $0[Int(value)] += 1 }
                     taken.withLock { $0 += 1 }
                 }
@@ -77,27 +77,27 @@ struct MPMCQueueTests {
 
     @Test func corruptStateWordsAreErrors() throws {
         let queue = try makeQueue(capacity: 4, slotSize: 8)
-        try queue.enqueue([1])
+        try queue.send([1])
         // A lap no legal transition leads to.
         queue.slots.storeBytes(of: MessageQueue.encode(lap: 0x12345, state: MessageQueue.ready, claimant: 1), as: UInt64.self)
         var b = [UInt8](repeating: 0, count: 8)
-        #expect(throws: QueueError.self) { try b.withUnsafeMutableBytes { _ = try queue.tryDequeue(into: $0) } }
-        #expect(throws: QueueError.self) { try queue.dequeue(timeout: .milliseconds(50)) }
+        #expect(throws: QueueError.self) { try b.withUnsafeMutableBytes { _ = try queue.tryReceive(into: $0) } }
+        #expect(throws: QueueError.self) { try queue.receive(timeout: .milliseconds(50)) }
         // All ones: "the previous lap's reader (pid 4194303) is still reading" —
         // that pid is dead, so a blocking call frees the slot and carries on.
         let stuck = try makeQueue(capacity: 4, slotSize: 8)
         stuck.slots.storeBytes(of: UInt64.max, as: UInt64.self)
-        #expect(try b.withUnsafeMutableBytes { try stuck.tryDequeue(into: $0) } == nil)
+        #expect(try b.withUnsafeMutableBytes { try stuck.tryReceive(into: $0) } == nil)
         #expect(stuck.recoverAbandonedSlots() == 1)
-        try stuck.enqueue([5])
-        #expect(try stuck.dequeue(timeout: .seconds(1)) == [5])
+        try stuck.send([5])
+        #expect(try stuck.receive(timeout: .seconds(1)) == [5])
         // A READY slot whose length is impossible costs that slot only.
         let fresh = try makeQueue(capacity: 4, slotSize: 8)
-        try fresh.enqueue([1])
-        try fresh.enqueue([2])
+        try fresh.send([1])
+        try fresh.send([2])
         fresh.slots.storeBytes(of: UInt32(1000), toByteOffset: 8, as: UInt32.self)
-        #expect(throws: QueueError.corruptRecord(offset: 0, reason: "slot length 1000 exceeds slot size 8")) { try fresh.dequeue(timeout: .seconds(1)) }
-        #expect(try fresh.dequeue(timeout: .seconds(1)) == [2])
+        #expect(throws: QueueError.corruptRecord(offset: 0, reason: "slot length 1000 exceeds slot size 8")) { try fresh.receive(timeout: .seconds(1)) }
+        #expect(try fresh.receive(timeout: .seconds(1)) == [2])
         #expect(fresh.corruptSlotCount == 1)
     }
 }
@@ -192,9 +192,9 @@ struct SyncPrimitiveTests {
         let queue = try MessageQueue.initialize(mapping.bytes, capacity: 4, slotSize: 8, waitStrategy: .spinThenPark(policy))
         #expect(queue.waitStrategy == .spinThenPark(policy))
         #expect(queue.waiter.spinBudget == 400_000)
-        #expect(throws: QueueError.timedOut(.milliseconds(5))) { try queue.dequeue(timeout: .milliseconds(5)) }
+        #expect(throws: QueueError.timedOut(.milliseconds(5))) { try queue.receive(timeout: .milliseconds(5)) }
         #expect(queue.waiter.spinBudget == 200_000)
-        #expect(throws: QueueError.timedOut(.milliseconds(5))) { try queue.dequeue(timeout: .milliseconds(5)) }
+        #expect(throws: QueueError.timedOut(.milliseconds(5))) { try queue.receive(timeout: .milliseconds(5)) }
         #expect(queue.waiter.spinBudget == 100_000)
         // Another handle on the same memory has its own strategy and budget.
         let other = try MessageQueue(attaching: mapping.bytes, waitStrategy: .block)

@@ -91,7 +91,7 @@ struct RawRequestResponseTests {
             $0.storeBytes(of: UInt64(1), toByteOffset: 8, as: UInt64.self)
             $0.storeBytes(of: UInt64(1 << 20), toByteOffset: 16, as: UInt64.self)
         }
-        try slot.withUnsafeBytes { try raw.requests.enqueue($0, timeout: .seconds(1)) }
+        try slot.withUnsafeBytes { try raw.requests.send($0, timeout: .seconds(1)) }
         var inbox = [UInt8](repeating: 0, count: 32)
         #expect { _ = try inbox.withUnsafeMutableBytes { try server.receive(into: $0.baseAddress!, timeout: .seconds(1), throwOnTimeout: true) } }
             throws: { error in

@@ -92,7 +92,7 @@ package final class ClientPort: @unchecked Sendable {
                     // A local copy, stored back: no access to the port held across the wait.
                     var w = waiter
                     defer { waiter = w }
-                    try requests.enqueue(UnsafeRawBufferPointer(slot), timeout: timeout, waiter: &w)
+                    try requests.send(UnsafeRawBufferPointer(slot), timeout: timeout, waiter: &w)
                 } catch {
                     if case .timedOut = error { throw .timedOut(after: timeout) }
                     throw .queue(error)
@@ -133,7 +133,7 @@ package final class ClientPort: @unchecked Sendable {
             let n: Int
             var w = waiter // a local copy, stored back: no access to the port held across the wait
             defer { waiter = w }
-            do throws(QueueError) { n = try responses.dequeue(into: buffer, timeout: remaining, waiter: &w) }
+            do throws(QueueError) { n = try responses.receive(into: buffer, timeout: remaining, waiter: &w) }
             catch {
                 if case .timedOut = error { throw .timedOut(after: timeout) }
                 throw .queue(error)
@@ -228,7 +228,7 @@ package final class ServerPort: @unchecked Sendable {
         let n: Int
         do throws(QueueError) {
             if timeout == .zero {
-                guard let got = try requests.tryDequeue(into: buffer) else {
+                guard let got = try requests.tryReceive(into: buffer) else {
                     // A killed client or server can leave the head slot claimed;
                     // the blocking path recovers it, polls do now and then.
                     emptyPolls.pointee &+= 1
@@ -239,7 +239,7 @@ package final class ServerPort: @unchecked Sendable {
             } else {
                 var w = waiter // a local copy, stored back: no access to the port held across the wait
                 defer { waiter = w }
-                n = try requests.dequeue(into: buffer, timeout: timeout, waiter: &w)
+                n = try requests.receive(into: buffer, timeout: timeout, waiter: &w)
             }
         } catch {
             if case .timedOut = error {
@@ -275,7 +275,7 @@ package final class ServerPort: @unchecked Sendable {
                 (base + ResponseEntry.Offset.payload).copyMemory(from: payload, byteCount: length)
                 let bytes = UnsafeRawBufferPointer(slot)
                 do throws(QueueError) {
-                    if try queue.tryEnqueue(bytes) { return true }
+                    if try queue.trySend(bytes) { return true }
                     // Full: a client that died (or left) no longer reads. Say so
                     // rather than wait for it.
                     guard clientIsRegistered(clientID) else {
@@ -284,7 +284,7 @@ package final class ServerPort: @unchecked Sendable {
                     }
                     var w = waiter // a local copy, stored back: no access to the port held across the wait
                     defer { waiter = w }
-                    try queue.enqueue(bytes, timeout: timeout, waiter: &w)
+                    try queue.send(bytes, timeout: timeout, waiter: &w)
                     return true
                 } catch {
                     // A client that stopped reading: forget it.
