@@ -169,6 +169,16 @@ import ShmSystem
             if let dropped { return .pushedDropping(dropped) }
             return .pushed
         }
+
+        /// Whether a push would find room now, reading the consumer's head
+        /// with a seq_cst load: a `Parker` condition for a producer waiting
+        /// for space (see `SampleInbox.SpaceWakeup`).
+        public func hasRoom() -> Bool {
+            // SYNC POINT (Dekker): seq_cst load pairs with the consumer's
+            // release store of head + seq_cst fence in `SpaceWakeup`.
+            let h = queue.head.pointee.load(ordering: .sequentiallyConsistent)
+            return state[0] &- h < limit
+        }
     }
 
     /// The producer's end. Keep one per queue, in the producing process.

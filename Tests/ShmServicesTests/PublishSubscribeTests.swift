@@ -1,9 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import Testing
 import ShmTestSupport
 @testable import Shm
+@_spi(ShmInternals) import ShmPrimitives
 
 struct MissingSample: Error {}
 
@@ -233,6 +235,33 @@ struct PublishSubscribeTests {
             }
             #expect(subscriber.lostSamples == 6, "\(policy)")
         }
+    }
+
+    /// Back-pressure uses the waiting engine: a `.block` publisher facing a
+    /// full queue sleeps on that subscriber's space parker (it polled with
+    /// sleeps of 1–20 µs before) and the subscriber's pop wakes it.
+    @Test func aBlockedPublisherSleepsUntilTheSubscriberMakesRoom() throws {
+        let node = try Node(name: "unit")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("backpressure"), of: Reading.self,
+                                                config: .init(subscriberBufferSize: 2, overflow: .block))
+        let subscriber = try service.subscriber()
+        let publisher = try service.publisher(sendTimeout: .seconds(20), waitStrategy: .block)
+        for i in 1...2 { try publisher.send(copyOf: Reading(sequence: UInt64(i), value: 0)) }
+        let space = subscriber.port.inbox.spaceParker(of: publisher.port.slotIndex)
+        let wakesBefore = space.seq.pointee.load(ordering: .relaxed)
+        let reached = Locked(-1)
+        let sender = TestThread { reached.set((try? publisher.send(copyOf: Reading(sequence: 3, value: 0))) ?? -2) }
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while space.sleeperCount == 0 && monotonicNanoseconds() < deadline { usleep(200) }
+        #expect(space.sleeperCount == 1, "the publisher should sleep on the subscriber's space parker")
+        #expect(reached.value == -1, "the send should still wait: the queue is full")
+        #expect(try subscriber.receive(timeout: .seconds(1)).payload.sequence == 1)
+        sender.join()
+        #expect(reached.value == 1)
+        #expect(space.seq.pointee.load(ordering: .relaxed) != wakesBefore, "the subscriber's pop should have woken it")
+        #expect(try subscriber.receive(timeout: .seconds(1)).payload.sequence == 2)
+        #expect(try subscriber.receive(timeout: .seconds(1)).payload.sequence == 3)
+        #expect(subscriber.lostSamples == 0)
     }
 
     @Test func borrowLimitAndPoolReuse() throws {

@@ -165,3 +165,12 @@ extension TestSupport {
         return try condition()
     }
 }
+
+/// A value shared between threads under a lock.
+public final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    public init(_ value: Value) { mutex = Mutex(value) }
+    public func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    public var value: Value { mutex.withLock { $0 } }
+    public func set(_ value: Value) { mutex.withLock { $0 = value } }
+}

@@ -21,6 +21,8 @@ import ShmSystem
 ///           +0   owner     UInt64  portID of the publisher using the block, 0 free
 ///           +8   attached  UInt64  portID of the publisher whose pool the
 ///                                   subscriber has mapped (0: none yet)
+///           +16  space parker: seq, sleepers — a publisher of a `.block`
+///                  service sleeps here while the delivery queue is full
 ///           +64  lost      UInt64  samples dropped by the overflow policy  } written by the
 ///           +72  delivered UInt64                                          } publisher only
 ///           +128 delivery IndexQueue (publisher → subscriber: chunk references)
@@ -33,10 +35,16 @@ import ShmSystem
 /// dropped with samples still queued waits (bounded) for `attached` to name
 /// it before it removes its pool's name, so a subscriber that was asleep
 /// still gets those samples (the Dekker pair in `DepartedPools.swift`).
+///
+/// **Back-pressure.** Under the `.block` overflow policy a publisher that
+/// finds the delivery queue full waits with its `Waiter` on the block's
+/// space parker; the subscriber, after each pop from such a queue, makes the
+/// Dekker check (`SpaceWakeup`) and wakes it. Other policies never wait
+/// and their subscribers make no check.
 @_spi(ShmInternals) public struct SampleInbox: @unchecked Sendable {
     package static let kind = SegmentKind("SUBQ")
     static let magic = SegmentKind("SUBQ")
-    static let version: UInt32 = 3
+    static let version: UInt32 = 4 // 4: space parker per block
 
     /// Byte offsets of the header's words (the table above).
     package enum Offset {
@@ -45,7 +53,7 @@ import ShmSystem
 
     /// Byte offsets inside a block (the table above).
     package enum BlockOffset {
-        package static let owner = 0, attached = 8, lost = 64, delivered = 72, queues = 128
+        package static let owner = 0, attached = 8, spaceParker = 16, lost = 64, delivered = 72, queues = 128
     }
 
     let data: MappedBytes
@@ -226,6 +234,36 @@ import ShmSystem
         atomicMemoryFence(ordering: .sequentiallyConsistent)
     }
 
+    /// Where a publisher of a `.block` service sleeps while block `index`'s
+    /// delivery queue is full.
+    package func spaceParker(of index: Int) -> Parker {
+        Parker(block(index).unsafeBaseAddress + BlockOffset.spaceParker)
+    }
+
+    /// The subscriber's side of back-pressure for block `index`.
+    package func spaceWakeup(of index: Int) -> SpaceWakeup { SpaceWakeup(parker: spaceParker(of: index)) }
+
+    /// Wakes a publisher parked on a full delivery queue after the
+    /// subscriber made room (`.block` services only).
+    public struct SpaceWakeup: @unchecked Sendable {
+        @usableFromInline let parker: Parker
+
+        init(parker: Parker) { self.parker = parker }
+
+        /// Call after a pop from the block's delivery queue: one fence and
+        /// one load of a line the publisher writes only when it sleeps; a
+        /// syscall only if it does.
+        @inlinable @inline(__always)
+        public func afterMakingRoom() {
+            // SYNC POINT (Dekker): the fence orders our release store of the
+            // queue's head before the seq_cst load of `sleepers` in
+            // `wakeIfSleeping`; it pairs with the publisher's seq_cst sleeper
+            // announcement and seq_cst re-read of head (`IndexQueue.Writer.hasRoom`).
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            parker.wakeIfSleeping()
+        }
+    }
+
     /// Samples the overflow policy dropped in block `index` (monitoring: relaxed).
     package func lost(in index: Int) -> UInt64 { word64(index, BlockOffset.lost).pointee.load(ordering: .relaxed) }
 
@@ -275,5 +313,7 @@ import ShmSystem
         word64(index, BlockOffset.lost).pointee.store(0, ordering: .relaxed)
         word64(index, BlockOffset.delivered).pointee.store(0, ordering: .relaxed)
         word64(index, BlockOffset.attached).pointee.store(0, ordering: .relaxed)
+        // A publisher killed while parked leaves a sleeper count behind.
+        spaceParker(of: index).resetSleepers()
     }
 }

@@ -96,11 +96,17 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
 
     /// Creates a publisher (registers it in the service).
     /// A publisher (a port with a pool of its own in /dev/shm).
-    /// - Parameter sendTimeout: how long a send waits for room under the
-    ///   `.block` overflow policy (then `.timedOut`); also settable later.
-    public func publisher(sendTimeout: Duration = .seconds(1)) throws(ServiceError) -> Publisher<Payload> {
+    /// - Parameters:
+    ///   - sendTimeout: how long a send waits for room under the `.block`
+    ///     overflow policy (then the sample is counted lost for that
+    ///     subscriber); also settable later.
+    ///   - waitStrategy: how that wait waits: spinning, then sleeping on the
+    ///     full subscriber's space parker (`FUTEX_WAIT`) until it pops —
+    ///     the default —, only spinning, or only sleeping.
+    public func publisher(sendTimeout: Duration = .seconds(1), waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Publisher<Payload> {
         let publisher = try Publisher(service: self)
         publisher.sendTimeout = sendTimeout
+        publisher.port.waiter = Waiter(waitStrategy)
         return publisher
     }
 

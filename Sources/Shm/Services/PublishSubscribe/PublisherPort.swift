@@ -22,6 +22,10 @@ final class PublisherPort: @unchecked Sendable {
     let pool: ChunkPool
 
     var sendTimeout: Duration = .seconds(1)
+    /// How a send waits for room under `.block` (spin, then sleep on the
+    /// full connection's space parker until the subscriber pops); the
+    /// budget learns across sends.
+    var waiter = Waiter(.default)
 
     /// Scalars the hot path updates, behind a pointer (no exclusivity
     /// checks, no copy-on-write): this process's memory, not shared.
@@ -225,7 +229,6 @@ final class PublisherPort: @unchecked Sendable {
     func push(_ value: UInt64, chunk: Int, to pointer: UnsafeMutablePointer<DeliveryLink.State>) throws(ServiceError) -> Bool {
         let link = pointer.pointee
         var deadline: UInt64?
-        var spins = 0
         while true {
             let outcome: IndexQueue.Producer.Outcome
             do {
@@ -249,22 +252,22 @@ final class PublisherPort: @unchecked Sendable {
                     link.count(lost: 1)
                     return false
                 }
-                // .block: wait (bounded) for the subscriber to make room:
-                // spin briefly, then sleep in growing steps.
+                // .block: wait (at most sendTimeout) for the subscriber to
+                // make room, with the port's waiter on this connection's
+                // space parker (the subscriber wakes it after a pop).
                 let now = monotonicNanoseconds()
                 if deadline == nil { deadline = now + sendTimeout.nanoseconds }
                 if now >= deadline! {
                     link.count(lost: 1)
                     return false
                 }
+                // A sleeping subscriber has work: make sure it is awake.
                 if link.mayPark { link.parker.wakeIfSleeping() }
-                spins += 1
-                if spins < 64 {
-                    for _ in 0..<64 { CPU.relax() }
-                } else {
-                    reclaimReturns()
-                    sleepNanoseconds(spins < 256 ? 1_000 : 20_000)
-                }
+                let writer = link.writer
+                var w = waiter // a local copy, stored back: no access to the port held across the wait
+                defer { waiter = w }
+                _ = w.wait(on: link.spaceParker, deadline: deadline, slice: 10_000_000, ready: { writer.hasRoom() },
+                           keepWaiting: { self.reclaimReturns(); return true })
                 continue
             }
             link.outstanding[chunk] += 1
@@ -440,6 +443,8 @@ final class DeliveryLink {
         let writer: IndexQueue.Writer
         let returns: IndexQueue
         let parker: Parker
+        /// Where we sleep while this subscriber's queue is full (`.block`).
+        let spaceParker: Parker
         let counters: SampleInbox.SenderCounters
         /// The subscriber may sleep: publish with seq_cst and wake it.
         let mayPark: Bool
@@ -476,7 +481,7 @@ final class DeliveryLink {
         let totals = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
         totals.initialize(repeating: 0, count: 2)
         state = State(portID: connection.portID, writer: producer.writer, returns: returns, parker: inbox.parker,
-                      counters: inbox.counters(of: block), mayPark: inbox.subscriberMayPark, outstanding: outstanding, totals: totals)
+                      spaceParker: inbox.spaceParker(of: block), counters: inbox.counters(of: block), mayPark: inbox.subscriberMayPark, outstanding: outstanding, totals: totals)
     }
 
     deinit {

@@ -19,6 +19,9 @@ final class SubscriberPort: @unchecked Sendable {
     /// Overflow policy "overwrite oldest": publishers may take entries from
     /// our delivery queues, so popping needs a compare-and-swap.
     let producersDrop: Bool
+    /// Overflow policy "block": a publisher may sleep on a full delivery
+    /// queue, so each pop is followed by the wake-up check.
+    let publishersWait: Bool
     /// Bytes per element, and the smallest valid sample (single-value services).
     let elementStride: Int
     let minimumBytes: Int
@@ -74,6 +77,7 @@ final class SubscriberPort: @unchecked Sendable {
         serviceHash = ServiceLayout.hash(attachment.name.value)
         maxBorrowed = config.maxBorrowed
         producersDrop = config.overflow == .overwriteOldest
+        publishersWait = config.overflow == .block
         self.elementStride = elementStride
         self.minimumBytes = minimumBytes
         let id = UInt64.random(in: 1...UInt64.max)
@@ -154,6 +158,7 @@ final class SubscriberPort: @unchecked Sendable {
             index = index + 1 == count ? 0 : index + 1
             let taken = producersDrop ? connection.pointee.delivery.pop() : connection.pointee.delivery.popExclusive()
             if let value = taken {
+                if publishersWait { connection.pointee.spaceWakeup.afterMakingRoom() }
                 state.pointee.nextActive = index
                 return try delivery(from: value, connection: connection)
             }
@@ -314,7 +319,8 @@ final class SubscriberPort: @unchecked Sendable {
         }
         attachFailure = nil
         let connection = InboundConnection(block: block, publisherID: publisherID, pool: pool, poolSegment: poolSegment,
-                                           inboxSegment: inboxSegment, delivery: delivery, returns: producer, local: localBox)
+                                           inboxSegment: inboxSegment, delivery: delivery, spaceWakeup: inbox.spaceWakeup(of: block),
+                                           returns: producer, local: localBox)
         connections[block] = connection
         active.append(connection)
         // Then the fence in `removeDepartedPoolIfUnawaited` (Dekker with the
@@ -377,6 +383,7 @@ final class InboundConnection {
     /// reference to the connection (`active` holds it).
     struct State {
         let delivery: IndexQueue
+        let spaceWakeup: SampleInbox.SpaceWakeup
         let connection: Unmanaged<InboundConnection>
         let flags: UnsafeMutablePointer<Flags>
         let publisherID: UInt64
@@ -393,6 +400,7 @@ final class InboundConnection {
     let inboxSegment: SharedMemorySegment
     let pool: ChunkPool
     let delivery: IndexQueue
+    let spaceWakeup: SampleInbox.SpaceWakeup
     let returns: IndexQueue.Producer
     let local: LocalBox<SubscriberPort.Local>
     /// This process's bookkeeping for the connection (one thread at a time,
@@ -411,14 +419,15 @@ final class InboundConnection {
     let flags: UnsafeMutablePointer<Flags>
 
     init(block: Int, publisherID: UInt64, pool: ChunkPool, poolSegment: SharedMemorySegment,
-         inboxSegment: SharedMemorySegment, delivery: IndexQueue, returns: IndexQueue.Producer,
-         local: LocalBox<SubscriberPort.Local>) {
+         inboxSegment: SharedMemorySegment, delivery: IndexQueue, spaceWakeup: SampleInbox.SpaceWakeup,
+         returns: IndexQueue.Producer, local: LocalBox<SubscriberPort.Local>) {
         self.block = block
         self.publisherID = publisherID
         self.poolSegment = poolSegment
         self.inboxSegment = inboxSegment
         self.pool = pool
         self.delivery = delivery
+        self.spaceWakeup = spaceWakeup
         self.returns = returns
         self.local = local
         flags = .allocate(capacity: 1)
@@ -439,7 +448,7 @@ final class InboundConnection {
     }
 
     var state: State {
-        State(delivery: delivery, connection: Unmanaged.passUnretained(self), flags: flags, publisherID: publisherID,
+        State(delivery: delivery, spaceWakeup: spaceWakeup, connection: Unmanaged.passUnretained(self), flags: flags, publisherID: publisherID,
               poolChunks: UnsafeRawPointer(pool.chunk(0)), chunkCount: pool.chunkCount, chunkStride: pool.chunkStride,
               payloadCapacity: pool.payloadCapacity, payloadOffset: pool.payloadOffset)
     }
