@@ -124,6 +124,51 @@ package struct Waiter: Sendable {
         }
     }
 
+    /// Waits until `ready()` holds or `deadline` passes on any of several
+    /// parkers — a wait set's attachments: the same spin phase and budget
+    /// as `wait(on:)`, then one `futex_waitv(2)` on all of them (see
+    /// `ParkerSet`). `ready()` must use sequentially consistent loads.
+    package mutating func wait(onAny parkers: [Parker], deadline: UInt64?, ready: () -> Bool) -> Bool {
+        if parkers.count == 1 { return wait(on: parkers[0], deadline: deadline, ready: ready) }
+        if ready() { return true }
+        switch strategy {
+        case .busySpin:
+            var spins: UInt32 = 0
+            while true {
+                CPU.relax()
+                if ready() { return true }
+                spins &+= 1
+                if spins & 0x3ff == 0, let deadline, monotonicNanoseconds() >= deadline { return false }
+            }
+        case .spinThenPark:
+            let start = monotonicNanoseconds()
+            let spinUntil = start &+ budget
+            var spins: UInt32 = 0
+            while true {
+                CPU.relax()
+                if ready() {
+                    budget = min(maximum, max(budget, (monotonicNanoseconds() &- start) &* 2))
+                    return true
+                }
+                spins &+= 1
+                if spins & 0xff == 0 {
+                    let now = monotonicNanoseconds()
+                    if let deadline, now >= deadline { return false }
+                    if now >= spinUntil { break }
+                }
+            }
+            budget = max(minimum, budget / 2)
+        case .block:
+            break
+        }
+        while true {
+            if ParkerSet.wait(on: parkers, until: deadline, pollInterval: 200_000, check: { ready() ? true : nil }) != nil {
+                return true
+            }
+            if let deadline, monotonicNanoseconds() >= deadline { return ready() }
+        }
+    }
+
     @usableFromInline @inline(never)
     func park(
         on parker: Parker, deadline: UInt64?, slice: UInt64,

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import ShmTestSupport
 @testable import Shm
@@ -30,5 +33,35 @@ struct AdaptiveWaitTests {
         #expect(client.port.waiter.spinBudget == 20_000)
         #expect(throws: ServiceError.self) { try pending.response(timeout: .milliseconds(5)) }
         #expect(client.port.waiter.spinBudget == 10_000)
+    }
+
+    /// A wait set waits like any port: its strategy set at creation, the
+    /// budget learning across waits (it parked at once before), and a
+    /// spinning wait set sees a notification without sleeping.
+    @Test func aWaitSetSpinsThenParksAndLearns() throws {
+        let node = try Node(name: "adaptive-ws")
+        let events = try node.event(TestSupport.uniqueName("adaptive-ws"))
+        let samples = try node.publishSubscribe(TestSupport.uniqueName("adaptive-ws-ps"), of: UInt64.self)
+        let policy = SpinPolicy(minimumSpin: .microseconds(2), maximumSpin: .microseconds(400))
+        let waitSet = WaitSet(waitStrategy: .spinThenPark(policy))
+        let listener = try events.listener(), notifier = try events.notifier()
+        let l = waitSet.attach(listener)
+        _ = waitSet.attach(try samples.subscriber())
+        #expect(waitSet.waitStrategy == .spinThenPark(policy))
+        #expect(waitSet.waiter.spinBudget == 400_000)
+        #expect(try waitSet.wait(timeout: .milliseconds(5)).isEmpty)
+        #expect(waitSet.waiter.spinBudget == 200_000)
+        #expect(try waitSet.wait(timeout: .milliseconds(5)).isEmpty)
+        #expect(waitSet.waiter.spinBudget == 100_000)
+        try notifier.notify(1)
+        #expect(try waitSet.wait(timeout: .seconds(5)) == [l])
+
+        let spinning = WaitSet(waitStrategy: .busySpin)
+        let l2 = spinning.attach(listener)
+        _ = listener.tryWait()
+        let thread = TestThread { usleep(20_000); try? notifier.notify(2) }
+        #expect(try spinning.wait(timeout: .seconds(10)) == [l2])
+        #expect(listener.event.sleepingWaiters == 0)
+        thread.join()
     }
 }

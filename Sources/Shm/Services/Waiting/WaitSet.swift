@@ -12,9 +12,11 @@ import ShmSystem
 /// }
 /// ```
 ///
-/// Each attachment exposes the futex word its wakers bump; the wait set
-/// announces itself as a sleeper on all of them, re-checks each, and then
-/// sleeps in one `futex_waitv(2)` call on all the words (up to 128).
+/// Each attachment exposes the futex word its wakers bump. A wait runs the
+/// wait set's strategy like any port's (`Waiter`: spin for an adaptive
+/// budget under `.spinThenPark`); to sleep it announces itself as a sleeper
+/// on every word, re-checks each attachment, and sleeps in one
+/// `futex_waitv(2)` call on all the words (up to 128).
 public final class WaitSet: @unchecked Sendable {
     /// Identifies an attachment in the results of `wait`.
     public struct Attachment: Hashable, Sendable {
@@ -31,8 +33,15 @@ public final class WaitSet: @unchecked Sendable {
     }
 
     var entries: [Entry] = []
+    var waiter: Waiter
 
-    public init() {}
+    /// How `wait` waits (spin, then sleep on every attachment — the
+    /// default —, only spin, or only sleep).
+    public var waitStrategy: WaitStrategy { waiter.strategy }
+
+    public init(waitStrategy: WaitStrategy = .default) {
+        waiter = Waiter(waitStrategy)
+    }
 
     /// Attaches a listener: ready when any of its event ids fired.
     public func attach(_ listener: Listener) -> Attachment {
@@ -93,11 +102,14 @@ public final class WaitSet: @unchecked Sendable {
         while true {
             // Take in new publishers first, so that their arrival is not mistaken for data.
             for entry in entries { entry.refresh() }
-            let ready = ParkerSet.wait(on: entries.map(\.parker), until: end, pollInterval: 200_000) {
+            let entries = self.entries
+            var w = waiter // a local copy, stored back: no access to the wait set held across the wait
+            let found = w.wait(onAny: entries.map(\.parker), deadline: end) { entries.contains { $0.isReady() } }
+            waiter = w
+            if found {
                 let ready = self.ready()
-                return ready.isEmpty ? nil : ready
+                if !ready.isEmpty { return ready }
             }
-            if let ready { return ready }
             if let end, monotonicNanoseconds() >= end { return [] }
         }
     }
