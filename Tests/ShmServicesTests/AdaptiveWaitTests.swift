@@ -35,6 +35,25 @@ struct AdaptiveWaitTests {
         #expect(client.port.waiter.spinBudget == 10_000)
     }
 
+    /// Waits from `async` code run on another thread with the handle's own
+    /// waiter, carried there and back (each started at the maximum before).
+    @Test func asyncWaitsTeachTheHandlesWaiterToo() async throws {
+        let node = try Node(name: "adaptive-async")
+        let policy = SpinPolicy(minimumSpin: .microseconds(2), maximumSpin: .microseconds(400))
+        let listener = try node.event(TestSupport.uniqueName("adaptive-async")).listener(waitStrategy: .spinThenPark(policy))
+        // Each parked slice of a wait halves the budget (a long wait: the
+        // peer is quiet), and the next wait starts where the last one ended.
+        #expect(try await listener.wait(timeout: .milliseconds(200)).isEmpty)
+        let afterFirst = listener.waiter.spinBudget
+        #expect(afterFirst <= 200_000)
+        #expect(try await listener.wait(timeout: .milliseconds(200)).isEmpty)
+        #expect(listener.waiter.spinBudget < afterFirst || listener.waiter.spinBudget == 2_000)
+        let samples = try node.publishSubscribe(TestSupport.uniqueName("adaptive-async-ps"), of: UInt64.self)
+        let subscriber = try samples.subscriber(waitStrategy: .spinThenPark(policy))
+        await #expect(throws: ServiceError.self) { _ = try await subscriber.receive(timeout: .milliseconds(200)) }
+        #expect(subscriber.port.waiter.spinBudget < 400_000)
+    }
+
     /// A wait set waits like any port: its strategy set at creation, the
     /// budget learning across waits (it parked at once before), and a
     /// spinning wait set sees a notification without sleeping.
@@ -49,9 +68,9 @@ struct AdaptiveWaitTests {
         _ = waitSet.attach(try samples.subscriber())
         #expect(waitSet.waitStrategy == .spinThenPark(policy))
         #expect(waitSet.waiter.spinBudget == 400_000)
-        #expect(try waitSet.wait(timeout: .milliseconds(5)).isEmpty)
+        #expect(try waitSet.wait(timeout: .milliseconds(50)).isEmpty)
         #expect(waitSet.waiter.spinBudget == 200_000)
-        #expect(try waitSet.wait(timeout: .milliseconds(5)).isEmpty)
+        #expect(try waitSet.wait(timeout: .milliseconds(50)).isEmpty)
         #expect(waitSet.waiter.spinBudget == 100_000)
         try notifier.notify(1)
         #expect(try waitSet.wait(timeout: .seconds(5)) == [l])

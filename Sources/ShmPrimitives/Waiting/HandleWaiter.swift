@@ -20,6 +20,17 @@ package final class HandleWaiter: Sendable {
         state = Mutex(Waiter(strategy))
     }
 
+    /// Carries a port's waiter through a wait on another thread (`async`
+    /// waits run on a `BlockingPool` thread, slice by slice); read it back
+    /// with `current` afterwards.
+    package init(continuing waiter: Waiter) {
+        strategy = waiter.strategy
+        state = Mutex(waiter)
+    }
+
+    /// The waiter as the last wait left it.
+    package var current: Waiter { state.withLock { $0 } }
+
     /// Runs `body` with this handle's waiter, then keeps what it learned.
     package func withWaiter<R, E: Error>(_ body: (inout Waiter) throws(E) -> R) throws(E) -> R {
         var waiter = state.withLock { $0 }

@@ -4,16 +4,18 @@ import ShmSystem
 
 /// Waits from `async` code, through the one bridge (`AsyncBridge`), until
 /// `ready()` holds, the timeout passes, or the task is cancelled (which
-/// wakes the futex at once). Returns whether `ready()` held. The waiting
-/// itself is the handle's wait strategy (`Waiter`), slice by slice.
-func waitOffThePool(parker: Parker, strategy: WaitStrategy, timeout: Duration?,
-                    ready: @escaping @Sendable () -> Bool) async throws -> Bool {
+/// wakes the futex at once). The waiting itself is the handle's `Waiter`,
+/// slice by slice, carried to the waiting thread and back: returns whether
+/// `ready()` held and the waiter with what the wait taught it, for the
+/// caller to store back in its port.
+func waitOffThePool(parker: Parker, waiter: Waiter, timeout: Duration?,
+                    ready: @escaping @Sendable () -> Bool) async throws -> (found: Bool, waiter: Waiter) {
+    let carried = HandleWaiter(continuing: waiter)
     let found = try await AsyncBridge.wait(wakingOnCancel: [parker], deadline: deadline(after: timeout)) {
         (until: UInt64) throws(Never) -> Bool? in
-        var waiter = Waiter(strategy)
-        return waiter.wait(on: parker, deadline: until, ready: ready) ? true : nil
+        carried.withWaiter { (waiter: inout Waiter) in waiter.wait(on: parker, deadline: until, ready: ready) } ? true : nil
     }
-    return found ?? ready()
+    return (found ?? ready(), carried.current)
 }
 
 extension Subscriber {
@@ -26,9 +28,9 @@ extension Subscriber {
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
             let port = self.port
-            _ = try await waitOffThePool(parker: port.inbox.parker, strategy: port.waiter.strategy, timeout: remaining) {
+            port.waiter = try await waitOffThePool(parker: port.inbox.parker, waiter: port.waiter, timeout: remaining) {
                 port.mayHaveSample()
-            }
+            }.waiter
         }
     }
 
@@ -86,7 +88,7 @@ extension Listener {
     public func wait(timeout: Duration? = nil) async throws -> [EventID] {
         let ids = tryWait()
         if !ids.isEmpty { return ids }
-        _ = try await waitOffThePool(parker: event.parker, strategy: strategy, timeout: timeout) { [self] in hasFired() }
+        waiter = try await waitOffThePool(parker: event.parker, waiter: waiter, timeout: timeout) { [self] in hasFired() }.waiter
         return tryWait()
     }
 
@@ -164,9 +166,9 @@ extension Server {
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
             let slice = min(remaining ?? .milliseconds(50), .milliseconds(50))
-            _ = try await waitOffThePool(parker: queue.notEmpty, strategy: strategy, timeout: slice) {
+            port.waiter = try await waitOffThePool(parker: queue.notEmpty, waiter: port.waiter, timeout: slice) {
                 queue.looksNotEmpty()
-            }
+            }.waiter
             _ = queue.recoverAbandonedSlots()
         }
     }
