@@ -6,6 +6,10 @@ import Shm
 /// Produces `count` self-checking messages into ring `name`, alternating the
 /// copy, closure zero-copy and claim/commit APIs.
 func ringProduce(_ name: String, count: UInt64, strategy: WaitStrategy) throws {
+    // Long waits for room: an async consumer in the test process resumes on
+    // the cooperative pool, which the suite's blocking tests can occupy for
+    // tens of seconds on a 2-vCPU machine (seen in CI: a 30 s wait expired).
+    let patience: Duration = .seconds(120)
     let producer = try MessageRing.open(name).producer(waitStrategy: strategy)
     var scratch = [UInt8](repeating: 0, count: 256)
     for seq in 0..<count {
@@ -14,15 +18,15 @@ func ringProduce(_ name: String, count: UInt64, strategy: WaitStrategy) throws {
         case 0:
             try scratch.withUnsafeMutableBytes { buffer in
                 Payload.fill(buffer, seq: seq)
-                try producer.send(UnsafeRawBufferPointer(rebasing: buffer[0..<length]), timeout: .seconds(30))
+                try producer.send(UnsafeRawBufferPointer(rebasing: buffer[0..<length]), timeout: patience)
             }
         case 1:
-            try producer.send(count: length, timeout: .seconds(30)) { (buffer) throws(Never) -> Int in
+            try producer.send(count: length, timeout: patience) { (buffer) throws(Never) -> Int in
                 Payload.fill(buffer, seq: seq)
                 return length
             }
         default:
-            let claim = try producer.claim(count: 256, timeout: .seconds(30))
+            let claim = try producer.claim(count: 256, timeout: patience)
             Payload.fill(claim.unsafeBytes, seq: seq)
             claim.commit(count: length)
         }

@@ -26,7 +26,7 @@ struct AsyncTests {
         }
         // Bounded: cancelling ends the sequence (a hang would hide the cause).
         let watchdog = Task {
-            try await Task.sleep(for: .seconds(90))
+            try await Task.sleep(for: .seconds(150))
             reading.cancel()
         }
         let received = try await reading.value

@@ -127,6 +127,13 @@ static inline void cshm_prefetch_for_write(const void *p) {
     __builtin_prefetch(p, 1, 3);
 }
 
+/// Asks for the cache line at `p` for reading (x86 PREFETCHT0) without
+/// waiting for it: a spinning reader fetches a line it expects to be
+/// written next alongside the line it polls.
+static inline void cshm_prefetch_for_read(const void *p) {
+    __builtin_prefetch(p, 0, 3);
+}
+
 /// futex_waitv(2) (Linux 5.16): sleeps until any of `count` (≤ 128) 32-bit
 /// shared futex words no longer holds its expected value or is woken, or the
 /// absolute CLOCK_MONOTONIC deadline passes (NULL: no deadline). Returns the

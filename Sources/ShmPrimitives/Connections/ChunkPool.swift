@@ -10,7 +10,11 @@ import ShmSystem
 ///           portID, serviceHash, payloadOffset, checksum
 /// 4096    chunk[0] … chunk[chunkCount-1], chunkStride bytes each (a multiple of 64):
 ///           +0  sequence UInt64     number of the sample, per publisher (from 1)
-///           +8  length   UInt64     payload bytes in this sample
+///           +8  length   UInt32     payload bytes in this sample
+///           +12 next     UInt32     the chunk the sender expects to loan next
+///                                   (a hint: 0xffff_ffff none), so that a
+///                                   receiver can fetch that chunk's line while
+///                                   it polls for the next reference
 ///           +payloadOffset payload[payloadCapacity]   (16, or the payload's
 ///                                   alignment if larger: a small payload shares
 ///                                   the header's cache line)
@@ -22,14 +26,17 @@ import ShmSystem
 @_spi(ShmInternals) public struct ChunkPool: @unchecked Sendable {
     package static let kind = SegmentKind("PUBD")
     static let magic = SegmentKind("PUBD")
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3 // 3: length UInt32 + next-chunk hint
     public static let chunksOffset = 4096
     static let headerBytes = 16
 
     /// Byte offsets inside a chunk (the table above).
     public enum ChunkOffset {
-        public static let sequence = 0, length = 8
+        public static let sequence = 0, length = 8, next = 12
     }
+
+    /// `next` when the sender has no guess.
+    public static let noHint: UInt32 = .max
 
     let data: MappedBytes
     @usableFromInline let base: UnsafeMutableRawPointer
@@ -92,15 +99,17 @@ import ShmSystem
     @inlinable @inline(__always)
     public func header(_ index: Int) -> (sequence: UInt64, length: UInt64) {
         let c = chunk(index)
-        return (c.load(fromByteOffset: ChunkOffset.sequence, as: UInt64.self), c.load(fromByteOffset: ChunkOffset.length, as: UInt64.self))
+        return (c.load(fromByteOffset: ChunkOffset.sequence, as: UInt64.self),
+                UInt64(c.load(fromByteOffset: ChunkOffset.length, as: UInt32.self)))
     }
 
     /// Writes the chunk's header (the sender, before publishing its reference).
     @inlinable @inline(__always)
-    public func setHeader(_ index: Int, sequence: UInt64, length: UInt64) {
+    public func setHeader(_ index: Int, sequence: UInt64, length: Int, next: UInt32) {
         let c = chunk(index)
         c.storeBytes(of: sequence, toByteOffset: ChunkOffset.sequence, as: UInt64.self)
-        c.storeBytes(of: length, toByteOffset: ChunkOffset.length, as: UInt64.self)
+        c.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: ChunkOffset.length, as: UInt32.self)
+        c.storeBytes(of: next, toByteOffset: ChunkOffset.next, as: UInt32.self)
     }
 
     /// The highest sample sequence number in any chunk: how many samples

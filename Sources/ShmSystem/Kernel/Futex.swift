@@ -128,6 +128,11 @@ public enum CPU {
     @inlinable @inline(__always)
     public static func prefetchForWrite(_ address: UnsafeRawPointer) { cshm_prefetch_for_write(address) }
 
+    /// Fetches the cache line at `address` for reading (`PREFETCHT0`),
+    /// without waiting for it.
+    @inlinable @inline(__always)
+    public static func prefetchForRead(_ address: UnsafeRawPointer) { cshm_prefetch_for_read(address) }
+
     /// Gives the CPU to another runnable thread (`sched_yield(2)`).
     @inline(__always)
     public static func yield() { sched_yield() }

@@ -201,7 +201,10 @@ final class PublisherPort: @unchecked Sendable {
         let state = local
         state.pointee.loanedCount -= 1
         state.pointee.sequence &+= 1
-        pool.setHeader(chunk, sequence: state.pointee.sequence, length: UInt64(bytes))
+        // The next loan takes the top of the free stack: say which, so a
+        // spinning subscriber fetches that line while it polls (`ChunkOffset.next`).
+        let next = state.pointee.freeCount > 0 ? UInt32(bitPattern: freeChunks[state.pointee.freeCount - 1]) : ChunkPool.noHint
+        pool.setHeader(chunk, sequence: state.pointee.sequence, length: bytes, next: next)
         if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
         let value = ChunkReference.encode(index: chunk, length: bytes)
         var reached = 0

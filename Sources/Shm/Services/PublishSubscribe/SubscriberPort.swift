@@ -183,6 +183,8 @@ final class SubscriberPort: @unchecked Sendable {
         local.pointee.borrowed += 1
         c.flags.pointee.outstanding += 1
         let header = c.poolChunks + chunk * c.chunkStride
+        let next = Int(UnsafeRawPointer(header).load(fromByteOffset: ChunkPool.ChunkOffset.next, as: UInt32.self))
+        c.flags.pointee.predicted = next < c.chunkCount ? c.poolChunks + next * c.chunkStride : nil
         return Delivery(connection: c.connection, reference: value,
                         address: UnsafeRawPointer(header + c.payloadOffset), header: UnsafeRawPointer(header), bytes: bytes)
     }
@@ -202,11 +204,18 @@ final class SubscriberPort: @unchecked Sendable {
     /// Waits until a sample may be there, a publisher claimed or left a
     /// block of our inbox, or the port table changed.
     func waitForSample(until end: UInt64?) -> Bool {
-        let queues = active.map(\.delivery)
+        let inbound = self.inbound, count = local.pointee.inboundCount
         let layout = self.layout, version = local.pointee.knownVersion, epoch = self.epoch, seenEpoch = local.pointee.knownEpoch
         return waiter.wait(on: inbox.parker, deadline: end, slice: 50_000_000) {
-            queues.contains { $0.hasValue } || layout.version != version
-                || epoch.currentBeforeSleeping() != seenEpoch
+            for i in 0..<count {
+                let connection = inbound + i
+                // Ask for the predicted chunk's line with every poll: when the
+                // publisher writes it, its transfer overlaps the delivery
+                // entry's instead of following it.
+                if let line = connection.pointee.flags.pointee.predicted { CPU.prefetchForRead(line) }
+                if connection.pointee.delivery.hasValue { return true }
+            }
+            return layout.version != version || epoch.currentBeforeSleeping() != seenEpoch
         } keepWaiting: { true }
     }
 
@@ -414,6 +423,11 @@ final class InboundConnection {
         /// The subscriber let go of the connection while samples were
         /// outstanding: it keeps itself alive until the last one is dropped.
         var retired = false
+        /// The first line of the chunk the publisher said it would loan
+        /// next (`ChunkPool.ChunkOffset.next`): a waiting receive fetches it while
+        /// polling the delivery queue, so the sample's line arrives with
+        /// the reference instead of after it.
+        var predicted: UnsafeRawPointer?
     }
 
     let flags: UnsafeMutablePointer<Flags>
