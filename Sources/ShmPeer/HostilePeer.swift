@@ -86,8 +86,8 @@ func raceOnName(_ kind: String, _ name: String, rounds: Int) throws {
 /// Sends one request and hangs waiting (to be killed with it pending).
 func rrClientAndHang(_ name: String) throws {
     let node = try Node(name: "peer-client")
-    let client = try testRRService(node, name).client()
-    _ = try client.send(TestRequest(a: 41, b: 1))
+    let client = try addService(node, name).client()
+    _ = try client.send(AddRequest(left: 41, right: 1))
     print("sent")
     while true { sleep(60) }
 }

@@ -2,26 +2,17 @@
 import Glibc
 #endif
 import Shm
-
-/// Request and response of the request/response tests.
-struct TestRequest: BitwiseCopyable { var a: Int64; var b: Int64 }
-struct TestResponse: BitwiseCopyable { var sum: Int64; var part: Int64 }
-let testRRType = "swiftshm.tests.Add"
-
-func testRRService(_ node: Node, _ name: String) throws -> RequestResponseService<TestRequest, TestResponse> {
-    try node.requestResponse(name, request: TestRequest.self, response: TestResponse.self, typeName: testRRType,
-                             config: .init(maxClients: 8, maxServers: 2, queueDepth: 16))
-}
+import ShmTestSupport
 
 /// Answers `count` requests, each with `parts` responses (the last final).
 func rrServe(_ name: String, count: Int, parts: Int) throws {
     let node = try Node(name: "peer-server")
-    let server = try testRRService(node, name).server()
+    let server = try addService(node, name).server()
     print("serving")
     for _ in 0..<count {
         let active = try server.receive(timeout: .seconds(30))
         for part in 0..<parts {
-            try active.respond(TestResponse(sum: active.request.a + active.request.b, part: Int64(part)), final: part == parts - 1)
+            try active.respond(AddResponse(sum: active.request.left + active.request.right, part: Int64(part)), final: part == parts - 1)
         }
     }
     print("served \(count)")
@@ -30,19 +21,19 @@ func rrServe(_ name: String, count: Int, parts: Int) throws {
 /// Takes one request, announces it, and hangs without answering (to be killed).
 func rrServeAndHang(_ name: String) throws {
     let node = try Node(name: "peer-server")
-    let server = try testRRService(node, name).server()
+    let server = try addService(node, name).server()
     print("serving")
     let active = try server.receive(timeout: .seconds(30))
-    print("got \(active.request.a)")
+    print("got \(active.request.left)")
     while true { sleep(60) }
 }
 
 /// Sends `count` requests and checks every answer.
 func rrClient(_ name: String, count: Int) throws {
     let node = try Node(name: "peer-client")
-    let client = try testRRService(node, name).client()
+    let client = try addService(node, name).client()
     for i in 0..<Int64(count) {
-        let answer = try client.send(TestRequest(a: i, b: 1000)).response(timeout: .seconds(30))
+        let answer = try client.send(AddRequest(left: i, right: 1000)).response(timeout: .seconds(30))
         guard answer.sum == i + 1000 else { throw PayloadError("request \(i): sum \(answer.sum)") }
     }
     print("answered \(count)")

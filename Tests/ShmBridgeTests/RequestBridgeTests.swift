@@ -5,15 +5,6 @@ import Testing
 import Shm
 import ShmTestSupport
 
-/// The Swift peer's request/response service (`rr-serve`, `rr-client`).
-struct AddRequest: BitwiseCopyable { var a: Int64; var b: Int64 }
-struct AddResponse: BitwiseCopyable, Equatable { var sum: Int64; var part: Int64 }
-
-func addService(_ node: Node, _ name: String, response: Any.Type = AddResponse.self) throws -> RequestResponseService<AddRequest, AddResponse> {
-    try node.requestResponse(name, request: AddRequest.self, response: AddResponse.self, typeName: "swiftshm.tests.Add",
-                             config: .init(maxClients: 8, maxServers: 2, queueDepth: 16))
-}
-
 @Suite("NATS bridge: request/response between two hosts", .serialized)
 struct RequestBridgeTests {
     /// Clients here, the server on host B: every request answered with its
@@ -31,7 +22,7 @@ struct RequestBridgeTests {
         let importer = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--import", name]))
         #expect(TestSupport.eventually(.seconds(20)) { service.liveServers == 1 }, "the bridge did not serve the service here")
         for i in 0..<Int64(count) {
-            let pending = try client.send(AddRequest(a: i, b: 100))
+            let pending = try client.send(AddRequest(left: i, right: 100))
             for part in 0..<parts {
                 let (value, isFinal) = try pending.next(timeout: .seconds(10))
                 #expect(value == AddResponse(sum: i + 100, part: Int64(part)))

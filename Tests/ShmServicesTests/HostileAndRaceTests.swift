@@ -113,22 +113,22 @@ struct HostileAndRaceTests {
         try TestSupport.aroundDeadPeers {
             let name = TestSupport.uniqueName("deadclient")
             let node = try Node(name: "test")
-            let service = try node.requestResponse(name, request: TestRequest.self, response: TestResponse.self,
+            let service = try node.requestResponse(name, request: AddRequest.self, response: AddResponse.self,
                                                    typeName: "swiftshm.tests.Add", config: .init(maxClients: 8, maxServers: 2, queueDepth: 16))
             let server = try service.server()
             let client = try TestSupport.spawnPeer(["rr-client-hang", name])
             #expect(try client.readLine(timeout: .seconds(20)) == "sent")
             let active = try server.receive(timeout: .seconds(10))
-            #expect(active.request.a == 41)
+            #expect(active.request.left == 41)
             client.kill(SIGKILL)
             _ = try client.wait(timeout: .seconds(10))
-            _ = try? active.respond(TestResponse(sum: 42, part: 0), final: true) // to a dead client: no crash, no hang
+            _ = try? active.respond(AddResponse(sum: 42, part: 0), final: true) // to a dead client: no crash, no hang
             #expect(service.attachment.reclaimDeadPorts() >= 1)
             #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).c") })
             let other = try TestSupport.spawnPeer(["rr-client", name, "5"])
             for _ in 0..<5 {
                 let next = try server.receive(timeout: .seconds(10))
-                try next.respond(TestResponse(sum: next.request.a + next.request.b, part: 0), final: true)
+                try next.respond(AddResponse(sum: next.request.left + next.request.right, part: 0), final: true)
             }
             #expect(try other.wait(timeout: .seconds(20)) == .exited(0), "\(other.errorText)")
         }

@@ -14,7 +14,7 @@ struct RawRequestResponseTests {
     @Test func byteMessagesCarryTheirLengthAndTypedPeersRefuseShortOnes() throws {
         let node = try Node(name: "unit")
         let name = TestSupport.uniqueName("rrraw")
-        let typed = try testRRService(node, name)
+        let typed = try addService(node, name)
         let raw = try RawRequestResponseService(node: node, name: ServiceName(name), request: Self.add, responseSize: 16,
                                                 config: .init(maxClients: 8, maxServers: 2, queueDepth: 16), mode: .open)
         #expect(raw.requestSize == 16 && raw.responseSize == 16)
@@ -22,12 +22,12 @@ struct RawRequestResponseTests {
         let typedServer = try typed.server(), typedClient = try typed.client()
 
         // A full-size raw request is a typed request.
-        var request = TestRequest(a: 5, b: 6)
+        var request = AddRequest(left: 5, right: 6)
         let id = try rawClient.send(payload: &request, length: 16, timeout: .seconds(1))
         let active = try typedServer.receive(timeout: .seconds(1))
-        #expect(active.request.a == 5 && active.requestID == id)
-        try active.respond(TestResponse(sum: 11, part: 0))
-        var response = TestResponse(sum: 0, part: 0)
+        #expect(active.request.left == 5 && active.requestID == id)
+        try active.respond(AddResponse(sum: 11, part: 0))
+        var response = AddResponse(sum: 0, part: 0)
         let (final, length) = try rawClient.next(for: id, into: &response, timeout: .seconds(1))
         #expect(final && length == 16 && response.sum == 11)
 
@@ -40,7 +40,7 @@ struct RawRequestResponseTests {
         }
 
         // A short raw response reaches a typed client as a named error.
-        let pending = try typedClient.send(TestRequest(a: 1, b: 1))
+        let pending = try typedClient.send(AddRequest(left: 1, right: 1))
         var buffer = [UInt8](repeating: 0, count: 16)
         let got = try buffer.withUnsafeMutableBytes { try rawServer.receive(into: $0.baseAddress!, timeout: .seconds(1), throwOnTimeout: true) }
         #expect(got?.length == 16 && got?.requestID == pending.requestID)
@@ -111,7 +111,7 @@ struct RawRequestResponseTests {
         let subscriber = try pubsub.subscriber(), publisher = try pubsub.publisher()
         let events = try node.event(base + ".e", config: .init(maxEventID: 3))
         let listener = try events.listener(), notifier = try events.notifier()
-        let rr = try testRRService(node, base + ".r")
+        let rr = try addService(node, base + ".r")
         let server = try rr.server(), client = try rr.client()
 
         let waitSet = WaitSet()
@@ -140,10 +140,10 @@ struct RawRequestResponseTests {
         readiness.rearm()
         #expect(!readable(50))
 
-        let pending = try client.send(TestRequest(a: 2, b: 3))
+        let pending = try client.send(AddRequest(left: 2, right: 3))
         #expect(readable(5000))
         #expect(try waitSet.wait(timeout: .zero) == [requests])
-        try server.receive(timeout: .seconds(1)).respond(TestResponse(sum: 5, part: 0))
+        try server.receive(timeout: .seconds(1)).respond(AddResponse(sum: 5, part: 0))
         readiness.rearm()
         #expect(!readable(50))
         #expect(try pending.response().sum == 5)

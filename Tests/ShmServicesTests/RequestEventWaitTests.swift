@@ -5,34 +5,26 @@ import Testing
 import ShmTestSupport
 @testable import Shm
 
-struct TestRequest: BitwiseCopyable { var a: Int64; var b: Int64 }
-struct TestResponse: BitwiseCopyable, Equatable { var sum: Int64; var part: Int64 }
-
-func testRRService(_ node: Node, _ name: String) throws -> RequestResponseService<TestRequest, TestResponse> {
-    try node.requestResponse(name, request: TestRequest.self, response: TestResponse.self, typeName: "swiftshm.tests.Add",
-                             config: .init(maxClients: 8, maxServers: 2, queueDepth: 16))
-}
-
 @Suite("Request/response, events and wait sets")
 struct RequestEventWaitTests {
     @Test func requestAndStreamedResponsesInOneProcess() throws {
         let node = try Node(name: "unit")
-        let service = try testRRService(node, TestSupport.uniqueName("rr"))
+        let service = try addService(node, TestSupport.uniqueName("rr"))
         let client = try service.client(), server = try service.server()
-        let first = try client.send(TestRequest(a: 1, b: 2))
-        let second = try client.send(TestRequest(a: 10, b: 20))
-        #expect(try server.tryReceive()?.request.a == 1)
+        let first = try client.send(AddRequest(left: 1, right: 2))
+        let second = try client.send(AddRequest(left: 10, right: 20))
+        #expect(try server.tryReceive()?.request.left == 1)
         let active = try server.receive(timeout: .seconds(1))
-        for part in 0..<3 { try active.respond(TestResponse(sum: 30, part: Int64(part)), final: part == 2) }
+        for part in 0..<3 { try active.respond(AddResponse(sum: 30, part: Int64(part)), final: part == 2) }
         // Responses for the second request arrive first; the first is still waited for.
         #expect(throws: ServiceError.timedOut(.milliseconds(50))) { try first.response(timeout: .milliseconds(50)) }
-        var parts: [TestResponse] = []
+        var parts: [AddResponse] = []
         while true {
             let (value, isFinal) = try second.next()
             parts.append(value)
             if isFinal { break }
         }
-        #expect(parts == (0..<3).map { TestResponse(sum: 30, part: $0) })
+        #expect(parts == (0..<3).map { AddResponse(sum: 30, part: $0) })
         #expect(service.liveServers == 1)
     }
 
@@ -41,31 +33,31 @@ struct RequestEventWaitTests {
     /// timeout on an empty queue is a timeout, not a crash.
     @Test func requestsAnsweredConcurrentlyGetTheirOwnResponses() async throws {
         let node = try Node(name: "unit")
-        let service = try node.requestResponse(TestSupport.uniqueName("rrpar"), request: TestRequest.self, response: TestResponse.self,
+        let service = try node.requestResponse(TestSupport.uniqueName("rrpar"), request: AddRequest.self, response: AddResponse.self,
                                                config: .init(maxClients: 2, maxServers: 1, queueDepth: 256))
         let client = try service.client(), server = try service.server()
         #expect(throws: ServiceError.self) { _ = try server.receive(timeout: .zero) }
-        let pending = try (0..<200).map { i in try client.send(TestRequest(a: Int64(i), b: 1)) }
+        let pending = try (0..<200).map { i in try client.send(AddRequest(left: Int64(i), right: 1)) }
         let requests = try (0..<200).map { _ in try server.receive(timeout: .seconds(1)) }
-        struct Handed: @unchecked Sendable { let request: ActiveRequest<TestRequest, TestResponse> }
+        struct Handed: @unchecked Sendable { let request: ActiveRequest<AddRequest, AddResponse> }
         await withTaskGroup(of: Void.self) { group in
             for handed in requests.map(Handed.init) {
                 group.addTask {
                     let r = handed.request
-                    _ = try? r.respond(TestResponse(sum: r.request.a + r.request.b, part: r.request.a))
+                    _ = try? r.respond(AddResponse(sum: r.request.left + r.request.right, part: r.request.left))
                 }
             }
         }
         for (i, response) in pending.enumerated() {
             let value = try response.response(timeout: .seconds(2))
-            #expect(value == TestResponse(sum: Int64(i) + 1, part: Int64(i)))
+            #expect(value == AddResponse(sum: Int64(i) + 1, part: Int64(i)))
         }
     }
 
     @Test func clientsAndServersInOtherProcesses() throws {
         let name = TestSupport.uniqueName("rr")
         let node = try Node(name: "test")
-        let service = try testRRService(node, name)
+        let service = try addService(node, name)
         let server = try TestSupport.spawnPeer(["rr-serve", name, "300", "1"])
         #expect(try server.readLine(timeout: .seconds(20)) == "serving")
         let clients = try (0..<3).map { _ in try TestSupport.spawnPeer(["rr-client", name, "100"]) }
@@ -75,7 +67,7 @@ struct RequestEventWaitTests {
         let streamer = try TestSupport.spawnPeer(["rr-serve", name, "1", "5"])
         #expect(try streamer.readLine(timeout: .seconds(20)) == "serving")
         let client = try service.client()
-        let pending = try client.send(TestRequest(a: 4, b: 5))
+        let pending = try client.send(AddRequest(left: 4, right: 5))
         var parts: [Int64] = []
         while true {
             let (value, isFinal) = try pending.next(timeout: .seconds(10))
@@ -91,11 +83,11 @@ struct RequestEventWaitTests {
         try TestSupport.aroundDeadPeers {
             let name = TestSupport.uniqueName("rr")
             let node = try Node(name: "test")
-            let service = try testRRService(node, name)
+            let service = try addService(node, name)
             let client = try service.client()
             let doomed = try TestSupport.spawnPeer(["rr-serve-hang", name])
             #expect(try doomed.readLine(timeout: .seconds(20)) == "serving")
-            let lost = try client.send(TestRequest(a: 1, b: 1))
+            let lost = try client.send(AddRequest(left: 1, right: 1))
             #expect(try doomed.readLine(timeout: .seconds(20)) == "got 1")
             doomed.kill(SIGKILL)
             _ = try doomed.wait(timeout: .seconds(10))
@@ -107,7 +99,7 @@ struct RequestEventWaitTests {
             // Restarted: a new server answers new requests.
             let replacement = try TestSupport.spawnPeer(["rr-serve", name, "1", "1"])
             #expect(try replacement.readLine(timeout: .seconds(20)) == "serving")
-            #expect(try client.send(TestRequest(a: 2, b: 3)).response(timeout: .seconds(10)).sum == 5)
+            #expect(try client.send(AddRequest(left: 2, right: 3)).response(timeout: .seconds(10)).sum == 5)
             try expectSuccess(replacement)
         }
     }
@@ -156,7 +148,7 @@ struct RequestEventWaitTests {
         let listener = try events.listener(), notifier = try events.notifier()
         let samples = try node.publishSubscribe(TestSupport.uniqueName("ws-ps"), of: Int64.self)
         let subscriber = try samples.subscriber(), publisher = try samples.publisher()
-        let requests = try testRRService(node, TestSupport.uniqueName("ws-rr"))
+        let requests = try addService(node, TestSupport.uniqueName("ws-rr"))
         let server = try requests.server(), client = try requests.client()
         let waitSet = WaitSet()
         let l = waitSet.attach(listener), s = waitSet.attach(subscriber), r = waitSet.attach(server)
@@ -167,7 +159,7 @@ struct RequestEventWaitTests {
         try publisher.send(copyOf: 42)
         #expect(try waitSet.wait(timeout: .seconds(5)).contains(s))
         #expect(try subscriber.tryReceive()?.payload == 42)
-        _ = try client.send(TestRequest(a: 1, b: 1))
+        _ = try client.send(AddRequest(left: 1, right: 1))
         #expect(try waitSet.wait(timeout: .seconds(5)).contains(r))
         #expect(try server.tryReceive() != nil)
         // A wake from another thread while asleep.
@@ -201,14 +193,14 @@ struct RequestEventWaitTests {
         try notifier.notify(5)
         #expect(try await waiting.value == [5])
 
-        let requests = try testRRService(node, TestSupport.uniqueName("async-rr"))
+        let requests = try addService(node, TestSupport.uniqueName("async-rr"))
         let server = try requests.server(), client = try requests.client()
         let serving = Task { () -> Int64 in
             let active = try await server.receive(timeout: .seconds(10))
-            try active.respond(TestResponse(sum: active.request.a + active.request.b, part: 0))
-            return active.request.a
+            try active.respond(AddResponse(sum: active.request.left + active.request.right, part: 0))
+            return active.request.left
         }
-        let answer = try await client.send(TestRequest(a: 20, b: 22)).next(timeout: .seconds(10))
+        let answer = try await client.send(AddRequest(left: 20, right: 22)).next(timeout: .seconds(10))
         #expect(answer.value.sum == 42 && answer.isFinal)
         #expect(try await serving.value == 20)
 
