@@ -38,7 +38,7 @@ func appendAndTail(_ directory: String) throws {
 let log = try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: 1 << 20))
 let appender = try log.appender(durability: .none)     // or .everyAppend: msync before append returns
 _ = try appender.append("hello")
-let claim = try appender.claim(length: 8)               // or write in place
+let claim = try appender.claim(count: 8)               // or write in place
 claim.unsafeBytes.storeBytes(of: UInt64(42), as: UInt64.self)
 _ = try claim.commit()
 // end

@@ -98,7 +98,7 @@ let log = try Log.openOrCreate(directory: "/var/lib/app/events",
                                config: LogConfig(segmentSize: 64 << 20))     // files 0000000000.seg, … rolled when full
 let appender = try log.appender(durability: .none)                          // or .everyRecords(100), .interval(.milliseconds(10)), .everyAppend
 let record = try appender.append("order 42 filled")                         // → sequence 1, position 0:12288, timestamp
-let claim = try appender.claim(length: 40)                                  // or write in place…
+let claim = try appender.claim(count: 40)                                  // or write in place…
 claim.unsafeBytes.storeBytes(of: tick, as: Tick.self)
 try claim.commit()                                                          // …published by one store; CRC32C in the header
 

@@ -78,7 +78,7 @@ public func shm_appender_claim(_ appender: OpaquePointer?, _ bytes: UInt64, _ cl
         guard claim != nil, data != nil else { throw CABIError.invalid("claim or data is NULL") }
         guard !owner.claimed else { throw CABIError.state("the appender holds a claim: commit or abort it first") }
         guard bytes <= UInt64(Int.max) else { throw CABIError.invalid("a claim of \(bytes) bytes") }
-        let claimed = try owner.appender.claim(length: Int(bytes))
+        let claimed = try owner.appender.claim(count: Int(bytes))
         let address = claimed.unsafeBytes.baseAddress
         sequence?.pointee = claimed.sequence
         owner.claimed = true

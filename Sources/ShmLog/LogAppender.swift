@@ -201,10 +201,10 @@ public final class LogAppender: @unchecked Sendable {
         while true {
             if log.meta.loadClaim().sequence < sequence {
                 // The source skipped this number: an empty claim dropped leaves a skip record, as there.
-                _ = try claim(length: 0)
+                _ = try claim(count: 0)
                 continue
             }
-            var claimed = try claim(length: bytes.count)
+            var claimed = try claim(count: bytes.count)
             guard claimed.sequence == sequence else {
                 throw .replicaOutOfOrder(directory: log.directory, next: claimed.sequence, offered: sequence)
             }
@@ -216,14 +216,20 @@ public final class LogAppender: @unchecked Sendable {
         }
     }
 
-    /// Claims room for a record of `length` bytes to be written in place;
-    /// `commit()` publishes it. A claim dropped without `commit` becomes a
-    /// skip that tailers step over.
-    public func claim(length: Int) throws(LogError) -> LogClaim {
-        let (offset, sequence) = try claimSpace(length: length)
-        return LogClaim(appender: self, segment: segment!, offset: offset, length: length, sequence: sequence,
+    /// Claims room for a record of `count` bytes to be written in place
+    /// (`unsafeBytes`); `commit()` publishes it, `abort()` (or dropping the
+    /// claim) leaves a skip that tailers step over — the ring's claim shape.
+    ///
+    /// - Throws: `.recordTooLarge` past the segment's room, `.appendersBusy`,
+    ///   file errors while rolling to a new segment.
+    public func claim(count: Int) throws(LogError) -> LogClaim {
+        let (offset, sequence) = try claimSpace(length: count)
+        return LogClaim(appender: self, segment: segment!, offset: offset, length: count, sequence: sequence,
                         timestamp: hot.pointee.timestamp())
     }
+
+    @available(*, deprecated, renamed: "claim(count:)")
+    public func claim(length: Int) throws(LogError) -> LogClaim { try claim(count: length) }
 
     /// Claims `length` bytes and a sequence number with one 16-byte CAS;
     /// leaves `hot` describing the segment that holds the claim.
@@ -347,7 +353,7 @@ public final class LogAppender: @unchecked Sendable {
     func commit(_ claim: borrowing LogClaim) throws(LogError) -> AppendedRecord {
         // Publish through the claim's own mapping (never reopen or re-create it).
         if claim.segment.number != hot.pointee.number { adopt(claim.segment) }
-        return try publish(offset: claim.offset, length: claim.length, sequence: claim.sequence, timestamp: claim.timestamp)
+        return try publish(offset: claim.offset, length: claim.byteCount, sequence: claim.sequence, timestamp: claim.timestamp)
     }
 
     /// Fills in the header of the claimed record at `offset` of the current
@@ -404,7 +410,7 @@ public final class LogAppender: @unchecked Sendable {
 
     /// Gives up a claim: tailers step over it.
     func abandon(_ claim: borrowing LogClaim) {
-        let span = RecordFormat.span(payload: claim.length)
+        let span = RecordFormat.span(payload: claim.byteCount)
         // SYNC POINT: seq_cst store releases the skip to the tailers' acquire load of the
         // word, and orders the sleeper check after it (Dekker with `Parker.sleep`).
         claim.segment.wordPointer(claim.offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .sequentiallyConsistent)
@@ -452,7 +458,8 @@ public struct LogClaim: ~Copyable {
     let appender: LogAppender
     let segment: SegmentFile
     let offset: Int
-    public let length: Int
+    let byteCount: Int
+    /// The record's sequence number (fixed at the claim).
     public let sequence: UInt64
     /// Set at the claim; a replica's appender sets the source's.
     var timestamp: UInt64
@@ -462,7 +469,7 @@ public struct LogClaim: ~Copyable {
         self.appender = appender
         self.segment = segment
         self.offset = offset
-        self.length = length
+        self.byteCount = length
         self.sequence = sequence
         self.timestamp = timestamp
     }
@@ -470,11 +477,14 @@ public struct LogClaim: ~Copyable {
     /// The record's payload, in the mapped segment: write it before
     /// `commit` (valid until commit or abort).
     public var unsafeBytes: UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: segment.base + offset + RecordFormat.headerSize, count: length)
+        UnsafeMutableRawBufferPointer(start: segment.base + offset + RecordFormat.headerSize, count: byteCount)
     }
 
     /// Bytes claimed.
-    public var count: Int { length }
+    public var count: Int { byteCount }
+
+    @available(*, deprecated, renamed: "count")
+    public var length: Int { byteCount }
 
     @available(*, deprecated, renamed: "unsafeBytes")
     public var buffer: UnsafeMutableRawBufferPointer { unsafeBytes }

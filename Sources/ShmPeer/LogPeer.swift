@@ -70,7 +70,7 @@ func logTail(_ directory: String, count: Int) throws {
 func logClaimAndHang(_ directory: String) throws {
     let log = try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: 64 << 10, indexGranularity: 512))
     let appender = try log.appender()
-    let claim = try appender.claim(length: 100)
+    let claim = try appender.claim(count: 100)
     print("claimed \(claim.sequence)")
     while true { sleep(60) }
 }

@@ -56,7 +56,7 @@ public final class ServiceRecorder {
 
     private func write(kind: UInt32, publisher: UInt64, sequence: UInt64, count: Int,
                        _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws {
-        let claim = try appender.claim(length: RecordedSampleFormat.payloadOffset + count)
+        let claim = try appender.claim(count: RecordedSampleFormat.payloadOffset + count)
         let record = claim.unsafeBytes
         record.storeBytes(of: kind.littleEndian, toByteOffset: RecordedSampleFormat.kindOffset, as: UInt32.self)
         record.storeBytes(of: UInt32(0), toByteOffset: RecordedSampleFormat.reservedOffset, as: UInt32.self)

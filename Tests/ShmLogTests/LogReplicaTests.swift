@@ -11,7 +11,7 @@ struct LogReplicaTests {
         let source = try sourceDirectory.create(), replica = try replicaDirectory.create()
         let appender = try source.appender()
         try appender.append("first")
-        do { _ = try appender.claim(length: 16) } // aborted: a skip record and a gap in the numbers
+        do { _ = try appender.claim(count: 16) } // aborted: a skip record and a gap in the numbers
         try appender.append("third")
         for _ in 0..<300 { try appender.append(String(repeating: "z", count: 200)) } // across segments
         let records = try readAll(source)

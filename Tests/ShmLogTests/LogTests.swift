@@ -24,7 +24,7 @@ struct LogTests {
         var appended: [AppendedRecord] = []
         for i in 0..<1500 { appended.append(try appender.append(payload(i))) }
         // Claim, write in place, commit.
-        let claim = try appender.claim(length: 8)
+        let claim = try appender.claim(count: 8)
         claim.unsafeBytes.storeBytes(of: UInt64(0xFEED), as: UInt64.self)
         appended.append(try claim.commit())
         #expect(appended.map(\.sequence) == Array(1...1501))
@@ -51,7 +51,7 @@ struct LogTests {
         let log = try scratch.create()
         let appender = try log.appender()
         try appender.append("one")
-        do { _ = try appender.claim(length: 100) } // dropped uncommitted
+        do { _ = try appender.claim(count: 100) } // dropped uncommitted
         try appender.append("three")
         #expect(try readAll(log).map(\.text) == ["one", "three"])
         #expect(log.verify().isIntact && log.verify().skipped == 1)
