@@ -118,7 +118,7 @@ public func shm_publisher_free(_ publisher: OpaquePointer?) { release(publisher,
 @_cdecl("shm_publisher_set_send_timeout")
 public func shm_publisher_set_send_timeout(_ publisher: OpaquePointer?, _ nanoseconds: Int64) -> Int32 {
     cabi {
-        try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value.sendTimeout = timeout(nanoseconds) ?? .seconds(86_400 * 365)
+        try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value.sendTimeout = timeout(nanoseconds)
         return SHM_OK
     }
 }

@@ -6,13 +6,13 @@ import CShm
 /// Why spawning or waiting for a child process failed.
 public enum ProcessError: Error, Equatable, Sendable, CustomStringConvertible {
     case spawn(executable: String, Errno)
-    case timedOut(pid: Int32, milliseconds: Int, waitingFor: String)
+    case timedOut(pid: Int32, after: Duration, waitingFor: String)
     case system(operation: String, Errno)
 
     public var description: String {
         switch self {
         case .spawn(let exe, let e): "cannot spawn '\(exe)': \(e)"
-        case .timedOut(let pid, let ms, let what): "pid \(pid): no \(what) within \(ms) ms"
+        case .timedOut(let pid, let timeout, let what): "pid \(pid): no \(what) within \(timeout.timeoutDescription)"
         case .system(let op, let e): "\(op) failed: \(e)"
         }
     }
@@ -216,7 +216,7 @@ public final class ChildProcess: @unchecked Sendable {
                 return try reap()
             }
             if monotonicNanoseconds() >= deadline {
-                throw .timedOut(pid: pid, milliseconds: Int(timeout.nanoseconds / 1_000_000), waitingFor: "exit")
+                throw .timedOut(pid: pid, after: timeout, waitingFor: "exit")
             }
         }
     }
@@ -232,7 +232,7 @@ public final class ChildProcess: @unchecked Sendable {
             if let line = takeLine() { return line }
             if exited && stdoutFD < 0 { return nil }
             if monotonicNanoseconds() >= deadline {
-                throw .timedOut(pid: pid, milliseconds: Int(timeout.nanoseconds / 1_000_000), waitingFor: "line of output")
+                throw .timedOut(pid: pid, after: timeout, waitingFor: "line of output")
             }
         }
     }

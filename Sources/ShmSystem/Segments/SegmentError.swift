@@ -27,7 +27,7 @@ public enum SegmentError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The segment holds a different kind of structure than the caller expects.
     case kindMismatch(name: String, expected: UInt32, found: UInt32)
     /// The creator has not finished initializing within the timeout.
-    case notReady(name: String, waitedMilliseconds: Int)
+    case notReady(name: String, waited: Duration)
     /// The creator died before finishing initialization.
     case abandoned(name: String, creatorPID: Int32)
     /// A received memfd lacks the seals that make its size trustworthy.
@@ -54,7 +54,7 @@ public enum SegmentError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corruptHeader(let name, let reason): "segment '\(name)' has a corrupt header: \(reason)"
         case .kindMismatch(let name, let expected, let found):
             "segment '\(name)' holds a \(SegmentKind(rawValue: found)) structure, expected \(SegmentKind(rawValue: expected))"
-        case .notReady(let name, let ms): "segment '\(name)' was not ready after \(ms) ms (its creator is still initializing it)"
+        case .notReady(let name, let waited): "segment '\(name)' was not ready after \(waited.timeoutDescription) (its creator is still initializing it)"
         case .abandoned(let name, let pid): "segment '\(name)' was abandoned by its creator (pid \(pid) died while initializing it)"
         case .notSealed(let name, let missing): "memfd segment '\(name)' is not sealed against \(missing); its size cannot be trusted"
         case .hugePagesUnavailable(let name, let reason): "cannot back segment '\(name)' with huge pages: \(reason)"

@@ -219,7 +219,7 @@ public enum SegmentHeader {
                 if magicSoFar == 0 && pid == 0 {
                     throw .foreign(name: name, reason: "the header is all zeros")
                 }
-                throw .notReady(name: name, waitedMilliseconds: Int(timeoutNanoseconds / 1_000_000))
+                throw .notReady(name: name, waited: .nanoseconds(Int64(clamping: timeoutNanoseconds)))
             }
             sleepNanoseconds(pause)
             pause = min(pause * 2, 5_000_000)

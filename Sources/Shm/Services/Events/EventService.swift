@@ -49,7 +49,7 @@ public final class EventService: @unchecked Sendable {
     }
 
     public func notifier() throws(ServiceError) -> Notifier { try Notifier(service: self) }
-    public func listener(waitStrategy: WaitStrategy = .block) throws(ServiceError) -> Listener {
+    public func listener(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Listener {
         try Listener(service: self, waitStrategy: waitStrategy)
     }
 

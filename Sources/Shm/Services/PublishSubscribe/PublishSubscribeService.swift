@@ -103,7 +103,7 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
     ///   - waitStrategy: how that wait waits: spinning, then sleeping on the
     ///     full subscriber's space parker (`FUTEX_WAIT`) until it pops —
     ///     the default —, only spinning, or only sleeping.
-    public func publisher(sendTimeout: Duration = .seconds(1), waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Publisher<Payload> {
+    public func publisher(sendTimeout: Duration? = .seconds(1), waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Publisher<Payload> {
         let publisher = try Publisher(service: self)
         publisher.sendTimeout = sendTimeout
         publisher.port.waiter = Waiter(waitStrategy)

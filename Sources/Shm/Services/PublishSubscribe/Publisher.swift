@@ -22,8 +22,12 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     /// This port's identifier in the service.
     public var portID: UInt64 { port.portID }
 
-    /// How long a send waits for room under the `.block` overflow policy.
-    public var sendTimeout: Duration {
+    /// How long a send waits for room under the `.block` overflow policy
+    /// (nil: for ever), per subscriber; then the sample is counted lost for
+    /// that subscriber. Bounded (1 s) by default, unlike other waits for data
+    /// at a peer's pace: one stalled or dead subscriber would otherwise stop
+    /// delivery to every other.
+    public var sendTimeout: Duration? {
         get { port.sendTimeout }
         set { port.sendTimeout = newValue }
     }
@@ -71,11 +75,12 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     /// `waitForSubscribers`; new ones are taken in lazily).
     public var connectedSubscribers: Int { port.connectedSubscribers }
 
-    /// Waits until at least `count` subscribers are connected, polling the
-    /// service's port table every millisecond. Returns false on timeout.
-    /// Useful before a first send when a late joiner must not depend on
-    /// history.
-    public func waitForSubscribers(_ count: Int, timeout: Duration) throws(ServiceError) -> Bool {
+    /// Waits until at least `count` subscribers are connected, at most
+    /// `timeout` (nil, the default: for ever — subscribers come at their own
+    /// pace), polling the service's port table every millisecond (a set-up
+    /// call, not a hot path). Returns false on timeout. Useful before a first
+    /// send when a late joiner must not depend on history.
+    public func waitForSubscribers(_ count: Int, timeout: Duration? = nil) throws(ServiceError) -> Bool {
         try port.waitForSubscribers(count, timeout: timeout)
     }
 }

@@ -21,7 +21,7 @@ final class PublisherPort: @unchecked Sendable {
     let poolSegment: SharedMemorySegment
     let pool: ChunkPool
 
-    var sendTimeout: Duration = .seconds(1)
+    var sendTimeout: Duration? = .seconds(1)
     /// How a send waits for room under `.block` (spin, then sleep on the
     /// full connection's space parker until the subscriber pops); the
     /// budget learns across sends.
@@ -232,6 +232,7 @@ final class PublisherPort: @unchecked Sendable {
     func push(_ value: UInt64, chunk: Int, to pointer: UnsafeMutablePointer<DeliveryLink.State>) throws(ServiceError) -> Bool {
         let link = pointer.pointee
         var deadline: UInt64?
+        var waited = false
         while true {
             let outcome: IndexQueue.Producer.Outcome
             do {
@@ -259,8 +260,11 @@ final class PublisherPort: @unchecked Sendable {
                 // make room, with the port's waiter on this connection's
                 // space parker (the subscriber wakes it after a pop).
                 let now = monotonicNanoseconds()
-                if deadline == nil { deadline = now + sendTimeout.nanoseconds }
-                if now >= deadline! {
+                if !waited {
+                    waited = true
+                    deadline = sendTimeout.map { now &+ $0.nanoseconds }
+                }
+                if let deadline, now >= deadline {
                     link.count(lost: 1)
                     return false
                 }
@@ -410,8 +414,8 @@ final class PublisherPort: @unchecked Sendable {
 
     var loanedCount: Int { local.pointee.loanedCount }
 
-    func waitForSubscribers(_ count: Int, timeout: Duration) throws(ServiceError) -> Bool {
-        let end = monotonicNanoseconds() &+ timeout.nanoseconds
+    func waitForSubscribers(_ count: Int, timeout: Duration?) throws(ServiceError) -> Bool {
+        let end = deadline(after: timeout) ?? .max
         while true {
             try updateConnections(force: false)
             if connectedSubscribers >= count { return true }

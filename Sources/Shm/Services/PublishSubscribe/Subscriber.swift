@@ -47,8 +47,12 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     }
 
     /// Waits for the next sample with the wait strategy, at most `timeout`
-    /// (nil: for ever).
-    public func receive(timeout: Duration?) throws(ServiceError) -> ReceivedSample<Payload> {
+    /// (nil, the default: for ever — samples come at their publisher's pace).
+    ///
+    /// - Throws: `.timedOut(Duration)`; `.tooManyBorrowed`, `.corrupt` as
+    ///   `tryReceive`; an attach failure when samples wait in a pool this
+    ///   subscriber cannot map.
+    public func receive(timeout: Duration? = nil) throws(ServiceError) -> ReceivedSample<Payload> {
         let delivery = try port.receive(until: deadline(after: timeout), timeout: timeout)
         return ReceivedSample(delivery: delivery, count: delivery.bytes / MemoryLayout<Payload>.stride)
     }
