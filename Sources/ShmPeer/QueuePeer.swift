@@ -46,7 +46,7 @@ func queueConsume(_ name: String, results: String, consumer: Int, producers: Int
     let total = UInt64(producers) * perProducer
     var mine = 0
     var lastSeq = [Int64](repeating: -1, count: producers)
-    while taken.atomic.pointee.load(ordering: .relaxed) < total {
+    while taken.unsafeAtomic.pointee.load(ordering: .relaxed) < total {
         let record: QueueRecord
         do {
             record = try queue.receive(QueueRecord.self, timeout: .milliseconds(200))
@@ -64,7 +64,7 @@ func queueConsume(_ name: String, results: String, consumer: Int, producers: Int
         let byte = bitmap[bit / 8]
         guard byte & (1 << (bit % 8)) == 0 else { throw PayloadError("duplicate \(record)") }
         bitmap[bit / 8] = byte | (1 << (bit % 8))
-        taken.atomic.pointee.wrappingAdd(1, ordering: .relaxed)
+        taken.unsafeAtomic.pointee.wrappingAdd(1, ordering: .relaxed)
         mine += 1
     }
     print("consumed \(mine)")

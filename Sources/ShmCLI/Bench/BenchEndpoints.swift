@@ -39,14 +39,14 @@ final class FloorEndpoint: BenchEndpoint {
 
     func send(_ seq: UInt64) {
         // SYNC POINT: release pairs with the acquire load in the peer's `receive`.
-        mine.atomic.pointee.store(seq &+ 1, ordering: .releasing)
+        mine.unsafeAtomic.pointee.store(seq &+ 1, ordering: .releasing)
     }
 
     func receive() throws -> UInt64 {
         var spins: UInt32 = 0
         while true {
             // SYNC POINT: acquire pairs with the release store in the peer's `send`.
-            let value = theirs.atomic.pointee.load(ordering: .acquiring)
+            let value = theirs.unsafeAtomic.pointee.load(ordering: .acquiring)
             if value != last { last = value; return value &- 1 }
             CPU.relax()
             spins &+= 1
@@ -73,7 +73,7 @@ final class FutexEndpoint: BenchEndpoint {
     func send(_ seq: UInt64) {
         // SYNC POINT: release pairs with the acquire load in the peer's `receive`.
         let word: UInt32 = seq == .max ? .max : UInt32(truncatingIfNeeded: seq % 0xffff_fff0 &+ 1)
-        mine.atomic.pointee.store(word, ordering: .releasing)
+        mine.unsafeAtomic.pointee.store(word, ordering: .releasing)
         Futex.wake(mine.unsafeAddress, count: 1)
     }
 
@@ -81,7 +81,7 @@ final class FutexEndpoint: BenchEndpoint {
         let deadline = monotonicNanoseconds() + benchReceiveTimeout.nanoseconds
         while true {
             // SYNC POINT: acquire pairs with the release store in the peer's `send`.
-            let value = theirs.atomic.pointee.load(ordering: .acquiring)
+            let value = theirs.unsafeAtomic.pointee.load(ordering: .acquiring)
             if value != last {
                 last = value
                 return value == .max ? .max : UInt64(value &- 1)

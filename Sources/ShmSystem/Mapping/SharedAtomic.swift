@@ -13,7 +13,7 @@ import Synchronization
 /// ```swift
 /// let turn = SharedAtomic<UInt32>(segment.data, offset: 0)
 /// // SYNC POINT: release pairs with the acquire load in the reader.
-/// turn.atomic.pointee.store(1, ordering: .releasing)
+/// turn.unsafeAtomic.pointee.store(1, ordering: .releasing)
 /// ```
 ///
 /// Callers that pair a `.releasing` store with an `.acquiring` load mark both
@@ -21,8 +21,13 @@ import Synchronization
 public struct SharedAtomic<Value: AtomicRepresentable>: @unchecked Sendable {
     public let owner: MemoryMapping
     /// The atomic in shared memory. Valid while `owner` lives, which this
-    /// value guarantees for as long as it exists.
-    public let atomic: UnsafeMutablePointer<Atomic<Value>>
+    /// value guarantees for as long as it exists. (`Atomic`'s operations
+    /// take their ordering as a compile-time constant, so they are called
+    /// on `pointee` rather than forwarded.)
+    public let unsafeAtomic: UnsafeMutablePointer<Atomic<Value>>
+
+    @available(*, deprecated, renamed: "unsafeAtomic")
+    public var atomic: UnsafeMutablePointer<Atomic<Value>> { unsafeAtomic }
 
     /// The atomic at `offset` of `bytes`, which must be naturally aligned.
     public init(_ bytes: MappedBytes, offset: Int) {
@@ -32,9 +37,9 @@ public struct SharedAtomic<Value: AtomicRepresentable>: @unchecked Sendable {
         precondition(Int(bitPattern: address) % MemoryLayout<Value>.alignment == 0, "misaligned atomic at \(offset)")
         precondition(bytes.owner.access != .copyOnWrite, "atomics in a private mapping are not shared")
         self.owner = bytes.owner
-        self.atomic = UnsafeMutablePointer(OpaquePointer(address))
+        self.unsafeAtomic = UnsafeMutablePointer(OpaquePointer(address))
     }
 
     /// The word's address, for futex calls. Valid while `owner` lives.
-    @inlinable public var unsafeAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(atomic) }
+    @inlinable public var unsafeAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(unsafeAtomic) }
 }
