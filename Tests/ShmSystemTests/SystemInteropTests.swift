@@ -26,4 +26,27 @@ struct SystemInteropTests {
         let event = try #require(EventDescriptor())
         #expect(event.descriptor.rawValue == event.fileDescriptor)
     }
+
+    /// A descriptor sent over a socket pair arrives as a `FileDescriptor`
+    /// the receiver owns; sockets and POSIX segments hand theirs out too.
+    @Test func descriptorsCrossSocketsAsFileDescriptors() throws {
+        let segment = try MemfdSegment.create(label: "system-interop-socket", size: 4096)
+        segment.data.storeBytes(of: UInt64(0xC0FFEE), toByteOffset: 128, as: UInt64.self)
+        let (a, b) = try UnixSocket.pair()
+        try a.send(segment.unsafeDescriptor, message: [7])
+        let (received, message) = try b.receiveFileDescriptor(timeout: .seconds(5))
+        #expect(message == [7])
+        #expect(received.rawValue != segment.unsafeDescriptor.rawValue)
+        let adopted = try MemfdSegment(adopting: received)
+        #expect(adopted.data.load(fromByteOffset: 128, as: UInt64.self) == 0xC0FFEE)
+        // A socket adopted from a FileDescriptor talks to its peer.
+        let (c, d) = try UnixSocket.pair()
+        let adoptedSocket = UnixSocket(adopting: try c.descriptor.duplicate())
+        try adoptedSocket.send(segment.unsafeDescriptor, message: [9])
+        let (again, note) = try d.receiveFileDescriptor(timeout: .seconds(5))
+        #expect(note == [9])
+        try again.close()
+        let named = try SharedMemorySegment.create(TestSupport.uniqueName("interop"), size: 4096)
+        #expect(named.unsafeDescriptor.rawValue == named.unsafeFileDescriptor)
+    }
 }

@@ -38,16 +38,19 @@ public final class Readiness: @unchecked Sendable {
         }
     }
 
-    private let descriptor: EventDescriptor
+    private let eventDescriptor: EventDescriptor
     private let shared: Shared
     /// Builds the watches from the owner's state; called on the owner's thread.
     private let makeWatches: () -> [Watch]
 
     /// The readable-when-ready descriptor (owned: do not close it).
-    public var fileDescriptor: Int32 { descriptor.fileDescriptor }
+    public var fileDescriptor: Int32 { eventDescriptor.fileDescriptor }
 
     /// The same descriptor as swift-system's `FileDescriptor` (owned: do not close it).
-    public var systemDescriptor: FileDescriptor { descriptor.descriptor }
+    public var descriptor: FileDescriptor { eventDescriptor.descriptor }
+
+    @available(*, deprecated, renamed: "descriptor")
+    public var systemDescriptor: FileDescriptor { descriptor }
 
     /// What the helper thread keeps alive for as long as it runs.
     final class Shared: @unchecked Sendable {
@@ -67,7 +70,7 @@ public final class Readiness: @unchecked Sendable {
         }
         let watches = makeWatches()
         guard watches.count < 128 else { throw .invalidConfiguration("at most 127 watched attachments per descriptor") }
-        self.descriptor = descriptor
+        self.eventDescriptor = descriptor
         self.makeWatches = makeWatches
         let shared = Shared(watches: watches, descriptor: descriptor)
         self.shared = shared
@@ -80,7 +83,7 @@ public final class Readiness: @unchecked Sendable {
     /// the helper watches again (and signals at once if anything is ready).
     /// Also takes in attachments added to a wait set since the last call.
     public func rearm() {
-        descriptor.drain()
+        eventDescriptor.drain()
         let watches = makeWatches()
         shared.watches.withLock { $0 = watches.count < 128 ? watches : Array(watches.prefix(127)) }
         shared.state.rearm()
