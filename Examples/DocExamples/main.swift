@@ -51,6 +51,32 @@ while let record = try? tailer.next(timeout: .milliseconds(100)) {
     withExtendedLifetime(appender) {}
 }
 
+// The catalogs' overview pages: compiled, not run (they name fixed
+// services and directories).
+func overview() throws {
+// snippet: overview
+let node = try Node(name: "camera")
+let frames = try node.publishSubscribe("camera.frames", slicesOf: UInt8.self, maxLength: 1280 * 720 * 3)
+let publisher = try frames.publisher()
+let sample = try publisher.loanUninitialized(count: 1280 * 720 * 3)   // memory in the shared pool
+// … draw the frame into sample.unsafeBuffer …
+try sample.assumeInitialized().send()                                 // subscribers get a reference
+// end
+    withExtendedLifetime((node, publisher)) {}
+}
+
+func logOverview() async throws {
+// snippet: log-overview
+let log = try Log.openOrCreate(directory: "/var/lib/app/events")
+let appender = try log.appender(durability: .none)
+let record = try appender.append("order 42 filled")
+
+let tailer = try Log.open(directory: "/var/lib/app/events").tailer(from: .start)
+for try await record in tailer.records { print(record.sequence, record.bytes.count) }
+// end
+    withExtendedLifetime((appender, record)) {}
+}
+
 let directory = "/tmp/swiftshm-doc-examples-\(ProcessIdentity.current.pid)"
 do {
     try publishAndSubscribe()
