@@ -247,6 +247,8 @@ import ShmSystem
     /// True if a value is waiting (seq_cst load: usable as a `Parker` condition).
     @inlinable
     public var hasValue: Bool {
+        // SYNC POINT (Dekker): seq_cst loads pair with the sleeper announcement in
+        // `Parker.sleep` and the producer's seq_cst tag store in `push`.
         let h = head.pointee.load(ordering: .sequentiallyConsistent)
         return tagWord(h).pointee.load(ordering: .sequentiallyConsistent) == tag(h)
     }

@@ -63,6 +63,8 @@ package struct RoleSlot: @unchecked Sendable {
     /// Claims the slot for the calling process, taking it over from a dead holder.
     package func claim(role: String) throws(QueueError) {
         let me = ProcessIdentity.current.packed
+        // SYNC POINT: acquire (and the acquire-release CAS below) pair with the
+        // previous holder's release CAS in `release`: what it did in the role is visible.
         var current = word.pointee.load(ordering: .acquiring)
         for _ in 0..<64 {
             if current != 0 && current != me {
@@ -78,11 +80,13 @@ package struct RoleSlot: @unchecked Sendable {
 
     /// Gives the slot up if this process still holds it.
     package func release() {
+        // SYNC POINT: release pairs with the next holder's acquire in `claim`.
         _ = word.pointee.compareExchange(expected: ProcessIdentity.current.packed, desired: 0, ordering: .releasing)
     }
 
     /// Who holds the role now, if anyone.
     package var holder: ProcessIdentity? {
+        // SYNC POINT: acquire pairs with the CAS in `claim` (diagnostics).
         let value = word.pointee.load(ordering: .acquiring)
         return value == 0 ? nil : ProcessIdentity(packed: value)
     }

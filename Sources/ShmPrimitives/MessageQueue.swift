@@ -359,6 +359,8 @@ public final class MessageQueue: @unchecked Sendable {
                 let length = Int(slot.load(fromByteOffset: SlotOffset.length, as: UInt32.self))
                 guard length <= slotSize else {
                     // A length no producer could write: drop the slot, keep the queue.
+                    // SYNC POINT: acquire-release CAS pairs with the producers' acquire loads in
+                    // `claimForWriting`: the slot is free for the next lap.
                     if word.pointee.compareExchange(expected: w, desired: MessageQueue.encode(lap: lap &+ 1, state: MessageQueue.free, claimant: 0),
                                                     ordering: .acquiringAndReleasing).exchanged {
                         corruptSlots.pointee.wrappingAdd(1, ordering: .relaxed)
@@ -370,6 +372,8 @@ public final class MessageQueue: @unchecked Sendable {
                     continue
                 }
                 guard length <= bufferSize else { throw .bufferTooSmall(needed: length, available: bufferSize) }
+                // SYNC POINT: acquire CAS (with the acquire load above) pairs with the
+                // producer's seq_cst READY store in `publish`; it makes the slot ours.
                 if word.pointee.compareExchange(expected: w, desired: MessageQueue.encode(lap: lap, state: MessageQueue.reading, claimant: me),
                                                 ordering: .acquiring).exchanged {
                     _ = dequeuePos.pointee.compareExchange(expected: d, desired: d &+ 1, ordering: .relaxed)
@@ -407,12 +411,16 @@ public final class MessageQueue: @unchecked Sendable {
     // MARK: Waiting conditions (seq_cst loads, see Parker)
 
     package func looksNotEmpty() -> Bool {
+        // SYNC POINT (Dekker): seq_cst loads pair with `Parker.sleep`'s announcement
+        // and the producer's seq_cst READY store in `publish`.
         let d = dequeuePos.pointee.load(ordering: .sequentiallyConsistent)
         let w = stateWord(slot(d)).pointee.load(ordering: .sequentiallyConsistent)
         return MessageQueue.lapDistance(w, from: lap(ofPosition: d)) == 0 && MessageQueue.state(w) == MessageQueue.ready
     }
 
     func looksNotFull() -> Bool {
+        // SYNC POINT (Dekker): seq_cst loads pair with `Parker.sleep`'s announcement
+        // and the consumer's seq_cst FREE store in `release`.
         let p = enqueuePos.pointee.load(ordering: .sequentiallyConsistent)
         let w = stateWord(slot(p)).pointee.load(ordering: .sequentiallyConsistent)
         return MessageQueue.lapDistance(w, from: lap(ofPosition: p)) != MessageQueue.lapMask
@@ -429,6 +437,9 @@ public final class MessageQueue: @unchecked Sendable {
     public func recoverAbandonedSlots() -> Int {
         var recovered = 0
         // Consumer side: the slot at the dequeue position.
+        // SYNC POINT: acquire loads (and the acquire-release CASes below) pair with
+        // the dead claimant's last release, if it got that far, and with other
+        // recoverers' CASes: a slot is recovered once.
         let d = dequeuePos.pointee.load(ordering: .acquiring)
         let headSlot = stateWord(slot(d))
         let hw = headSlot.pointee.load(ordering: .acquiring)
@@ -438,6 +449,7 @@ public final class MessageQueue: @unchecked Sendable {
         if MessageQueue.lapDistance(hw, from: headLap) == MessageQueue.lapMask,
            MessageQueue.state(hw) == MessageQueue.writing || MessageQueue.state(hw) == MessageQueue.reading,
            MessageQueue.claimantIsDead(hw),
+           // SYNC POINT: acquire-release CAS: one recoverer wins (see above).
            headSlot.pointee.compareExchange(expected: hw, desired: MessageQueue.encode(lap: headLap, state: MessageQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
             (MessageQueue.state(hw) == MessageQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
@@ -447,6 +459,7 @@ public final class MessageQueue: @unchecked Sendable {
         if MessageQueue.lapDistance(hw, from: headLap) == 0,
            MessageQueue.state(hw) == MessageQueue.writing || MessageQueue.state(hw) == MessageQueue.reading,
            MessageQueue.claimantIsDead(hw),
+           // SYNC POINT: acquire-release CAS: one recoverer wins (see above).
            headSlot.pointee.compareExchange(expected: hw, desired: MessageQueue.encode(lap: headLap &+ 1, state: MessageQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
             (MessageQueue.state(hw) == MessageQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)
@@ -455,6 +468,7 @@ public final class MessageQueue: @unchecked Sendable {
             notFull.wake(count: .max)
         }
         // Producer side: a slot of the previous lap held by a dead writer or reader.
+        // SYNC POINT: as on the consumer side above.
         let p = enqueuePos.pointee.load(ordering: .acquiring)
         let tailSlot = stateWord(slot(p))
         let tw = tailSlot.pointee.load(ordering: .acquiring)
@@ -462,6 +476,7 @@ public final class MessageQueue: @unchecked Sendable {
         if MessageQueue.lapDistance(tw, from: tailLap) == MessageQueue.lapMask,
            MessageQueue.state(tw) == MessageQueue.writing || MessageQueue.state(tw) == MessageQueue.reading,
            MessageQueue.claimantIsDead(tw),
+           // SYNC POINT: acquire-release CAS: one recoverer wins (see above).
            tailSlot.pointee.compareExchange(expected: tw, desired: MessageQueue.encode(lap: tailLap, state: MessageQueue.free, claimant: 0),
                                             ordering: .acquiringAndReleasing).exchanged {
             (MessageQueue.state(tw) == MessageQueue.writing ? lostProducers : lostConsumers).pointee.wrappingAdd(1, ordering: .relaxed)

@@ -43,11 +43,14 @@ extension MessageRing {
             self.local.initialize(to: Local(head: h, lentOut: false))
             self.waiter = Waiter(waitStrategy)
             view.dataParker.resetSleepers() // a dead consumer may have left itself counted
+            // SYNC POINT: seq_cst stores pair with the producer's seq_cst load of
+            // `consumerMayPark` before it chooses release or seq_cst publication.
             if case .busySpin = waitStrategy { view.consumerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
             else { view.consumerMayPark.pointee.store(1, ordering: .sequentiallyConsistent) }
         }
 
         deinit {
+            // SYNC POINT: as in `init`: a consumer taking over may sleep.
             view.consumerMayPark.pointee.store(1, ordering: .sequentiallyConsistent)
             ring.consumerSlot.release()
             local.deallocate()
@@ -161,6 +164,8 @@ extension MessageRing {
         func peekSlowly(timeout: Duration?) throws(QueueError) -> (offset: Int, length: Int, next: UInt64)? {
             let view = self.view, offset = Int(head & view.mask), expected = view.tag(head)
             _ = waiter.wait(on: view.dataParker, deadline: deadline(after: timeout)) {
+                // SYNC POINT (Dekker): seq_cst load pairs with the producer's seq_cst tag
+                // store and its sleeper check (`Parker`).
                 view.tagWord(at: offset).pointee.load(ordering: .sequentiallyConsistent) == expected
             }
             return try peek()

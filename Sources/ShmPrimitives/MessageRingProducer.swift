@@ -92,11 +92,14 @@ extension MessageRing {
             self.local.initialize(to: Local(tail: t, cachedHead: h, claimOpen: false))
             self.waiter = Waiter(waitStrategy)
             view.spaceParker.resetSleepers() // a dead producer may have left itself counted
+            // SYNC POINT: seq_cst stores pair with the consumer's load of
+            // `producerMayPark` before it decides to check for a sleeping producer.
             if case .busySpin = waitStrategy { view.producerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
             else { view.producerMayPark.pointee.store(1, ordering: .sequentiallyConsistent) }
         }
 
         deinit {
+            // SYNC POINT: as in `init`: a producer taking over may sleep.
             view.producerMayPark.pointee.store(1, ordering: .sequentiallyConsistent)
             ring.producerSlot.release()
             local.deallocate()
@@ -203,6 +206,8 @@ extension MessageRing {
             let needed = footprint(count)
             let view = self.view, tail = self.tail, capacity = UInt64(view.capacity)
             return waiter.wait(on: view.spaceParker, deadline: deadline(after: timeout)) {
+                // SYNC POINT (Dekker): seq_cst load pairs with the consumer's seq_cst
+                // store of head and its sleeper check (`Parker`).
                 tail &- view.head.pointee.load(ordering: .sequentiallyConsistent) &+ needed <= capacity
             }
         }
@@ -263,6 +268,7 @@ extension MessageRing {
             let capacity = UInt64(view.capacity)
             let view = self.view, tail = self.tail
             let ready = waiter.wait(on: view.spaceParker, deadline: deadline(after: timeout)) {
+                // SYNC POINT (Dekker): as in `waitForSpace`.
                 tail &- view.head.pointee.load(ordering: .sequentiallyConsistent) &+ needed <= capacity
             }
             if ready, let reservation = try reserve(length) { return reservation }
@@ -301,6 +307,9 @@ extension MessageRing {
                 }
             }
             tail = next
+            // SYNC POINT: release pairs with the acquire loads of tail by a consumer
+            // attaching (`Consumer.init`) and by diagnostics (`usedBytes`); the
+            // consumer's fast path goes by the tags.
             view.tail.pointee.store(next, ordering: .releasing)
             if consumerMayPark && local.pointee.heldOffset < 0 { view.dataParker.wakeIfSleeping() }
         }

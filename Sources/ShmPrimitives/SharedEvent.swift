@@ -76,6 +76,7 @@ public final class SharedEvent: @unchecked Sendable {
     /// sequence word when it parks).
     /// - Returns: the new sequence, or nil if the timeout passed.
     public func wait(after seen: UInt32, timeout: Duration? = nil) -> UInt32? {
+        // SYNC POINT: seq_cst load pairs with the seq_cst increment in `signal`.
         if parker.seq.pointee.load(ordering: .sequentiallyConsistent) != seen { return sequence }
         return waiter.withWaiter { (waiter: inout Waiter) in wait(after: seen, timeout: timeout, waiter: &waiter) }
     }
@@ -91,6 +92,8 @@ public final class SharedEvent: @unchecked Sendable {
     package func wait(after seen: UInt32, timeout: Duration?, waiter: inout Waiter) -> UInt32? {
         let parker = self.parker
         let changed = waiter.wait(on: parker, deadline: deadline(after: timeout)) {
+            // SYNC POINT (Dekker): seq_cst load pairs with `signal`'s increment and
+            // its sleeper check (`Parker`).
             parker.seq.pointee.load(ordering: .sequentiallyConsistent) != seen
         }
         return changed ? sequence : nil

@@ -94,6 +94,8 @@ public final class SharedMutex: @unchecked Sendable {
         mixed = UnsafeMutablePointer(OpaquePointer(base + SharedMutex.mixedOffset))
         let firstNamespace = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + SharedMutex.firstNamespaceOffset))
         let ours = ProcessIdentity.currentPIDNamespace
+        // SYNC POINT: seq_cst CAS pairs with the other attachers' CAS: the first
+        // pid namespace is recorded once, and every later attacher compares with it.
         let (_, first) = firstNamespace.pointee.compareExchange(expected: 0, desired: ours, ordering: .sequentiallyConsistent)
         if ours == 0 || (first != 0 && first != ours) {
             // SYNC POINT: seq_cst store pairs with the seq_cst loads in
@@ -166,6 +168,7 @@ public final class SharedMutex: @unchecked Sendable {
                 // kernel had no waiter to hand the lock to: take it over
                 // (unless the mutex turned mixed meanwhile: then poll).
                 if !usesKernelPI { continue }
+                // SYNC POINT: acquire pairs with the dead holder's last store to the word.
                 let observed = word.pointee.load(ordering: .acquiring)
                 let owner = observed & SharedMutex.tidMask
                 if owner == 0 { continue }
@@ -199,6 +202,8 @@ public final class SharedMutex: @unchecked Sendable {
             return takeOwnership()
         }
         if attempt == .ownerGone {
+            // SYNC POINT: acquire (and the acquire CAS below) pair with the dead holder's
+            // last release, if it got that far, as in `lock`.
             let observed = word.pointee.load(ordering: .acquiring)
             let owner = observed & SharedMutex.tidMask
             if owner != 0, holderProvenGone(tid: owner),

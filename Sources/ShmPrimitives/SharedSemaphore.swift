@@ -39,6 +39,8 @@ public final class SharedSemaphore: @unchecked Sendable {
         region.view(0..<size).fill(with: 0)
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version, fields: [])
         let semaphore = try SharedSemaphore(attaching: region, anchor: anchor, waitStrategy: waitStrategy)
+        // SYNC POINT: release pairs with the acquire CAS in `tryWait` of the first
+        // waiter (the segment's publication orders it for other processes too).
         semaphore.count.pointee.store(initialValue, ordering: .releasing)
         return semaphore
     }
@@ -105,6 +107,8 @@ public final class SharedSemaphore: @unchecked Sendable {
             if let end, monotonicNanoseconds() >= end { return false }
             // Sleep on the count word while it is 0 (the parker's seq is the count).
             let ready = waiter.wait(on: parker, deadline: end) {
+                // SYNC POINT (Dekker): seq_cst load pairs with `post`'s seq_cst add and
+                // its sleeper check (`Parker`).
                 self.count.pointee.load(ordering: .sequentiallyConsistent) != 0
             }
             if !ready && !tryWait() { return false }

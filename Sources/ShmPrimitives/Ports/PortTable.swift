@@ -110,6 +110,8 @@ import ShmSystem
 
     /// Frees slot `index` if it still holds `portID`.
     package func release(index: Int, portID: UInt64) {
+        // SYNC POINT: acquire-release CAS pairs with the registering store of the
+        // port ID and with concurrent releasers/reclaimers: one of them frees it.
         guard word(index, SlotOffset.portID).pointee.compareExchange(expected: portID, desired: 0, ordering: .acquiringAndReleasing).exchanged
         else { return }
         // SYNC POINT: release pairs with the CAS in `claim` of the next holder.
