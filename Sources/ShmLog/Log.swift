@@ -175,7 +175,7 @@ public final class Log: @unchecked Sendable {
                 throw .noSuchRecord(description + " (a record before it is still being written)")
             case .open, .garbage:
                 // A hole or damage below the claim word: look past it.
-                guard let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: claimBound(in: segment)) else {
+                guard let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: nil, bound: claimBound(in: segment)) else {
                     throw .noSuchRecord(description)
                 }
                 offset = next

@@ -55,7 +55,7 @@ extension Log {
                     } else {
                         // Its length is not to be trusted: find the next record.
                         let limit = claim.segment == number ? Int(claim.offset) : segment.size
-                        guard let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else { break walkSegment }
+                        guard let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: nil, bound: limit) else { break walkSegment }
                         offset = next
                     }
                 case .skip(_, let span): offset += span
@@ -63,7 +63,7 @@ extension Log {
                 case .open, .garbage:
                     // Past the claim: the end. Before it: look for the next record.
                     let limit = claim.segment == number ? Int(claim.offset) : segment.size
-                    guard offset < limit, let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: limit) else {
+                    guard offset < limit, let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: nil, bound: limit) else {
                         break walkSegment
                     }
                     offset = next
@@ -136,7 +136,7 @@ extension Log {
                     // A hole below the claim word with data after it: a claim
                     // whose appender was killed before marking it. Nothing
                     // was committed there; it is stepped over, not damage.
-                    if RecordWalker.resynchronize(segment, from: offset + 8, after: nil,
+                    if RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: nil,
                                          bound: claim.segment == segment.number ? Int(claim.offset) : segment.size) != nil {
                         result.skipped += 1
                     }

@@ -104,7 +104,7 @@ extension Log {
                 if intact {
                     last = sequence
                     offset += span
-                } else if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                } else if let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: last, bound: bound) {
                     if next == offset + span {
                         report.corruptRecordsKept += 1 // its length holds: keep it for verify to report
                     } else {
@@ -127,14 +127,14 @@ extension Log {
                     segment.wordPointer(offset).pointee.store(RecordFormat.word(.skip, length: span), ordering: .releasing)
                     report.abandonedClaims += 1
                     offset += span
-                } else if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                } else if let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: last, bound: bound) {
                     closeHole(segment, from: offset, to: next, report: &report)
                     offset = next
                 } else {
                     return (offset, last, false)
                 }
             case .garbage:
-                if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: last, bound: bound) {
+                if let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: last, bound: bound) {
                     closeHole(segment, from: offset, to: next, report: &report)
                     offset = next
                 } else {

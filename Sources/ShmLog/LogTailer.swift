@@ -171,12 +171,12 @@ public final class LogTailer: @unchecked Sendable {
         Diagnostics.warning("skipped a corrupt log record", ["log": log.directory, "position": "\(position)"])
         Diagnostics.count("shm_log_corrupt_records_total", [("log", log.directory)])
         let bound = log.claimBound(in: segment)
-        if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: bound) {
+        if let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: nil, bound: bound) {
             position.offset = UInt32(next)
         } else if let span = claimedSpan, let bound, offset + span <= bound {
             position.offset = UInt32(offset + span)
         } else if let bound, bound < segment.size {
-            position.offset = UInt32(max(bound, offset + 8))
+            position.offset = UInt32(max(bound, offset + RecordFormat.slotAlignment))
         } else if position.segment < UInt32.max - 1 {
             position = LogPosition(segment: position.segment + 1, offset: UInt32(log.dataOffset))
             self.segment = nil
@@ -211,7 +211,7 @@ public final class LogTailer: @unchecked Sendable {
             guard now &- since >= abandonedClaimTimeout.nanoseconds else { return nil }
         }
         holeSince = nil
-        if let next = RecordWalker.resynchronize(segment, from: offset + 8, after: nil, bound: log.claimBound(in: segment)) { return next }
+        if let next = RecordWalker.resynchronize(segment, from: offset + RecordFormat.slotAlignment, after: nil, bound: log.claimBound(in: segment)) { return next }
         // Nothing more in this segment and the claim word is past it: its
         // roller was killed before writing the end marker. Go on to the next.
         return claim.segment > segment.number ? segment.size : nil

@@ -23,6 +23,9 @@ public enum RecordFormat {
         public static let word = 0, checksum = 8, appender = 12, sequence = 16, timestamp = 24, payload = 32
     }
     public static let headerSize = Offset.payload
+    /// Records start on 8-byte boundaries: a walker that lost its place
+    /// looks for the next record one slot on.
+    public static let slotAlignment = 8
     static let kindShift: UInt64 = 60
     static let lengthMask: UInt64 = 0xFFFF_FFFF
 
@@ -53,7 +56,7 @@ public enum RecordFormat {
 
     /// Bytes a record with `payload` bytes occupies.
     @inline(__always)
-    public static func span(payload: Int) -> Int { (headerSize + payload + 7) & ~7 }
+    public static func span(payload: Int) -> Int { (headerSize + payload + slotAlignment - 1) & ~(slotAlignment - 1) }
 
     /// The checksum of a record whose header starts at `record`.
     static func checksum(record: UnsafeRawPointer, length: Int) -> UInt32 {

@@ -15,14 +15,19 @@ package enum LayoutHeader {
     /// Byte offsets of the header (the table above); fields follow at 8.
     package enum Offset {
         package static let magic = 0, version = 4, fields = 8
+        /// Field `i`.
+        package static func field(_ i: Int) -> Int { fields + 8 * i }
+        /// The checksum after `count` fields (it covers bytes 0..<this).
+        package static func checksum(afterFields count: Int) -> Int { fields + 8 * count }
     }
-    package static func size(fields: Int) -> Int { 16 + 8 * fields }
+    package static func size(fields: Int) -> Int { Offset.checksum(afterFields: fields) + 8 }
 
     package static func write(_ base: UnsafeMutableRawPointer, magic: SegmentKind, version: UInt32, fields: [UInt64]) {
         base.storeBytes(of: magic.rawValue, toByteOffset: Offset.magic, as: UInt32.self)
         base.storeBytes(of: version, toByteOffset: Offset.version, as: UInt32.self)
-        for (i, field) in fields.enumerated() { base.storeBytes(of: field, toByteOffset: 8 + 8 * i, as: UInt64.self) }
-        base.storeBytes(of: checksum(base, bytes: 8 + 8 * fields.count), toByteOffset: 8 + 8 * fields.count, as: UInt64.self)
+        for (i, field) in fields.enumerated() { base.storeBytes(of: field, toByteOffset: Offset.field(i), as: UInt64.self) }
+        let end = Offset.checksum(afterFields: fields.count)
+        base.storeBytes(of: checksum(base, bytes: end), toByteOffset: end, as: UInt64.self)
     }
 
     /// Reads `count` fields after checking magic, version and checksum.
@@ -40,11 +45,12 @@ package enum LayoutHeader {
         guard foundVersion == version else {
             throw .invalidLayout("\(what) layout version \(foundVersion); this build supports \(version)")
         }
-        let stored = base.load(fromByteOffset: 8 + 8 * count, as: UInt64.self)
-        guard stored == checksum(base, bytes: 8 + 8 * count) else {
+        let end = Offset.checksum(afterFields: count)
+        let stored = base.load(fromByteOffset: end, as: UInt64.self)
+        guard stored == checksum(base, bytes: end) else {
             throw .invalidLayout("\(what) header checksum mismatch")
         }
-        return (0..<count).map { base.load(fromByteOffset: 8 + 8 * $0, as: UInt64.self) }
+        return (0..<count).map { base.load(fromByteOffset: Offset.field($0), as: UInt64.self) }
     }
 
     static func checksum(_ base: UnsafeRawPointer, bytes: Int) -> UInt64 {

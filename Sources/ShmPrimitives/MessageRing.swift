@@ -63,6 +63,8 @@ public final class MessageRing: @unchecked Sendable {
     static let tailOffset = 128, producerSlotOffset = 136
     static let headOffset = 256, consumerSlotOffset = 264, lostOffset = 272
     static let flagsOffset = 384
+    /// The two flags in line 3 (the table above).
+    static let producerMayParkOffset = flagsOffset, consumerMayParkOffset = flagsOffset + 4
     static let dataParkerOffset = 512, spaceParkerOffset = 640
     static let dataOffset = 768
     @usableFromInline static let recordHeader = 16
@@ -135,8 +137,8 @@ public final class MessageRing: @unchecked Sendable {
         LayoutHeader.write(region.unsafeBaseAddress, magic: magic, version: version,
                            fields: [UInt64(capacity), UInt64(maximum), UInt64(needed), UInt64.random(in: 1...UInt64.max)])
         // Until a side attaches and says otherwise, assume it may park.
-        region.storeBytes(of: UInt32(1), toByteOffset: flagsOffset, as: UInt32.self)
-        region.storeBytes(of: UInt32(1), toByteOffset: flagsOffset + 4, as: UInt32.self)
+        region.storeBytes(of: UInt32(1), toByteOffset: producerMayParkOffset, as: UInt32.self)
+        region.storeBytes(of: UInt32(1), toByteOffset: consumerMayParkOffset, as: UInt32.self)
         return try MessageRing(attaching: region, anchor: anchor)
     }
 
@@ -167,8 +169,8 @@ public final class MessageRing: @unchecked Sendable {
         consumerSlot = RoleSlot(base + MessageRing.consumerSlotOffset)
         dataParker = Parker(base + MessageRing.dataParkerOffset)
         spaceParker = Parker(base + MessageRing.spaceParkerOffset)
-        producerMayPark = UnsafeMutablePointer(OpaquePointer(base + MessageRing.flagsOffset))
-        consumerMayPark = UnsafeMutablePointer(OpaquePointer(base + MessageRing.flagsOffset + 4))
+        producerMayPark = UnsafeMutablePointer(OpaquePointer(base + MessageRing.producerMayParkOffset))
+        consumerMayPark = UnsafeMutablePointer(OpaquePointer(base + MessageRing.consumerMayParkOffset))
         view = RingView(data: data, mask: mask, capacity: Int(capacity), maxMessageSize: Int(maximum), salt: salt,
                         tail: tail, head: head, lost: lost, producerMayPark: producerMayPark,
                         consumerMayPark: consumerMayPark, dataParker: dataParker, spaceParker: spaceParker)

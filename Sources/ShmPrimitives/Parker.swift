@@ -27,8 +27,13 @@ package struct Parker: @unchecked Sendable {
     /// The parker at `address` (8 bytes, 4-byte aligned, inside a mapping
     /// the caller keeps alive).
     package init(_ address: UnsafeMutableRawPointer) {
-        seq = UnsafeMutablePointer(OpaquePointer(address))
-        sleepers = UnsafeMutablePointer(OpaquePointer(address + 4))
+        seq = UnsafeMutablePointer(OpaquePointer(address + Parker.Offset.seq))
+        sleepers = UnsafeMutablePointer(OpaquePointer(address + Parker.Offset.sleepers))
+    }
+
+    /// Byte offsets of the two words (the table above).
+    package enum Offset {
+        package static let seq = 0, sleepers = 4
     }
 
     package static let size = 8

@@ -43,6 +43,8 @@ package struct ServiceLayout: @unchecked Sendable {
     static let kind = SegmentKind("SVCE")
     static let fieldCount = 16
     static let typeNameOffset = 256, typeNameCapacity = 124
+    /// The name's bytes, after its UInt32 length at `typeNameOffset`.
+    static let typeNameBytesOffset = typeNameOffset + 4
     package static let versionOffset = 384, portsOffset = 392
     static let tablesOffset = 512
     static let slotSize = 64
@@ -154,7 +156,7 @@ package struct ServiceLayout: @unchecked Sendable {
         LayoutHeader.write(data.unsafeBaseAddress, magic: magic, version: layoutVersion, fields: config.fields)
         let nameBytes = Array(config.payload.name.utf8.prefix(typeNameCapacity))
         data.storeBytes(of: UInt32(nameBytes.count), toByteOffset: typeNameOffset, as: UInt32.self)
-        data.write(nameBytes, at: typeNameOffset + 4)
+        data.write(nameBytes, at: typeNameBytesOffset)
         let start = patternAreaStart(config)
         switch config.pattern {
         case .event:
@@ -184,7 +186,7 @@ package struct ServiceLayout: @unchecked Sendable {
         guard nameLength <= ServiceLayout.typeNameCapacity else {
             throw .corrupt(service: name.value, reason: "payload type name length \(nameLength)")
         }
-        let typeName = String(decoding: data.read(ServiceLayout.typeNameOffset + 4 ..< ServiceLayout.typeNameOffset + 4 + nameLength), as: UTF8.self)
+        let typeName = String(decoding: data.read(ServiceLayout.typeNameBytesOffset ..< ServiceLayout.typeNameBytesOffset + nameLength), as: UTF8.self)
         guard ServiceLayout.hash(typeName) == fields[3] else {
             throw .corrupt(service: name.value, reason: "payload type name does not match its hash")
         }
