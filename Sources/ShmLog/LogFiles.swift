@@ -7,10 +7,12 @@ import ShmPrimitives
 /// ```text
 /// offset  contents
 ///    0    magic UInt64 "SHMLOG01"
-///    8    version UInt32
+///    8    version UInt32 (2; version 1 files, without the checksum, are read)
 ///   16    segment size UInt64
 ///   24    index granularity UInt64
 ///   32    created UInt64 (wall ns)
+///   40    checksum UInt64: FNV-1a of bytes 0..<40 (the contract's header
+///         scheme: magic, version, fields, checksum — as `LayoutHeader`)
 ///  128    claim: (next position, next sequence) as one 16-byte word,
 ///         advanced with a double-width compare-and-swap by appenders
 ///  256    parker: tailers sleep here; appenders wake them after a commit
@@ -19,12 +21,14 @@ import ShmPrimitives
 /// ```
 final class MetaFile: @unchecked Sendable {
     static let magic: UInt64 = 0x3130_474F_4C4D_4853 // "SHMLOG01" little-endian
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
+    /// Versions this build opens (1: before the header checksum).
+    static let readableVersions: ClosedRange<UInt32> = 1...2
     static let size = 4096
     static let claimOffset = 128, parkerOffset = 256, parkingTailersOffset = 384
     /// The header fields (the table above).
     enum Offset {
-        static let magic = 0, version = 8, segmentSize = 16, indexGranularity = 24, createdAt = 32
+        static let magic = 0, version = 8, segmentSize = 16, indexGranularity = 24, createdAt = 32, checksum = 40
     }
 
     let file: MappedFile
@@ -50,6 +54,7 @@ final class MetaFile: @unchecked Sendable {
         base.storeBytes(of: UInt64(segmentSize), toByteOffset: Offset.segmentSize, as: UInt64.self)
         base.storeBytes(of: UInt64(indexGranularity), toByteOffset: Offset.indexGranularity, as: UInt64.self)
         base.storeBytes(of: wallClockNanoseconds(), toByteOffset: Offset.createdAt, as: UInt64.self)
+        base.storeBytes(of: FNV1a.hash(base, count: Offset.checksum), toByteOffset: Offset.checksum, as: UInt64.self)
         let start = LogPosition(segment: 0, offset: UInt32(SegmentFile.dataOffset(segmentSize: segmentSize, granularity: indexGranularity)))
         // SYNC POINT: release pairs with the acquire in `loadClaim` (the file is renamed
         // into place only after this; msync orders nothing between processes).
@@ -74,8 +79,11 @@ final class MetaFile: @unchecked Sendable {
         base = file.bytes.unsafeBaseAddress
         guard base.load(fromByteOffset: Offset.magic, as: UInt64.self) == MetaFile.magic else { throw .invalidLayout(path: path, reason: "not a swift-shm log (magic)") }
         let version = base.load(fromByteOffset: Offset.version, as: UInt32.self)
-        guard version == MetaFile.version else {
-            throw .invalidLayout(path: path, reason: "layout version \(version), this library reads \(MetaFile.version)")
+        guard MetaFile.readableVersions.contains(version) else {
+            throw .invalidLayout(path: path, reason: "layout version \(version), this library reads \(MetaFile.readableVersions)")
+        }
+        if version >= 2, base.load(fromByteOffset: Offset.checksum, as: UInt64.self) != FNV1a.hash(base, count: Offset.checksum) {
+            throw .invalidLayout(path: path, reason: "header checksum mismatch: the log's configuration was damaged")
         }
         // Never trust a value from the file: convert only what is in range.
         segmentSize = Int(exactly: base.load(fromByteOffset: Offset.segmentSize, as: UInt64.self)) ?? -1
@@ -118,7 +126,7 @@ final class MetaFile: @unchecked Sendable {
 /// ```text
 /// offset      contents
 ///    0        magic UInt64 "SHMLOGSG"
-///    8        version UInt32
+///    8        version UInt32 (2; version 1 files, without the checksum, are read)
 ///   16        segment number UInt64
 ///   24        segment size UInt64
 ///   32        data offset UInt64
@@ -126,6 +134,8 @@ final class MetaFile: @unchecked Sendable {
 ///   48        created UInt64 (wall ns)
 ///   56        cutTo UInt64: the size recovery found the file cut to (0: never cut)
 ///   64        cutFoundAt UInt64: when recovery found it (wall ns)
+///   72        checksum UInt64: FNV-1a of bytes 0..<56 (the fields written once;
+///             cutTo and cutFoundAt are written later by recovery)
 ///  128        sparse index: entry k (32 bytes) = the record whose span covers
 ///             byte k × granularity of the data area: +0 offset (written last,
 ///             release; 0 = unset), +8 sequence, +16 timestamp
@@ -133,13 +143,17 @@ final class MetaFile: @unchecked Sendable {
 /// ```
 final class SegmentFile: @unchecked Sendable {
     static let magic: UInt64 = 0x4753_474F_4C4D_4853 // "SHMLOGSG"
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
+    static let readableVersions: ClosedRange<UInt32> = 1...2
     static let headerSize = 128
     static let indexEntrySize = 32
     static let cutToOffset = 56, cutFoundAtOffset = 64
     /// The header fields (the table above).
     enum Offset {
         static let magic = 0, version = 8, number = 16, segmentSize = 24, dataOffset = 32, indexEntries = 40, createdAt = 48
+        static let checksum = 72
+        /// The checksum covers the header up to here.
+        static let checksummed = 56
     }
     /// An index entry's fields.
     enum IndexOffset {
@@ -209,6 +223,7 @@ final class SegmentFile: @unchecked Sendable {
         base.storeBytes(of: UInt64(indexEntries(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)),
                         toByteOffset: Offset.indexEntries, as: UInt64.self)
         base.storeBytes(of: wallClockNanoseconds(), toByteOffset: Offset.createdAt, as: UInt64.self)
+        base.storeBytes(of: FNV1a.hash(base, count: Offset.checksummed), toByteOffset: Offset.checksum, as: UInt64.self)
         // The header reaches the disk before the name does: a segment whose
         // name survives power loss is never headerless.
         try? file.mapping.sync(.synchronous, range: 0..<4096)
@@ -254,7 +269,12 @@ final class SegmentFile: @unchecked Sendable {
             throw .invalidLayout(path: path, reason: "not a swift-shm log segment (magic)")
         }
         let version = base.load(fromByteOffset: Offset.version, as: UInt32.self)
-        guard version == SegmentFile.version else { throw .invalidLayout(path: path, reason: "segment layout version \(version)") }
+        guard SegmentFile.readableVersions.contains(version) else {
+            throw .invalidLayout(path: path, reason: "segment layout version \(version), this library reads \(SegmentFile.readableVersions)")
+        }
+        if version >= 2, base.load(fromByteOffset: Offset.checksum, as: UInt64.self) != FNV1a.hash(base, count: Offset.checksummed) {
+            throw .invalidLayout(path: path, reason: "segment header checksum mismatch: its header was damaged")
+        }
         let expectedData = SegmentFile.dataOffset(segmentSize: meta.segmentSize, granularity: meta.indexGranularity)
         guard base.load(fromByteOffset: Offset.number, as: UInt64.self) == UInt64(number),
               base.load(fromByteOffset: Offset.segmentSize, as: UInt64.self) == UInt64(meta.segmentSize),

@@ -96,6 +96,43 @@ struct LogTests {
         do { _ = try Log.open(directory: other.directory) } catch { #expect("\(error)".contains("not a swift-shm log")) }
     }
 
+    /// The persistent files follow the contract's header scheme: a damaged
+    /// header field is refused by name (it was read as valid before the
+    /// checksum), and files of the previous version still open.
+    @Test func logFileHeadersAreChecksummedAndVersionOneStillOpens() throws {
+        let scratch = ScratchLog("headers")
+        do {
+            let log = try scratch.create()
+            try log.appender().append([1, 2, 3])
+        }
+        let meta = scratch.directory + "/log.meta", segment = scratch.directory + "/0000000000.seg"
+        // createdAt (meta +32) and createdAt (segment +48): nothing else checks them.
+        corruptByte(of: meta, at: 33)
+        do { _ = try Log.open(directory: scratch.directory); Issue.record("a damaged log.meta opened") }
+        catch { #expect("\(error)".contains("checksum"), "\(error)") }
+        corruptByte(of: meta, at: 33)  // undo (the damage XORs)
+        corruptByte(of: segment, at: 49)
+        do {
+            let log = try Log.open(directory: scratch.directory)
+            _ = try log.tailer(from: .start).tryNext()
+            Issue.record("a damaged segment header was read")
+        } catch { #expect("\(error)".contains("checksum"), "\(error)") }
+        corruptByte(of: segment, at: 49)
+        #expect(try readAll(try Log.open(directory: scratch.directory)).map(\.bytes) == [[1, 2, 3]])
+        // Version 1 (no checksum): rewrite both headers as the old build did.
+        for (path, checksumAt) in [(meta, 40), (segment, 72)] {
+            let fd = open(path, O_RDWR)
+            var one: UInt32 = 1, zero: UInt64 = 0
+            _ = pwrite(fd, &one, 4, 8)
+            _ = pwrite(fd, &zero, 8, off_t(checksumAt))
+            close(fd)
+        }
+        let old = try Log.open(directory: scratch.directory)
+        try old.appender().append([4])
+        #expect(try readAll(old).map(\.bytes) == [[1, 2, 3], [4]])
+        #expect(old.verify().isIntact, "\(old.verify())")
+    }
+
     @Test(arguments: [Durability.everyAppend, .everyRecords(10), .interval(.milliseconds(1))])
     func durabilityPoliciesKeepEveryRecord(policy: Durability) throws {
         let scratch = ScratchLog("durable")
