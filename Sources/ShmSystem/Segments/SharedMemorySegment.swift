@@ -149,10 +149,11 @@ public final class SharedMemorySegment: Segment {
         SegmentHeader.publishReady(mapping.unsafeBaseAddress)
         let info = try SegmentHeader.validate(mapping.unsafeBaseAddress, objectSize: total, name: name.name)
 
-        let from = directory + "/" + temporary
-        let to = directory + "/" + name.fileName
-        if case .failure(let e) = valueOrErrno({ cshm_rename_noreplace(from, to) }) {
-            throw e == .exists ? .alreadyExists(name: name.name) : .system(operation: "renameat2", name: name.name, e)
+        // Appear complete or not at all: the one build-then-rename of the
+        // library (`StagedFile`, renameat2 RENAME_NOREPLACE).
+        let staged = StagedFile(path: directory + "/" + name.fileName, temporaryPath: directory + "/" + temporary)
+        do { try staged.publish() } catch {
+            throw error == .exists ? .alreadyExists(name: name.name) : .system(operation: "renameat2", name: name.name, error)
         }
         published = true
         var st = stat()
