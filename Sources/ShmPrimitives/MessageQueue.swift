@@ -42,8 +42,8 @@ public final class MessageQueue: @unchecked Sendable {
     static let slotsOffset = 768
     static let slotHeader = 16
     /// Byte offsets inside a slot (the table above).
-    public enum SlotOffset {
-        public static let state = 0, length = 8, payload = 16
+    @usableFromInline enum SlotOffset {
+        @usableFromInline static let state = 0, length = 8, payload = 16
     }
 
     static let free: UInt64 = 0, writing: UInt64 = 1, ready: UInt64 = 2, reading: UInt64 = 3

@@ -69,8 +69,8 @@ public final class MessageRing: @unchecked Sendable {
     static let dataOffset = 768
     @usableFromInline static let recordHeader = 16
     /// Byte offsets inside a record (the table above).
-    public enum RecordOffset {
-        public static let tag = 0, meta = 8, payload = 16
+    @usableFromInline enum RecordOffset {
+        @usableFromInline static let tag = 0, meta = 8, payload = 16
     }
     @usableFromInline static let typeMessage: UInt64 = 1
     @usableFromInline static let typePadding: UInt64 = 2
