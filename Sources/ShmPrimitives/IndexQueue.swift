@@ -170,6 +170,22 @@ import ShmSystem
             return .pushed
         }
 
+        /// Pushes for a consumer that sleeps on the queue's parker when
+        /// `consumerMayPark` (then the publication is seq_cst, for the
+        /// Dekker check that follows) or only polls it (release).
+        @inlinable @inline(__always)
+        public func push(_ value: UInt64, overwrite: Bool, consumerMayPark: Bool) throws(QueueError) -> PushOutcome {
+            try push(value, overwrite: overwrite, ordering: .forConsumer(mayPark: consumerMayPark))
+        }
+
+        /// Pushes to a consumer that never sleeps on this queue and takes
+        /// values when it gets round to it (a return queue): a release
+        /// publication, never overwriting.
+        @inlinable @inline(__always)
+        public func pushToPoller(_ value: UInt64) throws(QueueError) -> PushOutcome {
+            try push(value, overwrite: false, ordering: .release)
+        }
+
         /// Whether a push would find room now, reading the consumer's head
         /// with a seq_cst load: a `Parker` condition for a producer waiting
         /// for space (see `SampleInbox.SpaceWakeup`).

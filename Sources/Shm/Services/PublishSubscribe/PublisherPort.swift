@@ -237,7 +237,7 @@ final class PublisherPort: @unchecked Sendable {
             let outcome: IndexQueue.Producer.Outcome
             do {
                 outcome = try link.writer.push(value, overwrite: config.overflow == .overwriteOldest,
-                                               ordering: .forConsumer(mayPark: link.mayPark))
+                                               consumerMayPark: link.mayPark)
             } catch {
                 // The subscriber's queue is damaged: stop delivering to it.
                 if let connection = connections[link.portID] { disconnect(connection) }

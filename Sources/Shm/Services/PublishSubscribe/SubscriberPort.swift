@@ -175,7 +175,7 @@ final class SubscriberPort: @unchecked Sendable {
             // A chunk of its pool with a bad length: hand it back, so the
             // publisher's pool does not shrink by it.
             if chunk < c.chunkCount, !c.flags.pointee.detached {
-                _ = try? c.connection.takeUnretainedValue().returns.writer.push(value, overwrite: false, ordering: .release)
+                _ = try? c.connection.takeUnretainedValue().returns.writer.pushToPoller(value)
             }
             throw .corrupt(service: serviceName,
                            reason: "publisher \(c.publisherID) sent chunk \(chunk) of \(bytes) bytes, outside its pool; skipped")
@@ -483,7 +483,7 @@ final class InboundConnection {
         let f = flags
         f.pointee.outstanding -= 1
         if !f.pointee.detached {
-            _ = try? returns.writer.push(reference, overwrite: false, ordering: .release)
+            _ = try? returns.writer.pushToPoller(reference)
         }
         var released = Released(connection: f.pointee.retired && f.pointee.outstanding == 0, port: nil)
         if l.pointee.borrowed == 0, let port = l.pointee.retiredPort {
