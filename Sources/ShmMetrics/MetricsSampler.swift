@@ -77,15 +77,19 @@ public final class MetricsSampler: Sendable {
             gauge("shm_service_ports", service + [("kind", kind)]).record(byKind[kind] ?? 0)
         }
         gauge("shm_service_memory_bytes", service).record(info.memoryBytes)
-        var backlog = 0
+        var backlog = 0, held: UInt64 = 0
         for port in info.ports {
             let key = "\(info.name)/\(port.kind)/\(port.portID)"
             if let sent = port.sent { advance("shm_publisher_samples_sent_total", service, key: key, to: sent) }
             if let delivered = port.delivered { advance("shm_subscriber_samples_delivered_total", service, key: key, to: delivered) }
             if let lost = port.lost { advance("shm_subscriber_samples_lost_total", service, key: key, to: lost) }
             backlog += port.backlog ?? 0
+            held &+= port.held ?? 0
         }
-        if info.pattern == .publishSubscribe { gauge("shm_subscriber_backlog_samples", service).record(backlog) }
+        if info.pattern == .publishSubscribe {
+            gauge("shm_subscriber_backlog_samples", service).record(backlog)
+            gauge("shm_service_pool_samples_in_use", service).record(Int(clamping: held))
+        }
     }
 
     private func report(log directory: String) {

@@ -86,6 +86,9 @@ import ShmSystem
     @inlinable @inline(__always)
     func tagWord(_ position: UInt64) -> UnsafeMutablePointer<Atomic<UInt64>> { UnsafeMutablePointer(OpaquePointer(entry(position))) }
 
+    /// Values ever pushed since the queue was laid out (monitoring: relaxed).
+    public var pushedCount: UInt64 { tail.pointee.load(ordering: .relaxed) }
+
     /// Values waiting (a snapshot; 0 if the positions are inconsistent).
     public var count: Int {
         let t = tail.pointee.load(ordering: .relaxed), h = head.pointee.load(ordering: .relaxed)

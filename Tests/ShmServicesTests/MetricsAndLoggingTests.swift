@@ -11,6 +11,33 @@ import ShmTestSupport
 /// another process counted), and events the library logs and counts.
 @Suite("Metrics and logging")
 struct MetricsAndLoggingTests {
+    /// "Pool in use": samples subscribers hold (queued or borrowed), from
+    /// shared-memory counters only — delivered − returned, − what
+    /// overwrite-oldest dropped.
+    @Test func poolSamplesInUseFollowWhatSubscribersHold() throws {
+        let node = try Node(name: "metrics-held")
+        for policy in [OverflowPolicy.block, .overwriteOldest] {
+            let name = TestSupport.uniqueName("held")
+            let service = try testService(node, name, buffer: 4, overflow: policy)
+            let subscriber = try service.subscriber()
+            let publisher = try service.publisher(sendTimeout: .zero)
+            for i in 0..<6 { try publisher.loanUninitialized().write(TestSample(producer: 1, sequence: UInt64(i))).send() }
+            // block: 4 queued (2 timed out, never delivered); overwrite: the newest 4.
+            let first = try subscriber.receive(timeout: .seconds(1)), second = try subscriber.receive(timeout: .seconds(1))
+            var held = try ServiceDirectory.inspect(name).ports.first { $0.kind == "subscriber" }?.held
+            #expect(held == 4, "\(policy): 2 borrowed + 2 queued, got \(String(describing: held))")
+            let metrics = TestMetrics()
+            MetricsSampler(services: { $0 == name }, factory: metrics).sample()
+            #expect(try metrics.expectGauge("shm_service_pool_samples_in_use", [("service", name)]).lastValue == 4)
+            _ = consume first
+            _ = consume second
+            while let sample = try subscriber.tryReceive() { _ = consume sample }
+            held = try ServiceDirectory.inspect(name).ports.first { $0.kind == "subscriber" }?.held
+            #expect(held == 0, "\(policy): everything handed back, got \(String(describing: held))")
+            withExtendedLifetime(publisher) {}
+        }
+    }
+
     @Test func theSamplerReportsWhatAnotherProcessCounted() throws {
         let name = TestSupport.uniqueName("metrics")
         let node = try Node(name: "metrics-test")
@@ -30,6 +57,7 @@ struct MetricsAndLoggingTests {
         #expect(metrics.counterTotal(label: "shm_subscriber_samples_delivered_total", dimensions: dimensions) == 500)
         #expect(metrics.counterTotal(label: "shm_subscriber_samples_lost_total", dimensions: dimensions) == 0)
         #expect(try metrics.expectGauge("shm_subscriber_backlog_samples", dimensions).lastValue == 0)
+        #expect(try metrics.expectGauge("shm_service_pool_samples_in_use", dimensions).lastValue == 0)
         #expect(try metrics.expectGauge("shm_service_ports", dimensions + [("kind", "publisher")]).lastValue == 1)
         #expect(try metrics.expectGauge("shm_service_ports", dimensions + [("kind", "subscriber")]).lastValue == 1)
         // The service segment, the publisher's pool and our inbox, at least.

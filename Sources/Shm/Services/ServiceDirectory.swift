@@ -25,6 +25,12 @@ public enum ServiceDirectory {
         public var backlog: Int?
         public var lost: UInt64?
         public var delivered: UInt64?
+        /// For subscribers: samples of publishers' pools this subscriber
+        /// holds now — queued or borrowed, not yet handed back (a snapshot
+        /// from shared-memory counters: delivered − returned, − dropped
+        /// under overwrite-oldest). Their sum is the pools' chunks in use
+        /// by subscribers.
+        public var held: UInt64?
         /// For publishers: samples sent since the publisher was made (the
         /// highest sample sequence number in its pool).
         public var sent: UInt64?
@@ -127,15 +133,21 @@ public enum ServiceDirectory {
                    let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName(.inbox, entry.portID), access: .readOnly,
                                                                     kind: SampleInbox.kind, timeout: .milliseconds(50)),
                    let inbox = try? SampleInbox(inboxSegment.data, expectedPortID: entry.portID, service: service) {
-                    var backlog = 0, lost: UInt64 = 0, delivered: UInt64 = 0
+                    var backlog = 0, lost: UInt64 = 0, delivered: UInt64 = 0, held: UInt64 = 0
+                    let overwrites = config.overflow == OverflowPolicy.overwriteOldest.rawValue
                     for i in 0..<inbox.maxPublishers where inbox.owner(of: i) != 0 {
                         if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(i)) { backlog += queue.count }
-                        lost &+= inbox.lost(in: i)
-                        delivered &+= inbox.delivered(in: i)
+                        let blockLost = inbox.lost(in: i), blockDelivered = inbox.delivered(in: i)
+                        lost &+= blockLost
+                        delivered &+= blockDelivered
+                        // Overwrite-oldest counts a dropped (delivered) sample as lost.
+                        let gone = inbox.returned(in: i) &+ (overwrites ? blockLost : 0)
+                        held &+= blockDelivered >= gone ? blockDelivered - gone : 0
                     }
                     port.backlog = backlog
                     port.lost = lost
                     port.delivered = delivered
+                    port.held = held
                 }
                 ports.append(port)
             }

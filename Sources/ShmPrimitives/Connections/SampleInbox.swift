@@ -267,6 +267,12 @@ import ShmSystem
     /// Samples the overflow policy dropped in block `index` (monitoring: relaxed).
     package func lost(in index: Int) -> UInt64 { word64(index, BlockOffset.lost).pointee.load(ordering: .relaxed) }
 
+    /// Samples the subscriber handed back through block `index`'s return
+    /// queue (monitoring: relaxed; 0 if the queue is unreadable).
+    package func returned(in index: Int) -> UInt64 {
+        (try? IndexQueue(attaching: returnRegion(index)))?.pushedCount ?? 0
+    }
+
     /// Samples delivered into block `index` (monitoring: relaxed).
     package func delivered(in index: Int) -> UInt64 { word64(index, BlockOffset.delivered).pointee.load(ordering: .relaxed) }
 
