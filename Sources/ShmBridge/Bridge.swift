@@ -39,8 +39,11 @@ public final class Bridge: @unchecked Sendable {
     /// by the server when connected: messages published after `init`
     /// returns reach this bridge).
     ///
-    /// - Parameter logger: receives one line per notable event (a service
-    ///   that cannot be opened, NATS errors, at most once a second each).
+    /// - Parameters:
+    ///   - configuration: the server, the services to export and import,
+    ///     the logs to mirror or replicate.
+    ///   - logger: receives one line per notable event (a service that
+    ///     cannot be opened, NATS errors, at most once a second each).
     public init(_ configuration: BridgeConfiguration, logger: @escaping @Sendable (String) -> Void = { _ in }) throws(BridgeError) {
         ServiceClaims.removeStale() // claims of bridges that died
         try configuration.validate()

@@ -10,10 +10,17 @@ import Synchronization
 ///
 /// Notifications of one id coalesce until a listener looks — here and
 /// across the bridge alike: an id notified three times may arrive once.
-/// A listener cannot tell who notified, so an event service matched by both
-/// the export and the import patterns is only imported (bridging it both
-/// ways would echo every notification back).
+///
+/// **Both ways.** A listener cannot tell who notified, so a service bridged
+/// in both directions would send every imported notification straight
+/// back. The bridge remembers each id it notified here from NATS (an
+/// *echo*, kept for `echoWindow`) and does not export that id when its own
+/// listener next sees it fire (`loops_skipped`). A local notification of
+/// the same id in that window coalesces with the imported one, which is
+/// what an event is: the other side has that id fired already.
 final class EventBridge: @unchecked Sendable {
+    /// How long an imported notification is expected back at our listener.
+    static let echoWindow: UInt64 = 2_000_000_000
     struct Exported {
         let name: String
         let service: EventService
@@ -35,6 +42,10 @@ final class EventBridge: @unchecked Sendable {
     var lastDiscovery: UInt64 = 0
     /// Notifiers of imported services (nats.c's event thread only).
     var notifiers: [String: Notifier] = [:]
+    /// Ids notified here from NATS and not yet seen by our own listener:
+    /// service → id → until when it is expected (written by nats.c's event
+    /// thread, consumed by the bridge's event thread).
+    let echoes = Mutex<[String: [Int: UInt64]]>([:])
 
     init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64,
          shared: BridgeShared) throws(BridgeError) {
@@ -65,6 +76,10 @@ final class EventBridge: @unchecked Sendable {
         for attachment in (try? waitSet.wait(timeout: timeout)) ?? [] {
             guard let name = byAttachment[attachment], let entry = exported[name] else { continue }
             for id in entry.listener.tryWait() {
+                if isEcho(of: id.value, in: name) {
+                    ServiceStatistics.add(entry.statistics.loopsSkipped)
+                    continue
+                }
                 do throws(BridgeError) {
                     try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.event, String(id.value))],
                                            payload: UnsafeRawBufferPointer(start: nil, count: 0))
@@ -77,15 +92,20 @@ final class EventBridge: @unchecked Sendable {
         }
     }
 
+    /// Consumes the expectation that `id` fires here because we notified it.
+    private func isEcho(of id: Int, in name: String) -> Bool {
+        let now = monotonicNanoseconds()
+        return echoes.withLock { echoes in
+            guard let until = echoes[name]?[id] else { return false }
+            echoes[name]?[id] = nil
+            return now <= until
+        }
+    }
+
     private func discover() {
         let configuration = self.configuration, shared = self.shared
         discovery.discover(wants: { BridgeConfiguration.matches($0, configuration.exports) }, handled: { exported[$0] != nil },
                            log: { shared.log($0) }) { (name: String) throws(ServiceError) -> ServiceDiscovery.Outcome in
-            if BridgeConfiguration.matches(name, configuration.imports) {
-                shared.log("event service '\(name)' is both exported and imported: imported only (a listener cannot tell "
-                           + "the bridge's own notifications from others)")
-                return .refused
-            }
             guard shared.claim(name) else { return .deferred }
             let service = try node.openAnyEvent(name)
             let listener = try service.listener()
@@ -128,6 +148,11 @@ final class EventBridge: @unchecked Sendable {
                     ? try node.openAnyEvent(name) : try node.event(name, config: EventConfig(maxEventID: maxID))
                 notifier = try service.notifier()
                 notifiers[name] = notifier
+            }
+            // Before notifying: our listener may see it fire at once.
+            if BridgeConfiguration.matches(name, configuration.exports) {
+                let until = monotonicNanoseconds() &+ EventBridge.echoWindow
+                echoes.withLock { $0[name, default: [:]][id] = until }
             }
             try notifier.notify(EventID(id))
             ServiceStatistics.add(stats.samplesIn)

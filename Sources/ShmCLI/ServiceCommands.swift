@@ -265,7 +265,10 @@ struct SubCommand: ParsableCommand {
         var received = 0
         while count.map({ received < $0 }) ?? true {
             let next = try Interruptible.wait(timeout: timeout) { slice -> ReplayedSample? in
-                do { return try replaying.next(timeout: slice) } catch { throw CommandFailure("\(error)") }
+                do { return try replaying.receive(timeout: slice) } catch {
+                    if case ServiceError.timedOut = error { return nil }
+                    throw CommandFailure("\(error)")
+                }
             }
             guard let sample = consume next else {
                 throw CommandFailure("no sample within \(timeout.map { "\($0)" } ?? "the timeout") (\(received) received)")

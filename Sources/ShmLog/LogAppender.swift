@@ -341,7 +341,7 @@ public final class LogAppender: @unchecked Sendable {
         } else {
             do { old = try log.openSegment(position.segment, writable: true) } catch .notFound(_) { return }
         }
-        if Int(position.offset) + 8 <= old.size {
+        if Int(position.offset) + RecordFormat.wordSize <= old.size {
             // SYNC POINT: seq_cst store releases the marker to the tailers'
             // acquire load of the word (and orders the sleeper check after it).
             old.wordPointer(Int(position.offset)).pointee.store(RecordFormat.word(.end, length: 0), ordering: .sequentiallyConsistent)

@@ -68,7 +68,7 @@ extension Log {
         }
         if let active = empties.last {
             // The tail segment was rolled: close it, continue in the next.
-            if !tail.endMarker, tail.end + 8 <= tail.segment.size {
+            if !tail.endMarker, tail.end + RecordFormat.wordSize <= tail.segment.size {
                 // SYNC POINT: release pairs with the tailers' acquire load of the word.
                 tail.segment.wordPointer(tail.end).pointee.store(RecordFormat.word(.end, length: 0), ordering: .releasing)
             }
@@ -118,7 +118,7 @@ extension Log {
             case .skip(_, let span):
                 offset += span
             case .endOfSegment(let at):
-                return (at, last, at + 8 <= segment.size)
+                return (at, last, at + RecordFormat.wordSize <= segment.size)
             case .open(_, let word):
                 let (kind, span) = RecordFormat.decode(word) ?? (.empty, 0)
                 if kind == .writing, span >= RecordFormat.headerSize, span % 8 == 0, offset + span <= segment.size {

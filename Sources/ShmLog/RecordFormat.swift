@@ -23,6 +23,9 @@ public enum RecordFormat {
         public static let word = 0, checksum = 8, appender = 12, sequence = 16, timestamp = 24, payload = 32
     }
     public static let headerSize = Offset.payload
+    /// The record's first word (kind and length), the one a walker reads to
+    /// decide what is at an offset — also an end-of-segment marker's size.
+    public static let wordSize = Offset.checksum - Offset.word
     /// Records start on 8-byte boundaries: a walker that lost its place
     /// looks for the next record one slot on.
     public static let slotAlignment = 8

@@ -19,7 +19,7 @@ enum RecordWalker {
 
     /// Reads the slot at `offset` without trusting anything in it.
     static func step(_ segment: SegmentFile, at offset: Int) -> Step {
-        guard offset + 8 <= segment.size else { return .endOfSegment(offset: offset) }
+        guard offset + RecordFormat.wordSize <= segment.size else { return .endOfSegment(offset: offset) }
         let word = segment.word(at: offset)
         guard let (kind, length) = RecordFormat.decode(word) else { return .garbage(offset: offset, word: word) }
         switch kind {

@@ -68,17 +68,39 @@ public final class ReplayingSubscriber {
     public private(set) var fromRecording = 0, live = 0, duplicates = 0, gaps: UInt64 = 0
 
     /// - Parameters:
-    ///   - from: where in the recording to start (default: its oldest record).
+    ///   - node: the node the subscriber registers under.
+    ///   - serviceName: the publish/subscribe service (it must exist).
+    ///   - directory: the log `ServiceRecorder` writes the service into.
+    ///   - start: where in the recording to start (default: its oldest record).
+    ///   - waitStrategy: how the live subscriber and the recording's tailer wait.
     /// - Throws: the recording's type differs from the service's (`ServiceError.incompatible`), or what opening
     ///   the service or the log throws.
-    public init(node: Node, service serviceName: String, recording directory: String, from start: TailStart = .start) throws {
+    public init(node: Node, service serviceName: String, recording directory: String, from start: TailStart = .start,
+                waitStrategy: WaitStrategy = .default) throws {
         service = try node.openAnyPublishSubscribe(serviceName)
-        subscriber = try service.subscriber() // first: nothing published from now on is missed
-        tailer = try Log.open(directory: directory).tailer(from: start)
+        subscriber = try service.subscriber(waitStrategy: waitStrategy) // first: nothing published from now on is missed
+        tailer = try Log.open(directory: directory).tailer(from: start, waitStrategy: waitStrategy)
     }
 
+    /// The next sample, from the recording or live, waiting at most
+    /// `timeout` (nil, the default: for ever).
+    ///
+    /// - Throws: `ServiceError.timedOut(Duration)`; `.incompatible` when the
+    ///   recording holds another payload type; what the subscriber or the
+    ///   log's tailer throw.
+    public func receive(timeout: Duration? = nil) throws -> ReplayedSample {
+        guard let sample = try nextSample(timeout: timeout) else { throw ServiceError.timedOut(timeout ?? .zero) }
+        return sample
+    }
+
+    /// The next sample if one is there now (from the recording or live).
+    public func tryReceive() throws -> ReplayedSample? { try step() }
+
+    @available(*, deprecated, message: "receive(timeout:) throws .timedOut like every receive; tryReceive() does not wait")
+    public func next(timeout: Duration?) throws -> ReplayedSample? { try nextSample(timeout: timeout) }
+
     /// The next sample, waiting at most `timeout`; nil if none came.
-    public func next(timeout: Duration?) throws -> ReplayedSample? {
+    func nextSample(timeout: Duration?) throws -> ReplayedSample? {
         let deadline = timeout.map { monotonicNanoseconds() &+ UInt64($0.components.seconds) * 1_000_000_000
             &+ UInt64($0.components.attoseconds / 1_000_000_000) }
         while true {

@@ -21,9 +21,9 @@ public final class ServiceRecorder {
     /// Opens `serviceName` (it must exist) and the log in `directory`
     /// (created if missing), and writes the descriptor record.
     public init(node: Node, service serviceName: String, log directory: String,
-                config: LogConfig = LogConfig(), durability: Durability = .none) throws {
+                config: LogConfig = LogConfig(), durability: Durability = .none, waitStrategy: WaitStrategy = .default) throws {
         service = try node.openAnyPublishSubscribe(serviceName)
-        subscriber = try service.subscriber()
+        subscriber = try service.subscriber(waitStrategy: waitStrategy)
         appender = try Log.openOrCreate(directory: directory, config: config).appender(durability: durability)
         let text = Array(RecordedSampleFormat.descriptor(service.payloadType).utf8)
         try write(kind: RecordedSampleFormat.descriptorKind, publisher: 0, sequence: 0, count: text.count) { buffer in

@@ -30,4 +30,34 @@ struct EventBridgeTests {
                 "A: \(a) B: \(b) \(exporter.process.errorText) \(importer.process.errorText)")
         #expect(a[name]?["in"] == b[name]?["out"], "every notification sent arrived: A: \(a) B: \(b)")
     }
+
+    /// The same event service bridged both ways on both hosts: a
+    /// notification on B reaches A's listener and is not sent back (the
+    /// bridge skips the echo of what it notified itself), so nothing loops.
+    @Test func anEventServiceBridgedBothWaysDoesNotLoop() throws {
+        guard let server = try NatsServerProcess.start(), let hostB = try IsolatedHost.make() else { return }
+        let name = TestSupport.uniqueName("ev2")
+        let localListenerB = try hostB.spawn(TestSupport.peerPath, ["ev-listen", name, "5"])
+        #expect(try localListenerB.readLine(timeout: .seconds(30)) == "listening")
+        let node = try Node(name: "test-a")
+        let listener = try node.event(name, config: .init(maxEventID: 15)).listener()
+        let bridgeB = try BridgeProcess(try hostB.spawn(TestSupport.cliPath, ["bridge", "--url", server.url, "--export", name, "--import", name]))
+        let bridgeA = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--export", name, "--import", name]))
+        usleep(1_500_000) // both bridges attach their listeners within a second
+        let notifier = try hostB.spawn(TestSupport.peerPath, ["ev-notify", name, "5", "20"])
+        var seen: [EventID] = []
+        let deadline = monotonicNanoseconds() + 20_000_000_000
+        while seen.isEmpty, monotonicNanoseconds() < deadline { seen = listener.wait(timeout: .milliseconds(200)) }
+        #expect(seen == [EventID(5)])
+        #expect(try notifier.wait(timeout: .seconds(30)) == .exited(0))
+        #expect(try localListenerB.wait(timeout: .seconds(30)) == .exited(0))
+        usleep(3_000_000) // a loop would keep both bridges busy now
+        let a = try bridgeA.stop(), b = try bridgeB.stop()
+        let detail = "A: \(a) B: \(b) \(bridgeA.process.errorText) \(bridgeB.process.errorText)"
+        #expect((b[name]?["out"] ?? 0) >= 1, "\(detail)")
+        #expect(a[name]?["in"] == b[name]?["out"], "\(detail)")
+        #expect((a[name]?["out"] ?? 0) == 0, "A sent notifications back: \(detail)")
+        #expect((b[name]?["in"] ?? 0) == 0, "\(detail)")
+        #expect((a[name]?["loops_skipped"] ?? 0) >= 1, "\(detail)")
+    }
 }

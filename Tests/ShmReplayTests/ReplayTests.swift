@@ -34,7 +34,9 @@ struct ReplayTests {
         var expected: UInt64 = 0
         let deadline = monotonicNanoseconds() + 60_000_000_000
         while expected < 1500, monotonicNanoseconds() < deadline {
-            guard let sample = try replaying.next(timeout: .seconds(1)) else { continue }
+            let next: ReplayedSample
+            do { next = try replaying.receive(timeout: .seconds(1)) } catch ServiceError.timedOut { continue }
+            let sample = consume next
             let value = sample.withBytes { $0.loadUnaligned(as: TestSample.self) }
             #expect(value.producer == 5 && value.isValid)
             #expect(value.sequence == expected, "got \(value.sequence), expected \(expected) (from the recording: \(sample.fromRecording))")
@@ -59,7 +61,7 @@ struct ReplayTests {
         #expect(try recorder.poll(timeout: .seconds(1)) == 1)
         let service = try testService(node, mine)
         let replaying = try ReplayingSubscriber(node: node, service: mine, recording: directory)
-        #expect(throws: ServiceError.self) { _ = try replaying.next(timeout: .milliseconds(100)) }
+        #expect(throws: ServiceError.self) { _ = try replaying.receive(timeout: .milliseconds(100)) }
         _ = service
     }
 

@@ -25,6 +25,7 @@ public final class NatsConnection: @unchecked Sendable {
     /// Connects to `url` ("nats://host:port", several comma-separated).
     ///
     /// - Parameters:
+    ///   - url: "nats://host:port", several comma-separated.
     ///   - name: shown by the server (`/connz`).
     ///   - echo: false (default) keeps the server from sending this
     ///     connection's own messages back to its subscriptions.
