@@ -213,6 +213,14 @@ static uint32_t crc32c_hardware(uint32_t crc, const unsigned char *p, size_t n) 
     }
     return c32;
 }
+
+/// ~CRC32C of the 4 little-endian bytes of `prefix` followed by `n` bytes:
+/// one call where a log record's checksum made two (its length, then its
+/// header and payload).
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hardware_prefixed(uint32_t prefix, const unsigned char *p, size_t n) {
+    return crc32c_hardware(_mm_crc32_u32(0xFFFFFFFFu, prefix), p, n);
+}
 #endif
 
 static uint32_t crc32c_table[256];
@@ -242,6 +250,17 @@ uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length) {
 #endif
     while (length--) c = crc32c_table[(c ^ *p++) & 0xff] ^ (c >> 8);
     return ~c;
+}
+
+uint32_t cshm_crc32c_prefixed(uint32_t prefix, const void *data, size_t length) {
+    int mode = __atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE);
+    if (mode == 0) { crc32c_init(); mode = crc32c_mode; }
+#if defined(__x86_64__)
+    if (mode == 2) return ~crc32c_hardware_prefixed(prefix, data, length);
+#endif
+    unsigned char head[4];
+    memcpy(head, &prefix, 4);
+    return cshm_crc32c(cshm_crc32c(0, head, 4), data, length);
 }
 
 uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length) {

@@ -63,9 +63,9 @@ public enum RecordFormat {
 
     /// The checksum of a record whose header starts at `record`.
     static func checksum(record: UnsafeRawPointer, length: Int) -> UInt32 {
-        var seed = UInt32(truncatingIfNeeded: length).littleEndian
-        let start = withUnsafeBytes(of: &seed) { CRC32C.update(0, $0.baseAddress, count: 4) }
-        return CRC32C.update(start, record + Offset.sequence, count: headerSize - Offset.sequence + length)
+        // CRC32C of the length (4 bytes, little-endian), then the header from
+        // the sequence number on and the payload — in one call.
+        CRC32C.prefixed(UInt32(truncatingIfNeeded: length), record + Offset.sequence, count: headerSize - Offset.sequence + length)
     }
 
     /// CRC32C of `bytes` (exposed for tests and tools).

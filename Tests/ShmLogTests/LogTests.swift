@@ -15,6 +15,21 @@ struct LogTests {
         let long = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let hardware = long.withUnsafeBytes { RecordFormat.crc32c($0) }
         #expect(hardware == long.withUnsafeBytes { cshmSoftwareCRC($0) })
+        // A record's checksum in one call (length prefix, then bytes) is the
+        // value the two chained calls gave: logs written before still verify.
+        for count in [0, 1, 7, 8, 9, 56, 96, 999] {
+            for prefix: UInt32 in [0, 40, 0xDEAD_BEEF] {
+                var le = prefix.littleEndian
+                let chained = long.withUnsafeBytes { body in
+                    CRC32C.update(withUnsafeBytes(of: &le) { CRC32C.update(0, $0.baseAddress, count: 4) }, body.baseAddress, count: count)
+                }
+                let software = long.withUnsafeBytes { body in
+                    CRC32C.softwareUpdate(withUnsafeBytes(of: &le) { CRC32C.softwareUpdate(0, $0.baseAddress, count: 4) }, body.baseAddress, count: count)
+                }
+                let fused = long.withUnsafeBytes { CRC32C.prefixed(prefix, $0.baseAddress, count: count) }
+                #expect(fused == chained && fused == software, "prefix \(prefix), \(count) bytes")
+            }
+        }
     }
 
     @Test func appendThenTailReturnsEveryRecordInOrder() throws {

@@ -103,6 +103,11 @@ uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length);
 /// The table-driven CRC32C, for checking the hardware path in tests.
 uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length);
 
+/// CRC32C (from 0) of the 4 bytes of `prefix` (little-endian, as stored)
+/// followed by `length` bytes at `data`: the same value as two chained
+/// `cshm_crc32c` calls, in one (a log record's length, then its bytes).
+uint32_t cshm_crc32c_prefixed(uint32_t prefix, const void *data, size_t length);
+
 /// pipe2(O_CLOEXEC) (a GNU extension).
 int cshm_pipe_cloexec(int fds[2]);
 
