@@ -84,6 +84,32 @@ package struct Waiter: Sendable {
         on parker: Parker, deadline: UInt64?, slice: UInt64 = 100_000_000,
         ready: () -> Bool, keepWaiting: () -> Bool = { true }
     ) -> Bool {
+        if let outcome = spin(deadline: deadline, ready: ready, keepWaiting: keepWaiting) { return outcome }
+        return park(on: parker, deadline: deadline, slice: slice, ready: ready, keepWaiting: keepWaiting)
+    }
+
+    /// Waits until `ready()` holds or `deadline` passes on any of several
+    /// parkers — a wait set's attachments: the same spin phase and budget
+    /// as `wait(on:)`, then one `futex_waitv(2)` on all of them (see
+    /// `ParkerSet`). `ready()` must use sequentially consistent loads.
+    package mutating func wait(onAny parkers: [Parker], deadline: UInt64?, ready: () -> Bool) -> Bool {
+        if parkers.count == 1 { return wait(on: parkers[0], deadline: deadline, ready: ready) }
+        if let outcome = spin(deadline: deadline, ready: ready, keepWaiting: { true }) { return outcome }
+        while true {
+            if ParkerSet.wait(on: parkers, until: deadline, pollInterval: 200_000, check: { ready() ? true : nil }) != nil {
+                return true
+            }
+            if let deadline, monotonicNanoseconds() >= deadline { return ready() }
+        }
+    }
+
+    /// The spin phase of every wait: true when `ready()` held, false when
+    /// the deadline passed (or `keepWaiting` said stop), nil when the
+    /// strategy says to sleep now (`.block`, or `.spinThenPark` past its
+    /// budget — which then halves; a wait that ends while spinning after
+    /// *t* raises it to at least 2*t*).
+    @inlinable @inline(__always)
+    mutating func spin(deadline: UInt64?, ready: () -> Bool, keepWaiting: () -> Bool) -> Bool? {
         if ready() { return true }
         switch strategy {
         case .busySpin:
@@ -118,54 +144,9 @@ package struct Waiter: Sendable {
                 }
             }
             budget = max(minimum, budget / 2)
-            return park(on: parker, deadline: deadline, slice: slice, ready: ready, keepWaiting: keepWaiting)
+            return nil
         case .block:
-            return park(on: parker, deadline: deadline, slice: slice, ready: ready, keepWaiting: keepWaiting)
-        }
-    }
-
-    /// Waits until `ready()` holds or `deadline` passes on any of several
-    /// parkers — a wait set's attachments: the same spin phase and budget
-    /// as `wait(on:)`, then one `futex_waitv(2)` on all of them (see
-    /// `ParkerSet`). `ready()` must use sequentially consistent loads.
-    package mutating func wait(onAny parkers: [Parker], deadline: UInt64?, ready: () -> Bool) -> Bool {
-        if parkers.count == 1 { return wait(on: parkers[0], deadline: deadline, ready: ready) }
-        if ready() { return true }
-        switch strategy {
-        case .busySpin:
-            var spins: UInt32 = 0
-            while true {
-                CPU.relax()
-                if ready() { return true }
-                spins &+= 1
-                if spins & 0x3ff == 0, let deadline, monotonicNanoseconds() >= deadline { return false }
-            }
-        case .spinThenPark:
-            let start = monotonicNanoseconds()
-            let spinUntil = start &+ budget
-            var spins: UInt32 = 0
-            while true {
-                CPU.relax()
-                if ready() {
-                    budget = min(maximum, max(budget, (monotonicNanoseconds() &- start) &* 2))
-                    return true
-                }
-                spins &+= 1
-                if spins & 0xff == 0 {
-                    let now = monotonicNanoseconds()
-                    if let deadline, now >= deadline { return false }
-                    if now >= spinUntil { break }
-                }
-            }
-            budget = max(minimum, budget / 2)
-        case .block:
-            break
-        }
-        while true {
-            if ParkerSet.wait(on: parkers, until: deadline, pollInterval: 200_000, check: { ready() ? true : nil }) != nil {
-                return true
-            }
-            if let deadline, monotonicNanoseconds() >= deadline { return ready() }
+            return nil
         }
     }
 

@@ -19,10 +19,7 @@ struct EventBridgeTests {
         let importer = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--import", name]))
         usleep(1_500_000) // B's bridge attaches its listener within a second
         let notifier = try hostB.spawn(TestSupport.peerPath, ["ev-notify", name, "5", "50"])
-        var seen: [EventID] = []
-        let deadline = monotonicNanoseconds() + 20_000_000_000
-        while seen.isEmpty, monotonicNanoseconds() < deadline { seen = listener.wait(timeout: .milliseconds(200)) }
-        #expect(seen == [EventID(5)])
+        #expect(firstEvents(listener, within: .seconds(20)) == [EventID(5)])
         #expect(try notifier.wait(timeout: .seconds(30)) == .exited(0))
         #expect(try localListenerB.wait(timeout: .seconds(30)) == .exited(0))
         let a = try importer.stop(), b = try exporter.stop()
@@ -45,10 +42,7 @@ struct EventBridgeTests {
         let bridgeA = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--export", name, "--import", name]))
         usleep(1_500_000) // both bridges attach their listeners within a second
         let notifier = try hostB.spawn(TestSupport.peerPath, ["ev-notify", name, "5", "20"])
-        var seen: [EventID] = []
-        let deadline = monotonicNanoseconds() + 20_000_000_000
-        while seen.isEmpty, monotonicNanoseconds() < deadline { seen = listener.wait(timeout: .milliseconds(200)) }
-        #expect(seen == [EventID(5)])
+        #expect(firstEvents(listener, within: .seconds(20)) == [EventID(5)])
         #expect(try notifier.wait(timeout: .seconds(30)) == .exited(0))
         #expect(try localListenerB.wait(timeout: .seconds(30)) == .exited(0))
         usleep(3_000_000) // a loop would keep both bridges busy now
@@ -60,4 +54,12 @@ struct EventBridgeTests {
         #expect((b[name]?["in"] ?? 0) == 0, "\(detail)")
         #expect((a[name]?["loops_skipped"] ?? 0) >= 1, "\(detail)")
     }
+}
+
+/// The first ids `listener` sees fire within `limit` (empty if none).
+func firstEvents(_ listener: Listener, within limit: Duration) -> [EventID] {
+    let deadline = monotonicNanoseconds() + UInt64(limit.components.seconds) * 1_000_000_000
+    var seen: [EventID] = []
+    while seen.isEmpty, monotonicNanoseconds() < deadline { seen = listener.wait(timeout: .milliseconds(200)) }
+    return seen
 }
