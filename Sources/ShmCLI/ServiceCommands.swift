@@ -16,11 +16,12 @@ struct PortReport: Encodable {
     let backlog: Int?
     let lost: UInt64?
     let delivered: UInt64?
+    let held: UInt64?
     let sent: UInt64?
     let memoryBytes: Int?
 
     enum CodingKeys: String, CodingKey {
-        case kind, pid, alive, backlog, lost, delivered, sent
+        case kind, pid, alive, backlog, lost, delivered, held, sent
         case portID = "port_id", registeredAt = "registered_at", memoryBytes = "memory_bytes"
     }
 
@@ -33,6 +34,7 @@ struct PortReport: Encodable {
         backlog = port.backlog
         lost = port.lost
         delivered = port.delivered
+        held = port.held
         sent = port.sent
         memoryBytes = port.memoryBytes
     }
@@ -94,13 +96,15 @@ struct ServiceCommand: ParsableCommand {
         lines.append("memory:".padding(toLength: 20, withPad: " ", startingAt: 0)
                      + "\(ByteCount.format(info.memoryBytes)) in /dev/shm (service \(ByteCount.format(info.serviceSegmentBytes)), the rest in ports' pools and inboxes)")
         StandardStreams.printLine(lines.joined(separator: "\n") + "\n")
-        var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "MEMORY", "SENT", "BACKLOG", "DELIVERED", "LOST")
-        table.rightAligned = [2, 5, 6, 7, 8, 9]
+        // HELD: samples of publishers' pools a subscriber holds (queued or borrowed).
+        var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "MEMORY", "SENT", "BACKLOG", "HELD", "DELIVERED", "LOST")
+        table.rightAligned = [2, 5, 6, 7, 8, 9, 10]
         for port in info.ports {
             table.add(port.kind, String(port.portID, radix: 16), String(port.process.pid), port.process.liveness.display,
                       port.registeredAt > 0 ? shortTime(nanoseconds: port.registeredAt) : "-",
                       port.memoryBytes.map(ByteCount.format) ?? "-", port.sent.map(String.init) ?? "-",
-                      port.backlog.map(String.init) ?? "-", port.delivered.map(String.init) ?? "-", port.lost.map(String.init) ?? "-")
+                      port.backlog.map(String.init) ?? "-", port.held.map(String.init) ?? "-",
+                      port.delivered.map(String.init) ?? "-", port.lost.map(String.init) ?? "-")
         }
         StandardStreams.printLine(info.ports.isEmpty ? "no ports" : table.render())
         #if canImport(ShmBridge)

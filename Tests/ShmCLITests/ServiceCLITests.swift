@@ -83,7 +83,7 @@ struct ServiceCLITests {
         let ports = report["ports"] as? [[String: Any]] ?? []
         #expect(ports.contains { $0["kind"] as? String == "publisher" && $0["pid"] as? Int == Int(peer.pid) && $0["alive"] as? Bool == true })
         let table = try TestSupport.runCLI(["service", name])
-        #expect(table.output.contains("history:") && table.output.contains("publisher"))
+        #expect(table.output.contains("history:") && table.output.contains("publisher") && table.output.contains("HELD"))
 
         // `shm ls` lists it with its node.
         let listed = try TestSupport.runCLI(["ls", "--json"])
