@@ -10,7 +10,6 @@ import Shm
 /// code that is not one of these regions.
 @Suite("Documentation examples")
 struct DocExamplesTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let articles: [String: String] = [
         "position": "Sources/Shm/Shm.docc/GettingStarted.md", "publish": "Sources/Shm/Shm.docc/GettingStarted.md",
         "subscribe": "Sources/Shm/Shm.docc/GettingStarted.md", "receive": "Sources/Shm/Shm.docc/GettingStarted.md",
@@ -19,50 +18,30 @@ struct DocExamplesTests {
     ]
 
     @Test func everyArticleSnippetIsTheCompiledCode() throws {
-        let source = try String(contentsOf: Self.root.appendingPathComponent("Examples/DocExamples/main.swift"), encoding: .utf8)
-        var regions: [String: String] = [:]
-        var current: (name: String, lines: [String])?
-        for line in source.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
-            if line.hasPrefix("// snippet: ") {
-                current = (String(line.dropFirst("// snippet: ".count)), [])
-            } else if line == "// end", let open = current {
-                regions[open.name] = open.lines.joined(separator: "\n")
-                current = nil
-            } else if current != nil {
-                current!.lines.append(line)
-            }
-        }
+        let source = try DocumentedCode.read("Examples/DocExamples/main.swift")
+        let regions = Dictionary(DocumentedCode.regions(in: source, opening: "// snippet: "), uniquingKeysWith: { a, _ in a })
         #expect(Set(regions.keys) == Set(Self.articles.keys), "\(regions.keys.sorted())")
         for (name, text) in regions {
             let path = try #require(Self.articles[name])
-            let article = try String(contentsOf: Self.root.appendingPathComponent(path), encoding: .utf8)
+            let article = try DocumentedCode.read(path)
             #expect(!text.isEmpty && article.contains(text), "snippet '\(name)' is not verbatim in \(path):\n\(text)")
         }
     }
 
+    /// Articles join several regions in one block: every code line (not
+    /// blank, comment or import) of every catalog's Swift blocks must be in
+    /// a compiled program (a manifest excerpt is not program code).
     @Test func everySwiftBlockOfTheCatalogsIsCompiled() throws {
-        let source = try String(contentsOf: Self.root.appendingPathComponent("Examples/DocExamples/main.swift"), encoding: .utf8)
-        let compiledLines = Set(source.split(separator: "\n").map(String.init))
-        for catalog in ["Sources/Shm/Shm.docc", "Sources/ShmLog/ShmLog.docc"] {
-            let folder = Self.root.appendingPathComponent(catalog)
+        let compiledLines = Set(try ["Examples/DocExamples/main.swift", "Examples/ReadmeExamples/main.swift"]
+            .flatMap { DocumentedCode.lines(try DocumentedCode.read($0)) })
+        for catalog in ["Sources/Shm/Shm.docc", "Sources/ShmLog/ShmLog.docc", "Sources/ShmReplay/ShmReplay.docc",
+                        "Sources/ShmMetrics/ShmMetrics.docc", "Sources/ShmBridge/ShmBridge.docc"] {
+            let folder = DocumentedCode.root.appendingPathComponent(catalog)
             for file in try FileManager.default.contentsOfDirectory(atPath: folder.path) where file.hasSuffix(".md") {
-                let article = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
-                var block: [String]?
-                for line in article.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
-                    if block == nil, line == "```swift" {
-                        block = []
-                    } else if block != nil, line.hasPrefix("```") {
-                        // Articles join several regions in one block: every code
-                        // line (not blank, comment or import) must be compiled.
-                        // A manifest excerpt is not program code.
-                        if block!.first != "// Package.swift" {
-                            for code in block! where !code.isEmpty && !code.hasPrefix("//") && !code.hasPrefix("import ") {
-                                #expect(compiledLines.contains(code), "\(catalog)/\(file): not compiled code: \(code)")
-                            }
-                        }
-                        block = nil
-                    } else if block != nil {
-                        block!.append(line)
+                let article = try DocumentedCode.read(catalog + "/" + file)
+                for block in DocumentedCode.swiftBlocks(in: article) where block.first != "// Package.swift" {
+                    for code in block where !code.isEmpty && !code.hasPrefix("//") && !code.hasPrefix("import ") {
+                        #expect(compiledLines.contains(code), "\(catalog)/\(file): not compiled code: \(code)")
                     }
                 }
             }
