@@ -38,7 +38,7 @@ func status(of error: ServiceError) -> Int32 {
     case .notFound: SHM_E_NOT_FOUND
     case .alreadyExists: SHM_E_EXISTS
     case .tooManyPorts, .poolExhausted, .tooManyLoans, .tooManyBorrowed: SHM_E_EXHAUSTED
-    case .timedOut: SHM_E_TIMED_OUT
+    case .timedOut, .noServer: SHM_E_TIMED_OUT
     case .corrupt, .queue: SHM_E_CORRUPT
     case .segment(let error): status(of: error)
     }

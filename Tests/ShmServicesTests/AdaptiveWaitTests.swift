@@ -27,12 +27,14 @@ struct AdaptiveWaitTests {
         let service = try node.requestResponse(TestSupport.uniqueName("adaptive-rr"), request: UInt64.self, response: UInt64.self)
         let policy = SpinPolicy(minimumSpin: .microseconds(2), maximumSpin: .microseconds(40))
         let client = try service.client(waitStrategy: .spinThenPark(policy))
-        #expect(client.port.waiter.spinBudget == 40_000)
+        let server = try service.server() // takes the request, never answers
+        #expect(client.port.responses.waiter.spinBudget == 40_000)
         let pending = try client.send(1)
-        #expect(throws: ServiceError.self) { try pending.response(timeout: .milliseconds(5)) } // no server: parks, halves
-        #expect(client.port.waiter.spinBudget == 20_000)
+        #expect(throws: ServiceError.self) { try pending.response(timeout: .milliseconds(5)) } // no answer: parks, halves
+        #expect(client.port.responses.waiter.spinBudget == 20_000)
         #expect(throws: ServiceError.self) { try pending.response(timeout: .milliseconds(5)) }
-        #expect(client.port.waiter.spinBudget == 10_000)
+        #expect(client.port.responses.waiter.spinBudget == 10_000)
+        withExtendedLifetime(server) {}
     }
 
     /// Waits from `async` code run on another thread with the handle's own

@@ -124,7 +124,9 @@ struct HostileAndRaceTests {
             _ = try client.wait(timeout: .seconds(10))
             _ = try? active.respond(AddResponse(sum: 42, part: 0), final: true) // to a dead client: no crash, no hang
             #expect(service.attachment.reclaimDeadPorts() >= 1)
-            #expect(!SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).c") })
+            // Its pool and inbox are gone with it.
+            let clientSegments = ["p", "s"].map { "svc.\(name).\($0)\(String(active.clientID, radix: 16))" }
+            #expect(!SegmentDirectory.list().contains { clientSegments.contains($0.name.name) })
             let other = try TestSupport.spawnPeer(["rr-client", name, "5"])
             for _ in 0..<5 {
                 let next = try server.receive(timeout: .seconds(10))

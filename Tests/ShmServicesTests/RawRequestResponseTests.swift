@@ -18,26 +18,31 @@ struct RawRequestResponseTests {
         let raw = try RawRequestResponseService(node: node, name: ServiceName(name), request: Self.add, responseSize: 16,
                                                 config: .init(maxClients: 8, maxServers: 2, queueDepth: 16), mode: .open)
         #expect(raw.requestSize == 16 && raw.responseSize == 16)
-        let rawClient = try raw.clientPort(waitStrategy: .default), rawServer = try raw.serverPort(waitStrategy: .default)
-        let typedServer = try typed.server(), typedClient = try typed.client()
+        // One server at a time: requests are spread over the servers there are.
+        let rawClient = try raw.clientPort(waitStrategy: .default), typedClient = try typed.client()
+        var typedServer: Server<AddRequest, AddResponse>? = try typed.server()
 
         // A full-size raw request is a typed request.
-        var request = AddRequest(left: 5, right: 6)
-        let id = try rawClient.send(payload: &request, length: 16, timeout: .seconds(1))
-        let active = try typedServer.receive(timeout: .seconds(1))
-        #expect(active.request.left == 5 && active.requestID == id)
-        try active.respond(AddResponse(sum: 11, part: 0))
-        var response = AddResponse(sum: 0, part: 0)
-        let (final, length) = try rawClient.next(for: id, into: &response, timeout: .seconds(1))
-        #expect(final && length == 16 && response.sum == 11)
+        do {
+            var request = AddRequest(left: 5, right: 6)
+            let id = try rawClient.send(payload: &request, length: 16, timeout: .seconds(1))
+            let active = try typedServer!.receive(timeout: .seconds(1))
+            #expect(active.request.left == 5 && active.requestID == id)
+            try active.respond(AddResponse(sum: 11, part: 0))
+            var response = AddResponse(sum: 0, part: 0)
+            let (final, length) = try rawClient.next(for: id, into: &response, timeout: .seconds(1))
+            #expect(final && length == 16 && response.sum == 11)
+        }
 
         // A short raw request reaches a typed server as a named error, not as a value.
         var short: Int64 = 7
         _ = try rawClient.send(payload: &short, length: 8, timeout: .seconds(1))
-        #expect { _ = try typedServer.receive(timeout: .seconds(1)) } throws: { error in
+        #expect { _ = try typedServer!.receive(timeout: .seconds(1)) } throws: { error in
             guard case ServiceError.corrupt(_, let reason) = error else { return false }
             return reason.contains("request of 8 bytes")
         }
+        typedServer = nil
+        let rawServer = try raw.serverPort(waitStrategy: .default)
 
         // A short raw response reaches a typed client as a named error.
         let pending = try typedClient.send(AddRequest(left: 1, right: 1))
@@ -76,29 +81,36 @@ struct RawRequestResponseTests {
         }
     }
 
-    /// Hostile length fields: a request slot claiming more than the slot
-    /// holds is refused by name, and the server keeps serving.
-    @Test func aLengthFieldBeyondTheSlotIsCorruptNotAnOverread() throws {
+    /// Hostile length fields: a request whose reference claims more bytes
+    /// than its client's chunks hold is refused by name (the chunk goes back
+    /// to the client), and the server keeps serving.
+    @Test func aLengthFieldBeyondTheChunkIsCorruptNotAnOverread() throws {
         let node = try Node(name: "unit")
         let raw = try RawRequestResponseService(node: node, name: ServiceName(TestSupport.uniqueName("rrhostile")),
                                                 request: PayloadType(name: "bytes -> bytes", size: 32, alignment: 1),
                                                 responseSize: 32, config: .init(), mode: .create)
         let server = try raw.serverPort(waitStrategy: .default)
-        // Enqueue a slot by hand whose length field says 1 MiB.
-        var slot = [UInt8](repeating: 0, count: RequestEntry.header + 32)
-        slot.withUnsafeMutableBytes {
-            $0.storeBytes(of: UInt64(1), toByteOffset: 0, as: UInt64.self)
-            $0.storeBytes(of: UInt64(1), toByteOffset: 8, as: UInt64.self)
-            $0.storeBytes(of: UInt64(1 << 20), toByteOffset: 16, as: UInt64.self)
+        let client = try raw.clientPort(waitStrategy: .default)
+        // Deliver a chunk by hand whose reference says 1 MiB (the typed and
+        // byte-sized sends refuse such a length before it leaves).
+        let chunk = try client.loanRequest()
+        guard case .delivered = try client.requests.deliverToOne(chunk: chunk, bytes: 1 << 20, sequence: 1) else {
+            Issue.record("not delivered")
+            return
         }
-        try slot.withUnsafeBytes { try raw.requests.send($0, timeout: .seconds(1)) }
         var inbox = [UInt8](repeating: 0, count: 32)
         #expect { _ = try inbox.withUnsafeMutableBytes { try server.receive(into: $0.baseAddress!, timeout: .seconds(1), throwOnTimeout: true) } }
             throws: { error in
                 guard case ServiceError.corrupt(_, let reason) = error else { return false }
-                return reason.contains("holding 1048576")
+                return reason.contains("1048576 bytes")
             }
         #expect(try inbox.withUnsafeMutableBytes { try server.receive(into: $0.baseAddress!, timeout: .zero, throwOnTimeout: false) } == nil)
+        // Served as before; the bad request's chunk came back to the client's pool.
+        let id = try [UInt8](repeating: 7, count: 32).withUnsafeBytes { try client.send(payload: $0.baseAddress!, length: 32, timeout: .seconds(1)) }
+        let got = try #require(try inbox.withUnsafeMutableBytes { try server.receive(into: $0.baseAddress!, timeout: .seconds(1), throwOnTimeout: true) })
+        #expect(got.requestID == id && got.clientID == client.portID && inbox == [UInt8](repeating: 7, count: 32))
+        client.requests.reclaimReturns()
+        #expect(client.requests.local.pointee.freeCount == client.requests.chunkCount)
     }
 
     /// The wait set's descriptor becomes readable for each kind of

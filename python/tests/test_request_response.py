@@ -125,7 +125,11 @@ def test_a_request_nobody_serves_times_out_and_mismatches_are_named(name):
                                   alignment=8)
         assert "request size" in str(info.value)
         server = service.server()
-        request = server.receive(timeout=5)  # waiting in the queue since before the server came
+        # Sent before any server: it waited in the client, which hands it to
+        # the first server when it next sends or waits for a response.
+        with pytest.raises(swiftshm.TimedOut):
+            pending.receive(timeout=0.01)
+        request = server.receive(timeout=5)
         assert list(request.array(np.int64)) == [1, 2] and request.request_id == pending.request_id
         assert request.respond(np.array([3, 0], dtype=np.int64))
         assert list(pending.receive(timeout=5).array(np.int64)) == [3, 0]

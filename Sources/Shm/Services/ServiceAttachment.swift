@@ -71,15 +71,8 @@ final class ServiceAttachment: @unchecked Sendable {
     func reclaimDeadPorts() -> Int {
         var reclaimed = 0
         for table in [ServiceLayout.Table.producers, .consumers] {
-            reclaimed += layout.reclaimDeadPorts(table) { entry in
-                guard entry.portID != 0, let kind = self.layout.segmentKind(of: table) else { return }
-                if kind == .pool {
-                    // What it had delivered stays receivable (DepartedPools.swift).
-                    self.layout.removeDepartedPoolIfUnawaited(entry.portID)
-                } else if let name = try? SegmentName(self.name.portSegmentName(kind, entry.portID)) {
-                    try? SharedMemorySegment.unlink(name)
-                }
-            }
+            // What it had delivered stays receivable (DepartedPools.swift).
+            reclaimed += layout.reclaimDeadPorts(table) { entry in self.layout.removeSegments(ofDeparted: entry, in: table) }
         }
         reclaimed += layout.reclaimDeadPorts(.attachments) { _ in }
         return reclaimed

@@ -198,17 +198,11 @@ public enum ServiceDirectory {
                   let segment = try? SharedMemorySegment.open(name.segmentName, kind: ServiceLayout.kind, timeout: .milliseconds(50)),
                   let layout = try? ServiceLayout(opening: segment.data, name: name) else { continue }
             for table in [ServiceLayout.Table.producers, .consumers] {
-                let kind = layout.segmentKind(of: table)
                 layout.reclaimDeadPorts(table) { entry in
                     report.deadPorts.append("\(service): \(layout.portKind(table)) of pid \(entry.owner.pid)")
-                    guard entry.portID != 0, let kind else { return }
-                    if kind == .pool {
-                        layout.removeDepartedPoolIfUnawaited(entry.portID) // kept while a subscriber awaits it
-                    } else if let segmentName = try? SegmentName(name.portSegmentName(kind, entry.portID)) {
-                        try? SharedMemorySegment.unlink(segmentName)
-                    }
+                    layout.removeSegments(ofDeparted: entry, in: table) // a pool is kept while a receiver awaits it
                 }
-                if let kind {
+                for kind in layout.segmentKinds(of: table) {
                     for entry in layout.entries(table) { livePorts.insert(name.portSegmentName(kind, entry.portID)) }
                 }
             }

@@ -26,6 +26,9 @@ public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyBorrowed(maximum: Int)
     /// Nothing happened within the timeout.
     case timedOut(Duration)
+    /// A request found no server to take it: none connected within `waited`
+    /// (nil: none was there and the send did not wait).
+    case noServer(service: String, waited: Duration?)
     /// A peer's shared structure is damaged or was written by a foreign program.
     case corrupt(service: String, reason: String)
     /// A segment operation failed.
@@ -49,6 +52,8 @@ public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {
         case .payloadTooLarge(let size, let maximum): "payload of \(size) bytes exceeds the maximum of \(maximum)"
         case .tooManyBorrowed(let maximum): "the subscriber already holds its maximum of \(maximum) samples; release some"
         case .timedOut(let timeout): "timed out after \(timeout.timeoutDescription)"
+        case .noServer(let service, let waited):
+            "no server of '\(service)' took the request\(waited.map { " within \($0.timeoutDescription)" } ?? "") (see `shm service \(service)`)"
         case .corrupt(let service, let reason): "service '\(service)': \(reason)"
         case .segment(let error): error.description
         case .queue(let error): error.description

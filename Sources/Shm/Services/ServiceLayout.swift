@@ -39,7 +39,9 @@ public enum MessagingPattern: UInt64, Sendable, CustomStringConvertible {
 /// take it back (CAS owner → 0) and removes the port's segment.
 package struct ServiceLayout: @unchecked Sendable {
     static let magic = SegmentKind("SVCE")
-    static let layoutVersion: UInt32 = 1
+    /// 2: request/response sends through per-port pools and inboxes (a
+    /// request queue in the pattern area before).
+    static let layoutVersion: UInt32 = 2
     static let kind = SegmentKind("SVCE")
     static let fieldCount = 16
     static let typeNameOffset = 256, typeNameCapacity = 124
@@ -126,9 +128,7 @@ package struct ServiceLayout: @unchecked Sendable {
     static func patternAreaSize(_ config: Config) -> Int {
         switch config.pattern {
         case .event: SharedEvent.size + 8 * config.maxEventID
-        case .requestResponse: MessageQueue.requiredSize(capacity: IndexQueue.capacity(atLeast: config.bufferSize),
-                                                       slotSize: RequestEntry.header + config.requestSize)
-        case .publishSubscribe: 0
+        case .requestResponse, .publishSubscribe: 0
         }
     }
 
@@ -161,11 +161,7 @@ package struct ServiceLayout: @unchecked Sendable {
         switch config.pattern {
         case .event:
             _ = try? SharedEvent.initialize(data.view(start..<start + SharedEvent.size))
-        case .requestResponse:
-            _ = try? MessageQueue.initialize(data.view(start..<start + patternAreaSize(config)),
-                                          capacity: IndexQueue.capacity(atLeast: config.bufferSize),
-                                          slotSize: RequestEntry.header + config.requestSize)
-        case .publishSubscribe:
+        case .requestResponse, .publishSubscribe:
             break
         }
     }
@@ -276,14 +272,29 @@ package struct ServiceLayout: @unchecked Sendable {
         }
     }
 
-    /// The segment a port of `table` owns, if any (servers, notifiers,
-    /// listeners and handles own none).
-    func segmentKind(of table: Table) -> PortSegmentKind? {
+    /// The segments a port of `table` owns (notifiers, listeners and
+    /// handles own none): publishers a pool, subscribers an inbox, clients
+    /// and servers one of each (requests go from a client's pool to a
+    /// server's inbox, responses from a server's pool to a client's inbox).
+    func segmentKinds(of table: Table) -> [PortSegmentKind] {
         switch (config.pattern, table) {
-        case (.publishSubscribe, .producers): .pool
-        case (.publishSubscribe, .consumers): .inbox
-        case (.requestResponse, .producers): .responses
-        default: nil
+        case (.publishSubscribe, .producers): [.pool]
+        case (.publishSubscribe, .consumers): [.inbox]
+        case (.requestResponse, .producers), (.requestResponse, .consumers): [.pool, .inbox]
+        default: []
+        }
+    }
+
+    /// Removes what a port of `table` that is gone (dead, reclaimed) owned:
+    /// its inbox at once, its pool once no receiver awaits it (DepartedPools.swift).
+    func removeSegments(ofDeparted entry: PortEntry, in table: Table) {
+        guard entry.portID != 0 else { return }
+        for kind in segmentKinds(of: table) {
+            if kind == .pool {
+                removeDepartedPoolIfUnawaited(entry.portID, direction: .sending(from: table))
+            } else if let segmentName = try? SegmentName(name.portSegmentName(kind, entry.portID)) {
+                try? SharedMemorySegment.unlink(segmentName)
+            }
         }
     }
 

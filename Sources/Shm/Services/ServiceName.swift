@@ -22,10 +22,8 @@ public struct ServiceName: Hashable, Sendable, CustomStringConvertible {
 
 /// The segments ports own, by the letter in their names.
 package enum PortSegmentKind: Character, Sendable {
-    /// A publisher's chunk pool (`ChunkPool`).
+    /// A publisher's, client's or server's chunk pool (`ChunkPool`).
     case pool = "p"
-    /// A subscriber's inbox (`SampleInbox`).
+    /// A subscriber's, client's or server's inbox (`SampleInbox`).
     case inbox = "s"
-    /// A request/response client's response queue.
-    case responses = "c"
 }

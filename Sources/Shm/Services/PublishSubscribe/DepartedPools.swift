@@ -27,14 +27,15 @@ extension ServiceLayout {
     /// Unlinks the pool of `publisherID` if its publisher has left and no
     /// subscriber's inbox awaits it (see above). Slow path: maps each
     /// subscriber's inbox, and only when the pool's name still exists.
-    func removeDepartedPoolIfUnawaited(_ publisherID: UInt64) {
+    /// `direction` says which table the sender and its receivers are in.
+    func removeDepartedPoolIfUnawaited(_ publisherID: UInt64, direction: PortDirection = .toConsumers) {
         // Dekker with the departing publisher (`PublisherPort.deinit`).
         SampleInbox.fenceAfterAttaching()
         guard let poolName = try? SegmentName(name.portSegmentName(.pool, publisherID)),
               SharedMemorySegment.exists(poolName),
-              !entries(.producers).contains(where: { $0.portID == publisherID }) else { return }
+              !entries(direction.senders).contains(where: { $0.portID == publisherID }) else { return }
         var awaited = false
-        forEachSubscriberInbox { inbox in
+        forEachReceiverInbox(direction) { inbox in
             awaited = awaited || (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0) }
         }
         if !awaited { try? SharedMemorySegment.unlink(poolName) }
@@ -43,17 +44,28 @@ extension ServiceLayout {
     /// Pools that some live subscriber's inbox awaits (for `shm cleanup`).
     func awaitedPools() -> Set<String> {
         var names = Set<String>()
-        forEachSubscriberInbox { inbox in
-            for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName(.pool, publisher)) }
+        for direction in directions {
+            forEachReceiverInbox(direction) { inbox in
+                for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName(.pool, publisher)) }
+            }
         }
         return names
     }
 
+    /// The directions in which this service's ports send through pools.
+    var directions: [PortDirection] {
+        switch config.pattern {
+        case .publishSubscribe: [.toConsumers]
+        case .requestResponse: [.toConsumers, .toProducers]
+        case .event: []
+        }
+    }
+
     /// Block indexes that some subscriber's inbox has owned (by a live
     /// publisher, or a departed one whose block is not recycled yet).
-    func blocksInUse() -> Set<Int> {
+    func blocksInUse(_ direction: PortDirection = .toConsumers) -> Set<Int> {
         var used = Set<Int>()
-        forEachSubscriberInbox { inbox in
+        forEachReceiverInbox(direction) { inbox in
             for block in 0..<inbox.maxPublishers where inbox.owner(of: block) != 0 {
                 used.insert(block)
             }
@@ -61,10 +73,10 @@ extension ServiceLayout {
         return used
     }
 
-    /// Maps each registered subscriber's inbox in turn (those that cannot be
+    /// Maps each registered receiver's inbox in turn (those that cannot be
     /// mapped or are damaged are passed over).
-    private func forEachSubscriberInbox(_ body: (SampleInbox) -> Void) {
-        for subscriber in entries(.consumers) {
+    private func forEachReceiverInbox(_ direction: PortDirection, _ body: (SampleInbox) -> Void) {
+        for subscriber in entries(direction.receivers) {
             guard let segment = try? SharedMemorySegment.open(name.portSegmentName(.inbox, subscriber.portID),
                                                               kind: SampleInbox.kind, timeout: .milliseconds(50)),
                   let inbox = try? SampleInbox(segment.data, expectedPortID: subscriber.portID, service: name.value)

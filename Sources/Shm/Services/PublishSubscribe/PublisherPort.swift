@@ -17,7 +17,13 @@ final class PublisherPort: @unchecked Sendable {
     let config: PublishSubscribeConfig
     let serviceName: String
     let portID: UInt64
-    let slotIndex: Int
+    /// Our slot in the port table, shared with our receiving half if we
+    /// are a client's or server's sending half.
+    let registration: PortRegistration
+    /// Our slot index, and so our block in every receiver's inbox.
+    var slotIndex: Int { registration.index }
+    /// Which table we send from and which we deliver to.
+    let direction: PortDirection
     let poolSegment: SharedMemorySegment
     let pool: ChunkPool
 
@@ -50,6 +56,8 @@ final class PublisherPort: @unchecked Sendable {
         /// The `Publisher` is gone while samples were still loaned: the port
         /// keeps itself alive until the last of them is sent or dropped.
         var retired = false
+        /// Where `deliverToOne` starts looking (round robin over receivers).
+        var nextLink = 0
     }
 
     let local: UnsafeMutablePointer<Local>
@@ -69,28 +77,67 @@ final class PublisherPort: @unchecked Sendable {
     /// `active` as plain values for the send loop: no reference counting.
     let links: UnsafeMutablePointer<DeliveryLink.State>
 
-    init(attachment: ServiceAttachment, config: PublishSubscribeConfig, payloadType: PayloadType) throws(ServiceError) {
-        self.attachment = attachment
-        layout = attachment.layout
-        self.config = config
-        serviceName = attachment.name.value
+    /// A publisher: creates its pool, registers in the service, connects.
+    convenience init(attachment: ServiceAttachment, config: PublishSubscribeConfig, payloadType: PayloadType) throws(ServiceError) {
         let id = UInt64.random(in: 1...UInt64.max)
-        let chunks = config.chunksPerPublisher
+        let poolSegment = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: config.chunksPerPublisher,
+                                                       payloadType: payloadType)
+        let registration: PortRegistration
+        do {
+            // Block i of every inbox belongs to publisher slot i: prefer a slot
+            // whose blocks are free, not one whose departed publisher's
+            // samples still wait to be read (we could not deliver there yet).
+            registration = try PortRegistration(layout: attachment.layout, table: .producers, portID: id,
+                                                nodeHash: attachment.node.hash, halves: 1,
+                                                avoiding: attachment.layout.blocksInUse(.toConsumers))
+        } catch {
+            poolSegment.unlinkIfStillLinked()
+            throw error
+        }
+        try self.init(attachment: attachment, config: config, direction: .toConsumers, poolSegment: poolSegment,
+                      registration: registration)
+    }
+
+    /// Creates the pool of port `portID` (`svc.<service>.p<id>`): before the
+    /// port registers, so that receivers who see the registration can map it.
+    static func createPool(attachment: ServiceAttachment, portID id: UInt64, chunks: Int,
+                           payloadType: PayloadType) throws(ServiceError) -> SharedMemorySegment {
         // Room for whole elements: samples carry count × stride bytes.
         let alignment = max(1, payloadType.alignment)
         let capacity = (payloadType.size + alignment - 1) / alignment * alignment
         let hash = ServiceLayout.hash(attachment.name.value)
-        // The pool exists before the port is registered, so subscribers that
-        // see the registration can always map it.
-        poolSegment = try serviceCall {
+        return try serviceCall {
             try SharedMemorySegment.create(attachment.name.portSegmentName(.pool, id),
                                            size: ChunkPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: alignment),
                                            mode: 0o600, kind: ChunkPool.kind, lifetime: .persistent) { data in
                 ChunkPool.initialize(data, chunkCount: chunks, payloadCapacity: capacity, alignment: alignment,
-                                         portID: id, serviceHash: hash)
+                                     portID: id, serviceHash: hash)
             }
         }
-        pool = try ChunkPool(poolSegment.data, expectedPortID: id, serviceHash: hash, service: attachment.name.value)
+    }
+
+    /// The sending half of a registered port, over a pool made by
+    /// `createPool` (`config.chunksPerPublisher` chunks). On failure the
+    /// pool is unlinked and the registration left.
+    init(attachment: ServiceAttachment, config: PublishSubscribeConfig, direction: PortDirection,
+         poolSegment: SharedMemorySegment, registration: PortRegistration) throws(ServiceError) {
+        self.attachment = attachment
+        layout = attachment.layout
+        self.config = config
+        self.direction = direction
+        self.registration = registration
+        self.poolSegment = poolSegment
+        serviceName = attachment.name.value
+        let id = registration.portID
+        let chunks = config.chunksPerPublisher
+        do {
+            pool = try ChunkPool(poolSegment.data, expectedPortID: id, serviceHash: ServiceLayout.hash(attachment.name.value),
+                                 service: attachment.name.value)
+        } catch {
+            registration.leave()
+            poolSegment.unlinkIfStillLinked()
+            throw error
+        }
         portID = id
         chunkCount = chunks
         local = .allocate(capacity: 1)
@@ -101,30 +148,25 @@ final class PublisherPort: @unchecked Sendable {
         holders = .allocate(capacity: chunks)
         holders.initialize(repeating: 0, count: chunks)
         links = .allocate(capacity: config.maxSubscribers)
-        do {
-            // Block i of every inbox belongs to publisher slot i: prefer a slot
-            // whose blocks are free, not one whose departed publisher's
-            // samples still wait to be read (we could not deliver there yet).
-            slotIndex = try layout.register(.producers, portID: id, nodeHash: attachment.node.hash,
-                                            avoiding: layout.blocksInUse()) { _ in }
-        } catch {
-            poolSegment.unlinkIfStillLinked()
-            throw error
-        }
         try updateConnections(force: true)
     }
 
     deinit {
-        layout.unregister(.producers, index: slotIndex, portID: portID)
-        // Dekker with `ServiceLayout.removeDepartedPoolIfUnawaited`, which
-        // subscribers run after mapping our pool or freeing our block: either
-        // we see their `attached`, or they see us gone from the table.
-        SampleInbox.fenceAfterLeaving()
-        // Samples we sent stay receivable: the pool keeps its name while a
-        // subscriber that has not mapped it has references from us queued
-        // (DepartedPools.swift); that subscriber removes the name.
-        if !active.contains(where: { $0.inbox.awaits(portID, block: slotIndex) }) {
-            poolSegment.unlinkIfStillLinked()
+        if registration.leave() {
+            // Dekker with `ServiceLayout.removeDepartedPoolIfUnawaited`, which
+            // subscribers run after mapping our pool or freeing our block: either
+            // we see their `attached`, or they see us gone from the table.
+            SampleInbox.fenceAfterLeaving()
+            // Samples we sent stay receivable: the pool keeps its name while a
+            // subscriber that has not mapped it has references from us queued
+            // (DepartedPools.swift); that subscriber removes the name.
+            if !active.contains(where: { $0.inbox.awaits(portID, block: slotIndex) }) {
+                poolSegment.unlinkIfStillLinked()
+            }
+        } else {
+            // Our receiving half still holds the slot: the pool's name is
+            // settled when it leaves.
+            registration.settlePoolAfterLeaving(direction)
         }
         for connection in connections.values {
             // Leave the block to its subscriber, which recycles it once drained.
@@ -199,13 +241,8 @@ final class PublisherPort: @unchecked Sendable {
     /// Delivers a written chunk to every connected subscriber; returns how many it reached.
     func deliver(chunk: Int, bytes: Int) throws(ServiceError) -> Int {
         let state = local
-        state.pointee.loanedCount -= 1
         state.pointee.sequence &+= 1
-        // The next loan takes the top of the free stack: say which, so a
-        // spinning subscriber fetches that line while it polls (`ChunkOffset.next`).
-        let next = state.pointee.freeCount > 0 ? UInt32(bitPattern: freeChunks[state.pointee.freeCount - 1]) : ChunkPool.noHint
-        pool.setHeader(chunk, sequence: state.pointee.sequence, length: bytes, next: next)
-        if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
+        try prepare(chunk: chunk, bytes: bytes, sequence: state.pointee.sequence)
         let value = ChunkReference.encode(index: chunk, length: bytes)
         var reached = 0
         // Hold the chunk ourselves while delivering: a fast subscriber may
@@ -221,10 +258,114 @@ final class PublisherPort: @unchecked Sendable {
             state.pointee.congestedSends += 1
             if state.pointee.congestedSends >= 4096 { sweepDeadSubscribers() }
         }
-        // The next loan takes the top of the free stack: fetch its header
-        // line for writing now, while nobody waits on us.
-        if state.pointee.freeCount > 0 { CPU.prefetchForWrite(pool.chunk(Int(freeChunks[state.pointee.freeCount - 1]))) }
+        prefetchNextLoan()
         return reached
+    }
+
+    /// Ends the loan of a written chunk and writes its header (`sequence`:
+    /// the sample's number, or a request's ID) before it is delivered.
+    @inline(__always)
+    func prepare(chunk: Int, bytes: Int, sequence: UInt64) throws(ServiceError) {
+        let state = local
+        state.pointee.loanedCount -= 1
+        // The next loan takes the top of the free stack: say which, so a
+        // spinning receiver fetches that line while it polls (`ChunkOffset.next`).
+        let next = state.pointee.freeCount > 0 ? UInt32(bitPattern: freeChunks[state.pointee.freeCount - 1]) : ChunkPool.noHint
+        pool.setHeader(chunk, sequence: sequence, length: bytes, next: next)
+        if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
+    }
+
+    /// The next loan takes the top of the free stack: fetch its header line
+    /// for writing now, while nobody waits on us.
+    @inline(__always)
+    func prefetchNextLoan() {
+        if local.pointee.freeCount > 0 { CPU.prefetchForWrite(pool.chunk(Int(freeChunks[local.pointee.freeCount - 1]))) }
+    }
+
+    /// How a delivery to one receiver ended (request/response).
+    enum SingleDelivery {
+        case delivered(to: UInt64)
+        /// No receiver is connected (none registered, or the one named left).
+        case noReceiver
+        /// The receiver's queue stayed full until the deadline.
+        case timedOut
+    }
+
+    /// Delivers a written chunk to receiver `portID` only (a server's
+    /// response to its client), waiting under `sendTimeout` for room.
+    func deliver(chunk: Int, bytes: Int, sequence: UInt64, to portID: UInt64) throws(ServiceError) -> SingleDelivery {
+        try prepare(chunk: chunk, bytes: bytes, sequence: sequence)
+        holders[chunk] += 1
+        defer { release(chunk) }
+        var index = link(of: portID)
+        if index == nil {
+            // A receiver that registered since we last looked (slow path).
+            try updateConnections(force: true)
+            index = link(of: portID)
+        }
+        guard let index else { return .noReceiver }
+        return try finishSingle(chunk: chunk, bytes: bytes, index: index)
+    }
+
+    /// True if at least one receiver is connected (after taking in those
+    /// that registered since we last looked).
+    @inline(__always)
+    func hasReceivers() throws(ServiceError) -> Bool {
+        if layout.version != local.pointee.knownVersion || local.pointee.pendingClaims > 0 { try updateConnections(force: false) }
+        return local.pointee.linkCount > 0
+    }
+
+    /// Delivers a written chunk to one connected receiver, round robin,
+    /// passing over receivers whose queue is full (a client's request to
+    /// one of the servers); waits under `sendTimeout` for a receiver to
+    /// connect and for room.
+    func deliverToOne(chunk: Int, bytes: Int, sequence: UInt64) throws(ServiceError) -> SingleDelivery {
+        try prepare(chunk: chunk, bytes: bytes, sequence: sequence)
+        holders[chunk] += 1
+        defer { release(chunk) }
+        let state = local
+        var deadline: UInt64?
+        while state.pointee.linkCount == 0 {
+            let now = monotonicNanoseconds()
+            if deadline == nil { deadline = sendTimeout.map { now &+ $0.nanoseconds } }
+            if let deadline, now >= deadline { return .noReceiver }
+            sleepNanoseconds(200_000) // waiting for a receiver to start: not a hot path
+            try updateConnections(force: false)
+        }
+        let count = state.pointee.linkCount
+        var index = state.pointee.nextLink < count ? state.pointee.nextLink : 0
+        for _ in 0..<count {
+            if links[index].writer.hasRoom() { break }
+            index = index + 1 == count ? 0 : index + 1
+        }
+        state.pointee.nextLink = index + 1 == count ? 0 : index + 1
+        return try finishSingle(chunk: chunk, bytes: bytes, index: index)
+    }
+
+    @inline(__always)
+    private func finishSingle(chunk: Int, bytes: Int, index: Int) throws(ServiceError) -> SingleDelivery {
+        let receiver = links[index].portID
+        local.pointee.congested = false
+        let pushed = try push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: links + index)
+        if local.pointee.congested {
+            local.pointee.congestedSends += 1
+            if local.pointee.congestedSends >= 4096 { sweepDeadSubscribers() }
+        }
+        prefetchNextLoan()
+        if pushed { return .delivered(to: receiver) }
+        return receiverIsRegistered(receiver) ? .timedOut : .noReceiver
+    }
+
+    /// The index in `links` of receiver `portID`.
+    @inline(__always)
+    func link(of portID: UInt64) -> Int? {
+        for i in 0..<local.pointee.linkCount where links[i].portID == portID { return i }
+        return nil
+    }
+
+    /// True if receiver `portID` is registered by a live process (slow path).
+    func receiverIsRegistered(_ portID: UInt64) -> Bool {
+        layout.entries(direction.receivers).contains { $0.portID == portID && $0.owner.isAlive }
     }
 
     /// Pushes one reference into a subscriber's queue under the overflow policy.
@@ -273,8 +414,18 @@ final class PublisherPort: @unchecked Sendable {
                 let writer = link.writer
                 var w = waiter // a local copy, stored back: no access to the port held across the wait
                 defer { waiter = w }
-                _ = w.wait(on: link.spaceParker, deadline: deadline, slice: 10_000_000, ready: { writer.hasRoom() },
-                           keepWaiting: { self.reclaimReturns(); return true })
+                // Every 10 ms slice: a receiver that died or left does not
+                // make us wait out the whole timeout.
+                let knownVersion = local.pointee.knownVersion
+                let stillThere = w.wait(on: link.spaceParker, deadline: deadline, slice: 10_000_000, ready: { writer.hasRoom() },
+                                        keepWaiting: {
+                                            self.reclaimReturns()
+                                            return self.layout.version == knownVersion || self.receiverIsRegistered(link.portID)
+                                        })
+                if !stillThere, !writer.hasRoom(), !receiverIsRegistered(link.portID) {
+                    link.count(lost: 1)
+                    return false
+                }
                 continue
             }
             link.outstanding[chunk] += 1
@@ -336,7 +487,7 @@ final class PublisherPort: @unchecked Sendable {
         let version = layout.version
         if force || version != local.pointee.knownVersion {
             local.pointee.knownVersion = version
-            let subscribers = layout.entries(.consumers)
+            let subscribers = layout.entries(direction.receivers)
             let current = Set(subscribers.map(\.portID))
             for (id, connection) in connections where !current.contains(id) { disconnect(connection) }
             for entry in subscribers where connections[entry.portID] == nil {
@@ -396,14 +547,14 @@ final class PublisherPort: @unchecked Sendable {
     /// service version, so the next update disconnects them).
     func sweepDeadSubscribers() {
         local.pointee.congestedSends = 0
-        let entries = layout.entries(.consumers)
+        let entries = layout.entries(direction.receivers)
         let deadSubscribers = connections.keys.filter { id in !entries.contains { $0.portID == id && $0.owner.isAlive } }
         guard !deadSubscribers.isEmpty else { return }
         attachment.reclaimDeadPorts()
         // Only those that are really gone from the table: a liveness check
         // that failed for another reason (a /proc read) must not free the
         // chunks a live subscriber holds.
-        let remaining = Set(layout.entries(.consumers).map(\.portID))
+        let remaining = Set(layout.entries(direction.receivers).map(\.portID))
         for id in deadSubscribers where !remaining.contains(id) {
             if let connection = connections[id] { disconnect(connection) }
         }

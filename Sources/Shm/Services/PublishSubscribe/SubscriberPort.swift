@@ -26,7 +26,11 @@ final class SubscriberPort: @unchecked Sendable {
     let elementStride: Int
     let minimumBytes: Int
     let portID: UInt64
-    let slotIndex: Int
+    /// Our slot in the port table, shared with our sending half if we are
+    /// a client's or server's receiving half.
+    let registration: PortRegistration
+    /// Which table our senders are in.
+    let direction: PortDirection
     let inboxSegment: SharedMemorySegment
     let inbox: SampleInbox
     let epoch: SampleInbox.Epoch
@@ -69,8 +73,49 @@ final class SubscriberPort: @unchecked Sendable {
     /// for a reason other than "not there yet" (see `attach`).
     var attachFailure: ServiceError?
 
-    init(attachment: ServiceAttachment, config: PublishSubscribeConfig, deliveryCapacity: Int, returnCapacity: Int,
-         elementStride: Int, minimumBytes: Int, waitStrategy: WaitStrategy) throws(ServiceError) {
+    /// A subscriber: creates its inbox, registers in the service, attaches.
+    convenience init(attachment: ServiceAttachment, config: PublishSubscribeConfig, deliveryCapacity: Int, returnCapacity: Int,
+                     elementStride: Int, minimumBytes: Int, waitStrategy: WaitStrategy) throws(ServiceError) {
+        let id = UInt64.random(in: 1...UInt64.max)
+        let inboxSegment = try SubscriberPort.createInbox(attachment: attachment, portID: id, blocks: config.maxPublishers,
+                                                          deliveryCapacity: deliveryCapacity, returnCapacity: returnCapacity,
+                                                          waitStrategy: waitStrategy)
+        let registration: PortRegistration
+        do {
+            registration = try PortRegistration(layout: attachment.layout, table: .consumers, portID: id,
+                                                nodeHash: attachment.node.hash, halves: 1)
+        } catch {
+            inboxSegment.unlinkIfStillLinked()
+            throw error
+        }
+        try self.init(attachment: attachment, config: config, direction: .toConsumers, inboxSegment: inboxSegment,
+                      registration: registration, elementStride: elementStride, minimumBytes: minimumBytes, waitStrategy: waitStrategy)
+    }
+
+    /// Creates the inbox of port `portID` (`svc.<service>.s<id>`, one block
+    /// per slot of the senders' table): before the port registers, so that
+    /// senders who see the registration can open it. `waitStrategy` says
+    /// whether the receiver may sleep (senders then wake it).
+    static func createInbox(attachment: ServiceAttachment, portID id: UInt64, blocks: Int, deliveryCapacity: Int,
+                            returnCapacity: Int, waitStrategy: WaitStrategy) throws(ServiceError) -> SharedMemorySegment {
+        try serviceCall {
+            try SharedMemorySegment.create(attachment.name.portSegmentName(.inbox, id),
+                                           size: SampleInbox.size(maxPublishers: blocks, deliveryCapacity: deliveryCapacity,
+                                                                  returnCapacity: returnCapacity),
+                                           kind: SampleInbox.kind, lifetime: .persistent) { data in
+                try SampleInbox.initialize(data, maxPublishers: blocks, deliveryCapacity: deliveryCapacity,
+                                           returnCapacity: returnCapacity, portID: id)
+                let mayPark: Bool
+                if case .busySpin = waitStrategy { mayPark = false } else { mayPark = true }
+                try SampleInbox(data, expectedPortID: id).setMayPark(mayPark)
+            }
+        }
+    }
+
+    /// The receiving half of a registered port, over an inbox made by
+    /// `createInbox`. On failure the inbox is unlinked and the registration left.
+    init(attachment: ServiceAttachment, config: PublishSubscribeConfig, direction: PortDirection, inboxSegment: SharedMemorySegment,
+         registration: PortRegistration, elementStride: Int, minimumBytes: Int, waitStrategy: WaitStrategy) throws(ServiceError) {
         self.attachment = attachment
         layout = attachment.layout
         serviceName = attachment.name.value
@@ -80,41 +125,32 @@ final class SubscriberPort: @unchecked Sendable {
         publishersWait = config.overflow == .block
         self.elementStride = elementStride
         self.minimumBytes = minimumBytes
-        let id = UInt64.random(in: 1...UInt64.max)
-        let maxPublishers = config.maxPublishers
-        inboxSegment = try serviceCall {
-            try SharedMemorySegment.create(attachment.name.portSegmentName(.inbox, id),
-                                           size: SampleInbox.size(maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
-                                                                      returnCapacity: returnCapacity),
-                                           kind: SampleInbox.kind, lifetime: .persistent) { data in
-                try SampleInbox.initialize(data, maxPublishers: maxPublishers, deliveryCapacity: deliveryCapacity,
-                                               returnCapacity: returnCapacity, portID: id)
-            }
-        }
-        inbox = try SampleInbox(inboxSegment.data, expectedPortID: id, service: attachment.name.value)
-        epoch = inbox.epoch
-        localBox = LocalBox(Local())
-        inbound = .allocate(capacity: config.maxPublishers)
-        if case .busySpin = waitStrategy { inbox.setMayPark(false) } else { inbox.setMayPark(true) }
-        portID = id
-        waiter = Waiter(waitStrategy)
-        connections = Array(repeating: nil, count: maxPublishers)
-        do {
-            slotIndex = try layout.register(.consumers, portID: id, nodeHash: attachment.node.hash) { _ in }
-        } catch {
+        self.direction = direction
+        self.registration = registration
+        self.inboxSegment = inboxSegment
+        let id = registration.portID
+        do { inbox = try SampleInbox(inboxSegment.data, expectedPortID: id, service: attachment.name.value) }
+        catch {
+            registration.leave()
             inboxSegment.unlinkIfStillLinked()
             throw error
         }
+        epoch = inbox.epoch
+        localBox = LocalBox(Local())
+        inbound = .allocate(capacity: inbox.maxPublishers)
+        portID = id
+        waiter = Waiter(waitStrategy)
+        connections = Array(repeating: nil, count: inbox.maxPublishers)
         updateConnections()
     }
 
     deinit {
         for connection in active { connection.retire(detaching: false) }
         let awaited = inbox.awaitedPublishers
-        layout.unregister(.consumers, index: slotIndex, portID: portID)
+        registration.leave()
         inboxSegment.unlinkIfStillLinked()
         // Departed publishers' pools that waited for us may be unneeded now.
-        for publisher in awaited { layout.removeDepartedPoolIfUnawaited(publisher) }
+        for publisher in awaited { layout.removeDepartedPoolIfUnawaited(publisher, direction: direction) }
         inbound.deallocate()
     }
 
@@ -287,7 +323,7 @@ final class SubscriberPort: @unchecked Sendable {
     /// Publishers registered (and alive) in the service now.
     func refreshPublishers(_ version: UInt64) {
         local.pointee.knownVersion = version
-        registeredPublishers = Set(layout.entries(.producers).filter { $0.owner.isAlive }.map(\.portID))
+        registeredPublishers = Set(layout.entries(direction.senders).filter { $0.owner.isAlive }.map(\.portID))
     }
 
     func inboxHasQueued(_ block: Int) -> Bool {
@@ -335,7 +371,7 @@ final class SubscriberPort: @unchecked Sendable {
         // Then the fence in `removeDepartedPoolIfUnawaited` (Dekker with the
         // publisher's deinit): once it reads its ID here, it may remove its pool's name.
         inbox.markAttached(block, to: publisherID)
-        if !registeredPublishers.contains(publisherID) { layout.removeDepartedPoolIfUnawaited(publisherID) }
+        if !registeredPublishers.contains(publisherID) { layout.removeDepartedPoolIfUnawaited(publisherID, direction: direction) }
         return true
     }
 
@@ -356,7 +392,7 @@ final class SubscriberPort: @unchecked Sendable {
         try? inbox.resetBlock(block)
         inbox.free(block, from: current)
         // A departed publisher's pool may have waited for this block only.
-        layout.removeDepartedPoolIfUnawaited(current)
+        layout.removeDepartedPoolIfUnawaited(current, direction: direction)
     }
 
     /// Test hook: takes every waiting sample reference and never gives it

@@ -4,6 +4,13 @@ import ShmSystem
 /// Sends requests and receives their responses. Use a client from one
 /// thread at a time.
 ///
+/// ```swift
+/// let request = try client.loanUninitialized().write(AddRequest(left: 1, right: 2))   // in the client's pool
+/// let pending = try request.send()
+/// let response = try pending.receive(timeout: .seconds(1))   // in the server's pool
+/// print(response.payload.sum)                                 // dropped → handed back
+/// ```
+///
 /// A thin typed face over a non-generic `ClientPort`: its methods are
 /// `@inlinable`, so they are specialized where they are called and the hot
 /// path makes no generic metadata lookups.
@@ -17,25 +24,45 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
         self.port = port
     }
 
-    /// Sends `request`, waiting at most `timeout` for room in the request
-    /// queue (`MessageQueue` in the service segment; copies the value).
+    /// Responses still held keep the port's inbox registered (so servers do
+    /// not reuse their chunks) until they are dropped.
+    deinit { port.responses.retire() }
+
+    /// Loans an uninitialized request in the client's pool (no copy: write
+    /// it in place, then send it).
+    /// - Throws: `.tooManyLoans` (`queueDepth` + 4 at once, counting requests
+    ///   waiting for a server to connect), `.poolExhausted` if servers
+    ///   hold every request chunk.
     @inlinable
-    public func send(_ request: Request, timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
-        var copy = request
-        return PendingResponse(client: self, requestID: try port.send(payload: &copy, length: MemoryLayout<Request>.size,
-                                                                      timeout: timeout))
+    public func loanUninitialized() throws(ServiceError) -> UninitializedRequest<Request, Response> {
+        UninitializedRequest(client: self, chunk: try port.loanRequest())
     }
 
-    /// The next response for `requestID` and whether it is the last one.
+    /// Copies `request` into a loaned request and sends it to one server,
+    /// waiting at most `timeout` for a server to connect and for room in
+    /// its queue.
+    /// - Throws: `.noServer`, `.timedOut`, and what `loanUninitialized` throws.
+    @inlinable
+    public func send(_ request: Request, timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
+        try loanUninitialized().write(request).send(timeout: timeout)
+    }
+
+    /// The next response for `requestID` (copied) and whether it is the last one.
     @inlinable
     func next(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> (Response, Bool) {
-        try withUnsafeTemporaryAllocation(byteCount: max(1, MemoryLayout<Response>.size), alignment: MemoryLayout<Response>.alignment) { buffer in
-            Result { () throws(ServiceError) -> (Response, Bool) in
-                let (final, length) = try port.next(for: requestID, into: buffer.baseAddress!, timeout: timeout)
-                guard length == MemoryLayout<Response>.size else { throw port.shortMessage("response", length, MemoryLayout<Response>.size) }
-                return (buffer.baseAddress!.loadUnaligned(as: Response.self), final)
-            }
-        }.get()
+        let response = try receive(for: requestID, timeout: timeout)
+        return (response.payload, response.isFinal)
+    }
+
+    /// The next response for `requestID`, in place.
+    @inlinable
+    func receive(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> ReceivedResponse<Response> {
+        let delivery = try port.receive(for: requestID, timeout: timeout)
+        guard delivery.bytes == MemoryLayout<Response>.size else {
+            delivery.release()
+            throw port.shortMessage("response", delivery.bytes, MemoryLayout<Response>.size)
+        }
+        return ReceivedResponse(delivery)
     }
 }
 
@@ -50,14 +77,22 @@ public struct PendingResponse<Request: BitwiseCopyable, Response: BitwiseCopyabl
         self.requestID = requestID
     }
 
-    /// The next response in the stream and whether it was the last one.
+    /// The next response in the stream, read in place in the server's pool
+    /// (dropping it hands the chunk back), waiting at most `timeout`.
+    /// - Throws: `.timedOut`; `.corrupt` for a response of another size.
+    @inlinable
+    public func receive(timeout: Duration? = .seconds(1)) throws(ServiceError) -> ReceivedResponse<Response> {
+        try client.receive(for: requestID, timeout: timeout)
+    }
+
+    /// The next response in the stream (copied) and whether it was the last one.
     @inlinable
     public func next(timeout: Duration? = .seconds(1)) throws(ServiceError) -> (value: Response, isFinal: Bool) {
         let (value, final) = try client.next(for: requestID, timeout: timeout)
         return (value, final)
     }
 
-    /// The (first) response, for single-response exchanges.
+    /// The (first) response, copied, for single-response exchanges.
     @inlinable
     public func response(timeout: Duration? = .seconds(1)) throws(ServiceError) -> Response {
         try next(timeout: timeout).value

@@ -15,23 +15,71 @@ public struct RequestResponseConfig: Hashable, Sendable {
     }
 }
 
-/// Layout of one request in the service's request queue and of one
-/// response in a client's response queue (both MPMC slots).
+/// What a request/response chunk's header says (`ChunkPool`: +0 sequence
+/// UInt64, +8 length UInt32, +12 next UInt32; payload from +16): requests
+/// and responses are written in place in their sender's pool and travel as
+/// chunk references, so the IDs ride in the header's `sequence` word.
 ///
 /// ```text
-/// request:  +0 clientID UInt64, +8 requestID UInt64, +16 length UInt64, +24 payload
-/// response: +0 requestID UInt64, +8 flags UInt64 (bit 0: final), +16 length UInt64, +24 payload
+/// request chunk (a client's pool):   sequence = request ID (1, 2, … per client)
+/// response chunk (a server's pool):  sequence = bit 63: final response
+///                                              bits 0…62: the request ID it answers
+/// the client ID: the port that owns the pool the request came from
 /// ```
-enum RequestEntry {
-    static let header = 24
-    /// Byte offsets in a request slot (the table above).
-    enum Offset { static let clientID = 0, requestID = 8, length = 16, payload = 24 }
+enum RequestResponseWire {
+    static let finalBit: UInt64 = 1 << 63
+
+    static func requestSequence(_ id: UInt64) -> UInt64 { id & ~finalBit }
+
+    static func requestID(_ sequence: UInt64) -> UInt64 { sequence & ~finalBit }
+
+    static func responseSequence(_ requestID: UInt64, final: Bool) -> UInt64 {
+        (requestID & ~finalBit) | (final ? finalBit : 0)
+    }
+
+    /// The request ID a response answers and whether it is the last one.
+    static func response(_ sequence: UInt64) -> (requestID: UInt64, final: Bool) {
+        (sequence & ~finalBit, sequence & finalBit != 0)
+    }
 }
 
-/// A response slot (the table above).
-enum ResponseEntry {
-    /// Byte offsets in a response slot.
-    enum Offset { static let requestID = 0, flags = 8, length = 16, payload = 24 }
-    /// `flags` bit 0: the last response to the request.
-    static let finalFlag: UInt64 = 1
+/// A request/response service's ports, sized from its configuration:
+/// each direction is a zero-copy connection like publish/subscribe's
+/// (`.block` overflow: senders wait for room, nothing is dropped).
+///
+/// - requests: every client's pool holds `maxServers × 2 × queueDepth +
+///   queueDepth + 4` chunks of `requestSize` (queued at each server, held
+///   by it while it answers, waiting for a server to connect, loaned);
+///   every server's inbox has a block per client slot.
+/// - responses: every server's pool holds `maxClients × (queueDepth + 4) + 4`
+///   chunks of `responseSize`; every client's inbox has a block per server slot.
+///
+/// Memory in /dev/shm is reserved when a port is created (`fallocate`): a
+/// full /dev/shm is a clear error then, never a SIGBUS later.
+struct RequestResponseSizes {
+    let request: PayloadType
+    let responseSize: Int
+    let maxClients: Int, maxServers: Int, queueDepth: Int
+    let requests: PublishSubscribeConfig
+    let responses: PublishSubscribeConfig
+    let deliveryCapacity: Int
+
+    init(_ config: RequestResponseConfig, request: PayloadType, responseSize: Int) {
+        self.request = request
+        self.responseSize = responseSize
+        maxClients = config.maxClients
+        maxServers = config.maxServers
+        queueDepth = config.queueDepth
+        let depth = config.queueDepth
+        requests = PublishSubscribeConfig(maxPublishers: config.maxClients, maxSubscribers: config.maxServers,
+                                          subscriberBufferSize: depth, historySize: 0, maxLoans: depth + 4, maxBorrowed: depth,
+                                          overflow: .block)
+        responses = PublishSubscribeConfig(maxPublishers: config.maxServers, maxSubscribers: config.maxClients,
+                                           subscriberBufferSize: depth, historySize: 0, maxLoans: 4, maxBorrowed: 4,
+                                           overflow: .block)
+        deliveryCapacity = IndexQueue.capacity(atLeast: depth)
+    }
+
+    /// A receiver's return queues hold every chunk of a sender's pool.
+    func returnCapacity(sender: PublishSubscribeConfig) -> Int { IndexQueue.capacity(atLeast: sender.chunksPerPublisher) }
 }

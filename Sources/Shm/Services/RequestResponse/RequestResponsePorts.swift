@@ -3,29 +3,38 @@ import ShmSystem
 @_spi(ShmInternals) import ShmPrimitives
 
 /// A client's state and hot path, independent of the request and response
-/// types (sizes are given): the typed `Client` stores a request into
-/// `requestPayload`, calls `send`, and reads responses from `responsePayload`.
+/// types (sizes are given). Two halves under one registration (slot in the
+/// service's clients table, one port ID):
+///
+/// - `requests`, a sending half: the client's pool (`svc.<service>.p<id>`),
+///   from which requests are loaned, written in place and delivered to one
+///   server's inbox (round robin over servers with room);
+/// - `responses`, a receiving half: the client's inbox (`svc.<service>.s<id>`,
+///   one block per server slot), into which servers deliver responses that
+///   live in their pools; the client reads them in place.
+///
+/// Nothing is copied on the way. See `RequestResponseWire` for what the
+/// chunk headers carry.
 @usableFromInline
 package final class ClientPort: @unchecked Sendable {
     let attachment: ServiceAttachment
-    let requests: MessageQueue
-    let responses: MessageQueue
-    let segment: SharedMemorySegment
+    let requests: PublisherPort
+    let responses: SubscriberPort
     @usableFromInline package let portID: UInt64
-    let slotIndex: Int
-    let strategy: WaitStrategy
-    /// This port's waits (its adaptive spin budget lives as long as the port;
-    /// a client is used from one thread at a time).
-    var waiter: Waiter
-    let requestSize: Int, responseSize: Int
-    /// [next request ID]
+    @usableFromInline package let requestSize: Int
+    @usableFromInline package let responseSize: Int
+    /// [the last request ID handed out]
     let local: UnsafeMutablePointer<UInt64>
     /// Responses that arrived for a request other than the one being waited
-    /// for (bounded: the oldest requests' are dropped past `stashLimit`).
+    /// for, copied out of the server's pool (its chunk goes back at once);
+    /// bounded: the oldest requests' are dropped past `stashLimit`.
     var stash: [UInt64: [(bytes: [UInt8], final: Bool)]] = [:]
     static let stashLimit = 1024
-
-    static var kind: SegmentKind { SegmentKind("RRCL") }
+    /// Requests sent while no server was connected, oldest first: still
+    /// loaned chunks, delivered as soon as a server connects (checked on
+    /// every send and every wait for a response). At most `queueDepth`.
+    var backlog: [(chunk: Int, length: Int, id: UInt64)] = []
+    let backlogLimit: Int
 
     /// A typed peer's error for a message shorter than its type (sent by a
     /// byte-sized peer of the same service).
@@ -34,72 +43,162 @@ package final class ClientPort: @unchecked Sendable {
         .corrupt(service: attachment.name.value, reason: "\(what) of \(length) bytes for a type of \(size)")
     }
 
-    init(attachment: ServiceAttachment, requests: MessageQueue, requestSize: Int, responseSize: Int,
-         responseCapacity: Int, strategy: WaitStrategy) throws(ServiceError) {
+    init(attachment: ServiceAttachment, sizes: RequestResponseSizes, waitStrategy: WaitStrategy) throws(ServiceError) {
         self.attachment = attachment
-        self.requests = requests
-        self.strategy = strategy
-        self.waiter = Waiter(strategy)
-        self.requestSize = requestSize
-        self.responseSize = responseSize
+        requestSize = sizes.request.size
+        responseSize = sizes.responseSize
+        backlogLimit = sizes.queueDepth
+        backlog.reserveCapacity(sizes.queueDepth)
         let id = UInt64.random(in: 1...UInt64.max)
-        let slot = RequestEntry.header + responseSize
-        segment = try serviceCall {
-            try SharedMemorySegment.create(attachment.name.portSegmentName(.responses, id),
-                                           size: MessageQueue.requiredSize(capacity: responseCapacity, slotSize: slot),
-                                           kind: ClientPort.kind, lifetime: .persistent) { data in
-                _ = try MessageQueue.initialize(data, capacity: responseCapacity, slotSize: slot)
-            }
-        }
-        do { responses = try MessageQueue(attaching: segment.data, anchor: segment) }
-        catch {
-            segment.unlinkIfStillLinked()
-            throw .queue(error)
-        }
-        portID = id
+        // Both segments exist before the registration: servers that see it map them.
+        let pool = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: sizes.requests.chunksPerPublisher,
+                                                payloadType: sizes.request)
+        let inbox: SharedMemorySegment
         do {
-            slotIndex = try attachment.layout.register(.producers, portID: id, nodeHash: attachment.node.hash) { _ in }
+            inbox = try SubscriberPort.createInbox(attachment: attachment, portID: id, blocks: sizes.maxServers,
+                                                   deliveryCapacity: sizes.deliveryCapacity,
+                                                   returnCapacity: sizes.returnCapacity(sender: sizes.responses),
+                                                   waitStrategy: waitStrategy)
         } catch {
-            segment.unlinkIfStillLinked()
+            pool.unlinkIfStillLinked()
             throw error
         }
+        let registration: PortRegistration
+        do {
+            registration = try PortRegistration(layout: attachment.layout, table: .producers, portID: id, nodeHash: attachment.node.hash,
+                                                halves: 2, avoiding: attachment.layout.blocksInUse(.toConsumers))
+        } catch {
+            pool.unlinkIfStillLinked()
+            inbox.unlinkIfStillLinked()
+            throw error
+        }
+        do {
+            requests = try PublisherPort(attachment: attachment, config: sizes.requests, direction: .toConsumers,
+                                         poolSegment: pool, registration: registration)
+        } catch {
+            registration.leave()
+            inbox.unlinkIfStillLinked()
+            throw error
+        }
+        requests.waiter = Waiter(waitStrategy)
+        responses = try SubscriberPort(attachment: attachment, config: sizes.responses, direction: .toProducers,
+                                       inboxSegment: inbox, registration: registration, elementStride: 1, minimumBytes: 0,
+                                       waitStrategy: waitStrategy)
+        portID = id
         local = .allocate(capacity: 1)
         local.initialize(to: 0)
     }
 
     deinit {
-        attachment.layout.unregister(.producers, index: slotIndex, portID: portID)
-        segment.unlinkIfStillLinked()
+        for request in backlog { returnRequestLoan(request.chunk) }
         local.deallocate()
     }
 
-    /// Sends the request at `payload` (`length` ≤ `requestSize` bytes);
-    /// returns its ID. The queue slot is built on this call's stack.
+    // MARK: Requests
+
+    /// Loans a request chunk from the client's pool; its payload is at
+    /// `requestPayload(_:)` (room for `requestSize` bytes).
+    /// - Throws: `.tooManyLoans`, `.poolExhausted` (servers hold every chunk).
     @usableFromInline
-    package func send(payload: UnsafeRawPointer, length: Int, timeout: Duration?) throws(ServiceError) -> UInt64 {
+    package func loanRequest() throws(ServiceError) -> Int { try requests.takeChunk() }
+
+    @usableFromInline
+    package func requestPayload(_ chunk: Int) -> UnsafeMutableRawPointer { requests.pool.payload(chunk) }
+
+    /// Gives an unsent loan back.
+    @usableFromInline
+    package func returnRequestLoan(_ chunk: Int) { _ = requests.returnLoan(chunk) }
+
+    /// Sends the loaned request `chunk` (`length` ≤ `requestSize` bytes
+    /// written) to one server; returns its ID. With no server connected the
+    /// request waits in this client (up to `queueDepth` of them) and goes
+    /// to the first server that connects.
+    /// - Throws: `.noServer` if that backlog is full and no server connected
+    ///   within `timeout`; `.timedOut` if every server's queue stayed full.
+    @usableFromInline
+    package func send(chunk: Int, length: Int, timeout: Duration?) throws(ServiceError) -> UInt64 {
         precondition(length >= 0 && length <= requestSize, "request of \(length) bytes, at most \(requestSize)")
         local.pointee &+= 1
         let id = local.pointee
-        let count = RequestEntry.header + requestSize
-        return try withUnsafeTemporaryAllocation(byteCount: count, alignment: 16) { slot in
-            Result { () throws(ServiceError) -> UInt64 in
-                let base = slot.baseAddress!
-                base.storeBytes(of: portID, toByteOffset: RequestEntry.Offset.clientID, as: UInt64.self)
-                base.storeBytes(of: id, toByteOffset: RequestEntry.Offset.requestID, as: UInt64.self)
-                base.storeBytes(of: UInt64(length), toByteOffset: RequestEntry.Offset.length, as: UInt64.self)
-                (base + RequestEntry.Offset.payload).copyMemory(from: payload, byteCount: length)
-                do throws(QueueError) {
-                    // A local copy, stored back: no access to the port held across the wait.
-                    var w = waiter
-                    defer { waiter = w }
-                    try requests.send(UnsafeRawBufferPointer(slot), timeout: timeout, waiter: &w)
-                } catch {
-                    if case .timedOut = error { throw .timedOut(after: timeout) }
-                    throw .queue(error)
+        requests.sendTimeout = timeout
+        if !backlog.isEmpty { try flushBacklog() }
+        if backlog.isEmpty, try requests.hasReceivers() {
+            try deliver(chunk: chunk, length: length, id: id)
+        } else if backlog.count < backlogLimit {
+            backlog.append((chunk, length, id)) // in order, after those before it
+        } else {
+            // The backlog is full: wait (at most `timeout`) for a server.
+            let end = deadline(after: timeout)
+            while !backlog.isEmpty {
+                if let end, monotonicNanoseconds() >= end {
+                    returnRequestLoan(chunk)
+                    throw .noServer(service: attachment.name.value, waited: timeout)
                 }
-                return id
+                sleepNanoseconds(200_000) // waiting for a server to start: not a hot path
+                try flushBacklog()
             }
-        }.get()
+            try deliver(chunk: chunk, length: length, id: id)
+        }
+        return id
+    }
+
+    private func deliver(chunk: Int, length: Int, id: UInt64) throws(ServiceError) {
+        switch try requests.deliverToOne(chunk: chunk, bytes: length, sequence: RequestResponseWire.requestSequence(id)) {
+        case .delivered: return
+        case .noReceiver: throw .noServer(service: attachment.name.value, waited: requests.sendTimeout)
+        case .timedOut: throw .timedOut(after: requests.sendTimeout)
+        }
+    }
+
+    /// Delivers the backlog, oldest first, if a server is connected now.
+    func flushBacklog() throws(ServiceError) {
+        while let first = backlog.first, try requests.hasReceivers() {
+            backlog.removeFirst()
+            try deliver(chunk: first.chunk, length: first.length, id: first.id)
+        }
+    }
+
+    /// Copies `length` bytes at `payload` into a loaned request and sends it;
+    /// returns its ID.
+    @usableFromInline
+    package func send(payload: UnsafeRawPointer, length: Int, timeout: Duration?) throws(ServiceError) -> UInt64 {
+        precondition(length >= 0 && length <= requestSize, "request of \(length) bytes, at most \(requestSize)")
+        let chunk = try loanRequest()
+        requestPayload(chunk).copyMemory(from: payload, byteCount: length)
+        return try send(chunk: chunk, length: length, timeout: timeout)
+    }
+
+    // MARK: Responses
+
+    /// The next response to `requestID`, in place in its server's pool (or
+    /// a heap copy if it had arrived while another request's was awaited).
+    @usableFromInline
+    package func receive(for requestID: UInt64, timeout: Duration?) throws(ServiceError) -> ResponseDelivery {
+        if !stash.isEmpty, var queued = stash[requestID], !queued.isEmpty {
+            let first = queued.removeFirst()
+            stash[requestID] = queued.isEmpty ? nil : queued
+            return ResponseDelivery(copying: first.bytes, requestID: requestID, final: first.final)
+        }
+        let end = deadline(after: timeout)
+        while true {
+            if !backlog.isEmpty { try flushBacklog() }
+            guard let delivery = try responses.tryReceive() else {
+                // A server registering also ends the wait (the table's
+                // version changes): the backlog goes out then.
+                if !responses.waitForSample(until: end) {
+                    if let failure = responses.attachFailure { throw failure }
+                    throw .timedOut(after: timeout)
+                }
+                continue
+            }
+            let (id, final) = RequestResponseWire.response(delivery.header.load(as: UInt64.self))
+            if id == requestID { return ResponseDelivery(delivery, requestID: id, final: final) }
+            if id != 0, id <= local.pointee { // an earlier request's: keep a copy; not ours at all: drop
+                if stash.count >= ClientPort.stashLimit, let oldest = stash.keys.min() { stash[oldest] = nil }
+                stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: delivery.address, count: delivery.bytes)), final))
+            }
+            delivery.giveBack()
+        }
     }
 
     /// Waits for the next response to `requestID`, copies its payload to
@@ -107,225 +206,254 @@ package final class ClientPort: @unchecked Sendable {
     /// last one and its length (≤ `responseSize`).
     @usableFromInline
     package func next(for requestID: UInt64, into payload: UnsafeMutableRawPointer,
-              timeout: Duration?) throws(ServiceError) -> (final: Bool, length: Int) {
-        if !stash.isEmpty, var queued = stash[requestID], !queued.isEmpty {
-            let first = queued.removeFirst()
-            stash[requestID] = queued.isEmpty ? nil : queued
-            first.bytes.withUnsafeBytes { if $0.count > 0 { payload.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-            return (first.final, first.bytes.count)
+                      timeout: Duration?) throws(ServiceError) -> (final: Bool, length: Int) {
+        let response = try receive(for: requestID, timeout: timeout)
+        defer { response.release() }
+        guard response.bytes <= responseSize else {
+            throw .corrupt(service: attachment.name.value, reason: "response of \(response.bytes) bytes, at most \(responseSize)")
         }
-        let slot = RequestEntry.header + responseSize
-        return try withUnsafeTemporaryAllocation(byteCount: slot, alignment: 16) { buffer in
-            Result { () throws(ServiceError) -> (final: Bool, length: Int) in
-                try nextFromQueue(for: requestID, into: payload, slot: buffer, timeout: timeout)
-            }
-        }.get()
+        payload.copyMemory(from: response.address, byteCount: response.bytes)
+        return (response.final, response.bytes)
     }
 
-    private func nextFromQueue(for requestID: UInt64, into payload: UnsafeMutableRawPointer, slot buffer: UnsafeMutableRawBufferPointer,
-                               timeout: Duration?) throws(ServiceError) -> (final: Bool, length: Int) {
-        let end = deadline(after: timeout)
-        let slot = buffer.count
-        let responseSlot = buffer.baseAddress!
-        let responsePayload = responseSlot + ResponseEntry.Offset.payload
-        while true {
-            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            let n: Int
-            var w = waiter // a local copy, stored back: no access to the port held across the wait
-            defer { waiter = w }
-            do throws(QueueError) { n = try responses.receive(into: buffer, timeout: remaining, waiter: &w) }
-            catch {
-                if case .timedOut = error { throw .timedOut(after: timeout) }
-                throw .queue(error)
-            }
-            // Never trust the length field: another process wrote it.
-            let length = responseSlot.load(fromByteOffset: ResponseEntry.Offset.length, as: UInt64.self)
-            guard n == slot, length <= UInt64(responseSize) else {
-                throw .corrupt(service: attachment.name.value, reason: "response slot of \(n) bytes holding \(length)")
-            }
-            let id = responseSlot.load(fromByteOffset: ResponseEntry.Offset.requestID, as: UInt64.self)
-            let final = responseSlot.load(fromByteOffset: ResponseEntry.Offset.flags, as: UInt64.self) & ResponseEntry.finalFlag != 0
-            if id == requestID {
-                payload.copyMemory(from: responsePayload, byteCount: Int(length))
-                return (final, Int(length))
-            }
-            if id <= local.pointee { // an earlier request's: keep it; not ours at all: drop
-                if stash.count >= ClientPort.stashLimit, let oldest = stash.keys.min() { stash[oldest] = nil }
-                stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: responsePayload, count: Int(length))), final))
-            }
-        }
+    /// True if a response may be waiting (async waits).
+    func mayHaveResponse() -> Bool { !stash.isEmpty || responses.mayHaveSample() }
+}
+
+/// A response as the client holds it: in place in the server's pool (its
+/// chunk goes back when released), or a heap copy from the stash.
+@usableFromInline
+package struct ResponseDelivery {
+    @usableFromInline package let address: UnsafeRawPointer
+    @usableFromInline package let bytes: Int
+    @usableFromInline package let requestID: UInt64
+    @usableFromInline package let final: Bool
+    /// The server that sent it (0 for a copy from the stash).
+    @usableFromInline package let serverID: UInt64
+    let delivery: SubscriberPort.Delivery?
+
+    init(_ delivery: SubscriberPort.Delivery, requestID: UInt64, final: Bool) {
+        address = delivery.address
+        bytes = delivery.bytes
+        self.requestID = requestID
+        self.final = final
+        serverID = delivery.connection._withUnsafeGuaranteedRef(\.publisherID)
+        self.delivery = delivery
+    }
+
+    init(copying stashed: [UInt8], requestID: UInt64, final: Bool) {
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: max(1, stashed.count), alignment: 16)
+        stashed.withUnsafeBytes { if $0.count > 0 { copy.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        address = UnsafeRawPointer(copy)
+        bytes = stashed.count
+        self.requestID = requestID
+        self.final = final
+        serverID = 0
+        delivery = nil
+    }
+
+    /// Hands the chunk back to its server (or frees the copy).
+    @usableFromInline
+    package func release() {
+        if let delivery { delivery.giveBack() } else { UnsafeMutableRawPointer(mutating: address).deallocate() }
     }
 }
 
-/// A server's state and hot path, independent of the request and response types.
+/// A server's state and hot path, independent of the request and response
+/// types. Two halves under one registration (slot in the servers table):
+///
+/// - `requests`, a receiving half: the server's inbox (one block per client
+///   slot), into which clients deliver requests that live in their pools;
+///   the server reads them in place;
+/// - `responses`, a sending half: the server's pool, from which responses
+///   are loaned, written in place and delivered to the asking client only.
+///
+/// Receiving is for one thread at a time; responding may happen from
+/// several threads at once (`ActiveRequest` is `Sendable`): the sending
+/// half is behind `respondLock` (uncontended: one lock/unlock per response).
 @usableFromInline
 package final class ServerPort: @unchecked Sendable {
     let attachment: ServiceAttachment
-    let requests: MessageQueue
+    let requests: SubscriberPort
+    let responses: PublisherPort
+    let respondLock = Mutex(())
     @usableFromInline package let portID: UInt64
-    let slotIndex: Int
-    let strategy: WaitStrategy
-    /// The receiving thread's waits (adaptive spin budget for the port's life;
-    /// `respond`, which may run on several threads, waits per call).
-    var waiter: Waiter
-    package let requestSize: Int, responseSize: Int
-    /// Response queues of clients we answered, by client ID, and the last
-    /// one answered (most exchanges answer the same client again). Behind a
-    /// mutex: requests may be answered from several threads at once.
-    struct ClientCache {
-        var clients: [UInt64: (SharedMemorySegment, MessageQueue)] = [:]
-        var last: (id: UInt64, queue: MessageQueue)?
-    }
-    let clientCache = Mutex(ClientCache())
-    /// Empty polls since we last looked for slots abandoned by killed processes.
-    let emptyPolls: UnsafeMutablePointer<Int>
+    @usableFromInline package let requestSize: Int
+    @usableFromInline package let responseSize: Int
 
-    let maxClients: Int
+    var strategy: WaitStrategy { requests.waiter.strategy }
 
     @usableFromInline
     func shortMessage(_ what: String, _ length: Int, _ size: Int) -> ServiceError {
         .corrupt(service: attachment.name.value, reason: "\(what) of \(length) bytes for a type of \(size)")
     }
 
-    init(attachment: ServiceAttachment, requests: MessageQueue, requestSize: Int, responseSize: Int,
-         maxClients: Int, strategy: WaitStrategy) throws(ServiceError) {
-        self.maxClients = maxClients
+    init(attachment: ServiceAttachment, sizes: RequestResponseSizes, waitStrategy: WaitStrategy) throws(ServiceError) {
         self.attachment = attachment
-        self.requests = requests
-        self.strategy = strategy
-        self.waiter = Waiter(strategy)
-        self.requestSize = requestSize
-        self.responseSize = responseSize
-        portID = UInt64.random(in: 1...UInt64.max)
-        slotIndex = try attachment.layout.register(.consumers, portID: portID, nodeHash: attachment.node.hash) { _ in }
-        emptyPolls = .allocate(capacity: 1)
-        emptyPolls.initialize(to: 0)
+        requestSize = sizes.request.size
+        responseSize = sizes.responseSize
+        let id = UInt64.random(in: 1...UInt64.max)
+        let pool = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: sizes.responses.chunksPerPublisher,
+                                                payloadType: PayloadType(name: "", size: sizes.responseSize, alignment: 16))
+        let inbox: SharedMemorySegment
+        do {
+            inbox = try SubscriberPort.createInbox(attachment: attachment, portID: id, blocks: sizes.maxClients,
+                                                   deliveryCapacity: sizes.deliveryCapacity,
+                                                   returnCapacity: sizes.returnCapacity(sender: sizes.requests),
+                                                   waitStrategy: waitStrategy)
+        } catch {
+            pool.unlinkIfStillLinked()
+            throw error
+        }
+        let registration: PortRegistration
+        do {
+            registration = try PortRegistration(layout: attachment.layout, table: .consumers, portID: id, nodeHash: attachment.node.hash,
+                                                halves: 2, avoiding: attachment.layout.blocksInUse(.toProducers))
+        } catch {
+            pool.unlinkIfStillLinked()
+            inbox.unlinkIfStillLinked()
+            throw error
+        }
+        do {
+            responses = try PublisherPort(attachment: attachment, config: sizes.responses, direction: .toProducers,
+                                          poolSegment: pool, registration: registration)
+        } catch {
+            registration.leave()
+            inbox.unlinkIfStillLinked()
+            throw error
+        }
+        responses.waiter = Waiter(waitStrategy)
+        requests = try SubscriberPort(attachment: attachment, config: sizes.requests, direction: .toConsumers,
+                                      inboxSegment: inbox, registration: registration, elementStride: 1, minimumBytes: 0,
+                                      waitStrategy: waitStrategy)
+        portID = id
     }
 
-    deinit {
-        attachment.layout.unregister(.consumers, index: slotIndex, portID: portID)
-        emptyPolls.deallocate()
+    // MARK: Requests
+
+    /// The next request in place in its client's pool, or nil if none is waiting.
+    @usableFromInline
+    package func tryReceive() throws(ServiceError) -> RequestDelivery? {
+        guard let delivery = try requests.tryReceive() else { return nil }
+        return RequestDelivery(delivery)
+    }
+
+    /// Waits for the next request with the wait strategy, at most `timeout`.
+    @usableFromInline
+    package func receive(timeout: Duration?) throws(ServiceError) -> RequestDelivery {
+        RequestDelivery(try requests.receive(until: deadline(after: timeout), timeout: timeout))
     }
 
     /// Takes the next request, copies its payload to `payload` (room for
-    /// `requestSize` bytes); returns its client and request IDs and its
-    /// length (≤ `requestSize`), or nil on timeout when `throwOnTimeout` is
-    /// false.
+    /// `requestSize` bytes) and hands its chunk back; returns its client and
+    /// request IDs and its length (≤ `requestSize`), or nil on timeout when
+    /// `throwOnTimeout` is false.
     @usableFromInline
     package func receive(into payload: UnsafeMutableRawPointer, timeout: Duration?,
-                 throwOnTimeout: Bool) throws(ServiceError) -> (clientID: UInt64, requestID: UInt64, length: Int)? {
-        try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + requestSize, alignment: 16) { buffer in
-            Result { () throws(ServiceError) -> (clientID: UInt64, requestID: UInt64, length: Int)? in
-                try receive(slot: buffer, into: payload, timeout: timeout, throwOnTimeout: throwOnTimeout)
-            }
-        }.get()
-    }
-
-    private func receive(slot buffer: UnsafeMutableRawBufferPointer, into payload: UnsafeMutableRawPointer, timeout: Duration?,
                          throwOnTimeout: Bool) throws(ServiceError) -> (clientID: UInt64, requestID: UInt64, length: Int)? {
-        let slot = buffer.count
-        let requestSlot = buffer.baseAddress!
-        let n: Int
-        do throws(QueueError) {
-            if timeout == .zero {
-                guard let got = try requests.tryReceive(into: buffer) else {
-                    // A killed client or server can leave the head slot claimed;
-                    // the blocking path recovers it, polls do now and then.
-                    emptyPolls.pointee &+= 1
-                    if emptyPolls.pointee & 1023 == 0 { _ = requests.recoverAbandonedSlots() }
-                    throw QueueError.timedOut(.zero) // reported below per `throwOnTimeout`
-                }
-                n = got
-            } else {
-                var w = waiter // a local copy, stored back: no access to the port held across the wait
-                defer { waiter = w }
-                n = try requests.receive(into: buffer, timeout: timeout, waiter: &w)
-            }
-        } catch {
-            if case .timedOut = error {
+        let request: RequestDelivery
+        if timeout == .zero {
+            guard let got = try tryReceive() else {
                 if throwOnTimeout { throw .timedOut(after: timeout) }
                 return nil
             }
-            throw .queue(error)
+            request = got
+        } else {
+            do throws(ServiceError) { request = try receive(timeout: timeout) }
+            catch {
+                if case .timedOut = error, !throwOnTimeout { return nil }
+                throw error
+            }
         }
-        // Never trust the length field: another process wrote it.
-        let length = requestSlot.load(fromByteOffset: RequestEntry.Offset.length, as: UInt64.self)
-        guard n == slot, length <= UInt64(requestSize) else {
-            throw .corrupt(service: attachment.name.value, reason: "request slot of \(n) bytes holding \(length)")
+        defer { request.release() }
+        guard request.bytes <= requestSize else {
+            throw .corrupt(service: attachment.name.value, reason: "request of \(request.bytes) bytes, at most \(requestSize)")
         }
-        payload.copyMemory(from: requestSlot + RequestEntry.Offset.payload, byteCount: Int(length))
-        return (requestSlot.load(fromByteOffset: RequestEntry.Offset.clientID, as: UInt64.self),
-                requestSlot.load(fromByteOffset: RequestEntry.Offset.requestID, as: UInt64.self), Int(length))
+        payload.copyMemory(from: request.address, byteCount: request.bytes)
+        return (request.clientID, request.requestID, request.bytes)
     }
 
-    /// Sends the response at `payload` (`length` ≤ `responseSize` bytes) to
-    /// `clientID`'s queue; the slot is built on this call's stack. Returns
-    /// false if that client is gone.
+    // MARK: Responses
+
+    /// Loans a response chunk from the server's pool; its payload is at
+    /// `responsePayload(_:)` (room for `responseSize` bytes). Any thread.
+    /// - Throws: `.tooManyLoans`, `.poolExhausted` (clients hold every chunk).
+    @usableFromInline
+    package func loanResponse() throws(ServiceError) -> Int {
+        try respondLock.withLock { _ throws(ServiceError) -> Int in try responses.takeChunk() }
+    }
+
+    @usableFromInline
+    package func responsePayload(_ chunk: Int) -> UnsafeMutableRawPointer { responses.pool.payload(chunk) }
+
+    /// Gives an unsent response loan back. Any thread.
+    @usableFromInline
+    package func returnResponseLoan(_ chunk: Int) {
+        respondLock.withLock { _ in _ = responses.returnLoan(chunk) }
+    }
+
+    /// Sends the loaned response `chunk` (`length` ≤ `responseSize` bytes
+    /// written) to `clientID`, waiting at most `timeout` for room in its
+    /// queue. Returns false if that client is gone. Any thread.
+    /// - Throws: `.timedOut` if the client, alive, did not make room.
+    @usableFromInline
+    package func send(chunk: Int, length: Int, final: Bool, requestID: UInt64, clientID: UInt64,
+                      timeout: Duration?) throws(ServiceError) -> Bool {
+        precondition(length >= 0 && length <= responseSize, "response of \(length) bytes, at most \(responseSize)")
+        let outcome = try respondLock.withLock { _ throws(ServiceError) -> PublisherPort.SingleDelivery in
+            responses.sendTimeout = timeout
+            return try responses.deliver(chunk: chunk, bytes: length,
+                                         sequence: RequestResponseWire.responseSequence(requestID, final: final), to: clientID)
+        }
+        switch outcome {
+        case .delivered: return true
+        case .noReceiver: return false
+        case .timedOut: throw .timedOut(after: timeout)
+        }
+    }
+
+    /// Copies `length` bytes at `payload` into a loaned response and sends
+    /// it to `clientID`; false if that client is gone. Any thread.
     @usableFromInline
     package func respond(payload: UnsafeRawPointer, length: Int, final: Bool, requestID: UInt64, clientID: UInt64,
-                 timeout: Duration?) throws(ServiceError) -> Bool {
+                         timeout: Duration?) throws(ServiceError) -> Bool {
         precondition(length >= 0 && length <= responseSize, "response of \(length) bytes, at most \(responseSize)")
-        guard let queue = responseQueue(of: clientID) else { return false }
-        return try withUnsafeTemporaryAllocation(byteCount: RequestEntry.header + responseSize, alignment: 16) { slot in
-            Result { () throws(ServiceError) -> Bool in
-                let base = slot.baseAddress!
-                base.storeBytes(of: requestID, toByteOffset: ResponseEntry.Offset.requestID, as: UInt64.self)
-                base.storeBytes(of: final ? ResponseEntry.finalFlag : 0, toByteOffset: ResponseEntry.Offset.flags, as: UInt64.self)
-                base.storeBytes(of: UInt64(length), toByteOffset: ResponseEntry.Offset.length, as: UInt64.self)
-                (base + ResponseEntry.Offset.payload).copyMemory(from: payload, byteCount: length)
-                let bytes = UnsafeRawBufferPointer(slot)
-                do throws(QueueError) {
-                    if try queue.trySend(bytes) { return true }
-                    // Full: a client that died (or left) no longer reads. Say so
-                    // rather than wait for it.
-                    guard clientIsRegistered(clientID) else {
-                        forget(clientID)
-                        return false
-                    }
-                    var w = waiter // a local copy, stored back: no access to the port held across the wait
-                    defer { waiter = w }
-                    try queue.send(bytes, timeout: timeout, waiter: &w)
-                    return true
-                } catch {
-                    // A client that stopped reading: forget it.
-                    forget(clientID)
-                    if case .timedOut = error { throw .timedOut(after: timeout) }
-                    throw .queue(error)
-                }
-            }
-        }.get()
+        let chunk = try loanResponse()
+        responsePayload(chunk).copyMemory(from: payload, byteCount: length)
+        return try send(chunk: chunk, length: length, final: final, requestID: requestID, clientID: clientID, timeout: timeout)
+    }
+}
+
+/// A request as the server holds it: in place in its client's pool; the
+/// chunk goes back to the client when released.
+@usableFromInline
+package struct RequestDelivery {
+    @usableFromInline package let address: UnsafeRawPointer
+    @usableFromInline package let bytes: Int
+    @usableFromInline package let clientID: UInt64
+    @usableFromInline package let requestID: UInt64
+    let delivery: SubscriberPort.Delivery
+
+    init(_ delivery: SubscriberPort.Delivery) {
+        address = delivery.address
+        bytes = delivery.bytes
+        clientID = delivery.connection._withUnsafeGuaranteedRef(\.publisherID)
+        requestID = RequestResponseWire.requestID(delivery.header.load(as: UInt64.self))
+        self.delivery = delivery
     }
 
-    private func clientIsRegistered(_ clientID: UInt64) -> Bool {
-        attachment.layout.entries(.producers).contains { $0.portID == clientID && $0.owner.isAlive }
-    }
+    /// Hands the chunk back to the client. On the receiving thread.
+    @usableFromInline
+    package func release() { delivery.giveBack() }
+}
 
-    private func forget(_ clientID: UInt64) {
-        clientCache.withLock { cache in
-            cache.clients[clientID] = nil
-            if cache.last?.id == clientID { cache.last = nil }
-        }
-    }
-
-    func responseQueue(of clientID: UInt64) -> MessageQueue? {
-        if let queue = clientCache.withLock({ cache -> MessageQueue? in
-            if let last = cache.last, last.id == clientID { return last.queue }
-            if let (_, queue) = cache.clients[clientID] {
-                cache.last = (clientID, queue)
-                return queue
-            }
-            return nil
-        }) { return queue }
-        guard clientIsRegistered(clientID),
-              let segment = try? SharedMemorySegment.open(attachment.name.portSegmentName(.responses, clientID),
-                                                          kind: ClientPort.kind, timeout: .milliseconds(100)),
-              let queue = try? MessageQueue(attaching: segment.data, anchor: segment),
-              queue.slotSize == RequestEntry.header + responseSize else { return nil }
-        clientCache.withLock { cache in
-            if cache.clients.count > 4 * maxClients { cache.clients.removeAll() }
-            cache.clients[clientID] = (segment, queue)
-            cache.last = (clientID, queue)
-        }
-        return queue
+extension SubscriberPort.Delivery {
+    /// Hands the chunk back to its sender (a received sample, request or
+    /// response being dropped).
+    func giveBack() {
+        let reference = self.reference
+        let released = connection._withUnsafeGuaranteedRef { $0.giveBack(reference) }
+        if released.connection { connection.release() }
+        released.port?.release()
     }
 }

@@ -24,16 +24,22 @@ extension Node {
 }
 
 /// A request/response service: clients send typed requests, servers answer
-/// with one response or a stream of them. Requests wait in one queue in the
-/// service segment (any server may take one: load is shared); each client
-/// has a response queue in a segment of its own. Messages are copied (they
-/// are small, typed values); see publish/subscribe for zero-copy payloads.
+/// with one response or a stream of them, without copying either way.
+///
+/// Each client and server owns a pool and an inbox (`svc.<name>.p<id>`,
+/// `svc.<name>.s<id>`), as publish/subscribe ports do: a client loans a
+/// request in its pool, writes it in place and delivers its reference to
+/// one server (round robin over servers with room: load is shared); the
+/// server reads it in place, loans a response in its own pool and delivers
+/// it to that client only. `Client.send(_:)`, `PendingResponse.response()`,
+/// `Server.receive()` and `ActiveRequest.respond(_:)` copy the values for
+/// convenience; `Client.loanUninitialized()`, `PendingResponse.receive()`,
+/// `Server.receiveInPlace()` and `ReceivedRequest.loanResponse()` do not.
 public final class RequestResponseService<Request: BitwiseCopyable, Response: BitwiseCopyable>: @unchecked Sendable {
     /// The service seen as sizes, shared with the C ABI's byte-sized form.
     package let core: RawRequestResponseService
     public var config: RequestResponseConfig { core.config }
     public var name: String { core.name }
-    var requests: MessageQueue { core.requests }
     var attachment: ServiceAttachment { core.attachment }
 
     init(node: Node, name: ServiceName, typeName: String?, config: RequestResponseConfig, mode: OpenMode) throws(ServiceError) {
@@ -44,14 +50,16 @@ public final class RequestResponseService<Request: BitwiseCopyable, Response: Bi
             responseSize: MemoryLayout<Response>.size, config: config, mode: mode)
     }
 
-    /// A client: registers in the service and creates its response queue
-    /// (segment `svc.<name>.c<id>`). `waitStrategy` is how it waits for
-    /// room in the request queue and for responses.
+    /// A client: creates its request pool and response inbox (segments
+    /// `svc.<name>.p<id>` and `.s<id>`, memory reserved up front) and
+    /// registers in the service. `waitStrategy` is how it waits for room in
+    /// a server's queue and for responses.
     public func client(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Client<Request, Response> {
         Client(service: self, port: try core.clientPort(waitStrategy: waitStrategy))
     }
 
-    /// A server: registers in the service; takes requests from its queue.
+    /// A server: creates its response pool and request inbox and registers
+    /// in the service; clients connect to it on their next request.
     public func server(waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Server<Request, Response> {
         Server(service: self, port: try core.serverPort(waitStrategy: waitStrategy))
     }
@@ -69,7 +77,8 @@ package final class RawRequestResponseService: @unchecked Sendable {
     let attachment: ServiceAttachment
     package let config: RequestResponseConfig
     package var name: String { attachment.name.value }
-    let requests: MessageQueue
+    /// The ports' pools and queues, sized from `config`.
+    let sizes: RequestResponseSizes
     /// The most bytes a request / a response holds.
     package let requestSize: Int, responseSize: Int
     /// The request type's name, size and alignment, as stored in the service.
@@ -95,28 +104,19 @@ package final class RawRequestResponseService: @unchecked Sendable {
         requestSize = request.size
         self.responseSize = responseSize
         requestType = request
-        do { requests = try MessageQueue(attaching: attachment.layout.patternArea, anchor: attachment) }
-        catch { throw .corrupt(service: name.value, reason: "request queue: \(error)") }
-        // Never trust the queue header: a slot of another size would wedge every server.
-        guard requests.slotSize == RequestEntry.header + request.size else {
-            throw .corrupt(service: name.value, reason: "request queue slots of \(requests.slotSize) bytes")
-        }
+        sizes = RequestResponseSizes(config, request: request, responseSize: responseSize)
     }
 
     package func clientPort(waitStrategy: WaitStrategy) throws(ServiceError) -> ClientPort {
-        try ClientPort(attachment: attachment, requests: requests, requestSize: requestSize, responseSize: responseSize,
-                       responseCapacity: responseQueueCapacity, strategy: waitStrategy)
+        try ClientPort(attachment: attachment, sizes: sizes, waitStrategy: waitStrategy)
     }
 
     package func serverPort(waitStrategy: WaitStrategy) throws(ServiceError) -> ServerPort {
-        try ServerPort(attachment: attachment, requests: requests, requestSize: requestSize, responseSize: responseSize,
-                       maxClients: config.maxClients, strategy: waitStrategy)
+        try ServerPort(attachment: attachment, sizes: sizes, waitStrategy: waitStrategy)
     }
 
     /// Live servers registered now.
     package var liveServers: Int { attachment.layout.entries(.consumers).filter { $0.owner.isAlive }.count }
-
-    var responseQueueCapacity: Int { IndexQueue.capacity(atLeast: config.queueDepth * config.maxServers) }
 }
 
 extension Node {

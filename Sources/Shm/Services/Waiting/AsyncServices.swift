@@ -136,40 +136,44 @@ struct SendableBox<T>: @unchecked Sendable {
 }
 
 extension PendingResponse {
-    /// The next response, waited for from `async` code on a dedicated thread
-    /// (cancelling the task ends the wait with `CancellationError` at once).
+    /// The next response (copied), waited for from `async` code on a
+    /// dedicated thread (cancelling the task ends the wait with
+    /// `CancellationError` at once).
     public func next(timeout: Duration? = .seconds(1)) async throws -> (value: Response, isFinal: Bool) {
-        let pending = SendableBox(self)
-        let got = try await AsyncBridge.wait(wakingOnCancel: [client.port.responses.notEmpty], deadline: deadline(after: timeout)) {
-            (until: UInt64) throws(ServiceError) -> SendableBox<(value: Response, isFinal: Bool)>? in
+        let end = deadline(after: timeout)
+        let port = client.port
+        while true {
             do throws(ServiceError) {
-                return SendableBox(try pending.value.next(timeout: AsyncBridge.remaining(until: until)))
+                if port.mayHaveResponse() {
+                    let (value, final) = try client.next(for: requestID, timeout: .zero)
+                    return (value, final)
+                }
             } catch {
-                if case .timedOut = error { return nil }
-                throw error
+                guard case .timedOut = error else { throw error }
             }
+            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
+            if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
+            let inbox = port.responses
+            inbox.waiter = try await waitOffThePool(parker: inbox.inbox.parker, waiter: inbox.waiter, timeout: remaining) {
+                inbox.mayHaveSample()
+            }.waiter
         }
-        guard let got else { throw ServiceError.timedOut(after: timeout) }
-        return got.value
     }
 }
 
 extension Server {
-    /// The next request, waited for from `async` code on a dedicated thread.
-    /// The deadline holds across wake-ups another server won; slots left
-    /// claimed by killed processes are recovered between waits.
+    /// The next request (copied), waited for from `async` code on a
+    /// dedicated thread.
     public func receive(timeout: Duration? = nil) async throws -> ActiveRequest<Request, Response> {
-        let queue = service.requests
         let end = deadline(after: timeout)
         while true {
             if let request = try tryReceive() { return request }
             let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
             if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
-            let slice = min(remaining ?? .milliseconds(50), .milliseconds(50))
-            port.waiter = try await waitOffThePool(parker: queue.notEmpty, waiter: port.waiter, timeout: slice) {
-                queue.looksNotEmpty()
+            let inbox = port.requests
+            inbox.waiter = try await waitOffThePool(parker: inbox.inbox.parker, waiter: inbox.waiter, timeout: remaining) {
+                inbox.mayHaveSample()
             }.waiter
-            _ = queue.recoverAbandonedSlots()
         }
     }
 }

@@ -63,12 +63,9 @@ public final class WaitSet: @unchecked Sendable {
 
     /// Attaches a server's port (the C ABI's byte-sized servers).
     package func attach(_ port: ServerPort, keepAlive: AnyObject) -> Attachment {
-        let queue = port.requests
-        // Refreshing recovers head slots left claimed by killed processes,
-        // which `looksNotEmpty` would otherwise never see past.
-        return add(Entry(parker: queue.notEmpty, isReady: { queue.looksNotEmpty() },
-                         refresh: { _ = queue.recoverAbandonedSlots() }, keepAlive: keepAlive,
-                         watch: { Readiness.Watch(parker: queue.notEmpty, keepAlive: queue) { queue.looksNotEmpty() } }))
+        let inbox = port.requests
+        return add(Entry(parker: inbox.inbox.parker, isReady: { inbox.hasSample() },
+                         refresh: { inbox.updateConnections() }, keepAlive: keepAlive, watch: { inbox.readOnlyWatch() }))
     }
 
     /// How many attachments the wait set holds.

@@ -1,0 +1,74 @@
+import Synchronization
+import ShmSystem
+@_spi(ShmInternals) import ShmPrimitives
+
+/// Which port table sends over a zero-copy connection and which receives.
+///
+/// Publish/subscribe has one direction (publishers → subscribers). Request/
+/// response has two over the same two tables: clients send requests to
+/// servers (`.toConsumers`) and servers send responses back (`.toProducers`),
+/// each port owning a pool for what it sends and an inbox for what it
+/// receives (`svc.<service>.p<id>`, `svc.<service>.s<id>`).
+struct PortDirection: Sendable, Equatable {
+    /// The table whose ports own the pools (senders).
+    let senders: ServiceLayout.Table
+    /// The table whose ports own the inboxes (receivers).
+    let receivers: ServiceLayout.Table
+
+    /// Publishers → subscribers, clients → servers.
+    static let toConsumers = PortDirection(senders: .producers, receivers: .consumers)
+    /// Servers → clients.
+    static let toProducers = PortDirection(senders: .consumers, receivers: .producers)
+
+    /// The direction in which ports of `table` send.
+    static func sending(from table: ServiceLayout.Table) -> PortDirection {
+        table == .consumers ? .toProducers : .toConsumers
+    }
+}
+
+/// A port's slot in its service's port table, shared by the port's halves:
+/// a publish/subscribe port is one half (publisher or subscriber); a client
+/// or server is two (the pool it sends from, the inbox it receives into),
+/// registered once under one ID so that peers find both. The slot is freed
+/// when the last half leaves.
+final class PortRegistration: @unchecked Sendable {
+    let layout: ServiceLayout
+    let table: ServiceLayout.Table
+    let index: Int
+    let portID: UInt64
+    /// Halves still holding the slot.
+    private let holders: Atomic<Int>
+    /// A pool whose sending half left first: its name is settled after the
+    /// slot is freed (`removeDepartedPoolIfUnawaited`, Dekker with receivers).
+    private let departedPool = Mutex<PortDirection?>(nil)
+
+    /// Claims a slot of `table` for `portID` (whose segments exist already:
+    /// peers map them as soon as they see the slot).
+    init(layout: ServiceLayout, table: ServiceLayout.Table, portID: UInt64, nodeHash: UInt64, halves: Int,
+         avoiding: Set<Int> = []) throws(ServiceError) {
+        self.layout = layout
+        self.table = table
+        self.portID = portID
+        holders = Atomic(halves)
+        index = try layout.register(table, portID: portID, nodeHash: nodeHash, avoiding: avoiding) { _ in }
+    }
+
+    /// One half leaves. Returns true if it was the last (the slot is free
+    /// now). A sending half that is not the last passes its pool on with
+    /// `settlePoolAfterLeaving`.
+    @discardableResult
+    func leave() -> Bool {
+        // SYNC POINT: acquire-release decrement: the last half sees every
+        // other half's work (and its departed pool) before freeing the slot.
+        guard holders.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return false }
+        layout.unregister(table, index: index, portID: portID)
+        if let direction = departedPool.withLock({ $0 }) { layout.removeDepartedPoolIfUnawaited(portID, direction: direction) }
+        return true
+    }
+
+    /// The sending half left while another half still holds the slot: the
+    /// pool's name is settled when the slot is freed.
+    func settlePoolAfterLeaving(_ direction: PortDirection) {
+        departedPool.withLock { $0 = direction }
+    }
+}
