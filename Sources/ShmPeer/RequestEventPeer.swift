@@ -63,3 +63,34 @@ func eventListen(_ name: String, ids: Set<Int>) throws {
     }
     print("heard \(seen.sorted().map(String.init).joined(separator: ","))")
 }
+
+/// Takes `count` requests in place (in the client's pool) and holds them
+/// all, announces it, and hangs (to be killed holding them).
+func rrServeAndHold(_ name: String, count: Int) throws {
+    let node = try Node(name: "peer-server")
+    let server = try addService(node, name).server()
+    print("serving")
+    // Each request stays alive in its own frame (an array cannot hold non-copyable values).
+    func hold(_ remaining: Int) throws {
+        let request = try server.receiveInPlace(timeout: .seconds(30))
+        if remaining > 1 { try hold(remaining - 1) } // never returns
+        print("holding \(count)")
+        withExtendedLifetime(request) { while true { sleep(60) } }
+    }
+    try hold(count)
+}
+
+/// Sends `count` requests, takes each response in place (in the server's
+/// pool) and holds them all, announces it, and hangs (to be killed).
+func rrClientAndHold(_ name: String, count: Int) throws {
+    let node = try Node(name: "peer-client")
+    let client = try addService(node, name).client()
+    func hold(_ i: Int) throws {
+        let response = try client.send(AddRequest(left: Int64(i), right: 1)).receive(timeout: .seconds(30))
+        guard response.payload.sum == Int64(i) + 1 else { throw PayloadError("request \(i): sum \(response.payload.sum)") }
+        if i + 1 < count { try hold(i + 1) }
+        print("holding \(count)")
+        withExtendedLifetime(response) { while true { sleep(60) } }
+    }
+    try hold(0)
+}

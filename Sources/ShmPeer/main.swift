@@ -215,6 +215,12 @@ do {
     case ("rr-client", 3):
         try rrClient(args[1], count: int(args[2]))
 
+    case ("rr-serve-hold", 3):
+        try rrServeAndHold(args[1], count: int(args[2]))
+
+    case ("rr-client-hold", 3):
+        try rrClientAndHold(args[1], count: int(args[2]))
+
     case ("ev-notify", 4):
         try eventNotify(args[1], id: int(args[2]), count: int(args[3]))
 

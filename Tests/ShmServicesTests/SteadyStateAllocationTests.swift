@@ -42,6 +42,25 @@ struct SteadyStateAllocationTests {
         let allocations = cshm_test_thread_allocations() - before
         #expect(allocations == 0, "request/response allocated \(allocations) times in 20,000 round trips")
     }
+
+    /// The zero-copy calls: loan, write in place, send; receive in place,
+    /// loan the response, send; read the response in place, drop.
+    @Test func requestResponseRoundTripWithLoans() throws {
+        let node = try Node(name: "unit")
+        let service = try node.requestResponse(TestSupport.uniqueName("allocrrz"), request: UInt64.self, response: UInt64.self)
+        let client = try service.client(), server = try service.server()
+        func round(_ i: Int) throws {
+            let pending = try client.loanUninitialized().write(UInt64(i)).send()
+            guard let request = try server.tryReceiveInPlace() else { throw TestFailure("request \(i) missing") }
+            try request.loanResponse().write(request.payload &+ 1).send()
+            if try pending.receive(timeout: .seconds(1)).payload != UInt64(i) &+ 1 { throw TestFailure("response \(i)") }
+        }
+        for i in 0..<1_000 { try round(i) }
+        let before = cshm_test_thread_allocations()
+        for i in 0..<20_000 { try round(i) }
+        let allocations = cshm_test_thread_allocations() - before
+        #expect(allocations == 0, "zero-copy request/response allocated \(allocations) times in 20,000 round trips")
+    }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

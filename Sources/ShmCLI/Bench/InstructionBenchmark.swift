@@ -15,7 +15,8 @@ struct InstructionBenchCommand: ParsableCommand {
         abstract: "Run one hot path N times in this process (for callgrind instruction counts; see .ci/instructions).",
         discussion: """
             Operations: pubsub (loan 64 B, write, send, receive, read, release), request-response (an 8-byte \
-            request and its response), ring (send and receive a UInt64 through an SPSC ring), log-append \
+            request loaned, written, sent, read in place, answered with a loaned response read in place), \
+            ring (send and receive a UInt64 through an SPSC ring), log-append \
             (append a 40-byte record, no sync). 1,000 warm-up iterations come first.
             """)
 
@@ -47,10 +48,11 @@ struct InstructionBenchCommand: ParsableCommand {
             let service = try node.requestResponse(name, request: UInt64.self, response: UInt64.self)
             let client = try service.client(), server = try service.server()
             for i in 0..<(1000 + iterations) {
-                let pending = try client.send(UInt64(i))
-                guard let request = try server.tryReceive() else { throw CommandFailure("request \(i) missing") }
-                try request.respond(request.request &+ 1)
-                checksum &+= try pending.response(timeout: .seconds(1))
+                // Zero-copy: loaned, written and read in place both ways.
+                let pending = try client.loanUninitialized().write(UInt64(i)).send()
+                guard let request = try server.tryReceiveInPlace() else { throw CommandFailure("request \(i) missing") }
+                try request.loanResponse().write(request.payload &+ 1).send()
+                checksum &+= try pending.receive(timeout: .seconds(1)).payload
             }
         case .ring:
             let ring = try MessageRing.create(name, capacity: 1 << 16)

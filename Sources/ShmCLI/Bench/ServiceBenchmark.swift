@@ -302,13 +302,17 @@ struct RequestResponseBenchCommand: ParsableCommand {
         discussion: """
             The parent is the client, the peer the server; the server answers each request with a response of the \
             same size. Latency is the whole round trip (request and response), compared with the floor's ONE-WAY \
-            latency. Requests and responses are typed values copied into and out of the service's queues (sizes \
-            8 B, 64 B, 512 B, 4 KiB). Throughput: the client keeps --window requests outstanding; the baseline is \
+            latency and with publish/subscribe 1→1 one-way at 8 B measured in the same round. Zero-copy, as the \
+            pub/sub benchmark: requests and responses are loaned, only their first word written, and read in place \
+            (sizes 8 B to 4 MiB); --copy measures the copying calls instead (send(_:), receive(), respond(_:), \
+            response(); up to 4 KiB). Throughput: the client keeps --window requests outstanding; the baseline is \
             Unix-socket round trips per second (1 ÷ its round trip) in the same round.
             """)
 
     @OptionGroup var options: BenchOptions
-    @Option(help: "Message sizes: 8, 64, 512, 4096.", transform: parseSizes) var sizes: [Int] = requestResponseSizes
+    @Option(help: "Message sizes: 8, 64, 512, 4096, 64KiB, 1MiB, 4MiB.", transform: parseSizes)
+    var sizes: [Int] = [8, 64, 4096, 65536, 1 << 20, 4 << 20]
+    @Flag(help: "Measure the copying calls (sizes up to 4 KiB) instead of loans read in place.") var copy = false
     @Option(help: "How client and server wait: spin, default (spin then park), block.") var wait: BenchWait = .spin
     @Option(help: "Latency: measuring time per cell and round, seconds.") var duration: Double = 0.2
     @Option(name: .customLong("max-rounds"), help: "Latency: round trips per cell and round at most.") var maxRounds = 200_000
@@ -324,16 +328,23 @@ struct RequestResponseBenchCommand: ParsableCommand {
         for size in sizes where !requestResponseSizes.contains(size) {
             throw ValidationError("request/response sizes are \(requestResponseSizes.map(String.init).joined(separator: ", ")) bytes, not \(size)")
         }
+        if copy, let size = sizes.first(where: { $0 > requestResponseCopyLimit }) {
+            throw ValidationError("--copy measures sizes up to \(requestResponseCopyLimit) bytes, not \(size)")
+        }
         let childCPU = try options.pinParent()
-        var progress = Progress(enabled: !options.json, total: `repeat` * sizes.count * 2)
+        var progress = Progress(enabled: !options.json, total: `repeat` * (sizes.count * 2 + 1))
         var floor = latencyHistogram()
         var paired = sizes.map { _ in PairedLatency(duration: duration, maxRounds: maxRounds, oneWay: false, childCPU: childCPU) }
+        // Pub/sub 1→1 one-way at 8 B, the issue's yardstick for a round trip.
+        var pubsub = PairedLatency(duration: duration, maxRounds: maxRounds, oneWay: true, childCPU: childCPU)
         var rates = sizes.map { _ in [Double]() }
         var ratios = sizes.map { _ in [Double]() }
         var failures = sizes.map { _ -> String? in nil }
-        let parameters = ServiceBenchParameters(subscribers: 1, wait: wait)
+        let parameters = ServiceBenchParameters(subscribers: 1, wait: wait, copy: copy)
         let unixPingPong = PingPong(duration: duration / 2, maxRounds: maxRounds)
         for round in 1...`repeat` {
+            progress.step("latency round \(round)/\(`repeat`): pub/sub 1→1 8 B")
+            pubsub.round(floor: &floor) { try BenchSetup.parent(.pubsub, size: 8, service: ServiceBenchParameters(subscribers: 1, wait: wait)) }
             for (index, size) in sizes.enumerated() {
                 progress.step("latency round \(round)/\(`repeat`): \(ByteCount.format(size))")
                 paired[index].round(floor: &floor) { try BenchSetup.parent(.requestResponse, size: size, service: parameters) }
@@ -363,7 +374,10 @@ struct RequestResponseBenchCommand: ParsableCommand {
             }
         }
         progress.clear()
-        let latencyRows = [floorRow(floor)] + zip(sizes, paired).map { size, p in p.row("rr", subscribers: nil, size: size) }
+        let latencyRows = [floorRow(floor), pubsub.row("pubsub", subscribers: 1, size: 8)]
+            + zip(sizes, paired).map { size, p in p.row("rr", subscribers: nil, size: size) }
+        // Per round: the first size's round trip p50 ÷ pub/sub's one-way p50 just before it.
+        let perRound = zip(paired.first?.roundP50 ?? [], pubsub.roundP50).map { Double($0) / Double(max(1, $1)) }
         let throughputRows = sizes.enumerated().map { index, size in
             let rate = median(rates[index]) ?? 0
             return ServiceThroughputRow(mechanism: "rr", subscribers: nil, payloadBytes: size, messages: requests, msgsPerS: rate,
@@ -375,11 +389,18 @@ struct RequestResponseBenchCommand: ParsableCommand {
             for row in throughputRows { try printJSONLine(row) }
             return
         }
-        StandardStreams.printLine("Request/response round trip (floor row: ONE-WAY), processes pinned to CPUs \(options.cpus), waiting: \(wait.rawValue), \(`repeat`) rounds.\n")
-        renderLatency(latencyRows) { $0.mechanism == "rr" ? "request/response round trip" : "floor: cache-line ping-pong (one-way)" }
+        StandardStreams.printLine("Request/response round trip, \(copy ? "copying calls" : "zero-copy") (floor and pub/sub rows: ONE-WAY), processes pinned to CPUs \(options.cpus), waiting: \(wait.rawValue), \(`repeat`) rounds.\n")
+        renderLatency(latencyRows) { row in
+            switch row.mechanism {
+            case "rr": "request/response round trip"
+            case "pubsub": "pub/sub 1→1 (one-way)"
+            default: "floor: cache-line ping-pong (one-way)"
+            }
+        }
         StandardStreams.printLine("\nRequest/response throughput, \(window) requests outstanding, \(`repeat`) rounds (medians).\n")
         renderThroughput(throughputRows) { _ in "request/response" }
-        StandardStreams.printLine("\n" + ServiceTargets(latency: latencyRows).requestResponseReport())
+        StandardStreams.printLine("\n" + ServiceTargets(latency: latencyRows).requestResponseReport(firstSize: sizes.first,
+                                                                                                   perRoundToPubSub: median(perRound)))
     }
 }
 
@@ -408,9 +429,19 @@ struct ServiceTargets {
         return lines.joined(separator: "\n")
     }
 
-    func requestResponseReport() -> String {
-        ["Targets (ratios within this run):",
-         check("request/response round trip p50 ÷ floor one-way p50 (8 B)", row("rr", subscribers: nil, 8)?.ratioToFloor, 2.6)]
-            .joined(separator: "\n")
+    /// `perRoundToPubSub`: median over rounds of the first size's round
+    /// trip p50 ÷ pub/sub 1→1 one-way p50 (8 B) in the same round.
+    func requestResponseReport(firstSize: Int?, perRoundToPubSub: Double?) -> String {
+        var lines = ["Targets (ratios within this run):"]
+        if firstSize == 8 {
+            lines.append(check("request/response round trip p50 (8 B) ÷ pub/sub 1→1 one-way p50 (8 B)", perRoundToPubSub, 2.2))
+        }
+        lines.append(check("request/response round trip p50 ÷ floor one-way p50 (8 B)", row("rr", subscribers: nil, 8)?.ratioToFloor, 2.6))
+        let sizes = latency.filter { $0.mechanism == "rr" && $0.samples > 0 }.map(\.payloadBytes)
+        if let largest = sizes.max(), largest > 8, let big = row("rr", subscribers: nil, largest), let small = row("rr", subscribers: nil, 8),
+           let x = big.ratioToFloor, let y = small.ratioToFloor, y > 0 {
+            lines.append(check("request/response p50 at \(ByteCount.format(largest)) ÷ at 8 B (flat)", x / y, 1.2))
+        }
+        return lines.joined(separator: "\n")
     }
 }

@@ -25,9 +25,12 @@ struct ServiceBenchParameters: Sendable {
     var wait = BenchWait.spin
     /// Streaming (throughput) rather than ping-pong: deeper buffers.
     var streaming = false
+    /// Request/response: the copying calls (`send(_:)`, `receive()`,
+    /// `respond(_:)`, `response()`) instead of loans read in place.
+    var copy = false
 
     var childArguments: [String] {
-        ["--subscribers", String(subscribers), "--wait", wait.rawValue] + (streaming ? ["--streaming"] : [])
+        ["--subscribers", String(subscribers), "--wait", wait.rawValue] + (streaming ? ["--streaming"] : []) + (copy ? ["--copy"] : [])
     }
 }
 
@@ -183,23 +186,111 @@ protocol BenchMessageType: BitwiseCopyable {
 
 extension BenchMessage: BenchMessageType {}
 
-/// Message sizes `shm bench rr` supports (request/response messages are
-/// typed values, copied into and out of the queues).
-let requestResponseSizes = [8, 64, 512, 4096]
+/// Message sizes `shm bench rr` supports.
+let requestResponseSizes = [8, 64, 512, 4096, 65536, 1 << 20, 4 << 20]
+/// The largest size the copying calls are measured at (typed messages,
+/// values on the stack).
+let requestResponseCopyLimit = 4096
 
-/// Calls `body` with the message type of `size` bytes.
+/// Calls `body` with the typed message of `size` bytes (copying calls).
 func withBenchMessageType<R>(size: Int, _ body: (any BenchMessageType.Type) throws -> R) throws -> R {
     switch size {
     case 8: try body(BenchMessage<0>.self)
     case 64: try body(BenchMessage<7>.self)
     case 512: try body(BenchMessage<63>.self)
     case 4096: try body(BenchMessage<511>.self)
-    default: throw BenchFailure("request/response sizes are \(requestResponseSizes.map(String.init).joined(separator: ", ")) bytes")
+    default: throw BenchFailure("the copying calls are measured at 8, 64, 512 and 4096 bytes")
     }
 }
 
-/// One request/response service `<name>`: the parent is the client, the
-/// peer the server, which answers every request with the same sequence number.
+/// One request/response service `<name>`, zero-copy (as pub/sub's
+/// benchmark): the parent is the client, the peer the server. Each request
+/// and response is loaned in its sender's pool, only its first word (the
+/// sequence number) written, and read in place; the server answers with
+/// the same number. Over the byte-sized ports that typed services, C and
+/// Python share (the typed zero-copy calls are inlined shells over them).
+final class ZeroCopyRequestResponseEndpoint: BenchEndpoint {
+    let size: Int
+    let node: Node
+    let service: RawRequestResponseService
+    let client: ClientPort?
+    let server: ServerPort?
+    /// Requests sent whose response is still to come (client), oldest first.
+    var pending: [UInt64] = []
+    var pendingHead = 0
+    /// The request being answered (server), in place.
+    var active: RequestDelivery?
+
+    init(name: String, size: Int, parent: Bool, wait: BenchWait) throws {
+        self.size = size
+        node = try Node(name: parent ? "bench" : "bench-peer")
+        service = try RawRequestResponseService(node: node, name: ServiceName(name),
+                                                request: PayloadType(name: "bench \(size) B", size: size, alignment: 8),
+                                                responseSize: size, config: requestResponseBenchConfig(size: size), mode: .openOrCreate)
+        client = parent ? try service.clientPort(waitStrategy: wait.strategy) : nil
+        server = parent ? nil : try service.serverPort(waitStrategy: wait.strategy)
+        pending.reserveCapacity(128)
+    }
+
+    func send(_ seq: UInt64) throws {
+        if let client {
+            let chunk = try client.loanRequest()
+            client.requestPayload(chunk).storeBytes(of: seq, as: UInt64.self)
+            pending.append(try client.send(chunk: chunk, length: size, timeout: benchReceiveTimeout))
+        } else if let server, let request = active {
+            active = nil
+            let chunk = try server.loanResponse()
+            server.responsePayload(chunk).storeBytes(of: seq, as: UInt64.self)
+            _ = try server.send(chunk: chunk, length: size, final: true, requestID: request.requestID, clientID: request.clientID,
+                                timeout: benchReceiveTimeout)
+            request.release()
+        } else if seq != .max {
+            throw BenchFailure("no request to answer")
+        }
+    }
+
+    func receive() throws -> UInt64 {
+        if let client {
+            guard pendingHead < pending.count else { throw BenchFailure("no request outstanding") }
+            let response = try client.receive(for: pending[pendingHead], timeout: benchReceiveTimeout)
+            let seq = response.address.load(as: UInt64.self)
+            response.release()
+            pendingHead += 1
+            if pendingHead == pending.count { pending.removeAll(keepingCapacity: true); pendingHead = 0 }
+            return seq
+        }
+        let request = try server!.receive(timeout: benchReceiveTimeout)
+        active = request
+        return request.address.load(as: UInt64.self)
+    }
+
+    func stream(count: Int, window: Int) throws -> UInt64 { try streamRequests(self, count: count, window: window) }
+}
+
+/// Identical on both sides: queues deep enough to pipeline, pools that fit large messages.
+func requestResponseBenchConfig(size: Int) -> RequestResponseConfig {
+    RequestResponseConfig(maxClients: 1, maxServers: 1, queueDepth: max(2, min(64, (16 << 20) / max(1, size))))
+}
+
+/// Pipelined requests: keeps up to `window` outstanding; returns
+/// nanoseconds until the last response arrived.
+func streamRequests(_ endpoint: some BenchEndpoint, count: Int, window: Int) throws -> UInt64 {
+    let start = monotonicNanoseconds()
+    var sent: UInt64 = 0, received: UInt64 = 0
+    while received < UInt64(count) {
+        while sent < UInt64(count) && sent - received < UInt64(window) {
+            try endpoint.send(sent)
+            sent += 1
+        }
+        let seq = try endpoint.receive()
+        guard seq == received else { throw BenchFailure("expected response \(received), got \(seq)") }
+        received += 1
+    }
+    return monotonicNanoseconds() - start
+}
+
+/// The copying calls (`--copy`): typed messages copied into loans by
+/// `send(_:)` and `respond(_:)`, out of them by `receive()` and `response()`.
 final class RequestResponseEndpoint<Message: BenchMessageType>: BenchEndpoint {
     let size = MemoryLayout<Message>.size
     let node: Node
@@ -212,11 +303,10 @@ final class RequestResponseEndpoint<Message: BenchMessageType>: BenchEndpoint {
     /// The request being answered (server).
     var active: ActiveRequest<Message, Message>?
 
-    static func config() -> RequestResponseConfig { RequestResponseConfig(maxClients: 1, maxServers: 1, queueDepth: 64) }
-
     init(name: String, parent: Bool, wait: BenchWait) throws {
         node = try Node(name: parent ? "bench" : "bench-peer")
-        service = try node.requestResponse(name, request: Message.self, response: Message.self, config: Self.config())
+        service = try node.requestResponse(name, request: Message.self, response: Message.self,
+                                           config: requestResponseBenchConfig(size: MemoryLayout<Message>.size))
         client = parent ? try service.client(waitStrategy: wait.strategy) : nil
         server = parent ? nil : try service.server(waitStrategy: wait.strategy)
     }
@@ -255,26 +345,7 @@ final class RequestResponseEndpoint<Message: BenchMessageType>: BenchEndpoint {
         return request.request.seq
     }
 
-    /// Pipelined requests: keeps up to `window` outstanding; returns
-    /// nanoseconds until the last response arrived.
-    @_specialize(where Message == BenchMessage<0>)
-    @_specialize(where Message == BenchMessage<7>)
-    @_specialize(where Message == BenchMessage<63>)
-    @_specialize(where Message == BenchMessage<511>)
-    func stream(count: Int, window: Int) throws -> UInt64 {
-        let start = monotonicNanoseconds()
-        var sent: UInt64 = 0, received: UInt64 = 0
-        while received < UInt64(count) {
-            while sent < UInt64(count) && sent - received < UInt64(window) {
-                try send(sent)
-                sent += 1
-            }
-            let seq = try receive()
-            guard seq == received else { throw BenchFailure("expected response \(received), got \(seq)") }
-            received += 1
-        }
-        return monotonicNanoseconds() - start
-    }
+    func stream(count: Int, window: Int) throws -> UInt64 { try streamRequests(self, count: count, window: window) }
 }
 
 /// Type-erased access to a request/response endpoint's streaming.
@@ -283,21 +354,27 @@ protocol RequestStreaming: BenchEndpoint {
 }
 
 extension RequestResponseEndpoint: RequestStreaming {}
+extension ZeroCopyRequestResponseEndpoint: RequestStreaming {}
 
 func requestResponseParentSession(name: String, size: Int, parameters: ServiceBenchParameters) throws -> BenchSession {
-    try withBenchMessageType(size: size) { type in
+    let childArguments = ["--mechanism", BenchMechanism.requestResponse.rawValue, "--size", String(size), "--name", name]
+        + parameters.childArguments
+    guard parameters.copy else {
+        return BenchSession(endpoint: try ZeroCopyRequestResponseEndpoint(name: name, size: size, parent: true, wait: parameters.wait),
+                            childArguments: childArguments)
+    }
+    return try withBenchMessageType(size: size) { type in
         func make<M: BenchMessageType>(_: M.Type) throws -> BenchSession {
-            let endpoint = try RequestResponseEndpoint<M>(name: name, parent: true, wait: parameters.wait)
-            return BenchSession(endpoint: endpoint,
-                                childArguments: ["--mechanism", BenchMechanism.requestResponse.rawValue, "--size", String(size),
-                                                 "--name", name] + parameters.childArguments)
+            BenchSession(endpoint: try RequestResponseEndpoint<M>(name: name, parent: true, wait: parameters.wait),
+                         childArguments: childArguments)
         }
         return try make(type)
     }
 }
 
 func requestResponseChild(name: String, size: Int, parameters: ServiceBenchParameters) throws -> any BenchEndpoint {
-    try withBenchMessageType(size: size) { type in
+    guard parameters.copy else { return try ZeroCopyRequestResponseEndpoint(name: name, size: size, parent: false, wait: parameters.wait) }
+    return try withBenchMessageType(size: size) { type in
         func make<M: BenchMessageType>(_: M.Type) throws -> any BenchEndpoint {
             try RequestResponseEndpoint<M>(name: name, parent: false, wait: parameters.wait)
         }

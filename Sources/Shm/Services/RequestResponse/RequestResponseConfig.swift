@@ -51,8 +51,12 @@ enum RequestResponseWire {
 ///   queueDepth + 4` chunks of `requestSize` (queued at each server, held
 ///   by it while it answers, waiting for a server to connect, loaned);
 ///   every server's inbox has a block per client slot.
-/// - responses: every server's pool holds `maxClients × (queueDepth + 4) + 4`
-///   chunks of `responseSize`; every client's inbox has a block per server slot.
+/// - responses: every server's pool holds `maxClients × 2 × queueDepth + 4`
+///   chunks of `responseSize` (queued at each client, held by it, loaned);
+///   every client's inbox has a block per server slot.
+///
+/// A server may hold `queueDepth` requests in place at once, a client
+/// `queueDepth` responses (`.tooManyBorrowed` past that).
 ///
 /// Memory in /dev/shm is reserved when a port is created (`fallocate`): a
 /// full /dev/shm is a clear error then, never a SIGBUS later.
@@ -75,7 +79,7 @@ struct RequestResponseSizes {
                                           subscriberBufferSize: depth, historySize: 0, maxLoans: depth + 4, maxBorrowed: depth,
                                           overflow: .block)
         responses = PublishSubscribeConfig(maxPublishers: config.maxServers, maxSubscribers: config.maxClients,
-                                           subscriberBufferSize: depth, historySize: 0, maxLoans: 4, maxBorrowed: 4,
+                                           subscriberBufferSize: depth, historySize: 0, maxLoans: 4, maxBorrowed: depth,
                                            overflow: .block)
         deliveryCapacity = IndexQueue.capacity(atLeast: depth)
     }

@@ -28,7 +28,7 @@ package final class ClientPort: @unchecked Sendable {
     /// Responses that arrived for a request other than the one being waited
     /// for, copied out of the server's pool (its chunk goes back at once);
     /// bounded: the oldest requests' are dropped past `stashLimit`.
-    var stash: [UInt64: [(bytes: [UInt8], final: Bool)]] = [:]
+    var stash: [UInt64: [(bytes: [UInt8], final: Bool, serverID: UInt64)]] = [:]
     static let stashLimit = 1024
     /// Requests sent while no server was connected, oldest first: still
     /// loaned chunks, delivered as soon as a server connects (checked on
@@ -177,7 +177,7 @@ package final class ClientPort: @unchecked Sendable {
         if !stash.isEmpty, var queued = stash[requestID], !queued.isEmpty {
             let first = queued.removeFirst()
             stash[requestID] = queued.isEmpty ? nil : queued
-            return ResponseDelivery(copying: first.bytes, requestID: requestID, final: first.final)
+            return ResponseDelivery(copying: first.bytes, requestID: requestID, final: first.final, serverID: first.serverID)
         }
         let end = deadline(after: timeout)
         while true {
@@ -195,7 +195,8 @@ package final class ClientPort: @unchecked Sendable {
             if id == requestID { return ResponseDelivery(delivery, requestID: id, final: final) }
             if id != 0, id <= local.pointee { // an earlier request's: keep a copy; not ours at all: drop
                 if stash.count >= ClientPort.stashLimit, let oldest = stash.keys.min() { stash[oldest] = nil }
-                stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: delivery.address, count: delivery.bytes)), final))
+                stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: delivery.address, count: delivery.bytes)), final,
+                                               delivery.connection._withUnsafeGuaranteedRef(\.publisherID)))
             }
             delivery.giveBack()
         }
@@ -228,7 +229,7 @@ package struct ResponseDelivery {
     @usableFromInline package let bytes: Int
     @usableFromInline package let requestID: UInt64
     @usableFromInline package let final: Bool
-    /// The server that sent it (0 for a copy from the stash).
+    /// The server that sent it.
     @usableFromInline package let serverID: UInt64
     let delivery: SubscriberPort.Delivery?
 
@@ -241,14 +242,14 @@ package struct ResponseDelivery {
         self.delivery = delivery
     }
 
-    init(copying stashed: [UInt8], requestID: UInt64, final: Bool) {
+    init(copying stashed: [UInt8], requestID: UInt64, final: Bool, serverID: UInt64) {
         let copy = UnsafeMutableRawPointer.allocate(byteCount: max(1, stashed.count), alignment: 16)
         stashed.withUnsafeBytes { if $0.count > 0 { copy.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
         address = UnsafeRawPointer(copy)
         bytes = stashed.count
         self.requestID = requestID
         self.final = final
-        serverID = 0
+        self.serverID = serverID
         delivery = nil
     }
 
