@@ -177,15 +177,21 @@ struct CLITests {
     }
 
     @Test func benchRequestResponseEmitsRoundTripsAndThroughput() throws {
-        let result = try TestSupport.runCLI(["bench", "rr", "--sizes", "8,64", "--duration", "0.02", "--requests", "2000",
-                                             "--repeat", "1", "--json"], timeout: .seconds(120))
-        #expect(result.status == .exited(0), "\(result.error)")
-        let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
-        let latency = rows.filter { $0["kind"] as? String == "latency" && $0["mechanism"] as? String != "floor" }
-        let throughput = rows.filter { $0["kind"] as? String == "throughput" }
-        #expect(latency.count == 2 && throughput.count == 2, "\(rows)")
-        #expect(latency.allSatisfy { ($0["p50_ns"] as? Int ?? 0) > 0 })
-        #expect(throughput.allSatisfy { ($0["msgs_per_s"] as? Double ?? 0) > 0 && ($0["ratio_to_baseline"] as? Double ?? 0) > 0 })
+        // Zero-copy (8 B and 1 MiB), then the copying calls.
+        for arguments in [["--sizes", "8,1MiB"], ["--sizes", "8,64", "--copy"]] {
+            let result = try TestSupport.runCLI(["bench", "rr", "--duration", "0.02", "--requests", "2000", "--repeat", "1", "--json"]
+                                                    + arguments, timeout: .seconds(120))
+            #expect(result.status == .exited(0), "\(result.error)")
+            let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
+            let latency = rows.filter { $0["kind"] as? String == "latency" && $0["mechanism"] as? String == "rr" }
+            let pubsub = rows.filter { $0["kind"] as? String == "latency" && $0["mechanism"] as? String == "pubsub" }
+            let throughput = rows.filter { $0["kind"] as? String == "throughput" }
+            #expect(latency.count == 2 && pubsub.count == 1 && throughput.count == 2, "\(arguments): \(rows)")
+            #expect((latency + pubsub).allSatisfy { ($0["p50_ns"] as? Int ?? 0) > 0 })
+            #expect(throughput.allSatisfy { ($0["msgs_per_s"] as? Double ?? 0) > 0 && ($0["ratio_to_baseline"] as? Double ?? 0) > 0 })
+        }
+        let refused = try TestSupport.runCLI(["bench", "rr", "--sizes", "1MiB", "--copy"], timeout: .seconds(60))
+        #expect(refused.status != .exited(0) && refused.error.contains("up to 4096 bytes"), "\(refused.error)")
     }
 
     @Test func benchMmapRunsAndVerifies() throws {

@@ -397,7 +397,9 @@ struct RequestResponseBenchCommand: ParsableCommand {
             default: "floor: cache-line ping-pong (one-way)"
             }
         }
-        StandardStreams.printLine("\nRequest/response throughput, \(window) requests outstanding, \(`repeat`) rounds (medians).\n")
+        let capped = sizes.filter { requestResponseBenchConfig(size: $0).queueDepth < window }
+            .map { "\(requestResponseBenchConfig(size: $0).queueDepth) at \(ByteCount.format($0))" }
+        StandardStreams.printLine("\nRequest/response throughput, \(window) requests outstanding\(capped.isEmpty ? "" : " (capped at the queue depth: \(capped.joined(separator: ", ")))"), \(`repeat`) rounds (medians).\n")
         renderThroughput(throughputRows) { _ in "request/response" }
         StandardStreams.printLine("\n" + ServiceTargets(latency: latencyRows).requestResponseReport(firstSize: sizes.first,
                                                                                                    perRoundToPubSub: median(perRound)))

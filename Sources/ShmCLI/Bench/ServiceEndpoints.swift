@@ -274,7 +274,11 @@ func requestResponseBenchConfig(size: Int) -> RequestResponseConfig {
 
 /// Pipelined requests: keeps up to `window` outstanding; returns
 /// nanoseconds until the last response arrived.
-func streamRequests(_ endpoint: some BenchEndpoint, count: Int, window: Int) throws -> UInt64 {
+/// At most the service's queue depth: a client that sends more without
+/// reading responses waits for room in the server's queue while the server
+/// waits for room in the client's (until the send timeout).
+func streamRequests(_ endpoint: some BenchEndpoint, count: Int, window requested: Int) throws -> UInt64 {
+    let window = min(requested, requestResponseBenchConfig(size: endpoint.size).queueDepth)
     let start = monotonicNanoseconds()
     var sent: UInt64 = 0, received: UInt64 = 0
     while received < UInt64(count) {

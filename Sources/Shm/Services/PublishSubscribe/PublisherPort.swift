@@ -27,11 +27,11 @@ final class PublisherPort: @unchecked Sendable {
     let poolSegment: SharedMemorySegment
     let pool: ChunkPool
 
-    var sendTimeout: Duration? = .seconds(1)
+    @exclusivity(unchecked) var sendTimeout: Duration? = .seconds(1)
     /// How a send waits for room under `.block` (spin, then sleep on the
     /// full connection's space parker until the subscriber pops); the
     /// budget learns across sends.
-    var waiter = Waiter(.default)
+    @exclusivity(unchecked) var waiter = Waiter(.default)
 
     /// Scalars the hot path updates, behind a pointer (no exclusivity
     /// checks, no copy-on-write): this process's memory, not shared.
@@ -416,13 +416,15 @@ final class PublisherPort: @unchecked Sendable {
                 defer { waiter = w }
                 // Every 10 ms slice: a receiver that died or left does not
                 // make us wait out the whole timeout.
-                let knownVersion = local.pointee.knownVersion
+                // (Only scalars are captured: capturing `link` would copy it
+                // to the stack on every push, waiting or not.)
+                let knownVersion = local.pointee.knownVersion, receiver = link.portID
                 let stillThere = w.wait(on: link.spaceParker, deadline: deadline, slice: 10_000_000, ready: { writer.hasRoom() },
                                         keepWaiting: {
                                             self.reclaimReturns()
-                                            return self.layout.version == knownVersion || self.receiverIsRegistered(link.portID)
+                                            return self.layout.version == knownVersion || self.receiverIsRegistered(receiver)
                                         })
-                if !stillThere, !writer.hasRoom(), !receiverIsRegistered(link.portID) {
+                if !stillThere, !writer.hasRoom(), !receiverIsRegistered(receiver) {
                     link.count(lost: 1)
                     return false
                 }

@@ -34,7 +34,7 @@ final class SubscriberPort: @unchecked Sendable {
     let inboxSegment: SharedMemorySegment
     let inbox: SampleInbox
     let epoch: SampleInbox.Epoch
-    var waiter: Waiter
+    @exclusivity(unchecked) var waiter: Waiter
 
     /// Scalars the hot path updates, behind a pointer (no exclusivity
     /// checks); shared with the connections, which outlive us while a

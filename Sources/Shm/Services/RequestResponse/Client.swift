@@ -35,7 +35,7 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     ///   hold every request chunk.
     @inlinable
     public func loanUninitialized() throws(ServiceError) -> UninitializedRequest<Request, Response> {
-        UninitializedRequest(client: self, chunk: try port.loanRequest())
+        UninitializedRequest(client: .passRetained(self), chunk: try port.loanRequest())
     }
 
     /// Copies `request` into a loaned request and sends it to one server,

@@ -5,33 +5,43 @@ import ShmSystem
 // are: loaned in the sender's pool, written in place, read in place by the
 // receiver, handed back when dropped. Uninitialized loans cannot be sent:
 // `write` or `assumeInitialized` turns them into sendable ones.
+//
+// A loan keeps its client or server alive with one reference it passes on
+// (`Unmanaged`, retained once when the loan is made): from uninitialized to
+// written to sent (into `PendingResponse`) costs no further reference
+// counting, where three strong copies would cost three retain/release pairs.
 
 /// A request loaned from a client's pool, not written yet. Dropping it
 /// gives the chunk back.
 public struct UninitializedRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline let client: Client<Request, Response>
+    /// Retained once (see above); passed on, or released by `deinit`.
+    @usableFromInline let client: Unmanaged<Client<Request, Response>>
     @usableFromInline let chunk: Int
     /// Set when the chunk passes on (`discard self` is not allowed for
     /// types with reference-counted fields).
     @usableFromInline var handedOver = false
 
     @inlinable
-    init(client: Client<Request, Response>, chunk: Int) {
+    init(client: Unmanaged<Client<Request, Response>>, chunk: Int) {
         self.client = client
         self.chunk = chunk
+    }
+
+    @inlinable
+    var payloadAddress: UnsafeMutableRawPointer {
+        let chunk = self.chunk
+        return client._withUnsafeGuaranteedRef { $0.port.requestPayload(chunk) }
     }
 
     /// The request's memory in the client's pool, not yet initialized
     /// (aligned for `Request`; valid until sent or dropped).
     @inlinable
-    public var unsafePayload: UnsafeMutablePointer<Request> {
-        client.port.requestPayload(chunk).assumingMemoryBound(to: Request.self)
-    }
+    public var unsafePayload: UnsafeMutablePointer<Request> { payloadAddress.assumingMemoryBound(to: Request.self) }
 
     /// Writes `value` in place and returns the sendable request.
     @inlinable
     public consuming func write(_ value: Request) -> LoanedRequest<Request, Response> {
-        client.port.requestPayload(chunk).initializeMemory(as: Request.self, repeating: value, count: 1)
+        payloadAddress.initializeMemory(as: Request.self, repeating: value, count: 1)
         handedOver = true
         return LoanedRequest(client: client, chunk: chunk)
     }
@@ -45,34 +55,44 @@ public struct UninitializedRequest<Request: BitwiseCopyable, Response: BitwiseCo
     }
 
     @inlinable
-    deinit { if !handedOver { client.port.returnRequestLoan(chunk) } }
+    deinit {
+        guard !handedOver else { return }
+        let chunk = self.chunk
+        client._withUnsafeGuaranteedRef { $0.port.returnRequestLoan(chunk) }
+        client.release()
+    }
 }
 
 /// A written request in a client's pool, ready to send. Sending consumes
 /// it; dropping it unsent gives the chunk back.
 public struct LoanedRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline let client: Client<Request, Response>
+    /// Retained once (see above); passed on, or released by `deinit`.
+    @usableFromInline let client: Unmanaged<Client<Request, Response>>
     @usableFromInline let chunk: Int
     @usableFromInline var sent = false
 
     @inlinable
-    init(client: Client<Request, Response>, chunk: Int) {
+    init(client: Unmanaged<Client<Request, Response>>, chunk: Int) {
         self.client = client
         self.chunk = chunk
+    }
+
+    @inlinable
+    var payloadAddress: UnsafeMutableRawPointer {
+        let chunk = self.chunk
+        return client._withUnsafeGuaranteedRef { $0.port.requestPayload(chunk) }
     }
 
     /// The request, in shared memory.
     @inlinable
     public var payload: Request {
-        get { client.port.requestPayload(chunk).load(as: Request.self) }
-        nonmutating set { client.port.requestPayload(chunk).storeBytes(of: newValue, as: Request.self) }
+        get { payloadAddress.load(as: Request.self) }
+        nonmutating set { payloadAddress.storeBytes(of: newValue, as: Request.self) }
     }
 
     /// The request's memory in the client's pool (valid until sent or dropped).
     @inlinable
-    public var unsafePayload: UnsafeMutablePointer<Request> {
-        client.port.requestPayload(chunk).assumingMemoryBound(to: Request.self)
-    }
+    public var unsafePayload: UnsafeMutablePointer<Request> { payloadAddress.assumingMemoryBound(to: Request.self) }
 
     /// Delivers the request to one server without copying it (round robin
     /// over the servers with room), waiting at most `timeout` for a server
@@ -82,12 +102,19 @@ public struct LoanedRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>
     @inlinable
     public consuming func send(timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
         sent = true
+        // The loan's reference passes to the pending response (or is released on error).
+        let client = self.client.takeRetainedValue()
         let id = try client.port.send(chunk: chunk, length: MemoryLayout<Request>.size, timeout: timeout)
         return PendingResponse(client: client, requestID: id)
     }
 
     @inlinable
-    deinit { if !sent { client.port.returnRequestLoan(chunk) } }
+    deinit {
+        guard !sent else { return }
+        let chunk = self.chunk
+        client._withUnsafeGuaranteedRef { $0.port.returnRequestLoan(chunk) }
+        client.release()
+    }
 }
 
 /// A response received by a client: read-only, in the server's pool.
@@ -130,14 +157,18 @@ public struct ReceivedResponse<Response: BitwiseCopyable>: ~Copyable {
 /// the way back to that client. Drop it on the receiving thread (that
 /// hands the chunk back); answer with `loanResponse()` or `respond(_:)`.
 public struct ReceivedRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline let server: Server<Request, Response>
+    /// Retained once, released by `deinit`.
+    @usableFromInline let unmanagedServer: Unmanaged<Server<Request, Response>>
     @usableFromInline let delivery: RequestDelivery
 
     @inlinable
     init(server: Server<Request, Response>, delivery: RequestDelivery) {
-        self.server = server
+        unmanagedServer = .passRetained(server)
         self.delivery = delivery
     }
+
+    @inlinable
+    var server: Server<Request, Response> { unmanagedServer.takeUnretainedValue() }
 
     /// The request (copied out of shared memory on each read).
     @inlinable
@@ -159,7 +190,10 @@ public struct ReceivedRequest<Request: BitwiseCopyable, Response: BitwiseCopyabl
     /// - Throws: `.tooManyLoans` (4 at once), `.poolExhausted`.
     @inlinable
     public func loanResponse() throws(ServiceError) -> UninitializedResponse<Request, Response> {
-        UninitializedResponse(server: server, chunk: try server.port.loanResponse(), clientID: clientID, requestID: requestID)
+        let chunk = try unmanagedServer._withUnsafeGuaranteedRef { server in
+            Result { () throws(ServiceError) -> Int in try server.port.loanResponse() }
+        }.get()
+        return UninitializedResponse(server: unmanagedServer.retain(), chunk: chunk, clientID: clientID, requestID: requestID)
     }
 
     /// Copies `value` into a loaned response and sends it (`final: false`
@@ -174,35 +208,43 @@ public struct ReceivedRequest<Request: BitwiseCopyable, Response: BitwiseCopyabl
     public consuming func release() {}
 
     @inlinable
-    deinit { delivery.release() }
+    deinit {
+        delivery.release()
+        unmanagedServer.release()
+    }
 }
 
 /// A response loaned from a server's pool for one request, not written
 /// yet. Dropping it gives the chunk back.
 public struct UninitializedResponse<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline let server: Server<Request, Response>
+    /// Retained once; passed on, or released by `deinit`.
+    @usableFromInline let server: Unmanaged<Server<Request, Response>>
     @usableFromInline let chunk: Int
     @usableFromInline let clientID: UInt64, requestID: UInt64
     @usableFromInline var handedOver = false
 
     @inlinable
-    init(server: Server<Request, Response>, chunk: Int, clientID: UInt64, requestID: UInt64) {
+    init(server: Unmanaged<Server<Request, Response>>, chunk: Int, clientID: UInt64, requestID: UInt64) {
         self.server = server
         self.chunk = chunk
         self.clientID = clientID
         self.requestID = requestID
     }
 
+    @inlinable
+    var payloadAddress: UnsafeMutableRawPointer {
+        let chunk = self.chunk
+        return server._withUnsafeGuaranteedRef { $0.port.responsePayload(chunk) }
+    }
+
     /// The response's memory in the server's pool, not yet initialized.
     @inlinable
-    public var unsafePayload: UnsafeMutablePointer<Response> {
-        server.port.responsePayload(chunk).assumingMemoryBound(to: Response.self)
-    }
+    public var unsafePayload: UnsafeMutablePointer<Response> { payloadAddress.assumingMemoryBound(to: Response.self) }
 
     /// Writes `value` in place and returns the sendable response.
     @inlinable
     public consuming func write(_ value: Response) -> LoanedResponse<Request, Response> {
-        server.port.responsePayload(chunk).initializeMemory(as: Response.self, repeating: value, count: 1)
+        payloadAddress.initializeMemory(as: Response.self, repeating: value, count: 1)
         handedOver = true
         return LoanedResponse(server: server, chunk: chunk, clientID: clientID, requestID: requestID)
     }
@@ -215,36 +257,46 @@ public struct UninitializedResponse<Request: BitwiseCopyable, Response: BitwiseC
     }
 
     @inlinable
-    deinit { if !handedOver { server.port.returnResponseLoan(chunk) } }
+    deinit {
+        guard !handedOver else { return }
+        let chunk = self.chunk
+        server._withUnsafeGuaranteedRef { $0.port.returnResponseLoan(chunk) }
+        server.release()
+    }
 }
 
 /// A written response in a server's pool, ready to send to its client.
 public struct LoanedResponse<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline let server: Server<Request, Response>
+    /// Retained once; released when sent or dropped.
+    @usableFromInline let server: Unmanaged<Server<Request, Response>>
     @usableFromInline let chunk: Int
     @usableFromInline let clientID: UInt64, requestID: UInt64
     @usableFromInline var sent = false
 
     @inlinable
-    init(server: Server<Request, Response>, chunk: Int, clientID: UInt64, requestID: UInt64) {
+    init(server: Unmanaged<Server<Request, Response>>, chunk: Int, clientID: UInt64, requestID: UInt64) {
         self.server = server
         self.chunk = chunk
         self.clientID = clientID
         self.requestID = requestID
     }
 
+    @inlinable
+    var payloadAddress: UnsafeMutableRawPointer {
+        let chunk = self.chunk
+        return server._withUnsafeGuaranteedRef { $0.port.responsePayload(chunk) }
+    }
+
     /// The response, in shared memory.
     @inlinable
     public var payload: Response {
-        get { server.port.responsePayload(chunk).load(as: Response.self) }
-        nonmutating set { server.port.responsePayload(chunk).storeBytes(of: newValue, as: Response.self) }
+        get { payloadAddress.load(as: Response.self) }
+        nonmutating set { payloadAddress.storeBytes(of: newValue, as: Response.self) }
     }
 
     /// The response's memory in the server's pool (valid until sent or dropped).
     @inlinable
-    public var unsafePayload: UnsafeMutablePointer<Response> {
-        server.port.responsePayload(chunk).assumingMemoryBound(to: Response.self)
-    }
+    public var unsafePayload: UnsafeMutablePointer<Response> { payloadAddress.assumingMemoryBound(to: Response.self) }
 
     /// Delivers the response to its client without copying it (`final:
     /// false` for a stream that continues), waiting at most `timeout` for
@@ -253,10 +305,16 @@ public struct LoanedResponse<Request: BitwiseCopyable, Response: BitwiseCopyable
     @inlinable @discardableResult
     public consuming func send(final: Bool = true, timeout: Duration? = .seconds(1)) throws(ServiceError) -> Bool {
         sent = true
+        let server = self.server.takeRetainedValue() // released at the end of this call
         return try server.port.send(chunk: chunk, length: MemoryLayout<Response>.size, final: final, requestID: requestID,
                                     clientID: clientID, timeout: timeout)
     }
 
     @inlinable
-    deinit { if !sent { server.port.returnResponseLoan(chunk) } }
+    deinit {
+        guard !sent else { return }
+        let chunk = self.chunk
+        server._withUnsafeGuaranteedRef { $0.port.returnResponseLoan(chunk) }
+        server.release()
+    }
 }

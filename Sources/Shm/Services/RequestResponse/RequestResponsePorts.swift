@@ -28,12 +28,12 @@ package final class ClientPort: @unchecked Sendable {
     /// Responses that arrived for a request other than the one being waited
     /// for, copied out of the server's pool (its chunk goes back at once);
     /// bounded: the oldest requests' are dropped past `stashLimit`.
-    var stash: [UInt64: [(bytes: [UInt8], final: Bool, serverID: UInt64)]] = [:]
+    @exclusivity(unchecked) var stash: [UInt64: [(bytes: [UInt8], final: Bool, serverID: UInt64)]] = [:]
     static let stashLimit = 1024
     /// Requests sent while no server was connected, oldest first: still
     /// loaned chunks, delivered as soon as a server connects (checked on
     /// every send and every wait for a response). At most `queueDepth`.
-    var backlog: [(chunk: Int, length: Int, id: UInt64)] = []
+    @exclusivity(unchecked) var backlog: [(chunk: Int, length: Int, id: UInt64)] = []
     let backlogLimit: Int
 
     /// A typed peer's error for a message shorter than its type (sent by a
@@ -121,8 +121,15 @@ package final class ClientPort: @unchecked Sendable {
         local.pointee &+= 1
         let id = local.pointee
         requests.sendTimeout = timeout
-        if !backlog.isEmpty { try flushBacklog() }
-        if backlog.isEmpty, try requests.hasReceivers() {
+        let connected: Bool
+        do throws(ServiceError) {
+            if !backlog.isEmpty { try flushBacklog() }
+            connected = backlog.isEmpty ? try requests.hasReceivers() : false
+        } catch {
+            returnRequestLoan(chunk)
+            throw error
+        }
+        if connected {
             try deliver(chunk: chunk, length: length, id: id)
         } else if backlog.count < backlogLimit {
             backlog.append((chunk, length, id)) // in order, after those before it
@@ -135,7 +142,10 @@ package final class ClientPort: @unchecked Sendable {
                     throw .noServer(service: attachment.name.value, waited: timeout)
                 }
                 sleepNanoseconds(200_000) // waiting for a server to start: not a hot path
-                try flushBacklog()
+                do throws(ServiceError) { try flushBacklog() } catch {
+                    returnRequestLoan(chunk)
+                    throw error
+                }
             }
             try deliver(chunk: chunk, length: length, id: id)
         }
@@ -179,13 +189,14 @@ package final class ClientPort: @unchecked Sendable {
             stash[requestID] = queued.isEmpty ? nil : queued
             return ResponseDelivery(copying: first.bytes, requestID: requestID, final: first.final, serverID: first.serverID)
         }
-        let end = deadline(after: timeout)
+        var end: UInt64?? // computed only if we have to wait
         while true {
             if !backlog.isEmpty { try flushBacklog() }
             guard let delivery = try responses.tryReceive() else {
+                if end == nil { end = deadline(after: timeout) }
                 // A server registering also ends the wait (the table's
                 // version changes): the backlog goes out then.
-                if !responses.waitForSample(until: end) {
+                if !responses.waitForSample(until: end!) {
                     if let failure = responses.attachFailure { throw failure }
                     throw .timedOut(after: timeout)
                 }

@@ -98,6 +98,7 @@ public struct ActiveRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>
     /// Loans a response in the server's pool for this request (write it in place, then send it).
     @inlinable
     public func loanResponse() throws(ServiceError) -> UninitializedResponse<Request, Response> {
-        UninitializedResponse(server: server, chunk: try server.port.loanResponse(), clientID: clientID, requestID: requestID)
+        let chunk = try server.port.loanResponse()
+        return UninitializedResponse(server: .passRetained(server), chunk: chunk, clientID: clientID, requestID: requestID)
     }
 }
