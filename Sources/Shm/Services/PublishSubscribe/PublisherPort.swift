@@ -409,22 +409,7 @@ final class PublisherPort: @unchecked Sendable {
                     link.count(lost: 1)
                     return false
                 }
-                // A sleeping subscriber has work: make sure it is awake.
-                if link.mayPark { link.parker.wakeIfSleeping() }
-                let writer = link.writer
-                var w = waiter // a local copy, stored back: no access to the port held across the wait
-                defer { waiter = w }
-                // Every 10 ms slice: a receiver that died or left does not
-                // make us wait out the whole timeout.
-                // (Only scalars are captured: capturing `link` would copy it
-                // to the stack on every push, waiting or not.)
-                let knownVersion = local.pointee.knownVersion, receiver = link.portID
-                let stillThere = w.wait(on: link.spaceParker, deadline: deadline, slice: 10_000_000, ready: { writer.hasRoom() },
-                                        keepWaiting: {
-                                            self.reclaimReturns()
-                                            return self.layout.version == knownVersion || self.receiverIsRegistered(receiver)
-                                        })
-                if !stillThere, !writer.hasRoom(), !receiverIsRegistered(receiver) {
+                if !waitForRoom(pointer, deadline: deadline) {
                     link.count(lost: 1)
                     return false
                 }
@@ -436,6 +421,29 @@ final class PublisherPort: @unchecked Sendable {
             if link.mayPark { link.parker.wakeIfSleeping() }
             return true
         }
+    }
+
+    /// Waits (`.block`) with the port's waiter on the connection's space
+    /// parker until the receiver made room (it wakes us after a pop), the
+    /// deadline passed, or the receiver is gone. Returns false for the last
+    /// two. Out of line: the send's fast path stays small.
+    @inline(never)
+    func waitForRoom(_ pointer: UnsafeMutablePointer<DeliveryLink.State>, deadline: UInt64?) -> Bool {
+        let link = pointer.pointee
+        // A sleeping receiver has work: make sure it is awake.
+        if link.mayPark { link.parker.wakeIfSleeping() }
+        let writer = link.writer
+        var w = waiter // a local copy, stored back: no access to the port held across the wait
+        defer { waiter = w }
+        // Every 10 ms slice: a receiver that died or left does not make us
+        // wait out the whole timeout.
+        let knownVersion = local.pointee.knownVersion, receiver = link.portID
+        let stillThere = w.wait(on: link.spaceParker, deadline: deadline, slice: 10_000_000, ready: { writer.hasRoom() },
+                                keepWaiting: {
+                                    self.reclaimReturns()
+                                    return self.layout.version == knownVersion || self.receiverIsRegistered(receiver)
+                                })
+        return stillThere || writer.hasRoom() || receiverIsRegistered(receiver)
     }
 
     // MARK: Pool bookkeeping
