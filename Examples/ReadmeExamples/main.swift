@@ -76,10 +76,14 @@ print(frame.payload.id, frame.sequence, subscriber.lostSamples)    // dropped â†
 // Byte slices of any length up to a maximum:
 let logs = try node.publishSubscribe("app.logs", slicesOf: UInt8.self, maxLength: 4096)
 
-// Request/response: one answer or a stream.
+// Request/response: one answer or a stream, each read in place (no copies).
 let calc = try node.requestResponse("calc", request: Query.self, response: Int64.self)
-let answer = try calc.client().send(Query(a: 40, b: 2)).response(timeout: .seconds(1))
-let request = try calc.server().receive(timeout: nil); try request.respond(42)
+let client = try calc.client(), server = try calc.server()
+let pending = try client.loanUninitialized().write(Query(a: 40, b: 2)).send()   // in the client's pool
+let request = try server.receiveInPlace(timeout: nil)                           // where the client wrote it
+try request.loanResponse().write(request.payload.a + request.payload.b).send()  // in the server's pool
+let answer = try pending.receive(timeout: .seconds(1)).payload                  // 42
+// Copying forms: client.send(Query(a: 40, b: 2)).response(), server.receive().respond(42).
 
 // Events and a wait set over listeners, subscribers and servers (futex_waitv).
 // An event is a change seen after the listener exists: ids notified before a

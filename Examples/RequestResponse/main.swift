@@ -3,8 +3,10 @@
 //   swift run example-request-response          # spawns the server, then acts as the client
 //   swift run example-request-response serve   # a server that runs until interrupted
 //
-// Requests and responses travel through queues in shared memory; a server
-// answers any number of clients, each response reaches the client that asked.
+// Requests and responses are loaned in their sender's pool in shared memory
+// and read in place; a server answers any number of clients, each response
+// reaches the client that asked. The copying calls (`send(_:)`, `receive()`,
+// `respond(_:)`, `response()`) sit on top of the loans used for `add` here.
 
 import Shm
 
@@ -23,10 +25,17 @@ func serve(forever: Bool) throws {
     let server = try service.server()
     print("server: ready")
     while true {
-        let active = try server.receive(timeout: forever ? nil : .seconds(30))
+        let request = try server.receiveInPlace(timeout: forever ? nil : .seconds(30))
+        if request.payload.operation == .add {
+            // Zero-copy: read the request where the client wrote it, write the
+            // response where the client will read it.
+            try request.loanResponse().write(request.payload.a + request.payload.b).send()
+            continue
+        }
+        let active = ActiveRequest(request) // a copy, for the cases below
         switch active.request.operation {
         case .add:
-            try active.respond(active.request.a + active.request.b)
+            break
         case .countUp:
             // A stream: several responses, the last one marked final.
             for value in active.request.a...active.request.b {
@@ -44,12 +53,11 @@ func ask() throws {
     let node = try Node(name: "example-client")
     let service = try node.requestResponse(serviceName, request: Request.self, response: Int64.self)
     let client = try service.client()
-    // The server may still be starting: retry the first request until it answers.
-    var sum: Int64?
-    for _ in 0..<300 where sum == nil {
-        sum = try? client.send(Request(operation: .add, a: 40, b: 2)).response(timeout: .milliseconds(100))
-    }
-    print("client: 40 + 2 = \(sum.map(String.init) ?? "no answer")")
+    // The server may still be starting: the request waits in the client
+    // until a server connects (at most `queueDepth` of them do).
+    let pending = try client.loanUninitialized().write(Request(operation: .add, a: 40, b: 2)).send()
+    let sum = try pending.receive(timeout: .seconds(30)).payload
+    print("client: 40 + 2 = \(sum)")
     let stream = try client.send(Request(operation: .countUp, a: 1, b: 5))
     var values: [Int64] = []
     while true {

@@ -73,9 +73,10 @@ public struct ActiveRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>
     /// The request.
     public let request: Request
 
-    /// Copies the request out of `received`, which is then dropped (its chunk goes back).
+    /// Copies the request out of `received`, which is then dropped (its
+    /// chunk goes back to the client): to answer it later or on another thread.
     @inlinable
-    init(_ received: consuming ReceivedRequest<Request, Response>) {
+    public init(_ received: consuming ReceivedRequest<Request, Response>) {
         server = received.server
         clientID = received.clientID
         requestID = received.requestID
