@@ -86,6 +86,7 @@ struct CABIError: Error, CustomStringConvertible {
     let description: String
     static func invalid(_ what: String) -> CABIError { CABIError(status: SHM_E_INVALID_ARGUMENT, description: what) }
     static func state(_ what: String) -> CABIError { CABIError(status: SHM_E_STATE, description: what) }
+    static func corrupt(_ what: String) -> CABIError { CABIError(status: SHM_E_CORRUPT, description: what) }
 }
 
 // MARK: Handles

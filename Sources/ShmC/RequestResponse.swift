@@ -3,8 +3,13 @@ import Shm
 
 // Request/response for C (swiftshm.h), over the byte-sized form of the
 // service (`RawRequestResponseService`) that typed Swift services share.
-// Calls are shaped as loans; today each message is copied once, between the
-// loaned buffer here and the queue slot in shared memory.
+// Calls are shaped as loans and three of the four are the shared memory
+// itself: a request loan is a chunk of the client's pool, a response loan
+// one of the server's, a received response is read in place in the
+// server's pool. A received request is copied out of the client's pool
+// (once, into a buffer of the server handle's) and its chunk handed back at
+// once: an active request may be answered and freed on any thread, and
+// handing a chunk back belongs to the receiving thread.
 
 /// Heap buffers of one size for loans and received messages, one kept spare
 /// so that a steady exchange does not allocate.
@@ -32,25 +37,26 @@ final class ClientHandle {
     let port: ClientPort
     let service: RawRequestResponseService
     var sendTimeout: Duration? = .seconds(1)
-    let requests: MessageBuffers, responses: MessageBuffers
     init(_ port: ClientPort, service: RawRequestResponseService) {
         self.port = port
         self.service = service
-        requests = MessageBuffers(size: service.requestSize, alignment: service.requestType.alignment)
-        responses = MessageBuffers(size: service.responseSize, alignment: 16)
     }
 }
 
+/// A chunk of the client's pool, loaned.
 final class RequestLoanHandle {
     let owner: ClientHandle
+    let chunk: Int
     let buffer: UnsafeMutableRawPointer
     let bytes: Int
-    init(owner: ClientHandle, bytes: Int) {
+    var sent = false
+    init(owner: ClientHandle, bytes: Int) throws(ServiceError) {
         self.owner = owner
         self.bytes = bytes
-        buffer = owner.requests.take()
+        chunk = try owner.port.loanRequest()
+        buffer = owner.port.requestPayload(chunk)
     }
-    deinit { owner.requests.give(buffer) }
+    deinit { if !sent { owner.port.returnRequestLoan(chunk) } }
 }
 
 final class PendingResponseHandle {
@@ -63,14 +69,15 @@ final class PendingResponseHandle {
     }
 }
 
+/// A response in place in the server's pool; released, its chunk goes back.
 final class ResponseHandle {
     let owner: ClientHandle
-    let buffer: UnsafeMutableRawPointer
-    init(owner: ClientHandle, buffer: UnsafeMutableRawPointer) {
+    let delivery: ResponseDelivery
+    init(owner: ClientHandle, delivery: ResponseDelivery) {
         self.owner = owner
-        self.buffer = buffer
+        self.delivery = delivery
     }
-    deinit { owner.responses.give(buffer) }
+    deinit { delivery.release() }
 }
 
 final class ServerHandle {
@@ -110,16 +117,31 @@ final class ActiveRequestHandle {
     }
 }
 
+/// A chunk of the server's pool, loaned for one request's response (any thread).
 final class ResponseLoanHandle {
     let owner: ActiveRequestHandle
+    let chunk: Int
     let buffer: UnsafeMutableRawPointer
     let bytes: Int
-    init(owner: ActiveRequestHandle, bytes: Int) {
+    var sent = false
+    init(owner: ActiveRequestHandle, bytes: Int) throws(ServiceError) {
         self.owner = owner
         self.bytes = bytes
-        buffer = .allocate(byteCount: max(1, bytes), alignment: 16)
+        chunk = try owner.owner.port.loanResponse()
+        buffer = owner.owner.port.responsePayload(chunk)
     }
-    deinit { buffer.deallocate() }
+    deinit { if !sent { owner.owner.port.returnResponseLoan(chunk) } }
+
+    /// Sends the loaned chunk; false if the client is gone.
+    func send(final: Bool) throws -> Bool {
+        let request = owner
+        guard !request.finished else { throw CABIError.state("the request was answered with a final response already") }
+        sent = true
+        let delivered = try request.owner.port.send(chunk: chunk, length: bytes, final: final, requestID: request.requestID,
+                                                    clientID: request.clientID, timeout: request.owner.sendTimeout)
+        if final || !delivered { request.finished = true }
+        return delivered
+    }
 }
 
 @_cdecl("shm_reqres_options_init")
@@ -205,7 +227,7 @@ public func shm_client_loan(_ client: OpaquePointer?, _ bytes: UInt64, _ loan: U
         guard bytes <= UInt64(owner.service.requestSize) else {
             throw CABIError.invalid("a request of \(bytes) bytes: requests of this service hold 0…\(owner.service.requestSize)")
         }
-        let box = RequestLoanHandle(owner: owner, bytes: Int(bytes))
+        let box = try RequestLoanHandle(owner: owner, bytes: Int(bytes))
         loan!.pointee = handle(box)
         data!.pointee = box.buffer
         return SHM_OK
@@ -218,7 +240,8 @@ public func shm_request_send(_ loan: OpaquePointer?, _ pending: UnsafeMutablePoi
         let box = try object(loan, RequestLoanHandle.self, "loan")
         defer { release(loan, RequestLoanHandle.self) }
         guard pending != nil else { throw CABIError.invalid("pending is NULL") }
-        let id = try box.owner.port.send(payload: box.buffer, length: box.bytes, timeout: box.owner.sendTimeout)
+        box.sent = true // the port hands the chunk on (or back, on failure)
+        let id = try box.owner.port.send(chunk: box.chunk, length: box.bytes, timeout: box.owner.sendTimeout)
         pending!.pointee = handle(PendingResponseHandle(owner: box.owner, requestID: id))
         return SHM_OK
     }
@@ -236,7 +259,7 @@ public func shm_client_send_copy(_ client: OpaquePointer?, _ data: UnsafeRawPoin
         guard bytes <= UInt64(owner.service.requestSize) else {
             throw CABIError.invalid("a request of \(bytes) bytes: requests of this service hold 0…\(owner.service.requestSize)")
         }
-        // The port copies straight from the caller's bytes into the queue slot.
+        // The port copies straight from the caller's bytes into a loaned chunk.
         let id = try owner.port.send(payload: data ?? UnsafeRawPointer(bitPattern: 16)!, length: Int(bytes), timeout: owner.sendTimeout)
         pending!.pointee = handle(PendingResponseHandle(owner: owner, requestID: id))
         return SHM_OK
@@ -248,15 +271,18 @@ public func shm_pending_response_id(_ pending: OpaquePointer?) -> UInt64 {
     (try? object(pending, PendingResponseHandle.self, "pending"))?.requestID ?? 0
 }
 
-/// Waits for the next response of `pending` into a buffer of the client's.
+/// Waits for the next response of `pending`, in place in the server's pool.
 private func nextResponse(_ pending: PendingResponseHandle, _ nanoseconds: Int64) throws -> (ResponseHandle, Int, Bool) {
     guard !pending.finished else { throw CABIError.state("the final response of request \(pending.requestID) was received") }
     let owner = pending.owner
-    let response = ResponseHandle(owner: owner, buffer: owner.responses.take())
     // A zero timeout looks once; the port reports .timedOut.
-    let (final, length) = try owner.port.next(for: pending.requestID, into: response.buffer, timeout: timeout(nanoseconds))
-    if final { pending.finished = true }
-    return (response, length, final)
+    let delivery = try owner.port.receive(for: pending.requestID, timeout: timeout(nanoseconds))
+    let response = ResponseHandle(owner: owner, delivery: delivery)
+    guard delivery.bytes <= owner.service.responseSize else {
+        throw CABIError.corrupt("a response of \(delivery.bytes) bytes, at most \(owner.service.responseSize)")
+    }
+    if delivery.final { pending.finished = true }
+    return (response, delivery.bytes, delivery.final)
 }
 
 @_cdecl("shm_pending_response_receive")
@@ -268,7 +294,7 @@ public func shm_pending_response_receive(_ pending: OpaquePointer?, _ nanosecond
         guard response != nil, data != nil, bytes != nil else { throw CABIError.invalid("response, data or bytes is NULL") }
         let (box, length, final) = try nextResponse(p, nanoseconds)
         response!.pointee = handle(box)
-        data!.pointee = UnsafeRawPointer(box.buffer)
+        data!.pointee = box.delivery.address
         bytes!.pointee = UInt64(length)
         isFinal?.pointee = final ? 1 : 0
         return SHM_OK
@@ -286,7 +312,7 @@ public func shm_pending_response_receive_copy(_ pending: OpaquePointer?, _ nanos
         bytes.pointee = UInt64(length)
         isFinal?.pointee = final ? 1 : 0
         guard UInt64(length) <= capacity else { throw CABIError.invalid("a response of \(length) bytes does not fit \(capacity)") }
-        if length > 0, let buffer { buffer.copyMemory(from: box.buffer, byteCount: length) }
+        if length > 0, let buffer { buffer.copyMemory(from: box.delivery.address, byteCount: length) }
         return SHM_OK
     }
 }
@@ -359,7 +385,7 @@ public func shm_active_request_loan(_ request: OpaquePointer?, _ bytes: UInt64, 
         guard bytes <= UInt64(owner.owner.service.responseSize) else {
             throw CABIError.invalid("a response of \(bytes) bytes: responses of this service hold 0…\(owner.owner.service.responseSize)")
         }
-        let box = ResponseLoanHandle(owner: owner, bytes: Int(bytes))
+        let box = try ResponseLoanHandle(owner: owner, bytes: Int(bytes))
         loan!.pointee = handle(box)
         data!.pointee = box.buffer
         return SHM_OK
@@ -371,7 +397,7 @@ public func shm_response_send(_ loan: OpaquePointer?, _ isFinal: Int32, _ delive
     cabi {
         let box = try object(loan, ResponseLoanHandle.self, "loan")
         defer { release(loan, ResponseLoanHandle.self) }
-        let ok = try box.owner.respond(box.buffer, bytes: box.bytes, final: isFinal != 0)
+        let ok = try box.send(final: isFinal != 0)
         delivered?.pointee = ok ? 1 : 0
         return SHM_OK
     }

@@ -129,6 +129,79 @@ struct ZeroCopyRequestResponseTests {
         withExtendedLifetime(second) {}
     }
 
+    /// A loan refused (too many loans) leaves no reference behind: the
+    /// client goes when its last user does.
+    @Test func aRefusedLoanDoesNotKeepTheClientAlive() throws {
+        let node = try Node(name: "unit")
+        let service = try node.requestResponse(TestSupport.uniqueName("zcloan"), request: AddRequest.self, response: AddResponse.self,
+                                               config: .init(maxClients: 1, maxServers: 1, queueDepth: 1))
+        weak var gone: Client<AddRequest, AddResponse>?
+        do {
+            let client = try service.client()
+            gone = client
+            // queueDepth + 4 loans at once.
+            let a = try client.loanUninitialized(), b = try client.loanUninitialized(), c = try client.loanUninitialized()
+            let d = try client.loanUninitialized(), e = try client.loanUninitialized()
+            for _ in 0..<3 {
+                #expect(throws: ServiceError.tooManyLoans(maximum: 5)) { _ = try client.loanUninitialized() }
+            }
+            _ = consume a; _ = consume b; _ = consume c; _ = consume d; _ = consume e
+        }
+        #expect(gone == nil, "a refused loan kept the client alive")
+        // And its slot is free again.
+        _ = try service.client()
+    }
+
+    /// Responses to other requests are stashed (copied) while one is
+    /// awaited — bounded in responses, not only in requests.
+    @Test func theStashIsBoundedInResponses() throws {
+        let node = try Node(name: "unit")
+        let service = try addService(node, TestSupport.uniqueName("zcstash"))
+        let client = try service.client(), server = try service.server()
+        let stream = try client.send(AddRequest(left: 1, right: 0)), single = try client.send(AddRequest(left: 2, right: 0))
+        let one = try server.receive(timeout: .seconds(1)), two = try server.receive(timeout: .seconds(1))
+        let responder = TestThread {
+            // 1,500 parts of a stream nobody reads yet, then the answer awaited.
+            for part in 0..<1_500 { _ = try? one.respond(AddResponse(sum: 1, part: Int64(part)), final: part == 1_499, timeout: .seconds(10)) }
+            _ = try? two.respond(AddResponse(sum: 2, part: 0), timeout: .seconds(10))
+        }
+        #expect(try single.response(timeout: .seconds(30)).sum == 2)
+        responder.join()
+        #expect(client.port.stashed == ClientPort.stashLimit && client.port.stash[stream.requestID]?.count == ClientPort.stashLimit)
+        // The oldest went first: the stream resumes at part 476.
+        #expect(try stream.response(timeout: .seconds(1)).part == Int64(1_500 - ClientPort.stashLimit))
+    }
+
+    /// One client that does not read does not hold up the server's answers
+    /// to the others: a response waits for room outside the server's lock.
+    @Test func aClientThatDoesNotReadDoesNotStallOtherResponses() throws {
+        let node = try Node(name: "unit")
+        let service = try node.requestResponse(TestSupport.uniqueName("zcstall"), request: AddRequest.self, response: AddResponse.self,
+                                               config: .init(maxClients: 2, maxServers: 1, queueDepth: 2))
+        let slow = try service.client(), fast = try service.client(), server = try service.server()
+        _ = try slow.send(AddRequest(left: 1, right: 0))
+        let fastPending = try fast.send(AddRequest(left: 2, right: 0))
+        let a = try server.receive(timeout: .seconds(1)), b = try server.receive(timeout: .seconds(1))
+        let (toSlow, toFast) = a.clientID == slow.portID ? (a, b) : (b, a)
+        for part in 0..<2 { #expect(try toSlow.respond(AddResponse(sum: 1, part: Int64(part)), final: false)) } // slow's queue is full now
+        let outcome = Locked<(error: ServiceError?, waited: UInt64)>((nil, 0))
+        let blocked = TestThread {
+            let start = monotonicNanoseconds()
+            var error: ServiceError?, outcomeError: ServiceError?
+            do throws(ServiceError) { _ = try toSlow.respond(AddResponse(sum: 1, part: 2), timeout: .seconds(2)) } catch { outcomeError = error }
+            error = outcomeError
+            outcome.set((error, monotonicNanoseconds() - start))
+        }
+        usleep(100_000) // the blocked responder is waiting for room now
+        let start = monotonicNanoseconds()
+        #expect(try toFast.respond(AddResponse(sum: 2, part: 0), timeout: .seconds(5)))
+        #expect(monotonicNanoseconds() - start < 1_000_000_000, "the answer to the other client waited for the slow one")
+        #expect(try fastPending.response(timeout: .seconds(1)).sum == 2)
+        blocked.join()
+        #expect(outcome.value.error == .timedOut(.seconds(2)) && outcome.value.waited >= 1_900_000_000, "\(outcome.value)")
+        withExtendedLifetime(slow) {}
+    }
+
     /// A server killed while it holds requests in place: once it is
     /// reclaimed, its client gets every chunk back and goes on with another
     /// server.

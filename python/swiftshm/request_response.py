@@ -1,6 +1,9 @@
 """Request/response (``shm_reqres_*``, ``shm_client_*``, ``shm_server_*``):
 clients loan a request, servers answer with one response or a stream of
-them; every message is read in place and written in place (loans)."""
+them. Requests and responses are loaned in their sender's pool in shared
+memory and written there; responses are read in place in the server's pool.
+A server's request is a copy (it may be answered from any thread); its
+chunk goes back to the client as it is received."""
 from __future__ import annotations
 
 from ctypes import byref, c_int, c_uint64, c_void_p
@@ -50,7 +53,10 @@ class Client:
         self._loan, self._data, self._pending = c_void_p(), c_void_p(), c_void_p()
 
     def set_send_timeout(self, timeout: Optional[float]) -> None:
-        """How long a send waits for room in the request queue (seconds; default 1)."""
+        """How long a send waits for room in a server's queue (seconds; default 1).
+        A request sent before any server runs waits in the client (up to the
+        queue depth) and goes to the first server when the client next sends
+        or waits for a response."""
         check(_c.shm_client_set_send_timeout(self._handle.pointer, _ns(timeout)))
 
     def loan(self, nbytes: Optional[int] = None, *, shape: Optional[Sequence[int]] = None,

@@ -207,10 +207,16 @@ uint64_t shm_reqres_max_response_bytes(const shm_reqres_t *service);
 
 int shm_client_create(shm_reqres_t *service, shm_client_t **out);
 void shm_client_free(shm_client_t *client);
-/* How long a send waits for room in the request queue (default 1 s). */
+/* How long a send waits for room in a server's queue (default 1 s). A
+ * request sent while no server runs waits in the client (up to queue_depth
+ * of them) and goes to the first server that connects when the client next
+ * sends or waits for a response; past that, SHM_E_TIMED_OUT ("no server"). */
 int shm_client_set_send_timeout(shm_client_t *client, int64_t timeout_ns);
 /* Loans room for a request of `bytes` bytes (0…max request bytes); *data
- * points at it (aligned to the request type). Send or discard it. */
+ * points at it: a chunk of the client's pool in shared memory (aligned to
+ * the request type), which the server reads in place. Send or discard it;
+ * SHM_E_EXHAUSTED past queue_depth + 4 loans. Requests go round robin to
+ * the servers. */
 int shm_client_loan(shm_client_t *client, uint64_t bytes, shm_request_loan_t **loan, void **data);
 /* Sends the request and frees the loan (also on failure); *pending receives
  * its responses. */
@@ -220,9 +226,11 @@ void shm_request_discard(shm_request_loan_t *loan);
 int shm_client_send_copy(shm_client_t *client, const void *data, uint64_t bytes, shm_pending_response_t **pending);
 /* The request's id (1, 2, … per client). */
 uint64_t shm_pending_response_id(const shm_pending_response_t *pending);
-/* The next response, waiting up to timeout_ns: *data and *bytes valid until
- * shm_response_release; *is_final (may be NULL) is 1 for the last response
- * of the request. After the final one: SHM_E_STATE. */
+/* The next response, waiting up to timeout_ns: *data (in place in the
+ * server's pool) and *bytes valid until shm_response_release; *is_final
+ * (may be NULL) is 1 for the last response of the request. After the final
+ * one: SHM_E_STATE. A client holds at most queue_depth responses
+ * (SHM_E_EXHAUSTED). */
 int shm_pending_response_receive(shm_pending_response_t *pending, int64_t timeout_ns, shm_response_t **response,
                                  const void **data, uint64_t *bytes, int *is_final);
 /* The same into `buffer` (capacity bytes; SHM_E_INVALID_ARGUMENT if the
@@ -238,12 +246,14 @@ void shm_server_free(shm_server_t *server);
 /* How long a response waits for room in the client's queue (default 1 s). */
 int shm_server_set_send_timeout(shm_server_t *server, int64_t timeout_ns);
 /* The next request, waiting up to timeout_ns: *data and *bytes valid until
- * shm_active_request_free. */
+ * shm_active_request_free (a copy: an active request may be answered and
+ * freed on any thread). */
 int shm_server_receive(shm_server_t *server, int64_t timeout_ns, shm_active_request_t **request, const void **data,
                        uint64_t *bytes);
 uint64_t shm_active_request_client(const shm_active_request_t *request);
 uint64_t shm_active_request_id(const shm_active_request_t *request);
-/* Loans room for a response of `bytes` bytes (0…max response bytes). */
+/* Loans room for a response of `bytes` bytes (0…max response bytes): a
+ * chunk of the server's pool, which the client reads in place. */
 int shm_active_request_loan(shm_active_request_t *request, uint64_t bytes, shm_response_loan_t **loan, void **data);
 /* Sends the response (is_final 0: more follow) and frees the loan (also on
  * failure). *delivered (may be NULL) is 0 if the client is gone. After a

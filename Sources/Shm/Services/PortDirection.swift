@@ -54,21 +54,21 @@ final class PortRegistration: @unchecked Sendable {
     }
 
     /// One half leaves. Returns true if it was the last (the slot is free
-    /// now). A sending half that is not the last passes its pool on with
-    /// `settlePoolAfterLeaving`.
+    /// now). A sending half passes `pool`, the direction it sent in: if
+    /// another half is still there, the pool's name is settled when that
+    /// one leaves (if the sender is last, it settles it itself).
     @discardableResult
-    func leave() -> Bool {
+    func leave(pool direction: PortDirection? = nil) -> Bool {
+        // Recorded before the decrement: a half leaving at the same moment
+        // on another thread sees it.
+        if let direction { departedPool.withLock { $0 = direction } }
         // SYNC POINT: acquire-release decrement: the last half sees every
         // other half's work (and its departed pool) before freeing the slot.
         guard holders.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return false }
         layout.unregister(table, index: index, portID: portID)
-        if let direction = departedPool.withLock({ $0 }) { layout.removeDepartedPoolIfUnawaited(portID, direction: direction) }
+        if direction == nil, let other = departedPool.withLock({ $0 }) {
+            layout.removeDepartedPoolIfUnawaited(portID, direction: other)
+        }
         return true
-    }
-
-    /// The sending half left while another half still holds the slot: the
-    /// pool's name is settled when the slot is freed.
-    func settlePoolAfterLeaving(_ direction: PortDirection) {
-        departedPool.withLock { $0 = direction }
     }
 }

@@ -152,7 +152,7 @@ final class PublisherPort: @unchecked Sendable {
     }
 
     deinit {
-        if registration.leave() {
+        if registration.leave(pool: direction) {
             // Dekker with `ServiceLayout.removeDepartedPoolIfUnawaited`, which
             // subscribers run after mapping our pool or freeing our block: either
             // we see their `attached`, or they see us gone from the table.
@@ -163,11 +163,9 @@ final class PublisherPort: @unchecked Sendable {
             if !active.contains(where: { $0.inbox.awaits(portID, block: slotIndex) }) {
                 poolSegment.unlinkIfStillLinked()
             }
-        } else {
-            // Our receiving half still holds the slot: the pool's name is
-            // settled when it leaves.
-            registration.settlePoolAfterLeaving(direction)
         }
+        // (Else our receiving half still holds the slot: the pool's name is
+        // settled when it leaves.)
         for connection in connections.values {
             // Leave the block to its subscriber, which recycles it once drained.
             connection.inbox.parker.wake(count: 1)
@@ -354,6 +352,33 @@ final class PublisherPort: @unchecked Sendable {
         prefetchNextLoan()
         if pushed { return .delivered(to: receiver) }
         return receiverIsRegistered(receiver) ? .timedOut : .noReceiver
+    }
+
+    /// Whether receiver `portID`'s queue has room now, without taking a
+    /// chunk: a responder that finds it full waits for room outside its lock.
+    enum Room {
+        case room
+        /// Full: the link (retained, so its mapping stays while we wait).
+        case full(DeliveryLink)
+        case noReceiver
+    }
+
+    func room(for portID: UInt64) throws(ServiceError) -> Room {
+        if layout.version != local.pointee.knownVersion || local.pointee.pendingClaims > 0 { try updateConnections(force: false) }
+        var index = link(of: portID)
+        if index == nil {
+            try updateConnections(force: true)
+            index = link(of: portID)
+        }
+        guard let index else { return .noReceiver }
+        if links[index].writer.hasRoom() { return .room }
+        guard let link = connections[portID]?.link else { return .noReceiver }
+        return .full(link)
+    }
+
+    /// True if some connected receiver's queue has room now.
+    func anyReceiverHasRoom() -> Bool {
+        (0..<local.pointee.linkCount).contains { links[$0].writer.hasRoom() }
     }
 
     /// The index in `links` of receiver `portID`.

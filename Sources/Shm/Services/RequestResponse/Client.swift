@@ -35,7 +35,8 @@ public final class Client<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     ///   hold every request chunk.
     @inlinable
     public func loanUninitialized() throws(ServiceError) -> UninitializedRequest<Request, Response> {
-        UninitializedRequest(client: .passRetained(self), chunk: try port.loanRequest())
+        let chunk = try port.loanRequest() // first: a failed loan must not leave a retain behind
+        return UninitializedRequest(client: .passRetained(self), chunk: chunk)
     }
 
     /// Copies `request` into a loaned request and sends it to one server,

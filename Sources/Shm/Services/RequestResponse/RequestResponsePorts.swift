@@ -29,6 +29,8 @@ package final class ClientPort: @unchecked Sendable {
     /// for, copied out of the server's pool (its chunk goes back at once);
     /// bounded: the oldest requests' are dropped past `stashLimit`.
     @exclusivity(unchecked) var stash: [UInt64: [(bytes: [UInt8], final: Bool, serverID: UInt64)]] = [:]
+    /// Responses in `stash`, all requests together.
+    var stashed = 0
     static let stashLimit = 1024
     /// Requests sent while no server was connected, oldest first: still
     /// loaned chunks, delivered as soon as a server connects (checked on
@@ -160,9 +162,10 @@ package final class ClientPort: @unchecked Sendable {
         }
     }
 
-    /// Delivers the backlog, oldest first, if a server is connected now.
-    func flushBacklog() throws(ServiceError) {
-        while let first = backlog.first, try requests.hasReceivers() {
+    /// Delivers the backlog, oldest first, if a server is connected now;
+    /// without `waiting`, only while some server's queue has room.
+    func flushBacklog(waiting: Bool = true) throws(ServiceError) {
+        while let first = backlog.first, try requests.hasReceivers(), waiting || requests.anyReceiverHasRoom() {
             backlog.removeFirst()
             try deliver(chunk: first.chunk, length: first.length, id: first.id)
         }
@@ -187,11 +190,13 @@ package final class ClientPort: @unchecked Sendable {
         if !stash.isEmpty, var queued = stash[requestID], !queued.isEmpty {
             let first = queued.removeFirst()
             stash[requestID] = queued.isEmpty ? nil : queued
+            stashed -= 1
             return ResponseDelivery(copying: first.bytes, requestID: requestID, final: first.final, serverID: first.serverID)
         }
         var end: UInt64?? // computed only if we have to wait
         while true {
-            if !backlog.isEmpty { try flushBacklog() }
+            // Never waits here: only what a connected server has room for.
+            if !backlog.isEmpty { try flushBacklog(waiting: false) }
             guard let delivery = try responses.tryReceive() else {
                 if end == nil { end = deadline(after: timeout) }
                 // A server registering also ends the wait (the table's
@@ -205,9 +210,16 @@ package final class ClientPort: @unchecked Sendable {
             let (id, final) = RequestResponseWire.response(delivery.header.load(as: UInt64.self))
             if id == requestID { return ResponseDelivery(delivery, requestID: id, final: final) }
             if id != 0, id <= local.pointee { // an earlier request's: keep a copy; not ours at all: drop
-                if stash.count >= ClientPort.stashLimit, let oldest = stash.keys.min() { stash[oldest] = nil }
+                // Bounded in responses, not only requests: the oldest request's
+                // oldest response goes first.
+                while stashed >= ClientPort.stashLimit, let oldest = stash.keys.min() {
+                    stash[oldest]!.removeFirst()
+                    if stash[oldest]!.isEmpty { stash[oldest] = nil }
+                    stashed -= 1
+                }
                 stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: delivery.address, count: delivery.bytes)), final,
                                                delivery.connection._withUnsafeGuaranteedRef(\.publisherID)))
+                stashed += 1
             }
             delivery.giveBack()
         }
@@ -412,16 +424,53 @@ package final class ServerPort: @unchecked Sendable {
     package func send(chunk: Int, length: Int, final: Bool, requestID: UInt64, clientID: UInt64,
                       timeout: Duration?) throws(ServiceError) -> Bool {
         precondition(length >= 0 && length <= responseSize, "response of \(length) bytes, at most \(responseSize)")
-        let outcome = try respondLock.withLock { _ throws(ServiceError) -> PublisherPort.SingleDelivery in
-            responses.sendTimeout = timeout
-            return try responses.deliver(chunk: chunk, bytes: length,
-                                         sequence: RequestResponseWire.responseSequence(requestID, final: final), to: clientID)
+        var end: UInt64?? // computed only if we have to wait
+        while true {
+            // Under the lock: deliver if the client's queue has room (only this
+            // server pushes there, and only under this lock: the room stays).
+            enum Attempt { case delivered, gone, full(DeliveryLink), refused(PublisherPort.SingleDelivery) }
+            let attempt = try respondLock.withLock { _ throws(ServiceError) -> Attempt in
+                switch try responses.room(for: clientID) {
+                case .noReceiver: return .gone
+                case .full(let link): return .full(link)
+                case .room:
+                    responses.sendTimeout = timeout
+                    let outcome = try responses.deliver(chunk: chunk, bytes: length,
+                                                        sequence: RequestResponseWire.responseSequence(requestID, final: final),
+                                                        to: clientID)
+                    if case .delivered = outcome { return .delivered }
+                    return .refused(outcome) // (the chunk went back to the pool)
+                }
+            }
+            switch attempt {
+            case .delivered: return true
+            case .refused(let outcome):
+                if case .timedOut = outcome { throw .timedOut(after: timeout) }
+                return false
+            case .gone:
+                returnResponseLoan(chunk)
+                return false
+            case .full(let link):
+                // Wait for room outside the lock: other responders go on.
+                if end == nil { end = deadline(after: timeout) }
+                if !waitForRoom(link, clientID: clientID, until: end!) {
+                    returnResponseLoan(chunk)
+                    if responses.receiverIsRegistered(clientID) { throw .timedOut(after: timeout) }
+                    return false
+                }
+            }
         }
-        switch outcome {
-        case .delivered: return true
-        case .noReceiver: return false
-        case .timedOut: throw .timedOut(after: timeout)
-        }
+    }
+
+    /// Waits until client `clientID`'s queue (`link`) has room, the
+    /// deadline passes, or the client is gone (checked every 10 ms).
+    private func waitForRoom(_ link: DeliveryLink, clientID: UInt64, until end: UInt64?) -> Bool {
+        let state = link.state
+        // A sleeping client has work: make sure it is awake.
+        if state.mayPark { state.parker.wakeIfSleeping() }
+        var waiter = Waiter(strategy)
+        return waiter.wait(on: state.spaceParker, deadline: end, slice: 10_000_000, ready: { state.writer.hasRoom() },
+                           keepWaiting: { self.responses.receiverIsRegistered(clientID) })
     }
 
     /// Copies `length` bytes at `payload` into a loaned response and sends
