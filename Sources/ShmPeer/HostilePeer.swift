@@ -39,6 +39,40 @@ func serviceVictim(_ name: String, rounds: Int) throws {
     print("survived \(rounds) rounds, \(errors) errors")
 }
 
+/// The request/response victim: a client and a server in one process,
+/// exchanging zero-copy requests and responses (short timeouts, errors
+/// counted, ports replaced every 16 rounds) while another process scribbles
+/// over their pools and inboxes.
+func requestResponseVictim(_ name: String, rounds: Int) throws {
+    let node = try Node(name: "peer-victim")
+    let service = try addService(node, name)
+    var client = try service.client(), server = try service.server()
+    print("ready")
+    var errors = 0
+    for round in 0..<rounds {
+        var pending: PendingResponse<AddRequest, AddResponse>?
+        do {
+            pending = try client.loanUninitialized().write(AddRequest(left: Int64(round), right: 1)).send(timeout: .milliseconds(5))
+        } catch { errors += 1 }
+        do {
+            while let request = try server.tryReceiveInPlace() {
+                let sum = request.payload.left &+ request.payload.right
+                _ = try request.loanResponse().write(AddResponse(sum: sum, part: 0)).send(timeout: .milliseconds(5))
+            }
+        } catch { errors += 1 }
+        if let pending {
+            do { _ = try pending.receive(timeout: .milliseconds(1)).payload } catch { errors += 1 }
+        }
+        if round % 16 == 15 {
+            do { client = try service.client() } catch { errors += 1 }
+            do { server = try service.server() } catch { errors += 1 }
+            if (try? ServiceDirectory.inspect(name)) == nil { errors += 1 }
+        }
+        usleep(200)
+    }
+    print("survived \(rounds) rounds, \(errors) errors")
+}
+
 /// One process of a create/open/unlink race on one name: `kind` is
 /// "segment", "service" or "log". Only the expected errors of a race are
 /// tolerated (gone, exists, not ready); anything else fails the peer.

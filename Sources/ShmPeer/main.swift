@@ -188,6 +188,9 @@ do {
     case ("ps-victim", 3):
         try serviceVictim(args[1], rounds: int(args[2]))
 
+    case ("rr-victim", 3):
+        try requestResponseVictim(args[1], rounds: int(args[2]))
+
     case ("ps-pub-fast", 4):
         try servicePublishFast(args[1], count: UInt64(int(args[2])), policy: args[3])
 

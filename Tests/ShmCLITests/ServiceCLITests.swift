@@ -13,6 +13,30 @@ func jsonLines(_ text: String) -> [[String: Any]] {
 
 @Suite("shm service commands")
 struct ServiceCLITests {
+    /// `shm service` on a request/response service: clients and servers
+    /// each own a pool and an inbox (MEMORY), a server's BACKLOG counts the
+    /// requests waiting for it, its HELD the requests it holds in place.
+    @Test func serviceShowsRequestResponsePortsWithTheirMemoryAndQueues() throws {
+        let node = try Node(name: "cli-rr")
+        let name = TestSupport.uniqueName("clirr")
+        let service = try node.requestResponse(name, request: Int64.self, response: Int64.self,
+                                               config: .init(maxClients: 2, maxServers: 1, queueDepth: 4))
+        let client = try service.client(), server = try service.server()
+        for i in 0..<3 { _ = try client.send(Int64(i)) }
+        let held = try server.receiveInPlace(timeout: .seconds(1))
+        let shown = try TestSupport.runCLI(["service", name, "--json"])
+        #expect(shown.status == .exited(0), "\(shown.error)")
+        let report = try #require(try json(shown.output) as? [String: Any])
+        #expect(report["pattern"] as? String == "request/response")
+        let ports = report["ports"] as? [[String: Any]] ?? []
+        let clientPort = try #require(ports.first { $0["kind"] as? String == "client" })
+        let serverPort = try #require(ports.first { $0["kind"] as? String == "server" })
+        #expect((clientPort["memory_bytes"] as? Int ?? 0) > 0 && (serverPort["memory_bytes"] as? Int ?? 0) > 0, "\(ports)")
+        #expect(serverPort["backlog"] as? Int == 2 && serverPort["delivered"] as? Int == 3 && serverPort["held"] as? Int == 3, "\(serverPort)")
+        #expect(clientPort["backlog"] as? Int == 0, "\(clientPort)")
+        withExtendedLifetime(held) {}
+    }
+
     @Test func pubAndSubAreTwoProcessesOfOneBytesService() throws {
         let name = TestSupport.uniqueName("clisvc")
         let sub = try TestSupport.spawnCLI(["sub", name, "--count", "5", "--timeout", "30s", "--json"])

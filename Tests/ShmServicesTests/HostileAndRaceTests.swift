@@ -12,10 +12,12 @@ import ShmTestSupport
 @Suite("Hostile peers, races, slow readers")
 struct HostileAndRaceTests {
     /// Random bytes over the service layout and port tables, the pools and
-    /// the inboxes (their IndexQueues) while a victim process uses them.
-    @Test func garbageInEverySegmentOfAServiceCrashesNobody() throws {
+    /// the inboxes (their IndexQueues) while a victim process uses them: a
+    /// publisher and subscriber, or a client and server (zero-copy).
+    @Test(arguments: ["ps-victim", "rr-victim"])
+    func garbageInEverySegmentOfAServiceCrashesNobody(victimKind: String) throws {
         let name = TestSupport.uniqueName("hostile")
-        let victim = try TestSupport.spawnPeer(["ps-victim", name, "1500"])
+        let victim = try TestSupport.spawnPeer([victimKind, name, "1500"])
         #expect(try victim.readLine(timeout: .seconds(20)) == "ready")
         var generator = SystemRandomNumberGenerator()
         let deadline = monotonicNanoseconds() + 1_500_000_000

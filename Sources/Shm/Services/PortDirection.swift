@@ -36,11 +36,11 @@ final class PortRegistration: @unchecked Sendable {
     let table: ServiceLayout.Table
     let index: Int
     let portID: UInt64
-    /// Halves still holding the slot.
-    private let holders: Atomic<Int>
-    /// A pool whose sending half left first: its name is settled after the
-    /// slot is freed (`removeDepartedPoolIfUnawaited`, Dekker with receivers).
-    private let departedPool = Mutex<PortDirection?>(nil)
+    /// Halves still holding the slot, and the direction of a pool whose
+    /// sending half left first: its name is settled after the slot is freed
+    /// (`removeDepartedPoolIfUnawaited`, Dekker with receivers). Process
+    /// memory, behind a lock: halves may leave on different threads.
+    private let state: Mutex<(holders: Int, departedPool: PortDirection?)>
 
     /// Claims a slot of `table` for `portID` (whose segments exist already:
     /// peers map them as soon as they see the slot).
@@ -49,7 +49,7 @@ final class PortRegistration: @unchecked Sendable {
         self.layout = layout
         self.table = table
         self.portID = portID
-        holders = Atomic(halves)
+        state = Mutex((halves, nil))
         index = try layout.register(table, portID: portID, nodeHash: nodeHash, avoiding: avoiding) { _ in }
     }
 
@@ -59,14 +59,14 @@ final class PortRegistration: @unchecked Sendable {
     /// one leaves (if the sender is last, it settles it itself).
     @discardableResult
     func leave(pool direction: PortDirection? = nil) -> Bool {
-        // Recorded before the decrement: a half leaving at the same moment
-        // on another thread sees it.
-        if let direction { departedPool.withLock { $0 = direction } }
-        // SYNC POINT: acquire-release decrement: the last half sees every
-        // other half's work (and its departed pool) before freeing the slot.
-        guard holders.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return false }
+        let (last, departed) = state.withLock { state -> (Bool, PortDirection?) in
+            if let direction { state.departedPool = direction }
+            state.holders -= 1
+            return (state.holders == 0, state.departedPool)
+        }
+        guard last else { return false }
         layout.unregister(table, index: index, portID: portID)
-        if direction == nil, let other = departedPool.withLock({ $0 }) {
+        if direction == nil, let other = departed {
             layout.removeDepartedPoolIfUnawaited(portID, direction: other)
         }
         return true

@@ -116,9 +116,16 @@ public enum ServiceDirectory {
             for entry in layout.entries(table) {
                 var port = PortInfo(kind: kind, portID: entry.portID, process: entry.owner, alive: entry.owner.isAlive,
                                     registeredAt: entry.registeredAt)
+                // What the port's segments hold in /dev/shm: a publisher's pool,
+                // a subscriber's inbox, a client's or server's pool and inbox.
+                let kinds = layout.segmentKinds(of: table)
+                if !kinds.isEmpty {
+                    port.memoryBytes = kinds.compactMap { kind in
+                        (try? SegmentName(name.portSegmentName(kind, entry.portID))).flatMap(SegmentDirectory.inspect)?.size
+                    }.reduce(0, +)
+                }
                 if config.pattern == .publishSubscribe, table == .producers {
                     let poolName = name.portSegmentName(.pool, entry.portID)
-                    port.memoryBytes = (try? SegmentName(poolName)).flatMap(SegmentDirectory.inspect)?.size
                     if let poolSegment = try? SharedMemorySegment.open(poolName, access: .readOnly, kind: ChunkPool.kind,
                                                                        timeout: .milliseconds(50)),
                        let pool = try? ChunkPool(poolSegment.data, expectedPortID: entry.portID,
@@ -126,10 +133,9 @@ public enum ServiceDirectory {
                         port.sent = pool.highestSequence()
                     }
                 }
-                if config.pattern == .publishSubscribe, table == .consumers {
-                    port.memoryBytes = (try? SegmentName(name.portSegmentName(.inbox, entry.portID))).flatMap(SegmentDirectory.inspect)?.size
-                }
-                if config.pattern == .publishSubscribe, table == .consumers,
+                // Queued, delivered, lost and held messages of the port's inbox:
+                // a subscriber's samples, a server's requests, a client's responses.
+                if kinds.contains(.inbox),
                    let inboxSegment = try? SharedMemorySegment.open(name.portSegmentName(.inbox, entry.portID), access: .readOnly,
                                                                     kind: SampleInbox.kind, timeout: .milliseconds(50)),
                    let inbox = try? SampleInbox(inboxSegment.data, expectedPortID: entry.portID, service: service) {
