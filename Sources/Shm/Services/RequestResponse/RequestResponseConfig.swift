@@ -1,11 +1,19 @@
 import ShmSystem
 @_spi(ShmInternals) import ShmPrimitives
 
-/// Configuration of a request/response service.
+/// Configuration of a request/response service, fixed when the service is
+/// created and checked by everyone who opens it.
 public struct RequestResponseConfig: Hashable, Sendable {
+    /// Clients at once (1…1024): slots in the service, blocks in every server's inbox.
     public var maxClients: Int
+    /// Servers at once (1…256): slots in the service, blocks in every client's inbox.
     public var maxServers: Int
-    /// Requests waiting for a server, and responses waiting for each client.
+    /// Per client and server pair: requests queued at the server and
+    /// responses queued at the client; also the requests a server may hold
+    /// in place, the responses a client may hold, and the requests a client
+    /// keeps while no server runs. Pools are sized from it (see
+    /// `RequestResponseSizes`): memory in /dev/shm grows with
+    /// `queueDepth × (maxServers × requestSize + maxClients × responseSize)`.
     public var queueDepth: Int
 
     public init(maxClients: Int = 8, maxServers: Int = 2, queueDepth: Int = 16) {

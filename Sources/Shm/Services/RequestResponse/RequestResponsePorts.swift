@@ -51,42 +51,10 @@ package final class ClientPort: @unchecked Sendable {
         responseSize = sizes.responseSize
         backlogLimit = sizes.queueDepth
         backlog.reserveCapacity(sizes.queueDepth)
-        let id = UInt64.random(in: 1...UInt64.max)
-        // Both segments exist before the registration: servers that see it map them.
-        let pool = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: sizes.requests.chunksPerPublisher,
-                                                payloadType: sizes.request)
-        let inbox: SharedMemorySegment
-        do {
-            inbox = try SubscriberPort.createInbox(attachment: attachment, portID: id, blocks: sizes.maxServers,
-                                                   deliveryCapacity: sizes.deliveryCapacity,
-                                                   returnCapacity: sizes.returnCapacity(sender: sizes.responses),
-                                                   waitStrategy: waitStrategy)
-        } catch {
-            pool.unlinkIfStillLinked()
-            throw error
-        }
-        let registration: PortRegistration
-        do {
-            registration = try PortRegistration(layout: attachment.layout, table: .producers, portID: id, nodeHash: attachment.node.hash,
-                                                halves: 2, avoiding: attachment.layout.blocksInUse(.toConsumers))
-        } catch {
-            pool.unlinkIfStillLinked()
-            inbox.unlinkIfStillLinked()
-            throw error
-        }
-        do {
-            requests = try PublisherPort(attachment: attachment, config: sizes.requests, direction: .toConsumers,
-                                         poolSegment: pool, registration: registration)
-        } catch {
-            registration.leave()
-            inbox.unlinkIfStillLinked()
-            throw error
-        }
-        requests.waiter = Waiter(waitStrategy)
-        responses = try SubscriberPort(attachment: attachment, config: sizes.responses, direction: .toProducers,
-                                       inboxSegment: inbox, registration: registration, elementStride: 1, minimumBytes: 0,
-                                       waitStrategy: waitStrategy)
-        portID = id
+        (requests, responses) = try PortHalves.open(attachment: attachment, table: .producers, sending: sizes.requests,
+                                                     payload: sizes.request, receiving: sizes.responses, inboxBlocks: sizes.maxServers,
+                                                     sizes: sizes, waitStrategy: waitStrategy)
+        portID = requests.portID
         local = .allocate(capacity: 1)
         local.initialize(to: 0)
     }
@@ -316,41 +284,11 @@ package final class ServerPort: @unchecked Sendable {
         self.attachment = attachment
         requestSize = sizes.request.size
         responseSize = sizes.responseSize
-        let id = UInt64.random(in: 1...UInt64.max)
-        let pool = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: sizes.responses.chunksPerPublisher,
-                                                payloadType: PayloadType(name: "", size: sizes.responseSize, alignment: 16))
-        let inbox: SharedMemorySegment
-        do {
-            inbox = try SubscriberPort.createInbox(attachment: attachment, portID: id, blocks: sizes.maxClients,
-                                                   deliveryCapacity: sizes.deliveryCapacity,
-                                                   returnCapacity: sizes.returnCapacity(sender: sizes.requests),
-                                                   waitStrategy: waitStrategy)
-        } catch {
-            pool.unlinkIfStillLinked()
-            throw error
-        }
-        let registration: PortRegistration
-        do {
-            registration = try PortRegistration(layout: attachment.layout, table: .consumers, portID: id, nodeHash: attachment.node.hash,
-                                                halves: 2, avoiding: attachment.layout.blocksInUse(.toProducers))
-        } catch {
-            pool.unlinkIfStillLinked()
-            inbox.unlinkIfStillLinked()
-            throw error
-        }
-        do {
-            responses = try PublisherPort(attachment: attachment, config: sizes.responses, direction: .toProducers,
-                                          poolSegment: pool, registration: registration)
-        } catch {
-            registration.leave()
-            inbox.unlinkIfStillLinked()
-            throw error
-        }
-        responses.waiter = Waiter(waitStrategy)
-        requests = try SubscriberPort(attachment: attachment, config: sizes.requests, direction: .toConsumers,
-                                      inboxSegment: inbox, registration: registration, elementStride: 1, minimumBytes: 0,
-                                      waitStrategy: waitStrategy)
-        portID = id
+        (responses, requests) = try PortHalves.open(attachment: attachment, table: .consumers, sending: sizes.responses,
+                                                     payload: PayloadType(name: "", size: sizes.responseSize, alignment: 16),
+                                                     receiving: sizes.requests, inboxBlocks: sizes.maxClients,
+                                                     sizes: sizes, waitStrategy: waitStrategy)
+        portID = responses.portID
     }
 
     // MARK: Requests
