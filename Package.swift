@@ -136,7 +136,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShmServicesTests",
-            dependencies: ["Shm", "ShmPrimitives", "ShmMetrics", "ShmTestSupport", "CShmTestSupport", "ShmPeer",
+            dependencies: ["Shm", "ShmSystem", "ShmPrimitives", "ShmMetrics", "ShmTestSupport", "CShmTestSupport", "ShmPeer",
                            .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strict
         ),

@@ -94,3 +94,34 @@ func rrClientAndHold(_ name: String, count: Int) throws {
     }
     try hold(0)
 }
+
+/// Steady state without syscalls: warms up, then runs `rounds` pub/sub
+/// samples and request/response exchanges (loans both ways, then the
+/// copying calls) in this one thread between two `getppid()` markers, for a
+/// test that traces the process (strace) and expects no syscall of this
+/// thread between them.
+func steadyStateWithoutSyscalls(_ name: String, rounds: Int) throws {
+    let node = try Node(name: "peer-steady")
+    let pubsub = try node.publishSubscribe(name + ".ps", slicesOf: UInt8.self, maxLength: 256,
+                                           config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
+    let publisher = try pubsub.publisher(), subscriber = try pubsub.subscriber()
+    let rr = try addService(node, name + ".rr")
+    let client = try rr.client(), server = try rr.server()
+    func round(_ i: Int) throws {
+        _ = try publisher.send(copyOf: [UInt8(truncatingIfNeeded: i)])
+        guard let sample = try subscriber.tryReceive(), sample.unsafeBytes.count == 1 else { throw PayloadError("sample \(i)") }
+        let pending = try client.loanUninitialized().write(AddRequest(left: Int64(i), right: 1)).send()
+        guard let request = try server.tryReceiveInPlace() else { throw PayloadError("request \(i)") }
+        try request.loanResponse().write(AddResponse(sum: request.payload.left + request.payload.right, part: 0)).send()
+        guard try pending.receive(timeout: .seconds(1)).payload.sum == Int64(i) + 1 else { throw PayloadError("response \(i)") }
+        let copied = try client.send(AddRequest(left: Int64(i), right: 2))
+        guard let active = try server.tryReceive() else { throw PayloadError("copied request \(i)") }
+        try active.respond(AddResponse(sum: active.request.left + active.request.right, part: 0))
+        guard try copied.response(timeout: .seconds(1)).sum == Int64(i) + 2 else { throw PayloadError("copied response \(i)") }
+    }
+    for i in 0..<2_000 { try round(i) }
+    _ = getppid() // marker: steady state from here
+    for i in 0..<rounds { try round(i) }
+    _ = getppid() // marker: to here
+    print("steady \(rounds)")
+}

@@ -224,6 +224,9 @@ do {
     case ("rr-client-hold", 3):
         try rrClientAndHold(args[1], count: int(args[2]))
 
+    case ("steady-syscalls", 3):
+        try steadyStateWithoutSyscalls(args[1], rounds: int(args[2]))
+
     case ("ev-notify", 4):
         try eventNotify(args[1], id: int(args[2]), count: int(args[3]))
 

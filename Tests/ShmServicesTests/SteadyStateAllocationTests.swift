@@ -1,6 +1,10 @@
 import Testing
 import CShmTestSupport
 import ShmTestSupport
+import ShmSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Shm
 
 /// The steady state of the service hot paths allocates nothing (contract
@@ -60,6 +64,33 @@ struct SteadyStateAllocationTests {
         for i in 0..<20_000 { try round(i) }
         let allocations = cshm_test_thread_allocations() - before
         #expect(allocations == 0, "zero-copy request/response allocated \(allocations) times in 20,000 round trips")
+    }
+}
+
+/// The steady state makes no syscall either (contract item 7): a peer runs
+/// pub/sub samples and request/response exchanges (loans and copies) in one
+/// thread between two `getppid()` markers under strace; nothing else of
+/// that thread may appear between them (no futex wake: nobody sleeps).
+@Suite("Steady state makes no syscall")
+struct SteadyStateSyscallTests {
+    @Test func publishSubscribeAndRequestResponseMakeNoSyscall() throws {
+        guard access("/usr/bin/strace", X_OK) == 0 else {
+            print("skipped publishSubscribeAndRequestResponseMakeNoSyscall: no /usr/bin/strace (apt-get install strace)")
+            return
+        }
+        let name = TestSupport.uniqueName("steady")
+        let trace = "/tmp/\(name).trace"
+        defer { unlink(trace) }
+        let peer = try ChildProcess.spawn("/usr/bin/strace", arguments: ["-f", "-qq", "-o", trace, TestSupport.peerPath,
+                                                                          "steady-syscalls", name, "5000"], captureOutput: true)
+        #expect(try peer.wait(timeout: .seconds(120)) == .exited(0), "\(peer.errorText)")
+        #expect(peer.outputText.contains("steady 5000"), "\(peer.outputText)")
+        let lines = try #require(readSmallFile(trace, limit: 1 << 26)).split(separator: "\n").map(String.init)
+        let markers = lines.enumerated().filter { $0.element.contains("getppid(") }
+        try #require(markers.count == 2, "\(markers.map(\.element))")
+        let thread = markers[0].element.prefix { $0 != " " }
+        let between = lines[(markers[0].offset + 1)..<markers[1].offset].filter { $0.hasPrefix(thread + " ") }
+        #expect(between.isEmpty, "syscalls in the steady state: \(between.prefix(10))")
     }
 }
 
