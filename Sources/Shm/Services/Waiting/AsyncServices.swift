@@ -18,6 +18,21 @@ func waitOffThePool(parker: Parker, waiter: Waiter, timeout: Duration?,
     return (found ?? ready(), carried.current)
 }
 
+extension SubscriberPort {
+    /// One wait from `async` code, off the cooperative pool, until a
+    /// message may be waiting in this inbox (a subscriber's samples, a
+    /// server's requests, a client's responses) or `end` passes; the port's
+    /// waiter carries what the wait taught it back.
+    /// - Throws: `.timedOut(timeout)` once `end` has passed; `CancellationError`.
+    func awaitMessage(until end: UInt64?, timeout: Duration?) async throws {
+        let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
+        if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
+        waiter = try await waitOffThePool(parker: inbox.parker, waiter: waiter, timeout: remaining) { [self] in
+            mayHaveSample()
+        }.waiter
+    }
+}
+
 extension Subscriber {
     /// Waits from `async` code for the next sample (the wait runs on a
     /// dedicated thread; the sample is taken on the calling task).
@@ -25,12 +40,7 @@ extension Subscriber {
         let end = deadline(after: timeout)
         while true {
             if let sample = try tryReceive() { return sample }
-            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
-            let port = self.port
-            port.waiter = try await waitOffThePool(parker: port.inbox.parker, waiter: port.waiter, timeout: remaining) {
-                port.mayHaveSample()
-            }.waiter
+            try await port.awaitMessage(until: end, timeout: timeout)
         }
     }
 
@@ -151,12 +161,7 @@ extension PendingResponse {
             } catch {
                 guard case .timedOut = error else { throw error }
             }
-            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
-            let inbox = port.responses
-            inbox.waiter = try await waitOffThePool(parker: inbox.inbox.parker, waiter: inbox.waiter, timeout: remaining) {
-                inbox.mayHaveSample()
-            }.waiter
+            try await port.responses.awaitMessage(until: end, timeout: timeout)
         }
     }
 }
@@ -168,12 +173,7 @@ extension Server {
         let end = deadline(after: timeout)
         while true {
             if let request = try tryReceive() { return request }
-            let remaining: Duration? = end.map { .nanoseconds(Int64(bitPattern: max(0, $0 &- monotonicNanoseconds()))) }
-            if let remaining, remaining <= .zero { throw ServiceError.timedOut(after: timeout) }
-            let inbox = port.requests
-            inbox.waiter = try await waitOffThePool(parker: inbox.inbox.parker, waiter: inbox.waiter, timeout: remaining) {
-                inbox.mayHaveSample()
-            }.waiter
+            try await port.requests.awaitMessage(until: end, timeout: timeout)
         }
     }
 }
