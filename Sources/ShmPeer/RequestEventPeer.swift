@@ -105,11 +105,19 @@ func steadyStateWithoutSyscalls(_ name: String, rounds: Int) throws {
     let pubsub = try node.publishSubscribe(name + ".ps", slicesOf: UInt8.self, maxLength: 256,
                                            config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
     let publisher = try pubsub.publisher(), subscriber = try pubsub.subscriber()
+    // A pool that grows (from one chunk of 64 bytes) during the warm-up only.
+    let growing = try node.publishSubscribe(name + ".grow", slicesOf: UInt8.self, maxLength: 256,
+                                            config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
+    let grower = try growing.publisher(allocation: .growing(initialChunks: 1)), growingSubscriber = try growing.subscriber()
     let rr = try addService(node, name + ".rr")
     let client = try rr.client(), server = try rr.server()
     func round(_ i: Int) throws {
         _ = try publisher.send(copyOf: [UInt8(truncatingIfNeeded: i)])
         guard let sample = try subscriber.tryReceive(), sample.unsafeBytes.count == 1 else { throw PayloadError("sample \(i)") }
+        _ = try grower.send(copyOf: repeatElement(UInt8(truncatingIfNeeded: i), count: 1 + i % 256))
+        guard let grown = try growingSubscriber.tryReceive(), grown.unsafeBytes.count == 1 + i % 256 else {
+            throw PayloadError("grown sample \(i)")
+        }
         let pending = try client.loanUninitialized().write(AddRequest(left: Int64(i), right: 1)).send()
         guard let request = try server.tryReceiveInPlace() else { throw PayloadError("request \(i)") }
         try request.loanResponse().write(AddResponse(sum: request.payload.left + request.payload.right, part: 0)).send()

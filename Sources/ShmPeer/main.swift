@@ -200,6 +200,9 @@ do {
     case ("rr-client-hang", 2):
         try rrClientAndHang(args[1])
 
+    case ("grow-pub", 4):
+        // grow-pub NAME COUNT HOLD(0|1)
+        try growthPublish(args[1], count: int(args[2]), hold: args[3] == "1")
     case ("frames-pub", 4):
         try framesPublish(args[1], count: int(args[2]), bytes: int(args[3]))
 

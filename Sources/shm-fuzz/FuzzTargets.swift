@@ -100,8 +100,9 @@ enum FuzzTargets {
         let bytes = place(UnsafeRawBufferPointer(start: nil, count: 0),
                           size: ChunkPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: 8))
         ChunkPool.initialize(bytes, chunkCount: chunks, payloadCapacity: capacity, alignment: 8, portID: 7, serviceHash: 9)
-        overlay(input, on: bytes, from: ChunkPool.chunksOffset) // chunk headers and payloads
+        overlay(input, on: bytes, from: 128) // segment count, chunk headers and payloads
         guard let pool = try? ChunkPool(bytes, expectedPortID: 7, serviceHash: 9) else { return }
+        _ = pool.segmentCount()
         for index in 0..<pool.chunkCount {
             _ = bytes.unsafeBaseAddress.load(fromByteOffset: ChunkPool.chunksOffset + index * pool.chunkStride, as: UInt64.self)
         }
@@ -120,7 +121,8 @@ enum FuzzTargets {
             if let queue = try? IndexQueue(attaching: inbox.deliveryRegion(block)) { drain(queue) }
             if let queue = try? IndexQueue(attaching: inbox.returnRegion(block)) { drain(queue) }
         }
-        _ = inbox.awaitedPublishers
+        _ = inbox.awaitedPublishers()
+        _ = inbox.awaitedPublishers(segments: { _ in 3 })
     }
 
     static func indexQueue(_ input: UnsafeRawBufferPointer) {

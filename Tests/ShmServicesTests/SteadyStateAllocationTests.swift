@@ -11,11 +11,14 @@ import Glibc
 /// item 7): counted with an interposed `malloc` on the calling thread.
 @Suite("Steady state allocates nothing")
 struct SteadyStateAllocationTests {
-    @Test func publishSubscribeLoanSendReceiveRelease() throws {
+    /// Reserved, and growing (from one chunk of 64 bytes: the warm-up grows
+    /// it in chunks and in chunk size; once grown, nothing).
+    @Test(arguments: [PoolAllocation.reserved, .growing(initialChunks: 1)])
+    func publishSubscribeLoanSendReceiveRelease(allocation: PoolAllocation) throws {
         let node = try Node(name: "unit")
         let service = try node.publishSubscribe(TestSupport.uniqueName("alloc"), slicesOf: UInt8.self, maxLength: 256,
                                                 config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
-        let publisher = try service.publisher(), subscriber = try service.subscriber()
+        let publisher = try service.publisher(allocation: allocation), subscriber = try service.subscriber()
         func round(_ i: Int) throws {
             let loan = try publisher.loanUninitialized(count: 1 + i % 256)
             UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt8(truncatingIfNeeded: i), as: UInt8.self)

@@ -34,8 +34,15 @@ public enum ServiceDirectory {
         /// For publishers: samples sent since the publisher was made (the
         /// highest sample sequence number in its pool).
         public var sent: UInt64?
-        /// Bytes of the port's own segment in /dev/shm (its pool or inbox), if any.
+        /// Bytes of the port's own segments in /dev/shm (its pool — every
+        /// segment of it — and inbox), if any.
         public var memoryBytes: Int?
+        /// For ports with a pool: its segments in /dev/shm now (more than
+        /// one when it grew, `PoolAllocation`), their chunks, and the bytes
+        /// the largest of those chunks hold.
+        public var poolSegments: Int?
+        public var poolChunks: Int?
+        public var poolChunkCapacity: Int?
     }
 
     /// A service and its ports.
@@ -124,14 +131,26 @@ public enum ServiceDirectory {
                         (try? SegmentName(name.portSegmentName(kind, entry.portID))).flatMap(SegmentDirectory.inspect)?.size
                     }.reduce(0, +)
                 }
-                if config.pattern == .publishSubscribe, table == .producers {
-                    let poolName = name.portSegmentName(.pool, entry.portID)
-                    if let poolSegment = try? SharedMemorySegment.open(poolName, access: .readOnly, kind: ChunkPool.kind,
-                                                                       timeout: .milliseconds(50)),
-                       let pool = try? ChunkPool(poolSegment.data, expectedPortID: entry.portID,
-                                                     serviceHash: ServiceLayout.hash(service), service: service) {
-                        port.sent = pool.highestSequence()
+                if kinds.contains(.pool) {
+                    // Every segment of the pool: chunks, the largest chunk, and
+                    // (publishers) the highest sample number in any of them.
+                    var segments = 0, chunks = 0, capacity = 0, bytes = 0, sent: UInt64 = 0
+                    for (number, segmentName) in name.existingPoolSegments(entry.portID) {
+                        guard let segment = try? SharedMemorySegment.open(segmentName, access: .readOnly, kind: ChunkPool.kind,
+                                                                          timeout: .milliseconds(50)),
+                              let pool = try? ChunkPool(segment.data, expectedPortID: entry.portID,
+                                                        serviceHash: ServiceLayout.hash(service), segmentNumber: number) else { continue }
+                        segments += 1
+                        chunks += pool.chunkCount
+                        capacity = max(capacity, pool.payloadCapacity)
+                        if number != 0 { bytes += SegmentDirectory.inspect(segmentName)?.size ?? segment.data.count }
+                        if config.pattern == .publishSubscribe { sent = max(sent, withExtendedLifetime(segment) { pool.highestSequence() }) }
                     }
+                    port.memoryBytes = (port.memoryBytes ?? 0) + bytes
+                    port.poolSegments = segments
+                    port.poolChunks = chunks
+                    port.poolChunkCapacity = capacity
+                    if config.pattern == .publishSubscribe, table == .producers { port.sent = sent }
                 }
                 // Queued, delivered, lost and held messages of the port's inbox:
                 // a subscriber's samples, a server's requests, a client's responses.
@@ -226,7 +245,8 @@ public enum ServiceDirectory {
         for listing in SegmentDirectory.list() {
             let file = listing.name.name
             guard file.hasPrefix("svc."), let info = listing.info, info.kind != ServiceLayout.kind,
-                  !livePorts.contains(file), !info.creator.isAlive else { continue }
+                  !livePorts.contains(file), !livePorts.contains(ServiceName.basePoolName(of: file) ?? file),
+                  !info.creator.isAlive else { continue }
             if (try? SharedMemorySegment.unlink(listing.name)) != nil {
                 report.orphanSegments.append(file)
                 Diagnostics.notice("removed a port segment no service refers to", ["segment": file, "process": info.creator.description])

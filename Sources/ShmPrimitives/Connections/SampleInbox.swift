@@ -23,6 +23,9 @@ import ShmSystem
 ///                                   subscriber has mapped (0: none yet)
 ///           +16  space parker: seq, sleepers — a publisher of a `.block`
 ///                  service sleeps here while the delivery queue is full
+///           +32  attachedSegments UInt32  how many of that pool's segments
+///                                   the subscriber has mapped (all that existed
+///                                   when it read the pool's segment count)
 ///           +64  lost      UInt64  samples dropped by the overflow policy  } written by the
 ///           +72  delivered UInt64                                          } publisher only
 ///           +128 delivery IndexQueue (publisher → subscriber: chunk references)
@@ -44,7 +47,7 @@ import ShmSystem
 @_spi(ShmInternals) public struct SampleInbox: @unchecked Sendable {
     package static let kind = SegmentKind("SUBQ")
     static let magic = SegmentKind("SUBQ")
-    static let version: UInt32 = 4 // 4: space parker per block
+    static let version: UInt32 = 5 // 5: attachedSegments (pools that grow)
 
     /// Byte offsets of the header's words (the table above).
     package enum Offset {
@@ -53,7 +56,7 @@ import ShmSystem
 
     /// Byte offsets inside a block (the table above).
     package enum BlockOffset {
-        package static let owner = 0, attached = 8, spaceParker = 16, lost = 64, delivered = 72, queues = 128
+        package static let owner = 0, attached = 8, spaceParker = 16, attachedSegments = 32, lost = 64, delivered = 72, queues = 128
     }
 
     let data: MappedBytes
@@ -189,31 +192,43 @@ import ShmSystem
         _ = word64(index, BlockOffset.owner).pointee.compareExchange(expected: owner, desired: 0, ordering: .acquiringAndReleasing)
     }
 
-    /// The subscriber records that it mapped `publisherID`'s pool for block `index`.
-    package func markAttached(_ index: Int, to publisherID: UInt64) {
-        // SYNC POINT (Dekker): seq_cst store, then the subscriber's fence in
-        // `removeDepartedPoolIfUnawaited`, pairs with the departing publisher's
-        // unregister, fence and load in `awaits`.
+    /// The subscriber records that it mapped the first `segments` segments
+    /// of `publisherID`'s pool for block `index` (every one that existed
+    /// when it read the pool's segment count).
+    package func markAttached(_ index: Int, to publisherID: UInt64, segments: Int) {
+        // SYNC POINT (Dekker): seq_cst stores, then the subscriber's fence in
+        // `removeDepartedPoolIfUnawaited`, pair with the departing publisher's
+        // unregister, fence and loads in `awaits`. The segment count goes
+        // first: a publisher that reads our ID reads a count at least as new.
+        UnsafeMutablePointer<Atomic<UInt32>>(OpaquePointer(block(index).unsafeBaseAddress + BlockOffset.attachedSegments))
+            .pointee.store(UInt32(clamping: segments), ordering: .sequentiallyConsistent)
         word64(index, BlockOffset.attached).pointee.store(publisherID, ordering: .sequentiallyConsistent)
     }
 
     /// True if block `index` holds references from `publisherID` that the
-    /// subscriber has not mapped the pool for (see `DepartedPools.swift`).
-    package func awaits(_ publisherID: UInt64, block index: Int) -> Bool {
+    /// subscriber may not be able to resolve yet: it has not mapped that
+    /// pool, or fewer than `segments` of its segments (`nil`: any number
+    /// will do — a caller that cannot read the pool's count; see
+    /// `DepartedPools.swift`).
+    package func awaits(_ publisherID: UInt64, block index: Int, segments: Int? = nil) -> Bool {
         // SYNC POINT (Dekker): seq_cst loads pair with `markAttached` (above).
         guard index < maxPublishers,
-              word64(index, BlockOffset.owner).pointee.load(ordering: .sequentiallyConsistent) == publisherID,
-              word64(index, BlockOffset.attached).pointee.load(ordering: .sequentiallyConsistent) != publisherID,
-              let queue = try? IndexQueue(attaching: deliveryRegion(index)) else { return false }
+              word64(index, BlockOffset.owner).pointee.load(ordering: .sequentiallyConsistent) == publisherID else { return false }
+        let attached = word64(index, BlockOffset.attached).pointee.load(ordering: .sequentiallyConsistent) == publisherID
+        let mapped = UnsafeMutablePointer<Atomic<UInt32>>(OpaquePointer(block(index).unsafeBaseAddress + BlockOffset.attachedSegments))
+            .pointee.load(ordering: .sequentiallyConsistent)
+        if attached, Int(mapped) >= (segments ?? 0) { return false }
+        guard let queue = try? IndexQueue(attaching: deliveryRegion(index)) else { return false }
         return queue.hasValue
     }
 
-    /// Publishers whose references wait in this inbox unmapped.
-    package var awaitedPublishers: [UInt64] {
+    /// Publishers whose references wait in this inbox unmapped (`segments`
+    /// gives a publisher's segment count, if known).
+    package func awaitedPublishers(segments: (UInt64) -> Int? = { _ in nil }) -> [UInt64] {
         (0..<maxPublishers).compactMap { block in
             // SYNC POINT (Dekker): as in `awaits`.
             let owner = word64(block, BlockOffset.owner).pointee.load(ordering: .sequentiallyConsistent)
-            return owner != 0 && awaits(owner, block: block) ? owner : nil
+            return owner != 0 && awaits(owner, block: block, segments: segments(owner)) ? owner : nil
         }
     }
 
@@ -319,6 +334,8 @@ import ShmSystem
         word64(index, BlockOffset.lost).pointee.store(0, ordering: .relaxed)
         word64(index, BlockOffset.delivered).pointee.store(0, ordering: .relaxed)
         word64(index, BlockOffset.attached).pointee.store(0, ordering: .relaxed)
+        UnsafeMutablePointer<Atomic<UInt32>>(OpaquePointer(block(index).unsafeBaseAddress + BlockOffset.attachedSegments))
+            .pointee.store(0, ordering: .relaxed)
         // A publisher killed while parked leaves a sleeper count behind.
         spaceParker(of: index).resetSleepers()
     }

@@ -83,7 +83,7 @@ public enum SegmentDirectory {
     }
 
     /// File names in `/dev/shm` (`opendir`/`readdir`).
-    static func entries() -> [String] { names(in: SharedMemorySegment.directory) }
+    package static func entries() -> [String] { names(in: SharedMemorySegment.directory) }
 
     /// Names in the directory at `path` (`opendir`/`readdir`), without "." and "..".
     package static func names(in path: String) -> [String] { FileSystem.entries(in: path) }

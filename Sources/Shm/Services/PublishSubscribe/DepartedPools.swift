@@ -11,16 +11,19 @@ import ShmSystem
 /// the pool's memory for as long as someone maps it; what must not go too
 /// early is the pool's *name*, which a subscriber needs to map it.
 ///
-/// The rule: a departed publisher's pool keeps its name while some inbox
+/// The rule: a departed publisher's pool keeps its names while some inbox
 /// block it claimed is *awaiting* — it still has references queued and its
-/// subscriber has not mapped the pool (`attached` does not name it).
+/// subscriber has not mapped the pool (`attached` does not name it), or
+/// not every segment of a pool that grew (`attachedSegments` is below the
+/// pool's segment count).
 /// Whoever changes that last (the publisher as it leaves, a subscriber as it
 /// attaches, recycles a block or goes) checks, and the one that finds
 /// nothing awaiting unlinks the name. `shm cleanup` keeps awaited pools.
 ///
 /// SYNC POINT (Dekker): the publisher unregisters, fences (seq_cst), then
-/// reads `attached` (`SampleInbox.awaits`); a subscriber stores `attached`
-/// (`markAttached`, or frees its block), fences (seq_cst), then reads the
+/// reads `attached` and `attachedSegments` (`SampleInbox.awaits`); a
+/// subscriber stores them (`markAttached`, after mapping, or frees its
+/// block), fences (seq_cst), then reads the
 /// port table. One of the two sees the other, so an awaited pool is never
 /// unlinked and the last party always sees that nothing is awaited.
 extension ServiceLayout {
@@ -34,11 +37,24 @@ extension ServiceLayout {
         guard let poolName = try? SegmentName(name.portSegmentName(.pool, publisherID)),
               SharedMemorySegment.exists(poolName),
               !entries(direction.senders).contains(where: { $0.portID == publisherID }) else { return }
+        let segments = poolSegmentCount(publisherID)
         var awaited = false
         forEachReceiverInbox(direction) { inbox in
-            awaited = awaited || (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0) }
+            awaited = awaited || (0..<inbox.maxPublishers).contains { inbox.awaits(publisherID, block: $0, segments: segments) }
         }
-        if !awaited { try? SharedMemorySegment.unlink(poolName) }
+        guard !awaited else { return }
+        // Every segment of the pool, segment 0 (which holds the count) last.
+        for segment in name.existingPoolSegments(publisherID).reversed() { try? SharedMemorySegment.unlink(segment.name) }
+    }
+
+    /// The segment count of a pool (from its segment 0), or nil if that
+    /// cannot be read (then any mapped segment count satisfies `awaits`).
+    func poolSegmentCount(_ publisherID: UInt64) -> Int? {
+        guard let segment = try? SharedMemorySegment.open(name.portSegmentName(.pool, publisherID), access: .readOnly,
+                                                          kind: ChunkPool.kind, timeout: .milliseconds(50)),
+              let pool = try? ChunkPool(segment.data, expectedPortID: publisherID, serviceHash: ServiceLayout.hash(name.value))
+        else { return nil }
+        return withExtendedLifetime(segment) { pool.segmentCount() }
     }
 
     /// Pools that some live subscriber's inbox awaits (for `shm cleanup`).
@@ -46,7 +62,9 @@ extension ServiceLayout {
         var names = Set<String>()
         for direction in directions {
             forEachReceiverInbox(direction) { inbox in
-                for publisher in inbox.awaitedPublishers { names.insert(name.portSegmentName(.pool, publisher)) }
+                for publisher in inbox.awaitedPublishers(segments: poolSegmentCount) {
+                    names.insert(name.portSegmentName(.pool, publisher))
+                }
             }
         }
         return names

@@ -103,8 +103,15 @@ public final class PublishSubscribeService<Payload: BitwiseCopyable>: @unchecked
     ///   - waitStrategy: how that wait waits: spinning, then sleeping on the
     ///     full subscriber's space parker (`FUTEX_WAIT`) until it pops —
     ///     the default —, only spinning, or only sleeping.
-    public func publisher(sendTimeout: Duration? = .seconds(1), waitStrategy: WaitStrategy = .default) throws(ServiceError) -> Publisher<Payload> {
-        let publisher = try Publisher(service: self)
+    ///   - allocation: how the pool gets its memory: reserved up front, or
+    ///     growing with what is in flight (`.automatic`, the default, grows
+    ///     pools that would reserve more than 1 MiB).
+    /// - Throws: `.segment(.insufficientSpace…)` if /dev/shm cannot hold the
+    ///   pool (its first segment; a growing pool's later segments fail the
+    ///   loan that needed them the same way).
+    public func publisher(sendTimeout: Duration? = .seconds(1), waitStrategy: WaitStrategy = .default,
+                          allocation: PoolAllocation = .automatic) throws(ServiceError) -> Publisher<Payload> {
+        let publisher = try Publisher(service: self, allocation: allocation)
         publisher.sendTimeout = sendTimeout
         publisher.port.waiter = Waiter(waitStrategy)
         return publisher

@@ -32,16 +32,17 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         set { port.sendTimeout = newValue }
     }
 
-    init(service: PublishSubscribeService<Payload>) throws(ServiceError) {
+    init(service: PublishSubscribeService<Payload>, allocation: PoolAllocation) throws(ServiceError) {
         self.service = service
-        port = try PublisherPort(attachment: service.attachment, config: service.config, payloadType: service.payloadType)
+        port = try PublisherPort(attachment: service.attachment, config: service.config, payloadType: service.payloadType,
+                                 elementStride: MemoryLayout<Payload>.stride, allocation: allocation)
     }
 
     deinit { port.retire() }
 
     /// Loans an uninitialized sample for one `Payload` value.
     public func loanUninitialized() throws(ServiceError) -> UninitializedSample<Payload> {
-        UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(), count: 1)
+        UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(bytes: MemoryLayout<Payload>.stride), count: 1)
     }
 
     /// Loans an uninitialized sample for `count` elements (slice services).
@@ -49,7 +50,8 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         guard count >= 0, count <= service.maxSliceLength else {
             throw .payloadTooLarge(size: count * MemoryLayout<Payload>.stride, maximum: service.payloadType.size)
         }
-        return UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(), count: count)
+        return UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(bytes: count * MemoryLayout<Payload>.stride),
+                                   count: count)
     }
 
     /// Copies `value` into a loaned sample and sends it; returns how many
@@ -67,6 +69,10 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
         _ = buffer.initialize(from: elements)
         return try sample.assumeInitialized().send()
     }
+
+    /// The pool's shared memory now: segments and bytes in /dev/shm, and
+    /// how often it grew (`PoolAllocation`).
+    public var footprint: PoolFootprint { port.footprint }
 
     /// Samples loaned and not yet sent or dropped.
     public var loanedSamples: Int { port.loanedCount }

@@ -24,8 +24,9 @@ final class PublisherPort: @unchecked Sendable {
     var slotIndex: Int { registration.index }
     /// Which table we send from and which we deliver to.
     let direction: PortDirection
-    let poolSegment: SharedMemorySegment
-    let pool: ChunkPool
+    /// The pool's segments and per-chunk bookkeeping (chunks are named by
+    /// slot here: `SenderPool`).
+    let pool: SenderPool
 
     @exclusivity(unchecked) var sendTimeout: Duration? = .seconds(1)
     /// How a send waits for room under `.block` (spin, then sleep on the
@@ -58,14 +59,23 @@ final class PublisherPort: @unchecked Sendable {
         var retired = false
         /// Where `deliverToOne` starts looking (round robin over receivers).
         var nextLink = 0
+        /// Bytes the loanable chunks hold (a larger loan grows the pool).
+        var capacity = 0
     }
 
     let local: UnsafeMutablePointer<Local>
-    /// Chunks nobody holds (a stack: the most recently freed, warmest, first).
+    /// Slots of chunks nobody holds (a stack: the most recently freed,
+    /// warmest, first).
     let freeChunks: UnsafeMutablePointer<Int32>
-    /// Per chunk: subscribers holding it (queued or borrowed) + 1 if in the
-    /// history + 1 while it is being delivered.
+    /// Per slot (`pool`'s arrays): receivers holding the chunk (queued or
+    /// borrowed) + 1 if in the history + 1 while it is being delivered;
+    /// `SenderPool.retiredBit` if its segment is retired.
     let holders: UnsafeMutablePointer<UInt32>
+    /// Per slot: the chunk's header address and its ID (segment, index).
+    let chunkAddress: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    let chunkIDs: UnsafeMutablePointer<UInt32>
+    let payloadOffset: Int
+    /// Slots: the most chunks the pool's live segments may have.
     let chunkCount: Int
     /// The last `historySize` chunks sent: a ring, oldest at `historyStart`.
     var history: [Int] = []
@@ -78,10 +88,12 @@ final class PublisherPort: @unchecked Sendable {
     let links: UnsafeMutablePointer<DeliveryLink.State>
 
     /// A publisher: creates its pool, registers in the service, connects.
-    convenience init(attachment: ServiceAttachment, config: PublishSubscribeConfig, payloadType: PayloadType) throws(ServiceError) {
+    convenience init(attachment: ServiceAttachment, config: PublishSubscribeConfig, payloadType: PayloadType, elementStride: Int,
+                     allocation: PoolAllocation) throws(ServiceError) {
         let id = UInt64.random(in: 1...UInt64.max)
-        let poolSegment = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: config.chunksPerPublisher,
-                                                       payloadType: payloadType)
+        let plan = PoolPlan(payloadType: payloadType, slots: config.chunksPerPublisher, allocation: allocation,
+                            initialBytes: { $0 * elementStride })
+        let poolSegment = try PublisherPort.createPool(attachment: attachment, portID: id, plan: plan)
         let registration: PortRegistration
         do {
             // Block i of every inbox belongs to publisher slot i: prefer a slot
@@ -94,45 +106,69 @@ final class PublisherPort: @unchecked Sendable {
             poolSegment.unlinkIfStillLinked()
             throw error
         }
-        try self.init(attachment: attachment, config: config, direction: .toConsumers, poolSegment: poolSegment,
+        try self.init(attachment: attachment, config: config, direction: .toConsumers, poolSegment: poolSegment, plan: plan,
                       registration: registration)
     }
 
-    /// Creates the pool of port `portID` (`svc.<service>.p<id>`): before the
-    /// port registers, so that receivers who see the registration can map it.
-    static func createPool(attachment: ServiceAttachment, portID id: UInt64, chunks: Int,
-                           payloadType: PayloadType) throws(ServiceError) -> SharedMemorySegment {
-        // Room for whole elements: samples carry count × stride bytes.
-        let alignment = max(1, payloadType.alignment)
-        let capacity = (payloadType.size + alignment - 1) / alignment * alignment
-        let hash = ServiceLayout.hash(attachment.name.value)
-        return try serviceCall {
-            try SharedMemorySegment.create(attachment.name.portSegmentName(.pool, id),
-                                           size: ChunkPool.size(chunkCount: chunks, payloadCapacity: capacity, alignment: alignment),
-                                           mode: 0o600, kind: ChunkPool.kind, lifetime: .persistent) { data in
-                ChunkPool.initialize(data, chunkCount: chunks, payloadCapacity: capacity, alignment: alignment,
-                                     portID: id, serviceHash: hash)
+    /// What a sender's pool is made of: its limits, and its first segment.
+    struct PoolPlan {
+        /// Alignment of the payload (and so of every chunk's payload).
+        let alignment: Int
+        /// The most bytes a sample may have: whole elements of the payload.
+        let maxCapacity: Int
+        /// Chunks in flight at most (the live segments' chunks together).
+        let slots: Int
+        /// nil: reserved (the first segment is all there is).
+        let initialChunks: Int?
+        let firstChunks: Int
+        let firstCapacity: Int
+
+        /// - Parameter initialBytes: the bytes of a growing pool's first
+        ///   chunks, given its initial length in elements.
+        init(payloadType: PayloadType, slots: Int, allocation: PoolAllocation, initialBytes: (Int) -> Int) {
+            alignment = max(1, payloadType.alignment)
+            maxCapacity = SenderPool.aligned(payloadType.size, alignment)
+            self.slots = slots
+            let reservedBytes = ChunkPool.size(chunkCount: slots, payloadCapacity: maxCapacity, alignment: alignment)
+            switch allocation.resolved(reservedBytes: reservedBytes).kind {
+            case .growing(let chunks, let length):
+                initialChunks = chunks
+                firstChunks = min(chunks, slots)
+                var size = 64
+                while size < initialBytes(length) { size <<= 1 }
+                firstCapacity = min(maxCapacity, SenderPool.aligned(size, alignment))
+            case .reserved, .automatic:
+                initialChunks = nil
+                firstChunks = slots
+                firstCapacity = maxCapacity
             }
         }
     }
 
+    /// Creates segment 0 of port `portID`'s pool (`svc.<service>.p<id>`):
+    /// before the port registers, so that receivers who see the
+    /// registration can map it.
+    static func createPool(attachment: ServiceAttachment, portID id: UInt64, plan: PoolPlan) throws(ServiceError) -> SharedMemorySegment {
+        try SenderPool.createSegment(name: attachment.name, portID: id, number: 0, chunks: plan.firstChunks,
+                                     capacity: plan.firstCapacity, alignment: plan.alignment)
+    }
+
     /// The sending half of a registered port, over a pool made by
-    /// `createPool` (`config.chunksPerPublisher` chunks). On failure the
-    /// pool is unlinked and the registration left.
+    /// `createPool` from `plan`. On failure the pool is unlinked and the
+    /// registration left.
     init(attachment: ServiceAttachment, config: PublishSubscribeConfig, direction: PortDirection,
-         poolSegment: SharedMemorySegment, registration: PortRegistration) throws(ServiceError) {
+         poolSegment: SharedMemorySegment, plan: PoolPlan, registration: PortRegistration) throws(ServiceError) {
         self.attachment = attachment
         layout = attachment.layout
         self.config = config
         self.direction = direction
         self.registration = registration
-        self.poolSegment = poolSegment
         serviceName = attachment.name.value
         let id = registration.portID
-        let chunks = config.chunksPerPublisher
+        let chunks = plan.slots
         do {
-            pool = try ChunkPool(poolSegment.data, expectedPortID: id, serviceHash: ServiceLayout.hash(attachment.name.value),
-                                 service: attachment.name.value)
+            pool = try SenderPool(first: poolSegment, name: attachment.name, portID: id, alignment: plan.alignment,
+                                  maxCapacity: plan.maxCapacity, slotLimit: chunks, initialChunks: plan.initialChunks)
         } catch {
             registration.leave()
             poolSegment.unlinkIfStillLinked()
@@ -140,13 +176,18 @@ final class PublisherPort: @unchecked Sendable {
         }
         portID = id
         chunkCount = chunks
+        holders = pool.holders
+        chunkAddress = pool.address
+        chunkIDs = pool.ids
+        payloadOffset = pool.payloadOffset
         local = .allocate(capacity: 1)
         local.initialize(to: Local())
+        local.pointee.capacity = pool.capacity
         freeChunks = .allocate(capacity: chunks)
-        for i in 0..<chunks { freeChunks[i] = Int32(chunks - 1 - i) }
-        local.pointee.freeCount = chunks
-        holders = .allocate(capacity: chunks)
-        holders.initialize(repeating: 0, count: chunks)
+        let first = pool.segments[0].slots
+        let firstCount = pool.segments[0].pool.chunkCount
+        for i in 0..<firstCount { freeChunks[i] = first[firstCount - 1 - i] }
+        local.pointee.freeCount = firstCount
         links = .allocate(capacity: config.maxSubscribers)
         try updateConnections(force: true)
     }
@@ -160,8 +201,9 @@ final class PublisherPort: @unchecked Sendable {
             // Samples we sent stay receivable: the pool keeps its name while a
             // subscriber that has not mapped it has references from us queued
             // (DepartedPools.swift); that subscriber removes the name.
-            if !active.contains(where: { $0.inbox.awaits(portID, block: slotIndex) }) {
-                poolSegment.unlinkIfStillLinked()
+            let segments = pool.nextNumber
+            if !active.contains(where: { $0.inbox.awaits(portID, block: slotIndex, segments: segments) }) {
+                pool.unlinkAll()
             }
         }
         // (Else our receiving half still holds the slot: the pool's name is
@@ -172,7 +214,6 @@ final class PublisherPort: @unchecked Sendable {
         }
         local.deallocate()
         freeChunks.deallocate()
-        holders.deallocate()
         links.deallocate()
     }
 
@@ -184,13 +225,14 @@ final class PublisherPort: @unchecked Sendable {
 
     // MARK: Loaning
 
-    /// A free chunk, loaned to the caller.
+    /// A free chunk of at least `bytes` bytes, loaned to the caller (its slot).
     @inline(__always)
-    func takeChunk() throws(ServiceError) -> Int {
+    func takeChunk(bytes: Int) throws(ServiceError) -> Int {
         let state = local
         guard state.pointee.loanedCount < config.maxLoans else { throw .tooManyLoans(maximum: config.maxLoans) }
         if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
-        if state.pointee.freeCount == 0 { refill() }
+        if bytes > state.pointee.capacity { try growForLargerChunks(bytes) }
+        if state.pointee.freeCount == 0 { try refill() }
         guard state.pointee.freeCount > 0 else { throw .poolExhausted(service: serviceName, chunks: chunkCount) }
         state.pointee.freeCount -= 1
         state.pointee.loanedCount += 1
@@ -198,22 +240,54 @@ final class PublisherPort: @unchecked Sendable {
     }
 
     /// Collects what subscribers released; then, if still nothing is free,
-    /// looks for subscribers that died holding samples.
-    func refill() {
+    /// grows the pool (if it may), else looks for subscribers that died
+    /// holding samples.
+    func refill() throws(ServiceError) {
         reclaimReturns()
+        if local.pointee.freeCount == 0, let segment = try pool.grow(toFit: 0) { adopt(segment) }
         if local.pointee.freeCount == 0 {
             sweepDeadSubscribers()
             reclaimReturns()
         }
     }
 
+    /// A loan wants more bytes than the chunks hold: a segment of larger
+    /// chunks replaces the others, which retire (slow path; nil if the pool
+    /// is reserved — the caller checked `bytes` against the service's maximum).
+    @inline(never)
+    func growForLargerChunks(_ bytes: Int) throws(ServiceError) {
+        reclaimReturns() // free what came back first: retired segments may go at once
+        guard let segment = try pool.grow(toFit: bytes) else {
+            throw .poolExhausted(service: serviceName, chunks: chunkCount)
+        }
+        pool.retireAll(free: UnsafeBufferPointer(start: freeChunks, count: local.pointee.freeCount),
+                       newCapacity: segment.pool.payloadCapacity)
+        local.pointee.freeCount = 0
+        adopt(segment)
+        local.pointee.capacity = pool.capacity
+    }
+
+    /// Makes a new segment's chunks loanable, and announces it to receivers
+    /// before any reference into it can be sent.
+    func adopt(_ segment: SenderPool.Segment) {
+        for slot in pool.adopt(segment) {
+            freeChunks[local.pointee.freeCount] = slot
+            local.pointee.freeCount += 1
+        }
+        pool.publishSegmentCount()
+    }
+
     /// Gives an unsent loan back. Returns true if that was the last loan of
     /// a retired port, which the caller must then release (`retire`).
     func returnLoan(_ chunk: Int) -> Bool {
         local.pointee.loanedCount -= 1
-        if holders[chunk] == 0 { free(chunk) }
+        if holders[chunk] == 0 { free(chunk) } else if holders[chunk] == SenderPool.retiredBit { pool.retiredChunkFreed(chunk) }
         return local.pointee.retired && local.pointee.loanedCount == 0
     }
+
+    /// The payload of the chunk in `slot`.
+    @inline(__always)
+    func payload(_ slot: Int) -> UnsafeMutableRawPointer { chunkAddress[slot] + payloadOffset }
 
     /// Called when the `Publisher` goes. Samples refer to the port without
     /// reference counting (an atomic increment and decrement per sample
@@ -241,7 +315,7 @@ final class PublisherPort: @unchecked Sendable {
         let state = local
         state.pointee.sequence &+= 1
         try prepare(chunk: chunk, bytes: bytes, sequence: state.pointee.sequence)
-        let value = ChunkReference.encode(index: chunk, length: bytes)
+        let value = ChunkReference.encode(id: chunkIDs[chunk], length: bytes)
         var reached = 0
         // Hold the chunk ourselves while delivering: a fast subscriber may
         // hand it back before we have pushed it to the others.
@@ -268,8 +342,8 @@ final class PublisherPort: @unchecked Sendable {
         state.pointee.loanedCount -= 1
         // The next loan takes the top of the free stack: say which, so a
         // spinning receiver fetches that line while it polls (`ChunkOffset.next`).
-        let next = state.pointee.freeCount > 0 ? UInt32(bitPattern: freeChunks[state.pointee.freeCount - 1]) : ChunkPool.noHint
-        pool.setHeader(chunk, sequence: sequence, length: bytes, next: next)
+        let next = state.pointee.freeCount > 0 ? chunkIDs[Int(freeChunks[state.pointee.freeCount - 1])] : ChunkPool.noHint
+        ChunkPool.setHeader(chunkAddress[chunk], sequence: sequence, length: bytes, next: next)
         if layout.version != state.pointee.knownVersion || state.pointee.pendingClaims > 0 { try updateConnections(force: false) }
     }
 
@@ -277,7 +351,7 @@ final class PublisherPort: @unchecked Sendable {
     /// for writing now, while nobody waits on us.
     @inline(__always)
     func prefetchNextLoan() {
-        if local.pointee.freeCount > 0 { CPU.prefetchForWrite(pool.chunk(Int(freeChunks[local.pointee.freeCount - 1]))) }
+        if local.pointee.freeCount > 0 { CPU.prefetchForWrite(chunkAddress[Int(freeChunks[local.pointee.freeCount - 1])]) }
     }
 
     /// How a delivery to one receiver ended (request/response).
@@ -344,7 +418,7 @@ final class PublisherPort: @unchecked Sendable {
     private func finishSingle(chunk: Int, bytes: Int, index: Int) throws(ServiceError) -> SingleDelivery {
         let receiver = links[index].portID
         local.pointee.congested = false
-        let pushed = try push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: links + index)
+        let pushed = try push(ChunkReference.encode(id: chunkIDs[chunk], length: bytes), chunk: chunk, to: links + index)
         if local.pointee.congested {
             local.pointee.congestedSends += 1
             if local.pointee.congestedSends >= 4096 { sweepDeadSubscribers() }
@@ -415,7 +489,7 @@ final class PublisherPort: @unchecked Sendable {
             case .pushedDropping(let dropped):
                 local.pointee.congested = true
                 link.count(lost: 1)
-                unhold(ChunkReference.index(dropped), by: link)
+                if let slot = pool.slot(ofID: ChunkReference.id(dropped)) { unhold(slot, by: link) }
             case .full:
                 local.pointee.congested = true
                 if config.overflow == .discard {
@@ -492,9 +566,8 @@ final class PublisherPort: @unchecked Sendable {
             let link = links[i]
             // Return queues are never overwritten: head is ours alone.
             while let value = link.returns.popExclusive() {
-                let chunk = ChunkReference.index(value)
-                // Never trust a returned index: it must be one we gave this subscriber.
-                guard chunk < chunkCount, link.outstanding[chunk] > 0 else { continue }
+                // Never trust a returned ID: it must name a chunk we gave this subscriber.
+                guard let chunk = pool.slot(ofID: ChunkReference.id(value)), link.outstanding[chunk] > 0 else { continue }
                 unhold(chunk, by: link)
             }
         }
@@ -509,9 +582,10 @@ final class PublisherPort: @unchecked Sendable {
 
     @inline(__always)
     func release(_ chunk: Int) {
-        guard holders[chunk] > 0 else { return }
-        holders[chunk] -= 1
-        if holders[chunk] == 0 { free(chunk) }
+        let held = holders[chunk]
+        guard held & ~SenderPool.retiredBit > 0 else { return }
+        holders[chunk] = held - 1
+        if held == 1 { free(chunk) } else if held == SenderPool.retiredBit | 1 { pool.retiredChunkFreed(chunk) }
     }
 
     // MARK: Connections
@@ -554,8 +628,8 @@ final class PublisherPort: @unchecked Sendable {
             let state = UnsafeMutablePointer<DeliveryLink.State>.allocate(capacity: 1)
             state.initialize(to: link.state)
             for chunk in history[historyStart...] + history[..<historyStart] {
-                let bytes = Int(clamping: pool.header(chunk).length)
-                _ = try? push(ChunkReference.encode(index: chunk, length: bytes), chunk: chunk, to: state)
+                let bytes = Int(chunkAddress[chunk].load(fromByteOffset: ChunkPool.ChunkOffset.length, as: UInt32.self))
+                _ = try? push(ChunkReference.encode(id: chunkIDs[chunk], length: bytes), chunk: chunk, to: state)
             }
             state.deallocate()
             // The subscriber loads the epoch before it scans the owners of its blocks.
@@ -597,6 +671,11 @@ final class PublisherPort: @unchecked Sendable {
 
     /// Subscribers this publisher delivers to now.
     var connectedSubscribers: Int { active.count }
+
+    var footprint: PoolFootprint {
+        PoolFootprint(segments: pool.segments.count, bytes: pool.footprint, chunks: pool.liveChunks,
+                      chunkCapacity: pool.capacity, grown: pool.grown, retired: pool.disposed)
+    }
 
     var loanedCount: Int { local.pointee.loanedCount }
 

@@ -21,7 +21,7 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
         self.count = count
     }
 
-    var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.pool.payload(chunk) } }
+    var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.payload(chunk) } }
 
     /// The sample's memory in the shared pool, not yet initialized.
     public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
@@ -73,7 +73,7 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
         self.count = count
     }
 
-    var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.pool.payload(chunk) } }
+    var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.payload(chunk) } }
 
     /// The payload, in shared memory (single-value samples).
     public var payload: Payload {

@@ -146,7 +146,9 @@ final class SubscriberPort: @unchecked Sendable {
 
     deinit {
         for connection in active { connection.retire(detaching: false) }
-        let awaited = inbox.awaitedPublishers
+        // Departed publishers whose pools may have waited for us (attached or
+        // not: we may not have mapped all their segments).
+        let awaited = (0..<inbox.maxPublishers).map { inbox.owner(of: $0) }.filter { $0 != 0 }
         registration.leave()
         inboxSegment.unlinkIfStillLinked()
         // Departed publishers' pools that waited for us may be unneeded now.
@@ -205,24 +207,45 @@ final class SubscriberPort: @unchecked Sendable {
     @inline(__always)
     func delivery(from value: UInt64, connection: UnsafeMutablePointer<InboundConnection.State>) throws(ServiceError) -> Delivery {
         let c = connection.pointee
-        let chunk = ChunkReference.index(value), bytes = ChunkReference.length(value)
-        guard chunk < c.chunkCount, bytes <= c.payloadCapacity, bytes % elementStride == 0, bytes >= minimumBytes else {
-            local.pointee.corruptSamples += 1
-            // A chunk of its pool with a bad length: hand it back, so the
-            // publisher's pool does not shrink by it.
-            if chunk < c.chunkCount, !c.flags.pointee.detached {
-                _ = try? c.connection.takeUnretainedValue().returns.writer.pushToPoller(value)
-            }
-            throw .corrupt(service: serviceName,
-                           reason: "publisher \(c.publisherID) sent chunk \(chunk) of \(bytes) bytes, outside its pool; skipped")
+        let id = ChunkReference.id(value), bytes = ChunkReference.length(value)
+        // The segment's view: 256 entries, so any segment byte indexes it;
+        // an unmapped segment has no chunks.
+        let view = c.views[ChunkReference.segment(ofID: id)]
+        let chunk = ChunkReference.index(ofID: id)
+        guard chunk < view.count, bytes <= view.capacity, bytes % elementStride == 0, bytes >= minimumBytes else {
+            return try unusualDelivery(from: value, connection: connection)
         }
         local.pointee.borrowed += 1
         c.flags.pointee.outstanding += 1
-        let header = c.poolChunks + chunk * c.chunkStride
-        let next = Int(UnsafeRawPointer(header).load(fromByteOffset: ChunkPool.ChunkOffset.next, as: UInt32.self))
-        c.flags.pointee.predicted = next < c.chunkCount ? c.poolChunks + next * c.chunkStride : nil
+        let header = view.chunks + chunk * view.stride
+        let next = UnsafeRawPointer(header).load(fromByteOffset: ChunkPool.ChunkOffset.next, as: UInt32.self)
+        let nextView = c.views[ChunkReference.segment(ofID: next)], nextChunk = ChunkReference.index(ofID: next)
+        c.flags.pointee.predicted = nextChunk < nextView.count ? nextView.chunks + nextChunk * nextView.stride : nil
         return Delivery(connection: c.connection, reference: value,
                         address: UnsafeRawPointer(header + c.payloadOffset), header: UnsafeRawPointer(header), bytes: bytes)
+    }
+
+    /// A reference the fast path could not resolve: into a segment the
+    /// publisher added since we last mapped (map it, then deliver), or
+    /// damaged (hand it back if it names one of its chunks; skip it).
+    @inline(never)
+    func unusualDelivery(from value: UInt64, connection: UnsafeMutablePointer<InboundConnection.State>) throws(ServiceError) -> Delivery {
+        let c = connection.pointee
+        let id = ChunkReference.id(value), bytes = ChunkReference.length(value)
+        let segment = ChunkReference.segment(ofID: id), chunk = ChunkReference.index(ofID: id)
+        if c.views[segment].count == 0, segment < ChunkPool.maxSegments {
+            mapNewSegments(of: c.connection.takeUnretainedValue())
+            if chunk < c.views[segment].count { return try delivery(from: value, connection: connection) }
+        }
+        local.pointee.corruptSamples += 1
+        // A chunk of its pool with a bad length: hand it back, so the
+        // publisher's pool does not shrink by it.
+        if chunk < c.views[segment].count, !c.flags.pointee.detached {
+            _ = try? c.connection.takeUnretainedValue().returns.writer.pushToPoller(value)
+        }
+        if c.views[segment].count == 0, let attachFailure { throw attachFailure }
+        throw .corrupt(service: serviceName,
+                       reason: "publisher \(c.publisherID) sent chunk \(chunk) of segment \(segment) of \(bytes) bytes, outside its pool; skipped")
     }
 
     /// Waits for the next sample with the wait strategy, at most until `end`.
@@ -368,11 +391,49 @@ final class SubscriberPort: @unchecked Sendable {
                                            returns: producer, local: localBox)
         connections[block] = connection
         active.append(connection)
-        // Then the fence in `removeDepartedPoolIfUnawaited` (Dekker with the
-        // publisher's deinit): once it reads its ID here, it may remove its pool's name.
-        inbox.markAttached(block, to: publisherID)
-        if !registeredPublishers.contains(publisherID) { layout.removeDepartedPoolIfUnawaited(publisherID, direction: direction) }
+        mapNewSegments(of: connection)
         return true
+    }
+
+    /// Maps the segments `connection`'s publisher added to its pool since we
+    /// last looked (every one below the count in its segment 0), then says
+    /// so in the block (`markAttached`): a departed publisher's pool keeps
+    /// its names until every subscriber with references queued mapped all
+    /// its segments. Slow path: on attaching, and on the first reference
+    /// into a segment not mapped yet.
+    func mapNewSegments(of connection: InboundConnection) {
+        let count = connection.pool.segmentCount()
+        for number in connection.mappedSegments..<max(connection.mappedSegments, count) {
+            do {
+                let segment = try SharedMemorySegment.open(attachment.name.poolSegmentName(connection.publisherID, segment: number),
+                                                           access: .readOnly, kind: ChunkPool.kind, timeout: .milliseconds(100))
+                let pool: ChunkPool
+                do {
+                    pool = try ChunkPool(segment.data, expectedPortID: connection.publisherID, serviceHash: serviceHash,
+                                         segmentNumber: number)
+                } catch { throw ServiceError.corrupt(service: serviceName, reason: error.layoutReason) }
+                guard pool.payloadOffset == connection.pool.payloadOffset else {
+                    throw ServiceError.corrupt(service: serviceName, reason: "pool segment \(number) places payloads elsewhere")
+                }
+                connection.add(segment: segment, pool: pool, number: number)
+            } catch SegmentError.notFound {
+                // Retired and unlinked by its publisher: nothing of it is queued.
+            } catch let error as SegmentError {
+                attachFailure = .segment(error)
+            } catch let error as ServiceError {
+                attachFailure = error
+            } catch {
+                attachFailure = .corrupt(service: serviceName, reason: "\(error)")
+            }
+        }
+        connection.mappedSegments = max(connection.mappedSegments, count)
+        // Then the fence in `removeDepartedPoolIfUnawaited` (Dekker with the
+        // publisher's deinit): once it reads our ID and count here, it may
+        // remove its pool's names.
+        inbox.markAttached(connection.block, to: connection.publisherID, segments: connection.mappedSegments)
+        if !registeredPublishers.contains(connection.publisherID) {
+            layout.removeDepartedPoolIfUnawaited(connection.publisherID, direction: direction)
+        }
     }
 
     func detach(_ block: Int) {
@@ -432,18 +493,32 @@ final class InboundConnection {
         let connection: Unmanaged<InboundConnection>
         let flags: UnsafeMutablePointer<Flags>
         let publisherID: UInt64
-        let poolChunks: UnsafeRawPointer
-        let chunkCount: Int
-        let chunkStride: Int
-        let payloadCapacity: Int
+        /// By segment number (256 entries): the publisher's pool segments we mapped.
+        let views: UnsafeMutablePointer<SegmentView>
+        /// Where the payload starts in a chunk (the same in every segment).
         let payloadOffset: Int
+    }
+
+    /// One mapped segment of the publisher's pool, as the receive path
+    /// reads it (`count` 0: not mapped).
+    struct SegmentView {
+        var chunks: UnsafeRawPointer
+        var count: Int
+        var stride: Int
+        var capacity: Int
     }
 
     let block: Int
     let publisherID: UInt64
     let poolSegment: SharedMemorySegment
     let inboxSegment: SharedMemorySegment
+    /// Segment 0 of the publisher's pool (its segment count lives there).
     let pool: ChunkPool
+    /// The other segments we mapped (kept mapped while the connection lives).
+    var segments: [SharedMemorySegment] = []
+    /// Segments of the pool we have mapped or found retired (all below this).
+    var mappedSegments = 1
+    let views: UnsafeMutablePointer<SegmentView>
     let delivery: IndexQueue
     let spaceWakeup: SampleInbox.SpaceWakeup
     let returns: IndexQueue.Producer
@@ -482,9 +557,24 @@ final class InboundConnection {
         self.local = local
         flags = .allocate(capacity: 1)
         flags.initialize(to: Flags())
+        views = .allocate(capacity: 256)
+        views.initialize(repeating: SegmentView(chunks: UnsafeRawPointer(pool.chunk(0)), count: 0, stride: 0, capacity: 0), count: 256)
+        views[0] = SegmentView(chunks: UnsafeRawPointer(pool.chunk(0)), count: pool.chunkCount, stride: pool.chunkStride,
+                               capacity: pool.payloadCapacity)
     }
 
-    deinit { flags.deallocate() }
+    deinit {
+        flags.deallocate()
+        views.deallocate()
+    }
+
+    /// A segment the publisher added, mapped: the receive path resolves
+    /// references into it from now on.
+    func add(segment: SharedMemorySegment, pool: ChunkPool, number: Int) {
+        segments.append(segment)
+        views[number] = SegmentView(chunks: UnsafeRawPointer(pool.chunk(0)), count: pool.chunkCount, stride: pool.chunkStride,
+                                    capacity: pool.payloadCapacity)
+    }
 
     /// Called when the subscriber lets go of the connection. Samples refer
     /// to it without reference counting (an atomic increment and decrement
@@ -499,8 +589,7 @@ final class InboundConnection {
 
     var state: State {
         State(delivery: delivery, spaceWakeup: spaceWakeup, connection: Unmanaged.passUnretained(self), flags: flags, publisherID: publisherID,
-              poolChunks: UnsafeRawPointer(pool.chunk(0)), chunkCount: pool.chunkCount, chunkStride: pool.chunkStride,
-              payloadCapacity: pool.payloadCapacity, payloadOffset: pool.payloadOffset)
+              views: views, payloadOffset: pool.payloadOffset)
     }
 
     /// What the caller of `giveBack` must release afterwards.

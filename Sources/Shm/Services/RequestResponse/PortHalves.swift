@@ -12,10 +12,14 @@ enum PortHalves {
     /// left: segments unlinked, slot freed.
     static func open(attachment: ServiceAttachment, table: ServiceLayout.Table, sending: PublishSubscribeConfig, payload: PayloadType,
                      receiving: PublishSubscribeConfig, inboxBlocks: Int, sizes: RequestResponseSizes,
-                     waitStrategy: WaitStrategy) throws(ServiceError) -> (PublisherPort, SubscriberPort) {
+                     waitStrategy: WaitStrategy, allocation: PoolAllocation = .automatic) throws(ServiceError) -> (PublisherPort, SubscriberPort) {
         let id = UInt64.random(in: 1...UInt64.max)
         let direction = PortDirection.sending(from: table)
-        let pool = try PublisherPort.createPool(attachment: attachment, portID: id, chunks: sending.chunksPerPublisher, payloadType: payload)
+        // Requests and responses are loaned at their full size: a growing
+        // pool grows in chunks only.
+        let plan = PublisherPort.PoolPlan(payloadType: payload, slots: sending.chunksPerPublisher, allocation: allocation,
+                                          initialBytes: { _ in payload.size })
+        let pool = try PublisherPort.createPool(attachment: attachment, portID: id, plan: plan)
         let inbox: SharedMemorySegment
         do {
             inbox = try SubscriberPort.createInbox(attachment: attachment, portID: id, blocks: inboxBlocks,
@@ -38,7 +42,7 @@ enum PortHalves {
         }
         let sender: PublisherPort
         do {
-            sender = try PublisherPort(attachment: attachment, config: sending, direction: direction, poolSegment: pool,
+            sender = try PublisherPort(attachment: attachment, config: sending, direction: direction, poolSegment: pool, plan: plan,
                                        registration: registration)
         } catch {
             registration.leave()

@@ -70,10 +70,10 @@ package final class ClientPort: @unchecked Sendable {
     /// `requestPayload(_:)` (room for `requestSize` bytes).
     /// - Throws: `.tooManyLoans`, `.poolExhausted` (servers hold every chunk).
     @usableFromInline
-    package func loanRequest() throws(ServiceError) -> Int { try requests.takeChunk() }
+    package func loanRequest() throws(ServiceError) -> Int { try requests.takeChunk(bytes: requests.pool.maxCapacity) }
 
     @usableFromInline
-    package func requestPayload(_ chunk: Int) -> UnsafeMutableRawPointer { requests.pool.payload(chunk) }
+    package func requestPayload(_ chunk: Int) -> UnsafeMutableRawPointer { requests.payload(chunk) }
 
     /// Gives an unsent loan back.
     @usableFromInline
@@ -342,11 +342,11 @@ package final class ServerPort: @unchecked Sendable {
     /// - Throws: `.tooManyLoans`, `.poolExhausted` (clients hold every chunk).
     @usableFromInline
     package func loanResponse() throws(ServiceError) -> Int {
-        try respondLock.withLock { _ throws(ServiceError) -> Int in try responses.takeChunk() }
+        try respondLock.withLock { _ throws(ServiceError) -> Int in try responses.takeChunk(bytes: responses.pool.maxCapacity) }
     }
 
     @usableFromInline
-    package func responsePayload(_ chunk: Int) -> UnsafeMutableRawPointer { responses.pool.payload(chunk) }
+    package func responsePayload(_ chunk: Int) -> UnsafeMutableRawPointer { responses.payload(chunk) }
 
     /// Gives an unsent response loan back. Any thread.
     @usableFromInline
