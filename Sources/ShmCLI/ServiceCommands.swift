@@ -19,10 +19,14 @@ struct PortReport: Encodable {
     let held: UInt64?
     let sent: UInt64?
     let memoryBytes: Int?
+    let poolSegments: Int?
+    let poolChunks: Int?
+    let poolChunkCapacity: Int?
 
     enum CodingKeys: String, CodingKey {
         case kind, pid, alive, backlog, lost, delivered, held, sent
         case portID = "port_id", registeredAt = "registered_at", memoryBytes = "memory_bytes"
+        case poolSegments = "pool_segments", poolChunks = "pool_chunks", poolChunkCapacity = "pool_chunk_capacity"
     }
 
     init(_ port: ServiceDirectory.PortInfo) {
@@ -37,7 +41,17 @@ struct PortReport: Encodable {
         held = port.held
         sent = port.sent
         memoryBytes = port.memoryBytes
+        poolSegments = port.poolSegments
+        poolChunks = port.poolChunks
+        poolChunkCapacity = port.poolChunkCapacity
     }
+}
+
+/// A pool as `shm service` shows it: "3 seg, 24 × 1 MiB" (segments,
+/// chunks, and the bytes the largest chunks hold).
+func poolSummary(_ port: ServiceDirectory.PortInfo) -> String {
+    guard let segments = port.poolSegments, let chunks = port.poolChunks, let capacity = port.poolChunkCapacity else { return "-" }
+    return "\(segments) seg, \(chunks) × \(ByteCount.format(capacity))"
 }
 
 /// A service in JSON.
@@ -97,12 +111,13 @@ struct ServiceCommand: ParsableCommand {
                      + "\(ByteCount.format(info.memoryBytes)) in /dev/shm (service \(ByteCount.format(info.serviceSegmentBytes)), the rest in ports' pools and inboxes)")
         StandardStreams.printLine(lines.joined(separator: "\n") + "\n")
         // HELD: samples of publishers' pools a subscriber holds (queued or borrowed).
-        var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "MEMORY", "SENT", "BACKLOG", "HELD", "DELIVERED", "LOST")
-        table.rightAligned = [2, 5, 6, 7, 8, 9, 10]
+        // POOL: segments of a pool that grows with what is in flight, its chunks and their size.
+        var table = Table("PORT", "ID", "PID", "ALIVE", "REGISTERED", "MEMORY", "POOL", "SENT", "BACKLOG", "HELD", "DELIVERED", "LOST")
+        table.rightAligned = [2, 5, 7, 8, 9, 10, 11]
         for port in info.ports {
             table.add(port.kind, String(port.portID, radix: 16), String(port.process.pid), port.process.liveness.display,
                       port.registeredAt > 0 ? shortTime(nanoseconds: port.registeredAt) : "-",
-                      port.memoryBytes.map(ByteCount.format) ?? "-", port.sent.map(String.init) ?? "-",
+                      port.memoryBytes.map(ByteCount.format) ?? "-", poolSummary(port), port.sent.map(String.init) ?? "-",
                       port.backlog.map(String.init) ?? "-", port.held.map(String.init) ?? "-",
                       port.delivered.map(String.init) ?? "-", port.lost.map(String.init) ?? "-")
         }
@@ -184,6 +199,10 @@ struct PubCommand: ParsableCommand {
     @Option(help: "Publish the messages this many times.") var count = 1
     @Option(help: "Pause between samples, e.g. 100ms.", transform: parseDuration) var interval: Duration = .zero
     @Option(name: .customLong("wait-subscribers"), help: "Wait (up to 10 s) for this many subscribers first.") var waitSubscribers = 0
+    @Option(help: ArgumentHelp("How the publisher's pool gets memory: reserved (all up front), growing (with what is in flight), automatic (growing above 1 MiB).",
+                               valueName: "reserved|growing|automatic"),
+            transform: parsePoolAllocation)
+    var pool: PoolAllocation = .automatic
     @OptionGroup var byteService: ByteServiceOptions
 
     @OptionGroup var logging: LoggingOptions
@@ -196,7 +215,7 @@ struct PubCommand: ParsableCommand {
         guard service.payloadType.name == PayloadType.byteSliceName else {
             throw CommandFailure("service '\(service.name)' carries \(service.payloadType); `shm pub` sends bytes")
         }
-        let publisher = try reporting { try service.publisher() }
+        let publisher = try reporting { try service.publisher(allocation: pool) }
         if waitSubscribers > 0, !(try reporting { try publisher.waitForSubscribers(waitSubscribers, timeout: .seconds(10)) }) {
             throw CommandFailure("fewer than \(waitSubscribers) subscriber(s) after 10 s (\(publisher.connectedSubscribers) connected)")
         }
@@ -375,3 +394,13 @@ func parseDuration(_ text: String) throws -> Duration {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// `--pool reserved|growing|automatic`.
+func parsePoolAllocation(_ text: String) throws -> PoolAllocation {
+    switch text {
+    case "reserved": return .reserved
+    case "growing": return .growing()
+    case "automatic": return .automatic
+    default: throw ValidationError("--pool is reserved, growing or automatic, not '\(text)'")
+    }
+}

@@ -37,6 +37,33 @@ struct ServiceCLITests {
         withExtendedLifetime(held) {}
     }
 
+    /// `shm service` shows a growing pool's footprint: its segments (POOL),
+    /// chunks and their size, and MEMORY over every segment — a fraction of
+    /// what reserving would take. `shm pub --pool` refuses what it does not know.
+    @Test func serviceShowsAGrowingPoolsFootprint() throws {
+        let node = try Node(name: "cli-grow")
+        let name = TestSupport.uniqueName("cligrow")
+        let service = try growthService(node, name)
+        let publisher = try service.publisher(), subscriber = try service.subscriber()
+        #expect(try publisher.waitForSubscribers(1, timeout: .seconds(5)))
+        for _ in 0..<3 { try publisher.send(copyOf: [UInt8](repeating: 1, count: 100_000)) } // chunks of 128 KiB
+        let footprint = publisher.footprint
+        #expect(footprint.segments == 2 && footprint.chunks == 16 && footprint.chunkCapacity == 128 << 10, "\(footprint)")
+        let shown = try TestSupport.runCLI(["service", name, "--json"])
+        #expect(shown.status == .exited(0), "\(shown.error)")
+        let report = try #require(try json(shown.output) as? [String: Any])
+        let port = try #require((report["ports"] as? [[String: Any]] ?? []).first { $0["kind"] as? String == "publisher" })
+        #expect(port["pool_segments"] as? Int == 2 && port["pool_chunks"] as? Int == 16, "\(port)")
+        #expect(port["pool_chunk_capacity"] as? Int == 128 << 10, "\(port)")
+        let memory = port["memory_bytes"] as? Int ?? 0
+        #expect(memory >= footprint.bytes && memory < 4 << 20, "\(memory) bytes; reserving would take 560 MB")
+        let text = try TestSupport.runCLI(["service", name])
+        #expect(text.output.contains("POOL") && text.output.contains("2 seg, 16 × 128 KiB"), "\(text.output)")
+        let refused = try TestSupport.runCLI(["pub", name + ".x", "--pool", "elastic", "--message", "hi"])
+        #expect(refused.status != .exited(0) && refused.error.contains("reserved, growing or automatic"), "\(refused.error)")
+        withExtendedLifetime(subscriber) {}
+    }
+
     @Test func pubAndSubAreTwoProcessesOfOneBytesService() throws {
         let name = TestSupport.uniqueName("clisvc")
         let sub = try TestSupport.spawnCLI(["sub", name, "--count", "5", "--timeout", "30s", "--json"])
