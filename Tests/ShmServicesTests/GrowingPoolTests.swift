@@ -104,6 +104,69 @@ struct GrowingPoolTests {
         #expect(publisher.footprint.retired == 1)
     }
 
+    /// A growing pool can always hold what the service's limits allow in
+    /// flight, at any chunk size: with 6 chunks allowed (1 subscriber ×
+    /// (buffer 2 + borrowed 2) + 2 loans), two small samples held while the
+    /// pool moves to larger chunks give their slots up only when they come
+    /// back, and the larger chunks take the rest.
+    @Test func aGrowingPoolAlwaysHoldsWhatTheLimitsAllowInFlight() throws {
+        let node = try Node(name: "test")
+        let service = try node.publishSubscribe(TestSupport.uniqueName("growlimit"), slicesOf: UInt8.self, maxLength: 1 << 20,
+                                                config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 2,
+                                                              maxLoans: 2, maxBorrowed: 2, overflow: .block))
+        #expect(service.config.chunksPerPublisher == 6)
+        let publisher = try service.publisher(allocation: .growing(initialChunks: 8))
+        publisher.sendTimeout = .zero
+        let subscriber = try service.subscriber()
+        #expect(try publisher.waitForSubscribers(1, timeout: .seconds(5)))
+        #expect(publisher.footprint.chunks == 6)
+        try publisher.send(copyOf: [1] as [UInt8])
+        try publisher.send(copyOf: [2] as [UInt8])
+        var small1: ReceivedSample<UInt8>? = try subscriber.receive(timeout: .seconds(1))
+        var small2: ReceivedSample<UInt8>? = try subscriber.receive(timeout: .seconds(1))
+        // Larger chunks, while the two small ones are held: 4 of them.
+        try publisher.send(copyOf: [UInt8](repeating: 3, count: 1000))
+        try publisher.send(copyOf: [UInt8](repeating: 4, count: 1000))
+        var loanA: UninitializedSample<UInt8>? = try publisher.loanUninitialized(count: 1000)
+        var loanB: UninitializedSample<UInt8>? = try publisher.loanUninitialized(count: 1000)
+        #expect(publisher.footprint.chunkCapacity == 1024)
+        #expect(small1?.unsafeBuffer.first == 1 && small2?.unsafeBuffer.first == 2)
+        small1 = nil
+        small2 = nil
+        // 2 borrowed + 2 queued + 2 loaned, all large now: the small ones' slots come back.
+        let got3 = try subscriber.receive(timeout: .seconds(1)), got4 = try subscriber.receive(timeout: .seconds(1))
+        #expect(got3.unsafeBuffer.first == 3 && got4.unsafeBuffer.first == 4)
+        try loanA.take()!.initialize { $0.update(repeating: 5) }.send()
+        try loanB.take()!.initialize { $0.update(repeating: 6) }.send()
+        loanA = try publisher.loanUninitialized(count: 1000)
+        loanB = try publisher.loanUninitialized(count: 1000)
+        #expect(publisher.footprint.chunks - 6 == 6, "segment 0's six, and six of 1 KiB: \(publisher.footprint)")
+        _ = got3.count + got4.count
+        loanA = nil
+        loanB = nil
+    }
+
+    /// A subscriber attached to a publisher whose pool grew, but not yet to
+    /// the newest segment, keeps every segment's name after the publisher
+    /// leaves — even with nothing queued (it may have popped a reference it
+    /// is about to resolve) — until it notices the departure and lets go.
+    @Test func aDepartedGrownPoolWaitsForAnAttachedSubscriberToLetGo() throws {
+        let name = TestSupport.uniqueName("growleave")
+        let node = try Node(name: "test")
+        let service = try growthService(node, name)
+        var publisher: Publisher<UInt8>? = try service.publisher(allocation: .growing(initialChunks: 2))
+        let subscriber = try service.subscriber()
+        #expect(try publisher!.waitForSubscribers(1, timeout: .seconds(5)))
+        try publisher!.send(copyOf: [7] as [UInt8])
+        #expect(try subscriber.receive(timeout: .seconds(1)).unsafeBuffer.first == 7) // attached, segment 0 mapped
+        _ = try publisher!.loanUninitialized(count: 100_000) // grows to segment 1; the loan is dropped unsent
+        #expect(Self.poolSegments(of: name).count == 2)
+        publisher = nil
+        #expect(Self.poolSegments(of: name).count == 2, "kept for the attached subscriber")
+        #expect(try subscriber.tryReceive() == nil)
+        #expect(Self.poolSegments(of: name).isEmpty, "\(Self.poolSegments(of: name))")
+    }
+
     /// A publisher in another process sends 120 samples from 8 B to 4 MB
     /// (its pool grows five times in chunk size) and leaves at once: every
     /// sample arrives intact and in order — from segments we had not mapped

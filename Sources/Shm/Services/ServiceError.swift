@@ -16,7 +16,10 @@ public enum ServiceError: Error, Equatable, Sendable, CustomStringConvertible {
     case alreadyExists(service: String)
     /// Every publisher (or subscriber, client, server, listener…) slot is taken by a live process.
     case tooManyPorts(service: String, kind: String, maximum: Int)
-    /// All of the publisher's samples are loaned out or held by subscribers.
+    /// All of the publisher's samples are loaned out or held by subscribers
+    /// (a growing pool: its live segments already hold the most chunks the
+    /// service's limits allow, some of them retired but still held, or it
+    /// has made its 255 segments).
     case poolExhausted(service: String, chunks: Int)
     /// The publisher already has its maximum of samples loaned and not sent.
     case tooManyLoans(maximum: Int)

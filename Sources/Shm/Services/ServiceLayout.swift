@@ -287,13 +287,24 @@ package struct ServiceLayout: @unchecked Sendable {
 
     /// Removes what a port of `table` that is gone (dead, reclaimed) owned:
     /// its inbox at once, its pool once no receiver awaits it (DepartedPools.swift).
+    /// A departed receiver no longer awaits anything: pools of departed
+    /// senders it was the last to wait for go with it.
     func removeSegments(ofDeparted entry: PortEntry, in table: Table) {
         guard entry.portID != 0 else { return }
         for kind in segmentKinds(of: table) {
             if kind == .pool {
                 removeDepartedPoolIfUnawaited(entry.portID, direction: .sending(from: table))
             } else if let segmentName = try? SegmentName(name.portSegmentName(kind, entry.portID)) {
+                // The senders whose blocks it held, read before it goes.
+                var senders: [UInt64] = []
+                if let segment = try? SharedMemorySegment.open(segmentName, access: .readOnly, kind: SampleInbox.kind,
+                                                              timeout: .milliseconds(50)),
+                   let inbox = try? SampleInbox(segment.data, expectedPortID: entry.portID) {
+                    senders = withExtendedLifetime(segment) { (0..<inbox.maxPublishers).map { inbox.owner(of: $0) }.filter { $0 != 0 } }
+                }
                 try? SharedMemorySegment.unlink(segmentName)
+                let direction: PortDirection = table == .consumers ? .toConsumers : .toProducers
+                for sender in senders { removeDepartedPoolIfUnawaited(sender, direction: direction) }
             }
         }
     }

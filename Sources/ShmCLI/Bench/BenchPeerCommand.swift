@@ -19,6 +19,7 @@ struct BenchPeerCommand: ParsableCommand {
     @Option var wait: BenchWait = .spin
     @Flag var streaming = false
     @Flag var copy = false
+    @Option var pool = "automatic"
     @Option var batch: Int = 1
 
     func run() throws {
@@ -26,7 +27,8 @@ struct BenchPeerCommand: ParsableCommand {
         if let cpu { try? CPU.pinCurrentThread(to: cpu) }
         let endpoint = try BenchSetup.child(mechanism, size: size, name: name, capacity: capacity,
                                             readFD: readFD, writeFD: writeFD, port: port,
-                                            service: ServiceBenchParameters(subscribers: subscribers, wait: wait, streaming: streaming, copy: copy))
+                                            service: ServiceBenchParameters(subscribers: subscribers, wait: wait, streaming: streaming, copy: copy,
+                                                                            pool: pool))
         switch role {
         case "pong": try pong(endpoint)
         case "produce": try produce(endpoint, count: count)

@@ -14,28 +14,39 @@ struct InstructionBenchCommand: ParsableCommand {
         commandName: "instructions",
         abstract: "Run one hot path N times in this process (for callgrind instruction counts; see .ci/instructions).",
         discussion: """
-            Operations: pubsub (loan 64 B, write, send, receive, read, release), request-response (an 8-byte \
+            Operations: pubsub (loan 64 B, write, send, receive, read, release), pubsub-grown (the same over a \
+            pool that grew from one chunk during the warm-up: growth costs nothing once grown), request-response (an 8-byte \
             request loaned, written, sent, read in place, answered with a loaned response read in place), \
             ring (send and receive a UInt64 through an SPSC ring), log-append \
             (append a 40-byte record, no sync). 1,000 warm-up iterations come first.
             """)
 
     enum Operation: String, ExpressibleByArgument, CaseIterable {
-        case pubsub, requestResponse = "request-response", ring, logAppend = "log-append"
+        case pubsub, pubsubGrown = "pubsub-grown", requestResponse = "request-response", ring, logAppend = "log-append"
     }
 
-    @Option(help: "The operation: pubsub, request-response, ring, log-append.") var operation: Operation
+    @Option(help: "The operation: pubsub, pubsub-grown, request-response, ring, log-append.") var operation: Operation
     @Option(help: "Iterations after the warm-up.") var iterations = 10_000
 
     func run() throws {
         let name = "bench.instr.\(getpid())"
         var checksum: UInt64 = 0
         switch operation {
-        case .pubsub:
+        case .pubsub, .pubsubGrown:
             let node = try Node(name: "bench-instructions")
             let service = try node.publishSubscribe(name, slicesOf: UInt8.self, maxLength: 64,
                                                     config: .init(maxPublishers: 1, maxSubscribers: 1, subscriberBufferSize: 4))
-            let publisher = try service.publisher(), subscriber = try service.subscriber()
+            let allocation: PoolAllocation = operation == .pubsub ? .reserved : .growing(initialChunks: 1)
+            let publisher = try service.publisher(allocation: allocation), subscriber = try service.subscriber()
+            if operation == .pubsubGrown {
+                // Grow in chunks: four in flight at once, then back to one.
+                do {
+                    let a = try publisher.loanUninitialized(count: 64), b = try publisher.loanUninitialized(count: 64)
+                    let c = try publisher.loanUninitialized(count: 64), d = try publisher.loanUninitialized(count: 64)
+                    _ = (a.count, b.count, c.count, d.count)
+                }
+                guard publisher.footprint.segments > 1 else { throw CommandFailure("the pool did not grow") }
+            }
             for i in 0..<(1000 + iterations) {
                 let loan = try publisher.loanUninitialized(count: 64)
                 UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt64(i), as: UInt64.self)

@@ -162,6 +162,9 @@ struct PubSubBenchCommand: ParsableCommand {
     @Option(help: "Payload sizes.", transform: parseSizes) var sizes: [Int] = [8, 64, 512, 4096, 65536, 1 << 20, 4 << 20]
     @Option(help: "Subscriber counts.", transform: parseCounts) var subscribers: [Int] = [1, 4, 16]
     @Option(help: "How receivers wait: spin (poll), default (spin then park), block.") var wait: BenchWait = .spin
+    @Option(help: "How publishers' pools get memory: reserved, growing, automatic (growing above 1 MiB).",
+            transform: { text in _ = try parsePoolAllocation(text); return text })
+    var pool = "automatic"
     @Option(help: "Latency: measuring time per cell and round, seconds.") var duration: Double = 0.2
     @Option(name: .customLong("max-rounds"), help: "Latency: round trips per cell and round at most.") var maxRounds = 200_000
     @Option(help: "Throughput: bytes to publish per cell (capped by --max-messages).", transform: Size.parse)
@@ -189,7 +192,7 @@ struct PubSubBenchCommand: ParsableCommand {
                 for (index, (n, size)) in cells.enumerated() {
                     progress.step("latency round \(round)/\(`repeat`): 1→\(n), \(ByteCount.format(size))")
                     paired[index].round(floor: &floor) {
-                        try BenchSetup.parent(.pubsub, size: size, service: ServiceBenchParameters(subscribers: n, wait: wait))
+                        try BenchSetup.parent(.pubsub, size: size, service: ServiceBenchParameters(subscribers: n, wait: wait, pool: pool))
                     }
                 }
             }
@@ -228,7 +231,7 @@ struct PubSubBenchCommand: ParsableCommand {
                 let name = "bench.\(getpid()).local.\(n).\(size)"
                 let service = try node.publishSubscribe(name, slicesOf: UInt8.self, maxLength: size,
                                                         config: PubSubEndpoint.config(ServiceBenchParameters(subscribers: n), size: size))
-                let publisher = try service.publisher()
+                let publisher = try service.publisher(allocation: ServiceBenchParameters(pool: pool).allocation)
                 let subs = try (0..<n).map { _ in try service.subscriber(waitStrategy: .busySpin) }
                 var times: [Double] = []
                 for _ in 0..<5 {
@@ -266,7 +269,7 @@ struct PubSubBenchCommand: ParsableCommand {
                     baseline[size] = (try? ring.measure(.ringZeroCopy, size: size, count: counts[index], childCPU: childCPU))?.msgsPerS ?? 0
                 }
                 do {
-                    let parameters = ServiceBenchParameters(subscribers: n, wait: wait, streaming: true)
+                    let parameters = ServiceBenchParameters(subscribers: n, wait: wait, streaming: true, pool: pool)
                     let session = try BenchSetup.parent(.pubsub, size: size, service: parameters)
                     guard let endpoint = session.endpoint as? PubSubEndpoint else { throw BenchFailure("not a pub/sub session") }
                     let child = try spawnBenchPeer(session, role: "drain", childCPU: childCPU, extra: ["--count", String(counts[index])])

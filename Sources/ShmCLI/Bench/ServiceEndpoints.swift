@@ -28,10 +28,15 @@ struct ServiceBenchParameters: Sendable {
     /// Request/response: the copying calls (`send(_:)`, `receive()`,
     /// `respond(_:)`, `response()`) instead of loans read in place.
     var copy = false
+    /// How publishers' pools get memory (`--pool`).
+    var pool = "automatic"
 
     var childArguments: [String] {
-        ["--subscribers", String(subscribers), "--wait", wait.rawValue] + (streaming ? ["--streaming"] : []) + (copy ? ["--copy"] : [])
+        ["--subscribers", String(subscribers), "--wait", wait.rawValue, "--pool", pool] + (streaming ? ["--streaming"] : [])
+            + (copy ? ["--copy"] : [])
     }
+
+    var allocation: PoolAllocation { (try? parsePoolAllocation(pool)) ?? .automatic }
 }
 
 // MARK: - Publish/subscribe
@@ -69,7 +74,7 @@ final class PubSubEndpoint: BenchEndpoint {
         let b = try node.publishSubscribe(name + ".b", slicesOf: UInt8.self, maxLength: size, config: config)
         outbound = parent ? a : b
         inbound = parent ? b : a
-        publisher = try outbound.publisher()
+        publisher = try outbound.publisher(allocation: parameters.allocation)
         publisher.sendTimeout = benchReceiveTimeout
         let count = parent ? 1 : parameters.subscribers
         let service = parent ? b : a

@@ -205,26 +205,28 @@ import ShmSystem
         word64(index, BlockOffset.attached).pointee.store(publisherID, ordering: .sequentiallyConsistent)
     }
 
-    /// True if block `index` holds references from `publisherID` that the
-    /// subscriber may not be able to resolve yet: it has not mapped that
-    /// pool, or fewer than `segments` of its segments (`nil`: any number
-    /// will do — a caller that cannot read the pool's count; see
-    /// `DepartedPools.swift`).
-    package func awaits(_ publisherID: UInt64, block index: Int, segments: Int? = nil) -> Bool {
+    /// True if block `index`'s subscriber may still need to map a segment
+    /// of `publisherID`'s pool: it has not mapped the pool and references
+    /// from it are queued, or it has mapped fewer than `segments` of the
+    /// pool's segments (whatever is queued: it may have popped a reference
+    /// into one it is about to map). `segments` is the pool's segment count
+    /// (`Int.max` when the caller cannot read it: then an attached
+    /// subscriber counts as waiting; see `DepartedPools.swift`).
+    package func awaits(_ publisherID: UInt64, block index: Int, segments: Int = 1) -> Bool {
         // SYNC POINT (Dekker): seq_cst loads pair with `markAttached` (above).
         guard index < maxPublishers,
               word64(index, BlockOffset.owner).pointee.load(ordering: .sequentiallyConsistent) == publisherID else { return false }
         let attached = word64(index, BlockOffset.attached).pointee.load(ordering: .sequentiallyConsistent) == publisherID
         let mapped = UnsafeMutablePointer<Atomic<UInt32>>(OpaquePointer(block(index).unsafeBaseAddress + BlockOffset.attachedSegments))
             .pointee.load(ordering: .sequentiallyConsistent)
-        if attached, Int(mapped) >= (segments ?? 0) { return false }
+        if attached { return Int(mapped) < segments }
         guard let queue = try? IndexQueue(attaching: deliveryRegion(index)) else { return false }
         return queue.hasValue
     }
 
-    /// Publishers whose references wait in this inbox unmapped (`segments`
-    /// gives a publisher's segment count, if known).
-    package func awaitedPublishers(segments: (UInt64) -> Int? = { _ in nil }) -> [UInt64] {
+    /// Publishers whose pools this inbox's subscriber may still need to map
+    /// (`segments` gives a publisher's segment count).
+    package func awaitedPublishers(segments: (UInt64) -> Int = { _ in 1 }) -> [UInt64] {
         (0..<maxPublishers).compactMap { block in
             // SYNC POINT (Dekker): as in `awaits`.
             let owner = word64(block, BlockOffset.owner).pointee.load(ordering: .sequentiallyConsistent)

@@ -14,8 +14,9 @@ import ShmSystem
 /// The rule: a departed publisher's pool keeps its names while some inbox
 /// block it claimed is *awaiting* — it still has references queued and its
 /// subscriber has not mapped the pool (`attached` does not name it), or
-/// not every segment of a pool that grew (`attachedSegments` is below the
-/// pool's segment count).
+/// its subscriber has mapped fewer segments of a pool that grew than the
+/// pool has (`attachedSegments`), queued or not: it may hold a reference it
+/// popped into a segment it is about to map.
 /// Whoever changes that last (the publisher as it leaves, a subscriber as it
 /// attaches, recycles a block or goes) checks, and the one that finds
 /// nothing awaiting unlinks the name. `shm cleanup` keeps awaited pools.
@@ -47,13 +48,14 @@ extension ServiceLayout {
         for segment in name.existingPoolSegments(publisherID).reversed() { try? SharedMemorySegment.unlink(segment.name) }
     }
 
-    /// The segment count of a pool (from its segment 0), or nil if that
-    /// cannot be read (then any mapped segment count satisfies `awaits`).
-    func poolSegmentCount(_ publisherID: UInt64) -> Int? {
+    /// The segment count of a pool (from its segment 0); `Int.max` if that
+    /// cannot be read, so that every attached subscriber counts as waiting
+    /// (keeping names a little longer, never dropping one too early).
+    func poolSegmentCount(_ publisherID: UInt64) -> Int {
         guard let segment = try? SharedMemorySegment.open(name.portSegmentName(.pool, publisherID), access: .readOnly,
                                                           kind: ChunkPool.kind, timeout: .milliseconds(50)),
               let pool = try? ChunkPool(segment.data, expectedPortID: publisherID, serviceHash: ServiceLayout.hash(name.value))
-        else { return nil }
+        else { return .max }
         return withExtendedLifetime(segment) { pool.segmentCount() }
     }
 

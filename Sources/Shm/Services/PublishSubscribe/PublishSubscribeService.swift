@@ -61,7 +61,8 @@ extension Node {
 
 /// A publish/subscribe service: N publishers to M subscribers, zero-copy.
 ///
-/// Each publisher owns a pool of samples in a segment of its own; a sample
+/// Each publisher owns a pool of samples in segments of its own (reserved
+/// up front, or growing with what is in flight: `PoolAllocation`); a sample
 /// is loaned from the pool, written in place, and sent by pushing its index
 /// into every subscriber's queue (no copy). Subscribers read the sample in
 /// the publisher's memory and hand it back when they drop it. See

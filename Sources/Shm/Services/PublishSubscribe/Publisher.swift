@@ -8,9 +8,10 @@ import ShmSystem
 /// try sample.send()
 /// ```
 ///
-/// The publisher owns a pool of samples in a segment of its own
-/// (`svc.<service>.p<id>`, created with `shm_open` + `ftruncate` +
-/// `fallocate`, mapped with `mmap`). A send pushes the sample's index into
+/// The publisher owns a pool of samples in segments of its own
+/// (`svc.<service>.p<id>`, and `…-<k>` for those a growing pool adds;
+/// each created with `shm_open` + `ftruncate` + `fallocate`, mapped with
+/// `mmap`; see `PoolAllocation`). A send pushes the sample's reference into
 /// every subscriber's queue; nothing is copied.
 ///
 /// Use a publisher, and the samples it loans, from one thread at a time:
@@ -46,6 +47,10 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     }
 
     /// Loans an uninitialized sample for `count` elements (slice services).
+    /// - Throws: `.payloadTooLarge` past the service's maximum length;
+    ///   `.tooManyLoans`; `.poolExhausted`; and, when a growing pool must add
+    ///   a segment for this loan (`shm_open`, `ftruncate`, `posix_fallocate`,
+    ///   `mmap`), `.segment(.insufficientSpace…)` if /dev/shm is full.
     public func loanUninitialized(count: Int) throws(ServiceError) -> UninitializedSample<Payload> {
         guard count >= 0, count <= service.maxSliceLength else {
             throw .payloadTooLarge(size: count * MemoryLayout<Payload>.stride, maximum: service.payloadType.size)

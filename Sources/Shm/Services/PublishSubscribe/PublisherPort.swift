@@ -257,7 +257,7 @@ final class PublisherPort: @unchecked Sendable {
     @inline(never)
     func growForLargerChunks(_ bytes: Int) throws(ServiceError) {
         reclaimReturns() // free what came back first: retired segments may go at once
-        guard let segment = try pool.grow(toFit: bytes) else {
+        guard let segment = try pool.grow(toFit: bytes, freeing: local.pointee.freeCount) else {
             throw .poolExhausted(service: serviceName, chunks: chunkCount)
         }
         pool.retireAll(free: UnsafeBufferPointer(start: freeChunks, count: local.pointee.freeCount),
@@ -673,7 +673,7 @@ final class PublisherPort: @unchecked Sendable {
     var connectedSubscribers: Int { active.count }
 
     var footprint: PoolFootprint {
-        PoolFootprint(segments: pool.segments.count, bytes: pool.footprint, chunks: pool.liveChunks,
+        PoolFootprint(segments: pool.segments.count, bytes: pool.footprint, chunks: pool.chunks,
                       chunkCapacity: pool.capacity, grown: pool.grown, retired: pool.disposed)
     }
 

@@ -12,18 +12,22 @@ import ShmSystem
 /// adds a segment with as many chunks as the current ones (doubling); a loan
 /// that asks for more bytes than the chunks hold adds a segment of larger
 /// chunks and *retires* the others: their free chunks are never loaned
-/// again, and a retired segment is unlinked (its memory goes once receivers
-/// that mapped it let go) when its last chunk comes back. Segment 0 holds
-/// the pool's segment count and keeps its name for the sender's life. The
-/// chunks of all live segments never exceed `slotLimit` (the service's
-/// `chunksPerPublisher`): receivers' return queues are sized for that many.
+/// again — each gives its slot up as soon as it is free — and a retired
+/// segment is unlinked (its memory goes once receivers that mapped it let
+/// go) when its last chunk comes back. Segment 0 holds the pool's segment
+/// count and keeps its name for the sender's life. Slots in use (chunks
+/// that may be loaned, and retired chunks still held) never exceed
+/// `slotLimit` (the service's `chunksPerPublisher`), so the pool can always
+/// hold what the limits allow in flight, and receivers' return queues (sized
+/// for that many) never overflow.
 final class SenderPool {
     /// One segment of the pool, mapped read-write.
     final class Segment {
         let number: Int
         let mapping: SharedMemorySegment
         let pool: ChunkPool
-        /// The slot of each chunk of this segment.
+        /// The slot of each chunk of this segment (-1: a retired chunk that
+        /// was freed and gave its slot up).
         let slots: UnsafeMutablePointer<Int32>
         /// Retired: no free chunk of it is loaned again.
         var retired = false
@@ -81,7 +85,7 @@ final class SenderPool {
     var capacity: Int
     /// Chunks of the segments not retired.
     var classChunks = 0
-    /// Chunks of all live segments.
+    /// Slots in use: chunks that may be loaned, and retired chunks not yet free.
     var liveChunks = 0
     var nextNumber = 1
     /// Segments created, and retired segments unlinked, over the pool's life (monitoring).
@@ -128,6 +132,9 @@ final class SenderPool {
     /// Segment 0's view (the segment count lives there).
     var first: ChunkPool { segments[0].pool }
     var firstMapping: SharedMemorySegment { segments[0].mapping }
+
+    /// Chunks of the live segments (monitoring).
+    var chunks: Int { segments.reduce(0) { $0 + $1.pool.chunkCount } }
 
     /// Bytes of /dev/shm the live segments take.
     var footprint: Int { segments.reduce(0) { $0 + $1.mapping.data.count } }
@@ -186,14 +193,16 @@ final class SenderPool {
     /// A new segment for a loan of `bytes` that found no free chunk, or
     /// chunks too small: created and mapped, not adopted yet. Nil if the pool
     /// may not grow (reserved, at its chunk limit, or out of segment numbers).
+    /// `freeing`: slots the caller will free before adopting it (the free
+    /// chunks that a move to larger chunks retires).
     /// - Throws: `.segment(.insufficientSpace…)` when /dev/shm is full.
-    func grow(toFit bytes: Int) throws(ServiceError) -> Segment? {
+    func grow(toFit bytes: Int, freeing: Int = 0) throws(ServiceError) -> Segment? {
         guard let initialChunks, nextNumber < ChunkPool.maxSegments else { return nil }
         let newCapacity = bytes > capacity ? self.capacity(for: bytes) : capacity
         // As many chunks as the current kind has (doubling), or as many as the
         // retired kind needed: in flight before is in flight after.
         let wanted = max(initialChunks, classChunks)
-        let count = min(wanted, slotLimit - liveChunks, ChunkPool.maxChunksPerSegment)
+        let count = min(wanted, slotLimit - liveChunks + freeing, ChunkPool.maxChunksPerSegment)
         guard count >= 1 else { return nil }
         let number = nextNumber
         let mapping = try SenderPool.createSegment(name: name, portID: portID, number: number, chunks: count,
@@ -218,47 +227,49 @@ final class SenderPool {
 
     /// Retires every segment not retired yet: chunks larger than theirs are
     /// needed. `free` is the sender's free stack (which the caller empties):
-    /// chunks in it are free now; the others come back later through
-    /// `retiredChunkFreed`.
+    /// chunks in it give their slots up now; the others when they come back
+    /// (`retiredChunkFreed`).
     func retireAll(free: UnsafeBufferPointer<Int32>, newCapacity: Int) {
         for segment in segments where !segment.retired {
             segment.retired = true
             segment.busy = segment.pool.chunkCount
             for index in 0..<segment.pool.chunkCount { holders[Int(segment.slots[index])] |= SenderPool.retiredBit }
         }
-        for slot in free { segment(of: Int(slot))?.busy -= 1 }
-        for segment in segments where segment.retired && segment.busy == 0 { dispose(segment) }
+        for slot in free { retiredChunkFreed(Int(slot)) }
         classChunks = 0
         capacity = newCapacity
     }
 
-    /// A chunk of a retired segment is free: the segment goes with its last.
+    /// A chunk of a retired segment is free: it gives its slot up (no
+    /// reference to it can come back: nobody holds it), and the segment
+    /// goes with its last chunk.
     func retiredChunkFreed(_ slot: Int) {
         guard let segment = segment(of: slot) else { return }
+        let index = ChunkReference.index(ofID: ids[slot])
+        guard index < segment.pool.chunkCount, segment.slots[index] == Int32(slot) else { return }
+        segment.slots[index] = -1
+        holders[slot] = 0
+        ids[slot] = ChunkPool.noHint
+        unusedSlots.append(Int32(slot))
+        liveChunks -= 1
         segment.busy -= 1
         if segment.busy <= 0 { dispose(segment) }
     }
 
-    /// Unlinks a retired segment nobody holds a chunk of (segment 0 keeps its
-    /// name and slots: it holds the segment count) and frees its slots.
+    /// Unlinks a retired segment whose chunks are all free (their slots
+    /// given up already). Segment 0 keeps its name and mapping: it holds
+    /// the segment count.
     func dispose(_ segment: Segment) {
         guard segment.number != 0 else { return }
         _ = segment.mapping.unlinkIfStillLinked()
-        for index in 0..<segment.pool.chunkCount {
-            let slot = segment.slots[index]
-            holders[Int(slot)] = 0
-            ids[Int(slot)] = ChunkPool.noHint
-            unusedSlots.append(slot)
-        }
         table[segment.number] = SlotTable(slots: nil, count: 0)
-        liveChunks -= segment.pool.chunkCount
         segments.removeAll { $0 === segment }
         disposed += 1
     }
 
     func segment(of slot: Int) -> Segment? {
         let number = Int(segmentOfSlot[slot])
-        return segments.first { $0.number == number }
+        return segments.first { $0.number == number && $0.retired }
     }
 
     /// Unlinks every segment's name (the sender leaves and no receiver awaits them).
@@ -273,7 +284,7 @@ final class SenderPool {
     func slot(ofID id: UInt32) -> Int? {
         let entry = table[ChunkReference.segment(ofID: id)]
         let index = ChunkReference.index(ofID: id)
-        guard index < entry.count, let slots = entry.slots else { return nil }
+        guard index < entry.count, let slots = entry.slots, slots[index] >= 0 else { return nil }
         return Int(slots[index])
     }
 }

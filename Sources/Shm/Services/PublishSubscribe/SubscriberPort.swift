@@ -238,9 +238,9 @@ final class SubscriberPort: @unchecked Sendable {
             if chunk < c.views[segment].count { return try delivery(from: value, connection: connection) }
         }
         local.pointee.corruptSamples += 1
-        // A chunk of its pool with a bad length: hand it back, so the
-        // publisher's pool does not shrink by it.
-        if chunk < c.views[segment].count, !c.flags.pointee.detached {
+        // Hand it back, so the publisher's pool does not shrink by it (the
+        // publisher takes back only IDs it gave us).
+        if !c.flags.pointee.detached {
             _ = try? c.connection.takeUnretainedValue().returns.writer.pushToPoller(value)
         }
         if c.views[segment].count == 0, let attachFailure { throw attachFailure }
@@ -403,7 +403,7 @@ final class SubscriberPort: @unchecked Sendable {
     /// into a segment not mapped yet.
     func mapNewSegments(of connection: InboundConnection) {
         let count = connection.pool.segmentCount()
-        for number in connection.mappedSegments..<max(connection.mappedSegments, count) {
+        mapping: for number in connection.mappedSegments..<max(connection.mappedSegments, count) {
             do {
                 let segment = try SharedMemorySegment.open(attachment.name.poolSegmentName(connection.publisherID, segment: number),
                                                            access: .readOnly, kind: ChunkPool.kind, timeout: .milliseconds(100))
@@ -418,15 +418,20 @@ final class SubscriberPort: @unchecked Sendable {
                 connection.add(segment: segment, pool: pool, number: number)
             } catch SegmentError.notFound {
                 // Retired and unlinked by its publisher: nothing of it is queued.
-            } catch let error as SegmentError {
-                attachFailure = .segment(error)
-            } catch let error as ServiceError {
-                attachFailure = error
             } catch {
-                attachFailure = .corrupt(service: serviceName, reason: "\(error)")
+                // Anything else (no memory or descriptors for the mapping, not
+                // ready, a damaged header): stop here and try again with the
+                // next reference into it; say so if a receive finds nothing.
+                switch error {
+                case let error as SegmentError: attachFailure = .segment(error)
+                case let error as ServiceError: attachFailure = error
+                default: attachFailure = .corrupt(service: serviceName, reason: "\(error)")
+                }
+                connection.mappedSegments = number
+                break mapping
             }
+            connection.mappedSegments = number + 1
         }
-        connection.mappedSegments = max(connection.mappedSegments, count)
         // Then the fence in `removeDepartedPoolIfUnawaited` (Dekker with the
         // publisher's deinit): once it reads our ID and count here, it may
         // remove its pool's names.
