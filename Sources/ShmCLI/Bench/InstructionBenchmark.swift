@@ -39,12 +39,20 @@ struct InstructionBenchCommand: ParsableCommand {
             let allocation: PoolAllocation = operation == .pubsub ? .reserved : .growing(initialChunks: 1)
             let publisher = try service.publisher(allocation: allocation), subscriber = try service.subscriber()
             if operation == .pubsubGrown {
-                // Grow in chunks: four in flight at once, then back to one.
+                // Grow in chunks to as many as the reserved pool has (12: four
+                // borrowed, four queued, four loaned at once), then back to
+                // one in flight: the same free chunks between collections of
+                // returns, so the two counts differ only by what segments cost.
                 do {
+                    for i in 0..<4 { try publisher.send(copyOf: CollectionOfOne(UInt8(i))) }
+                    let r1 = try subscriber.receive(timeout: .seconds(1)), r2 = try subscriber.receive(timeout: .seconds(1))
+                    let r3 = try subscriber.receive(timeout: .seconds(1)), r4 = try subscriber.receive(timeout: .seconds(1))
+                    for i in 0..<4 { try publisher.send(copyOf: CollectionOfOne(UInt8(i))) }
                     let a = try publisher.loanUninitialized(count: 64), b = try publisher.loanUninitialized(count: 64)
                     let c = try publisher.loanUninitialized(count: 64), d = try publisher.loanUninitialized(count: 64)
-                    _ = (a.count, b.count, c.count, d.count)
+                    _ = (a.count, b.count, c.count, d.count, r1.count, r2.count, r3.count, r4.count)
                 }
+                while try subscriber.tryReceive() != nil {}
                 guard publisher.footprint.segments > 1 else { throw CommandFailure("the pool did not grow") }
             }
             for i in 0..<(1000 + iterations) {
