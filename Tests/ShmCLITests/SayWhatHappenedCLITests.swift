@@ -58,10 +58,11 @@ struct SayWhatHappenedCLITests {
     }
 
     /// A subscriber that cannot map a publisher's pool (here: no address
-    /// space, `ulimit -v`) used to say "no sample within 2.0 seconds".
+    /// space, `ulimit -v`, for a 1.1 GB pool reserved up front) used to say
+    /// "no sample within 2.0 seconds".
     @Test func aPoolThatCannotBeMappedIsNamed() throws {
         let name = TestSupport.uniqueName("enomem")
-        let publisher = try TestSupport.spawnCLI(["pub", name, "--max-length", "1048576", "--message", "x",
+        let publisher = try TestSupport.spawnCLI(["pub", name, "--max-length", "1048576", "--pool", "reserved", "--message", "x",
                                                   "--count", "1000000", "--interval", "5ms"])
         defer { publisher.kill(SIGTERM); _ = try? publisher.wait(timeout: .seconds(10)) }
         #expect(TestSupport.eventually { SegmentDirectory.list().contains { $0.name.name.hasPrefix("svc.\(name).p") } })
