@@ -75,6 +75,11 @@ print(frame.payload.id, frame.sequence, subscriber.lostSamples)    // dropped â†
 
 // Byte slices of any length up to a maximum:
 let logs = try node.publishSubscribe("app.logs", slicesOf: UInt8.self, maxLength: 4096)
+// A pool holds every sample the limits allow in flight, each of the largest
+// size; above 1 MiB of that it grows with what is in flight instead
+// (PoolAllocation: .automatic by default, or .reserved / .growing()).
+let logWriter = try logs.publisher(allocation: .reserved)
+print(logWriter.footprint.bytes)                                    // its bytes in /dev/shm
 
 // Request/response: one answer or a stream, each read in place (no copies).
 let calc = try node.requestResponse("calc", request: Query.self, response: Int64.self)

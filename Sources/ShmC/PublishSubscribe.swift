@@ -112,6 +112,37 @@ public func shm_publisher_create(_ service: OpaquePointer?, _ out: UnsafeMutable
     }
 }
 
+@_cdecl("shm_publisher_create_with_pool")
+public func shm_publisher_create_with_pool(_ service: OpaquePointer?, _ pool: UInt32,
+                                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    cabi {
+        let allocation: PoolAllocation
+        switch pool {
+        case UInt32(SHM_POOL_AUTOMATIC): allocation = .automatic
+        case UInt32(SHM_POOL_RESERVED): allocation = .reserved
+        case UInt32(SHM_POOL_GROWING): allocation = .growing()
+        default: return failure(SHM_E_INVALID_ARGUMENT, "pool \(pool) is not SHM_POOL_AUTOMATIC, _RESERVED or _GROWING")
+        }
+        let publisher = try object(service, Box<PublishSubscribeService<UInt8>>.self, "service").value.publisher(allocation: allocation)
+        try store(handle(Box(publisher)), out, "out")
+        return SHM_OK
+    }
+}
+
+@_cdecl("shm_publisher_footprint")
+public func shm_publisher_footprint(_ publisher: OpaquePointer?, _ bytes: UnsafeMutablePointer<UInt64>?,
+                                    _ segments: UnsafeMutablePointer<UInt32>?, _ chunks: UnsafeMutablePointer<UInt64>?,
+                                    _ chunkCapacity: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    cabi {
+        let footprint = try object(publisher, Box<Publisher<UInt8>>.self, "publisher").value.footprint
+        bytes?.pointee = UInt64(footprint.bytes)
+        segments?.pointee = UInt32(footprint.segments)
+        chunks?.pointee = UInt64(footprint.chunks)
+        chunkCapacity?.pointee = UInt64(footprint.chunkCapacity)
+        return SHM_OK
+    }
+}
+
 @_cdecl("shm_publisher_free")
 public func shm_publisher_free(_ publisher: OpaquePointer?) { release(publisher, Box<Publisher<UInt8>>.self) }
 

@@ -22,6 +22,7 @@ E_SYSTEM = -10
 E_STATE = -11
 
 OVERFLOW = {"overwrite": 0, "discard": 1, "block": 2}
+POOL = {"automatic": 0, "reserved": 1, "growing": 2}
 OPEN_MODE = {"open_or_create": 0, "open": 1, "create": 2}
 
 
@@ -88,7 +89,9 @@ _declare("shm_pubsub_open", c_int, _H, c_char_p, POINTER(PubSubOptions), _PH)
 _declare("shm_pubsub_free", None, _H)
 _declare("shm_pubsub_max_bytes", c_uint64, _H)
 _declare("shm_publisher_create", c_int, _H, _PH)
+_declare("shm_publisher_create_with_pool", c_int, _H, c_uint32, _PH)
 _declare("shm_publisher_free", None, _H)
+_declare("shm_publisher_footprint", c_int, _H, POINTER(c_uint64), POINTER(c_uint32), POINTER(c_uint64), POINTER(c_uint64))
 _declare("shm_publisher_set_send_timeout", c_int, _H, c_int64)
 _declare("shm_publisher_subscribers", c_int, _H, POINTER(c_uint32))
 _declare("shm_publisher_wait_for_subscribers", c_int, _H, c_uint32, c_int64)

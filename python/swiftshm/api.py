@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import byref, c_int32, c_uint32, c_uint64, c_void_p
-from typing import Any, AsyncIterator, Iterator, Optional, Sequence
+from typing import Any, AsyncIterator, Dict, Iterator, Optional, Sequence
 
 from . import _lib
 from ._handles import InPlace, Writable, _array, _create, _Handle, _ns, address_of, nbytes_of
@@ -109,9 +109,15 @@ class PublishSubscribe:
         """The most payload bytes one sample holds."""
         return _c.shm_pubsub_max_bytes(self._handle.pointer)
 
-    def publisher(self) -> "Publisher":
-        return Publisher(_Handle(_create(_c.shm_publisher_create, self._handle.pointer), _c.shm_publisher_free,
-                                 keep=self._handle))
+    def publisher(self, pool: str = "automatic") -> "Publisher":
+        """A publisher. ``pool``: how its pool gets shared memory — "automatic"
+        (grows when reserving would take more than 1 MiB), "reserved" (all
+        the service's limits allow in flight, at once) or "growing" (from 8
+        chunks of 64 bytes, as loans need more or larger chunks)."""
+        if pool not in _lib.POOL:
+            raise ValueError(f"pool must be one of {sorted(_lib.POOL)}, not {pool!r}")
+        return Publisher(_Handle(_create(_c.shm_publisher_create_with_pool, self._handle.pointer, _lib.POOL[pool]),
+                                 _c.shm_publisher_free, keep=self._handle))
 
     def subscriber(self) -> "Subscriber":
         return Subscriber(_Handle(_create(_c.shm_subscriber_create, self._handle.pointer), _c.shm_subscriber_free,
@@ -137,6 +143,14 @@ class Publisher:
         count = c_uint32()
         check(_c.shm_publisher_subscribers(self._handle.pointer, byref(count)))
         return count.value
+
+    @property
+    def footprint(self) -> Dict[str, int]:
+        """The pool in /dev/shm now: ``bytes``, ``segments``, ``chunks`` and
+        ``chunk_capacity`` (bytes a loanable chunk holds)."""
+        nbytes, segments, chunks, capacity = c_uint64(), c_uint32(), c_uint64(), c_uint64()
+        check(_c.shm_publisher_footprint(self._handle.pointer, byref(nbytes), byref(segments), byref(chunks), byref(capacity)))
+        return {"bytes": nbytes.value, "segments": segments.value, "chunks": chunks.value, "chunk_capacity": capacity.value}
 
     def set_send_timeout(self, timeout: Optional[float]) -> None:
         """How long a send waits for room under the "block" policy (seconds)."""

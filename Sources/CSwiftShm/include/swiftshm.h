@@ -56,6 +56,15 @@ extern "C" {
 #define SHM_OVERFLOW_DISCARD 1
 #define SHM_OVERFLOW_BLOCK 2
 
+/* How a publisher's pool gets shared memory (PoolAllocation in Swift):
+ * AUTOMATIC grows pools that would reserve more than 1 MiB, RESERVED takes
+ * everything the service's limits allow in flight at creation, GROWING
+ * starts with 8 chunks of 64 bytes and adds segments as loans need them
+ * (a full /dev/shm is then SHM_E_SYSTEM from the loan that needed one). */
+#define SHM_POOL_AUTOMATIC 0
+#define SHM_POOL_RESERVED 1
+#define SHM_POOL_GROWING 2
+
 /* Open modes. */
 #define SHM_OPEN_OR_CREATE 0
 #define SHM_OPEN 1
@@ -129,7 +138,13 @@ void shm_pubsub_free(shm_pubsub_t *service);
 uint64_t shm_pubsub_max_bytes(const shm_pubsub_t *service);
 
 int shm_publisher_create(shm_pubsub_t *service, shm_publisher_t **out);
+/* The same, with the pool's allocation (SHM_POOL_*). */
+int shm_publisher_create_with_pool(shm_pubsub_t *service, uint32_t pool, shm_publisher_t **out);
 void shm_publisher_free(shm_publisher_t *publisher);
+/* What the publisher's pool holds in /dev/shm now: bytes, segments, chunks
+ * and the bytes a loanable chunk holds (any pointer may be NULL). */
+int shm_publisher_footprint(shm_publisher_t *publisher, uint64_t *bytes, uint32_t *segments, uint64_t *chunks,
+                            uint64_t *chunk_capacity);
 /* How long a send waits under SHM_OVERFLOW_BLOCK (default 1 s). */
 int shm_publisher_set_send_timeout(shm_publisher_t *publisher, int64_t timeout_ns);
 /* Subscribers connected now. */
