@@ -58,9 +58,19 @@ final class PubSubEndpoint: BenchEndpoint {
     let publisher: Publisher<UInt8>
     let subscribers: [Subscriber<UInt8>]
 
-    /// Identical on both sides: deep enough buffers to stream, small pools for large payloads.
+    /// Identical on both sides: the defaults for latency, deep buffers to stream.
     static func config(_ parameters: ServiceBenchParameters, size: Int) -> PublishSubscribeConfig {
-        let buffer = parameters.streaming ? max(2, min(256, (256 << 20) / max(1, size * parameters.subscribers))) : 2
+        // Latency: the library's defaults (a buffer of 16, overwrite oldest).
+        // A buffer of 2 (used until pools could grow: it kept reserved pools
+        // of 4 MiB samples small) makes the publisher re-read each
+        // subscriber's head line on nearly every send — a cache-line transfer
+        // the default buffer pays once per ~15 sends (BENCHMARKS.md).
+        // Throughput: deep buffers and `.block`, so nothing is lost.
+        guard parameters.streaming else {
+            return PublishSubscribeConfig(maxPublishers: 1, maxSubscribers: parameters.subscribers, historySize: 0,
+                                          maxLoans: 1, maxBorrowed: 1)
+        }
+        let buffer = max(2, min(256, (256 << 20) / max(1, size * parameters.subscribers)))
         return PublishSubscribeConfig(maxPublishers: 1, maxSubscribers: parameters.subscribers, subscriberBufferSize: buffer,
                                       historySize: 0, maxLoans: 1, maxBorrowed: 1, overflow: .block)
     }

@@ -18,7 +18,7 @@ import ShmSystem
 /// samples refer to their port without atomic reference counting.
 public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     public let service: PublishSubscribeService<Payload>
-    let port: PublisherPort
+    @usableFromInline let port: PublisherPort
 
     /// This port's identifier in the service.
     public var portID: UInt64 { port.portID }
@@ -42,6 +42,7 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     deinit { port.retire() }
 
     /// Loans an uninitialized sample for one `Payload` value.
+    @inlinable
     public func loanUninitialized() throws(ServiceError) -> UninitializedSample<Payload> {
         UninitializedSample(port: .passUnretained(port), chunk: try port.takeChunk(bytes: MemoryLayout<Payload>.stride), count: 1)
     }
@@ -51,6 +52,7 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
     ///   `.tooManyLoans`; `.poolExhausted`; and, when a growing pool must add
     ///   a segment for this loan (`shm_open`, `ftruncate`, `posix_fallocate`,
     ///   `mmap`), `.segment(.insufficientSpace…)` if /dev/shm is full.
+    @inlinable
     public func loanUninitialized(count: Int) throws(ServiceError) -> UninitializedSample<Payload> {
         guard count >= 0, count <= service.maxSliceLength else {
             throw .payloadTooLarge(size: count * MemoryLayout<Payload>.stride, maximum: service.payloadType.size)

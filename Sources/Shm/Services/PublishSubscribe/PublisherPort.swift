@@ -11,6 +11,7 @@ import ShmSystem
 /// the delivered counter (a line only this publisher writes). Released
 /// chunks are collected from the return queues only when the free list runs
 /// dry, so a send does not read lines the subscribers are writing.
+@usableFromInline
 final class PublisherPort: @unchecked Sendable {
     let attachment: ServiceAttachment
     let layout: ServiceLayout
@@ -227,6 +228,7 @@ final class PublisherPort: @unchecked Sendable {
 
     /// A free chunk of at least `bytes` bytes, loaned to the caller (its slot).
     @inline(__always)
+    @usableFromInline
     func takeChunk(bytes: Int) throws(ServiceError) -> Int {
         let state = local
         guard state.pointee.loanedCount < config.maxLoans else { throw .tooManyLoans(maximum: config.maxLoans) }
@@ -279,6 +281,7 @@ final class PublisherPort: @unchecked Sendable {
 
     /// Gives an unsent loan back. Returns true if that was the last loan of
     /// a retired port, which the caller must then release (`retire`).
+    @usableFromInline
     func returnLoan(_ chunk: Int) -> Bool {
         local.pointee.loanedCount -= 1
         if holders[chunk] == 0 { free(chunk) } else if holders[chunk] == SenderPool.retiredBit { pool.retiredChunkFreed(chunk) }
@@ -287,6 +290,7 @@ final class PublisherPort: @unchecked Sendable {
 
     /// The payload of the chunk in `slot`.
     @inline(__always)
+    @usableFromInline
     func payload(_ slot: Int) -> UnsafeMutableRawPointer { chunkAddress[slot] + payloadOffset }
 
     /// Called when the `Publisher` goes. Samples refer to the port without
@@ -300,6 +304,7 @@ final class PublisherPort: @unchecked Sendable {
     }
 
     /// True if a loan just ended was the last one of a retired port.
+    @usableFromInline
     var lastLoanOfRetiredPort: Bool { local.pointee.retired && local.pointee.loanedCount == 0 }
 
     @inline(__always)
@@ -311,6 +316,7 @@ final class PublisherPort: @unchecked Sendable {
     // MARK: Sending
 
     /// Delivers a written chunk to every connected subscriber; returns how many it reached.
+    @usableFromInline
     func deliver(chunk: Int, bytes: Int) throws(ServiceError) -> Int {
         let state = local
         state.pointee.sequence &+= 1

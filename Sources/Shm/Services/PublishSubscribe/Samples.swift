@@ -7,28 +7,32 @@ import ShmSystem
 /// `Sample`. Dropping it gives the memory back to the pool.
 public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Unretained: the port outlives its loans (`PublisherPort.retire`).
-    let port: Unmanaged<PublisherPort>
-    let chunk: Int
+    @usableFromInline let port: Unmanaged<PublisherPort>
+    @usableFromInline let chunk: Int
     /// Elements in this sample (1 for single-value services).
     public let count: Int
     /// Set when the chunk passes to a `Sample` (`discard self` is not yet
     /// allowed for types with reference-counted fields).
-    private var handedOver = false
+    @usableFromInline var handedOver = false
 
+    @usableFromInline
     init(port: Unmanaged<PublisherPort>, chunk: Int, count: Int) {
         self.port = port
         self.chunk = chunk
         self.count = count
     }
 
+    @inlinable
     var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.payload(chunk) } }
 
     /// The sample's memory in the shared pool, not yet initialized.
+    @inlinable
     public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
         UnsafeMutableBufferPointer(start: payloadAddress.assumingMemoryBound(to: Payload.self), count: count)
     }
 
     /// Writes `value` (the sample's only element) and returns the sendable sample.
+    @inlinable
     public consuming func write(_ value: Payload) -> Sample<Payload> {
         precondition(count == 1, "write(_:) is for single-value samples; use unsafeBuffer and assumeInitialized() for slices")
         payloadAddress.initializeMemory(as: Payload.self, repeating: value, count: 1)
@@ -45,7 +49,7 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Declares every element of `unsafeBuffer` written. Unsafe: the
     /// compiler cannot check it; an element left unwritten is sent as
     /// whatever the pool chunk held before (an earlier sample's bytes).
-    @unsafe
+    @unsafe @inlinable
     public consuming func assumeInitialized() -> Sample<Payload> {
         handedOver = true
         return Sample(port: port, chunk: chunk, count: count)
@@ -62,17 +66,19 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
 /// it; dropping it unsent gives the memory back to the pool.
 public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
     /// Unretained: the port outlives its loans (`PublisherPort.retire`).
-    let port: Unmanaged<PublisherPort>
-    let chunk: Int
+    @usableFromInline let port: Unmanaged<PublisherPort>
+    @usableFromInline let chunk: Int
     public let count: Int
-    private var sent = false
+    @usableFromInline var sent = false
 
+    @usableFromInline
     init(port: Unmanaged<PublisherPort>, chunk: Int, count: Int) {
         self.port = port
         self.chunk = chunk
         self.count = count
     }
 
+    @inlinable
     var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.payload(chunk) } }
 
     /// The payload, in shared memory (single-value samples).
@@ -82,6 +88,7 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
     }
 
     /// The payload elements, in shared memory (valid until sent or dropped).
+    @inlinable
     public var unsafeBuffer: UnsafeMutableBufferPointer<Payload> {
         UnsafeMutableBufferPointer(start: payloadAddress.assumingMemoryBound(to: Payload.self), count: count)
     }
@@ -91,7 +98,7 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
 
     /// Delivers the sample to every connected subscriber without copying it;
     /// returns how many it reached.
-    @discardableResult
+    @discardableResult @inlinable
     public consuming func send() throws(ServiceError) -> Int {
         sent = true
         let port = self.port, chunk = self.chunk, bytes = count * MemoryLayout<Payload>.stride
@@ -110,12 +117,13 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
 /// Dropping it hands the memory back to the publisher.
 public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Unretained: the connection outlives its samples (`InboundConnection.retire`).
-    let connection: Unmanaged<InboundConnection>
-    let reference: UInt64
-    let address: UnsafeRawPointer
-    let header: UnsafeRawPointer
+    @usableFromInline let connection: Unmanaged<InboundConnection>
+    @usableFromInline let reference: UInt64
+    @usableFromInline let address: UnsafeRawPointer
+    @usableFromInline let header: UnsafeRawPointer
     /// Elements in this sample.
     public let count: Int
+    @usableFromInline
     init(delivery: SubscriberPort.Delivery, count: Int) {
         connection = delivery.connection
         reference = delivery.reference
@@ -129,18 +137,22 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
 
     /// The publisher's number for this sample (1, 2, …), read from the
     /// sample's header only when asked for (one cache line fewer per receive).
+    @inlinable
     public var sequence: UInt64 { header.load(as: UInt64.self) }
 
     /// The payload (single-value samples).
+    @inlinable
     public var payload: Payload { address.loadUnaligned(as: Payload.self) }
 
     /// The payload elements, read in place in the publisher's memory (valid
     /// until the sample is released or dropped).
+    @inlinable
     public var unsafeBuffer: UnsafeBufferPointer<Payload> {
         UnsafeBufferPointer(start: address.assumingMemoryBound(to: Payload.self), count: count)
     }
 
     /// The payload as raw bytes, in place (valid until released or dropped).
+    @inlinable
     public var unsafeBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: address, count: count * MemoryLayout<Payload>.stride) }
 
     @available(*, deprecated, renamed: "unsafeBuffer")
@@ -152,6 +164,7 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     /// Hands the sample back now (the same as dropping it).
     public consuming func release() {}
 
+    @inlinable
     deinit {
         let reference = self.reference
         let released = connection._withUnsafeGuaranteedRef { $0.giveBack(reference) }

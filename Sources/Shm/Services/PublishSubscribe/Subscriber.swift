@@ -16,9 +16,12 @@ import ShmSystem
 ///
 /// Use a subscriber, and the samples it hands out, from one thread at a
 /// time: samples refer to their port without atomic reference counting.
+/// The receive calls are `@inlinable`: specialized where they are called
+/// (the element count is a division by a constant), over the non-generic
+/// `SubscriberPort`.
 public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     public let service: PublishSubscribeService<Payload>
-    let port: SubscriberPort
+    @usableFromInline let port: SubscriberPort
 
     /// This port's identifier in the service.
     public var portID: UInt64 { port.portID }
@@ -41,6 +44,7 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     /// Never waits. - Throws: `.tooManyBorrowed` if this subscriber already holds
     ///   `maxBorrowed` samples; `.corrupt` for a reference that points
     ///   outside its publisher's pool (that sample is skipped).
+    @inlinable
     public func tryReceive() throws(ServiceError) -> ReceivedSample<Payload>? {
         guard let delivery = try port.tryReceive() else { return nil }
         return ReceivedSample(delivery: delivery, count: delivery.bytes / MemoryLayout<Payload>.stride)
@@ -52,8 +56,9 @@ public final class Subscriber<Payload: BitwiseCopyable>: @unchecked Sendable {
     /// - Throws: `.timedOut(Duration)`; `.tooManyBorrowed`, `.corrupt` as
     ///   `tryReceive`; an attach failure when samples wait in a pool this
     ///   subscriber cannot map.
+    @inlinable
     public func receive(timeout: Duration? = nil) throws(ServiceError) -> ReceivedSample<Payload> {
-        let delivery = try port.receive(until: deadline(after: timeout), timeout: timeout)
+        let delivery = try port.receive(timeout: timeout)
         return ReceivedSample(delivery: delivery, count: delivery.bytes / MemoryLayout<Payload>.stride)
     }
 

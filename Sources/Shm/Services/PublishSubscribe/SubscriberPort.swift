@@ -10,6 +10,7 @@ import ShmSystem
 /// left?), then a pop from each connected publisher's delivery queue — one
 /// cache-line transfer for the queue entry, one for the payload when the
 /// caller reads it.
+@usableFromInline
 final class SubscriberPort: @unchecked Sendable {
     let attachment: ServiceAttachment
     let layout: ServiceLayout
@@ -25,6 +26,10 @@ final class SubscriberPort: @unchecked Sendable {
     /// Bytes per element, and the smallest valid sample (single-value services).
     let elementStride: Int
     let minimumBytes: Int
+    /// `elementStride - 1` when the stride is a power of two (a length is
+    /// then checked with a mask, not a division: a 64-bit `div` costs tens
+    /// of cycles on every receive), else nil.
+    let strideMask: Int?
     let portID: UInt64
     /// Our slot in the port table, shared with our sending half if we are
     /// a client's or server's receiving half.
@@ -125,6 +130,7 @@ final class SubscriberPort: @unchecked Sendable {
         publishersWait = config.overflow == .block
         self.elementStride = elementStride
         self.minimumBytes = minimumBytes
+        strideMask = elementStride > 0 && elementStride & (elementStride - 1) == 0 ? elementStride - 1 : nil
         self.direction = direction
         self.registration = registration
         self.inboxSegment = inboxSegment
@@ -171,16 +177,17 @@ final class SubscriberPort: @unchecked Sendable {
     // MARK: Receiving
 
     /// A sample reference taken from a delivery queue, checked against its pool.
+    @usableFromInline
     struct Delivery {
-        let connection: Unmanaged<InboundConnection>
-        let reference: UInt64
-        let address: UnsafeRawPointer
-        let header: UnsafeRawPointer
-        let bytes: Int
+        @usableFromInline let connection: Unmanaged<InboundConnection>
+        @usableFromInline let reference: UInt64
+        @usableFromInline let address: UnsafeRawPointer
+        @usableFromInline let header: UnsafeRawPointer
+        @usableFromInline let bytes: Int
     }
 
     /// The next sample from any publisher, or nil if none is waiting.
-    @inline(__always)
+    @usableFromInline @inline(__always)
     func tryReceive() throws(ServiceError) -> Delivery? {
         let state = local
         if state.pointee.unsettled || epoch.current() != state.pointee.knownEpoch
@@ -212,7 +219,8 @@ final class SubscriberPort: @unchecked Sendable {
         // an unmapped segment has no chunks.
         let view = c.views[ChunkReference.segment(ofID: id)]
         let chunk = ChunkReference.index(ofID: id)
-        guard chunk < view.count, bytes <= view.capacity, bytes % elementStride == 0, bytes >= minimumBytes else {
+        let whole = if let strideMask { bytes & strideMask == 0 } else { bytes % elementStride == 0 }
+        guard chunk < view.count, bytes <= view.capacity, whole, bytes >= minimumBytes else {
             return try unusualDelivery(from: value, connection: connection)
         }
         local.pointee.borrowed += 1
@@ -246,6 +254,12 @@ final class SubscriberPort: @unchecked Sendable {
         if c.views[segment].count == 0, let attachFailure { throw attachFailure }
         throw .corrupt(service: serviceName,
                        reason: "publisher \(c.publisherID) sent chunk \(chunk) of segment \(segment) of \(bytes) bytes, outside its pool; skipped")
+    }
+
+    /// Waits for the next sample with the wait strategy, at most `timeout`.
+    @usableFromInline
+    func receive(timeout: Duration?) throws(ServiceError) -> Delivery {
+        try receive(until: deadline(after: timeout), timeout: timeout)
     }
 
     /// Waits for the next sample with the wait strategy, at most until `end`.
@@ -489,6 +503,7 @@ final class LocalBox<Value> {
 /// A subscriber's connection to one publisher: its pool (mapped read-only)
 /// and the block of our inbox it delivers into. A received sample holds its
 /// connection, which keeps both mappings alive for as long as the sample.
+@usableFromInline
 final class InboundConnection {
     /// The hot-path view: plain values and pointers, plus an unretained
     /// reference to the connection (`active` holds it).
@@ -598,15 +613,16 @@ final class InboundConnection {
     }
 
     /// What the caller of `giveBack` must release afterwards.
+    @usableFromInline
     struct Released {
         /// The last sample of a retired connection went.
-        var connection: Bool
+        @usableFromInline var connection: Bool
         /// The last borrowed sample of a retired subscriber went.
-        var port: Unmanaged<SubscriberPort>?
+        @usableFromInline var port: Unmanaged<SubscriberPort>?
     }
 
     /// Called when a sample received through this connection is dropped.
-    @inline(__always)
+    @usableFromInline @inline(__always)
     func giveBack(_ reference: UInt64) -> Released {
         let l = local.pointer
         l.pointee.borrowed -= 1
