@@ -122,38 +122,55 @@ import ShmSystem
 
         /// Pushes `value`; when full, drops the oldest value if `overwrite`.
         /// `ordering`: `.sequentiallyConsistent` when the consumer may sleep
-        /// (see `PublishOrdering`).
-        @inlinable
+        /// (see `PublishOrdering`). Inlined: the common case (room, as far as
+        /// the cached head says) is a few stores; the rest is out of line.
+        @inlinable @inline(__always)
         public func push(_ value: UInt64, overwrite: Bool, ordering: PublishOrdering) throws(QueueError) -> PushOutcome {
             let t = state[0]
+            if _slowPath(t &- state[1] >= limit) { return try pushLookingAtHead(value, overwrite: overwrite, ordering: ordering) }
+            publish(value, at: t, ordering: ordering)
+            return .pushed
+        }
+
+        /// The queue looks full from the cached head: reload it, then push,
+        /// drop the oldest (`overwrite`) or report `.full`.
+        @usableFromInline @inline(never)
+        func pushLookingAtHead(_ value: UInt64, overwrite: Bool, ordering: PublishOrdering) throws(QueueError) -> PushOutcome {
+            let t = state[0]
             var dropped: UInt64?
-            if t &- state[1] >= limit {
-                // SYNC POINT: acquire pairs with the consumer's CAS of head in `pop`.
-                var h = queue.head.pointee.load(ordering: .acquiring)
-                guard h <= t, t &- h <= UInt64(queue.capacity) else {
-                    throw .corruptIndices("index queue head \(h) read from shared memory, tail \(t)")
+            // SYNC POINT: acquire pairs with the consumer's CAS of head in `pop`.
+            var h = queue.head.pointee.load(ordering: .acquiring)
+            guard h <= t, t &- h <= UInt64(queue.capacity) else {
+                throw .corruptIndices("index queue head \(h) read from shared memory, tail \(t)")
+            }
+            state[1] = h
+            if t &- h >= limit {
+                guard overwrite else { return .full }
+                // Drop the oldest: read it, then take it with the same CAS the consumer uses.
+                while t &- h >= limit {
+                    let oldest = queue.entry(h).load(fromByteOffset: EntryOffset.value, as: UInt64.self)
+                    // SYNC POINT: acquire-release CAS pairs with the consumer's CAS of head in `pop`.
+                    let (done, actual) = queue.head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
+                    if done {
+                        dropped = oldest
+                        h &+= 1
+                    } else {
+                        guard actual <= t, t &- actual <= UInt64(queue.capacity) else {
+                            throw .corruptIndices("index queue head \(actual) read from shared memory, tail \(t)")
+                        }
+                        h = actual
+                    }
                 }
                 state[1] = h
-                if t &- h >= limit {
-                    guard overwrite else { return .full }
-                    // Drop the oldest: read it, then take it with the same CAS the consumer uses.
-                    while t &- h >= limit {
-                        let oldest = queue.entry(h).load(fromByteOffset: EntryOffset.value, as: UInt64.self)
-                        // SYNC POINT: acquire-release CAS pairs with the consumer's CAS of head in `pop`.
-                        let (done, actual) = queue.head.pointee.compareExchange(expected: h, desired: h &+ 1, ordering: .acquiringAndReleasing)
-                        if done {
-                            dropped = oldest
-                            h &+= 1
-                        } else {
-                            guard actual <= t, t &- actual <= UInt64(queue.capacity) else {
-                                throw .corruptIndices("index queue head \(actual) read from shared memory, tail \(t)")
-                            }
-                            h = actual
-                        }
-                    }
-                    state[1] = h
-                }
             }
+            publish(value, at: t, ordering: ordering)
+            if let dropped { return .pushedDropping(dropped) }
+            return .pushed
+        }
+
+        /// Writes `value` at position `t` and publishes it (tag last).
+        @inlinable @inline(__always)
+        func publish(_ value: UInt64, at t: UInt64, ordering: PublishOrdering) {
             let at = queue.entry(t)
             at.storeBytes(of: value, toByteOffset: EntryOffset.value, as: UInt64.self)
             if ordering == .sequentiallyConsistent {
@@ -169,8 +186,6 @@ import ShmSystem
             // SYNC POINT: release pairs with the acquire loads of tail in `Producer.init`
             // and `count` (diagnostics; consumers go by the tags).
             queue.tail.pointee.store(t &+ 1, ordering: .releasing)
-            if let dropped { return .pushedDropping(dropped) }
-            return .pushed
         }
 
         /// Pushes for a consumer that sleeps on the queue's parker when

@@ -20,6 +20,7 @@ struct BenchPeerCommand: ParsableCommand {
     @Flag var streaming = false
     @Flag var copy = false
     @Option var pool = "automatic"
+    @Option(transform: parseOverflow) var overflow: OverflowPolicy = .overwriteOldest
     @Option var batch: Int = 1
 
     func run() throws {
@@ -28,7 +29,7 @@ struct BenchPeerCommand: ParsableCommand {
         let endpoint = try BenchSetup.child(mechanism, size: size, name: name, capacity: capacity,
                                             readFD: readFD, writeFD: writeFD, port: port,
                                             service: ServiceBenchParameters(subscribers: subscribers, wait: wait, streaming: streaming, copy: copy,
-                                                                            pool: pool))
+                                                                            pool: pool, overflow: overflow))
         switch role {
         case "pong": try pong(endpoint)
         case "produce": try produce(endpoint, count: count)

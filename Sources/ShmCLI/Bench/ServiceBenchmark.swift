@@ -165,6 +165,8 @@ struct PubSubBenchCommand: ParsableCommand {
     @Option(help: "How publishers' pools get memory: reserved, growing, automatic (growing above 1 MiB).",
             transform: { text in _ = try parsePoolAllocation(text); return text })
     var pool = "automatic"
+    @Option(help: "Latency cells' overflow policy: overwrite (the default policy), discard, block.", transform: parseOverflow)
+    var overflow: OverflowPolicy = .overwriteOldest
     @Option(help: "Latency: measuring time per cell and round, seconds.") var duration: Double = 0.2
     @Option(name: .customLong("max-rounds"), help: "Latency: round trips per cell and round at most.") var maxRounds = 200_000
     @Option(help: "Throughput: bytes to publish per cell (capped by --max-messages).", transform: Size.parse)
@@ -192,7 +194,8 @@ struct PubSubBenchCommand: ParsableCommand {
                 for (index, (n, size)) in cells.enumerated() {
                     progress.step("latency round \(round)/\(`repeat`): 1→\(n), \(ByteCount.format(size))")
                     paired[index].round(floor: &floor) {
-                        try BenchSetup.parent(.pubsub, size: size, service: ServiceBenchParameters(subscribers: n, wait: wait, pool: pool))
+                        try BenchSetup.parent(.pubsub, size: size, service: ServiceBenchParameters(subscribers: n, wait: wait, pool: pool,
+                                                                                           overflow: overflow))
                     }
                 }
             }

@@ -30,10 +30,12 @@ struct ServiceBenchParameters: Sendable {
     var copy = false
     /// How publishers' pools get memory (`--pool`).
     var pool = "automatic"
+    /// The latency cells' overflow policy (`--overflow`; throughput always blocks).
+    var overflow = OverflowPolicy.overwriteOldest
 
     var childArguments: [String] {
-        ["--subscribers", String(subscribers), "--wait", wait.rawValue, "--pool", pool] + (streaming ? ["--streaming"] : [])
-            + (copy ? ["--copy"] : [])
+        ["--subscribers", String(subscribers), "--wait", wait.rawValue, "--pool", pool, "--overflow", overflowName(overflow)]
+            + (streaming ? ["--streaming"] : []) + (copy ? ["--copy"] : [])
     }
 
     var allocation: PoolAllocation { (try? parsePoolAllocation(pool)) ?? .automatic }
@@ -68,7 +70,7 @@ final class PubSubEndpoint: BenchEndpoint {
         // Throughput: deep buffers and `.block`, so nothing is lost.
         guard parameters.streaming else {
             return PublishSubscribeConfig(maxPublishers: 1, maxSubscribers: parameters.subscribers, historySize: 0,
-                                          maxLoans: 1, maxBorrowed: 1)
+                                          maxLoans: 1, maxBorrowed: 1, overflow: parameters.overflow)
         }
         let buffer = max(2, min(256, (256 << 20) / max(1, size * parameters.subscribers)))
         return PublishSubscribeConfig(maxPublishers: 1, maxSubscribers: parameters.subscribers, subscriberBufferSize: buffer,
@@ -398,5 +400,23 @@ func requestResponseChild(name: String, size: Int, parameters: ServiceBenchParam
             try RequestResponseEndpoint<M>(name: name, parent: false, wait: parameters.wait)
         }
         return try make(type)
+    }
+}
+
+/// `--overflow overwrite|discard|block` of the service benchmarks.
+func parseOverflow(_ text: String) throws -> OverflowPolicy {
+    switch text {
+    case "overwrite": return .overwriteOldest
+    case "discard": return .discard
+    case "block": return .block
+    default: throw ValidationError("--overflow is overwrite, discard or block, not '\(text)'")
+    }
+}
+
+func overflowName(_ policy: OverflowPolicy) -> String {
+    switch policy {
+    case .overwriteOldest: "overwrite"
+    case .discard: "discard"
+    case .block: "block"
     }
 }
