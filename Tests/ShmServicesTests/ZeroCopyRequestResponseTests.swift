@@ -152,6 +152,36 @@ struct ZeroCopyRequestResponseTests {
         _ = try service.client()
     }
 
+    /// Sends that fail (no server: the backlog full) and responses sent to
+    /// a client that left release the client and the server they borrowed:
+    /// nothing keeps either alive afterwards.
+    @Test func failedSendsKeepNothingAlive() throws {
+        let node = try Node(name: "unit")
+        let service = try node.requestResponse(TestSupport.uniqueName("zcfail"), request: AddRequest.self, response: AddResponse.self,
+                                               config: .init(maxClients: 1, maxServers: 1, queueDepth: 1))
+        weak var goneClient: Client<AddRequest, AddResponse>?
+        do {
+            let client = try service.client()
+            goneClient = client
+            _ = try client.loanUninitialized().write(AddRequest(left: 1, right: 1)).send(timeout: .milliseconds(10)) // waits in the client
+            #expect(throws: ServiceError.self) {
+                _ = try client.loanUninitialized().write(AddRequest(left: 2, right: 2)).send(timeout: .milliseconds(10))
+            }
+        }
+        #expect(goneClient == nil, "a failed send kept the client alive")
+        weak var goneServer: Server<AddRequest, AddResponse>?
+        do {
+            let server = try service.server()
+            goneServer = server
+            let client = try service.client()
+            let pending = try client.loanUninitialized().write(AddRequest(left: 3, right: 4)).send()
+            let request = try server.receiveInPlace(timeout: .seconds(1))
+            #expect(try request.loanResponse().write(AddResponse(sum: 7, part: 0)).send())
+            #expect(try pending.receive(timeout: .seconds(1)).payload.sum == 7)
+        }
+        #expect(goneServer == nil, "a sent response kept the server alive")
+    }
+
     /// Responses to other requests are stashed (copied) while one is
     /// awaited — bounded in responses, not only in requests.
     @Test func theStashIsBoundedInResponses() throws {

@@ -284,9 +284,12 @@ final class ZeroCopyRequestResponseEndpoint: BenchEndpoint {
     func stream(count: Int, window: Int) throws -> UInt64 { try streamRequests(self, count: count, window: window) }
 }
 
-/// Identical on both sides: queues deep enough to pipeline, pools that fit large messages.
+/// Identical on both sides: queues at least as deep as the default (16),
+/// deeper for small messages (up to 64, to pipeline). Pools grow with what
+/// is in flight, so a deep queue of 4 MiB messages costs only what a
+/// window fills (a queue of 4 made each send re-read the receiver's head).
 func requestResponseBenchConfig(size: Int) -> RequestResponseConfig {
-    RequestResponseConfig(maxClients: 1, maxServers: 1, queueDepth: max(2, min(64, (16 << 20) / max(1, size))))
+    RequestResponseConfig(maxClients: 1, maxServers: 1, queueDepth: max(16, min(64, (16 << 20) / max(1, size))))
 }
 
 /// Pipelined requests: keeps up to `window` outstanding; returns

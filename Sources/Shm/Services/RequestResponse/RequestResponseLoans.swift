@@ -102,10 +102,19 @@ public struct LoanedRequest<Request: BitwiseCopyable, Response: BitwiseCopyable>
     @inlinable
     public consuming func send(timeout: Duration? = .seconds(1)) throws(ServiceError) -> PendingResponse<Request, Response> {
         sent = true
-        // The loan's reference passes to the pending response (or is released on error).
-        let client = self.client.takeRetainedValue()
-        let id = try client.port.send(chunk: chunk, length: MemoryLayout<Request>.size, timeout: timeout)
-        return PendingResponse(client: client, requestID: id)
+        // The loan's reference passes to the pending response (or is released
+        // on error). The send borrows the client through it: a strong local
+        // cost a retain/release pair of the port around the call.
+        let client = self.client, chunk = self.chunk
+        let sending = client._withUnsafeGuaranteedRef { c in
+            Result { () throws(ServiceError) -> UInt64 in try c.port.send(chunk: chunk, length: MemoryLayout<Request>.size, timeout: timeout) }
+        }
+        switch sending {
+        case .success(let id): return PendingResponse(client: client.takeRetainedValue(), requestID: id)
+        case .failure(let error):
+            client.release()
+            throw error
+        }
     }
 
     @inlinable
@@ -305,9 +314,16 @@ public struct LoanedResponse<Request: BitwiseCopyable, Response: BitwiseCopyable
     @inlinable @discardableResult
     public consuming func send(final: Bool = true, timeout: Duration? = .seconds(1)) throws(ServiceError) -> Bool {
         sent = true
-        let server = self.server.takeRetainedValue() // released at the end of this call
-        return try server.port.send(chunk: chunk, length: MemoryLayout<Response>.size, final: final, requestID: requestID,
-                                    clientID: clientID, timeout: timeout)
+        // Borrowed through the loan's reference, released after the call (a
+        // strong local cost a retain/release pair of the port around it).
+        let server = self.server, chunk = self.chunk, requestID = self.requestID, clientID = self.clientID
+        defer { server.release() }
+        return try server._withUnsafeGuaranteedRef { s in
+            Result { () throws(ServiceError) -> Bool in
+                try s.port.send(chunk: chunk, length: MemoryLayout<Response>.size, final: final, requestID: requestID,
+                                clientID: clientID, timeout: timeout)
+            }
+        }.get()
     }
 
     @inlinable
