@@ -152,9 +152,9 @@ struct ZeroCopyRequestResponseTests {
         _ = try service.client()
     }
 
-    /// Sends that fail (no server: the backlog full) and responses sent to
-    /// a client that left release the client and the server they borrowed:
-    /// nothing keeps either alive afterwards.
+    /// Sends that fail (no server: the backlog full), responses sent, and
+    /// responses to a client that left (`send` returns false) release the
+    /// client and the server they borrowed: nothing keeps either alive.
     @Test func failedSendsKeepNothingAlive() throws {
         let node = try Node(name: "unit")
         let service = try node.requestResponse(TestSupport.uniqueName("zcfail"), request: AddRequest.self, response: AddResponse.self,
@@ -180,6 +180,19 @@ struct ZeroCopyRequestResponseTests {
             #expect(try pending.receive(timeout: .seconds(1)).payload.sum == 7)
         }
         #expect(goneServer == nil, "a sent response kept the server alive")
+        // A response to a client that left: `send` says false, and the server goes.
+        do {
+            let server = try service.server()
+            goneServer = server
+            var client: Client<AddRequest, AddResponse>? = try service.client()
+            var pending: PendingResponse<AddRequest, AddResponse>? = try client!.loanUninitialized().write(AddRequest(left: 5, right: 6)).send()
+            let request = try server.receiveInPlace(timeout: .seconds(1))
+            pending = nil
+            client = nil
+            #expect(try request.loanResponse().write(AddResponse(sum: 11, part: 0)).send(timeout: .milliseconds(100)) == false)
+            _ = (pending, client)
+        }
+        #expect(goneServer == nil, "a response to a gone client kept the server alive")
     }
 
     /// Responses to other requests are stashed (copied) while one is

@@ -6,7 +6,7 @@ import os
 from ctypes import POINTER, c_char_p, c_int, c_int32, c_int64, c_uint32, c_uint64, c_void_p
 
 ABI_MAJOR = 1
-ABI_MINOR = 1  # the oldest minor version this package calls into
+ABI_MINOR = 2  # the oldest minor version this package calls into (2: pool allocation, footprint)
 
 OK = 0
 E_INVALID_ARGUMENT = -1
@@ -81,6 +81,12 @@ def _declare(name, restype, *argtypes):
 
 
 _declare("shm_abi_version", c_uint32)
+# Checked before anything else is looked up: an older library lacks later functions.
+_version = lib.shm_abi_version()
+if (_version >> 16) != ABI_MAJOR or (_version & 0xFFFF) < ABI_MINOR:
+    raise ImportError(f"libswiftshm ABI {_version >> 16}.{_version & 0xFFFF}, this package needs {ABI_MAJOR}.{ABI_MINOR} or a "
+                      "later minor version")
+
 _declare("shm_last_error", c_char_p)
 _declare("shm_node_create", c_int, c_char_p, _PH)
 _declare("shm_node_free", None, _H)
@@ -133,10 +139,6 @@ _declare("shm_tailer_free", None, _H)
 _declare("shm_tailer_next", c_int, _H, c_int64, _PH, _PH, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64))
 _declare("shm_record_free", None, _H)
 
-_version = lib.shm_abi_version()
-if (_version >> 16) != ABI_MAJOR or (_version & 0xFFFF) < ABI_MINOR:
-    raise ImportError(f"libswiftshm ABI {_version >> 16}.{_version & 0xFFFF}, this package needs {ABI_MAJOR}.{ABI_MINOR} or a "
-                      "later minor version")
 
 _declare("shm_appender_claim", c_int, _H, c_uint64, _PH, _PH, POINTER(c_uint64))
 _declare("shm_claim_commit", c_int, _H, POINTER(c_uint64))

@@ -114,7 +114,7 @@ class PublishSubscribe:
         (grows when reserving would take more than 1 MiB), "reserved" (all
         the service's limits allow in flight, at once) or "growing" (from 8
         chunks of 64 bytes, as loans need more or larger chunks)."""
-        if pool not in _lib.POOL:
+        if not isinstance(pool, str) or pool not in _lib.POOL:
             raise ValueError(f"pool must be one of {sorted(_lib.POOL)}, not {pool!r}")
         return Publisher(_Handle(_create(_c.shm_publisher_create_with_pool, self._handle.pointer, _lib.POOL[pool]),
                                  _c.shm_publisher_free, keep=self._handle))

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define SHM_ABI_VERSION_MAJOR 1
-#define SHM_ABI_VERSION_MINOR 1 /* 1: request/response, wait sets, log claims */
+#define SHM_ABI_VERSION_MINOR 2 /* 1: request/response, wait sets, log claims; 2: pool allocation, footprint */
 
 /* Status codes. */
 #define SHM_OK 0
@@ -60,7 +60,7 @@ extern "C" {
  * AUTOMATIC grows pools that would reserve more than 1 MiB, RESERVED takes
  * everything the service's limits allow in flight at creation, GROWING
  * starts with 8 chunks of 64 bytes and adds segments as loans need them
- * (a full /dev/shm is then SHM_E_SYSTEM from the loan that needed one). */
+ * (a full /dev/shm is then SHM_E_NO_SPACE from the loan that needed one). */
 #define SHM_POOL_AUTOMATIC 0
 #define SHM_POOL_RESERVED 1
 #define SHM_POOL_GROWING 2

@@ -65,7 +65,7 @@ final class PubSubEndpoint: BenchEndpoint {
         // Latency: the library's defaults (a buffer of 16, overwrite oldest).
         // A buffer of 2 (used until pools could grow: it kept reserved pools
         // of 4 MiB samples small) makes the publisher re-read each
-        // subscriber's head line on nearly every send — a cache-line transfer
+        // subscriber's head line on every other send — a cache-line transfer
         // the default buffer pays once per ~15 sends (BENCHMARKS.md).
         // Throughput: deep buffers and `.block`, so nothing is lost.
         guard parameters.streaming else {

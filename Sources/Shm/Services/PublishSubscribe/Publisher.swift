@@ -63,13 +63,13 @@ public final class Publisher<Payload: BitwiseCopyable>: @unchecked Sendable {
 
     /// Copies `value` into a loaned sample and sends it; returns how many
     /// subscribers it reached.
-    @discardableResult
+    @discardableResult @inlinable
     public func send(copyOf value: Payload) throws(ServiceError) -> Int {
         try loanUninitialized().write(value).send()
     }
 
     /// Copies `elements` into a loaned slice sample and sends it.
-    @discardableResult
+    @discardableResult @inlinable
     public func send(copyOf elements: some Collection<Payload>) throws(ServiceError) -> Int {
         let sample = try loanUninitialized(count: elements.count)
         let buffer = sample.unsafeBuffer

@@ -41,6 +41,7 @@ public struct UninitializedSample<Payload: BitwiseCopyable>: ~Copyable {
     }
 
     /// Fills the payload with `body` and returns the sendable sample.
+    @inlinable
     public consuming func initialize(_ body: (UnsafeMutableBufferPointer<Payload>) -> Void) -> Sample<Payload> {
         body(unsafeBuffer)
         return assumeInitialized()
@@ -82,6 +83,7 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
     var payloadAddress: UnsafeMutableRawPointer { port._withUnsafeGuaranteedRef { $0.payload(chunk) } }
 
     /// The payload, in shared memory (single-value samples).
+    @inlinable
     public var payload: Payload {
         get { payloadAddress.load(as: Payload.self) }
         nonmutating set { payloadAddress.storeBytes(of: newValue, as: Payload.self) }
@@ -133,6 +135,7 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
     }
 
     /// The publisher that sent it.
+    @inlinable
     public var publisherID: UInt64 { connection._withUnsafeGuaranteedRef(\.publisherID) }
 
     /// The publisher's number for this sample (1, 2, …), read from the

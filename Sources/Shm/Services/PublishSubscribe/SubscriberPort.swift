@@ -529,7 +529,7 @@ final class InboundConnection {
     }
 
     let block: Int
-    let publisherID: UInt64
+    @usableFromInline let publisherID: UInt64
     let poolSegment: SharedMemorySegment
     let inboxSegment: SharedMemorySegment
     /// Segment 0 of the publisher's pool (its segment count lives there).
