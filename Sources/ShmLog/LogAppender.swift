@@ -44,7 +44,9 @@ public final class LogAppender: @unchecked Sendable {
         var base: UnsafeMutableRawPointer
         var number: UInt32 = .max
         var logDataOffset: Int
-        var granularity: Int
+        /// log2 of the index granularity (a power of two, checked when the
+        /// log's meta file is opened): a shift, not two 64-bit divisions per append.
+        var granularityShift: Int
         let segmentSize: Int
         let claim: UnsafeMutablePointer<Atomic<WordPair>>
         let parkingTailers: UnsafeMutablePointer<Atomic<UInt32>>
@@ -79,7 +81,7 @@ public final class LogAppender: @unchecked Sendable {
         appenderID = ProcessIdentity.current.compact
         hot = .allocate(capacity: 1)
         hot.initialize(to: Hot(base: UnsafeMutableRawPointer(bitPattern: 8)!, logDataOffset: log.dataOffset,
-                               granularity: log.meta.indexGranularity, segmentSize: log.meta.segmentSize, claim: log.meta.claim,
+                               granularityShift: log.meta.indexGranularity.trailingZeroBitCount, segmentSize: log.meta.segmentSize, claim: log.meta.claim,
                                parkingTailers: log.meta.parkingTailers, parker: log.meta.parker, exclusive: exclusive,
                                coarseClock: timestamps == .coarse))
         let serial = try LogAppender.lockFile(log.directory + "/log.lock")
@@ -379,8 +381,8 @@ public final class LogAppender: @unchecked Sendable {
         }
         let span = RecordFormat.span(payload: length)
         // Index entries whose boundary falls in this record (most records own none).
-        let start = offset - h.pointee.logDataOffset, granularity = h.pointee.granularity
-        if (start + span - 1) / granularity != (start - 1) / granularity || start == 0 {
+        let start = offset - h.pointee.logDataOffset, shift = h.pointee.granularityShift
+        if start == 0 || (start + span - 1) >> shift != (start - 1) >> shift {
             segment!.indexRecord(offset: offset, span: span, sequence: sequence, timestamp: timestamp)
         }
         if durability != .none { try made(range: offset..<offset + span) }

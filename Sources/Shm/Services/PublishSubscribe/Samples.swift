@@ -104,7 +104,7 @@ public struct Sample<Payload: BitwiseCopyable>: ~Copyable {
     public consuming func send() throws(ServiceError) -> Int {
         sent = true
         let port = self.port, chunk = self.chunk, bytes = count * MemoryLayout<Payload>.stride
-        defer { if port._withUnsafeGuaranteedRef(\.lastLoanOfRetiredPort) { port.release() } }
+        defer { if port._withUnsafeGuaranteedRef({ $0.lastLoanOfRetiredPort }) { port.release() } }
         // (`_withUnsafeGuaranteedRef` rethrows untyped errors: carry ours in a Result.)
         let result = port._withUnsafeGuaranteedRef { p in
             Result { () throws(ServiceError) -> Int in try p.deliver(chunk: chunk, bytes: bytes) }
@@ -136,7 +136,7 @@ public struct ReceivedSample<Payload: BitwiseCopyable>: ~Copyable {
 
     /// The publisher that sent it.
     @inlinable
-    public var publisherID: UInt64 { connection._withUnsafeGuaranteedRef(\.publisherID) }
+    public var publisherID: UInt64 { connection._withUnsafeGuaranteedRef { $0.publisherID } }
 
     /// The publisher's number for this sample (1, 2, …), read from the
     /// sample's header only when asked for (one cache line fewer per receive).

@@ -186,7 +186,7 @@ package final class ClientPort: @unchecked Sendable {
                     stashed -= 1
                 }
                 stash[id, default: []].append((Array(UnsafeRawBufferPointer(start: delivery.address, count: delivery.bytes)), final,
-                                               delivery.connection._withUnsafeGuaranteedRef(\.publisherID)))
+                                               delivery.connection._withUnsafeGuaranteedRef { $0.publisherID }))
                 stashed += 1
             }
             delivery.giveBack()
@@ -229,7 +229,7 @@ package struct ResponseDelivery {
         bytes = delivery.bytes
         self.requestID = requestID
         self.final = final
-        serverID = delivery.connection._withUnsafeGuaranteedRef(\.publisherID)
+        serverID = delivery.connection._withUnsafeGuaranteedRef { $0.publisherID }
         self.delivery = delivery
     }
 
@@ -436,7 +436,7 @@ package struct RequestDelivery {
     init(_ delivery: SubscriberPort.Delivery) {
         address = delivery.address
         bytes = delivery.bytes
-        clientID = delivery.connection._withUnsafeGuaranteedRef(\.publisherID)
+        clientID = delivery.connection._withUnsafeGuaranteedRef { $0.publisherID }
         requestID = RequestResponseWire.requestID(delivery.header.load(as: UInt64.self))
         self.delivery = delivery
     }
