@@ -59,46 +59,39 @@ def test_swift_publishes_python_receives_1080p_frames(peer, name):
             swift.kill()
 
 
+def publish_frames_to_swift(peer, name, publisher, count):
+    """Publishes ``count`` 1080p frames to a Swift subscriber (the peer's
+    frames-sub), which checks every byte; asserts it got them all intact."""
+    publisher.set_send_timeout(30)
+    swift = subprocess.Popen([peer, "frames-sub", name, str(count), str(FRAME)], stdout=subprocess.PIPE, text=True)
+    try:
+        publisher.wait_for_subscribers(1, timeout=30)
+        for number in range(count):
+            with publisher.loan(shape=(1080, 1920, 3), dtype=np.uint8) as loan:
+                fill_frame(loan.array, number)
+        out, _ = swift.communicate(timeout=60)
+        assert f"received {count}, {count} intact, 0 lost" in out
+    finally:
+        swift.kill()
+
+
 def test_python_publishes_swift_receives_1080p_frames(peer, name):
-    count = 30
     with swiftshm.Node("py-camera") as node:
-        publisher = frame_service(node, name).publisher()
-        publisher.set_send_timeout(30)
-        swift = subprocess.Popen([peer, "frames-sub", name, str(count), str(FRAME)], stdout=subprocess.PIPE, text=True)
-        try:
-            publisher.wait_for_subscribers(1, timeout=30)
-            for number in range(count):
-                with publisher.loan(shape=(1080, 1920, 3), dtype=np.uint8) as loan:
-                    fill_frame(loan.array, number)
-            out, _ = swift.communicate(timeout=60)
-            assert f"received {count}, {count} intact, 0 lost" in out
-        finally:
-            swift.kill()
+        publish_frames_to_swift(peer, name, frame_service(node, name).publisher(), 30)
 
 
 def test_a_growing_pool_follows_the_frames_in_flight(peer, name):
     # Reserving what the frame service's limits allow in flight (8 subscribers
     # x (8 queued + 4 borrowed) + 4 loans = 100 frames) would take 622 MB of
     # /dev/shm; a growing pool takes what is in flight (~50 MB here).
-    count = 30
     with swiftshm.Node("py-camera-growing") as node:
         publisher = frame_service(node, name).publisher(pool="growing")
         before = publisher.footprint
         assert before["segments"] == 1 and before["bytes"] < 64 * 1024, before
-        publisher.set_send_timeout(30)
-        swift = subprocess.Popen([peer, "frames-sub", name, str(count), str(FRAME)], stdout=subprocess.PIPE, text=True)
-        try:
-            publisher.wait_for_subscribers(1, timeout=30)
-            for number in range(count):
-                with publisher.loan(shape=(1080, 1920, 3), dtype=np.uint8) as loan:
-                    fill_frame(loan.array, number)
-            out, _ = swift.communicate(timeout=60)
-            assert f"received {count}, {count} intact, 0 lost" in out
-            after = publisher.footprint
-            assert after["chunk_capacity"] == FRAME, after  # the next power of two, at most the maximum
-            assert after["segments"] >= 2 and after["bytes"] < 200 << 20, after
-        finally:
-            swift.kill()
+        publish_frames_to_swift(peer, name, publisher, 30)
+        after = publisher.footprint
+        assert after["chunk_capacity"] == FRAME, after  # the next power of two, at most the maximum
+        assert after["segments"] >= 2 and after["bytes"] < 200 << 20, after
     with pytest.raises(ValueError):
         with swiftshm.Node("py-camera-bad-pool") as node:
             frame_service(node, name + "x").publisher(pool="elastic")
