@@ -135,9 +135,7 @@ final class PublisherPort: @unchecked Sendable {
             case .growing(let chunks, let length):
                 initialChunks = chunks
                 firstChunks = min(chunks, slots)
-                var size = 64
-                while size < initialBytes(length) { size <<= 1 }
-                firstCapacity = min(maxCapacity, SenderPool.aligned(size, alignment))
+                firstCapacity = SenderPool.chunkCapacity(for: initialBytes(length), alignment: alignment, maximum: maxCapacity)
             case .reserved, .automatic:
                 initialChunks = nil
                 firstChunks = slots

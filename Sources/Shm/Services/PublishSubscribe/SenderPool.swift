@@ -145,12 +145,14 @@ final class SenderPool {
     static func aligned(_ bytes: Int, _ alignment: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
 
     /// The chunk size a growing pool uses for loans of `bytes`: the next
-    /// power of two, aligned, at most `maxCapacity`.
-    func capacity(for bytes: Int) -> Int {
+    /// power of two (at least 64), aligned, at most `maximum`.
+    static func chunkCapacity(for bytes: Int, alignment: Int, maximum: Int) -> Int {
         var size = 64
         while size < bytes { size <<= 1 }
-        return min(maxCapacity, SenderPool.aligned(size, alignment))
+        return min(maximum, aligned(size, alignment))
     }
+
+    func capacity(for bytes: Int) -> Int { SenderPool.chunkCapacity(for: bytes, alignment: alignment, maximum: maxCapacity) }
 
     /// Creates segment `number` of port `portID`'s pool (`svc.<service>.p<id>`
     /// for 0, `…-<number>` after): reserved with `posix_fallocate`, so a full
