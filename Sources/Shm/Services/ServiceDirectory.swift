@@ -125,9 +125,10 @@ public enum ServiceDirectory {
                                     registeredAt: entry.registeredAt)
                 // What the port's segments hold in /dev/shm: a publisher's pool,
                 // a subscriber's inbox, a client's or server's pool and inbox.
+                // (A pool's bytes are counted below, over every segment of it.)
                 let kinds = layout.segmentKinds(of: table)
                 if !kinds.isEmpty {
-                    port.memoryBytes = kinds.compactMap { kind in
+                    port.memoryBytes = kinds.filter { $0 != .pool }.compactMap { kind in
                         (try? SegmentName(name.portSegmentName(kind, entry.portID))).flatMap(SegmentDirectory.inspect)?.size
                     }.reduce(0, +)
                 }
@@ -136,6 +137,7 @@ public enum ServiceDirectory {
                     // (publishers) the highest sample number in any of them.
                     var segments = 0, chunks = 0, capacity = 0, bytes = 0, sent: UInt64 = 0
                     for (number, segmentName) in name.existingPoolSegments(entry.portID) {
+                        bytes += SegmentDirectory.inspect(segmentName)?.size ?? 0
                         guard let segment = try? SharedMemorySegment.open(segmentName, access: .readOnly, kind: ChunkPool.kind,
                                                                           timeout: .milliseconds(50)),
                               let pool = try? ChunkPool(segment.data, expectedPortID: entry.portID,
@@ -143,7 +145,6 @@ public enum ServiceDirectory {
                         segments += 1
                         chunks += pool.chunkCount
                         capacity = max(capacity, pool.payloadCapacity)
-                        if number != 0 { bytes += SegmentDirectory.inspect(segmentName)?.size ?? segment.data.count }
                         if config.pattern == .publishSubscribe { sent = max(sent, withExtendedLifetime(segment) { pool.highestSequence() }) }
                     }
                     port.memoryBytes = (port.memoryBytes ?? 0) + bytes

@@ -300,7 +300,7 @@ package struct ServiceLayout: @unchecked Sendable {
                 if let segment = try? SharedMemorySegment.open(segmentName, access: .readOnly, kind: SampleInbox.kind,
                                                               timeout: .milliseconds(50)),
                    let inbox = try? SampleInbox(segment.data, expectedPortID: entry.portID) {
-                    senders = withExtendedLifetime(segment) { (0..<inbox.maxPublishers).map { inbox.owner(of: $0) }.filter { $0 != 0 } }
+                    senders = withExtendedLifetime(segment) { inbox.owners }
                 }
                 try? SharedMemorySegment.unlink(segmentName)
                 let direction: PortDirection = table == .consumers ? .toConsumers : .toProducers

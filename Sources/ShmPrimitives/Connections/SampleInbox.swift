@@ -185,6 +185,9 @@ import ShmSystem
         return claimed.exchanged || claimed.original == portID
     }
 
+    /// The publishers owning a block of this inbox now (slow path).
+    package var owners: [UInt64] { (0..<maxPublishers).map { owner(of: $0) }.filter { $0 != 0 } }
+
     /// The subscriber frees block `index` (after `resetBlock`) if `owner`
     /// still holds it.
     package func free(_ index: Int, from owner: UInt64) {

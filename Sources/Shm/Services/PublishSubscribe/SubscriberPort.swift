@@ -154,7 +154,7 @@ final class SubscriberPort: @unchecked Sendable {
         for connection in active { connection.retire(detaching: false) }
         // Departed publishers whose pools may have waited for us (attached or
         // not: we may not have mapped all their segments).
-        let awaited = (0..<inbox.maxPublishers).map { inbox.owner(of: $0) }.filter { $0 != 0 }
+        let awaited = inbox.owners
         registration.leave()
         inboxSegment.unlinkIfStillLinked()
         // Departed publishers' pools that waited for us may be unneeded now.
