@@ -24,14 +24,15 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var sendImmediately: Bool
     /// Samples of one service that are waiting together leave as one NATS
     /// message (`WireFormat`'s batch: per-sample metadata in the payload,
-    /// not in headers). Adds no waiting; raises throughput for small samples.
+    /// not in headers); a sample alone goes as itself, with its headers.
+    /// Adds no waiting; raises throughput for small samples. On by default.
     public var batching: Bool
     /// Logs mirrored into JetStream streams or built from them.
     public var logs: [LogReplication]
 
     public init(url: String = "nats://127.0.0.1:4222", prefix: String = WireFormat.defaultPrefix,
                 exports: [String] = [], imports: [String] = [], name: String = "bridge", importPrefix: String = "",
-                sendImmediately: Bool = false, batching: Bool = false, logs: [LogReplication] = []) {
+                sendImmediately: Bool = false, batching: Bool = true, logs: [LogReplication] = []) {
         self.url = url
         self.prefix = prefix
         self.exports = exports

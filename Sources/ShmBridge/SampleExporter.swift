@@ -18,8 +18,8 @@ final class SampleExporter {
         let name: String
         let service: PublishSubscribeService<UInt8>
         let subscriber: Subscriber<UInt8>
-        let subject: String
-        let headers: [(String, String)]
+        /// The subject and the headers every sample carries (`Shm-Service`, `Shm-Type`).
+        let template: NatsMessageTemplate
         let statistics: ServiceStatistics
     }
 
@@ -51,8 +51,9 @@ final class SampleExporter {
             let subscriber = try service.subscriber()
             let entry = Exported(
                 name: name, service: service, subscriber: subscriber,
-                subject: WireFormat.sampleSubject(prefix: configuration.prefix, service: name),
-                headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config),
+                template: NatsMessageTemplate(
+                    subject: WireFormat.sampleSubject(prefix: configuration.prefix, service: name),
+                    headers: WireFormat.serviceHeaders(service: name, payload: service.payloadType, config: service.config)),
                 statistics: shared.statistics(for: name))
             exported[name] = entry
             byAttachment[waitSet.attach(subscriber)] = name
@@ -100,15 +101,28 @@ final class SampleExporter {
     /// At most this many bytes of samples in one batch message.
     var batchLimit: Int { min(64 << 10, max(4096, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)) }
 
-    /// Sends what the batch holds (samples that arrived together: no waiting is added).
+    /// Sends what the batch holds (samples that arrived together: no waiting
+    /// is added); a batch of one goes as a plain sample.
     private func flushBatch(_ entry: Exported) {
         guard batch.count > 0 else { return }
         defer { batch.reset() }
+        if batch.count == 1 {
+            batch.withFirst { publisher, sequence, timestamp, bytes in
+                publish(bytes, entry, info: WireFormat.SampleInfo(origin: origin, publisher: publisher, sequence: sequence,
+                                                                  timestamp: timestamp, length: bytes.count))
+            }
+            return
+        }
         let count = UInt64(batch.count), bytes = UInt64(batch.payloadBytes)
+        var header = HeaderText.Writer()
+        header.hex(origin)
+        header.separator()
+        header.decimal(count)
         do throws(BridgeError) {
             try batch.withFrame { frame throws(BridgeError) in
-                try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.batch, "\(WireFormat.hex(origin));\(count)")],
-                                       payload: frame)
+                try header.withCString { value throws(BridgeError) in
+                    try connection.publish(entry.template, adding: Self.batchKey, value: value, payload: frame)
+                }
             }
             ServiceStatistics.add(entry.statistics.samplesOut, count)
             ServiceStatistics.add(entry.statistics.bytesOut, bytes)
@@ -118,25 +132,33 @@ final class SampleExporter {
         }
     }
 
+    static let sampleKey = Array(WireFormat.Header.sample.utf8CString), batchKey = Array(WireFormat.Header.batch.utf8CString)
+
     private func forward(_ sample: borrowing ReceivedSample<UInt8>, _ entry: Exported) {
-        let stats = entry.statistics
         if shared.isOwnPublisher(sample.publisherID) {
-            ServiceStatistics.add(stats.loopsSkipped)
+            ServiceStatistics.add(entry.statistics.loopsSkipped)
             return
         }
         let bytes = sample.unsafeBytes
-        var info = WireFormat.SampleInfo(origin: origin, publisher: sample.publisherID, sequence: sample.sequence,
-                                         timestamp: wallClockNanoseconds(), length: bytes.count)
+        publish(bytes, entry, info: WireFormat.SampleInfo(origin: origin, publisher: sample.publisherID, sequence: sample.sequence,
+                                                          timestamp: wallClockNanoseconds(), length: bytes.count))
+    }
+
+    /// Sends one sample: one message, or parts of at most the server's
+    /// payload limit (less room for headers).
+    private func publish(_ bytes: UnsafeRawBufferPointer, _ entry: Exported, info: WireFormat.SampleInfo) {
+        let stats = entry.statistics
+        var info = info
         let limit = max(64 << 10, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)
         do throws(BridgeError) {
-            if bytes.count <= limit {
-                try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.sample, info.encoded)], payload: bytes)
-            } else {
-                let parts = (bytes.count + limit - 1) / limit
-                for part in 0..<parts {
-                    let start = part * limit, end = min(bytes.count, start + limit)
-                    info.part = (part, parts, start)
-                    try connection.publish(entry.subject, headers: entry.headers + [(WireFormat.Header.sample, info.encoded)],
+            let parts = bytes.count <= limit ? 1 : (bytes.count + limit - 1) / limit
+            for part in 0..<parts {
+                let start = part * limit, end = min(bytes.count, start + limit)
+                if parts > 1 { info.part = (part, parts, start) }
+                var header = HeaderText.Writer()
+                info.write(into: &header)
+                try header.withCString { value throws(BridgeError) in
+                    try connection.publish(entry.template, adding: Self.sampleKey, value: value,
                                            payload: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
                 }
             }

@@ -85,34 +85,49 @@ final class SampleImporter {
         }
     }
 
+    /// What a subject led to: its local service, and the exact
+    /// `Shm-Service` and `Shm-Type` values checked against it. Messages
+    /// that repeat them skip the name match, the type decode and the
+    /// lookup by name (the per-sample path parses only `Shm-Sample`).
+    final class Route {
+        let entry: Imported
+        let subject: [UInt8], service: [UInt8], type: [UInt8]
+        init(entry: Imported, subject: UnsafeBufferPointer<UInt8>, service: UnsafeBufferPointer<UInt8>,
+             type: UnsafeBufferPointer<UInt8>) {
+            self.entry = entry
+            self.subject = Array(subject)
+            self.service = Array(service)
+            self.type = Array(type)
+        }
+
+        func matches(subject: UnsafeBufferPointer<UInt8>, service: UnsafeBufferPointer<UInt8>,
+                     type: UnsafeBufferPointer<UInt8>) -> Bool {
+            HeaderText.equals(subject, self.subject) && HeaderText.equals(service, self.service) && HeaderText.equals(type, self.type)
+        }
+    }
+
+    /// Routes by subject, and the last one used.
+    var routes: [String: Route] = [:]
+    var lastRoute: Route?
+
     func handle(_ message: NatsMessage) {
-        guard let name = message.header(WireFormat.Header.service),
-              BridgeConfiguration.matches(name, configuration.imports),
-              message.subject == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return }
-        let local = configuration.localName(ofImported: name)
         // One sample (Shm-Sample) or a batch of them (Shm-Batch "<origin>;<count>").
-        let batch = message.header(WireFormat.Header.batch).map { $0.split(separator: ";") }
-            .flatMap { $0.count == 2 ? (UInt64($0[0], radix: 16), Int($0[1])) : nil }
-        let info = message.header(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init)
-        guard let (remoteType, remoteConfig) = message.header(WireFormat.Header.type).flatMap(WireFormat.decodeType),
-              let messageOrigin = info?.origin ?? batch?.0 else {
-            ServiceStatistics.add(shared.statistics(for: local).malformed)
+        let info = message.headerBytes(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init(bytes:))
+        let batch = info == nil ? message.headerBytes(WireFormat.Header.batch).flatMap(WireFormat.batchHeader(bytes:)) : nil
+        // What a refused message counts as: its samples (a batch's count as claimed, at most 65536).
+        let samples = UInt64(info != nil ? 1 : min(65536, max(1, batch?.count ?? 1)))
+        guard let entry = route(message, origin: info?.origin ?? batch?.origin, samples: samples) else { return }
+        let stats = entry.statistics
+        guard let messageOrigin = info?.origin ?? batch?.origin else {
+            ServiceStatistics.add(stats.malformed)
             return
         }
         if messageOrigin == origin { // our own (echo is off; belt and braces)
-            ServiceStatistics.add(shared.statistics(for: local).loopsSkipped)
-            return
-        }
-        guard let entry = open(local, remoteType: remoteType, remoteConfig: remoteConfig) else { return }
-        let stats = entry.statistics
-        guard entry.service.payloadType == remoteType else {
-            ServiceStatistics.add(stats.typeMismatches)
-            shared.logThrottled(BridgeError.typeMismatch(service: name, local: "\(entry.service.payloadType)",
-                                                         remote: "\(remoteType)").description)
+            ServiceStatistics.add(stats.loopsSkipped, samples)
             return
         }
         guard let info else {
-            guard let count = batch?.1, let samples = WireFormat.batchEntries(message.data, count: count) else {
+            guard let count = batch?.count, let samples = WireFormat.batchEntries(message.data, count: count) else {
                 ServiceStatistics.add(stats.malformed)
                 return
             }
@@ -145,6 +160,51 @@ final class SampleImporter {
             return
         }
         deliver(data, entry, publisher: publisher, sequence: sequence)
+    }
+
+    /// The local service a message goes to, or nil (counted) when it goes
+    /// nowhere: a subject or service outside the imports, no type, our own
+    /// origin, a service that cannot be opened, another payload type.
+    private func route(_ message: NatsMessage, origin messageOrigin: UInt64?, samples: UInt64) -> Imported? {
+        let subject = message.subjectBytes
+        guard let service = message.headerBytes(WireFormat.Header.service),
+              let type = message.headerBytes(WireFormat.Header.type) else {
+            if let name = message.header(WireFormat.Header.service), BridgeConfiguration.matches(name, configuration.imports) {
+                ServiceStatistics.add(shared.statistics(for: configuration.localName(ofImported: name)).malformed)
+            }
+            return nil
+        }
+        if let last = lastRoute, last.matches(subject: subject, service: service, type: type) { return last.entry }
+        let subjectText = String(decoding: subject, as: UTF8.self)
+        if let known = routes[subjectText], known.matches(subject: subject, service: service, type: type) {
+            lastRoute = known
+            return known.entry
+        }
+        // First message of this subject, or its service or type changed: check everything.
+        let name = String(decoding: service, as: UTF8.self)
+        guard BridgeConfiguration.matches(name, configuration.imports),
+              subjectText == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return nil }
+        let local = configuration.localName(ofImported: name)
+        guard let (remoteType, remoteConfig) = WireFormat.decodeType(bytes: type), messageOrigin != nil else {
+            ServiceStatistics.add(shared.statistics(for: local).malformed)
+            return nil
+        }
+        if messageOrigin == origin { // our own (echo is off; belt and braces)
+            ServiceStatistics.add(shared.statistics(for: local).loopsSkipped, samples)
+            return nil
+        }
+        guard let entry = open(local, remoteType: remoteType, remoteConfig: remoteConfig, samples: samples) else { return nil }
+        guard entry.service.payloadType == remoteType else {
+            ServiceStatistics.add(entry.statistics.typeMismatches, samples)
+            shared.logThrottled(BridgeError.typeMismatch(service: name, local: "\(entry.service.payloadType)",
+                                                         remote: "\(remoteType)").description)
+            return nil
+        }
+        if routes.count >= 4096 { routes.removeAll() } // services come and go
+        let route = Route(entry: entry, subject: subject, service: service, type: type)
+        routes[subjectText] = route
+        lastRoute = route
+        return entry
     }
 
     /// Publishes a copy of `data` here unless it is a duplicate.
@@ -223,16 +283,16 @@ final class SampleImporter {
 
     /// The local side of `name`: opened (or created with the remote type and
     /// configuration) on first use.
-    private func open(_ name: String, remoteType: PayloadType, remoteConfig: PublishSubscribeConfig?) -> Imported? {
+    private func open(_ name: String, remoteType: PayloadType, remoteConfig: PublishSubscribeConfig?, samples: UInt64) -> Imported? {
         if let entry = imported[name] { return entry }
         let stats = shared.statistics(for: name)
         // Another bridge on this machine imports it: its copy is the one local subscribers get.
         guard shared.claim(name) else {
-            ServiceStatistics.add(stats.localDrops)
+            ServiceStatistics.add(stats.localDrops, samples)
             return nil
         }
         if let (seen, at) = refused[name], seen == remoteType, monotonicNanoseconds() &- at < 5_000_000_000 {
-            ServiceStatistics.add(stats.typeMismatches)
+            ServiceStatistics.add(stats.typeMismatches, samples)
             return nil
         }
         do throws(ServiceError) {
@@ -245,7 +305,7 @@ final class SampleImporter {
             }
             guard service.payloadType == remoteType else {
                 refused[name] = (remoteType, monotonicNanoseconds())
-                ServiceStatistics.add(stats.typeMismatches)
+                ServiceStatistics.add(stats.typeMismatches, samples)
                 shared.logThrottled(BridgeError.typeMismatch(service: name, local: "\(service.payloadType)",
                                                              remote: "\(remoteType)").description)
                 return nil
@@ -257,7 +317,7 @@ final class SampleImporter {
             imported[name] = entry
             return entry
         } catch {
-            ServiceStatistics.add(stats.localDrops)
+            ServiceStatistics.add(stats.localDrops, samples)
             shared.logThrottled("import of '\(name)' failed: \(error)")
             return nil
         }

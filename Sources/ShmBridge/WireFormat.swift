@@ -81,26 +81,55 @@ public enum WireFormat {
         }
 
         var encoded: String {
-            var text = "\(hex(origin));\(hex(publisher));\(sequence);\(timestamp);\(length)"
-            if let part { text += ";\(part.index)/\(part.count);\(part.offset)" }
-            return text
+            var writer = HeaderText.Writer()
+            write(into: &writer)
+            return writer.text
+        }
+
+        /// Appends the header value (see the layout above) to `writer`.
+        func write(into writer: inout HeaderText.Writer) {
+            writer.hex(origin)
+            writer.separator()
+            writer.hex(publisher)
+            writer.separator()
+            writer.decimal(sequence)
+            writer.separator()
+            writer.decimal(timestamp)
+            writer.separator()
+            writer.decimal(UInt64(length))
+            if let part {
+                writer.separator()
+                writer.decimal(UInt64(part.index))
+                writer.separator(UInt8(ascii: "/"))
+                writer.decimal(UInt64(part.count))
+                writer.separator()
+                writer.decimal(UInt64(part.offset))
+            }
         }
 
         /// Nil unless every field is present and in range (length 1…1 GiB,
         /// parts 2…65536 with index < count, offset ≤ length).
         init?(_ text: String) {
-            let fields = text.split(separator: ";", omittingEmptySubsequences: false)
-            guard fields.count == 5 || fields.count == 7,
-                  let origin = UInt64(fields[0], radix: 16), let publisher = UInt64(fields[1], radix: 16),
-                  let sequence = UInt64(fields[2]), let timestamp = UInt64(fields[3]),
-                  let length = Int(fields[4]), (1...(1 << 30)).contains(length) else { return nil }
-            self.init(origin: origin, publisher: publisher, sequence: sequence, timestamp: timestamp, length: length)
-            if fields.count == 7 {
-                let pieces = fields[5].split(separator: "/")
-                guard pieces.count == 2, let index = Int(pieces[0]), let count = Int(pieces[1]), (2...65536).contains(count),
-                      (0..<count).contains(index), let offset = Int(fields[6]), (0...length).contains(offset) else { return nil }
-                part = (index, count, offset)
-            }
+            var text = text
+            guard let info = text.withUTF8({ SampleInfo(bytes: $0) }) else { return nil }
+            self = info
+        }
+
+        /// `init(_:)` over the header's bytes.
+        init?(bytes: UnsafeBufferPointer<UInt8>) {
+            let semicolon = UInt8(ascii: ";")
+            var scanner = HeaderText.Scanner(bytes)
+            guard let origin = scanner.next(semicolon).flatMap(HeaderText.hex),
+                  let publisher = scanner.next(semicolon).flatMap(HeaderText.hex),
+                  let sequence = scanner.next(semicolon).flatMap(HeaderText.decimal),
+                  let timestamp = scanner.next(semicolon).flatMap(HeaderText.decimal),
+                  let length = scanner.next(semicolon).flatMap(HeaderText.decimal), (1...(1 << 30)).contains(length) else { return nil }
+            self.init(origin: origin, publisher: publisher, sequence: sequence, timestamp: timestamp, length: Int(length))
+            guard !scanner.isAtEnd else { return }
+            guard let index = scanner.next(UInt8(ascii: "/")).flatMap(HeaderText.decimal),
+                  let count = scanner.next(semicolon).flatMap(HeaderText.decimal), (2...65536).contains(count), index < count,
+                  let offset = scanner.rest().flatMap(HeaderText.decimal), offset <= length else { return nil }
+            part = (Int(index), Int(count), Int(offset))
         }
 
         init(origin: UInt64, publisher: UInt64, sequence: UInt64, timestamp: UInt64, length: Int,
@@ -128,22 +157,33 @@ public enum WireFormat {
 
     /// The configuration in a `Shm-Config` header; nil if it is not one.
     static func decodeConfig(_ text: String) -> PublishSubscribeConfig? {
-        var fields: [Substring: Substring] = [:]
-        for pair in text.split(separator: ",") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { return nil }
-            fields[parts[0]] = parts[1]
+        var text = text
+        return text.withUTF8 { decodeConfig(bytes: $0) }
+    }
+
+    /// `decodeConfig(_:)` over the header's bytes: every key once, each
+    /// number 0…2^20, a known overflow policy.
+    static func decodeConfig(bytes: UnsafeBufferPointer<UInt8>) -> PublishSubscribeConfig? {
+        let keys: [StaticString] = ["publishers", "subscribers", "buffer", "history", "loans", "borrowed"]
+        var numbers = [Int?](repeating: nil, count: keys.count)
+        var overflow: OverflowPolicy?
+        var pairs = HeaderText.Scanner(bytes)
+        while let pair = pairs.next(UInt8(ascii: ",")) {
+            var halves = HeaderText.Scanner(pair)
+            guard let key = halves.next(UInt8(ascii: "=")), let value = halves.rest() else { return nil }
+            if HeaderText.equals(key, "overflow") {
+                if HeaderText.equals(value, "overwrite") { overflow = .overwriteOldest }
+                else if HeaderText.equals(value, "discard") { overflow = .discard }
+                else if HeaderText.equals(value, "block") { overflow = .block }
+                else { return nil }
+                continue
+            }
+            guard let index = keys.firstIndex(where: { HeaderText.equals(key, $0) }) else { continue } // a newer field
+            guard let number = HeaderText.decimal(value), number <= 1 << 20 else { return nil }
+            numbers[index] = Int(number)
         }
-        func int(_ key: Substring) -> Int? { fields[key].flatMap { Int($0) }.flatMap { (0...1 << 20).contains($0) ? $0 : nil } }
-        guard let publishers = int("publishers"), let subscribers = int("subscribers"), let buffer = int("buffer"),
-              let history = int("history"), let loans = int("loans"), let borrowed = int("borrowed") else { return nil }
-        let overflow: OverflowPolicy
-        switch fields["overflow"] {
-        case "overwrite": overflow = .overwriteOldest
-        case "discard": overflow = .discard
-        case "block": overflow = .block
-        default: return nil
-        }
+        guard let overflow, let publishers = numbers[0], let subscribers = numbers[1], let buffer = numbers[2],
+              let history = numbers[3], let loans = numbers[4], let borrowed = numbers[5] else { return nil }
         return PublishSubscribeConfig(maxPublishers: publishers, maxSubscribers: subscribers, subscriberBufferSize: buffer,
                                       historySize: history, maxLoans: loans, maxBorrowed: borrowed, overflow: overflow)
     }
@@ -172,6 +212,19 @@ public enum WireFormat {
             count += 1
             payloadBytes += bytes.count
             return true
+        }
+
+        /// Calls `body` with the first sample added (nil when empty).
+        func withFirst<R>(_ body: (_ publisher: UInt64, _ sequence: UInt64, _ timestamp: UInt64,
+                                   _ bytes: UnsafeRawBufferPointer) -> R) -> R? {
+            guard count > 0 else { return nil }
+            return buffer.withUnsafeBytes { frame in
+                let length = Int(UInt32(littleEndian: frame.load(fromByteOffset: 24, as: UInt32.self)))
+                return body(UInt64(littleEndian: frame.load(fromByteOffset: 0, as: UInt64.self)),
+                            UInt64(littleEndian: frame.load(fromByteOffset: 8, as: UInt64.self)),
+                            UInt64(littleEndian: frame.load(fromByteOffset: 16, as: UInt64.self)),
+                            UnsafeRawBufferPointer(rebasing: frame[Self.entryHeader..<(Self.entryHeader + length)]))
+            }
         }
 
         func withFrame<R>(_ body: (UnsafeRawBufferPointer) throws(BridgeError) -> R) throws(BridgeError) -> R {
@@ -211,9 +264,26 @@ public enum WireFormat {
     /// does not name a type (size 0…4 GiB, alignment 1…4096; the
     /// configuration is nil when empty or not one).
     static func decodeType(_ text: String) -> (PayloadType, PublishSubscribeConfig?)? {
-        let fields = text.split(separator: ";", maxSplits: 3, omittingEmptySubsequences: false)
-        guard fields.count == 4, let size = Int(fields[0]), let alignment = Int(fields[1]), !fields[3].isEmpty,
-              size >= 0, size <= Int(UInt32.max), alignment >= 1, alignment <= 4096 else { return nil }
-        return (PayloadType(name: String(fields[3]), size: size, alignment: alignment), decodeConfig(String(fields[2])))
+        var text = text
+        return text.withUTF8 { decodeType(bytes: $0) }
+    }
+
+    /// `decodeType(_:)` over the header's bytes.
+    static func decodeType(bytes: UnsafeBufferPointer<UInt8>) -> (PayloadType, PublishSubscribeConfig?)? {
+        let semicolon = UInt8(ascii: ";")
+        var fields = HeaderText.Scanner(bytes)
+        guard let size = fields.next(semicolon).flatMap(HeaderText.decimal), size <= UInt64(UInt32.max),
+              let alignment = fields.next(semicolon).flatMap(HeaderText.decimal), (1...4096).contains(alignment),
+              let config = fields.next(semicolon), let name = fields.rest(), !name.isEmpty else { return nil }
+        return (PayloadType(name: String(decoding: name, as: UTF8.self), size: Int(size), alignment: Int(alignment)),
+                config.isEmpty ? nil : decodeConfig(bytes: config))
+    }
+
+    /// The `Shm-Batch` header: "<origin hex>;<count>".
+    static func batchHeader(bytes: UnsafeBufferPointer<UInt8>) -> (origin: UInt64, count: Int)? {
+        var fields = HeaderText.Scanner(bytes)
+        guard let origin = fields.next(UInt8(ascii: ";")).flatMap(HeaderText.hex),
+              let count = fields.rest().flatMap(HeaderText.decimal), count <= 1 << 20 else { return nil }
+        return (origin, Int(count))
     }
 }

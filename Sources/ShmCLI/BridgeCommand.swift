@@ -44,8 +44,9 @@ struct BridgeCommand: ParsableCommand {
     var statsInterval: Double = 0
     @Flag(name: .customLong("send-immediately"), help: "Write each message to the socket at once (lower latency, more syscalls).")
     var sendImmediately = false
-    @Flag(help: "Samples waiting together leave as one NATS message (per-sample metadata in the payload): more samples/s when small.")
-    var batch = false
+    @Flag(inversion: .prefixedNo,
+          help: "Samples waiting together leave as one NATS message (per-sample metadata in the payload; a lone sample goes as itself). On by default.")
+    var batch: Bool?
     @Flag(help: "Print the counters of every bridge running on this machine and exit.") var stats = false
     @Flag(help: "Counters as JSON lines.") var json = false
 
@@ -93,7 +94,7 @@ struct BridgeCommand: ParsableCommand {
             configuration.imports = file.import ?? []
             configuration.importPrefix = file.importPrefix ?? ""
             configuration.sendImmediately = file.sendImmediately ?? false
-            configuration.batching = file.batching ?? false
+            configuration.batching = file.batching ?? configuration.batching
             for log in file.logs ?? [] {
                 guard let role = LogReplication.Role(rawValue: log.role) else {
                     throw CommandFailure("\(configFile): log role '\(log.role)' (mirror or replica)")
@@ -108,7 +109,7 @@ struct BridgeCommand: ParsableCommand {
         configuration.imports += imports
         configuration.importPrefix = importPrefix ?? configuration.importPrefix
         configuration.sendImmediately = sendImmediately || configuration.sendImmediately
-        configuration.batching = batch || configuration.batching
+        configuration.batching = batch ?? configuration.batching
         configuration.logs += try mirrorLogs.map { try Self.parseLog($0, role: .mirror) }
         configuration.logs += try replicaLogs.map { try Self.parseLog($0, role: .replica) }
         return configuration

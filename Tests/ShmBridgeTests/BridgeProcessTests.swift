@@ -14,8 +14,9 @@ struct BridgeProcessTests {
     /// Publisher on A, subscriber on B: every frame, in order, intact, none
     /// lost under `block` — 1 KiB frames, and 6 MB frames that travel in
     /// parts (the server's max_payload is 1 MiB).
-    /// With `--batch` (small frames), samples waiting together share NATS messages.
-    @Test(arguments: [(1024, 400, false), (6_220_800, 8, false), (64, 3000, true)])
+    /// Batching is on by default (samples waiting together share NATS
+    /// messages); the 64 B run also goes once with `--no-batch`.
+    @Test(arguments: [(1024, 400, true), (6_220_800, 8, true), (64, 3000, true), (64, 3000, false)])
     func framesFromHostAReachHostBInOrder(bytes: Int, count: Int, batch: Bool) throws {
         guard let server = try NatsServerProcess.start(), let hostB = try IsolatedHost.make() else { return }
         let name = TestSupport.uniqueName("frames")
@@ -28,7 +29,7 @@ struct BridgeProcessTests {
                                                 config: .init(maxPublishers: 8, maxSubscribers: 8, subscriberBufferSize: 8,
                                                               historySize: 0, maxLoans: 4, maxBorrowed: 4, overflow: .block))
         let exporter = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--export", name]
-                                                                  + (batch ? ["--batch"] : [])))
+                                                                  + (batch ? [] : ["--no-batch"])))
         #expect(TestSupport.eventually(.seconds(20)) { service.ports.contains { $0.kind == "subscriber" } })
         let publisher = try TestSupport.spawnPeer(["frames-pub", name, String(count), String(bytes)])
         #expect(try publisher.wait(timeout: .seconds(120)) == .exited(0), "\(publisher.errorText)")

@@ -69,6 +69,38 @@ struct WireFormatTests {
         }
     }
 
+    /// The byte-level header reading and writing the per-sample path uses
+    /// agrees with Swift's own number parsing and formatting at the edges.
+    @Test func headerTextReadsAndWritesNumbersAtTheirLimits() {
+        func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+        for value: UInt64 in [0, 1, 9, 10, 255, 1 << 32, UInt64.max - 1, UInt64.max] {
+            var writer = HeaderText.Writer()
+            writer.decimal(value)
+            writer.separator()
+            writer.hex(value)
+            #expect(writer.text == "\(value);\(String(value, radix: 16))")
+            let fields = writer.text.split(separator: ";").map { bytes(String($0)) }
+            #expect(fields[0].withUnsafeBufferPointer(HeaderText.decimal) == value)
+            #expect(fields[1].withUnsafeBufferPointer(HeaderText.hex) == value)
+        }
+        for hostile in ["", "18446744073709551616", "99999999999999999999", "+5", "-1", " 5", "5 ", "0x5", "1e3", "٣"] {
+            #expect(bytes(hostile).withUnsafeBufferPointer(HeaderText.decimal) == nil, "\(hostile)")
+        }
+        for hostile in ["", "10000000000000000", "g", "-a", "0x5", " f"] {
+            #expect(bytes(hostile).withUnsafeBufferPointer(HeaderText.hex) == nil, "\(hostile)")
+        }
+        #expect(bytes("DeadBeef").withUnsafeBufferPointer(HeaderText.hex) == 0xdeadbeef)
+        #expect(bytes("abc;12").withUnsafeBufferPointer(WireFormat.batchHeader(bytes:))! == (0xabc, 12))
+        for hostile in ["abc", "abc;", ";12", "abc;12;1", "abc;99999999", "xyz;1"] {
+            #expect(bytes(hostile).withUnsafeBufferPointer(WireFormat.batchHeader(bytes:)) == nil, "\(hostile)")
+        }
+        // Fields in another order and a field from a newer version are fine.
+        let reordered = "overflow=discard,loans=1,borrowed=2,history=0,buffer=7,subscribers=5,publishers=3,priority=9"
+        #expect(WireFormat.decodeConfig(reordered) == PublishSubscribeConfig(
+            maxPublishers: 3, maxSubscribers: 5, subscriberBufferSize: 7, historySize: 0, maxLoans: 1, maxBorrowed: 2,
+            overflow: .discard))
+    }
+
     @Test func batchesRoundTripAndHostileFramesAreRefused() throws {
         var writer = WireFormat.BatchWriter()
         let payloads: [[UInt8]] = [[1], [2, 3, 4, 5, 6, 7, 8, 9], Array(repeating: 0xab, count: 100)]

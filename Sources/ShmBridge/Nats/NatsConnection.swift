@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CNats
 import ShmSystem
 import Synchronization
@@ -107,6 +110,23 @@ public final class NatsConnection: @unchecked Sendable {
         try check(natsConnection_PublishMsg(handle, message), "publish on \(subject)")
     }
 
+    /// Publishes `payload` on the template's subject with its headers and
+    /// `key: value` (a per-message header, NUL-terminated) — no Swift
+    /// string is converted per message (the bridge's per-sample path).
+    public func publish(_ template: NatsMessageTemplate, adding key: [CChar], value: UnsafePointer<CChar>,
+                        payload: UnsafeRawBufferPointer) throws(BridgeError) {
+        guard payload.count <= Int(Int32.max) else {
+            throw .invalidConfiguration("a message of \(payload.count) bytes")
+        }
+        var message: OpaquePointer?
+        try check(natsMsg_Create(&message, template.subject, nil, payload.baseAddress?.assumingMemoryBound(to: CChar.self),
+                                 Int32(payload.count)), "natsMsg_Create(\(template.subjectText))")
+        defer { natsMsg_Destroy(message) }
+        for (name, text) in template.headers { try check(natsMsgHeader_Set(message, name, text), "natsMsgHeader_Set") }
+        try check(natsMsgHeader_Set(message, key, value), "natsMsgHeader_Set")
+        try check(natsConnection_PublishMsg(handle, message), "publish on \(template.subjectText)")
+    }
+
     /// Sends what is buffered and waits for the server's acknowledgement.
     public func flush(timeout: Duration = .seconds(5)) throws(BridgeError) {
         try check(natsConnection_FlushTimeout(handle, timeout.milliseconds), "flush")
@@ -209,11 +229,40 @@ public final class NatsMessage: @unchecked Sendable {
         UnsafeRawBufferPointer(start: natsMsg_GetData(handle), count: Int(natsMsg_GetDataLength(handle)))
     }
 
+    /// The subject's bytes (no NUL), valid while this message lives.
+    var subjectBytes: UnsafeBufferPointer<UInt8> { Self.bytes(natsMsg_GetSubject(handle)) }
+
+    /// The bytes of header `key`'s value (no NUL), valid while this message
+    /// lives; nil if absent. No String is made (the per-sample path).
+    func headerBytes(_ key: String) -> UnsafeBufferPointer<UInt8>? {
+        var value: UnsafePointer<CChar>?
+        guard natsMsgHeader_Get(handle, key, &value) == NATS_OK, let value else { return nil }
+        return Self.bytes(value)
+    }
+
+    private static func bytes(_ text: UnsafePointer<CChar>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self), count: strlen(text))
+    }
+
     /// The value of header `key`, or nil.
     public func header(_ key: String) -> String? {
         var value: UnsafePointer<CChar>?
         guard natsMsgHeader_Get(handle, key, &value) == NATS_OK, let value else { return nil }
         return String(cString: value)
+    }
+}
+
+/// A subject and the headers every message on it carries, made C strings
+/// once (see `NatsConnection.publish(_:adding:value:payload:)`).
+public struct NatsMessageTemplate: Sendable {
+    let subject: [CChar]
+    let headers: [(name: [CChar], value: [CChar])]
+    let subjectText: String
+
+    public init(subject: String, headers: [(String, String)]) {
+        self.subject = Array(subject.utf8CString)
+        self.headers = headers.map { (Array($0.0.utf8CString), Array($0.1.utf8CString)) }
+        subjectText = subject
     }
 }
 

@@ -41,7 +41,8 @@ struct BridgeBenchCommand: ParsableCommand {
     @Option(help: "Messages streamed per size (fewer above 64 KiB).") var messages = 20000
     @Flag(name: .customLong("send-immediately"), help: "Both NATS rows write each message at once (natsOptions_SetSendAsap).")
     var sendImmediately = false
-    @Flag(help: "The bridges batch samples waiting together (BridgeConfiguration.batching).") var batch = false
+    @Flag(inversion: .prefixedNo, help: "The bridges batch samples waiting together (BridgeConfiguration.batching, on by default).")
+    var batch = true
     @Flag(help: "One JSON object per row.") var json = false
 
     func run() throws {
@@ -148,12 +149,22 @@ struct BridgeBenchCommand: ParsableCommand {
         let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         defer { payload.deallocate() }
         for i in 0..<size { payload[i] = UInt8(truncatingIfNeeded: i) }
+        // Subjects and header names made C strings once, as the bridge does.
+        var templates: [String: NatsMessageTemplate] = [:]
+        let partKey = Array("Part".utf8CString)
         func send(_ connection: NatsConnection, _ subject: String, _ seq: UInt64) throws {
             payload.storeBytes(of: seq, as: UInt64.self)
+            let template = templates[subject] ?? NatsMessageTemplate(subject: subject, headers: [])
+            templates[subject] = template
             for part in 0..<parts {
                 let start = part * limit, end = min(size, start + limit)
-                try connection.publish(subject, headers: [("Part", "\(part)/\(parts)")],
-                                       payload: UnsafeRawBufferPointer(rebasing: payload[start..<end]))
+                var value: (UInt64, UInt64) = (0, 0) // "<part>/<parts>", NUL-terminated
+                try withUnsafeMutableBytes(of: &value) { text in
+                    let written = "\(part)/\(parts)".utf8.prefix(15)
+                    for (index, byte) in written.enumerated() { text[index] = byte }
+                    try connection.publish(template, adding: partKey, value: text.baseAddress!.assumingMemoryBound(to: CChar.self),
+                                           payload: UnsafeRawBufferPointer(rebasing: payload[start..<end]))
+                }
             }
         }
         let ping = try b.subscribe("bench.\(tag).np"), pong = try a.subscribe("bench.\(tag).nq")
