@@ -18,6 +18,12 @@ import Synchronization
 /// listener next sees it fire (`loops_skipped`). A local notification of
 /// the same id in that window coalesces with the imported one, which is
 /// what an event is: the other side has that id fired already.
+///
+/// The expectation is read *before* the listener looks, and consumed only
+/// if no newer import of the id came in between: an import notified while
+/// the listener was looking may have been seen in that look or may fire
+/// at the next, so its expectation stays (at most `echoWindow`). Consuming
+/// it on the first sighting let that second firing go back out.
 final class EventBridge: @unchecked Sendable {
     /// How long an imported notification is expected back at our listener.
     static let echoWindow: UInt64 = 2_000_000_000
@@ -45,7 +51,14 @@ final class EventBridge: @unchecked Sendable {
     /// Ids notified here from NATS and not yet seen by our own listener:
     /// service → id → until when it is expected (written by nats.c's event
     /// thread, consumed by the bridge's event thread).
-    let echoes = Mutex<[String: [Int: UInt64]]>([:])
+    let echoes = Mutex<[String: [Int: Echo]]>([:])
+
+    /// An id notified here from NATS: how many times (a generation) and
+    /// until when it is expected back at our listener.
+    struct Echo: Equatable {
+        var generation: UInt64
+        var until: UInt64
+    }
 
     init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64,
          shared: BridgeShared) throws(BridgeError) {
@@ -75,8 +88,9 @@ final class EventBridge: @unchecked Sendable {
         }
         for attachment in (try? waitSet.wait(timeout: timeout)) ?? [] {
             guard let name = byAttachment[attachment], let entry = exported[name] else { continue }
+            let expected = echoes.withLock { $0[name] ?? [:] } // before looking
             for id in entry.listener.tryWait() {
-                if isEcho(of: id.value, in: name) {
+                if isEcho(of: id.value, in: name, expectedBefore: expected[id.value]) {
                     ServiceStatistics.add(entry.statistics.loopsSkipped)
                     continue
                 }
@@ -92,13 +106,15 @@ final class EventBridge: @unchecked Sendable {
         }
     }
 
-    /// Consumes the expectation that `id` fires here because we notified it.
-    private func isEcho(of id: Int, in name: String) -> Bool {
+    /// Whether `id` fired here because we notified it from NATS; consumes
+    /// the expectation unless a newer import came after `expectedBefore`
+    /// (read before the listener looked).
+    private func isEcho(of id: Int, in name: String, expectedBefore: Echo?) -> Bool {
         let now = monotonicNanoseconds()
         return echoes.withLock { echoes in
-            guard let until = echoes[name]?[id] else { return false }
-            echoes[name]?[id] = nil
-            return now <= until
+            guard let echo = echoes[name]?[id] else { return false }
+            if echo == expectedBefore || now > echo.until { echoes[name]?[id] = nil }
+            return now <= echo.until
         }
     }
 
@@ -152,7 +168,10 @@ final class EventBridge: @unchecked Sendable {
             // Before notifying: our listener may see it fire at once.
             if BridgeConfiguration.matches(name, configuration.exports) {
                 let until = monotonicNanoseconds() &+ EventBridge.echoWindow
-                echoes.withLock { $0[name, default: [:]][id] = until }
+                echoes.withLock { echoes in
+                    let generation = (echoes[name]?[id]?.generation ?? 0) &+ 1
+                    echoes[name, default: [:]][id] = Echo(generation: generation, until: until)
+                }
             }
             try notifier.notify(EventID(id))
             ServiceStatistics.add(stats.samplesIn)

@@ -28,7 +28,7 @@ final class SampleExporter {
     let configuration: BridgeConfiguration
     let origin: UInt64
     let shared: BridgeShared
-    let waitSet = WaitSet()
+    let waitSet: WaitSet
     var exported: [String: Exported] = [:]
     var byAttachment: [WaitSet.Attachment: String] = [:]
     var discovery = ServiceDiscovery(.publishSubscribe, action: "export")
@@ -39,6 +39,7 @@ final class SampleExporter {
         self.configuration = configuration
         self.origin = origin
         self.shared = shared
+        waitSet = WaitSet(waitStrategy: configuration.exportWait)
     }
 
     /// Attaches to matching local services not attached yet.

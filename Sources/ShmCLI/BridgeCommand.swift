@@ -4,6 +4,19 @@ import Foundation
 import Shm
 import ShmBridge
 
+/// How a bridge's export thread waits (`BridgeConfiguration.exportWait`).
+enum BridgeWait: String, CaseIterable, ExpressibleByArgument, Decodable, Sendable {
+    case park, yield, spin
+
+    var strategy: WaitStrategy {
+        switch self {
+        case .park: .default
+        case .yield: .yielding
+        case .spin: .busySpin
+        }
+    }
+}
+
 /// `shm bridge` — forward services between this machine and NATS.
 struct BridgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,6 +33,7 @@ struct BridgeCommand: ParsableCommand {
             A configuration file (JSON) may give the same settings:
               {"url": "nats://10.0.0.2:4222", "prefix": "swiftshm", "name": "edge-1",
                "export": ["camera.*"], "import": ["model.results"], "importPrefix": "",
+               "sendImmediately": false, "batching": true, "exportWait": "park",
                "logs": [{"role": "mirror", "stream": "orders", "directory": "/var/lib/orders"}]}
             Logs: --mirror-log STREAM=DIR publishes every record of the log in DIR to JetStream stream STREAM
             (resuming after the stream's last record); --replica-log STREAM=DIR builds the log in DIR from it
@@ -47,6 +61,9 @@ struct BridgeCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo,
           help: "Samples waiting together leave as one NATS message (per-sample metadata in the payload; a lone sample goes as itself). On by default.")
     var batch: Bool?
+    @Option(name: .customLong("export-wait"),
+            help: "How the export thread waits for samples: park (spin briefly, then sleep; default), yield (poll, giving way to other threads: no wake-up latency), spin (hold a core).")
+    var exportWait: BridgeWait?
     @Flag(help: "Print the counters of every bridge running on this machine and exit.") var stats = false
     @Flag(help: "Counters as JSON lines.") var json = false
 
@@ -59,6 +76,7 @@ struct BridgeCommand: ParsableCommand {
         var importPrefix: String?
         var sendImmediately: Bool?
         var batching: Bool?
+        var exportWait: BridgeWait?
         var logs: [FileLog]?
     }
 
@@ -95,6 +113,7 @@ struct BridgeCommand: ParsableCommand {
             configuration.importPrefix = file.importPrefix ?? ""
             configuration.sendImmediately = file.sendImmediately ?? false
             configuration.batching = file.batching ?? configuration.batching
+            configuration.exportWait = file.exportWait?.strategy ?? configuration.exportWait
             for log in file.logs ?? [] {
                 guard let role = LogReplication.Role(rawValue: log.role) else {
                     throw CommandFailure("\(configFile): log role '\(log.role)' (mirror or replica)")
@@ -110,6 +129,7 @@ struct BridgeCommand: ParsableCommand {
         configuration.importPrefix = importPrefix ?? configuration.importPrefix
         configuration.sendImmediately = sendImmediately || configuration.sendImmediately
         configuration.batching = batch ?? configuration.batching
+        configuration.exportWait = exportWait?.strategy ?? configuration.exportWait
         configuration.logs += try mirrorLogs.map { try Self.parseLog($0, role: .mirror) }
         configuration.logs += try replicaLogs.map { try Self.parseLog($0, role: .replica) }
         return configuration

@@ -72,7 +72,7 @@ public final class LogTailer: @unchecked Sendable {
         self.log = log
         self.onDeletedSegment = onDeletedSegment
         waiter = Waiter(waitStrategy)
-        if case .busySpin = waitStrategy { parks = false } else { parks = true }
+        parks = !waitStrategy.neverParks
         switch start {
         case .start: position = log.startPosition
         case .end: position = log.nextPosition.position
@@ -267,7 +267,11 @@ public final class LogTailer: @unchecked Sendable {
                 guard let segment else {
                     // The next segment does not exist yet (the appender is rolling):
                     // a spinner keeps spinning, others look again in a millisecond.
-                    if case .busySpin = waiter.strategy { CPU.relax() } else { sleepNanoseconds(1_000_000) }
+                    switch waiter.strategy {
+                    case .busySpin: CPU.relax()
+                    case .yielding: CPU.yield()
+                    case .spinThenPark, .block: sleepNanoseconds(1_000_000)
+                    }
                     continue
                 }
                 // Has someone cut the file under us? What we read as "nothing

@@ -45,7 +45,7 @@ extension MessageRing {
             view.dataParker.resetSleepers() // a dead consumer may have left itself counted
             // SYNC POINT: seq_cst stores pair with the producer's seq_cst load of
             // `consumerMayPark` before it chooses release or seq_cst publication.
-            if case .busySpin = waitStrategy { view.consumerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
+            if waitStrategy.neverParks { view.consumerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
             else { view.consumerMayPark.pointee.store(1, ordering: .sequentiallyConsistent) }
         }
 

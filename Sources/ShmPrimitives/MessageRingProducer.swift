@@ -94,7 +94,7 @@ extension MessageRing {
             view.spaceParker.resetSleepers() // a dead producer may have left itself counted
             // SYNC POINT: seq_cst stores pair with the consumer's load of
             // `producerMayPark` before it decides to check for a sleeping producer.
-            if case .busySpin = waitStrategy { view.producerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
+            if waitStrategy.neverParks { view.producerMayPark.pointee.store(0, ordering: .sequentiallyConsistent) }
             else { view.producerMayPark.pointee.store(1, ordering: .sequentiallyConsistent) }
         }
 

@@ -5,6 +5,7 @@ import ShmSystem
 /// | strategy | latency | CPU while waiting |
 /// | --- | --- | --- |
 /// | `.busySpin` | lowest (the other core sees a write in ~80 ns here) | one full core |
+/// | `.yielding` | near busy-spin when the core is free; the next time slice when others run | one core, given up to any runnable thread at every look |
 /// | `.spinThenPark` (default) | spinning speed while messages keep coming; a wake-up (~33 µs on this VM) after a pause | spins for an adaptive budget, then none |
 /// | `.block` | a wake-up every time | none |
 ///
@@ -18,9 +19,25 @@ public enum WaitStrategy: Sendable, Hashable {
     case spinThenPark(SpinPolicy)
     /// Park on a futex at once (after re-checking the condition).
     case block
+    /// Look, then give the CPU to any other runnable thread
+    /// (`sched_yield(2)`), until the condition holds or the deadline passes:
+    /// never parks, so no wake-up is paid after a pause (Aeron's yielding
+    /// idle strategy). For a thread that must react fast to rare events on
+    /// a machine where it shares cores: unlike `.busySpin` it does not hold
+    /// a core others need; like it, it shows as one core busy when alone.
+    case yielding
 
     /// `.spinThenPark(.default)`.
     public static let `default` = WaitStrategy.spinThenPark(.default)
+
+    /// True for the strategies that never sleep (`.busySpin`, `.yielding`):
+    /// their peers need not wake them.
+    public var neverParks: Bool {
+        switch self {
+        case .busySpin, .yielding: true
+        case .spinThenPark, .block: false
+        }
+    }
 }
 
 /// Tuning knobs of `.spinThenPark`.
@@ -121,6 +138,17 @@ package struct Waiter: Sendable {
                 if spins & 0x3ff == 0 {
                     if let deadline, monotonicNanoseconds() >= deadline { return false }
                     if spins & 0xfffff == 0 && !keepWaiting() { return false }
+                }
+            }
+        case .yielding:
+            var looks: UInt32 = 0
+            while true {
+                CPU.yield()
+                if ready() { return true }
+                looks &+= 1
+                if looks & 0x7 == 0 {
+                    if let deadline, monotonicNanoseconds() >= deadline { return false }
+                    if looks & 0x3ff == 0 && !keepWaiting() { return false }
                 }
             }
         case .spinThenPark:

@@ -146,7 +146,10 @@ struct WireTrafficTests {
         }
         try send(type: right, bytes: [10, 11, 12])
         #expect(received() == [10, 11, 12])
-        #expect(TestSupport.eventually(.seconds(5)) { running.counters(name)?["type_mismatches"] == 4 })
+        // The importer counts a sample after sending it: wait for the counters to catch up.
+        #expect(TestSupport.eventually(.seconds(5)) {
+            running.counters(name)?["type_mismatches"] == 4 && running.counters(name)?["in"] == 3
+        })
         let counters = try #require(running.counters(name))
         #expect(counters["malformed"] == 13, "malformed")
         #expect(counters["in"] == 3)

@@ -271,7 +271,7 @@ struct WaitStrategyTests {
     @Test func everyStrategyHonoursItsDeadline() throws {
         let (mapping, _) = try AnonymousSharedMemory.map(size: 4096)
         let parker = Parker(mapping.unsafeBaseAddress)
-        for strategy in [WaitStrategy.busySpin, .default, .block] {
+        for strategy in [WaitStrategy.busySpin, .yielding, .default, .block] {
             var waiter = Waiter(strategy)
             let start = monotonicNanoseconds()
             let satisfied = waiter.wait(on: parker, deadline: start + 20_000_000, ready: { false })

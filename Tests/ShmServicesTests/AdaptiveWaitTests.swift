@@ -84,5 +84,16 @@ struct AdaptiveWaitTests {
         #expect(try spinning.wait(timeout: .seconds(10)) == [l2])
         #expect(listener.event.sleepingWaiters == 0)
         thread.join()
+
+        // Yielding: never parks either, and says so (peers need not wake it).
+        let yielding = WaitSet(waitStrategy: .yielding)
+        let l3 = yielding.attach(listener)
+        _ = listener.tryWait()
+        #expect(WaitStrategy.yielding.neverParks && WaitStrategy.busySpin.neverParks)
+        #expect(!WaitStrategy.default.neverParks && !WaitStrategy.block.neverParks)
+        let other = TestThread { usleep(20_000); try? notifier.notify(3) }
+        #expect(try yielding.wait(timeout: .seconds(10)) == [l3])
+        #expect(listener.event.sleepingWaiters == 0)
+        other.join()
     }
 }

@@ -5,6 +5,7 @@ import Glibc
 import ArgumentParser
 import Shm
 import ShmBridge
+import ShmSystem
 import Synchronization
 
 /// One row of `shm bench bridge`.
@@ -28,10 +29,12 @@ struct BridgeBenchCommand: ParsableCommand {
         discussion: """
             Everything runs in this process against one nats-server (started here on a loopback port when \
             --url is not given). Bridge: publisher → bridge X → NATS → bridge Y → subscriber, and back the \
-            same way for the ping-pong (two Bridge instances; Y imports under the prefix "y.", X under "x.", \
+            same way for the answer (two Bridge instances; Y imports under the prefix "y.", X under "x.", \
             so one /dev/shm serves as both machines). NATS alone: the same payloads between two connections \
             of the C client, split at the server's max_payload as the bridge splits them. Local: the same \
-            ping-pong through two shared-memory services, no NATS. One-way = round trip / 2; messages/s: a \
+            ping-pong through two shared-memory services, no NATS. One-way: from the send call until the receiver \
+            holds the whole payload (the send time travels in it: one clock, one process), each round paced \
+            by a 16-byte answer; messages/s: a \
             stream of --messages one way, counted at the receiver (what NATS dropped shows as received < sent).
             """)
 
@@ -43,6 +46,8 @@ struct BridgeBenchCommand: ParsableCommand {
     var sendImmediately = false
     @Flag(inversion: .prefixedNo, help: "The bridges batch samples waiting together (BridgeConfiguration.batching, on by default).")
     var batch = true
+    @Option(name: .customLong("export-wait"), help: "How both bridges' export threads wait: park (default), yield, spin.")
+    var exportWait = BridgeWait.park
     @Flag(help: "One JSON object per row.") var json = false
 
     func run() throws {
@@ -66,7 +71,7 @@ struct BridgeBenchCommand: ParsableCommand {
         let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         var rows: [BridgeBenchRow] = []
         for size in sizes {
-            guard size >= 8, size <= 64 << 20 else { throw ValidationError("sizes from 8 B to 64 MiB") }
+            guard size >= 16, size <= 64 << 20 else { throw ValidationError("sizes from 16 B to 64 MiB") }
             let scale = size > 65536 ? max(1, size / 65536) : 1
             let pings = max(20, rounds / scale), stream = max(50, messages / scale)
             let tag = "\(id).\(size)"
@@ -112,9 +117,11 @@ struct BridgeBenchCommand: ParsableCommand {
         let pingThere = try benchService(node, "y." + p, size), pong = try benchService(node, q, size)
         let streamOut = try benchService(node, s, size), streamIn = try benchService(node, "y." + s, size)
         let x = try Bridge(BridgeConfiguration(url: url, exports: [p, s], imports: [q], name: "bench-x", importPrefix: "x.",
-                                           sendImmediately: sendImmediately, batching: batch))
+                                           sendImmediately: sendImmediately, batching: batch,
+                                           exportWait: exportWait.strategy))
         let y = try Bridge(BridgeConfiguration(url: url, exports: [q], imports: [p, s], name: "bench-y", importPrefix: "y.",
-                                           sendImmediately: sendImmediately, batching: batch))
+                                           sendImmediately: sendImmediately, batching: batch,
+                                           exportWait: exportWait.strategy))
         let runners = [x, y].map { bridge in
             let done = Done()
             BlockingPool.shared.submit {
@@ -170,13 +177,22 @@ struct BridgeBenchCommand: ParsableCommand {
         let ping = try b.subscribe("bench.\(tag).np"), pong = try a.subscribe("bench.\(tag).nq")
         try a.flush()
         try b.flush()
-        // The echo forwards each part as it comes.
-        let echo = Done(), stop = Done()
+        // The receiver takes every part of a message, notes the one-way time
+        // (the send time travels in part 0), then answers with 16 bytes.
+        let echo = Done(), stop = Done(), oneWay = OneWayTimes()
         let echoSide = UncheckedPair(b, ping)
         BlockingPool.shared.submit {
+            var got = 0, sentAt: UInt64 = 0
+            var answer = [UInt8](repeating: 0, count: 16)
             while !stop.isSet {
                 guard let message = try? echoSide.second.next(timeout: .milliseconds(100)) else { continue }
-                try? echoSide.first.publish("bench.\(tag).nq", headers: [("Part", message.header("Part") ?? "")], payload: message.data)
+                if got == 0 { sentAt = message.data.load(fromByteOffset: 8, as: UInt64.self) }
+                got += 1
+                guard got == parts else { continue }
+                got = 0
+                oneWay.record(wallClockNanoseconds() &- sentAt)
+                try? answer.withUnsafeBytes { try echoSide.first.publish("bench.\(tag).nq", payload: $0) }
+                answer[0] &+= 1
             }
             echo.set()
         }
@@ -184,18 +200,13 @@ struct BridgeBenchCommand: ParsableCommand {
             stop.set()
             echo.wait()
         }
-        var samples: [UInt64] = []
         for round in 0..<(pings + pings / 10) {
-            let start = monotonicNanoseconds()
+            if round == pings / 10 { oneWay.reset() } // warm-up rounds not counted
+            payload.storeBytes(of: wallClockNanoseconds(), toByteOffset: 8, as: UInt64.self)
             try send(a, "bench.\(tag).np", UInt64(round))
-            var got = 0
-            while got < parts {
-                guard try pong.next(timeout: .seconds(10)) != nil else { throw CommandFailure("NATS echo silent") }
-                got += 1
-            }
-            if round >= pings / 10 { samples.append((monotonicNanoseconds() - start) / 2) }
+            guard try pong.next(timeout: .seconds(10)) != nil else { throw CommandFailure("NATS receiver silent") }
         }
-        let summary = Summary(samples)
+        let summary = Summary(oneWay.times)
         // Stream: count whole messages (all parts) at the receiver.
         let sink = try b.subscribe("bench.\(tag).ns")
         try sink.setPendingLimits(messages: -1, bytes: -1)
@@ -230,19 +241,22 @@ struct BridgeBenchCommand: ParsableCommand {
                                                 maxLoans: 2, maxBorrowed: 2, overflow: .block))
     }
 
-    /// Round trips: `out` → (echo: `echoIn` → `echoOut`) → `back`; one-way = half.
+    /// One-way times `out` → `echoIn` (the send time travels in the
+    /// sample; one clock, one process), paced by a 16-byte answer
+    /// `echoOut` → `back` before the next round.
     func pingPong(node: Node, out: PublishSubscribeService<UInt8>, back: PublishSubscribeService<UInt8>,
                   echoIn: PublishSubscribeService<UInt8>, echoOut: PublishSubscribeService<UInt8>,
                   size: Int, rounds: Int) throws -> (UInt64, UInt64) {
         let publisher = try out.publisher(), subscriber = try back.subscriber()
         let echoSubscriber = try echoIn.subscriber(), echoPublisher = try echoOut.publisher()
-        let stop = Done(), finished = Done()
+        let stop = Done(), finished = Done(), oneWay = OneWayTimes()
         let echo = UncheckedPair(echoSubscriber, echoPublisher)
         BlockingPool.shared.submit {
             while !stop.isSet {
                 guard let sample = try? echo.first.receive(timeout: .milliseconds(100)) else { continue }
+                oneWay.record(wallClockNanoseconds() &- sample.unsafeBytes.load(fromByteOffset: 8, as: UInt64.self))
                 let seq = sample.unsafeBytes.load(as: UInt64.self)
-                guard let reply = try? echo.second.loanUninitialized(count: sample.unsafeBytes.count) else { continue }
+                guard let reply = try? echo.second.loanUninitialized(count: 16) else { continue }
                 UnsafeMutableRawPointer(reply.unsafeBuffer.baseAddress!).storeBytes(of: seq, as: UInt64.self)
                 _ = try? reply.assumeInitialized().send()
             }
@@ -252,20 +266,20 @@ struct BridgeBenchCommand: ParsableCommand {
             stop.set()
             finished.wait()
         }
-        var samples: [UInt64] = []
         let warmup = rounds / 10
         for round in 0..<(rounds + warmup) {
-            let start = monotonicNanoseconds()
+            if round == warmup { oneWay.reset() }
             let loan = try publisher.loanUninitialized(count: size)
-            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).storeBytes(of: UInt64(round), as: UInt64.self)
+            let bytes = UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!)
+            bytes.storeBytes(of: UInt64(round), as: UInt64.self)
+            bytes.storeBytes(of: wallClockNanoseconds(), toByteOffset: 8, as: UInt64.self)
             _ = try loan.assumeInitialized().send()
             while true {
                 let sample = try subscriber.receive(timeout: .seconds(10))
                 if sample.unsafeBytes.load(as: UInt64.self) == UInt64(round) { break }
             }
-            if round >= warmup { samples.append((monotonicNanoseconds() - start) / 2) }
         }
-        let summary = Summary(samples)
+        let summary = Summary(oneWay.times)
         return (summary.p50, summary.p99)
     }
 
@@ -311,6 +325,14 @@ final class Done: @unchecked Sendable {
     func set() { flag.withLock { $0 = true } }
     var isSet: Bool { flag.withLock { $0 } }
     func wait() { while !isSet { usleep(1000) } }
+}
+
+/// One-way times noted by a receiving thread.
+final class OneWayTimes: @unchecked Sendable {
+    private let state = Mutex([UInt64]())
+    func record(_ nanoseconds: UInt64) { state.withLock { $0.append(nanoseconds) } }
+    func reset() { state.withLock { $0.removeAll(keepingCapacity: true) } }
+    var times: [UInt64] { state.withLock { $0 } }
 }
 
 /// Messages counted by a receiver thread, and when the last one came.

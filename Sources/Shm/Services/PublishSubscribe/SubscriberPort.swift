@@ -111,7 +111,7 @@ final class SubscriberPort: @unchecked Sendable {
                 try SampleInbox.initialize(data, maxPublishers: blocks, deliveryCapacity: deliveryCapacity,
                                            returnCapacity: returnCapacity, portID: id)
                 let mayPark: Bool
-                if case .busySpin = waitStrategy { mayPark = false } else { mayPark = true }
+                mayPark = !waitStrategy.neverParks
                 try SampleInbox(data, expectedPortID: id).setMayPark(mayPark)
             }
         }
