@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Header values read and written as bytes, for the per-sample path.
 ///
 /// `String.split` walks grapheme clusters: splitting one `Shm-Type` header
@@ -132,13 +128,19 @@ extension HeaderText {
     /// Whether `field` holds exactly the bytes of `text`.
     static func equals(_ field: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
         field.count == text.utf8CodeUnitCount
-            && (field.isEmpty || memcmp(field.baseAddress!, text.utf8Start, field.count) == 0)
+            && field.elementsEqual(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// Whether `field` holds exactly `bytes`.
     static func equals(_ field: UnsafeBufferPointer<UInt8>, _ bytes: [UInt8]) -> Bool {
-        field.count == bytes.count && bytes.withUnsafeBufferPointer { stored in
-            field.isEmpty || memcmp(field.baseAddress!, stored.baseAddress!, field.count) == 0
-        }
+        field.count == bytes.count && bytes.withUnsafeBufferPointer { field.elementsEqual($0) }
+    }
+
+    /// The bytes of a NUL-terminated C string (header values are short).
+    static func bytes(_ text: UnsafePointer<CChar>) -> UnsafeBufferPointer<UInt8> {
+        let start = UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self)
+        var count = 0
+        while start[count] != 0 { count += 1 }
+        return UnsafeBufferPointer(start: start, count: count)
     }
 }

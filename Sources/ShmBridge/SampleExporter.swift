@@ -89,7 +89,8 @@ final class SampleExporter {
             }
             guard let sample = received else { return }
             budget -= 1
-            if configuration.batching, !shared.isOwnPublisher(sample.publisherID),
+            // (An empty sample goes alone: a batch entry holds at least a byte.)
+            if configuration.batching, !sample.unsafeBytes.isEmpty, !shared.isOwnPublisher(sample.publisherID),
                batch.add(publisher: sample.publisherID, sequence: sample.sequence, timestamp: wallClockNanoseconds(),
                          bytes: sample.unsafeBytes, limit: batchLimit) {
                 continue

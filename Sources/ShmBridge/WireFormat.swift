@@ -191,6 +191,10 @@ public enum WireFormat {
     /// Builds a batch payload (see the layout above), reusing its buffer.
     struct BatchWriter {
         static let entryHeader = 32
+        /// Where an entry's fields are, from its start (see the layout above).
+        enum Offset {
+            static let publisher = 0, sequence = 8, timestamp = 16, length = 24
+        }
         private var buffer: [UInt8] = []
         private(set) var count = 0, payloadBytes = 0
 
@@ -201,10 +205,10 @@ public enum WireFormat {
             let start = buffer.count
             buffer.append(contentsOf: repeatElement(0, count: span))
             buffer.withUnsafeMutableBytes { frame in
-                frame.storeBytes(of: publisher.littleEndian, toByteOffset: start, as: UInt64.self)
-                frame.storeBytes(of: sequence.littleEndian, toByteOffset: start + 8, as: UInt64.self)
-                frame.storeBytes(of: timestamp.littleEndian, toByteOffset: start + 16, as: UInt64.self)
-                frame.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: start + 24, as: UInt32.self)
+                frame.storeBytes(of: publisher.littleEndian, toByteOffset: start + Offset.publisher, as: UInt64.self)
+                frame.storeBytes(of: sequence.littleEndian, toByteOffset: start + Offset.sequence, as: UInt64.self)
+                frame.storeBytes(of: timestamp.littleEndian, toByteOffset: start + Offset.timestamp, as: UInt64.self)
+                frame.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: start + Offset.length, as: UInt32.self)
                 if let source = bytes.baseAddress, bytes.count > 0 {
                     (frame.baseAddress! + start + Self.entryHeader).copyMemory(from: source, byteCount: bytes.count)
                 }
@@ -219,11 +223,8 @@ public enum WireFormat {
                                    _ bytes: UnsafeRawBufferPointer) -> R) -> R? {
             guard count > 0 else { return nil }
             return buffer.withUnsafeBytes { frame in
-                let length = Int(UInt32(littleEndian: frame.load(fromByteOffset: 24, as: UInt32.self)))
-                return body(UInt64(littleEndian: frame.load(fromByteOffset: 0, as: UInt64.self)),
-                            UInt64(littleEndian: frame.load(fromByteOffset: 8, as: UInt64.self)),
-                            UInt64(littleEndian: frame.load(fromByteOffset: 16, as: UInt64.self)),
-                            UnsafeRawBufferPointer(rebasing: frame[Self.entryHeader..<(Self.entryHeader + length)]))
+                let entry = WireFormat.batchEntry(frame, at: 0)!
+                return body(entry.publisher, entry.sequence, entry.timestamp, entry.bytes)
             }
         }
 
@@ -238,23 +239,33 @@ public enum WireFormat {
         }
     }
 
+    /// The entry of a batch payload at `offset`, or nil if it does not fit
+    /// (length 1…the bytes left).
+    static func batchEntry(_ frame: UnsafeRawBufferPointer, at offset: Int)
+        -> (publisher: UInt64, sequence: UInt64, timestamp: UInt64, bytes: UnsafeRawBufferPointer)? {
+        typealias Offset = BatchWriter.Offset
+        guard offset >= 0, frame.count - offset >= BatchWriter.entryHeader else { return nil }
+        let length = Int(UInt32(littleEndian: frame.loadUnaligned(fromByteOffset: offset + Offset.length, as: UInt32.self)))
+        guard length >= 1, length <= frame.count - offset - BatchWriter.entryHeader else { return nil }
+        let start = offset + BatchWriter.entryHeader
+        return (UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + Offset.publisher, as: UInt64.self)),
+                UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + Offset.sequence, as: UInt64.self)),
+                UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + Offset.timestamp, as: UInt64.self)),
+                UnsafeRawBufferPointer(rebasing: frame[start..<(start + length)]))
+    }
+
     /// The entries of a batch payload, or nil if it is not exactly `count`
     /// well-formed entries (lengths 1…1 GiB, within the payload).
     static func batchEntries(_ frame: UnsafeRawBufferPointer, count: Int)
         -> [(publisher: UInt64, sequence: UInt64, timestamp: UInt64, bytes: UnsafeRawBufferPointer)]? {
         guard (1...65536).contains(count) else { return nil }
-        var entries: [(UInt64, UInt64, UInt64, UnsafeRawBufferPointer)] = []
+        var entries: [(publisher: UInt64, sequence: UInt64, timestamp: UInt64, bytes: UnsafeRawBufferPointer)] = []
         entries.reserveCapacity(count)
         var offset = 0
         for _ in 0..<count {
-            guard frame.count - offset >= BatchWriter.entryHeader else { return nil }
-            let length = Int(UInt32(littleEndian: frame.loadUnaligned(fromByteOffset: offset + 24, as: UInt32.self)))
-            guard length >= 1, length <= frame.count - offset - BatchWriter.entryHeader else { return nil }
-            entries.append((UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
-                            UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
-                            UInt64(littleEndian: frame.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)),
-                            UnsafeRawBufferPointer(rebasing: frame[(offset + BatchWriter.entryHeader)..<(offset + BatchWriter.entryHeader + length)])))
-            offset += BatchWriter.entryHeader + (length + 7) & ~7
+            guard let entry = batchEntry(frame, at: offset) else { return nil }
+            entries.append(entry)
+            offset += BatchWriter.entryHeader + (entry.bytes.count + 7) & ~7
         }
         guard offset == frame.count else { return nil }
         return entries

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Testing
 import Shm
-import ShmSystem
 import Synchronization
 import ShmTestSupport
 @testable import ShmBridge

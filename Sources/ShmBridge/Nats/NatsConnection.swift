@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNats
 import ShmSystem
 import Synchronization
@@ -230,18 +227,14 @@ public final class NatsMessage: @unchecked Sendable {
     }
 
     /// The subject's bytes (no NUL), valid while this message lives.
-    var subjectBytes: UnsafeBufferPointer<UInt8> { Self.bytes(natsMsg_GetSubject(handle)) }
+    var subjectBytes: UnsafeBufferPointer<UInt8> { HeaderText.bytes(natsMsg_GetSubject(handle)) }
 
     /// The bytes of header `key`'s value (no NUL), valid while this message
     /// lives; nil if absent. No String is made (the per-sample path).
     func headerBytes(_ key: String) -> UnsafeBufferPointer<UInt8>? {
         var value: UnsafePointer<CChar>?
         guard natsMsgHeader_Get(handle, key, &value) == NATS_OK, let value else { return nil }
-        return Self.bytes(value)
-    }
-
-    private static func bytes(_ text: UnsafePointer<CChar>) -> UnsafeBufferPointer<UInt8> {
-        UnsafeBufferPointer(start: UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self), count: strlen(text))
+        return HeaderText.bytes(value)
     }
 
     /// The value of header `key`, or nil.

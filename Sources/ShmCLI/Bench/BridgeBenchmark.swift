@@ -5,7 +5,6 @@ import Glibc
 import ArgumentParser
 import Shm
 import ShmBridge
-import ShmSystem
 import Synchronization
 
 /// One row of `shm bench bridge`.
@@ -190,7 +189,7 @@ struct BridgeBenchCommand: ParsableCommand {
                 got += 1
                 guard got == parts else { continue }
                 got = 0
-                oneWay.record(wallClockNanoseconds() &- sentAt)
+                oneWay.record(monotonicNanoseconds() &- sentAt)
                 try? answer.withUnsafeBytes { try echoSide.first.publish("bench.\(tag).nq", payload: $0) }
                 answer[0] &+= 1
             }
@@ -202,7 +201,7 @@ struct BridgeBenchCommand: ParsableCommand {
         }
         for round in 0..<(pings + pings / 10) {
             if round == pings / 10 { oneWay.reset() } // warm-up rounds not counted
-            payload.storeBytes(of: wallClockNanoseconds(), toByteOffset: 8, as: UInt64.self)
+            payload.storeBytes(of: monotonicNanoseconds(), toByteOffset: 8, as: UInt64.self)
             try send(a, "bench.\(tag).np", UInt64(round))
             guard try pong.next(timeout: .seconds(10)) != nil else { throw CommandFailure("NATS receiver silent") }
         }
@@ -254,7 +253,7 @@ struct BridgeBenchCommand: ParsableCommand {
         BlockingPool.shared.submit {
             while !stop.isSet {
                 guard let sample = try? echo.first.receive(timeout: .milliseconds(100)) else { continue }
-                oneWay.record(wallClockNanoseconds() &- sample.unsafeBytes.load(fromByteOffset: 8, as: UInt64.self))
+                oneWay.record(monotonicNanoseconds() &- sample.unsafeBytes.load(fromByteOffset: 8, as: UInt64.self))
                 let seq = sample.unsafeBytes.load(as: UInt64.self)
                 guard let reply = try? echo.second.loanUninitialized(count: 16) else { continue }
                 UnsafeMutableRawPointer(reply.unsafeBuffer.baseAddress!).storeBytes(of: seq, as: UInt64.self)
@@ -272,7 +271,7 @@ struct BridgeBenchCommand: ParsableCommand {
             let loan = try publisher.loanUninitialized(count: size)
             let bytes = UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!)
             bytes.storeBytes(of: UInt64(round), as: UInt64.self)
-            bytes.storeBytes(of: wallClockNanoseconds(), toByteOffset: 8, as: UInt64.self)
+            bytes.storeBytes(of: monotonicNanoseconds(), toByteOffset: 8, as: UInt64.self)
             _ = try loan.assumeInitialized().send()
             while true {
                 let sample = try subscriber.receive(timeout: .seconds(10))
