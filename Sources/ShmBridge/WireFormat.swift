@@ -202,17 +202,18 @@ public enum WireFormat {
         mutating func add(publisher: UInt64, sequence: UInt64, timestamp: UInt64, bytes: UnsafeRawBufferPointer, limit: Int) -> Bool {
             let span = Self.entryHeader + (bytes.count + 7) & ~7
             guard buffer.count + span <= limit else { return false }
+            if buffer.capacity < limit { buffer.reserveCapacity(limit) }
+            // The header (zeroed, then its fields), the bytes, the padding: each byte written once.
             let start = buffer.count
-            buffer.append(contentsOf: repeatElement(0, count: span))
+            buffer.append(contentsOf: repeatElement(0, count: Self.entryHeader))
             buffer.withUnsafeMutableBytes { frame in
                 frame.storeBytes(of: publisher.littleEndian, toByteOffset: start + Offset.publisher, as: UInt64.self)
                 frame.storeBytes(of: sequence.littleEndian, toByteOffset: start + Offset.sequence, as: UInt64.self)
                 frame.storeBytes(of: timestamp.littleEndian, toByteOffset: start + Offset.timestamp, as: UInt64.self)
                 frame.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: start + Offset.length, as: UInt32.self)
-                if let source = bytes.baseAddress, bytes.count > 0 {
-                    (frame.baseAddress! + start + Self.entryHeader).copyMemory(from: source, byteCount: bytes.count)
-                }
             }
+            buffer.append(contentsOf: bytes)
+            buffer.append(contentsOf: repeatElement(0, count: span - Self.entryHeader - bytes.count))
             count += 1
             payloadBytes += bytes.count
             return true

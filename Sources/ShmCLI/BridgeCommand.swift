@@ -144,7 +144,10 @@ struct BridgeCommand: ParsableCommand {
         Interruptible.begin()
         let bridge = try reporting { try Bridge(configuration) { StandardStreams.printError("bridge: \($0)") } }
         StandardStreams.printLine("ready: exporting \(configuration.exports), importing \(configuration.imports), "
-                                  + "logs \(configuration.logs.map { "\($0.role.rawValue) \($0.stream)" }) via \(configuration.url)")
+                                  + "logs \(configuration.logs.map { "\($0.role.rawValue) \($0.stream)" }) via \(configuration.url); "
+                                  + "batching \(configuration.batching ? "on" : "off"), "
+                                  + "export wait \(BridgeWait.allCases.first { $0.strategy == configuration.exportWait }?.rawValue ?? "custom"), "
+                                  + "send \(configuration.sendImmediately ? "immediately" : "buffered")")
         let failure = UncheckedResult()
         let finished = UncheckedFlag()
         BlockingPool.shared.submit {

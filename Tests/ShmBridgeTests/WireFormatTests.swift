@@ -136,7 +136,7 @@ struct BridgeConfigFileTests {
         defer { unlink(path) }
         let text = """
             {"url": "\(server.url)", "name": "from-file", "export": ["camera.*"], "import": ["model.results"],
-             "importPrefix": "site-b.", "batching": true}
+             "importPrefix": "site-b.", "batching": false, "exportWait": "yield"}
             """
         _ = text.withCString { text in
             let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
@@ -146,7 +146,18 @@ struct BridgeConfigFileTests {
         let bridge = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--config", path, "--export", "extra"]))
         #expect(bridge.process.outputText.contains("exporting [\"camera.*\", \"extra\"], importing [\"model.results\"]"),
                 "\(bridge.process.outputText)")
+        #expect(bridge.process.outputText.contains("batching off, export wait yield, send buffered"), "\(bridge.process.outputText)")
         _ = try bridge.stop()
+        // Flags win over the file; by default batching is on and the export thread parks.
+        let flagged = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--config", path, "--batch", "--export-wait", "spin",
+                                                                  "--send-immediately"]))
+        #expect(flagged.process.outputText.contains("batching on, export wait spin, send immediately"), "\(flagged.process.outputText)")
+        _ = try flagged.stop()
+        let plain = try BridgeProcess(try TestSupport.spawnCLI(["bridge", "--url", server.url, "--export", "x"]))
+        #expect(plain.process.outputText.contains("batching on, export wait park, send buffered"), "\(plain.process.outputText)")
+        _ = try plain.stop()
+        let wrong = try TestSupport.runCLI(["bridge", "--url", server.url, "--export", "x", "--export-wait", "sometimes"])
+        #expect(wrong.status != .exited(0) && wrong.error.contains("export-wait"), "\(wrong.error)")
         _ = "not json".withCString { text in
             let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
             defer { close(fd) }

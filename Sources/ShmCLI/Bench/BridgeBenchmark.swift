@@ -47,6 +47,8 @@ struct BridgeBenchCommand: ParsableCommand {
     var batch = true
     @Option(name: .customLong("export-wait"), help: "How both bridges' export threads wait: park (default), yield, spin.")
     var exportWait = BridgeWait.park
+    @Option(help: "Rounds per size (each runs all three rows); with more than one, medians are printed too.")
+    var repeats = 1
     @Flag(help: "One JSON object per row.") var json = false
 
     func run() throws {
@@ -68,17 +70,34 @@ struct BridgeBenchCommand: ParsableCommand {
             _ = try? server?.wait(timeout: .seconds(10))
         }
         let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        var rows: [BridgeBenchRow] = []
+        guard repeats >= 1 else { throw ValidationError("--repeats is at least 1") }
         for size in sizes {
             guard size >= 16, size <= 64 << 20 else { throw ValidationError("sizes from 16 B to 64 MiB") }
             let scale = size > 65536 ? max(1, size / 65536) : 1
             let pings = max(20, rounds / scale), stream = max(50, messages / scale)
-            let tag = "\(id).\(size)"
-            rows.append(try reporting { try localRow(tag: tag, size: size, pings: pings, stream: stream) })
-            rows.append(try reporting { try natsRow(url: target, tag: tag, size: size, pings: pings, stream: stream) })
-            rows.append(try reporting { try bridgeRow(url: target, tag: tag, size: size, pings: pings, stream: stream) })
-            for row in rows.suffix(3) { print(row, against: rows[rows.count - 2]) }
+            var rounds: [[BridgeBenchRow]] = []
+            for round in 0..<repeats {
+                let tag = "\(id).\(size).\(round)"
+                let local = try reporting { try localRow(tag: tag, size: size, pings: pings, stream: stream) }
+                let nats = try reporting { try natsRow(url: target, tag: tag, size: size, pings: pings, stream: stream) }
+                let bridge = try reporting { try bridgeRow(url: target, tag: tag, size: size, pings: pings, stream: stream) }
+                for row in [local, nats, bridge] { print(row, against: nats) }
+                rounds.append([local, nats, bridge])
+            }
+            guard repeats > 1, !json else { continue }
+            // Medians over the rounds, then their ratios (this VM is noisy: one round proves little).
+            let medians = (0..<3).map { column in Self.median(rounds.map { $0[column] }) }
+            StandardStreams.printLine("median of \(repeats) rounds:")
+            for row in medians { print(row, against: medians[1]) }
         }
+    }
+
+    /// A row of the median p50, p99 and rate of `rows` (one mechanism and size).
+    static func median(_ rows: [BridgeBenchRow]) -> BridgeBenchRow {
+        func middle<T: Comparable>(_ values: [T]) -> T { values.sorted()[values.count / 2] }
+        return BridgeBenchRow(mechanism: rows[0].mechanism, bytes: rows[0].bytes, p50Ns: middle(rows.map(\.p50Ns)),
+                              p99Ns: middle(rows.map(\.p99Ns)), messagesPerSecond: middle(rows.map(\.messagesPerSecond)),
+                              received: rows.map(\.received).reduce(0, +), sent: rows.map(\.sent).reduce(0, +))
     }
 
     func print(_ row: BridgeBenchRow, against nats: BridgeBenchRow) {
