@@ -53,12 +53,18 @@ final class EventBridge: @unchecked Sendable {
     /// thread, consumed by the bridge's event thread).
     let echoes = Mutex<[String: [Int: Echo]]>([:])
 
-    /// An id notified here from NATS: how many times (a generation) and
-    /// until when it is expected back at our listener.
+    /// An id notified here from NATS: how many times (a generation), until
+    /// when it is expected back at our listener, and whether the notify
+    /// has returned (an expectation is stored before notifying — the
+    /// listener may see the id fire at once — and confirmed after).
     struct Echo: Equatable {
         var generation: UInt64
         var until: UInt64
+        var confirmed: Bool
     }
+
+    /// Expectations kept per service before expired ones are swept.
+    static let echoSweep = 1024
 
     init(node: Node, connection: NatsConnection, configuration: BridgeConfiguration, origin: UInt64,
          shared: BridgeShared) throws(BridgeError) {
@@ -106,14 +112,16 @@ final class EventBridge: @unchecked Sendable {
         }
     }
 
-    /// Whether `id` fired here because we notified it from NATS; consumes
-    /// the expectation unless a newer import came after `expectedBefore`
-    /// (read before the listener looked).
+    /// Whether `id` fired here because we notified it from NATS. The
+    /// expectation is consumed only if the listener's look certainly
+    /// covered it: it was confirmed (its notify had returned) before the
+    /// look, and no newer import came since (`expectedBefore` was read
+    /// before looking). Otherwise it stays, at most `echoWindow`.
     private func isEcho(of id: Int, in name: String, expectedBefore: Echo?) -> Bool {
         let now = monotonicNanoseconds()
         return echoes.withLock { echoes in
             guard let echo = echoes[name]?[id] else { return false }
-            if echo == expectedBefore || now > echo.until { echoes[name]?[id] = nil }
+            if (echo == expectedBefore && echo.confirmed) || now > echo.until { echoes[name]?[id] = nil }
             return now <= echo.until
         }
     }
@@ -141,7 +149,7 @@ final class EventBridge: @unchecked Sendable {
 
     private func notify(_ message: NatsMessage) {
         guard let remote = message.header(WireFormat.Header.service), BridgeConfiguration.matches(remote, configuration.imports),
-              message.subject == WireFormat.eventSubject(prefix: configuration.prefix, service: remote),
+              message.subjectIs(WireFormat.eventSubject(prefix: configuration.prefix, service: remote)),
               message.header(WireFormat.Header.origin) != WireFormat.hex(origin) else { return }
         let name = configuration.localName(ofImported: remote)
         let stats = shared.statistics(for: name)
@@ -166,14 +174,33 @@ final class EventBridge: @unchecked Sendable {
                 notifiers[name] = notifier
             }
             // Before notifying: our listener may see it fire at once.
-            if BridgeConfiguration.matches(name, configuration.exports) {
-                let until = monotonicNanoseconds() &+ EventBridge.echoWindow
-                echoes.withLock { echoes in
+            let expectsEcho = BridgeConfiguration.matches(name, configuration.exports)
+            var generation: UInt64 = 0
+            if expectsEcho {
+                let now = monotonicNanoseconds()
+                generation = echoes.withLock { echoes in
+                    if (echoes[name]?.count ?? 0) >= EventBridge.echoSweep {
+                        echoes[name] = echoes[name]?.filter { $0.value.until >= now }
+                    }
                     let generation = (echoes[name]?[id]?.generation ?? 0) &+ 1
-                    echoes[name, default: [:]][id] = Echo(generation: generation, until: until)
+                    echoes[name, default: [:]][id] = Echo(generation: generation, until: now &+ EventBridge.echoWindow,
+                                                          confirmed: false)
+                    return generation
+                }
+            }
+            var failed = true
+            defer {
+                // Confirmed once notify returned; gone if it failed (nothing will fire).
+                if expectsEcho {
+                    let notified = !failed
+                    echoes.withLock { echoes in
+                        guard echoes[name]?[id]?.generation == generation else { return }
+                        if notified { echoes[name]?[id]?.confirmed = true } else { echoes[name]?[id] = nil }
+                    }
                 }
             }
             try notifier.notify(EventID(id))
+            failed = false
             ServiceStatistics.add(stats.samplesIn)
         } catch {
             // An id outside the local service's range counts as a type mismatch.

@@ -206,7 +206,7 @@ final class RequestBridge: @unchecked Sendable {
     /// local service and publishes every response to the reply subject.
     private func serve(_ message: NatsMessage) {
         guard let name = message.header(WireFormat.Header.service), BridgeConfiguration.matches(name, configuration.exports),
-              message.subject == WireFormat.requestSubject(prefix: configuration.prefix, service: name),
+              message.subjectIs(WireFormat.requestSubject(prefix: configuration.prefix, service: name)),
               let reply = message.reply, let exchange = message.header(WireFormat.Header.request) else { return }
         let stats = shared.statistics(for: name)
         func refuse(_ why: String) {

@@ -90,10 +90,14 @@ final class SampleExporter {
             guard let sample = received else { return }
             budget -= 1
             // (An empty sample goes alone: a batch entry holds at least a byte.)
-            if configuration.batching, !sample.unsafeBytes.isEmpty, !shared.isOwnPublisher(sample.publisherID),
-               batch.add(publisher: sample.publisherID, sequence: sample.sequence, timestamp: wallClockNanoseconds(),
-                         bytes: sample.unsafeBytes, limit: batchLimit) {
-                continue
+            if configuration.batching, !sample.unsafeBytes.isEmpty, !shared.isOwnPublisher(sample.publisherID) {
+                let timestamp = wallClockNanoseconds()
+                if batch.add(publisher: sample.publisherID, sequence: sample.sequence, timestamp: timestamp,
+                             bytes: sample.unsafeBytes, limit: batchLimit) { continue }
+                // Full: send it, and start the next batch with this sample if it fits one.
+                flushBatch(entry)
+                if batch.add(publisher: sample.publisherID, sequence: sample.sequence, timestamp: timestamp,
+                             bytes: sample.unsafeBytes, limit: batchLimit) { continue }
             }
             flushBatch(entry)
             forward(sample, entry)

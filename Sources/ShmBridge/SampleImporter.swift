@@ -114,8 +114,9 @@ final class SampleImporter {
         // One sample (Shm-Sample) or a batch of them (Shm-Batch "<origin>;<count>").
         let info = message.headerBytes(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init(bytes:))
         let batch = info == nil ? message.headerBytes(WireFormat.Header.batch).flatMap(WireFormat.batchHeader(bytes:)) : nil
-        // What a refused message counts as: its samples (a batch's count as claimed, at most 65536).
-        let samples = UInt64(info != nil ? 1 : min(65536, max(1, batch?.count ?? 1)))
+        // What a refused message counts as: its samples (a batch's count as claimed, but no more
+        // than its payload can hold: an entry takes at least 40 bytes).
+        let samples = UInt64(info != nil ? 1 : max(1, min(batch?.count ?? 1, message.data.count / 40)))
         guard let entry = route(message, origin: info?.origin ?? batch?.origin, samples: samples) else { return }
         let stats = entry.statistics
         guard let messageOrigin = info?.origin ?? batch?.origin else {
@@ -180,10 +181,10 @@ final class SampleImporter {
             lastRoute = known
             return known.entry
         }
-        // First message of this subject, or its service or type changed: check everything.
-        let name = String(decoding: service, as: UTF8.self)
-        guard BridgeConfiguration.matches(name, configuration.imports),
-              subjectText == WireFormat.sampleSubject(prefix: configuration.prefix, service: name) else { return nil }
+        // First message of this subject, or its service or type changed: check everything
+        // (byte for byte: String == would equate canonically equivalent names).
+        guard let name = String(validating: service, as: UTF8.self), BridgeConfiguration.matches(name, configuration.imports),
+              message.subjectIs(WireFormat.sampleSubject(prefix: configuration.prefix, service: name)) else { return nil }
         let local = configuration.localName(ofImported: name)
         guard let (remoteType, remoteConfig) = WireFormat.decodeType(bytes: type), messageOrigin != nil else {
             ServiceStatistics.add(shared.statistics(for: local).malformed)
@@ -212,7 +213,9 @@ final class SampleImporter {
         guard isNew(entry, publisher: publisher, sequence: sequence) else { return }
         do throws(ServiceError) {
             let loan = try entry.publisher.loanUninitialized(count: data.count)
-            UnsafeMutableRawPointer(loan.unsafeBuffer.baseAddress!).copyMemory(from: data.baseAddress!, byteCount: data.count)
+            if let source = data.baseAddress, let target = loan.unsafeBuffer.baseAddress, !data.isEmpty {
+                UnsafeMutableRawPointer(target).copyMemory(from: source, byteCount: data.count)
+            }
             publish(loan, entry, publisher: publisher, sequence: sequence, length: data.count)
         } catch {
             ServiceStatistics.add(entry.statistics.localDrops)

@@ -107,8 +107,8 @@ public enum WireFormat {
             }
         }
 
-        /// Nil unless every field is present and in range (length 1…1 GiB,
-        /// parts 2…65536 with index < count, offset ≤ length).
+        /// Nil unless every field is present and in range (length 0…1 GiB —
+        /// a slice may be empty — parts 2…65536 with index < count, offset ≤ length).
         init?(_ text: String) {
             var text = text
             guard let info = text.withUTF8({ SampleInfo(bytes: $0) }) else { return nil }
@@ -123,7 +123,7 @@ public enum WireFormat {
                   let publisher = scanner.next(semicolon).flatMap(HeaderText.hex),
                   let sequence = scanner.next(semicolon).flatMap(HeaderText.decimal),
                   let timestamp = scanner.next(semicolon).flatMap(HeaderText.decimal),
-                  let length = scanner.next(semicolon).flatMap(HeaderText.decimal), (1...(1 << 30)).contains(length) else { return nil }
+                  let length = scanner.next(semicolon).flatMap(HeaderText.decimal), length <= 1 << 30 else { return nil }
             self.init(origin: origin, publisher: publisher, sequence: sequence, timestamp: timestamp, length: Int(length))
             guard !scanner.isAtEnd else { return }
             guard let index = scanner.next(UInt8(ascii: "/")).flatMap(HeaderText.decimal),
@@ -161,14 +161,16 @@ public enum WireFormat {
         return text.withUTF8 { decodeConfig(bytes: $0) }
     }
 
-    /// `decodeConfig(_:)` over the header's bytes: every key once, each
-    /// number 0…2^20, a known overflow policy.
+    /// `decodeConfig(_:)` over the header's bytes: the six numbers (0…2^20;
+    /// a key given twice: the last wins) and a known overflow policy, in any
+    /// order; keys it does not know are skipped (a newer exporter).
     static func decodeConfig(bytes: UnsafeBufferPointer<UInt8>) -> PublishSubscribeConfig? {
         let keys: [StaticString] = ["publishers", "subscribers", "buffer", "history", "loans", "borrowed"]
         var numbers = [Int?](repeating: nil, count: keys.count)
         var overflow: OverflowPolicy?
         var pairs = HeaderText.Scanner(bytes)
         while let pair = pairs.next(UInt8(ascii: ",")) {
+            if pair.isEmpty { continue } // ",," or a trailing comma
             var halves = HeaderText.Scanner(pair)
             guard let key = halves.next(UInt8(ascii: "=")), let value = halves.rest() else { return nil }
             if HeaderText.equals(key, "overflow") {

@@ -141,14 +141,18 @@ package struct Waiter: Sendable {
                 }
             }
         case .yielding:
-            var looks: UInt32 = 0
+            // A yield can take a whole time slice on a busy core: the clock is
+            // read at every look (~40 ns beside the syscall), `keepWaiting`
+            // asked every 100 ms as a parked waiter would be.
+            var nextCheck = monotonicNanoseconds() &+ 100_000_000
             while true {
                 CPU.yield()
                 if ready() { return true }
-                looks &+= 1
-                if looks & 0x7 == 0 {
-                    if let deadline, monotonicNanoseconds() >= deadline { return false }
-                    if looks & 0x3ff == 0 && !keepWaiting() { return false }
+                let now = monotonicNanoseconds()
+                if let deadline, now >= deadline { return false }
+                if now >= nextCheck {
+                    if !keepWaiting() { return false }
+                    nextCheck = now &+ 100_000_000
                 }
             }
         case .spinThenPark:

@@ -88,6 +88,10 @@ struct WireTrafficTests {
             batches += 1
         }
         #expect(sequences.count == burst + 1)
+        // An empty sample goes alone (a batch entry holds at least a byte) and arrives as one.
+        try send(0, count: 0)
+        let empty = try #require(try subscription.next(timeout: .seconds(10)))
+        #expect(empty.header(WireFormat.Header.sample).flatMap(WireFormat.SampleInfo.init)?.length == 0 && empty.data.isEmpty)
         #expect(zip(sequences, sequences.dropFirst()).allSatisfy { $0 < $1 }, "\(sequences)")
         print("wire traffic: \(burst) samples in a burst went out with \(batches) batch messages")
     }
@@ -143,15 +147,23 @@ struct WireTrafficTests {
         for hostile in ["feed", "feed;0", "feed;x", ";2", "feed;2;3"] {
             try send(type: right, batch: hostile, bytes: [UInt8](repeating: 0, count: 48))
         }
+        // A subject that is not exactly <prefix>.ps.<Shm-Service> goes nowhere.
+        let info = WireFormat.SampleInfo(origin: 0xfeed, publisher: 7, sequence: sequence + 1, timestamp: 1, length: 3)
+        try [UInt8](repeating: 9, count: 3).withUnsafeBytes {
+            try writer.publish(subject + "x", headers: [(WireFormat.Header.service, name), (WireFormat.Header.type, right),
+                                                        (WireFormat.Header.sample, info.encoded)], payload: $0)
+        }
         try send(type: right, bytes: [10, 11, 12])
         #expect(received() == [10, 11, 12])
+        try send(type: right, bytes: [])                 // an empty slice is a sample too
+        #expect(received() == [])
         // The importer counts a sample after sending it: wait for the counters to catch up.
         #expect(TestSupport.eventually(.seconds(5)) {
-            running.counters(name)?["type_mismatches"] == 4 && running.counters(name)?["in"] == 3
+            running.counters(name)?["type_mismatches"] == 4 && running.counters(name)?["in"] == 4
         })
         let counters = try #require(running.counters(name))
         #expect(counters["malformed"] == 13, "malformed")
-        #expect(counters["in"] == 3)
+        #expect(counters["in"] == 4)
         var leftover = false
         if let _ = try subscriber.tryReceive() { leftover = true }
         #expect(!leftover, "nothing else was delivered")

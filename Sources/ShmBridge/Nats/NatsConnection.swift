@@ -229,6 +229,14 @@ public final class NatsMessage: @unchecked Sendable {
     /// The subject's bytes (no NUL), valid while this message lives.
     var subjectBytes: UnsafeBufferPointer<UInt8> { HeaderText.bytes(natsMsg_GetSubject(handle)) }
 
+    /// Whether the subject is exactly `expected`, byte for byte (`String ==`
+    /// would take canonically equivalent Unicode for equal: a subject
+    /// "…caf\u{301}" must not pass for service "café").
+    func subjectIs(_ expected: String) -> Bool {
+        var expected = expected
+        return expected.withUTF8 { subjectBytes.elementsEqual($0) }
+    }
+
     /// The bytes of header `key`'s value (no NUL), valid while this message
     /// lives; nil if absent. No String is made (the per-sample path).
     func headerBytes(_ key: String) -> UnsafeBufferPointer<UInt8>? {

@@ -174,22 +174,16 @@ struct BridgeBenchCommand: ParsableCommand {
         let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         defer { payload.deallocate() }
         for i in 0..<size { payload[i] = UInt8(truncatingIfNeeded: i) }
-        // Subjects and header names made C strings once, as the bridge does.
-        var templates: [String: NatsMessageTemplate] = [:]
+        // Subjects, header names and values made C strings once, as the bridge does.
+        let templates = ["np", "ns"].map { NatsMessageTemplate(subject: "bench.\(tag).\($0)", headers: []) }
         let partKey = Array("Part".utf8CString)
-        func send(_ connection: NatsConnection, _ subject: String, _ seq: UInt64) throws {
+        let partValues = (0..<parts).map { Array("\($0)/\(parts)".utf8CString) }
+        func send(_ connection: NatsConnection, _ template: NatsMessageTemplate, _ seq: UInt64) throws {
             payload.storeBytes(of: seq, as: UInt64.self)
-            let template = templates[subject] ?? NatsMessageTemplate(subject: subject, headers: [])
-            templates[subject] = template
             for part in 0..<parts {
                 let start = part * limit, end = min(size, start + limit)
-                var value: (UInt64, UInt64) = (0, 0) // "<part>/<parts>", NUL-terminated
-                try withUnsafeMutableBytes(of: &value) { text in
-                    let written = "\(part)/\(parts)".utf8.prefix(15)
-                    for (index, byte) in written.enumerated() { text[index] = byte }
-                    try connection.publish(template, adding: partKey, value: text.baseAddress!.assumingMemoryBound(to: CChar.self),
-                                           payload: UnsafeRawBufferPointer(rebasing: payload[start..<end]))
-                }
+                try connection.publish(template, adding: partKey, value: partValues[part],
+                                       payload: UnsafeRawBufferPointer(rebasing: payload[start..<end]))
             }
         }
         let ping = try b.subscribe("bench.\(tag).np"), pong = try a.subscribe("bench.\(tag).nq")
@@ -204,7 +198,7 @@ struct BridgeBenchCommand: ParsableCommand {
             var answer = [UInt8](repeating: 0, count: 16)
             while !stop.isSet {
                 guard let message = try? echoSide.second.next(timeout: .milliseconds(100)) else { continue }
-                if got == 0 { sentAt = message.data.load(fromByteOffset: 8, as: UInt64.self) }
+                if got == 0 { sentAt = message.data.loadUnaligned(fromByteOffset: 8, as: UInt64.self) } // nats.c's payload: any alignment
                 got += 1
                 guard got == parts else { continue }
                 got = 0
@@ -221,7 +215,7 @@ struct BridgeBenchCommand: ParsableCommand {
         for round in 0..<(pings + pings / 10) {
             if round == pings / 10 { oneWay.reset() } // warm-up rounds not counted
             payload.storeBytes(of: monotonicNanoseconds(), toByteOffset: 8, as: UInt64.self)
-            try send(a, "bench.\(tag).np", UInt64(round))
+            try send(a, templates[0], UInt64(round))
             guard try pong.next(timeout: .seconds(10)) != nil else { throw CommandFailure("NATS receiver silent") }
         }
         let summary = Summary(oneWay.times)
@@ -242,7 +236,7 @@ struct BridgeBenchCommand: ParsableCommand {
             }
             receiver.finish()
         }
-        for seq in 0..<stream { try send(a, "bench.\(tag).ns", UInt64(seq)) }
+        for seq in 0..<stream { try send(a, templates[1], UInt64(seq)) }
         try a.flush(timeout: .seconds(60))
         receiver.waitFinished()
         let (count, last) = receiver.value
