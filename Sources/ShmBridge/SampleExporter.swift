@@ -80,6 +80,7 @@ final class SampleExporter {
 
     private func drain(_ entry: Exported) {
         var budget = 1024 // then let other services have a turn
+        let batchLimit = self.batchLimit // (asks nats.c, which takes the connection's lock)
         defer { flushBatch(entry) }
         while budget > 0, !shared.isStopping {
             let received: ReceivedSample<UInt8>?

@@ -19,8 +19,25 @@ final class SampleImporter {
         let service: PublishSubscribeService<UInt8>
         let publisher: Publisher<UInt8>
         let statistics: ServiceStatistics
-        /// The newest sequence number published, per remote publisher.
-        var newest: [UInt64: UInt64] = [:]
+        /// The newest sequence number published, per remote publisher: the
+        /// latest publisher's in `current` (consecutive samples mostly come
+        /// from one), the others' in `others`.
+        private var current: (publisher: UInt64, sequence: UInt64)?
+        private var others: [UInt64: UInt64] = [:]
+
+        func newest(of publisher: UInt64) -> UInt64? {
+            if let current, current.publisher == publisher { return current.sequence }
+            return others[publisher]
+        }
+
+        func published(_ sequence: UInt64, by publisher: UInt64) {
+            if let current, current.publisher != publisher {
+                others[current.publisher] = current.sequence
+                others[publisher] = nil
+                if others.count > 4096 { others.removeAll() } // publishers come and go
+            }
+            current = (publisher, sequence)
+        }
         /// A sample arriving in parts: its loan and where the next part goes.
         var partial: Partial?
         init(name: String, service: PublishSubscribeService<UInt8>, publisher: Publisher<UInt8>, statistics: ServiceStatistics) {
@@ -224,7 +241,7 @@ final class SampleImporter {
     }
 
     private func isNew(_ entry: Imported, publisher: UInt64, sequence: UInt64) -> Bool {
-        if let newest = entry.newest[publisher], sequence <= newest {
+        if let newest = entry.newest(of: publisher), sequence <= newest {
             ServiceStatistics.add(entry.statistics.duplicates)
             return false
         }
@@ -235,8 +252,7 @@ final class SampleImporter {
                          length: Int) {
         do throws(ServiceError) {
             _ = try loan.assumeInitialized().send()
-            entry.newest[publisher] = sequence
-            if entry.newest.count > 4096 { entry.newest.removeAll() } // publishers come and go
+            entry.published(sequence, by: publisher)
             ServiceStatistics.add(entry.statistics.samplesIn)
             ServiceStatistics.add(entry.statistics.bytesIn, UInt64(length))
         } catch {

@@ -205,17 +205,18 @@ public enum WireFormat {
             let span = Self.entryHeader + (bytes.count + 7) & ~7
             guard buffer.count + span <= limit else { return false }
             if buffer.capacity < limit { buffer.reserveCapacity(limit) }
-            // The header (zeroed, then its fields), the bytes, the padding: each byte written once.
-            let start = buffer.count
-            buffer.append(contentsOf: repeatElement(0, count: Self.entryHeader))
-            buffer.withUnsafeMutableBytes { frame in
-                frame.storeBytes(of: publisher.littleEndian, toByteOffset: start + Offset.publisher, as: UInt64.self)
-                frame.storeBytes(of: sequence.littleEndian, toByteOffset: start + Offset.sequence, as: UInt64.self)
-                frame.storeBytes(of: timestamp.littleEndian, toByteOffset: start + Offset.timestamp, as: UInt64.self)
-                frame.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: start + Offset.length, as: UInt32.self)
+            // The header, the bytes, the padding: each byte written once.
+            var header: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+            withUnsafeMutableBytes(of: &header) { fields in
+                fields.storeBytes(of: publisher.littleEndian, toByteOffset: Offset.publisher, as: UInt64.self)
+                fields.storeBytes(of: sequence.littleEndian, toByteOffset: Offset.sequence, as: UInt64.self)
+                fields.storeBytes(of: timestamp.littleEndian, toByteOffset: Offset.timestamp, as: UInt64.self)
+                fields.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: Offset.length, as: UInt32.self)
             }
+            withUnsafeBytes(of: header) { buffer.append(contentsOf: $0) }
             buffer.append(contentsOf: bytes)
-            buffer.append(contentsOf: repeatElement(0, count: span - Self.entryHeader - bytes.count))
+            let padding = span - Self.entryHeader - bytes.count
+            if padding > 0 { withUnsafeBytes(of: UInt64(0)) { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<padding])) } }
             count += 1
             payloadBytes += bytes.count
             return true
