@@ -50,9 +50,9 @@ func serviceSubscribe(_ name: String, count: Int, publishers: Int) throws {
 }
 
 /// Publishes samples forever (one every `intervalMicroseconds`); to be killed.
-func servicePublishForever(_ name: String, id: UInt32, intervalMicroseconds: UInt32, history: Int) throws {
+func servicePublishForever(_ name: String, id: UInt32, intervalMicroseconds: UInt32, history: Int, buffer: Int = 16) throws {
     let node = try Node(name: "peer-pub")
-    let service = try testService(node, name, buffer: 16, history: history, overflow: .overwriteOldest)
+    let service = try testService(node, name, buffer: buffer, history: history, overflow: .overwriteOldest)
     let publisher = try service.publisher()
     print("publisher \(publisher.portID)")
     var sequence: UInt64 = 0

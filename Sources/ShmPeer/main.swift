@@ -153,8 +153,9 @@ do {
     case ("ps-sub", 4):
         try serviceSubscribe(args[1], count: int(args[2]), publishers: int(args[3]))
 
-    case ("ps-pub-forever", 5):
-        try servicePublishForever(args[1], id: UInt32(int(args[2])), intervalMicroseconds: UInt32(int(args[3])), history: int(args[4]))
+    case ("ps-pub-forever", 5), ("ps-pub-forever", 6):
+        try servicePublishForever(args[1], id: UInt32(int(args[2])), intervalMicroseconds: UInt32(int(args[3])), history: int(args[4]),
+                                  buffer: args.count > 5 ? int(args[5]) : 16)
 
     case ("ps-pub-burst", 3):
         try servicePublishBurstAndLeave(args[1], count: UInt64(int(args[2])))

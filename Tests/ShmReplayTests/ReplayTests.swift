@@ -17,10 +17,14 @@ struct ReplayTests {
         let name = TestSupport.uniqueName("replay"), directory = TestSupport.temporaryPath("recording")
         defer { _ = try? ChildProcess.spawn("/bin/rm", arguments: ["-rf", directory]).wait(timeout: .seconds(30)) }
         let node = try Node(name: "test")
-        let service = try testService(node, name, buffer: 16, history: 0, overflow: .overwriteOldest) // as ps-pub-forever opens it
+        // Overwrite-oldest, as ps-pub-forever opens it: a recorder that falls a whole buffer
+        // behind loses samples by policy, and the recording has the gap. 256 slots at one
+        // sample per 500 µs give the recorder 128 ms of slack on a loaded CI machine (16 gave
+        // 8 ms, and a release run once lost sample 221 that way).
+        let service = try testService(node, name, buffer: 256, history: 0, overflow: .overwriteOldest)
         let recorder = try TestSupport.spawnCLI(["record", name, "--log", directory])
         #expect(try recorder.readLine(timeout: .seconds(20))?.hasPrefix("recording") == true)
-        let publisher = try TestSupport.spawnPeer(["ps-pub-forever", name, "5", "500", "0"])
+        let publisher = try TestSupport.spawnPeer(["ps-pub-forever", name, "5", "500", "0", "256"])
         defer {
             publisher.kill()
             recorder.kill(SIGTERM)
