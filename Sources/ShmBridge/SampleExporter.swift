@@ -80,7 +80,8 @@ final class SampleExporter {
 
     private func drain(_ entry: Exported) {
         var budget = 1024 // then let other services have a turn
-        let batchLimit = self.batchLimit // (asks nats.c, which takes the connection's lock)
+        room = Self.room(serverLimit: connection.maxPayload) // once per drain: nats.c takes the connection's lock
+        let batchLimit = self.batchLimit
         defer { flushBatch(entry) }
         while budget > 0, !shared.isStopping {
             let received: ReceivedSample<UInt8>?
@@ -109,7 +110,15 @@ final class SampleExporter {
     /// the server's limit) amortizes nats.c's per-message work and a receiving
     /// wake-up over ~60 samples of 4 KiB (64 KiB batches made 4 KiB streams
     /// 0.70x NATS alone, 256 KiB 0.83-0.90x; BENCHMARKS.md).
-    var batchLimit: Int { min(256 << 10, max(4096, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)) }
+    var batchLimit: Int { min(256 << 10, max(4096, room)) }
+
+    /// Payload bytes one message may carry: the server's `max_payload`
+    /// (1 MiB until connected) less room for headers; read at each drain.
+    private var room = SampleExporter.room(serverLimit: 0)
+
+    private static func room(serverLimit: Int) -> Int {
+        (serverLimit > 0 ? serverLimit : 1 << 20) - WireFormat.headerAllowance
+    }
 
     /// Sends what the batch holds (samples that arrived together: no waiting
     /// is added); a batch of one goes as a plain sample.
@@ -159,7 +168,7 @@ final class SampleExporter {
     private func publish(_ bytes: UnsafeRawBufferPointer, _ entry: Exported, info: WireFormat.SampleInfo) {
         let stats = entry.statistics
         var info = info
-        let limit = max(64 << 10, (connection.maxPayload > 0 ? connection.maxPayload : 1 << 20) - WireFormat.headerAllowance)
+        let limit = max(64 << 10, room)
         do throws(BridgeError) {
             let parts = bytes.count <= limit ? 1 : (bytes.count + limit - 1) / limit
             for part in 0..<parts {

@@ -247,9 +247,7 @@ public final class NatsMessage: @unchecked Sendable {
 
     /// The value of header `key`, or nil.
     public func header(_ key: String) -> String? {
-        var value: UnsafePointer<CChar>?
-        guard natsMsgHeader_Get(handle, key, &value) == NATS_OK, let value else { return nil }
-        return String(cString: value)
+        headerBytes(key).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 
