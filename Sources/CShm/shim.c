@@ -196,30 +196,56 @@ int cshm_errno(void) { return errno; }
 #include <cpuid.h>
 #include <nmmintrin.h>
 
+static inline uint64_t crc32c_load64(const unsigned char *p) {
+    uint64_t word;
+    memcpy(&word, p, 8);
+    return word;
+}
+
+/// CRC32C of `n` bytes at `p`, continuing the (uninverted) register `c`.
+/// Runs of 64 bytes in a loop, then up to 7 whole words straight-line (a
+/// record's header and a short payload take no loop), then 4, 2 and 1
+/// bytes — in byte order, as the checksum requires.
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_hardware(uint32_t crc, const unsigned char *p, size_t n) {
     uint64_t c = crc;
-    while (n >= 8) {
-        uint64_t word;
-        memcpy(&word, p, 8);
-        c = _mm_crc32_u64(c, word);
-        p += 8;
-        n -= 8;
+    while (n >= 64) {
+        c = _mm_crc32_u64(c, crc32c_load64(p));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 8));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 16));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 24));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 32));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 40));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 48));
+        c = _mm_crc32_u64(c, crc32c_load64(p + 56));
+        p += 64;
+        n -= 64;
+    }
+    // Words left (0-7), ending at `q`: taken from the first on.
+    const unsigned char *q = p + (n & ~(size_t)7);
+    switch (n >> 3) {
+    case 7: c = _mm_crc32_u64(c, crc32c_load64(q - 56)); /* fall through */
+    case 6: c = _mm_crc32_u64(c, crc32c_load64(q - 48)); /* fall through */
+    case 5: c = _mm_crc32_u64(c, crc32c_load64(q - 40)); /* fall through */
+    case 4: c = _mm_crc32_u64(c, crc32c_load64(q - 32)); /* fall through */
+    case 3: c = _mm_crc32_u64(c, crc32c_load64(q - 24)); /* fall through */
+    case 2: c = _mm_crc32_u64(c, crc32c_load64(q - 16)); /* fall through */
+    case 1: c = _mm_crc32_u64(c, crc32c_load64(q - 8)); /* fall through */
+    default: break;
     }
     uint32_t c32 = (uint32_t)c;
-    while (n > 0) {
-        c32 = _mm_crc32_u8(c32, *p++);
-        n--;
-    }
+    if (n & 4) { uint32_t v; memcpy(&v, q, 4); c32 = _mm_crc32_u32(c32, v); q += 4; }
+    if (n & 2) { uint16_t v; memcpy(&v, q, 2); c32 = _mm_crc32_u16(c32, v); q += 2; }
+    if (n & 1) { c32 = _mm_crc32_u8(c32, *q); }
     return c32;
 }
 
 /// ~CRC32C of the 4 little-endian bytes of `prefix` followed by `n` bytes:
 /// one call where a log record's checksum made two (its length, then its
-/// header and payload).
-__attribute__((target("sse4.2")))
+/// header and payload). Not inlined, so the caller below tail-calls it.
+__attribute__((target("sse4.2"), noinline))
 static uint32_t crc32c_hardware_prefixed(uint32_t prefix, const unsigned char *p, size_t n) {
-    return crc32c_hardware(_mm_crc32_u32(0xFFFFFFFFu, prefix), p, n);
+    return ~crc32c_hardware(_mm_crc32_u32(0xFFFFFFFFu, prefix), p, n);
 }
 #endif
 
@@ -252,15 +278,26 @@ uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length) {
     return ~c;
 }
 
-uint32_t cshm_crc32c_prefixed(uint32_t prefix, const void *data, size_t length) {
-    int mode = __atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE);
-    if (mode == 0) { crc32c_init(); mode = crc32c_mode; }
+/// The table-driven form of `cshm_crc32c_prefixed` (and its first call's set-up).
+__attribute__((noinline))
+static uint32_t crc32c_prefixed_slow(uint32_t prefix, const void *data, size_t length) {
+    if (__atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE) == 0) crc32c_init();
 #if defined(__x86_64__)
-    if (mode == 2) return ~crc32c_hardware_prefixed(prefix, data, length);
+    if (crc32c_mode == 2) return crc32c_hardware_prefixed(prefix, data, length);
 #endif
     unsigned char head[4];
     memcpy(head, &prefix, 4);
     return cshm_crc32c(cshm_crc32c(0, head, 4), data, length);
+}
+
+uint32_t cshm_crc32c_prefixed(uint32_t prefix, const void *data, size_t length) {
+    // Once set, the mode never changes: a relaxed load, then a tail call
+    // (a log append's checksum; the shared-library case pays no more).
+#if defined(__x86_64__)
+    if (__builtin_expect(__atomic_load_n(&crc32c_mode, __ATOMIC_RELAXED) == 2, 1))
+        return crc32c_hardware_prefixed(prefix, data, length);
+#endif
+    return crc32c_prefixed_slow(prefix, data, length);
 }
 
 uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length) {

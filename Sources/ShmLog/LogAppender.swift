@@ -60,6 +60,8 @@ public final class LogAppender: @unchecked Sendable {
         var cachedClaim = WordPair(first: 0, second: 0)
         /// Stamp records from the coarse clock (`LogTimestamps.coarse`).
         let coarseClock: Bool
+        /// `durability` is not `.none`: appends track what to msync.
+        let syncs: Bool
 
         @inline(__always)
         func timestamp() -> UInt64 { coarseClock ? coarseWallClockNanoseconds() : wallClockNanoseconds() }
@@ -83,7 +85,7 @@ public final class LogAppender: @unchecked Sendable {
         hot.initialize(to: Hot(base: UnsafeMutableRawPointer(bitPattern: 8)!, logDataOffset: log.dataOffset,
                                granularityShift: log.meta.indexGranularity.trailingZeroBitCount, segmentSize: log.meta.segmentSize, claim: log.meta.claim,
                                parkingTailers: log.meta.parkingTailers, parker: log.meta.parker, exclusive: exclusive,
-                               coarseClock: timestamps == .coarse))
+                               coarseClock: timestamps == .coarse, syncs: durability != .none))
         let serial = try LogAppender.lockFile(log.directory + "/log.lock")
         try LogAppender.lockBounded(serial, .exclusive)
         appendersLock = try LogAppender.lockFile(log.directory + "/appenders.lock")
@@ -233,10 +235,72 @@ public final class LogAppender: @unchecked Sendable {
     @available(*, deprecated, renamed: "claim(count:)")
     public func claim(length: Int) throws(LogError) -> LogClaim { try claim(count: length) }
 
-    /// Claims `length` bytes and a sequence number with one 16-byte CAS;
-    /// leaves `hot` describing the segment that holds the claim.
+    /// Claims `length` bytes and a sequence number with one 16-byte CAS (two
+    /// plain stores for the exclusive appender); leaves `hot` describing the
+    /// segment that holds the claim.
+    ///
+    /// This is the common case inlined into `append`: the claim lands in the
+    /// segment already mapped. Anything else — a roll to the next segment,
+    /// the first claim, a length past the segment, a claim word that fails
+    /// its checks — goes to `claimSpaceInFull`, which throws the errors.
     @inline(__always)
     func claimSpace(length: Int) throws(LogError) -> (offset: Int, sequence: UInt64) {
+        let h = hot
+        let segmentSize = h.pointee.segmentSize
+        if length >= 0, length <= segmentSize {
+            // Segments are at most 1 GiB (`LogConfig`): these sums neither overflow nor leave UInt32.
+            let span = RecordFormat.span(checkedPayload: length)
+            let claimWord = h.pointee.claim
+            let exclusive = h.pointee.exclusive
+            // SYNC POINT: acquire pairs with other appenders' CAS below (and in `claimSpaceInFull`).
+            var expected = exclusive ? h.pointee.cachedClaim : claimWord.pointee.load(ordering: .acquiring)
+            while true {
+                let at = LogPosition(packed: UInt64(expected.first))
+                // The checks of `claimSpaceInFull`, and the segment must be the mapped one
+                // (`number` is .max before the first claim: the range check excludes it).
+                guard at.segment == h.pointee.number, at.segment < UInt32.max - 1, Int(at.offset) >= h.pointee.logDataOffset,
+                      at.offset % 8 == 0, Int(at.offset) &+ span <= segmentSize else { break }
+                let desired = WordPair(first: UInt(LogPosition(segment: at.segment, offset: at.offset &+ UInt32(truncatingIfNeeded: span)).packed),
+                                       second: expected.second &+ 1)
+                if exclusive {
+                    storeExclusiveClaim(desired)
+                } else {
+                    // SYNC POINT: acquiring-and-releasing CAS pairs with the other appenders' CAS and loads of the claim word.
+                    let (done, actual) = claimWord.pointee.compareExchange(expected: expected, desired: desired, ordering: .acquiringAndReleasing)
+                    if !done { expected = actual; continue }
+                }
+                markWriting(offset: Int(at.offset), span: span)
+                return (Int(at.offset), UInt64(expected.second))
+            }
+        }
+        return try claimSpaceInFull(length: length)
+    }
+
+    /// The exclusive appender's claim: two plain 8-byte stores instead of a
+    /// CAS. Tailers read only the position half (`loadClaimPosition`); a
+    /// reader of the whole pair may see the new sequence with the old
+    /// position for an instant (only informational readers do).
+    @inline(__always)
+    func storeExclusiveClaim(_ desired: WordPair) {
+        let halves = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(hot.pointee.claim))
+        halves[1].store(UInt64(desired.second), ordering: .relaxed)
+        // SYNC POINT: release pairs with the tailers' acquire load of the position (`loadClaimPosition`).
+        halves[0].store(UInt64(desired.first), ordering: .releasing)
+        hot.pointee.cachedClaim = desired
+    }
+
+    /// Marks a claimed range "writing" with this appender's identity (its lease).
+    @inline(__always)
+    func markWriting(offset: Int, span: Int) {
+        let record = hot.pointee.base + offset
+        record.storeBytes(of: appenderID, toByteOffset: RecordFormat.Offset.appender, as: UInt32.self)
+        UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record)).pointee
+            .store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
+    }
+
+    /// `claimSpace` in full: checks, maps or creates segments, rolls over.
+    @inline(never)
+    func claimSpaceInFull(length: Int) throws(LogError) -> (offset: Int, sequence: UInt64) {
         let segmentSize = hot.pointee.segmentSize, dataOffset = hot.pointee.logDataOffset
         guard length >= 0, length <= segmentSize else {
             throw .recordTooLarge(bytes: length, maximum: segmentSize - dataOffset - RecordFormat.headerSize)
@@ -286,15 +350,7 @@ public final class LogAppender: @unchecked Sendable {
             }
             let desired = WordPair(first: UInt(next.packed), second: expected.second &+ 1)
             if exclusive {
-                // No other appender: two plain 8-byte stores instead of a CAS.
-                // Tailers read only the position half (`loadClaimPosition`);
-                // a reader of the whole pair may see the new sequence with the
-                // old position for an instant (only informational readers do).
-                let halves = UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(claimWord))
-                halves[1].store(UInt64(desired.second), ordering: .relaxed)
-                // SYNC POINT: release pairs with the tailers' acquire load of the position (`loadClaimPosition`).
-                halves[0].store(UInt64(desired.first), ordering: .releasing)
-                hot.pointee.cachedClaim = desired
+                storeExclusiveClaim(desired)
                 break
             }
             // SYNC POINT: acquiring-and-releasing CAS pairs with the other appenders' CAS and loads of the claim word.
@@ -302,10 +358,7 @@ public final class LogAppender: @unchecked Sendable {
             if done { break }
             expected = actual
         }
-        let record = hot.pointee.base + Int(position.offset)
-        record.storeBytes(of: appenderID, toByteOffset: RecordFormat.Offset.appender, as: UInt32.self)
-        UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(record)).pointee
-            .store(RecordFormat.word(.writing, length: span), ordering: .relaxed)
+        markWriting(offset: Int(position.offset), span: span)
         if let rolledFrom { try closeSegment(at: rolledFrom, mapped: previous) }
         return (Int(position.offset), UInt64(expected.second))
     }
@@ -379,18 +432,27 @@ public final class LogAppender: @unchecked Sendable {
             word.pointee.store(RecordFormat.word(.data, length: length), ordering: .sequentiallyConsistent)
             h.pointee.parker.wakeIfSleeping(count: Int32.max)
         }
-        let span = RecordFormat.span(payload: length)
+        // `length` was checked against the segment size when it was claimed
+        // (and `offset` lies inside the segment): no sum below can overflow.
+        let span = RecordFormat.span(checkedPayload: length)
         // Index entries whose boundary falls in this record (most records own none).
-        let start = offset - h.pointee.logDataOffset, shift = h.pointee.granularityShift
-        if start == 0 || (start + span - 1) >> shift != (start - 1) >> shift {
-            segment!.indexRecord(offset: offset, span: span, sequence: sequence, timestamp: timestamp)
+        let start = offset &- h.pointee.logDataOffset, shift = h.pointee.granularityShift
+        if start == 0 || (start &+ span &- 1) &>> shift != (start &- 1) &>> shift {
+            indexRecord(offset: offset, span: span, sequence: sequence, timestamp: timestamp)
         }
-        if durability != .none { try made(range: offset..<offset + span) }
+        if h.pointee.syncs { try made(range: offset..<offset &+ span) }
         // (PREFETCHW of lines ahead was tried: it delayed tailers in other
         // processes seeing our records by ~20 µs on this VM. Not used.)
-        if offset + span + LogAppender.prefaultDistance > h.pointee.prefaulted { prefault() }
-        return AppendedRecord(sequence: sequence, position: LogPosition(segment: h.pointee.number, offset: UInt32(offset)),
+        if offset &+ span &+ LogAppender.prefaultDistance > h.pointee.prefaulted { prefault() }
+        return AppendedRecord(sequence: sequence, position: LogPosition(segment: h.pointee.number, offset: UInt32(truncatingIfNeeded: offset)),
                               timestamp: timestamp)
+    }
+
+    /// Writes the index entries a record owns (out of line: one record in a
+    /// granularity's worth does).
+    @inline(never)
+    func indexRecord(offset: Int, span: Int, sequence: UInt64, timestamp: UInt64) {
+        segment!.indexRecord(offset: offset, span: span, sequence: sequence, timestamp: timestamp)
     }
 
     /// How far ahead of the write position pages are made present and

@@ -61,6 +61,11 @@ public enum RecordFormat {
     @inline(__always)
     public static func span(payload: Int) -> Int { (headerSize + payload + slotAlignment - 1) & ~(slotAlignment - 1) }
 
+    /// `span(payload:)` with wrapping arithmetic, for a length already
+    /// checked to be in `0...segmentSize` (the append path).
+    @inline(__always)
+    static func span(checkedPayload payload: Int) -> Int { (headerSize &+ payload &+ slotAlignment &- 1) & ~(slotAlignment &- 1) }
+
     /// The checksum of a record whose header starts at `record`.
     static func checksum(record: UnsafeRawPointer, length: Int) -> UInt32 {
         // CRC32C of the length (4 bytes, little-endian), then the header from

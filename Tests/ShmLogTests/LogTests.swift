@@ -17,17 +17,22 @@ struct LogTests {
         #expect(hardware == long.withUnsafeBytes { cshmSoftwareCRC($0) })
         // A record's checksum in one call (length prefix, then bytes) is the
         // value the two chained calls gave: logs written before still verify.
-        for count in [0, 1, 7, 8, 9, 56, 96, 999] {
-            for prefix: UInt32 in [0, 40, 0xDEAD_BEEF] {
-                var le = prefix.littleEndian
-                let chained = long.withUnsafeBytes { body in
-                    CRC32C.update(withUnsafeBytes(of: &le) { CRC32C.update(0, $0.baseAddress, count: 4) }, body.baseAddress, count: count)
+        // Every length through two 64-byte runs (each straight-line word count
+        // and 4/2/1-byte tail), a long one, and starts off 8-byte alignment.
+        for count in Array(0...136) + [999] {
+            for start in [0, 1, 3, 7] {
+                for prefix: UInt32 in [0, 40, 0xDEAD_BEEF] {
+                    var le = prefix.littleEndian
+                    let chained = long.withUnsafeBytes { body in
+                        CRC32C.update(withUnsafeBytes(of: &le) { CRC32C.update(0, $0.baseAddress, count: 4) }, body.baseAddress! + start, count: count)
+                    }
+                    let software = long.withUnsafeBytes { body in
+                        CRC32C.softwareUpdate(withUnsafeBytes(of: &le) { CRC32C.softwareUpdate(0, $0.baseAddress, count: 4) },
+                                              body.baseAddress! + start, count: count)
+                    }
+                    let fused = long.withUnsafeBytes { CRC32C.prefixed(prefix, $0.baseAddress! + start, count: count) }
+                    #expect(fused == chained && fused == software, "prefix \(prefix), \(count) bytes from \(start)")
                 }
-                let software = long.withUnsafeBytes { body in
-                    CRC32C.softwareUpdate(withUnsafeBytes(of: &le) { CRC32C.softwareUpdate(0, $0.baseAddress, count: 4) }, body.baseAddress, count: count)
-                }
-                let fused = long.withUnsafeBytes { CRC32C.prefixed(prefix, $0.baseAddress, count: count) }
-                #expect(fused == chained && fused == software, "prefix \(prefix), \(count) bytes")
             }
         }
     }
