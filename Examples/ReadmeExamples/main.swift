@@ -118,8 +118,10 @@ let next = try tailer.next(timeout: .seconds(1))                           // sp
 try log.trim(maxBytes: 10 << 30, maxAge: .seconds(7 * 86_400))            // retention: whole segments
 let sent = try log.send(from: 1000, maxRecords: 500, to: socket)          // sendfile(2): page cache → socket
 let report = log.verify()                                                   // every CRC, every sequence
+let pretoucher = try log.pretoucher(lead: 8 << 20, cpu: 1)                 // another core zeroes the pages ahead and makes the next segment
 // end
 _ = (record, next, sent, report)
+pretoucher.stop()
 }
 
 func readmeStructures(bytes: [UInt8], reading: Reading, now: UInt64, readings: [Reading]) throws {

@@ -10,7 +10,8 @@ struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Append to, tail, inspect, verify and trim a persistent memory-mapped log (a directory).",
-        subcommands: [LogAppendCommand.self, LogTailCommand.self, LogStatCommand.self, LogVerifyCommand.self, LogTrimCommand.self]
+        subcommands: [LogAppendCommand.self, LogTailCommand.self, LogStatCommand.self, LogVerifyCommand.self, LogTrimCommand.self,
+                      LogPretouchCommand.self]
     )
 }
 
@@ -24,6 +25,7 @@ struct LogAppendCommand: ParsableCommand {
     var segmentSize = Size(bytes: 64 << 20)
     @Option(help: "none, always, records:N or interval:DURATION (e.g. interval:100ms).") var durability = "none"
     @Flag(help: "Print each record's sequence number and position.") var verbose = false
+    @Flag(help: "Run a pretoucher beside the appender (see `shm log pretouch`).") var pretouch = false
 
     @OptionGroup var logging: LoggingOptions
 
@@ -33,6 +35,8 @@ struct LogAppendCommand: ParsableCommand {
             throw ValidationError("durability '\(durability)': use none, always, records:N or interval:DURATION")
         }
         let log = try reporting { try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: segmentSize.bytes)) }
+        let pretoucher = pretouch ? try reporting { try log.pretoucher() } : nil
+        defer { pretoucher?.stop() }
         let appender = try reporting { try log.appender(durability: policy) }
         if let recovery = appender.recovery, recovery.abandonedClaims + recovery.truncatedBytes + recovery.corruptRecordsKept > 0 {
             StandardStreams.printError("recovered: \(recovery.abandonedClaims) abandoned claim(s), \(recovery.truncatedBytes) torn bytes cleared, "
@@ -253,4 +257,44 @@ func formatWallClock(_ ns: UInt64) -> String {
     let clock: String = pad(parts.tm_hour) + ":" + pad(parts.tm_min) + ":" + pad(parts.tm_sec)
     let nanos: String = String(repeating: "0", count: 9 - fraction.count) + fraction
     return date + " " + clock + "." + nanos + " UTC"
+}
+
+/// `shm log pretouch`: a `LogPretoucher` in a process of its own, for
+/// appenders in other processes (the page cache is shared).
+struct LogPretouchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pretouch",
+        abstract: "Keep the pages ahead of a log's appenders ready and make its next segment early (until interrupted).",
+        discussion: """
+            Follows the log's claim position and populates --lead bytes past it \
+            (madvise MADV_POPULATE_WRITE in this process's own mapping: a tmpfs page is zeroed by the first fault \
+            that maps it, so appenders in any process then skip that cost), and makes the next segment when the \
+            claim comes within --lead of the current one's end, so no append pays for creating it. Writes no \
+            record. Prints a ready line, then on SIGINT/SIGTERM what it did.
+            """)
+
+    @Argument(help: "Log directory (it must exist).") var directory: String
+    @Option(help: "Bytes to keep ready past the claim position, e.g. 8MiB.", transform: Size.parse) var lead = Size(bytes: 8 << 20)
+    @Option(help: "Sleep between looks when ready, e.g. 100us.", transform: parseDuration) var interval: Duration = .microseconds(100)
+    @Option(help: "Pin the pretouching thread to this CPU.") var cpu: Int?
+    @Option(help: "Stop after this long instead of waiting for a signal, e.g. 10s.", transform: parseDuration) var duration: Duration?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.apply()
+        Interruptible.begin()
+        let log = try reporting { try Log.open(directory: directory) }
+        let pretoucher = try reporting { try log.pretoucher(lead: lead.bytes, interval: interval, cpu: cpu) }
+        StandardStreams.printLine("pretouching \(directory): \(pretoucher.lead) bytes ahead of the claim")
+        defer {
+            pretoucher.stop()
+            StandardStreams.printLine("pretouched \(pretoucher.touchedBytes) bytes, \(pretoucher.segmentsMade) next segment(s) made, "
+                                      + "\(pretoucher.failures) failure(s)")
+        }
+        _ = try Interruptible.wait(timeout: duration) { slice -> Bool? in
+            sleepNanoseconds(UInt64(slice.nanoseconds))
+            return nil
+        }
+    }
 }

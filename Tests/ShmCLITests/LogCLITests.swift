@@ -94,3 +94,56 @@ struct LogCLITests {
     }
 }
 
+
+@Suite("shm log pretouch")
+struct LogPretouchCLITests {
+    /// A pretoucher in its own process serves an appender in another: the
+    /// appender rolls through many segments the pretoucher made ahead; on
+    /// SIGTERM it says what it did; a second one SIGKILLed mid-stream
+    /// harms nothing; every line reads back and the log verifies.
+    @Test func pretouchesForAnAppenderInAnotherProcessAndDiesHarmlessly() throws {
+        let directory = TestSupport.temporaryPath("clipretouch")
+        defer { removeDirectoryOfFiles(directory) }
+        #expect(try TestSupport.runCLI(["log", "append", directory, "--segment-size", "64KiB", "--message", "line 0"]).status == .exited(0))
+        let pretoucher = try TestSupport.spawnCLI(["log", "pretouch", directory, "--lead", "64KiB", "--interval", "50us"])
+        let ready = try pretoucher.readLine(timeout: .seconds(20))
+        #expect(ready == "pretouching \(directory): 65536 bytes ahead of the claim", "\(ready ?? "nil") \(pretoucher.errorText)")
+        let lines = (1..<3000).map { "line \($0) " + String(repeating: "+", count: $0 % 50) }
+        let appended = try TestSupport.runCLI(["log", "append", directory], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(appended.status == .exited(0), "\(appended.error)")
+        pretoucher.kill(SIGTERM)
+        #expect(try pretoucher.wait(timeout: .seconds(10)) == .exited(128 + SIGTERM))
+        let summary = pretoucher.outputText.split(separator: "\n").last.map(String.init) ?? ""
+        let numbers = summary.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        #expect(summary.hasPrefix("pretouched ") && numbers.count == 3, "\(summary)")
+        if numbers.count == 3 {
+            #expect(numbers[0] >= 64 << 10 && numbers[1] > 0 && numbers[2] == 0, "\(summary)")
+        }
+
+        // One killed with SIGKILL while another process appends.
+        let doomed = try TestSupport.spawnCLI(["log", "pretouch", directory, "--lead", "128KiB", "--interval", "20us"])
+        #expect(try doomed.readLine(timeout: .seconds(20)) != nil)
+        let appender = try TestSupport.spawnCLI(["log", "append", directory, "--pretouch",
+                                                 "--message", "after 1", "--message", "after 2", "--message", "after 3"])
+        usleep(2_000)
+        doomed.kill()
+        _ = try doomed.wait(timeout: .seconds(10))
+        #expect(try appender.wait(timeout: .seconds(30)) == .exited(0), "\(appender.errorText)")
+        let tail = try TestSupport.runCLI(["log", "tail", directory])
+        #expect(tail.output == (["line 0"] + lines + ["after 1", "after 2", "after 3"]).joined(separator: "\n") + "\n")
+        let verify = try TestSupport.runCLI(["log", "verify", directory])
+        #expect(verify.status == .exited(0), "\(verify.output)")
+    }
+
+    @Test func badInputIsAClearError() throws {
+        let missing = try TestSupport.runCLI(["log", "pretouch", TestSupport.temporaryPath("clipretouch-none"), "--duration", "1s"])
+        #expect(missing.status == .exited(1) && missing.error.contains("no log in"), "\(missing.error)")
+        let directory = TestSupport.temporaryPath("clipretouch-bad")
+        defer { removeDirectoryOfFiles(directory) }
+        _ = try TestSupport.runCLI(["log", "append", directory, "--message", "x"])
+        let small = try TestSupport.runCLI(["log", "pretouch", directory, "--lead", "4KiB"])
+        #expect(small.status == .exited(1) && small.error.contains("pretouch lead 4096 bytes must be from 64 KiB to 1 GiB"), "\(small.error)")
+        let timed = try TestSupport.runCLI(["log", "pretouch", directory, "--duration", "200ms"])
+        #expect(timed.status == .exited(0) && timed.output.contains("0 failure(s)"), "\(timed.output) \(timed.error)")
+    }
+}

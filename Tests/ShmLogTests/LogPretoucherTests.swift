@@ -1,0 +1,185 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import ShmSystem
+import ShmTestSupport
+@testable import ShmLog
+
+/// Waits (polling every millisecond, at most `seconds`) until `condition` holds.
+func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+    while monotonicNanoseconds() < deadline {
+        if try condition() { return true }
+        usleep(1000)
+    }
+    return try condition()
+}
+
+@Suite("Log pretoucher")
+struct LogPretoucherTests {
+    /// It keeps `lead` bytes ready past the claim, makes the next segment
+    /// while the claim is still in the current one, and the records
+    /// appended through several segments beside it all read back intact.
+    @Test func keepsTheLeadReadyAndMakesTheNextSegmentBeforeTheRoll() throws {
+        let scratch = ScratchLog("pretouch-lead")
+        let log = try scratch.create(segmentSize: 256 << 10)
+        let pretoucher = try log.pretoucher(lead: 64 << 10, interval: .microseconds(50))
+        defer { pretoucher.stop() }
+        #expect(eventually { pretoucher.touchedBytes >= 64 << 10 }, "touched \(pretoucher.touchedBytes)")
+        // Nothing appended, nothing near the end: no next segment yet.
+        #expect(pretoucher.segmentsMade == 0)
+        #expect(!FileSystem.exists(log.segmentPath(1)))
+
+        let appender = try log.appender()
+        var appended: [AppendedRecord] = []
+        // Up to within the lead of segment 0's end, without rolling.
+        while log.nextPosition.position.offset < UInt32((256 << 10) - (48 << 10)) {
+            appended.append(try appender.append(payload(appended.count)))
+        }
+        #expect(log.nextPosition.position.segment == 0)
+        #expect(eventually { FileSystem.exists(log.segmentPath(1)) && pretoucher.segmentsMade == 1 },
+                "the next segment was not made ahead of the roll")
+        #expect(log.nextPosition.position.segment == 0, "the appender rolled: the test proves nothing")
+
+        // Through three more segments with the pretoucher ahead of each.
+        while log.nextPosition.position.segment < 4 {
+            appended.append(try appender.append(payload(appended.count)))
+        }
+        #expect(eventually { pretoucher.segmentsMade >= 4 }, "made \(pretoucher.segmentsMade)")
+        let records = try readAll(log)
+        #expect(records.map(\.sequence) == appended.map(\.sequence))
+        #expect(records.enumerated().allSatisfy { $1.text == payload($0) })
+        #expect(log.verify().isIntact)
+        #expect(pretoucher.failures == 0)
+    }
+
+    /// Populating pages changes no byte: past the last record, the segment
+    /// the pretoucher has gone over is all zeros, and so is the segment it
+    /// made ahead (beyond its header and index).
+    @Test func writesNoByteOfTheLog() throws {
+        let scratch = ScratchLog("pretouch-zero")
+        let log = try scratch.create(segmentSize: 256 << 10)
+        let pretoucher = try log.pretoucher(lead: 128 << 10, interval: .microseconds(50))
+        let appender = try log.appender()
+        for i in 0..<2000 { try appender.append(payload(i)) }
+        let end = Int(log.nextPosition.position.offset)
+        #expect(log.nextPosition.position.segment == 0 && end > (256 << 10) - (128 << 10), "at \(log.nextPosition.position)")
+        #expect(eventually { pretoucher.segmentsMade == 1 && pretoucher.touchedBytes >= (256 << 10) - end })
+        pretoucher.stop()
+        let current = try log.openSegment(0, writable: false)
+        let tail = UnsafeRawBufferPointer(start: current.base + end, count: current.size - end)
+        #expect(tail.allSatisfy { $0 == 0 }, "bytes past the claim changed")
+        let next = try log.openSegment(1, writable: false)
+        let data = UnsafeRawBufferPointer(start: next.base + next.dataOffset, count: next.size - next.dataOffset)
+        #expect(data.allSatisfy { $0 == 0 }, "the segment made ahead holds data")
+        #expect(log.verify().isIntact)
+    }
+
+    /// Appenders in other processes SIGKILLed again and again while a
+    /// pretoucher keeps making next segments: every acknowledged record is
+    /// there after recovery (which may continue in the segment made ahead),
+    /// in order, and the log verifies.
+    @Test func appendersKilledBesideAPretoucherLoseNothingAcknowledged() throws {
+        let scratch = ScratchLog("pretouch-kill")
+        let log = try scratch.create(segmentSize: 64 << 10)
+        let pretoucher = try log.pretoucher(lead: 64 << 10, interval: .microseconds(20))
+        defer { pretoucher.stop() }
+        var acknowledged: [String: Int] = [:]
+        for round in 0..<4 {
+            let tags = ["p\(round)a", "p\(round)b"]
+            let peers = try tags.map { try TestSupport.spawnPeer(["log-append", scratch.directory, $0, "0", "none"]) }
+            for peer in peers { #expect(try peer.readLine(timeout: .seconds(20)) == "ready") }
+            usleep(UInt32.random(in: 5_000...40_000))
+            for peer in peers { peer.kill() }
+            for (tag, peer) in zip(tags, peers) {
+                _ = try peer.wait(timeout: .seconds(10))
+                acknowledged[tag] = lastAck(peer.outputText) ?? -1
+            }
+            let appender = try log.appender()
+            #expect(appender.recovery != nil)
+            let verification = log.verify()
+            #expect(verification.isIntact, "round \(round): \(verification.problems)")
+            var last: [String: Int] = [:]
+            for record in try readAll(log) {
+                guard let (tag, index) = parsePeerPayload(record.text) else {
+                    #expect(record.text.hasPrefix("check "), "unexpected record \(record.text)")
+                    continue
+                }
+                #expect(index == (last[tag] ?? -1) + 1, "\(tag): \(index) after \(last[tag] ?? -1)")
+                last[tag] = index
+            }
+            for (tag, acked) in acknowledged {
+                #expect((last[tag] ?? -1) >= acked, "\(tag): acknowledged \(acked), log has \(last[tag] ?? -1)")
+            }
+            try appender.append("check \(round)")
+        }
+        #expect(pretoucher.segmentsMade > 0, "the pretoucher never made a segment ahead: the test proves nothing")
+        #expect(log.verify().isIntact)
+    }
+
+    /// A segment cut short under it (another process's `ftruncate`) is a
+    /// counted failure, not a SIGBUS — whether the cut comes after it mapped
+    /// the segment (its `madvise` fails past the end) or before (the open
+    /// fails) — and it goes on.
+    @Test func aSegmentCutShortUnderItIsAFailureNotACrash() throws {
+        let scratch = ScratchLog("pretouch-cut")
+        let log = try scratch.create(segmentSize: 1 << 20, granularity: 4096)
+        let appender = try log.appender()
+        try appender.append("first")
+        let pretoucher = try log.pretoucher(lead: 64 << 10, interval: .microseconds(50))
+        defer { pretoucher.stop() }
+        #expect(eventually { pretoucher.touchedBytes >= 64 << 10 })
+        #expect(pretoucher.failures == 0)
+        // Cut it behind the pretoucher's mapping, then move the claim far on
+        // without writing there (a large claim, given up: only its header is written).
+        #expect(truncate(log.segmentPath(0), 32 << 10) == 0)
+        try appender.claim(count: 400 << 10).abort()
+        #expect(log.nextPosition.position.offset > 400 << 10)
+        #expect(eventually { pretoucher.failures > 0 }, "no failure counted (touched \(pretoucher.touchedBytes))")
+        pretoucher.stop()
+
+        // A pretoucher started on the cut segment cannot open it: one failure, counted once.
+        let late = try log.pretoucher(lead: 64 << 10, interval: .microseconds(20))
+        #expect(eventually { late.failures > 0 })
+        usleep(20_000)
+        late.stop()
+        #expect(late.failures == 1, "\(late.failures) failures for one segment")
+        #expect(late.touchedBytes == 0)
+    }
+
+    /// `stop` returns soon, even while the thread sleeps a long interval,
+    /// and can be called again; a released pretoucher stops itself.
+    @Test func stopIsPromptAndRepeatable() throws {
+        let scratch = ScratchLog("pretouch-stop")
+        let log = try scratch.create(segmentSize: 256 << 10)
+        let pretoucher = try log.pretoucher(lead: 64 << 10, interval: .seconds(1))
+        #expect(eventually { pretoucher.touchedBytes >= 64 << 10 })
+        let start = monotonicNanoseconds()
+        pretoucher.stop()
+        pretoucher.stop()
+        #expect(monotonicNanoseconds() - start < 500_000_000, "stop took \((monotonicNanoseconds() - start) / 1_000_000) ms")
+        let touched = pretoucher.touchedBytes
+        // Stopped: the claim moving on makes it touch nothing more.
+        let appender = try log.appender()
+        for i in 0..<3000 { try appender.append(payload(i)) }
+        usleep(20_000)
+        #expect(pretoucher.touchedBytes == touched)
+        do { _ = try log.pretoucher(lead: 64 << 10) } // released at once: deinit stops it
+    }
+
+    @Test func refusesALeadOrIntervalOutOfRange() throws {
+        let scratch = ScratchLog("pretouch-bad")
+        let log = try scratch.create()
+        for (lead, interval) in [(4096, Duration.microseconds(100)), (2 << 30, .microseconds(100)), (1 << 20, .nanoseconds(10)),
+                                 (1 << 20, .seconds(5))] {
+            #expect(throws: LogError.self) { _ = try log.pretoucher(lead: lead, interval: interval) }
+        }
+        do {
+            _ = try log.pretoucher(lead: 4096)
+            Issue.record("a 4 KiB lead was accepted")
+        } catch {
+            #expect("\(error)".contains("pretouch lead 4096 bytes must be from 64 KiB to 1 GiB"), "\(error)")
+        }
+    }
+}
