@@ -269,7 +269,7 @@ struct LogPretouchCommand: ParsableCommand {
             Follows the log's claim position and populates --lead bytes past it \
             (madvise MADV_POPULATE_WRITE in this process's own mapping: a tmpfs page is zeroed by the first fault \
             that maps it, so appenders in any process then skip that cost), and makes the next segment when the \
-            claim comes within --lead of the current one's end, so no append pays for creating it. Writes no \
+            claim is past half the current one, so no append pays for creating it. Writes no \
             record. Prints a ready line, then on SIGINT/SIGTERM what it did.
             """)
 

@@ -14,10 +14,11 @@ import ShmSystem
 /// mapping has zeroed it. The pretoucher pays the first part on another
 /// core: it follows the log's claim position (`log.meta`) and populates
 /// `lead` bytes past it in its own mapping of the segment; the page cache
-/// is shared, so appenders in any process find the pages zeroed. When the
-/// claim comes within `lead` of the segment's end, it makes the next
-/// segment (`fallocate`, header, rename: what the rolling appender would
-/// otherwise do inside an `append`) and touches its first pages.
+/// is shared, so appenders in any process find the pages zeroed. Once the
+/// claim is past half the segment, it makes the next segment (`fallocate`,
+/// header, rename: what the rolling appender would otherwise do inside an
+/// `append`; so one segment's space is taken up to half a segment early),
+/// and within `lead` of the end it touches the next segment's first pages.
 ///
 /// **What it never does.** It writes no byte of the log: populating a page
 /// changes none of its contents. On a disk file system the populated pages
@@ -182,8 +183,10 @@ public final class LogPretoucher: @unchecked Sendable {
                 return true
             }
             current = (segment, ready)
-            guard goal > segment.size else { return false }
-            // Within `lead` of the end: the next segment, made ahead, its first pages ready.
+            // Past half the segment (or within `lead` of its end): the next segment is
+            // made now — making one takes a while (`fallocate`: ~13 ms for 64 MiB here,
+            // during which a fast appender writes more than a small lead).
+            guard goal > segment.size || Int(at.offset) > segment.size / 2 else { return false }
             if next == nil {
                 do {
                     let made = try SegmentFile.createOrOpen(directory: log.directory, number: at.segment + 1, meta: log.meta,
@@ -196,7 +199,8 @@ public final class LogPretoucher: @unchecked Sendable {
                     return false
                 }
             }
-            guard let (following, followingReady) = next else { return false }
+            // Within `lead` of the end: the next segment's first pages made ready.
+            guard let (following, followingReady) = next, goal > segment.size else { return false }
             let want = min(following.dataOffset + (goal - segment.size), following.size)
             guard followingReady < want else { return false }
             let end = min(followingReady + Worker.step, want)
