@@ -151,11 +151,15 @@ struct CLITests {
                                              "--repeat", "1", "--json"], timeout: .seconds(120))
         #expect(result.status == .exited(0), "\(result.error)")
         let rows = result.output.split(separator: "\n").compactMap { try? json(String($0)) as? [String: Any] }
-        #expect(rows.count == 2 * 5)
+        #expect(rows.count == 2 * 6)
         for row in rows {
             #expect((row["msgs_per_s"] as? Double ?? 0) > 0, "\(row)")
             #expect((row["bytes_per_s"] as? Double ?? 0) > 0)
         }
+        // The stream floor is measured in the same run, and the ring is compared with it.
+        let ring = rows.first { $0["mechanism"] as? String == "ring-zero-copy" && $0["payload_bytes"] as? Int == 64 }
+        #expect((ring?["ratio_to_stream_floor"] as? Double ?? 0) > 0, "\(String(describing: ring))")
+        #expect(rows.contains { $0["mechanism"] as? String == "stream-floor" && ($0["ratio_to_pipe"] as? Double ?? 0) > 0 })
     }
 
     @Test func benchPubSubEmitsLatencyAndThroughputRows() throws {

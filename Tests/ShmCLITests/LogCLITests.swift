@@ -72,6 +72,7 @@ struct LogCLITests {
         let rows = jsonLines(result.output)
         let names = rows.compactMap { $0["mechanism"] as? String }
         #expect(names.contains("log append, no msync") && names.contains("log append, msync every append"), "\(names)")
+        #expect(names.contains("log append, exclusive, coarse clock") && names.contains("log append, exclusive, coarse, pretouched"))
         #expect(names.contains("write(), no fsync") && names.contains("write() + fsync") && names.contains("tailer end-to-end (other process)"))
         for row in rows {
             let p50 = row["p50_ns"] as? Int ?? 0, p99 = row["p99_ns"] as? Int ?? 0

@@ -21,9 +21,11 @@ enum BenchMechanism: String, CaseIterable, Sendable {
     case pubsub
     /// A request/response service (`shm bench rr`).
     case requestResponse = "rr"
+    /// The ring's bytes with no per-record protocol (`shm bench throughput` only).
+    case streamFloor = "stream-floor"
 
     /// What `shm bench latency` measures unless told otherwise.
-    static let latencyDefaults = allCases.filter { !$0.isService }
+    static let latencyDefaults = allCases.filter { !$0.isService && $0 != .streamFloor }
 
     var isService: Bool { self == .pubsub || self == .requestResponse }
 
@@ -42,6 +44,7 @@ enum BenchMechanism: String, CaseIterable, Sendable {
         case .tcp: "TCP loopback"
         case .pubsub: "publish/subscribe"
         case .requestResponse: "request/response"
+        case .streamFloor: "stream floor: the ring's bytes, no protocol"
         }
     }
 
@@ -115,6 +118,11 @@ enum BenchSetup {
             return try PubSubEndpoint.parentSession(name: segmentName(mechanism, size), size: size, parameters: service)
         case .requestResponse:
             return try requestResponseParentSession(name: segmentName(mechanism, size), size: size, parameters: service)
+        case .streamFloor:
+            let name = segmentName(mechanism, size)
+            let segment = try SharedMemorySegment.create(name, size: StreamFloorEndpoint.segmentSize, populate: true)
+            args += ["--name", name]
+            return BenchSession(endpoint: StreamFloorEndpoint(bytes: segment.data, size: size), childArguments: args, keep: [segment])
         case .floor, .futex:
             let name = segmentName(mechanism, size)
             let segment = try SharedMemorySegment.create(name, size: 4096)
@@ -207,6 +215,8 @@ enum BenchSetup {
             return try PubSubEndpoint(child: name ?? "", size: size, parameters: service)
         case .requestResponse:
             return try requestResponseChild(name: name ?? "", size: size, parameters: service)
+        case .streamFloor:
+            return StreamFloorEndpoint(bytes: try SharedMemorySegment.open(name ?? "").data, size: size)
         case .floor, .futex:
             let segment = try SharedMemorySegment.open(name ?? "")
             return mechanism == .floor ? FloorEndpoint(data: segment.data, parent: false)

@@ -51,6 +51,10 @@ struct BenchPeerCommand: ParsableCommand {
 
     /// Streams `count` messages as fast as the mechanism takes them.
     private func produce(_ endpoint: some BenchEndpoint, count: Int) throws {
+        if let stream = endpoint as? StreamFloorEndpoint {
+            try stream.produce(count: count, batch: batch)
+            return
+        }
         if batch > 1, let ring = endpoint as? RingEndpoint {
             var seq: UInt64 = 0
             while seq < UInt64(count) {
