@@ -252,7 +252,7 @@ static uint32_t crc32c_hardware_prefixed(uint32_t prefix, const unsigned char *p
 static uint32_t crc32c_table[256];
 static int crc32c_mode; // 0 unknown, 1 software, 2 hardware
 
-static void crc32c_init(void) {
+static void crc32c_setup(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
@@ -266,9 +266,19 @@ static void crc32c_init(void) {
     __atomic_store_n(&crc32c_mode, mode, __ATOMIC_RELEASE);
 }
 
+#include <pthread.h>
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+/// Fills the table and picks the mode once, whichever thread comes first
+/// (the others wait: none reads a half-filled table).
+static int crc32c_init(void) {
+    pthread_once(&crc32c_once, crc32c_setup);
+    return __atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE);
+}
+
 uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length) {
     int mode = __atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE);
-    if (mode == 0) { crc32c_init(); mode = crc32c_mode; }
+    if (mode == 0) mode = crc32c_init();
     const unsigned char *p = data;
     uint32_t c = ~crc;
 #if defined(__x86_64__)
@@ -281,9 +291,9 @@ uint32_t cshm_crc32c(uint32_t crc, const void *data, size_t length) {
 /// The table-driven form of `cshm_crc32c_prefixed` (and its first call's set-up).
 __attribute__((noinline))
 static uint32_t crc32c_prefixed_slow(uint32_t prefix, const void *data, size_t length) {
-    if (__atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE) == 0) crc32c_init();
+    int mode = crc32c_init();
 #if defined(__x86_64__)
-    if (crc32c_mode == 2) return crc32c_hardware_prefixed(prefix, data, length);
+    if (mode == 2) return crc32c_hardware_prefixed(prefix, data, length);
 #endif
     unsigned char head[4];
     memcpy(head, &prefix, 4);
@@ -301,7 +311,7 @@ uint32_t cshm_crc32c_prefixed(uint32_t prefix, const void *data, size_t length) 
 }
 
 uint32_t cshm_crc32c_software(uint32_t crc, const void *data, size_t length) {
-    if (__atomic_load_n(&crc32c_mode, __ATOMIC_ACQUIRE) == 0) crc32c_init();
+    crc32c_init();
     const unsigned char *p = data;
     uint32_t c = ~crc;
     while (length--) c = crc32c_table[(c ^ *p++) & 0xff] ^ (c >> 8);

@@ -35,9 +35,10 @@ struct LogAppendCommand: ParsableCommand {
             throw ValidationError("durability '\(durability)': use none, always, records:N or interval:DURATION")
         }
         let log = try reporting { try Log.openOrCreate(directory: directory, config: LogConfig(segmentSize: segmentSize.bytes)) }
+        let appender = try reporting { try log.appender(durability: policy) }
+        // After the appender: its recovery (if it runs one) sees the log as the last appenders left it.
         let pretoucher = pretouch ? try reporting { try log.pretoucher() } : nil
         defer { pretoucher?.stop() }
-        let appender = try reporting { try log.appender(durability: policy) }
         if let recovery = appender.recovery, recovery.abandonedClaims + recovery.truncatedBytes + recovery.corruptRecordsKept > 0 {
             StandardStreams.printError("recovered: \(recovery.abandonedClaims) abandoned claim(s), \(recovery.truncatedBytes) torn bytes cleared, "
                                        + "\(recovery.corruptRecordsKept) corrupt record(s) kept")

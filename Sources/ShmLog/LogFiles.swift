@@ -212,7 +212,10 @@ final class SegmentFile: @unchecked Sendable {
         let staged = StagedFile(path: path, temporaryPath: StagedFile.temporaryName(in: directory, prefix: creatingPrefix, suffix: ".seg"))
         let file: MappedFile
         do { file = try MappedFile.create(path: staged.temporaryPath, size: meta.segmentSize, mode: 0o644, exclusive: true) }
-        catch { throw .mapping(error) }
+        catch {
+            staged.discard() // e.g. no room for it: leave no half-made file behind
+            throw .mapping(error)
+        }
         let base = file.bytes.unsafeBaseAddress
         base.storeBytes(of: magic, toByteOffset: Offset.magic, as: UInt64.self)
         base.storeBytes(of: version, toByteOffset: Offset.version, as: UInt32.self)
@@ -357,6 +360,15 @@ final class SegmentFile: @unchecked Sendable {
         // SYNC POINT: acquire pairs with the release store of the entry's offset in `setIndexEntry`.
         return UnsafeMutablePointer<Atomic<UInt64>>(OpaquePointer(base + SegmentFile.headerSize + k * SegmentFile.indexEntrySize))
             .pointee.load(ordering: .acquiring)
+    }
+
+    /// The timestamp of the first record the index holds (the segment's
+    /// first record, unless that was a skip), or nil if it holds none yet.
+    var firstIndexedTimestamp: UInt64? {
+        for k in 0..<indexEntries {
+            if let entry = indexEntry(k) { return entry.timestamp }
+        }
+        return nil
     }
 
     func setIndexEntry(_ k: Int, offset: Int, sequence: UInt64, timestamp: UInt64) {

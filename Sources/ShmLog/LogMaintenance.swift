@@ -149,9 +149,12 @@ extension Log {
     }
 
     /// Retention: deletes whole segments, oldest first, while the log is
-    /// larger than `maxBytes` or a segment's records are all older than
-    /// `maxAge` (a segment's age is when the next one was started). Never
-    /// deletes the segment being appended to. Returns the deleted numbers.
+    /// larger than `maxBytes` (counting segments up to the one being
+    /// appended to, not those made ahead by a `LogPretoucher`) or a
+    /// segment's records are all older than `maxAge` (a segment's age is
+    /// the timestamp of the next segment's first indexed record: every
+    /// record of the segment came before it). Never deletes the segment
+    /// being appended to. Returns the deleted numbers.
     ///
     /// Tailers that have a deleted segment mapped finish reading it; a
     /// tailer that reaches a deleted segment moves to the oldest retained
@@ -160,14 +163,14 @@ extension Log {
     public func trim(maxBytes: Int? = nil, maxAge: Duration? = nil) throws(LogError) -> [UInt32] {
         let numbers = segmentNumbers()
         let active = nextPosition.position.segment
-        var total = numbers.count * meta.segmentSize
+        var total = numbers.filter { $0 <= active }.count * meta.segmentSize
         let now = wallClockNanoseconds()
         var deleted: [UInt32] = []
         for (i, number) in numbers.enumerated() where number < active && i + 1 < numbers.count {
             let tooBig = maxBytes.map { total > $0 } ?? false
             var tooOld = false
-            if let maxAge, let next = try? openSegment(numbers[i + 1], writable: false) {
-                tooOld = now &- next.createdAt > maxAge.nanoseconds
+            if let maxAge, let next = try? openSegment(numbers[i + 1], writable: false), let first = next.firstIndexedTimestamp {
+                tooOld = now > first && now &- first > maxAge.nanoseconds
             }
             guard tooBig || tooOld else { break }
             do { try FileSystem.remove(segmentPath(number)) } catch { throw .system(operation: "unlink", path: segmentPath(number), error) }

@@ -15,22 +15,28 @@ import ShmSystem
 /// core: it follows the log's claim position (`log.meta`) and populates
 /// `lead` bytes past it in its own mapping of the segment; the page cache
 /// is shared, so appenders in any process find the pages zeroed. Once the
-/// claim is past half the segment, it makes the next segment (`fallocate`,
-/// header, rename: what the rolling appender would otherwise do inside an
-/// `append`; so one segment's space is taken up to half a segment early),
-/// and within `lead` of the end it touches the next segment's first pages.
+/// claim is past half the segment, or within `lead` of its end (for
+/// segments no larger than the lead: as soon as the claim enters one), it
+/// makes the next segment (`fallocate`, header, rename: what the rolling
+/// appender would otherwise do inside an `append`; so one segment's space
+/// is taken that much early), and within `lead` of the end it touches the
+/// next segment's first pages.
 ///
 /// **What it never does.** It writes no byte of the log: populating a page
 /// changes none of its contents. On a disk file system the populated pages
 /// become dirty zeros (as the appender's own prefault already makes them).
 /// A segment cut short under it (`ftruncate`) makes `madvise` fail with an
-/// error, counted in `failures` — never a `SIGBUS`.
+/// error, counted in `failures` — never a `SIGBUS`. On a kernel without
+/// `MADV_POPULATE_WRITE` (before 5.14) it only makes segments ahead.
 ///
-/// **After a crash.** A next segment made ahead and still empty is what
-/// recovery treats as the active segment: if every appender dies before the
-/// claim reaches it, recovery closes the current segment with an end marker
-/// and the log continues in the next one (the rest of the current segment
-/// stays unused; no record is lost or moved).
+/// **Recovery and retention.** A next segment made ahead stays empty until
+/// the claim rolls into it: recovery (after a crash or a clean restart)
+/// continues in the current segment and keeps the empty one for later
+/// (`Log.recover`), `trim(maxBytes:)` does not count it, and
+/// `trim(maxAge:)` dates a segment by the next one's first record, not by
+/// when that file was made. If the file made ahead is deleted under it,
+/// the pretoucher makes it again; a failed make (no room) is counted once
+/// and retried with back-off from 10 ms to 1 s.
 ///
 /// Run one per log, in the appending process or any other (`shm log
 /// pretouch`). It costs one thread, mostly asleep (it looks every
@@ -86,6 +92,8 @@ public final class LogPretoucher: @unchecked Sendable {
         self.interval = interval
         let worker = Worker(log: log, lead: self.lead, interval: UInt64(interval.nanoseconds), cpu: cpu, control: control)
         do { try DedicatedThread.start { worker.run() } } catch {
+            // No thread: `deinit` (which runs, every property being set) must not wait for one.
+            control.exitedWord.pointee.store(1, ordering: .relaxed)
             throw .system(operation: "pthread_create", path: log.directory, error)
         }
     }
@@ -100,15 +108,21 @@ public final class LogPretoucher: @unchecked Sendable {
     /// deleted under it, no room left for the next segment).
     public var failures: Int { control.failures.load(ordering: .relaxed) }
 
-    /// Stops the thread and waits for it (at most 5 s: a `madvise` in
-    /// progress finishes first). Safe to call more than once.
-    public func stop() {
+    /// Stops the thread and waits for it, at most 5 s (a `madvise` or a
+    /// segment being made finishes first). Safe to call more than once.
+    /// Returns false if the thread had not returned by then: it stops after
+    /// its current step (it may still finish making a segment).
+    @discardableResult
+    public func stop() -> Bool {
         control.stopWord.pointee.store(1, ordering: .relaxed)
         Futex.wake(UnsafeMutableRawPointer(control.stopWord))
         let deadline = monotonicNanoseconds() &+ 5_000_000_000
         while control.exitedWord.pointee.load(ordering: .relaxed) == 0 {
-            if Futex.wait(UnsafeMutableRawPointer(control.exitedWord), expected: 0, deadline: deadline) == .timedOut { break }
+            if Futex.wait(UnsafeMutableRawPointer(control.exitedWord), expected: 0, deadline: deadline) == .timedOut {
+                return control.exitedWord.pointee.load(ordering: .relaxed) != 0
+            }
         }
+        return true
     }
 
     /// The thread's side: owns its mappings, shares only `control`.
@@ -128,6 +142,25 @@ public final class LogPretoucher: @unchecked Sendable {
         var next: (segment: SegmentFile, ready: Int)?
         /// The last segment that could not be opened or made.
         var unopenable: UInt32?
+        /// After a failed open or make: no retry before this time, and the
+        /// next wait (doubling from 10 ms to 1 s) — a full disk must not
+        /// turn into a make attempt every `interval`.
+        var retryAt: UInt64 = 0
+        var backoff: UInt64 = 10_000_000
+        /// The kernel refused `MADV_POPULATE_WRITE` (before Linux 5.14): only segments are made.
+        var populateUnsupported = false
+
+        func failed(_ segment: UInt32) {
+            if unopenable != segment { control.failures.add(1, ordering: .relaxed) }
+            unopenable = segment
+            retryAt = monotonicNanoseconds() &+ backoff
+            backoff = min(backoff * 2, 1_000_000_000)
+        }
+
+        func succeeded() {
+            unopenable = nil
+            backoff = 10_000_000
+        }
 
         init(log: Log, lead: Int, interval: UInt64, cpu: Int?, control: Control) {
             self.log = log
@@ -153,21 +186,26 @@ public final class LogPretoucher: @unchecked Sendable {
         /// Populates one step where one is due; false when `lead` bytes are
         /// ready (or nothing can be done now), so the caller sleeps.
         func touchOneStep() -> Bool {
+            if retryAt != 0 {
+                guard monotonicNanoseconds() >= retryAt else { return false }
+                retryAt = 0
+            }
             let at = log.meta.loadClaimPosition()
             let segmentSize = log.meta.segmentSize
             // The claim word is shared memory: a damaged one only idles the pretoucher.
             guard at.segment < UInt32.max - 2, Int(at.offset) <= segmentSize else { return false }
             if current?.segment.number != at.segment {
-                if let made = next, made.segment.number == at.segment {
+                // The segment made ahead, unless someone deleted it meanwhile
+                // (recovery drops empty segments past the one it continues in).
+                if let made = next, made.segment.number == at.segment, made.segment.file.isStillNamed {
                     current = made
                 } else {
                     // A segment the claim is in exists (its appender made it first).
                     guard let opened = try? log.openSegment(at.segment, writable: true) else {
-                        // Counted once per segment, not once per look.
-                        if unopenable != at.segment { control.failures.add(1, ordering: .relaxed) }
-                        unopenable = at.segment
+                        failed(at.segment) // counted once per segment, retried with back-off
                         return false
                     }
+                    succeeded()
                     current = (opened, opened.dataOffset & ~4095)
                 }
                 next = nil
@@ -176,7 +214,7 @@ public final class LogPretoucher: @unchecked Sendable {
             // Pages behind the claim are the appenders' already.
             let ready = max(touched, Int(at.offset) & ~4095)
             let goal = (Int(at.offset) + lead + 4095) & ~4095
-            if ready < min(goal, segment.size) {
+            if !populateUnsupported, ready < min(goal, segment.size) {
                 let end = min(ready + Worker.step, goal, segment.size)
                 populate(segment, ready..<end)
                 current = (segment, end)
@@ -192,17 +230,22 @@ public final class LogPretoucher: @unchecked Sendable {
                     let made = try SegmentFile.createOrOpen(directory: log.directory, number: at.segment + 1, meta: log.meta,
                                                             syncDirectory: true)
                     next = (made, made.dataOffset & ~4095)
+                    succeeded()
                     control.segmentsMade.add(1, ordering: .relaxed)
                 } catch {
-                    if unopenable != at.segment + 1 { control.failures.add(1, ordering: .relaxed) }
-                    unopenable = at.segment + 1
+                    failed(at.segment + 1) // no room left, say: counted once, retried with back-off
                     return false
                 }
             }
             // Within `lead` of the end: the next segment's first pages made ready.
-            guard let (following, followingReady) = next, goal > segment.size else { return false }
+            guard !populateUnsupported, let (following, followingReady) = next, goal > segment.size else { return false }
             let want = min(following.dataOffset + (goal - segment.size), following.size)
             guard followingReady < want else { return false }
+            // Deleted under us (recovery drops empty segments past the one it continues in): make it again.
+            guard following.file.isStillNamed else {
+                next = nil
+                return true
+            }
             let end = min(followingReady + Worker.step, want)
             populate(following, followingReady..<end)
             next = (following, end)
@@ -215,6 +258,9 @@ public final class LogPretoucher: @unchecked Sendable {
                 control.touchedBytes.add(range.count, ordering: .relaxed)
             } catch {
                 control.failures.add(1, ordering: .relaxed)
+                // EINVAL: a kernel without MADV_POPULATE_WRITE; stop asking (a segment cut
+                // short fails with EFAULT, and the claim moving on ends that).
+                if case .advise(_, let errno) = error, errno == .invalidArgument { populateUnsupported = true }
             }
         }
     }

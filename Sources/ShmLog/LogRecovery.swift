@@ -66,7 +66,13 @@ extension Log {
         if !tail.endMarker {
             clear(tail.segment, from: tail.end, report: &report)
         }
-        if let active = empties.last {
+        // An empty segment after the tail is the active one only if the claim
+        // moved there (an appender rolled into it and died before writing) or
+        // the tail was closed: a segment made ahead (`LogPretoucher`) while
+        // the claim was still in the tail is kept for later, and appending
+        // continues where the tail's records end.
+        let claimedSegment = meta.loadClaimPosition().segment
+        if let active = empties.last, tail.endMarker || claimedSegment >= active.segment.number {
             // The tail segment was rolled: close it, continue in the next.
             if !tail.endMarker, tail.end + RecordFormat.wordSize <= tail.segment.size {
                 // SYNC POINT: release pairs with the tailers' acquire load of the word.
