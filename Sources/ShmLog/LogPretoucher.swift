@@ -71,6 +71,7 @@ public final class LogPretoucher: @unchecked Sendable {
     /// Starts the pretoucher's thread.
     ///
     /// - Parameters:
+    ///   - log: the log whose appenders (in any process) it serves.
     ///   - lead: bytes to keep ready past the claim position (at least
     ///     64 KiB; rounded up to whole pages). The default, 8 MiB, is
     ///     ~116,000 records of 40 bytes.

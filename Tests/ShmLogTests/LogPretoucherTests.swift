@@ -90,32 +90,8 @@ struct LogPretoucherTests {
         defer { pretoucher.stop() }
         var acknowledged: [String: Int] = [:]
         for round in 0..<4 {
-            let tags = ["p\(round)a", "p\(round)b"]
-            let peers = try tags.map { try TestSupport.spawnPeer(["log-append", scratch.directory, $0, "0", "none"]) }
-            for peer in peers { #expect(try peer.readLine(timeout: .seconds(20)) == "ready") }
-            usleep(UInt32.random(in: 5_000...40_000))
-            for peer in peers { peer.kill() }
-            for (tag, peer) in zip(tags, peers) {
-                _ = try peer.wait(timeout: .seconds(10))
-                acknowledged[tag] = lastAck(peer.outputText) ?? -1
-            }
-            let appender = try log.appender()
-            #expect(appender.recovery != nil)
-            let verification = log.verify()
-            #expect(verification.isIntact, "round \(round): \(verification.problems)")
-            var last: [String: Int] = [:]
-            for record in try readAll(log) {
-                guard let (tag, index) = parsePeerPayload(record.text) else {
-                    #expect(record.text.hasPrefix("check "), "unexpected record \(record.text)")
-                    continue
-                }
-                #expect(index == (last[tag] ?? -1) + 1, "\(tag): \(index) after \(last[tag] ?? -1)")
-                last[tag] = index
-            }
-            for (tag, acked) in acknowledged {
-                #expect((last[tag] ?? -1) >= acked, "\(tag): acknowledged \(acked), log has \(last[tag] ?? -1)")
-            }
-            try appender.append("check \(round)")
+            try killAppenderPeersAndRecover(log, directory: scratch.directory, tags: ["p\(round)a", "p\(round)b"], durability: "none",
+                                            round: round, pause: 5_000...40_000, acknowledged: &acknowledged)
         }
         #expect(pretoucher.segmentsMade > 0, "the pretoucher never made a segment ahead: the test proves nothing")
         #expect(log.verify().isIntact)

@@ -109,33 +109,8 @@ struct LogProcessTests {
         let log = try scratch.create()
         var acknowledged: [String: Int] = [:]
         for round in 0..<5 {
-            let tags = ["r\(round)a", "r\(round)b"]
-            let peers = try tags.map { try TestSupport.spawnPeer(["log-append", scratch.directory, $0, "0", durability]) }
-            for peer in peers { #expect(try peer.readLine(timeout: .seconds(20)) == "ready") }
-            usleep(UInt32.random(in: 2_000...30_000))
-            for peer in peers { peer.kill() }
-            for (tag, peer) in zip(tags, peers) {
-                _ = try peer.wait(timeout: .seconds(10))
-                acknowledged[tag] = lastAck(peer.outputText) ?? -1
-            }
-            // Recovery runs in the first appender to open after the kill.
-            let appender = try log.appender()
-            #expect(appender.recovery != nil)
-            let verification = log.verify()
-            #expect(verification.isIntact, "round \(round): \(verification.problems)")
-            var last: [String: Int] = [:]
-            for record in try readAll(log) {
-                guard let (tag, index) = parsePeerPayload(record.text) else {
-                    #expect(record.text.hasPrefix("check "), "unexpected record \(record.text)")
-                    continue
-                }
-                #expect(index == (last[tag] ?? -1) + 1, "\(tag): \(index) after \(last[tag] ?? -1)")
-                last[tag] = index
-            }
-            for (tag, acked) in acknowledged {
-                #expect((last[tag] ?? -1) >= acked, "\(tag): acknowledged \(acked), log has \(last[tag] ?? -1)")
-            }
-            try appender.append("check \(round)")
+            try killAppenderPeersAndRecover(log, directory: scratch.directory, tags: ["r\(round)a", "r\(round)b"], durability: durability,
+                                            round: round, pause: 2_000...30_000, acknowledged: &acknowledged)
         }
         #expect(log.verify().isIntact)
     }

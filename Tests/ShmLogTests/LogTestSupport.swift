@@ -60,3 +60,38 @@ func drain(_ tailer: LogTailer) -> (seen: [UInt64], corrupt: [UInt64]) {
         }
     }
 }
+
+/// One round of the kill tests: appender peers (`log-append`, one per tag)
+/// SIGKILLed after a random pause; then the first appender to open recovers
+/// the log, which must verify, hold every peer's records in order and every
+/// acknowledged one (`acknowledged` collects each tag's last "ack"), and
+/// take a "check ROUND" record.
+func killAppenderPeersAndRecover(_ log: Log, directory: String, tags: [String], durability: String, round: Int,
+                                 pause: ClosedRange<UInt32>, acknowledged: inout [String: Int]) throws {
+    let peers = try tags.map { try TestSupport.spawnPeer(["log-append", directory, $0, "0", durability]) }
+    for peer in peers { #expect(try peer.readLine(timeout: .seconds(20)) == "ready") }
+    usleep(UInt32.random(in: pause))
+    for peer in peers { peer.kill() }
+    for (tag, peer) in zip(tags, peers) {
+        _ = try peer.wait(timeout: .seconds(10))
+        acknowledged[tag] = lastAck(peer.outputText) ?? -1
+    }
+    // Recovery runs in the first appender to open after the kill.
+    let appender = try log.appender()
+    #expect(appender.recovery != nil)
+    let verification = log.verify()
+    #expect(verification.isIntact, "round \(round): \(verification.problems)")
+    var last: [String: Int] = [:]
+    for record in try readAll(log) {
+        guard let (tag, index) = parsePeerPayload(record.text) else {
+            #expect(record.text.hasPrefix("check "), "unexpected record \(record.text)")
+            continue
+        }
+        #expect(index == (last[tag] ?? -1) + 1, "\(tag): \(index) after \(last[tag] ?? -1)")
+        last[tag] = index
+    }
+    for (tag, acked) in acknowledged {
+        #expect((last[tag] ?? -1) >= acked, "\(tag): acknowledged \(acked), log has \(last[tag] ?? -1)")
+    }
+    try appender.append("check \(round)")
+}
