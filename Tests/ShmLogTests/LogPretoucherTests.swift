@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Testing
+import Synchronization
 import ShmSystem
 import ShmTestSupport
 @testable import ShmLog
@@ -144,7 +145,10 @@ struct LogPretoucherTests {
         for i in 0..<3000 { try appender.append(payload(i)) }
         usleep(20_000)
         #expect(pretoucher.touchedBytes == touched)
-        do { _ = try log.pretoucher(lead: 64 << 10) } // released at once: deinit stops it
+        // Released at once: its deinit stops the thread and waits for it.
+        var control: LogPretoucher.Control?
+        do { control = try log.pretoucher(lead: 64 << 10).control }
+        #expect(control?.exitedWord.pointee.load(ordering: .relaxed) == 1, "the thread outlived its pretoucher")
     }
 
     /// An appender closed cleanly with the claim in segment 0 and segment 1
