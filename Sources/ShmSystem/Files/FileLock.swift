@@ -68,11 +68,7 @@ package final class FileLock: @unchecked Sendable {
     /// unlinks while holding it (`removeWhileHeld`) can be opened by a
     /// contender just before: after locking, the contender checks this and
     /// tries again with a fresh file.
-    package var isCurrent: Bool {
-        var held = stat(), named = stat()
-        guard fstat(descriptor, &held) == 0, held.st_nlink > 0, stat(path, &named) == 0 else { return false }
-        return held.st_ino == named.st_ino && held.st_dev == named.st_dev
-    }
+    package var isCurrent: Bool { FileSystem.descriptor(descriptor, isNamed: path) }
 
     /// Removes the lock file while holding the lock (then `deinit` releases it).
     package func removeWhileHeld() { _ = unlink(path) }

@@ -27,6 +27,15 @@ package enum FileSystem {
     /// Whether a directory entry exists at `path` (`access(F_OK)`).
     package static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Whether `path` still names the file open as `descriptor` (`fstat`
+    /// and `stat` agree on device and inode, and it has a link): false once
+    /// it was deleted, or another file was put in its place.
+    package static func descriptor(_ descriptor: Int32, isNamed path: String) -> Bool {
+        var held = stat(), named = stat()
+        guard fstat(descriptor, &held) == 0, held.st_nlink > 0, stat(path, &named) == 0 else { return false }
+        return held.st_ino == named.st_ino && held.st_dev == named.st_dev
+    }
+
     /// The file's length in bytes (`stat(2)` `st_size`).
     package static func size(of path: String) throws(Errno) -> Int {
         var info = stat()

@@ -47,11 +47,7 @@ public final class MappedFile {
     /// Whether `path` still names the mapped file (`fstat` and `stat` agree
     /// on the inode, and it has a link): false once another process deleted
     /// it, or put another file in its place.
-    package var isStillNamed: Bool {
-        var mapped = stat(), named = stat()
-        guard fstat(fd, &mapped) == 0, mapped.st_nlink > 0, stat(path, &named) == 0 else { return false }
-        return mapped.st_ino == named.st_ino && mapped.st_dev == named.st_dev
-    }
+    package var isStillNamed: Bool { FileSystem.descriptor(fd, isNamed: path) }
 
     /// Maps `length` bytes of the file at `path` starting at `offset`, or
     /// everything from `offset` to the end when `length` is nil.
